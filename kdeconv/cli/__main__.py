@@ -1,0 +1,3 @@
+from kdeconv.cli import main
+
+main()

@@ -1,0 +1,34 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+from kdeconv.config import validate_config
+from kdeconv.config.cluster import ClusterConfig
+
+
+def cluster_options(func):
+    """Add the CLUSTER options and pass ``cluster=ClusterConfig(...)`` to the command."""
+
+    @click.option("--scheduler-address", default=None, metavar="ADDR",
+                  help="Attach to a running Dask scheduler (tcp://host:8786).")
+    @click.option("--scheduler-file", default=None, type=click.Path(dir_okay=False),
+                  help="Attach via a scheduler file (dask-jobqueue, `dask scheduler --scheduler-file`).")
+    @click.option("--workers", default=None, type=int, help="LocalCluster worker processes.")
+    @click.option("--threads-per-worker", default=None, type=int, help="LocalCluster threads per worker.")
+    @functools.wraps(func)
+    def wrapper(*args, scheduler_address, scheduler_file, workers, threads_per_worker, **kwargs):
+        cluster = validate_config(ClusterConfig, {
+            "scheduler_address": scheduler_address, "scheduler_file": scheduler_file,
+            "workers": workers, "threads_per_worker": threads_per_worker,
+        }, "cluster options")
+        return func(*args, cluster=cluster, **kwargs)
+
+    return wrapper
+
+
+overwrite_option = click.option("--overwrite", is_flag=True,
+                                help="Replace an existing output instead of refusing.")

@@ -1,0 +1,58 @@
+"""Pydantic config models, one per command, loaded from YAML under ``configs/``.
+
+Each stage's model lives in its own module (``config/generate.py`` …); this module holds the loader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from kdeconv.errors import InputError
+
+__all__ = ["StrictModel", "load_config", "validate_config"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base for all configs: unknown keys are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _one_line(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "<root>"
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"invalid config {source}: {where}: {first['msg']}{more}"
+
+
+def validate_config(model: type[M], data: dict[str, Any], source: str = "") -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise InputError(_one_line(err, source)) from None
+
+
+def load_config(model: type[M], path: str | Path | None, **overrides: Any) -> M:
+    """Read YAML at ``path`` (or start empty), apply non-None ``overrides``, validate."""
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise InputError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise InputError(f"config {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise InputError(f"config {path} must be a mapping at the top level")
+        data = loaded or {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return validate_config(model, data, source)
