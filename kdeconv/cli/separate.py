@@ -1,0 +1,40 @@
+"""``kdeconv separate``: parse options, call ``kdeconv.separate.driver.separate_map``."""
+
+from __future__ import annotations
+
+import click
+
+from kdeconv.cli._common import cluster_options, overwrite_option
+
+
+@click.command("separate")
+@click.argument("map_store", type=click.Path())
+@click.option("--out", "out", required=True, type=click.Path(), help="Separated store to write (.zarr).")
+@click.option("--checkpoint", default=None, type=click.Path(),
+              help="Model checkpoint (.pt). Default: the model shipped with kdeconv.")
+@click.option("--device", default=None, type=click.Choice(["auto", "cpu", "cuda"]),
+              help="auto (CUDA when present, one GPU per worker), cpu or cuda.")
+@click.option("--batch-size", default=None, type=int, help="Patterns per model call (default 64).")
+@click.option("--config", "config_path", default=None, type=click.Path(),
+              help="YAML config (see configs/separate.yaml); options given here win.")
+@overwrite_option
+@cluster_options
+def separate(map_store, out, checkpoint, device, batch_size, config_path, overwrite, cluster):
+    """Separate every pattern of MAP_STORE into A, B and weights (resumable: rerun to continue).
+
+    Writes OUT with arrays A, B (shape and dtype of the map's patterns) and weights (wA >= wB),
+    plus OUT.weights.png (wB over the scan) and OUT.panels.png (C | A | B of the most mixed).
+    """
+    from kdeconv.cluster import summary_line
+    from kdeconv.config import load_config
+    from kdeconv.config.separate import SeparateConfig
+    from kdeconv.separate.driver import separate_map
+
+    config = load_config(SeparateConfig, config_path, checkpoint=checkpoint, device=device,
+                         batch_size=batch_size)
+    result = separate_map(map_store, out, config, cluster, overwrite=overwrite, echo=click.echo)
+    if result.chunks_skipped:
+        click.echo(f"resumed: {result.chunks_skipped} of {result.chunks} chunks were already done")
+    for path in result.report_files:
+        click.echo(f"wrote {path}")
+    click.echo(summary_line(f"separate -> {result.out}", result.patterns, result.seconds))

@@ -1,0 +1,30 @@
+"""Config of ``kdeconv separate`` (example: ``configs/separate.yaml``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from kdeconv.config import StrictModel
+
+
+class BackgroundConfig(StrictModel):
+    """Background removal before the model, as kikuchipy does it (defaults suit raw UP2 data)."""
+
+    # "map_mean": the mean pattern of the whole map (raw vendor files rarely carry one); "none": skip.
+    static: Literal["map_mean", "none"] = "map_mean"
+    static_operation: Literal["subtract", "divide"] = "subtract"
+    dynamic: bool = True
+    dynamic_operation: Literal["subtract", "divide"] = "subtract"
+    # Gaussian std in pixels; None = pattern width / 8 (kikuchipy's default).
+    dynamic_std: float | None = Field(default=None, gt=0)
+
+
+class SeparateConfig(StrictModel):
+    checkpoint: str | None = None  # None = the default model shipped in kdeconv/model/weights/
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(default=64, ge=1)  # patterns per model call inside a chunk
+    background: BackgroundConfig = BackgroundConfig()
+    # How many of the most mixed patterns to draw (C, A, B) in the panel PNG; 0 = no PNGs.
+    panels: int = Field(default=4, ge=0, le=16)

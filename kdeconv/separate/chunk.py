@@ -1,0 +1,95 @@
+"""Per-chunk kernel of ``kdeconv separate``: raw patterns in, A, B and weights out.
+
+Pure numpy around any ``separator`` with ``.separate(float32 (n, sy, sx)) -> (A, B, weights)``
+(the real one is ``kdeconv.model.Separator``; tests pass a stub). No Dask or Zarr here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from kdeconv.preprocess.background import (
+    remove_dynamic_background, remove_static_background, rescale_per_pattern,
+)
+
+__all__ = ["SeparatorLike", "preprocess_patterns", "separate_patterns", "to_dtype", "from_dtype"]
+
+
+class SeparatorLike(Protocol):
+    def separate(self, patterns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+def to_dtype(unit: np.ndarray, dtype) -> np.ndarray:
+    """Float [0, 1] -> ``dtype``: integers use their full range (rounded), floats stay [0, 1]."""
+    dtype = np.dtype(dtype)
+    unit = np.clip(unit, 0.0, 1.0)
+    if dtype.kind in "ui":
+        top = np.iinfo(dtype).max
+        return np.rint(unit.astype(np.float64) * top).astype(dtype)
+    return unit.astype(dtype)
+
+
+def from_dtype(patterns: np.ndarray) -> np.ndarray:
+    """Inverse of ``to_dtype`` for display and comparisons: float32 in [0, 1]."""
+    if patterns.dtype.kind in "ui":
+        return patterns.astype(np.float32) / np.float32(np.iinfo(patterns.dtype).max)
+    return patterns.astype(np.float32)
+
+
+def preprocess_patterns(patterns: np.ndarray, background: dict[str, Any],
+                        static_bg: np.ndarray | None = None) -> np.ndarray:
+    """Raw ``(n, sy, sx)`` patterns -> background-corrected float32 in [0, 1] per pattern.
+
+    ``background`` holds the keys of ``kdeconv.config.separate.BackgroundConfig``.
+    """
+    stack = patterns.astype(np.float32)
+    if background.get("static", "none") != "none":
+        if static_bg is None:
+            raise ValueError("static background removal needs the background pattern")
+        stack = remove_static_background(stack, static_bg, operation=background["static_operation"])
+    if background.get("dynamic", False):
+        stack = remove_dynamic_background(stack, operation=background["dynamic_operation"],
+                                          std=background.get("dynamic_std"))
+    if background.get("static", "none") == "none" and not background.get("dynamic", False):
+        # No background step stretched the patterns: do it here so the model always sees [0, 1].
+        stack = rescale_per_pattern(stack, 0.0, 1.0)
+    return stack
+
+
+def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_size: int,
+                      background: dict[str, Any], static_bg: np.ndarray | None = None,
+                      out_dtype=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Separate a block ``(..., sy, sx)`` of raw patterns in batches of ``batch_size``.
+
+    Returns A and B shaped like ``patterns`` in ``out_dtype`` (default: the input dtype, full
+    range) and weights ``(..., 2)`` float32 with wA >= wB.
+    """
+    nav_shape, sig_shape = patterns.shape[:-2], patterns.shape[-2:]
+    out_dtype = np.dtype(out_dtype or patterns.dtype)
+    stack = patterns.reshape((-1,) + sig_shape)
+    n = stack.shape[0]
+    a_out = np.empty(stack.shape, dtype=out_dtype)
+    b_out = np.empty(stack.shape, dtype=out_dtype)
+    w_out = np.empty((n, 2), dtype=np.float32)
+    # Batches are fixed by (chunk, batch_size), so a rerun feeds the model identical batches.
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        batch = preprocess_patterns(stack[start:stop], background, static_bg)
+        a, b, w = separator.separate(batch)
+        a, b, w = np.asarray(a), np.asarray(b), np.asarray(w, dtype=np.float32)
+        if a.shape != batch.shape or b.shape != batch.shape or w.shape != (stop - start, 2):
+            raise RuntimeError(f"separator returned shapes {a.shape}, {b.shape}, {w.shape} "
+                               f"for a batch of {batch.shape}")
+        # Keep A dominant even if a separator does not promise it.
+        swap = w[:, 0] < w[:, 1]
+        if swap.any():
+            a, b, w = a.copy(), b.copy(), w.copy()
+            a[swap], b[swap] = b[swap], a[swap]
+            w[swap] = w[swap][:, ::-1]
+        a_out[start:stop] = to_dtype(a, out_dtype)
+        b_out[start:stop] = to_dtype(b, out_dtype)
+        w_out[start:stop] = w
+    return (a_out.reshape(patterns.shape), b_out.reshape(patterns.shape),
+            w_out.reshape(nav_shape + (2,)))

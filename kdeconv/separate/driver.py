@@ -1,0 +1,275 @@
+"""Dask/Zarr driver of ``kdeconv separate``: a whole map, chunk by chunk, resumable.
+
+Each navigation chunk of ``patterns`` becomes one ``map_blocks`` task that runs the kernel
+(``chunk.separate_patterns``) with the worker's cached model, writes its region of A, B and
+weights straight into the staging store, and only then sets its ``chunk_done`` marker. A rerun
+of the same command skips marked chunks; a chunk that died half-written has no marker and is
+redone, so the finished store is byte-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from kdeconv.config.cluster import ClusterConfig
+from kdeconv.config.separate import SeparateConfig
+from kdeconv.errors import InputError
+from kdeconv.io.store import finalize_output, open_store, prepare_output, store_attrs
+from kdeconv.separate.chunk import preprocess_patterns, separate_patterns
+from kdeconv.separate.worker import cached_separator, cuda_available, resolve_device
+
+__all__ = ["separate_map", "SeparateResult", "open_separate_client"]
+
+DONE = "chunk_done"
+STATIC = "static_background"
+
+
+@dataclass
+class SeparateResult:
+    out: Path
+    patterns: int          # patterns separated in this run
+    total: int             # patterns in the map
+    chunks_skipped: int    # chunks found complete from an earlier run
+    chunks: int
+    seconds: float
+    report_files: list[Path]
+
+
+# --------------------------------------------------------------------------- task (runs on workers)
+
+def _separate_and_write(block: np.ndarray, block_info=None, *, out_path: str, checkpoint: str | None,
+                        sha256: str, device: str, batch_size: int, background: dict,
+                        loader: Callable | None = None) -> np.ndarray:
+    """Separate one chunk, write its A, B, weights, then mark it done. Returns its pattern count."""
+    import zarr
+
+    info = block_info[0]
+    nav_ndim = block.ndim - 2
+    region = tuple(slice(a, b) for a, b in info["array-location"][:nav_ndim])
+    chunk_index = tuple(info["chunk-location"][:nav_ndim])
+    group = zarr.open_group(out_path, mode="r+")
+    static_bg = _static_background(out_path) if background.get("static", "none") != "none" else None
+    separator = cached_separator(checkpoint, sha256, device, loader)
+    a, b, w = separate_patterns(block, separator, batch_size=batch_size, background=background,
+                                static_bg=static_bg, out_dtype=block.dtype)
+    group["A"][region] = a
+    group["B"][region] = b
+    group["weights"][region] = w
+    group[DONE][chunk_index] = 1  # only after the data: a marker always means a whole chunk
+    return np.full((1,) * nav_ndim, int(np.prod(block.shape[:nav_ndim])), dtype=np.int64)
+
+
+_STATIC_CACHE: dict[str, np.ndarray] = {}
+
+
+def _static_background(out_path: str) -> np.ndarray:
+    import zarr
+
+    if out_path not in _STATIC_CACHE:
+        _STATIC_CACHE.clear()
+        _STATIC_CACHE[out_path] = zarr.open_array(f"{out_path}/{STATIC}", mode="r")[...]
+    return _STATIC_CACHE[out_path]
+
+
+# --------------------------------------------------------------------------- client side
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_on_client(checkpoint: str | None, loader: Callable | None):
+    """Load the model once here to fail fast (exit 2) on a missing or corrupt checkpoint."""
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise InputError(f"checkpoint not found: {checkpoint}")
+    if loader is None:
+        from kdeconv.model import load_separator as loader
+    separator = loader(checkpoint, device="cpu")
+    sha = getattr(separator, "sha256", None) or (_file_sha256(Path(checkpoint)) if checkpoint else "default")
+    return separator, sha
+
+
+def _check_shape(separator, patterns: np.ndarray, background: dict, checkpoint_label: str) -> None:
+    """Run the model on one pattern: a shape the checkpoint cannot take is the user's input error."""
+    trial = preprocess_patterns(patterns, {**background, "static": "none"})
+    try:
+        a, b, w = separator.separate(trial)
+    except InputError:
+        raise
+    except (RuntimeError, ValueError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"checkpoint {checkpoint_label} cannot separate patterns of shape "
+                         f"{patterns.shape[-2:]}: {first}") from None
+    if np.shape(a) != trial.shape:
+        raise InputError(f"checkpoint {checkpoint_label} returns shape {np.shape(a)[-2:]} "
+                         f"for patterns of shape {patterns.shape[-2:]}")
+
+
+def _resume_key(map_path: Path, src, sha256: str, config: SeparateConfig) -> dict[str, Any]:
+    return {"map": str(map_path.resolve()), "shape": list(src.shape), "dtype": str(src.dtype),
+            "chunks": list(src.chunks), "checkpoint_sha256": sha256,
+            "batch_size": config.batch_size, "background": config.background.model_dump(mode="json")}
+
+
+def _open_existing(staging: Path, key: dict[str, Any]):
+    """The staging store of an earlier run of the same command, or None (then start over)."""
+    import zarr
+
+    if not staging.exists():
+        return None
+    try:
+        group = zarr.open_group(str(staging), mode="r+")
+        same = json.dumps(group.attrs.get("resume_key"), sort_keys=True) == json.dumps(key, sort_keys=True)
+        if same and all(name in group for name in ("A", "B", "weights", DONE)):
+            return group
+    except Exception:  # an unreadable leftover is simply replaced
+        pass
+    shutil.rmtree(staging)
+    return None
+
+
+def _create_store(staging: Path, src, map_group, key, config: SeparateConfig, sha256: str):
+    import zarr
+
+    nav_shape, sig_shape = src.shape[:-2], src.shape[-2:]
+    nav_chunks = src.chunks[:-2]
+    group = zarr.open_group(str(staging), mode="w")
+    source = dict(map_group.attrs.get("source", {}))
+    group.attrs.update(store_attrs(
+        "separated", config, source=source, map_store=key["map"], checkpoint_sha256=sha256,
+        preprocessing={"background": config.background.model_dump(mode="json"),
+                       "model_input": "float32 per pattern in [0, 1]; the model applies the mask "
+                                      "and normalisation recorded in its checkpoint"},
+        output_scaling=("float [0, 1] -> full dtype range" if np.dtype(src.dtype).kind in "ui"
+                        else "float [0, 1]"),
+        resume_key=key))
+    for name in ("A", "B"):
+        group.create_array(name, shape=src.shape, chunks=nav_chunks + sig_shape, dtype=src.dtype,
+                           fill_value=0)
+    group.create_array("weights", shape=nav_shape + (2,), chunks=nav_chunks + (2,), dtype="float32",
+                       fill_value=np.nan)
+    grid = tuple(-(-n // c) for n, c in zip(nav_shape, nav_chunks))
+    group.create_array(DONE, shape=grid, chunks=(1,) * len(grid), dtype="uint8", fill_value=0)
+    if config.background.static != "none":
+        group.create_array(STATIC, shape=sig_shape, chunks=sig_shape, dtype="float32",
+                           fill_value=np.nan)
+    return group
+
+
+@contextlib.contextmanager
+def open_separate_client(cluster: ClusterConfig, device: str, echo=None):
+    """A client for ``device``: LocalCUDACluster (one GPU per worker) when dask-cuda is there."""
+    from kdeconv.cluster import open_client
+
+    remote = cluster.scheduler_address or cluster.scheduler_file
+    if not remote and device in ("auto", "cuda") and cuda_available():
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            LocalCUDACluster = None
+        if LocalCUDACluster is not None:
+            from distributed import Client
+
+            with LocalCUDACluster(threads_per_worker=cluster.threads_per_worker or 1,
+                                  resources={"GPU": 1}) as cuda_cluster, Client(cuda_cluster) as client:
+                if echo is not None:
+                    echo(f"LocalCUDACluster: {len(cuda_cluster.workers)} worker(s), one GPU each; "
+                         f"dashboard {client.dashboard_link}")
+                yield client
+            return
+    with open_client(cluster, echo=echo) as client:
+        yield client
+
+
+def _gpu_workers(client) -> bool:
+    workers = client.scheduler_info().get("workers", {}).values()
+    return any("GPU" in (w.get("resources") or {}) for w in workers)
+
+
+def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateConfig,
+                 cluster: ClusterConfig | None = None, *, overwrite: bool = False, echo=None,
+                 loader: Callable | None = None, progress: bool | None = None) -> SeparateResult:
+    """Separate every pattern of the map store at ``map_path`` into the store ``out_path``.
+
+    ``loader(checkpoint, device)`` replaces ``kdeconv.model.load_separator`` (tests, benchmarks).
+    """
+    import dask
+    import dask.array as da
+
+    from kdeconv.cluster import Timer, compute
+
+    echo = echo or (lambda *_: None)
+    cluster = cluster or ClusterConfig()
+    map_path, out_path = Path(map_path), Path(out_path)
+    map_group = open_store(map_path, kind="map", arrays=("patterns",))
+    src = map_group["patterns"]
+    if src.ndim not in (3, 4):
+        raise InputError(f"{map_path}: patterns must be (n, sy, sx) or (ny, nx, sy, sx), got {src.shape}")
+    nav_shape, nav_ndim = src.shape[:-2], src.ndim - 2
+    total = int(np.prod(nav_shape))
+    if total < 2:
+        raise InputError(f"{map_path} holds {total} pattern(s); separate needs a map of at least 2 "
+                         "(the map's mean pattern is its static background)")
+    if config.device == "cuda":
+        resolve_device("cuda")  # fail here, before any worker starts
+    if out_path.resolve() == map_path.resolve():
+        raise InputError("--out must differ from the input map store")
+
+    label = config.checkpoint or "default model"
+    separator, sha256 = _load_on_client(config.checkpoint, loader)
+    first = np.asarray(src[(0,) * nav_ndim])[None]
+    _check_shape(separator, first, config.background.model_dump(), label)
+    del separator
+
+    staging = prepare_output(out_path, overwrite, resume=True)
+    key = _resume_key(map_path, src, sha256, config)
+    group = _open_existing(staging, key)
+    if group is None:
+        group = _create_store(staging, src, map_group, key, config, sha256)
+
+    background = config.background.model_dump()
+    nav_chunks = src.chunks[:-2]
+    patterns = da.from_zarr(src, chunks=nav_chunks + src.shape[-2:])
+    with open_separate_client(cluster, config.device, echo=echo) as client, Timer() as timer:
+        if config.background.static != "none" and np.isnan(group[STATIC][0, 0]):
+            mean = patterns.mean(axis=tuple(range(nav_ndim)), dtype=np.float64)
+            group[STATIC][...] = compute(client, mean, progress=progress).astype(np.float32)
+        done = group[DONE][...]
+        pending = [tuple(int(i) for i in idx) for idx in np.argwhere(done == 0)]
+        # GPU workers (dask-cuda, or `dask worker --resources GPU=1`) take one chunk per GPU.
+        gpu = config.device != "cpu" and _gpu_workers(client)
+        separated = 0
+        with dask.annotate(**({"resources": {"GPU": 1}} if gpu else {})):
+            counts = patterns.map_blocks(
+                _separate_and_write, drop_axis=list(range(nav_ndim, nav_ndim + 2)),
+                chunks=(1,) * nav_ndim, dtype=np.int64, meta=np.empty((0,) * nav_ndim, np.int64),
+                out_path=str(staging), checkpoint=config.checkpoint, sha256=sha256,
+                device=config.device, batch_size=config.batch_size, background=background,
+                loader=loader)
+            if pending:
+                # Only the unfinished chunks: dask culls the reads of the finished ones.
+                wanted = da.concatenate([counts.blocks[idx].ravel() for idx in pending]).sum()
+                separated = int(compute(client, wanted, progress=progress))
+    if not group[DONE][...].all():  # a worker vanished without raising: keep .partial for a rerun
+        raise RuntimeError(f"some chunks of {out_path} were not written; rerun to resume")
+    finalize_output(staging, out_path)
+
+    reports: list[Path] = []
+    if config.panels:
+        from kdeconv.separate.report import write_report
+
+        reports = write_report(out_path, map_path, n_panels=config.panels)
+    return SeparateResult(out=out_path, patterns=separated, total=total,
+                          chunks_skipped=int(done.sum()), chunks=int(done.size),
+                          seconds=timer.seconds, report_files=reports)
