@@ -1,0 +1,214 @@
+"""Checkpoints (one torch file, written atomically) and the ``Separator`` that runs a model.
+
+A checkpoint is a plain dict readable with ``torch.load(weights_only=True)``:
+``format``, ``format_version``, ``kdeconv_version``, ``model_config``, ``normalization``,
+``state_dict``, and optionally ``train_config``, ``metrics``, ``data`` (what it was trained on)
+and ``training_state`` (step, optimiser, scheduler, RNG: what ``--resume`` needs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+
+from kdeconv.errors import InputError
+from kdeconv.model.inputs import (DEFAULT_NORMALIZATION, check_normalization, pattern_mask,
+                                  prepare_inputs)
+from kdeconv.model.unet import DualDecoderUNet, UNetConfig
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "DEFAULT_CHECKPOINT", "save_checkpoint", "read_checkpoint",
+           "build_model", "resolve_device", "file_sha256", "Separator", "load_separator"]
+
+FORMAT = "kdeconv-separator"
+FORMAT_VERSION = 1
+DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "default.pt"
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> cuda when available else cpu; asking for cuda without CUDA is an InputError."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r} (use auto, cpu or cuda)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name} requested but CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError(f"unsupported device {name!r} (use auto, cpu or cuda)")
+    return dev
+
+
+def build_model(model_config: dict[str, Any] | UNetConfig) -> DualDecoderUNet:
+    if not isinstance(model_config, UNetConfig):
+        try:
+            model_config = UNetConfig.model_validate(model_config)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise InputError(f"incompatible model config: {where}: {first['msg']}") from None
+    return DualDecoderUNet(model_config)
+
+
+def save_checkpoint(path: str | Path, model: DualDecoderUNet, *,
+                    normalization: dict[str, Any] | None = None,
+                    train_config: Any = None, metrics: dict[str, Any] | None = None,
+                    data: Any = None, training_state: dict[str, Any] | None = None) -> Path:
+    """Write ``path`` atomically (temp file in the same folder, then rename)."""
+    from kdeconv import __version__
+    from kdeconv.io.store import jsonable
+
+    path = Path(path)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kdeconv_version": __version__,
+        "model_config": model.cfg.model_dump(mode="json"),
+        "normalization": check_normalization(normalization or DEFAULT_NORMALIZATION),
+        "state_dict": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
+        "train_config": jsonable(train_config) if train_config is not None else None,
+        "metrics": jsonable(metrics or {}),
+        "data": jsonable(data) if data is not None else None,
+    }
+    if training_state is not None:
+        payload["training_state"] = training_state
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is a normal file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and check a checkpoint dict (on the CPU); every problem is one-line InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, pickle garbage, foreign objects ...
+        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise InputError(f"checkpoint {path} is corrupt or not a kdeconv checkpoint ({reason})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise InputError(f"{path} is not a kdeconv checkpoint (no '{FORMAT}' format tag)")
+    version = ckpt.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise InputError(f"checkpoint {path} has format version {version}; this kdeconv reads "
+                         f"up to {FORMAT_VERSION} (upgrade kdeconv)")
+    for key in ("model_config", "state_dict", "normalization"):
+        if key not in ckpt:
+            raise InputError(f"checkpoint {path} is incomplete: no '{key}'")
+    ckpt["normalization"] = check_normalization(ckpt["normalization"])
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> DualDecoderUNet:
+    model = build_model(ckpt["model_config"])
+    try:
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except (RuntimeError, KeyError, TypeError) as err:
+        first = str(err).strip().splitlines()
+        raise InputError(f"checkpoint {path} does not match its model config "
+                         f"({(first[1] if len(first) > 1 else first[0]).strip()[:120]})") from None
+    return model
+
+
+class Separator:
+    """A loaded model ready to separate stacks of patterns on its device."""
+
+    def __init__(self, model: DualDecoderUNet, normalization: dict[str, Any], *,
+                 device: torch.device, sha256: str = "", meta: dict[str, Any] | None = None,
+                 path: Path | None = None):
+        self.device = device
+        self.normalization = check_normalization(normalization)
+        self.sha256 = sha256
+        self.meta = meta or {}
+        self.path = path
+        self.model = model.to(device).eval()
+        # channels_last roughly doubles CPU conv throughput (oneDNN's native layout).
+        self.model = self.model.to(memory_format=torch.channels_last)
+
+    @property
+    def default_batch_size(self) -> int:
+        return 256 if self.device.type == "cuda" else 64
+
+    def separate(self, patterns: np.ndarray, batch_size: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(n, sy, sx)`` -> ``A, B`` float32 (n, sy, sx) in [0, 1] and weights (n, 2), wA >= wB.
+
+        Patterns should be background-corrected already; the checkpoint's own normalisation
+        (and mask handling) is applied here.
+        """
+        stack = np.asarray(patterns)
+        if stack.ndim != 3:
+            raise InputError(f"separate expects patterns of shape (n, sy, sx), got {stack.shape}")
+        n, sy, sx = stack.shape
+        a_out = np.empty((n, sy, sx), dtype=np.float32)
+        b_out = np.empty((n, sy, sx), dtype=np.float32)
+        w_out = np.empty((n, 2), dtype=np.float32)
+        step = int(batch_size or self.default_batch_size)
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            x, masked = prepare_inputs(stack[start:stop], self.normalization)
+            a, b, w_a = self._forward(x)
+            swap = w_a < 0.5
+            a[swap], b[swap] = b[swap].copy(), a[swap].copy()
+            w_a = np.where(swap, 1.0 - w_a, w_a)
+            if masked.any():
+                outside = ~pattern_mask((sy, sx))
+                a[masked[:, None, None] & outside] = 0.0
+                b[masked[:, None, None] & outside] = 0.0
+            a_out[start:stop], b_out[start:stop] = a, b
+            w_out[start:stop, 0] = w_a
+            w_out[start:stop, 1] = 1.0 - w_a
+        return a_out, b_out, w_out
+
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        tensor = torch.from_numpy(np.ascontiguousarray(x))[:, None].to(self.device)
+        tensor = tensor.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            a, b, w_a = self.model(tensor)
+        return (a[:, 0].float().cpu().numpy(), b[:, 0].float().cpu().numpy(),
+                w_a.float().cpu().numpy())
+
+    def __repr__(self) -> str:
+        return f"Separator({self.path}, device={self.device}, sha256={self.sha256[:12]})"
+
+
+def load_separator(checkpoint: str | Path | None = None, device: str = "auto") -> Separator:
+    """Load a checkpoint (None = the default model shipped in ``kdeconv/model/weights``)."""
+    path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    if checkpoint is None and not path.is_file():
+        raise InputError(f"the shipped default model is missing ({path}); reinstall kdeconv "
+                         "or pass --checkpoint")
+    dev = resolve_device(device)
+    ckpt = read_checkpoint(path)
+    model = model_from_checkpoint(ckpt, path)
+    meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "training_state")}
+    return Separator(model, ckpt["normalization"], device=dev, sha256=file_sha256(path),
+                     meta=meta, path=path)

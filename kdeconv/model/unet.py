@@ -1,0 +1,132 @@
+"""Dual-decoder U-Net: one shared encoder, decoders for A and B, and a weight head.
+
+Sized for CPU throughput: the stem is a lossless space-to-depth (PixelUnshuffle) so no wide conv
+ever runs at full resolution; each decoder ends with the inverse PixelShuffle and one thin
+full-resolution conv that also sees the input. Skips are taken before each downsampling.
+Any input size works: ``forward`` reflect-pads to a multiple of ``cfg.multiple`` and crops back.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdeconv.config import StrictModel
+
+__all__ = ["UNetConfig", "DualDecoderUNet", "ResBlock"]
+
+
+class UNetConfig(StrictModel):
+    """Architecture; stored in every checkpoint so it can be rebuilt."""
+
+    stem_factor: int = 4  # space-to-depth factor of the stem (1/4 resolution for the first level)
+    widths: tuple[int, ...] = (24, 48, 64, 96)  # per level; each next level halves the size
+    blocks_per_level: int = 1  # encoder ResBlocks per level
+    decoder_block: str = "conv"  # "conv" (one conv-BN-SiLU, fast) or "res" (a ResBlock)
+    bottleneck_blocks: int = 1
+    head_channels: int = 4  # full-resolution channels in each output head
+    weight_hidden: int = 32
+
+    @property
+    def multiple(self) -> int:
+        """Input sides are padded to a multiple of this."""
+        return self.stem_factor * 2 ** (len(self.widths) - 1)
+
+
+class ResBlock(nn.Module):
+    """conv-BN-SiLU-conv-BN plus a (1x1 when widths differ) skip, then SiLU."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.skip = (nn.Identity() if cin == cout else
+                     nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x):
+        y = F.silu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.silu(y + self.skip(x))
+
+
+def _stage(cin: int, cout: int, n: int) -> nn.Sequential:
+    return nn.Sequential(*[ResBlock(cin if i == 0 else cout, cout) for i in range(max(1, n))])
+
+
+def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+                         nn.BatchNorm2d(cout), nn.SiLU())
+
+
+class _Decoder(nn.Module):
+    def __init__(self, cfg: UNetConfig):
+        super().__init__()
+        w = cfg.widths
+        self.ups = nn.ModuleList()
+        self.blocks = nn.ModuleList()
+        for i in range(len(w) - 1, 0, -1):  # from the bottleneck width down to widths[0]
+            self.ups.append(nn.ConvTranspose2d(w[i], w[i - 1], 2, stride=2))
+            self.blocks.append(ResBlock(2 * w[i - 1], w[i - 1]) if cfg.decoder_block == "res"
+                               else _conv_bn(2 * w[i - 1], w[i - 1]))
+        s = cfg.stem_factor
+        self.to_full = nn.Sequential(nn.Conv2d(w[0], s * s, 1), nn.PixelShuffle(s))
+        # The normalised input joins at full resolution so sharp band edges need not pass the stem.
+        self.refine = nn.Conv2d(2, cfg.head_channels, 3, padding=1)
+        self.out = nn.Conv2d(cfg.head_channels, 1, 1)
+
+    def forward(self, bottom, skips, image):
+        x = bottom
+        for up, block, skip in zip(self.ups, self.blocks, reversed(skips)):
+            x = block(torch.cat([up(x), skip], dim=1))
+        coarse = self.to_full(x)
+        x = F.silu(self.refine(torch.cat([coarse, image], dim=1)))
+        return torch.sigmoid(coarse + self.out(x))
+
+
+class DualDecoderUNet(nn.Module):
+    """``forward(x (N,1,H,W) in [0,1]) -> (A (N,1,H,W), B (N,1,H,W), wA (N,))``."""
+
+    def __init__(self, cfg: UNetConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or UNetConfig()
+        w = cfg.widths
+        s = cfg.stem_factor
+        self.stem = nn.Sequential(nn.PixelUnshuffle(s), _conv_bn(s * s, w[0]))
+        self.enc = nn.ModuleList()
+        self.down = nn.ModuleList()
+        for i in range(len(w) - 1):
+            self.enc.append(_stage(w[i], w[i], cfg.blocks_per_level))
+            self.down.append(_conv_bn(w[i], w[i + 1], stride=2))
+        self.bottleneck = _stage(w[-1], w[-1], cfg.bottleneck_blocks)
+        self.dec_a = _Decoder(cfg)
+        self.dec_b = _Decoder(cfg)
+        self.weight_head = nn.Sequential(nn.Linear(2 * w[-1], cfg.weight_hidden), nn.SiLU(),
+                                         nn.Linear(cfg.weight_hidden, 1))
+
+    @property
+    def multiple(self) -> int:
+        return self.cfg.multiple
+
+    def forward(self, x: torch.Tensor):
+        h, w = x.shape[-2:]
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            # reflect needs pad < size; replicate covers tiny inputs
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        skips = []
+        y = self.stem(x)
+        for enc, down in zip(self.enc, self.down):
+            y = enc(y)
+            skips.append(y)
+            y = down(y)
+        y = self.bottleneck(y)
+        pooled = torch.cat([y.mean(dim=(2, 3)), y.amax(dim=(2, 3))], dim=1)
+        w_a = torch.sigmoid(self.weight_head(pooled)).squeeze(1)
+        a = self.dec_a(y, skips, x)[..., :h, :w]
+        b = self.dec_b(y, skips, x)[..., :h, :w]
+        return a, b, w_a
