@@ -1,0 +1,28 @@
+"""``kdeconv ingest INPUT OUT.zarr``."""
+
+from __future__ import annotations
+
+import click
+
+from kdeconv.cli._common import cluster_options, overwrite_option
+
+
+@click.command(help="Read a vendor file (UP1/UP2, .ebsp, NORDIF .dat, h5ebsd, .h5oina, EMsoft .h5), "
+                    "a multi-page TIFF or a folder of PNG/TIFF patterns into a map store.")
+@click.argument("input_path", metavar="INPUT", type=click.Path())
+@click.argument("output", metavar="OUT.zarr", type=click.Path())
+@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
+              help="YAML with defaults (configs/ingest.yaml); options given here win.")
+@click.option("--chunk-mb", default=None, type=float, help="Target MB per chunk [32].")
+@click.option("--nav-shape", default=None, type=(int, int), metavar="NY NX",
+              help="Map grid for image inputs (default: a line scan), or to regrid a line scan.")
+@overwrite_option
+@cluster_options
+def ingest(input_path, output, config_path, chunk_mb, nav_shape, overwrite, cluster):
+    from kdeconv.config import load_config
+    from kdeconv.config.ingest import IngestConfig
+    from kdeconv.io.ingest import ingest as run_ingest
+
+    config = load_config(IngestConfig, config_path, input=input_path, output=output,
+                         chunk_mb=chunk_mb, nav_shape=nav_shape, overwrite=overwrite or None)
+    run_ingest(config, cluster, echo=click.echo)

@@ -1,0 +1,18 @@
+"""Config of ``kdeconv ingest``."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from kdeconv.config import StrictModel
+from kdeconv.io.store import DEFAULT_CHUNK_MB
+
+
+class IngestConfig(StrictModel):
+    input: str
+    output: str
+    # Target MB per Zarr chunk (chunks split navigation axes only).
+    chunk_mb: float = Field(default=DEFAULT_CHUNK_MB, gt=0)
+    # (NY, NX) grid for inputs without one (image folders, TIFF) or to regrid a line scan.
+    nav_shape: tuple[int, int] | None = None
+    overwrite: bool = False

@@ -1,0 +1,94 @@
+"""EDAX binary UP1/UP2 writer (version 3), as kikuchipy's reader parses it (little-endian).
+
+Header (42 bytes): uint32 version=3, uint32 sx, uint32 sy, uint32 pattern offset=42, 1 byte,
+uint32 nx, uint32 ny, uint8 hex flag=0, float64 dx, float64 dy; then the patterns row-major,
+uint16 (UP2) or uint8 (UP1). The body is filled chunk by chunk through ``np.memmap``, so a Dask
+array is written with bounded memory, in parallel on workers that share the file system.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kdeconv.errors import InputError
+
+__all__ = ["write_up2", "write_up1", "edax_header", "HEADER_BYTES"]
+
+HEADER_BYTES = 42
+
+
+def edax_header(sy: int, sx: int, ny: int, nx: int, step_x: float, step_y: float) -> bytes:
+    header = struct.pack("<IIII", 3, sx, sy, HEADER_BYTES) + b"\x00" \
+        + struct.pack("<II", nx, ny) + b"\x00" + struct.pack("<dd", step_x, step_y)
+    assert len(header) == HEADER_BYTES
+    return header
+
+
+@dataclass(frozen=True)
+class _BodyTarget:
+    """``da.store`` target: writes each region into the file body through a memmap (picklable)."""
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def __setitem__(self, key, value) -> None:
+        body = np.memmap(self.path, dtype=self.dtype, mode="r+", offset=HEADER_BYTES, shape=self.shape)
+        body[key] = value
+        body.flush()
+        del body
+
+
+def write_up2(path, patterns, step_x: float = 1.0, step_y: float = 1.0, *, client=None) -> Path:
+    """Write ``patterns`` (…nav, sy, sx) to an EDAX UP2 file (uint16).
+
+    ``patterns`` is a numpy or Dask array, (n, sy, sx) for a line scan or (ny, nx, sy, sx).
+    uint8 input is widened to uint16 (values unchanged); other dtypes are refused: convert
+    them yourself so that the scaling is your choice. A Dask array is computed chunk by chunk
+    on ``client`` if given, else on the default Dask scheduler.
+    """
+    return _write_edax(path, patterns, step_x, step_y, np.dtype("<u2"), client)
+
+
+def write_up1(path, patterns, step_x: float = 1.0, step_y: float = 1.0, *, client=None) -> Path:
+    """Write uint8 ``patterns`` (…nav, sy, sx) to an EDAX UP1 file (version 3 header)."""
+    return _write_edax(path, patterns, step_x, step_y, np.dtype("u1"), client)
+
+
+def _write_edax(path, patterns, step_x, step_y, file_dtype: np.dtype, client) -> Path:
+    path = Path(path)
+    shape = tuple(int(v) for v in patterns.shape)
+    if len(shape) not in (3, 4):
+        raise InputError(f"UP1/UP2 needs patterns shaped (n, sy, sx) or (ny, nx, sy, sx), got {shape}")
+    source = np.dtype(patterns.dtype)
+    kind = "UP2" if file_dtype.itemsize == 2 else "UP1"
+    allowed = (np.dtype(np.uint8), np.dtype(np.uint16)) if kind == "UP2" else (np.dtype(np.uint8),)
+    if source.newbyteorder("=") not in allowed:
+        hint = " (UP1 is 8-bit: export .up2, .h5 or .tif to keep 16-bit data)" if kind == "UP1" else \
+            " (convert to uint16 first, choosing the scaling)"
+        raise InputError(f"cannot write {source} patterns to {kind}{hint}")
+    sy, sx = shape[-2:]
+    ny, nx = (1, shape[0]) if len(shape) == 3 else shape[:2]
+    with open(path, "wb") as f:
+        f.write(edax_header(sy, sx, ny, nx, float(step_x), float(step_y)))
+        f.truncate(HEADER_BYTES + int(np.prod(shape)) * file_dtype.itemsize)
+    target = _BodyTarget(str(path), shape, file_dtype.str)
+    if hasattr(patterns, "dask"):
+        import dask.array as da
+
+        if source != file_dtype:
+            patterns = patterns.astype(file_dtype)
+        stored = da.store(patterns, target, lock=False, compute=False)
+        if client is not None:
+            from kdeconv.cluster import compute
+
+            compute(client, stored)
+        else:
+            stored.compute()
+    else:
+        target[...] = np.asarray(patterns).astype(file_dtype, copy=False)
+    return path

@@ -1,0 +1,83 @@
+"""``kdeconv ingest``: a vendor file or image folder -> map store ``patterns``, chunk by chunk.
+
+The Dask array is built from ``kdeconv.io.layouts`` readers: each task opens the file and reads
+only its own patterns, so the graph stays small whatever the file size, and it runs on any
+scheduler (local processes, a remote cluster).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from kdeconv.config.cluster import ClusterConfig
+from kdeconv.config.ingest import IngestConfig
+from kdeconv.io.layouts import read_patterns
+from kdeconv.io.sources import Source, open_source
+from kdeconv.io.store import finalize_output, nav_chunks, prepare_output, store_attrs
+
+__all__ = ["lazy_patterns", "ingest", "read_block"]
+
+
+def read_block(layout, shape: tuple[int, ...], block_info=None) -> np.ndarray:
+    """One block of the map, located by Dask's ``block_info``; reads map-order runs of patterns."""
+    location = block_info[None]["array-location"]
+    nav = shape[:-2]
+    if len(nav) == 1:
+        (start, stop), = location[:1]
+        return read_patterns(layout, start, stop - start)
+    (r0, r1), (c0, c1) = location[:2]
+    nx = nav[1]
+    if c0 == 0 and c1 == nx:  # whole rows: one contiguous run
+        block = read_patterns(layout, r0 * nx, (r1 - r0) * nx)
+        return block.reshape((r1 - r0, nx) + tuple(shape[-2:]))
+    rows = [read_patterns(layout, r * nx + c0, c1 - c0) for r in range(r0, r1)]
+    return np.stack(rows)
+
+
+def lazy_patterns(source: Source, chunk_mb: float = 32.0):
+    """A Dask array of the source's patterns, chunked along navigation axes only."""
+    import dask.array as da
+
+    chunks = nav_chunks(source.nav_shape, source.sig_shape, source.dtype.itemsize, chunk_mb)
+    chunks = da.core.normalize_chunks(chunks, source.shape)
+    return da.map_blocks(read_block, chunks=chunks, dtype=source.dtype,
+                         meta=np.empty((0,) * len(source.shape), source.dtype),
+                         layout=source.layout, shape=tuple(source.shape),
+                         name=f"kdeconv-read-{Path(source.attrs.get('path', 'x')).name}")
+
+
+def ingest(config: IngestConfig, cluster: ClusterConfig | None = None, *,
+           echo: Callable[[str], None] = print) -> Path:
+    """Read ``config.input`` into the map store ``config.output``; return its path."""
+    import dask.array as da
+    import zarr
+
+    from kdeconv.cluster import Timer, compute, open_client, summary_line
+
+    source = open_source(config.input, config.nav_shape)
+    output = Path(config.output)
+    staging = prepare_output(output, config.overwrite)
+    patterns = lazy_patterns(source, config.chunk_mb)
+    try:
+        root = zarr.open_group(str(staging), mode="w")
+        root.attrs.update(store_attrs("map", config, source.attrs))
+        nav_names = ("y", "x") if len(source.nav_shape) == 2 else ("n",)
+        target = root.create_array(
+            "patterns", shape=source.shape, dtype=source.dtype,
+            chunks=tuple(c[0] for c in patterns.chunks),
+            dimension_names=nav_names + ("sy", "sx"),
+        )
+        echo(f"ingest: {source.attrs.get('format')} {tuple(source.shape)} {source.dtype} -> {output}")
+        with open_client(cluster, echo=echo) as client:
+            with Timer() as timer:
+                compute(client, da.store(patterns, target, lock=False, compute=False))
+        finalize_output(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # nothing that looks like a store is left
+        raise
+    echo(summary_line("ingest", source.n_patterns, timer.seconds))
+    return output
