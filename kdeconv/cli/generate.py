@@ -1,0 +1,40 @@
+"""``kdeconv generate``: synthetic (C, A, B) training pairs into a pairs store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kdeconv.cli._common import cluster_options, overwrite_option
+
+
+@click.command("generate")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="YAML config (see configs/generate_default.yaml).")
+@click.option("--out", required=True, type=click.Path(), help="Pairs store to write (Zarr).")
+@click.option("--n", type=int, default=None, help="Number of pairs (overrides the config). A larger "
+              "--n on an existing store with the same config appends.")
+@click.option("--seed", type=int, default=None, help="Seed (overrides the config).")
+@click.option("--chunk-size", type=int, default=None, help="Pairs per task and per Zarr chunk.")
+@click.option("--debug", is_flag=True, help="Also write PNG panels of a few pairs to OUT.debug/.")
+@overwrite_option
+@cluster_options
+def generate(config_path, out, n, seed, chunk_size, debug, overwrite, cluster):
+    """Make synthetic training pairs C = wA*A + wB*B (with optional realism) on Dask."""
+    from kdeconv.cluster import open_client, summary_line
+    from kdeconv.config import load_config
+    from kdeconv.config.generate import GenerateConfig
+    from kdeconv.generate.driver import plan_source, run_generate, write_debug_panels
+
+    cfg = load_config(GenerateConfig, config_path, n=n, seed=seed, chunk_size=chunk_size)
+    plan_source(cfg)  # bad source -> exit 2 before any cluster starts
+    with open_client(cluster, echo=click.echo) as client:
+        result = run_generate(cfg, out, client, overwrite=overwrite, echo=click.echo)
+    if result["new"]:
+        click.echo(summary_line("generate", result["new"], result["seconds"], unit="pairs")
+                   + (f"; store now holds {result['n']}" if result.get("base") else ""))
+    if debug:
+        folder = Path(str(out) + ".debug")
+        paths = write_debug_panels(out, folder)
+        click.echo(f"debug panels: {len(paths)} PNG in {folder}")

@@ -1,0 +1,360 @@
+"""Dask/Zarr driver of ``kdeconv generate``: one task per chunk of pairs writes its own region.
+
+Simulated sources first fill ``pure`` (one task per chunk of pure patterns, each pattern
+simulated once), then the pair tasks read the pure patterns they need from it. Map sources read
+the needed patterns straight from the map store. Tasks carry only the config and indices, so the
+graph stays small, and each task holds at most ``chunk_size`` pairs plus their pure patterns.
+
+A finished store is extended in place by a later run with a larger ``n`` and the same
+config/seed (existing chunks are not rewritten; the first partly filled chunk is completed).
+An interrupted run leaves ``OUT.partial``, which the next identical run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kdeconv.config.generate import GenerateConfig, MapSource, SimulateSource
+from kdeconv.errors import InputError
+from kdeconv.generate.augment import AUGMENT_COLUMNS
+from kdeconv.generate.chunk import (bin_patterns, build_pairs, draw_pairs, prepare_pure,
+                                    pure_geometry)
+from kdeconv.io.store import open_store, partial_path, prepare_output, store_attrs
+from kdeconv.preprocess import circular_mask, mask_geometry
+
+__all__ = ["SourcePlan", "plan_source", "run_generate", "write_pair_chunk", "write_debug_panels"]
+
+PURE_CHUNK = 128
+
+
+@dataclass
+class SourcePlan:
+    kind: str
+    pool_size: int
+    raw_shape: tuple[int, int]      # pure pattern as read (map) or stored in `pure` (simulate)
+    out_shape: tuple[int, int]      # pattern shape of C, A, B
+    info: dict = field(default_factory=dict)
+    indices: np.ndarray | None = None   # map: listed flat indices (pool order), else None
+
+
+def _cfg_json(cfg: GenerateConfig) -> str:
+    return json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
+
+
+def _content_key(cfg: GenerateConfig) -> str:
+    return json.dumps(cfg.content_key(), sort_keys=True)
+
+
+def _shape_after(shape: tuple[int, int], cfg: GenerateConfig, binned: bool) -> tuple[int, int]:
+    b = 1 if binned else cfg.preprocess.binning
+    if shape[0] % b or shape[1] % b:
+        raise InputError(f"binning {b} does not divide the pattern shape {shape[0]}x{shape[1]}")
+    sy, sx = shape[0] // b, shape[1] // b
+    if cfg.preprocess.crop is not None:
+        t, bo, le, ri = cfg.preprocess.crop
+        if min(t, bo, le, ri) < 0 or t + bo >= sy - 4 or le + ri >= sx - 4:
+            raise InputError(f"crop {list(cfg.preprocess.crop)} does not fit a {sy}x{sx} pattern")
+        sy, sx = sy - t - bo, sx - le - ri
+    return sy, sx
+
+
+def plan_source(cfg: GenerateConfig) -> SourcePlan:
+    """Check the source and work out pool size and shapes (raises InputError on bad input)."""
+    src = cfg.source
+    if isinstance(src, SimulateSource):
+        if src.n_pure < 2:
+            raise InputError("empty source: n_pure must be at least 2 to make pairs")
+        shape = tuple(src.shape)
+        plan = SourcePlan("simulate", src.n_pure, shape, _shape_after(shape, cfg, binned=True),
+                          {"kind": "simulate", "master": src.master.model_dump(mode="json"),
+                           "n_pure": src.n_pure})
+        if src.master.kind != "nickel":
+            from kdeconv.simulate import load_master
+
+            load_master(src.master.model_dump(mode="json"))  # fail early on a bad file/phase
+        return plan
+    assert isinstance(src, MapSource)
+    group = open_store(src.path, "map", arrays=("patterns",))
+    arr = group["patterns"]
+    if arr.ndim not in (3, 4):
+        raise InputError(f"map store {src.path}: patterns must be (n, sy, sx) or (ny, nx, sy, sx)")
+    nav = int(np.prod(arr.shape[:-2]))
+    if nav == 0:
+        raise InputError(f"empty source: map store {src.path} has no pattern")
+    indices = None
+    pool = nav
+    if src.indices is not None:
+        indices = np.unique(np.asarray(src.indices, dtype=np.int64))
+        if indices[-1] >= nav:
+            raise InputError(f"source index {int(indices[-1])} is outside the map ({nav} patterns)")
+        pool = len(indices)
+    if pool < 2:
+        raise InputError("empty source: at least 2 pure patterns are needed to make pairs")
+    raw_shape = tuple(int(s) for s in arr.shape[-2:])
+    source_attrs = dict(group.attrs.get("source", {}))
+    return SourcePlan("map", pool, raw_shape, _shape_after(raw_shape, cfg, binned=False),
+                      {"kind": "map", "path": str(Path(src.path).resolve()), "pool_size": pool,
+                       "map_nav_shape": list(arr.shape[:-2]), "map_dtype": str(arr.dtype),
+                       "map_source": source_attrs}, indices)
+
+
+# ---------------------------------------------------------------- tasks (run on workers)
+
+def simulate_pure_chunk(staging: str, cfg_json: str, start: int, stop: int) -> int:
+    """Simulate pure patterns ``start:stop`` into the ``pure*`` arrays of the staging store."""
+    import zarr
+
+    from kdeconv.simulate import load_master, simulate_varied
+
+    cfg = GenerateConfig.model_validate_json(cfg_json)
+    src = cfg.source
+    b = cfg.preprocess.binning
+    quats, pcs, tilts = pure_geometry(cfg, start, stop)
+    master = load_master(src.master.model_dump(mode="json"))
+    shape = (src.shape[0] * b, src.shape[1] * b)
+    pats = bin_patterns(simulate_varied(master, quats, pcs, tilts[:, 0], tilts[:, 1], shape), b)
+    group = zarr.open_group(staging, mode="r+")
+    group["pure"][start:stop] = pats
+    group["pure_rotation"][start:stop] = quats.astype(np.float32)
+    group["pure_pc"][start:stop] = pcs.astype(np.float32)
+    group["pure_tilt"][start:stop] = tilts.astype(np.float32)
+    return stop - start
+
+
+def _read_pure(group, cfg: GenerateConfig, positions: np.ndarray):
+    """Pure patterns at pool ``positions``: (prepared float32 stack, source indices, quaternions)."""
+    import zarr
+
+    uniq, inverse = np.unique(positions, return_inverse=True)
+    if isinstance(cfg.source, SimulateSource):
+        raw = group["pure"].oindex[uniq]
+        quats = group["pure_rotation"].oindex[uniq]
+        pats = prepare_pure(raw, cfg, binned=True)
+        return pats[inverse], uniq[inverse], quats[inverse]
+    src = cfg.source
+    idx = group["pool_indices"].oindex[uniq] if src.indices is not None else uniq
+    arr = zarr.open_group(src.path, mode="r")["patterns"]
+    if arr.ndim == 3:
+        raw = arr.oindex[idx]
+    else:
+        iy, ix = np.unravel_index(idx, arr.shape[:2])
+        raw = arr.vindex[iy, ix]
+    pats = prepare_pure(raw, cfg, binned=False)
+    quats = np.full((len(uniq), 4), np.nan, np.float32)
+    return pats[inverse], idx[inverse], quats[inverse]
+
+
+def write_pair_chunk(staging: str, cfg_json: str, start: int, stop: int, pool_size: int,
+                     _deps: Any = None) -> int:
+    """Build pairs ``start:stop`` and write them into the staging store (one region)."""
+    import zarr
+
+    cfg = GenerateConfig.model_validate_json(cfg_json)
+    group = zarr.open_group(staging, mode="r+")
+    shape = tuple(group["C"].shape[1:])
+    draws = draw_pairs(cfg, start, stop, pool_size, square=shape[0] == shape[1])
+    n = stop - start
+    both = np.concatenate([draws.pos_a, draws.pos_b])
+    pats, index, quats = _read_pure(group, cfg, both)
+    mask = circular_mask(shape, cfg.mask.radius)
+    out = build_pairs(cfg, start, draws, pats[:n], pats[n:], mask)
+    region = slice(start, stop)
+    for name in ("C", "A", "B", "masked"):
+        group[name][region] = out[name]
+    group["weights"][region] = draws.weights
+    group["index_a"][region] = index[:n]
+    group["index_b"][region] = index[n:]
+    group["rotation_a"][region] = quats[:n]
+    group["rotation_b"][region] = quats[n:]
+    group["augment"][region] = draws.augment
+    return n
+
+
+def _total(counts) -> int:
+    return int(sum(counts))
+
+
+# ---------------------------------------------------------------- store management
+
+def _create_store(staging: Path, cfg: GenerateConfig, plan: SourcePlan, n: int, chunk: int):
+    import zarr
+
+    group = zarr.open_group(str(staging), mode="w")
+    sy, sx = plan.out_shape
+    k = len(AUGMENT_COLUMNS)
+
+    def arr(name, shape, chunks, dtype, fill=0):
+        group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill)
+
+    for name in ("C", "A", "B"):
+        arr(name, (n, sy, sx), (chunk, sy, sx), "uint16")
+    arr("weights", (n, 2), (chunk, 2), "float32")
+    arr("index_a", (n,), (chunk,), "int64", -1)
+    arr("index_b", (n,), (chunk,), "int64", -1)
+    arr("rotation_a", (n, 4), (chunk, 4), "float32", float("nan"))
+    arr("rotation_b", (n, 4), (chunk, 4), "float32", float("nan"))
+    arr("masked", (n,), (chunk,), "bool", False)
+    arr("augment", (n, k), (chunk, k), "float32")
+    if plan.kind == "simulate":
+        p = plan.pool_size
+        ry, rx = plan.raw_shape
+        arr("pure", (p, ry, rx), (PURE_CHUNK, ry, rx), "float32")
+        arr("pure_rotation", (p, 4), (PURE_CHUNK, 4), "float32", float("nan"))
+        arr("pure_pc", (p, 3), (PURE_CHUNK, 3), "float32", float("nan"))
+        arr("pure_tilt", (p, 2), (PURE_CHUNK, 2), "float32", float("nan"))
+    elif plan.indices is not None:
+        group.create_array("pool_indices", data=plan.indices, chunks=(max(1, min(len(plan.indices), 1 << 20)),))
+    group.attrs.update(_attrs(cfg, plan, n_complete=0, pure_complete=False))
+    return group
+
+
+def _attrs(cfg: GenerateConfig, plan: SourcePlan, n_complete: int, pure_complete: bool) -> dict:
+    return store_attrs(
+        "pairs", config=cfg, source=plan.info, pipeline=cfg.pipeline, seed=cfg.seed, n=cfg.n,
+        n_complete=n_complete, pure_complete=pure_complete, content_key=_content_key(cfg),
+        augment_columns=list(AUGMENT_COLUMNS), pattern_shape=list(plan.out_shape),
+        pool_size=plan.pool_size,
+        formulas="see kdeconv.mixing (pipelines) and kdeconv.generate.augment (realism); "
+                 "uint16 = round(clip(x, 0, 1) * 65535)",
+        index_meaning=("rows of 'pure' (with pure_rotation, pure_pc, pure_tilt = camera, sample)"
+                       if plan.kind == "simulate" else "flat indices into the map's patterns"))
+
+
+def _open_existing(path: Path, cfg: GenerateConfig):
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r+")
+    return group, group.attrs.get("content_key") == _content_key(cfg)
+
+
+def _tasks(start: int, stop: int, chunk: int) -> list[tuple[int, int]]:
+    """Chunk-aligned ranges covering start:stop (the first may be a partial chunk)."""
+    out = []
+    pos = start
+    while pos < stop:
+        end = min(stop, (pos // chunk + 1) * chunk)
+        out.append((pos, end))
+        pos = end
+    return out
+
+
+def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: bool = False,
+                 echo=print) -> dict:
+    """Generate ``cfg.n`` pairs into ``out``; returns {"new": pairs written, "n": total, ...}."""
+    import dask
+
+    from kdeconv.cluster import Timer, compute
+
+    out = Path(out)
+    plan = plan_source(cfg)
+    mask_geometry(plan.out_shape, cfg.mask.radius)  # a mask larger than the pattern is an error
+    staging = partial_path(out)
+    base = 0
+    pure_done = False
+    if out.exists() and not overwrite:
+        open_store(out, "pairs", arrays=("C", "A", "B", "weights"))
+        group, same = _open_existing(out, cfg)
+        if not same:
+            raise InputError(f"output already exists with a different config or seed: {out} "
+                             "(use --overwrite to replace it)")
+        base = int(group.attrs.get("n_complete", group["C"].shape[0]))
+        if cfg.n <= base:
+            echo(f"{out} already holds {base} pairs (asked for {cfg.n}); nothing to do")
+            return {"new": 0, "n": base, "seconds": 0.0}
+        if staging.exists():
+            shutil.rmtree(staging)
+        out.rename(staging)  # an interrupted append then resumes from the .partial
+        pure_done = True
+    else:
+        staging = prepare_output(out, overwrite, resume=True)
+        if staging.exists():
+            group, same = _open_existing(staging, cfg)
+            if same:
+                base = int(group.attrs.get("n_complete", 0))
+                pure_done = bool(group.attrs.get("pure_complete", False))
+                echo(f"resuming {staging.name}: {base} pairs already written")
+            else:
+                shutil.rmtree(staging)
+    if staging.exists():
+        group = _open_existing(staging, cfg)[0]
+        chunk = group["C"].chunks[0]
+        for name in group.array_keys():
+            a = group[name]
+            if name.startswith("pure") or name == "pool_indices":
+                continue
+            if a.shape[0] != cfg.n:
+                a.resize((cfg.n,) + tuple(a.shape[1:]))
+    else:
+        chunk = min(cfg.chunk_size, cfg.n)
+        group = _create_store(staging, cfg, plan, cfg.n, chunk)
+    if chunk != cfg.chunk_size and base > 0:
+        echo(f"keeping the store's chunk size {chunk} (asked {cfg.chunk_size})")
+
+    cfg_json = _cfg_json(cfg)
+    with Timer() as timer:
+        deps = []
+        if plan.kind == "simulate" and not pure_done:
+            sim = dask.delayed(simulate_pure_chunk, pure=True)
+            deps = [sim(str(staging), cfg_json, s, min(s + PURE_CHUNK, plan.pool_size),
+                        dask_key_name=f"kdeconv-pure-{s}")
+                    for s in range(0, plan.pool_size, PURE_CHUNK)]
+            compute(client, dask.delayed(_total)(deps))
+            group.attrs["pure_complete"] = True
+        base = min(base, cfg.n)
+        write = dask.delayed(write_pair_chunk, pure=True)
+        tasks = [write(str(staging), cfg_json, s, e, plan.pool_size,
+                       dask_key_name=f"kdeconv-pairs-{s}-{e}")
+                 for s, e in _tasks(base, cfg.n, chunk)]
+        written = compute(client, dask.delayed(_total)(tasks)) if tasks else 0
+    attrs = _attrs(cfg, plan, n_complete=cfg.n, pure_complete=True)
+    group.attrs.update(attrs)
+    from kdeconv.io.store import finalize_output
+
+    finalize_output(staging, out)
+    return {"new": written, "n": cfg.n, "seconds": timer.seconds, "base": base}
+
+
+def write_debug_panels(store: str | Path, folder: str | Path, count: int = 6) -> list[Path]:
+    """PNG per pair: A, B, C, C with the mask boundary, and C - (wA*A + wB*B)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import zarr
+
+    from kdeconv.mixing import from_uint16
+    from kdeconv.preprocess import mask_geometry as geometry
+
+    group = zarr.open_group(str(store), mode="r")
+    cfg = GenerateConfig.model_validate(group.attrs["config"])
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    n = group["C"].shape[0]
+    picks = np.unique(np.linspace(0, n - 1, min(count, n)).astype(int))
+    cy, cx, r = geometry(tuple(group["C"].shape[1:]), cfg.mask.radius)
+    paths = []
+    for i in picks:
+        a, b, c = (from_uint16(group[k][i]) for k in ("A", "B", "C"))
+        w = group["weights"][i]
+        diff = c - (w[0] * a + w[1] * b)
+        fig, axes = plt.subplots(1, 5, figsize=(15, 3.3))
+        for ax, img, title in zip(axes, (a, b, c, c, diff),
+                                  (f"A (wA={w[0]:.2f})", f"B (wB={w[1]:.2f})", "C", "C + mask",
+                                   "C - (wA A + wB B)")):
+            ax.imshow(img, cmap="gray" if title != "C - (wA A + wB B)" else "coolwarm")
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        axes[3].add_patch(plt.Circle((cx, cy), r, fill=False, color="red", lw=1))
+        fig.suptitle(f"pair {i} (masked={bool(group['masked'][i])}, "
+                     f"index {int(group['index_a'][i])}/{int(group['index_b'][i])})", fontsize=10)
+        path = folder / f"pair_{i:06d}.png"
+        fig.savefig(path, dpi=80, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(path)
+    return paths

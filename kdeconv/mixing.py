@@ -1,0 +1,128 @@
+"""The two ways to build a mixed pattern C from pure patterns A, B and weights (wA, wB).
+
+Notation, per pair: ``N(x)`` is :func:`kdeconv.preprocess.normalize` (per-pattern stretch to
+[0, 1], min/max or percentiles taken inside the mask when smart); ``R(x)`` is the realism
+degradation (identity when realism is off, see :mod:`kdeconv.generate.augment`); ``g`` the gamma
+(1 when realism is off); ``m`` the mask (applied only to pairs marked ``masked``).
+
+Both pipelines first make the clean targets that are stored:
+
+    A' = N(A),  B' = N(B)                      (times m for masked pairs)
+    M  = wA * A' + wB * B'                     (wA + wB = 1, so M is in [0, 1])
+
+``normalize_then_mix`` keeps the mixture's own contrast (a 50/50 mix of two patterns is
+flatter than either):
+
+    C = clip(R(M), 0, 1) ** g                  (times m for masked pairs)
+
+``mix_then_normalize`` stretches the mixture again, as a camera pattern is stretched before it
+reaches the model (this is what `separate` sees):
+
+    C = N(R(M)) ** g                           (times m for masked pairs)
+
+So with realism off, ``C = wA*A' + wB*B'`` exactly for normalize_then_mix and
+``C = N(wA*A' + wB*B')`` for mix_then_normalize, computable from the stored A, B and weights.
+Mixing normalised (not raw) pure patterns is deliberate: it makes C reproducible from the
+stored targets, and two grains under the same beam have near-equal raw brightness anyway.
+
+Stored as uint16 over the full range: ``u = round(clip(x, 0, 1) * 65535)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from kdeconv.errors import InputError
+from kdeconv.preprocess import normalize
+
+__all__ = ["PIPELINES", "normalize_then_mix", "mix_then_normalize", "mix", "to_uint16",
+           "from_uint16", "UINT16_MAX"]
+
+PIPELINES = ("normalize_then_mix", "mix_then_normalize")
+UINT16_MAX = 65535
+
+
+def to_uint16(x: np.ndarray) -> np.ndarray:
+    """float [0, 1] -> uint16 over the full range 0..65535 (values outside are clipped)."""
+    return np.rint(np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0) * UINT16_MAX).astype(np.uint16)
+
+
+def from_uint16(u: np.ndarray) -> np.ndarray:
+    """uint16 full range -> float32 [0, 1]."""
+    return (np.asarray(u, dtype=np.float32) / np.float32(UINT16_MAX)).astype(np.float32)
+
+
+def _normalize_rows(x, mask, rows, **kw) -> np.ndarray:
+    # Masked pairs take their statistics inside the mask; the others over the whole pattern.
+    if mask is None or rows.all():
+        return normalize(x, mask=mask, **kw)
+    out = np.empty(x.shape, dtype=np.float32)
+    if rows.any():
+        out[rows] = normalize(x[rows], mask=mask, **kw)
+    out[~rows] = normalize(x[~rows], mask=None, **kw)
+    return out
+
+
+def _weights(weights: np.ndarray, n: int) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float64).reshape(n, 2)
+    if np.any(w < 0) or np.any(w > 1) or not np.allclose(w.sum(axis=1), 1.0, atol=1e-6):
+        raise InputError("weights must be in [0, 1] and each pair must sum to 1")
+    return w
+
+
+def mix(pipeline: str, a: np.ndarray, b: np.ndarray, weights: np.ndarray, *,
+        mask: np.ndarray | None = None, masked: np.ndarray | None = None,
+        method: str = "minmax", smart: bool = True, percentiles=(0.5, 99.5),
+        degrade: Callable[[np.ndarray], np.ndarray] | None = None,
+        gamma: np.ndarray | float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return ``(C, A', B')`` float32 ``(n, sy, sx)`` in [0, 1] for pure ``a``, ``b`` (n, sy, sx).
+
+    ``masked`` (n,) bool selects the pairs that are masked (all pairs if ``mask`` is given and
+    ``masked`` is None): they are zeroed outside ``mask`` and, when ``smart``, normalised with
+    statistics from inside it; the other pairs use the whole pattern. ``degrade`` maps the clean mixture stack M to
+    R(M); ``gamma`` is a scalar or (n,) array.
+    """
+    if pipeline not in PIPELINES:
+        raise InputError(f"unknown pipeline {pipeline!r} (use one of {', '.join(PIPELINES)})")
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.shape != b.shape or a.ndim != 3:
+        raise InputError(f"A and B must be (n, sy, sx) of one shape, got {a.shape} and {b.shape}")
+    n = len(a)
+    w = _weights(weights, n)
+    zero = None
+    rows = None
+    if mask is not None:
+        rows = np.ones(n, bool) if masked is None else np.asarray(masked, dtype=bool).reshape(n)
+        zero = rows[:, None, None] & ~np.asarray(mask, dtype=bool)[None]
+    norm = dict(mask=mask, rows=rows, method=method, smart=smart, percentiles=percentiles)
+    an = _normalize_rows(a, **norm)
+    bn = _normalize_rows(b, **norm)
+    if zero is not None:
+        an[zero] = 0
+        bn[zero] = 0
+    m = (w[:, 0, None, None] * an + w[:, 1, None, None] * bn).astype(np.float32)
+    r = degrade(m) if degrade is not None else m
+    if pipeline == "normalize_then_mix":
+        c = np.clip(r, 0.0, 1.0).astype(np.float32)
+    else:
+        c = _normalize_rows(r, **norm)
+    if gamma is not None:
+        g = np.broadcast_to(np.asarray(gamma, dtype=np.float64), (n,))
+        if np.any(g != 1.0):
+            c = np.power(c.astype(np.float64), g[:, None, None]).astype(np.float32)
+    if zero is not None:
+        c[zero] = 0
+    return c, an, bn
+
+
+def normalize_then_mix(a, b, weights, **kwargs):
+    """``C = clip(R(wA*N(A) + wB*N(B)), 0, 1) ** g``; returns ``(C, N(A), N(B))``. See module doc."""
+    return mix("normalize_then_mix", a, b, weights, **kwargs)
+
+
+def mix_then_normalize(a, b, weights, **kwargs):
+    """``C = N(R(wA*N(A) + wB*N(B))) ** g``; returns ``(C, N(A), N(B))``. See module doc."""
+    return mix("mix_then_normalize", a, b, weights, **kwargs)

@@ -1,0 +1,69 @@
+"""Circular detector mask and detection of patterns that are already masked.
+
+Geometry (pixel centres at integer coordinates): for a pattern of shape ``(sy, sx)`` the circle
+is centred at ``((sy - 1) / 2, (sx - 1) / 2)`` with radius ``min(sy, sx) / 2``, and a pixel is
+inside when its centre lies within the radius. So the circle touches the middle of all four
+edges of a square pattern (for even sizes, the two middle pixels of each edge) and every corner
+pixel is outside.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kdeconv.errors import InputError
+
+__all__ = ["circular_mask", "mask_geometry", "detect_masked", "apply_mask"]
+
+
+def mask_geometry(shape: tuple[int, int], radius: float | None = None) -> tuple[float, float, float]:
+    """``(centre_y, centre_x, radius)`` of the mask of ``shape`` (see module docstring)."""
+    sy, sx = int(shape[0]), int(shape[1])
+    largest = min(sy, sx) / 2
+    if radius is None:
+        radius = largest
+    if radius <= 0:
+        raise InputError(f"mask radius must be positive, got {radius}")
+    if radius > largest:
+        raise InputError(f"mask radius {radius:g} px is larger than the pattern {sy}x{sx} "
+                         f"allows (at most {largest:g})")
+    return (sy - 1) / 2, (sx - 1) / 2, float(radius)
+
+
+def circular_mask(shape: tuple[int, int], radius: float | None = None) -> np.ndarray:
+    """Boolean ``(sy, sx)``: True inside the largest inscribed (or the given) circle."""
+    cy, cx, r = mask_geometry(shape, radius)
+    y = np.arange(shape[0])[:, None] - cy
+    x = np.arange(shape[1])[None, :] - cx
+    # Small tolerance so pixels exactly on the circle count as inside despite rounding.
+    return y * y + x * x <= r * r + 1e-9
+
+
+def detect_masked(patterns: np.ndarray, mask: np.ndarray, rel_tol: float = 0.01,
+                  min_fraction: float = 0.99) -> np.ndarray:
+    """True for each pattern of ``(n, sy, sx)`` (or one ``(sy, sx)``) that is already masked.
+
+    Masked means: at least ``min_fraction`` of the pixels outside ``mask`` are ~zero, i.e.
+    ``|v| <= rel_tol * max|inside|``. A dark corner of an unmasked pattern is only a few pixels,
+    so it does not pass; a flat zero pattern counts as masked only if its inside is non-zero.
+    """
+    stack = np.asarray(patterns)
+    single = stack.ndim == 2
+    stack = stack.reshape((-1,) + stack.shape[-2:])
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != stack.shape[1:]:
+        raise InputError(f"mask shape {mask.shape} does not match patterns {stack.shape[1:]}")
+    outside = ~mask
+    if not outside.any():
+        out = np.zeros(len(stack), dtype=bool)
+        return out[0] if single else out
+    inside_max = np.abs(stack[:, mask].astype(np.float64)).max(axis=1)
+    out_vals = np.abs(stack[:, outside].astype(np.float64))
+    near_zero = out_vals <= rel_tol * inside_max[:, None]
+    result = (near_zero.mean(axis=1) >= min_fraction) & (inside_max > 0)
+    return bool(result[0]) if single else result
+
+
+def apply_mask(patterns: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Zero the pixels outside ``mask`` (returns a new array of the same dtype)."""
+    return np.where(mask, patterns, np.zeros((), dtype=np.asarray(patterns).dtype))
