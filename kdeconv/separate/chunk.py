@@ -6,15 +6,18 @@ Pure numpy around any ``separator`` with ``.separate(float32 (n, sy, sx)) -> (A,
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Protocol
 
 import numpy as np
 
+from kdeconv.preprocess import circular_mask, detect_masked
 from kdeconv.preprocess.background import (
     remove_dynamic_background, remove_static_background, rescale_per_pattern,
 )
 
-__all__ = ["SeparatorLike", "preprocess_patterns", "separate_patterns", "to_dtype", "from_dtype"]
+__all__ = ["SeparatorLike", "preprocess_patterns", "separate_patterns", "effective_batch_size",
+           "to_dtype", "from_dtype", "MAX_BATCH_PIXELS"]
 
 
 class SeparatorLike(Protocol):
@@ -45,17 +48,42 @@ def preprocess_patterns(patterns: np.ndarray, background: dict[str, Any],
     ``background`` holds the keys of ``kdeconv.config.separate.BackgroundConfig``.
     """
     stack = patterns.astype(np.float32)
-    if background.get("static", "none") != "none":
+    static = background.get("static", "none") != "none"
+    dynamic = bool(background.get("dynamic", False))
+    if static:
         if static_bg is None:
             raise ValueError("static background removal needs the background pattern")
         stack = remove_static_background(stack, static_bg, operation=background["static_operation"])
-    if background.get("dynamic", False):
+    if dynamic:
         stack = remove_dynamic_background(stack, operation=background["dynamic_operation"],
                                           std=background.get("dynamic_std"))
-    if background.get("static", "none") == "none" and not background.get("dynamic", False):
+    if not (static or dynamic):
         # No background step stretched the patterns: do it here so the model always sees [0, 1].
         stack = rescale_per_pattern(stack, 0.0, 1.0)
+    elif min(stack.shape[-2:]) >= 3:
+        # Background removal fills the dark outside of circular-masked patterns; zero it again
+        # so the model still recognises them as masked.
+        mask = circular_mask(stack.shape[-2:])
+        masked = detect_masked(patterns, mask)
+        if masked.any():
+            stack[masked] *= mask
     return stack
+
+
+# Large patterns shrink the batch so one model call holds at most this many pixels (~64 MB of
+# float32 input; activations scale with it), whatever size the model was trained on.
+MAX_BATCH_PIXELS = 2**24
+
+
+def effective_batch_size(batch_size: int, sig_shape: tuple[int, int]) -> int:
+    return max(1, min(int(batch_size), MAX_BATCH_PIXELS // int(np.prod(sig_shape))))
+
+
+def _takes_batch_size(separator) -> bool:
+    try:
+        return "batch_size" in inspect.signature(separator.separate).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_size: int,
@@ -70,6 +98,8 @@ def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_s
     out_dtype = np.dtype(out_dtype or patterns.dtype)
     stack = patterns.reshape((-1,) + sig_shape)
     n = stack.shape[0]
+    batch_size = effective_batch_size(batch_size, sig_shape)
+    model_kw = {"batch_size": batch_size} if _takes_batch_size(separator) else {}
     a_out = np.empty(stack.shape, dtype=out_dtype)
     b_out = np.empty(stack.shape, dtype=out_dtype)
     w_out = np.empty((n, 2), dtype=np.float32)
@@ -77,7 +107,7 @@ def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_s
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         batch = preprocess_patterns(stack[start:stop], background, static_bg)
-        a, b, w = separator.separate(batch)
+        a, b, w = separator.separate(batch, **model_kw)
         a, b, w = np.asarray(a), np.asarray(b), np.asarray(w, dtype=np.float32)
         if a.shape != batch.shape or b.shape != batch.shape or w.shape != (stop - start, 2):
             raise RuntimeError(f"separator returned shapes {a.shape}, {b.shape}, {w.shape} "

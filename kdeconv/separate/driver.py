@@ -100,8 +100,16 @@ def _load_on_client(checkpoint: str | None, loader: Callable | None):
     return separator, sha
 
 
+# Smaller patterns carry too few Kikuchi bands to separate (and the default U-Net would see
+# mostly padding: it pads each side to a multiple of 32).
+MIN_SIDE = 16
+
+
 def _check_shape(separator, patterns: np.ndarray, background: dict, checkpoint_label: str) -> None:
     """Run the model on one pattern: a shape the checkpoint cannot take is the user's input error."""
+    if min(patterns.shape[-2:]) < MIN_SIDE:
+        raise InputError(f"checkpoint {checkpoint_label} cannot take patterns of shape "
+                         f"{tuple(patterns.shape[-2:])}: each side must be at least {MIN_SIDE} px")
     trial = preprocess_patterns(patterns, {**background, "static": "none"})
     try:
         a, b, w = separator.separate(trial)

@@ -13,8 +13,8 @@ class StubSeparator:
     def separate(self, patterns):
         StubSeparator.calls += 1
         patterns = np.asarray(patterns, dtype=np.float32)
-        if patterns.shape[-2:] == (13, 13):
-            raise RuntimeError("stub cannot take 13x13 patterns")
+        if patterns.shape[-2:] == (17, 17):
+            raise RuntimeError("stub cannot take 17x17 patterns")
         a = patterns.copy()
         b = patterns[:, :, ::-1].copy()
         wb = 0.5 * patterns.mean(axis=(1, 2))

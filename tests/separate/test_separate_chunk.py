@@ -86,3 +86,15 @@ def test_wrong_separator_output_is_caught():
 
     with pytest.raises(RuntimeError, match="separator returned shapes"):
         separate_patterns(np.zeros((2, 8, 8), np.uint8), Bad(), batch_size=2, background=NO_BG)
+
+
+def test_masked_patterns_stay_masked_after_background_removal():
+    from kdeconv.preprocess import circular_mask
+
+    rng = np.random.default_rng(5)
+    mask = circular_mask((24, 24))
+    raw = (rng.integers(500, 4000, size=(4, 24, 24)) * mask).astype(np.uint16)
+    raw[3] = rng.integers(500, 4000, size=(24, 24))  # one unmasked pattern
+    out = preprocess_patterns(raw, BG, static_bg=raw.mean(0))
+    assert (out[:3][:, ~mask] == 0).all()
+    assert (out[3][~mask] != 0).any()

@@ -1,0 +1,126 @@
+"""The Dask driver: the same answer on any cluster, once-per-worker model, resume."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import zarr
+
+from kdeconv.config.cluster import ClusterConfig
+from kdeconv.config.separate import SeparateConfig
+from kdeconv.model import load_separator
+from kdeconv.separate.chunk import separate_patterns
+from kdeconv.separate.driver import separate_map
+
+
+def reference(data: np.ndarray, config: SeparateConfig):
+    """The kernel on the whole map in this process: what every cluster must reproduce."""
+    static_bg = data.reshape((-1,) + data.shape[-2:]).mean(0, dtype=np.float64).astype(np.float32)
+    return separate_patterns(data, load_separator(None, device="cpu"), batch_size=config.batch_size,
+                             background=config.background.model_dump(), static_bg=static_bg)
+
+
+def read(path):
+    group = zarr.open_group(str(path), mode="r")
+    return group["A"][...], group["B"][...], group["weights"][...], dict(group.attrs)
+
+
+def assert_close(got, ref, dtype):
+    a, b, w = got[:3]
+    ra, rb, rw = ref
+    assert a.dtype == ra.dtype == np.dtype(dtype) and a.shape == ra.shape
+    if np.dtype(dtype).kind in "ui":  # 1 LSB
+        assert np.abs(a.astype(np.int64) - ra).max() <= 1
+        assert np.abs(b.astype(np.int64) - rb).max() <= 1
+    else:
+        np.testing.assert_allclose(a, ra, atol=1e-4)
+        np.testing.assert_allclose(b, rb, atol=1e-4)
+    np.testing.assert_allclose(w, rw, atol=1e-4)
+    assert (w[..., 0] >= w[..., 1]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_same_result_on_1_and_2_workers_and_real_processes(make_map, tmp_path, dask_processes, dtype):
+    from distributed import Client
+
+    map_path, data = make_map(dtype=dtype, shape=(6, 8, 32, 32), nav_chunk=(2, 8))
+    config = SeparateConfig(batch_size=5, panels=2)
+    ref = reference(data, config)
+    clusters = {"one": ClusterConfig(workers=1), "procs": ClusterConfig(scheduler_file=str(dask_processes[1]))}
+    if dtype == np.uint16:
+        clusters["two"] = ClusterConfig(workers=2)
+    for name, cluster in clusters.items():
+        out = tmp_path / f"{name}.zarr"
+        result = separate_map(map_path, out, config, cluster)
+        assert result.patterns == result.total == 48 and result.chunks == 3
+        got = read(out)
+        assert_close(got, ref, dtype)
+        attrs = got[3]
+        assert attrs["kdeconv_kind"] == "separated"
+        assert attrs["source"]["scan"] == {"step_x": 1.5, "step_y": 1.5, "unit": "um"}
+        assert attrs["source"]["detector"]["sample_tilt"] == 70.0
+        assert attrs["config"]["background"]["static"] == "map_mean"
+        assert (out.parent / f"{name}.zarr.weights.png").stat().st_size > 0
+        assert (out.parent / f"{name}.zarr.panels.png").stat().st_size > 0
+        assert not (out.parent / f"{name}.zarr.partial").exists()
+
+    # The model travelled as a path + hash: each real worker process loaded it at most once.
+    with Client(scheduler_file=str(dask_processes[1]), timeout="30s") as client:
+        from kdeconv.separate.worker import load_count
+
+        loads = client.run(load_count)
+    assert all(n <= 1 for n in loads.values()) and sum(loads.values()) >= 1
+
+
+def test_line_scan_and_odd_pattern_size(make_map, tmp_path):
+    map_path, data = make_map(shape=(9, 27, 41), dtype=np.uint8, nav_chunk=(4,))
+    config = SeparateConfig(batch_size=4, panels=0)
+    result = separate_map(map_path, tmp_path / "sep.zarr", config, ClusterConfig(workers=1))
+    assert result.chunks == 3 and result.report_files == []
+    assert_close(read(tmp_path / "sep.zarr"), reference(data, config), np.uint8)
+
+
+def _chunk_files(path):
+    return {p.relative_to(path): p.read_bytes() for p in sorted(path.rglob("*"))
+            if p.is_file() and p.name != "zarr.json"}
+
+
+def test_resume_redoes_only_unfinished_chunks_and_matches(make_map, tmp_path):
+    map_path, data = make_map(shape=(8, 6, 32, 32), nav_chunk=(1, 6))
+    config = SeparateConfig(batch_size=4, panels=0)
+    cluster = ClusterConfig(workers=1)
+    full = tmp_path / "full.zarr"
+    separate_map(map_path, full, config, cluster)
+
+    # An interrupted run: chunk 2 half-written (data but no marker), chunk 5 never started.
+    out = tmp_path / "out.zarr"
+    partial = tmp_path / "out.zarr.partial"
+    shutil.copytree(full, partial)
+    group = zarr.open_group(str(partial), mode="r+")
+    group["chunk_done"][2, 0] = 0
+    group["A"][2] = np.full((6, 32, 32), 12345, np.uint16)
+    group["chunk_done"][5, 0] = 0
+    for name in ("A", "B", "weights"):
+        for chunk in (partial / name / "c" / "5").rglob("*"):
+            if chunk.is_file():
+                chunk.unlink()
+
+    result = separate_map(map_path, out, config, cluster)
+    assert result.chunks == 8 and result.chunks_skipped == 6
+    assert result.patterns == 12  # two chunks of one 6-pattern row
+    assert _chunk_files(out) == _chunk_files(full)  # byte-identical chunks
+    for name in ("A", "B", "weights", "chunk_done"):
+        np.testing.assert_array_equal(zarr.open_array(str(out / name))[...],
+                                      zarr.open_array(str(full / name))[...])
+
+
+def test_changed_settings_start_over(make_map, tmp_path):
+    map_path, _ = make_map(shape=(4, 6, 32, 32), nav_chunk=(1, 6))
+    cluster = ClusterConfig(workers=1)
+    first = separate_map(map_path, tmp_path / "a.zarr", SeparateConfig(panels=0), cluster)
+    shutil.move(tmp_path / "a.zarr", tmp_path / "b.zarr.partial")
+    # Same staging store but another batch size: nothing is reused.
+    again = separate_map(map_path, tmp_path / "b.zarr", SeparateConfig(batch_size=3, panels=0), cluster)
+    assert first.chunks_skipped == 0 and again.chunks_skipped == 0 and again.patterns == 24
