@@ -73,6 +73,8 @@ def _write_edax(path, patterns, step_x, step_y, file_dtype: np.dtype, client) ->
         raise InputError(f"cannot write {source} patterns to {kind}{hint}")
     sy, sx = shape[-2:]
     ny, nx = (1, shape[0]) if len(shape) == 3 else shape[:2]
+    if len(shape) == 3:
+        step_y = step_x  # a line scan has one step; kikuchipy reads a line scan's step from dy
     with open(path, "wb") as f:
         f.write(edax_header(sy, sx, ny, nx, float(step_x), float(step_y)))
         f.truncate(HEADER_BYTES + int(np.prod(shape)) * file_dtype.itemsize)

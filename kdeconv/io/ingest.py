@@ -7,6 +7,7 @@ scheduler (local processes, a remote cluster).
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -22,8 +23,21 @@ from kdeconv.io.store import finalize_output, nav_chunks, prepare_output, store_
 __all__ = ["lazy_patterns", "ingest", "read_block"]
 
 
+def _drop_input_error_logs(record: logging.LogRecord) -> bool:
+    return "InputError(" not in record.getMessage()
+
+
+def _quiet_input_errors() -> None:
+    # An InputError in a task reaches the user as one line from the client; without this filter
+    # the worker also logs it with a traceback ("Compute Failed"). Other errors still log.
+    log = logging.getLogger("distributed.worker")
+    if _drop_input_error_logs not in log.filters:
+        log.addFilter(_drop_input_error_logs)
+
+
 def read_block(layout, shape: tuple[int, ...], block_info=None) -> np.ndarray:
     """One block of the map, located by Dask's ``block_info``; reads map-order runs of patterns."""
+    _quiet_input_errors()
     location = block_info[None]["array-location"]
     nav = shape[:-2]
     if len(nav) == 1:
