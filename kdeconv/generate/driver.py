@@ -30,7 +30,8 @@ from kdeconv.preprocess import circular_mask, mask_geometry
 
 __all__ = ["SourcePlan", "plan_source", "run_generate", "write_pair_chunk", "write_debug_panels"]
 
-PURE_CHUNK = 128
+PURE_CHUNK = 128      # pure patterns simulated per task
+PURE_STORE_CHUNK = 8  # per Zarr chunk: pair tasks read scattered pure patterns
 
 
 @dataclass
@@ -204,7 +205,7 @@ def _create_store(staging: Path, cfg: GenerateConfig, plan: SourcePlan, n: int, 
     if plan.kind == "simulate":
         p = plan.pool_size
         ry, rx = plan.raw_shape
-        arr("pure", (p, ry, rx), (PURE_CHUNK, ry, rx), "float32")
+        arr("pure", (p, ry, rx), (PURE_STORE_CHUNK, ry, rx), "float32")
         arr("pure_rotation", (p, 4), (PURE_CHUNK, 4), "float32", float("nan"))
         arr("pure_pc", (p, 3), (PURE_CHUNK, 3), "float32", float("nan"))
         arr("pure_tilt", (p, 2), (PURE_CHUNK, 2), "float32", float("nan"))
