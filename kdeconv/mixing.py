@@ -25,7 +25,8 @@ So with realism off, ``C = wA*A' + wB*B'`` exactly for normalize_then_mix and
 Mixing normalised (not raw) pure patterns is deliberate: it makes C reproducible from the
 stored targets, and two grains under the same beam have near-equal raw brightness anyway.
 
-Stored as uint16 over the full range: ``u = round(clip(x, 0, 1) * 65535)``.
+Stored as uint16 over the full range: ``u = round(clip(x, 0, 1) * 65535)``. A' and B' are
+rounded to that grid *before* mixing, so C follows from the stored uint16 A and B.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import numpy as np
 from kdeconv.errors import InputError
 from kdeconv.preprocess import normalize
 
-__all__ = ["PIPELINES", "normalize_then_mix", "mix_then_normalize", "mix", "to_uint16",
+__all__ = ["PIPELINES", "normalize_then_mix", "mix_then_normalize", "mix", "combine", "to_uint16",
            "from_uint16", "UINT16_MAX"]
 
 PIPELINES = ("normalize_then_mix", "mix_then_normalize")
@@ -76,13 +77,16 @@ def mix(pipeline: str, a: np.ndarray, b: np.ndarray, weights: np.ndarray, *,
         mask: np.ndarray | None = None, masked: np.ndarray | None = None,
         method: str = "minmax", smart: bool = True, percentiles=(0.5, 99.5),
         degrade: Callable[[np.ndarray], np.ndarray] | None = None,
-        gamma: np.ndarray | float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        gamma: np.ndarray | float | None = None,
+        quantize: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return ``(C, A', B')`` float32 ``(n, sy, sx)`` in [0, 1] for pure ``a``, ``b`` (n, sy, sx).
 
     ``masked`` (n,) bool selects the pairs that are masked (all pairs if ``mask`` is given and
     ``masked`` is None): they are zeroed outside ``mask`` and, when ``smart``, normalised with
-    statistics from inside it; the other pairs use the whole pattern. ``degrade`` maps the clean mixture stack M to
-    R(M); ``gamma`` is a scalar or (n,) array.
+    statistics from inside it; the other pairs use the whole pattern. ``degrade`` maps the
+    clean mixture stack M to R(M); ``gamma`` is a scalar or (n,) array. With ``quantize`` A'
+    and B' are rounded to the uint16 grid before mixing, so :func:`combine` on the stored
+    uint16 targets gives back C.
     """
     if pipeline not in PIPELINES:
         raise InputError(f"unknown pipeline {pipeline!r} (use one of {', '.join(PIPELINES)})")
@@ -103,6 +107,34 @@ def mix(pipeline: str, a: np.ndarray, b: np.ndarray, weights: np.ndarray, *,
     if zero is not None:
         an[zero] = 0
         bn[zero] = 0
+    if quantize:
+        # Mix the targets exactly as they will be stored, so C follows from the stored A and B.
+        an = from_uint16(to_uint16(an))
+        bn = from_uint16(to_uint16(bn))
+    c = combine(pipeline, an, bn, w, mask=mask, masked=rows, method=method, smart=smart,
+                percentiles=percentiles, degrade=degrade, gamma=gamma)
+    return c, an, bn
+
+
+def combine(pipeline: str, a_t: np.ndarray, b_t: np.ndarray, weights: np.ndarray, *,
+            mask: np.ndarray | None = None, masked: np.ndarray | None = None,
+            method: str = "minmax", smart: bool = True, percentiles=(0.5, 99.5),
+            degrade: Callable[[np.ndarray], np.ndarray] | None = None,
+            gamma: np.ndarray | float | None = None) -> np.ndarray:
+    """C from the targets A', B' (float32 [0, 1], e.g. the stored uint16 / 65535): the second
+    half of :func:`mix` (``M = wA*A' + wB*B'``, then the pipeline's formula for C)."""
+    if pipeline not in PIPELINES:
+        raise InputError(f"unknown pipeline {pipeline!r} (use one of {', '.join(PIPELINES)})")
+    an = np.asarray(a_t, dtype=np.float32)
+    bn = np.asarray(b_t, dtype=np.float32)
+    n = len(an)
+    w = _weights(weights, n)
+    zero = None
+    rows = None
+    if mask is not None:
+        rows = np.ones(n, bool) if masked is None else np.asarray(masked, dtype=bool).reshape(n)
+        zero = rows[:, None, None] & ~np.asarray(mask, dtype=bool)[None]
+    norm = dict(mask=mask, rows=rows, method=method, smart=smart, percentiles=percentiles)
     m = (w[:, 0, None, None] * an + w[:, 1, None, None] * bn).astype(np.float32)
     r = degrade(m) if degrade is not None else m
     if pipeline == "normalize_then_mix":
@@ -115,7 +147,7 @@ def mix(pipeline: str, a: np.ndarray, b: np.ndarray, weights: np.ndarray, *,
             c = np.power(c.astype(np.float64), g[:, None, None]).astype(np.float32)
     if zero is not None:
         c[zero] = 0
-    return c, an, bn
+    return c
 
 
 def normalize_then_mix(a, b, weights, **kwargs):
