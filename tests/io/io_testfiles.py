@@ -61,7 +61,10 @@ def write_big_ebsp(path: Path, n_rows: int, n_cols: int, sig=(60, 60)) -> np.nda
     header, footer = 16, 18
     record = header + sy * sx + footer
     first = 8 + 8 * n
-    file_order = np.roll(np.arange(n), -1)  # record k holds map position file_order[k]
+    # record k holds map position file_order[k]: neighbours swapped, so not in map order
+    # (kikuchipy's small test file rolls the order by one, but on a big file that breaks
+    # kikuchipy's guess of the pattern count from jumps in the offset table)
+    file_order = np.arange(n).reshape(-1, 2)[:, ::-1].ravel() if n % 2 == 0 else np.arange(n)
     starts = np.empty(n, np.int64)
     starts[file_order] = first + np.arange(n) * record
     rec = np.zeros(n, dtype=[("h", "<i4", 4), ("p", "u1", (sy, sx)), ("hx", "?"), ("bx", "<f8"),
@@ -105,23 +108,27 @@ def enlarge_h5(small: Path, big: Path, n_rows: int, n_cols: int, dataset: str,
         per_pattern = []
         f.visititems(lambda name, obj: per_pattern.append(name) if isinstance(obj, h5py.Dataset)
                      and name != dataset and obj.ndim >= 1 and obj.shape[0] == n_small
-                     and (not scan or name.startswith(scan + "/EBSD/Data")) else None)
+                     and name.startswith(scan) else None)
         for name in per_pattern:
             values = f[name][()]
             del f[name]
             f.create_dataset(name, data=np.resize(values, (n,) + values.shape[1:]))
         del f[dataset]
-        new = f.create_dataset(dataset, shape=(n,) + sig, dtype=dtype, chunks=(max(1, 2**20 // old_size(sig, dtype)),) + sig)
+        per_chunk = max(1, 2**20 // (int(np.prod(sig)) * np.dtype(dtype).itemsize))
+        new = f.create_dataset(dataset, shape=(n,) + sig, dtype=dtype, chunks=(per_chunk,) + sig)
         block = np.arange(int(np.prod(sig)) * 1000, dtype=np.uint64).reshape((1000,) + sig) % 200
         for start in range(0, n, 1000):
             stop = min(n, start + 1000)
             new[start:stop] = block[: stop - start].astype(dtype)
+        roi = dataset.split("/EBSD/")[0] + "/EBSD/SEM/"
+        if roi + "IY" in f:  # Bruker region of interest: patterns stored in reverse map order
+            rows, cols = np.unravel_index(np.arange(n)[::-1], (n_rows, n_cols))
+            for key, values in (("IY", rows + 5), ("IX", cols + 7)):
+                dtype_roi = f[roi + key].dtype
+                del f[roi + key]
+                f.create_dataset(roi + key, data=values.astype(dtype_roi))
         if nav_keys is not None:
             header = dataset.split("/EBSD/")[0] + "/EBSD/Header/"
             for key, value in zip(nav_keys, (n_rows, n_cols)):
                 f[header + key][()] = value
     return big
-
-
-def old_size(sig, dtype) -> int:
-    return int(np.prod(sig)) * np.dtype(dtype).itemsize
