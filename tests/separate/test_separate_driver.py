@@ -48,9 +48,10 @@ def test_same_result_on_1_and_2_workers_and_real_processes(make_map, tmp_path, d
     map_path, data = make_map(dtype=dtype, shape=(6, 8, 32, 32), nav_chunk=(2, 8))
     config = SeparateConfig(batch_size=5, panels=2)
     ref = reference(data, config)
-    clusters = {"one": ClusterConfig(workers=1), "procs": ClusterConfig(scheduler_file=str(dask_processes[1]))}
+    # LocalClusters take seconds to start: the float case runs on the shared real processes only.
+    clusters = {"procs": ClusterConfig(scheduler_file=str(dask_processes[1]))}
     if dtype == np.uint16:
-        clusters["two"] = ClusterConfig(workers=2)
+        clusters.update(one=ClusterConfig(workers=1), two=ClusterConfig(workers=2))
     for name, cluster in clusters.items():
         out = tmp_path / f"{name}.zarr"
         result = separate_map(map_path, out, config, cluster)
@@ -74,10 +75,11 @@ def test_same_result_on_1_and_2_workers_and_real_processes(make_map, tmp_path, d
     assert all(n <= 1 for n in loads.values()) and sum(loads.values()) >= 1
 
 
-def test_line_scan_and_odd_pattern_size(make_map, tmp_path):
+def test_line_scan_and_odd_pattern_size(make_map, tmp_path, dask_processes):
     map_path, data = make_map(shape=(9, 27, 41), dtype=np.uint8, nav_chunk=(4,))
     config = SeparateConfig(batch_size=4, panels=0)
-    result = separate_map(map_path, tmp_path / "sep.zarr", config, ClusterConfig(workers=1))
+    cluster = ClusterConfig(scheduler_file=str(dask_processes[1]))
+    result = separate_map(map_path, tmp_path / "sep.zarr", config, cluster)
     assert result.chunks == 3 and result.report_files == []
     assert_close(read(tmp_path / "sep.zarr"), reference(data, config), np.uint8)
 
@@ -87,10 +89,10 @@ def _chunk_files(path):
             if p.is_file() and p.name != "zarr.json"}
 
 
-def test_resume_redoes_only_unfinished_chunks_and_matches(make_map, tmp_path):
+def test_resume_redoes_only_unfinished_chunks_and_matches(make_map, tmp_path, dask_processes):
     map_path, data = make_map(shape=(8, 6, 32, 32), nav_chunk=(1, 6))
     config = SeparateConfig(batch_size=4, panels=0)
-    cluster = ClusterConfig(workers=1)
+    cluster = ClusterConfig(scheduler_file=str(dask_processes[1]))
     full = tmp_path / "full.zarr"
     separate_map(map_path, full, config, cluster)
 
@@ -117,10 +119,15 @@ def test_resume_redoes_only_unfinished_chunks_and_matches(make_map, tmp_path):
 
 
 def test_changed_settings_start_over(make_map, tmp_path):
+    from kdeconv.separate.driver import _create_store, _open_existing, _resume_key
+
     map_path, _ = make_map(shape=(4, 6, 32, 32), nav_chunk=(1, 6))
-    cluster = ClusterConfig(workers=1)
-    first = separate_map(map_path, tmp_path / "a.zarr", SeparateConfig(panels=0), cluster)
-    shutil.move(tmp_path / "a.zarr", tmp_path / "b.zarr.partial")
-    # Same staging store but another batch size: nothing is reused.
-    again = separate_map(map_path, tmp_path / "b.zarr", SeparateConfig(batch_size=3, panels=0), cluster)
-    assert first.chunks_skipped == 0 and again.chunks_skipped == 0 and again.patterns == 24
+    src = zarr.open_group(str(map_path))["patterns"]
+    staging = tmp_path / "out.zarr.partial"
+    key = _resume_key(map_path, src, "f" * 64, SeparateConfig())
+    _create_store(staging, src, zarr.open_group(str(map_path)), key, SeparateConfig(), "f" * 64)
+    assert _open_existing(staging, key) is not None  # same command: resume
+    other = _resume_key(map_path, src, "f" * 64, SeparateConfig(batch_size=3))
+    assert _open_existing(staging, other) is None and not staging.exists()  # else start over
+    (staging / "junk").mkdir(parents=True)
+    assert _open_existing(staging, key) is None and not staging.exists()

@@ -1,0 +1,96 @@
+"""`kdeconv separate` on the real CLI: every bad input is one line and exit 2, nothing left behind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from separate_maps import blobs, write_map
+
+
+def error_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture
+def good_map(tmp_path):
+    return write_map(tmp_path / "map.zarr", blobs((3, 4, 32, 32), np.uint16), (1, 4))
+
+
+def assert_nothing_written(tmp_path):
+    assert not list(tmp_path.glob("out.zarr*"))
+
+
+def test_not_a_map_store(cli, tmp_path):
+    import zarr
+
+    from kdeconv.io.store import store_attrs
+
+    pairs = zarr.open_group(str(tmp_path / "pairs.zarr"), mode="w")
+    pairs.attrs.update(store_attrs("pairs"))
+    line = error_line(cli("separate", tmp_path / "pairs.zarr", "--out", tmp_path / "out.zarr"))
+    assert "expected a 'map' store" in line
+    line = error_line(cli("separate", tmp_path / "nothing.zarr", "--out", tmp_path / "out.zarr"))
+    assert "not found" in line
+    assert_nothing_written(tmp_path)
+
+
+def test_one_pattern_map(cli, tmp_path):
+    write_map(tmp_path / "one.zarr", blobs((1, 1, 32, 32), np.uint16), (1, 1))
+    line = error_line(cli("separate", tmp_path / "one.zarr", "--out", tmp_path / "out.zarr"))
+    assert "1 pattern" in line
+    assert_nothing_written(tmp_path)
+
+
+def test_shape_the_checkpoint_cannot_take(cli, tmp_path):
+    write_map(tmp_path / "tiny.zarr", blobs((2, 2, 8, 8), np.uint16), (1, 2))
+    line = error_line(cli("separate", tmp_path / "tiny.zarr", "--out", tmp_path / "out.zarr"))
+    assert "cannot take patterns of shape (8, 8)" in line
+    assert_nothing_written(tmp_path)
+
+
+def test_missing_and_corrupt_checkpoint(cli, tmp_path, good_map):
+    line = error_line(cli("separate", good_map, "--out", tmp_path / "out.zarr",
+                          "--checkpoint", tmp_path / "nope.pt"))
+    assert "checkpoint not found" in line
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00not a torch file" * 100)
+    line = error_line(cli("separate", good_map, "--out", tmp_path / "out.zarr", "--checkpoint", bad))
+    assert "bad.pt" in line
+    assert_nothing_written(tmp_path)
+
+
+def test_cuda_without_cuda(cli, tmp_path, good_map):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    line = error_line(cli("separate", good_map, "--out", tmp_path / "out.zarr", "--device", "cuda"))
+    assert "CUDA is not available" in line
+    assert_nothing_written(tmp_path)
+
+
+def test_existing_output_and_bad_config(cli, tmp_path, good_map):
+    (tmp_path / "out.zarr").mkdir()
+    line = error_line(cli("separate", good_map, "--out", tmp_path / "out.zarr"))
+    assert "--overwrite" in line
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("batch_size: 0\n")
+    line = error_line(cli("separate", good_map, "--out", tmp_path / "o2.zarr", "--config", cfg))
+    assert "batch_size" in line
+
+
+def test_separate_cli_runs_and_resumes_with_overwrite(cli, tmp_path, good_map, dask_processes):
+    sched = str(dask_processes[1])
+    out = tmp_path / "out.zarr"
+    result = cli("separate", good_map, "--out", out, "--batch-size", "4", "--scheduler-file", sched,
+                 "--config", "configs/separate.yaml")
+    assert result.exit_code == 0, result.output
+    assert "separate -> " in result.output and "12 patterns" in result.output
+    assert (tmp_path / "out.zarr.weights.png").exists() and (tmp_path / "out.zarr.panels.png").exists()
+    result = cli("separate", good_map, "--out", out, "--overwrite", "--scheduler-file", sched)
+    assert result.exit_code == 0 and "12 patterns" in result.output
