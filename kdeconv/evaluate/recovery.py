@@ -2,7 +2,8 @@
 
 A method "claims" up to two orientations per pattern (``first``, ``second``; NaN = no claim).
 Truth has ``rotation_a``/``rotation_b`` and weights; a pattern is *pure* when its minority weight
-is below ``pure_below`` (then ``rotation_b`` may be NaN), and *mixed* otherwise.
+is below ``pure_below`` (then ``rotation_b`` may be NaN), and *mixed* when it is at least
+``mixed_from`` (faint mixtures in between are counted but not scored).
 
 - mixed, both: the two claims match the two truths (either ordering) within ``tol`` degrees;
 - mixed, minority: some claim matches the minority constituent;
@@ -41,7 +42,7 @@ def _frac(flags: np.ndarray) -> float | None:
 
 def recovery_table(angles: dict[str, np.ndarray], true_weights: np.ndarray,
                    second_claimed: np.ndarray, tolerances=(1.0, 3.0), pure_below: float = 0.05,
-                   bins=WEIGHT_BINS) -> dict:
+                   mixed_from: float = 0.1, bins=WEIGHT_BINS) -> dict:
     """Fractions of recovered patterns per tolerance, overall and per minority-weight bin.
 
     ``second_claimed`` says where the method claims a second grain at all (so a pure pattern whose
@@ -50,11 +51,11 @@ def recovery_table(angles: dict[str, np.ndarray], true_weights: np.ndarray,
     w = np.asarray(true_weights, np.float64).reshape(-1, 2)
     minority_w = w.min(axis=1)
     minority_is_a = w[:, 0] < w[:, 1]
-    mixed = minority_w >= pure_below
-    pure = ~mixed
+    mixed = minority_w >= mixed_from
+    pure = minority_w < pure_below
     claimed2 = np.asarray(second_claimed, bool).reshape(-1)
     out: dict = {"n_patterns": int(w.shape[0]), "n_mixed": int(mixed.sum()), "n_pure": int(pure.sum()),
-                 "pure_below": pure_below, "tolerances_deg": {}}
+                 "n_faint": int((~mixed & ~pure).sum()), "pure_below": pure_below, "mixed_from": mixed_from, "tolerances_deg": {}}
     for tol in tolerances:
         f_a, f_b = _le(angles["first_a"], tol), _le(angles["first_b"], tol)
         s_a = _le(angles["second_a"], tol) & claimed2

@@ -1,0 +1,37 @@
+"""Config of ``kdeconv evaluate`` (example: configs/evaluate.yaml)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from kdeconv.config import StrictModel
+
+
+class DetectorOverride(StrictModel):
+    """Detector to index with, when the truth store does not say (or says it per pattern)."""
+
+    shape: tuple[int, int]
+    pc: tuple[float, float, float]          # Bruker convention
+    sample_tilt: float = 70.0
+    tilt: float = 0.0
+    binning: int = Field(default=1, ge=1)
+
+
+class EvaluateConfig(StrictModel):
+    index: bool = True                      # orientation recovery (Hough indexing); off = pixel metrics only
+    baselines: bool = True                  # index raw C, and residual subtraction (needs C in the truth)
+    tolerances_deg: list[float] = Field(default=[1.0, 3.0], min_length=1)
+    pure_below: float = Field(default=0.05, ge=0, le=0.5)   # truth minority weight below: a pure pattern
+    mixed_from: float = Field(default=0.1, ge=0, le=0.5)    # truth minority weight from: a mixed pattern
+    claim_weight: float = Field(default=0.075, ge=0, le=0.5)  # kdeconv claims grain B where wB >= this
+    residual_min_cm: float = Field(default=0.4, ge=0, le=1)   # residual baseline claims a 2nd grain above
+    mask: bool = False                      # score (and fit) inside the circular detector mask only
+    phase: str = "ni"
+    detector: DetectorOverride | None = None
+    examples: int = Field(default=6, ge=0, le=24)  # rows in the example panel
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.pure_below > self.mixed_from:
+            raise ValueError(f"pure_below ({self.pure_below}) must not exceed mixed_from ({self.mixed_from})")
+        return self

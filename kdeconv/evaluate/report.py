@@ -1,0 +1,238 @@
+"""metrics.json companions: PNG panels, bar charts and a short report.md linking them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from kdeconv.evaluate.metrics import minmax01
+
+__all__ = ["write_report", "headline"]
+
+_COLORS = {"kdeconv": "tab:green", "raw": "tab:gray", "residual": "tab:orange"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _pick_examples(minority: np.ndarray, k: int) -> list[int]:
+    """One mixed pattern per weight bin (closest to the bin centre), then pure ones, up to k."""
+    picks: list[int] = []
+    for centre in (0.45, 0.35, 0.25, 0.15):
+        order = np.argsort(np.abs(minority - centre))
+        if order.size and abs(minority[order[0]] - centre) < 0.05 and order[0] not in picks:
+            picks.append(int(order[0]))
+    rest = [int(i) for i in np.flatnonzero(minority == minority.min())[:k]]
+    for i in rest + list(range(len(minority))):
+        if len(picks) >= k:
+            break
+        if i not in picks:
+            picks.append(i)
+    return picks[:k]
+
+
+def _examples_png(path, truth, sep_a, sep_b, sep_w, px, k) -> None:
+    plt = _plt()
+    minority = truth.weights.min(axis=1)
+    rows = _pick_examples(minority, k)
+    has_c = truth.C is not None
+    cols = (["C (raw)"] if has_c else []) + ["kdeconv A", "kdeconv B", "truth A", "truth B",
+                                              "|A - truth A|", "|B - truth B|"]
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.7 * len(cols), 1.8 * len(rows)),
+                             squeeze=False, constrained_layout=True)
+    for r, i in enumerate(rows):
+        sw = bool(px["swapped"][i])
+        pa, pb = (sep_b[i], sep_a[i]) if sw else (sep_a[i], sep_b[i])  # matched to truth A, B
+        ta, tb = minmax01(truth.A[i])[0], minmax01(truth.B[i])[0]
+        ma, mb = minmax01(pa)[0], minmax01(pb)[0]
+        images = ([minmax01(truth.C[i])[0]] if has_c else []) + [minmax01(sep_a[i])[0], minmax01(sep_b[i])[0],
+                                                                 ta, tb, np.abs(ma - ta), np.abs(mb - tb)]
+        for c, img in enumerate(images):
+            ax = axes[r, c]
+            ax.imshow(img, cmap="gray" if c < len(cols) - 2 else "magma", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(cols[c], fontsize=8)
+        tw = truth.weights[i]
+        axes[r, 0].set_ylabel(f"#{i} w=({tw[0]:.2f},{tw[1]:.2f})\npred ({sep_w[i, 0]:.2f},{sep_w[i, 1]:.2f})",
+                              fontsize=7)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _recovery_bins_png(path, recovery: dict, tol: str) -> None:
+    plt = _plt()
+    methods = list(recovery)
+    bins = list(next(iter(recovery.values()))["tolerances_deg"][tol]["bins"])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True, sharey=True)
+    width = 0.8 / len(methods)
+    for ax, key, title in ((axes[0], "both", f"both constituents within {tol}°"),
+                           (axes[1], "minority", f"minority constituent within {tol}°")):
+        for m_i, name in enumerate(methods):
+            vals = [recovery[name]["tolerances_deg"][tol]["bins"][b][key] or 0.0 for b in bins]
+            ax.bar(np.arange(len(bins)) + (m_i - (len(methods) - 1) / 2) * width, vals, width,
+                   label=recovery[name]["label"], color=_COLORS.get(name))
+        ax.set_xticks(np.arange(len(bins)), [f"wB {b}" for b in bins])
+        ax.set_ylim(0, 1.05)
+        ax.set_title(title, fontsize=10)
+    axes[0].set_ylabel("fraction of mixed patterns")
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _recovery_overall_png(path, recovery: dict) -> None:
+    plt = _plt()
+    tols = list(next(iter(recovery.values()))["tolerances_deg"])
+    groups = []
+    for tol in tols:
+        groups += [(f"mixed: both\n≤{tol}°", tol, "mixed_both"), (f"mixed: minority\n≤{tol}°", tol, "mixed_minority")]
+    groups.append((f"pure: kept, none\ninvented ≤{tols[-1]}°", tols[-1], "pure_ok"))
+    methods = list(recovery)
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(2 + 1.6 * len(groups), 3.6), constrained_layout=True)
+    for m_i, name in enumerate(methods):
+        vals = [recovery[name]["tolerances_deg"][tol][key] or 0.0 for _, tol, key in groups]
+        ax.bar(np.arange(len(groups)) + (m_i - (len(methods) - 1) / 2) * width, vals, width,
+               label=recovery[name]["label"], color=_COLORS.get(name))
+    ax.set_xticks(np.arange(len(groups)), [g[0] for g in groups], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("fraction of patterns")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _maps_png(path, truth, sep_w, px, claims, cfg) -> None:
+    plt = _plt()
+    ny, nx = truth.nav_shape
+    panels = [("truth minority weight", truth.weights.min(axis=1), "magma", (0, 0.5)),
+              ("kdeconv minority weight", sep_w.min(axis=1), "magma", (0, 0.5)),
+              ("NCC of B (mixed)", np.where(truth.weights.min(axis=1) >= cfg.mixed_from, px["ncc_b"], np.nan),
+               "viridis", (0, 1))]
+    if "kdeconv" in claims:
+        tol = max(cfg.tolerances_deg)
+        a = claims["kdeconv"]["angles"]
+        ok = lambda x: np.nan_to_num(x, nan=np.inf) <= tol  # noqa: E731
+        claimed = claims["kdeconv"]["second_claimed"]
+        found = (ok(a["first_a"]) | (claimed & ok(a["second_a"])),
+                 ok(a["first_b"]) | (claimed & ok(a["second_b"])))
+        mixed = truth.weights.min(axis=1) >= cfg.mixed_from
+        score = np.where(mixed, found[0].astype(int) + found[1].astype(int), np.nan)
+        panels.append((f"kdeconv grains found ≤{tol:g}° (mixed)", score, "RdYlGn", (0, 2)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), constrained_layout=True)
+    for ax, (title, values, cmap, lim) in zip(axes, panels):
+        im = ax.imshow(np.asarray(values, float).reshape(ny, nx), cmap=cmap, vmin=lim[0], vmax=lim[1],
+                       interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _ncc_hist_png(path, px, minority, cfg) -> None:
+    plt = _plt()
+    mixed = minority >= cfg.mixed_from
+    fig, ax = plt.subplots(figsize=(5, 3.2), constrained_layout=True)
+    bins = np.linspace(-0.2, 1, 49)
+    ax.hist(px["ncc_a"][mixed], bins=bins, alpha=0.6, label="A (mixed)")
+    ax.hist(px["ncc_b"][mixed], bins=bins, alpha=0.6, label="B (mixed)")
+    ax.hist(px["ncc_a"][minority < cfg.pure_below], bins=bins, alpha=0.4, label="A (pure)")
+    ax.set_xlabel("NCC with truth")
+    ax.set_ylabel("patterns")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _fmt(x, pct=False) -> str:
+    if x is None:
+        return "–"
+    return f"{100 * x:.1f} %" if pct else f"{x:.3f}"
+
+
+def _markdown(metrics: dict, images: list[str]) -> str:
+    p = metrics["pixel"]
+    lines = ["# kdeconv evaluation", "",
+             f"Separated store `{metrics['separated']}` against truth `{metrics['truth']}` "
+             f"({metrics['truth_kind']}): {metrics['n_patterns']} patterns {metrics['pattern_shape']}, "
+             f"{p['mixed']['n']} mixed (minority weight ≥ {metrics['config']['mixed_from']}), "
+             f"{p['pure']['n']} pure.", ""]
+    for w in metrics["warnings"]:
+        lines += [f"> **Warning:** {w}", ""]
+    rec = metrics.get("recovery")
+    if rec:
+        tols = list(next(iter(rec.values()))["tolerances_deg"])
+        lines += ["## Orientation recovery (Hough indexing, misorientation with m-3m symmetry)", "",
+                  "| method | " + " | ".join(f"mixed: both ≤{t}° | mixed: minority ≤{t}°" for t in tols)
+                  + f" | pure: grain kept, none invented ≤{tols[-1]}° |",
+                  "|---|" + "---|---|" * len(tols) + "---|"]
+        for name, r in rec.items():
+            cells = []
+            for t in tols:
+                cells += [_fmt(r["tolerances_deg"][t]["mixed_both"], True),
+                          _fmt(r["tolerances_deg"][t]["mixed_minority"], True)]
+            cells.append(_fmt(r["tolerances_deg"][tols[-1]]["pure_ok"], True))
+            lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+        t = tols[-1]
+        bins = list(next(iter(rec.values()))["tolerances_deg"][t]["bins"])
+        lines += ["", f"Both constituents within {t}°, by minority weight:", "",
+                  "| method | " + " | ".join(f"wB {b} (n={next(iter(rec.values()))['tolerances_deg'][t]['bins'][b]['n']})"
+                                           for b in bins) + " |",
+                  "|---|" + "---|" * len(bins)]
+        for name, r in rec.items():
+            lines.append(f"| {r['label']} | " + " | ".join(_fmt(r["tolerances_deg"][t]["bins"][b]["both"], True)
+                                                    for b in bins) + " |")
+        lines.append("")
+    lines += ["## Pixel metrics (best of the two orderings; patterns min-max scaled)", "",
+              "| group | NCC A | NCC B | PSNR A (dB) | PSNR B (dB) | SSIM A | SSIM B | weight error |",
+              "|---|---|---|---|---|---|---|---|"]
+    for group in ("mixed", "pure"):
+        g = p[group]
+        cell = (lambda k: _fmt((g.get(k) or {}).get("mean")) if g.get(k) else "–")  # noqa: E731
+        lines.append(f"| {group} (n={g['n']}) | {cell('ncc_a')} | {cell('ncc_b')} | {cell('psnr_a')} | "
+                     f"{cell('psnr_b')} | {cell('ssim_a')} | {cell('ssim_b')} | {cell('weight_error')} |")
+    lines += ["", "Means; medians and 10th percentiles are in [metrics.json](metrics.json).", ""]
+    for img in images:
+        lines += [f"![{img}]({img})", ""]
+    return "\n".join(lines)
+
+
+def write_report(out: Path, metrics: dict, truth, sep_a, sep_b, sep_w, px, claims, cfg) -> None:
+    images = []
+    if cfg.examples and len(sep_a):
+        _examples_png(out / "examples.png", truth, sep_a, sep_b, sep_w, px, cfg.examples)
+        images.append("examples.png")
+    rec = metrics.get("recovery")
+    if rec:
+        _recovery_overall_png(out / "recovery_overall.png", rec)
+        _recovery_bins_png(out / "recovery_by_weight.png", rec, f"{max(cfg.tolerances_deg):g}")
+        images += ["recovery_overall.png", "recovery_by_weight.png"]
+    if len(truth.nav_shape) == 2:
+        _maps_png(out / "maps.png", truth, sep_w, px, claims, cfg)
+        images.append("maps.png")
+    _ncc_hist_png(out / "ncc_histogram.png", px, truth.weights.min(axis=1), cfg)
+    images.append("ncc_histogram.png")
+    metrics["images"] = images
+    (out / "report.md").write_text(_markdown(metrics, images))
+
+
+def headline(metrics: dict) -> str:
+    """One summary line for the terminal."""
+    p = metrics["pixel"]["mixed"]
+    ncc = lambda k: _fmt((p.get(k) or {}).get("mean"))  # noqa: E731
+    text = f"evaluate: {metrics['n_patterns']} patterns; mixed NCC A {ncc('ncc_a')}, B {ncc('ncc_b')}"
+    rec = metrics.get("recovery")
+    if rec:
+        tol = list(next(iter(rec.values()))["tolerances_deg"])[-1]
+        parts = [f"{name} {_fmt(r['tolerances_deg'][tol]['mixed_both'], True)}" for name, r in rec.items()]
+        text += f"; both grains ≤{tol}°: " + ", ".join(parts)
+    return text
