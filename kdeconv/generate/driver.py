@@ -67,6 +67,12 @@ def _shape_after(shape: tuple[int, int], cfg: GenerateConfig, binned: bool) -> t
 
 def plan_source(cfg: GenerateConfig) -> SourcePlan:
     """Check the source and work out pool size and shapes (raises InputError on bad input)."""
+    plan = _plan_source(cfg)
+    mask_geometry(plan.out_shape, cfg.mask.radius)  # a mask larger than the pattern is an error
+    return plan
+
+
+def _plan_source(cfg: GenerateConfig) -> SourcePlan:
     src = cfg.source
     if isinstance(src, SimulateSource):
         if src.n_pure < 2:
@@ -141,14 +147,24 @@ def _read_pure(group, cfg: GenerateConfig, positions: np.ndarray):
     src = cfg.source
     idx = group["pool_indices"].oindex[uniq] if src.indices is not None else uniq
     arr = zarr.open_group(src.path, mode="r")["patterns"]
-    if arr.ndim == 3:
-        raw = arr.oindex[idx]
-    else:
-        iy, ix = np.unravel_index(idx, arr.shape[:2])
-        raw = arr.vindex[iy, ix]
+    raw = arr.oindex[idx] if arr.ndim == 3 else _read_2d_map(arr, idx)
     pats = prepare_pure(raw, cfg, binned=False)
     quats = np.full((len(uniq), 4), np.nan, np.float32)
     return pats[inverse], idx[inverse], quats[inverse]
+
+
+def _read_2d_map(arr, flat: np.ndarray) -> np.ndarray:
+    """Patterns at flat indices of a (ny, nx, sy, sx) array, one Zarr chunk in memory at a time."""
+    iy, ix = np.unravel_index(flat, arr.shape[:2])
+    cy, cx = arr.chunks[:2]
+    keys = (iy // cy) * (arr.shape[1] // cx + 1) + ix // cx
+    out = np.empty((len(flat),) + tuple(arr.shape[2:]), dtype=arr.dtype)
+    for key in np.unique(keys):
+        sel = keys == key
+        by, bx = iy[sel][0] // cy, ix[sel][0] // cx
+        block = arr[by * cy:(by + 1) * cy, bx * cx:(bx + 1) * cx]
+        out[sel] = block[iy[sel] - by * cy, ix[sel] - bx * cx]
+    return out
 
 
 def write_pair_chunk(staging: str, cfg_json: str, start: int, stop: int, pool_size: int,
@@ -254,7 +270,6 @@ def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: boo
 
     out = Path(out)
     plan = plan_source(cfg)
-    mask_geometry(plan.out_shape, cfg.mask.radius)  # a mask larger than the pattern is an error
     staging = partial_path(out)
     base = 0
     pure_done = False
