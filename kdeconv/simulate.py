@@ -122,8 +122,7 @@ def kinematic_master(phase: Any = None, cif: str | Path | None = None, *, hkl_ma
         strong = np.abs(ref.structure_factor) > 1e-2 * np.abs(ref.structure_factor).max()
         ref = ref[strong]
         sim = KikuchiPatternSimulator(ref)
-        mp = sim.calculate_master_pattern(half_size=half_size, hemisphere="both",
-                                          show_progressbar=False)
+        mp = sim.calculate_master_pattern(half_size=half_size, hemisphere="both")
         signal = mp.as_lambert(show_progressbar=False)
     except InputError:
         raise
