@@ -157,6 +157,12 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, echo) -> tu
         first = index_patterns(sep_a, detector, phase)
         second = index_patterns(sep_b, detector, phase)
     echo(summary_line("indexed kdeconv A and B", 2 * len(sep_a), t.seconds))
+    # The dominant prediction is always a claim, the other one where its weight says so
+    # (the store promises A dominant, but do not rely on it).
+    b_dominant = sep_w[:, 1] > sep_w[:, 0]
+    first.quaternions, second.quaternions = (
+        np.where(b_dominant[:, None], second.quaternions, first.quaternions),
+        np.where(b_dominant[:, None], first.quaternions, second.quaternions))
     methods["kdeconv"] = {"first": first, "second": second,
                           "second_claimed": sep_w.min(axis=1) >= cfg.claim_weight}
     if cfg.baselines and truth.C is not None:

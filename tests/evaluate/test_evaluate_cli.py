@@ -1,0 +1,83 @@
+import json
+
+import numpy as np
+import pytest
+import zarr
+
+
+def _truth(tiny_map):
+    return zarr.open_group(str(tiny_map / "truth.zarr"), mode="r")
+
+
+def test_mismatched_shapes_exit_2(cli, tiny_map, tmp_path, write_separated):
+    t = _truth(tiny_map)
+    sep = write_separated(tmp_path / "sep.zarr", t["A"][:, :7], t["B"][:, :7], t["weights"][:, :7])
+    out = tmp_path / "report"
+    result = cli("evaluate", sep, "--truth", tiny_map / "truth.zarr", "--out", out, "--no-index")
+    assert result.exit_code == 2
+    assert "shape mismatch" in result.output and "Traceback" not in result.output
+    assert not out.exists() and not (tmp_path / "report.partial").exists()
+
+
+def test_wrong_store_kinds_exit_2(cli, tiny_map, tmp_path):
+    truth = tiny_map / "truth.zarr"
+    result = cli("evaluate", truth, "--truth", truth, "--out", tmp_path / "r")
+    assert result.exit_code == 2 and "expected a 'separated' store" in result.output
+    result = cli("evaluate", tmp_path / "missing.zarr", "--truth", truth, "--out", tmp_path / "r")
+    assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_pixel_metrics_perfect_and_swapped(cli, tiny_map, tmp_path, write_separated):
+    t = _truth(tiny_map)
+    A, B, w = t["A"][...], t["B"][...], t["weights"][...]
+    scores = {}
+    for name, (a, b, ww) in {"perfect": (A, B, w), "swapped": (B, A, w[..., ::-1])}.items():
+        sep = write_separated(tmp_path / f"{name}.zarr", a, b, ww)
+        out = tmp_path / f"report_{name}"
+        result = cli("evaluate", sep, "--truth", tiny_map / "truth.zarr", "--out", out, "--no-index")
+        assert result.exit_code == 0, result.output
+        m = json.loads((out / "metrics.json").read_text())
+        scores[name] = m["pixel"]
+        assert (out / "report.md").is_file() and (out / "examples.png").is_file()
+    p = scores["perfect"]
+    assert p["mixed"]["n"] > 0
+    assert p["mixed"]["ncc_a"]["mean"] == pytest.approx(1.0) and p["mixed"]["ncc_b"]["mean"] == pytest.approx(1.0)
+    assert p["mixed"]["ssim_b"]["mean"] == pytest.approx(1.0)
+    assert p["mixed"]["weight_error"]["mean"] == pytest.approx(0.0)
+    s = scores["swapped"]
+    assert s["swapped_fraction"] > 0.5
+    for group in ("mixed", "pure"):
+        for key in ("ncc_a", "psnr_a", "ssim_a", "weight_error"):
+            assert s[group][key]["mean"] == pytest.approx(p[group][key]["mean"])
+
+
+@pytest.mark.slow
+def test_orientation_recovery_perfect_zero_and_baselines(cli, tiny_map, tmp_path, write_separated, warm_indexer):
+    t = _truth(tiny_map)
+    A, B, w = t["A"][...], t["B"][...], t["weights"][...]
+    perfect = write_separated(tmp_path / "perfect.zarr", B, A, w[..., ::-1])  # swapped: same score
+    zeros = write_separated(tmp_path / "zeros.zarr", np.zeros_like(A), np.zeros_like(B), np.zeros_like(w))
+
+    result = cli("evaluate", perfect, "--truth", tiny_map / "truth.zarr", "--out", tmp_path / "rp")
+    assert result.exit_code == 0, result.output
+    m = json.loads((tmp_path / "rp" / "metrics.json").read_text())
+    rec = m["recovery"]
+    assert set(rec) == {"kdeconv", "raw", "residual"}
+    for tol in ("1", "3"):
+        row = rec["kdeconv"]["tolerances_deg"][tol]
+        assert row["mixed_both"] == 1.0 and row["pure_ok"] == 1.0
+    # Indexing the mixture finds at most one grain: never both.
+    assert rec["raw"]["tolerances_deg"]["3"]["mixed_both"] == 0.0
+    assert rec["raw"]["tolerances_deg"]["3"]["pure_ok"] == 1.0
+    for png in ("recovery_overall.png", "recovery_by_weight.png", "maps.png"):
+        assert (tmp_path / "rp" / png).is_file()
+    assert "residual subtraction" in (tmp_path / "rp" / "report.md").read_text()
+
+    result = cli("evaluate", zeros, "--truth", tiny_map / "truth.zarr", "--out", tmp_path / "rz", "--no-baselines")
+    assert result.exit_code == 0, result.output
+    assert "all zeros" in result.output
+    m = json.loads((tmp_path / "rz" / "metrics.json").read_text())
+    assert m["warnings"] and set(m["recovery"]) == {"kdeconv"}
+    row = m["recovery"]["kdeconv"]["tolerances_deg"]["3"]
+    assert row["mixed_both"] == 0.0 and row["mixed_minority"] == 0.0 and row["pure_kept"] == 0.0
+    assert m["pixel"]["mixed"]["ncc_a"]["mean"] == 0.0

@@ -1,0 +1,51 @@
+import numpy as np
+import zarr
+
+
+def test_simulate_map_truth_and_up2(cli, tmp_path):
+    out = tmp_path / "sim"
+    cfg = tmp_path / "sim.yaml"
+    cfg.write_text("seed: 1\nnav_shape: [6, 7]\nn_grains: 3\nfootprint: {radius: 1.5}\n"
+                   "detector: {shape: [32, 40], pc: [0.5, 0.45, 0.55]}\n")
+    result = cli("simulate-map", "--config", cfg, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "mixed" in result.output
+
+    truth = zarr.open_group(str(out / "truth.zarr"), mode="r")
+    assert truth.attrs["kdeconv_kind"] == "truth"
+    assert truth.attrs["detector"]["shape"] == [32, 40]
+    w = truth["weights"][...]
+    assert w.shape == (6, 7, 2) and np.allclose(w.sum(-1), 1.0) and (w[..., 0] >= w[..., 1]).all()
+    pure = w[..., 1] == 0
+    mixed = ~pure
+    assert pure.any() and mixed.any()
+    gb, rb = truth["grain_b"][...], truth["rotation_b"][...]
+    assert (gb[pure] == -1).all() and np.isnan(rb[pure]).all() and np.isfinite(rb[mixed]).all()
+    assert (truth["B"][...][pure] == 0).all()
+    for name in ("A", "B", "C"):
+        assert truth[name].shape == (6, 7, 32, 40) and truth[name].dtype == np.uint16
+    # Clean truth: pure pixels of one grain carry that grain's pattern exactly.
+    ga, A = truth["grain_a"][...], truth["A"][...]
+    g = ga[pure][0]
+    same = pure & (ga == g)
+    assert (A[same] == A[same][0]).all()
+
+    # The UP2 is what a user would have: kikuchipy reads it back equal to the truth C.
+    import kikuchipy as kp
+
+    s = kp.load(out / "map.up2")
+    assert s.data.dtype == np.uint16
+    assert np.array_equal(s.data, truth["C"][...])
+
+    # Refuses to overwrite without --overwrite (exit 2), then replaces with it.
+    again = cli("simulate-map", "--config", cfg, "--out", out)
+    assert again.exit_code == 2 and "already exists" in again.output
+    assert cli("simulate-map", "--config", cfg, "--out", out, "--overwrite", "--seed", "2").exit_code == 0
+
+
+def test_simulate_map_bad_config_exit_2(cli, tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("nav_shape: [4, 4]\nfootprint: {shape: square}\n")
+    result = cli("simulate-map", "--config", cfg, "--out", tmp_path / "x")
+    assert result.exit_code == 2 and "footprint" in result.output
+    assert not (tmp_path / "x").exists()
