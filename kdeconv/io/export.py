@@ -41,6 +41,9 @@ def export(config: ExportConfig, cluster: ClusterConfig | None = None, *,
     if array.ndim not in (3, 4):
         raise InputError(f"array '{config.array}' has shape {array.shape}; export needs patterns "
                          "(n, sy, sx) or (ny, nx, sy, sx)")
+    if min(array.shape[-2:]) < 4:
+        raise InputError(f"array '{config.array}' has shape {array.shape}: its last two axes are not "
+                         "a pattern (export patterns, A or B)")
     dtype = np.dtype(array.dtype)
     if suffix == ".up1" and dtype != np.uint8:
         raise InputError(f"cannot export {dtype} patterns to UP1 (8-bit) without losing data: "

@@ -123,3 +123,12 @@ def test_not_a_pattern_file(cli, tmp_path):
     _assert_input_error(cli("ingest", path, out), outputs=[out])
     master = KP_DATA / "emsoft_ebsd_master_pattern" / "master_patterns.h5"
     _assert_input_error(cli("ingest", master, out), "not an EBSD pattern format", outputs=[out])
+
+
+def test_non_pattern_array_is_refused(cli, small_map, tmp_path):
+    import zarr
+
+    group = zarr.open_group(str(small_map), mode="r+")
+    group.create_array("weights", shape=(2, 3, 2), dtype="float32")
+    out = tmp_path / "w.tif"
+    _assert_input_error(cli("export", small_map, out, "--array", "weights"), "not a pattern", outputs=[out])
