@@ -8,7 +8,9 @@ from kdeconv.cli._common import cluster_options, overwrite_option
 
 
 @click.command(help="Write a store array to kikuchipy h5ebsd (.h5), EDAX UP2/UP1 (.up2/.up1) or "
-                    "multi-page TIFF (.tif), losslessly; the format follows OUT's extension.")
+                    "multi-page TIFF (.tif), losslessly; the format follows OUT's extension. "
+                    "UP1/UP2 are written by the cluster's workers; .h5 and .tif by this process, "
+                    "one chunk at a time (HDF5 and TIFF writers are single-writer).")
 @click.argument("store", metavar="STORE.zarr", type=click.Path())
 @click.argument("output", metavar="OUT", type=click.Path())
 @click.option("--array", "array_name", default="patterns", show_default=True,
