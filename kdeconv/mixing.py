@@ -47,7 +47,10 @@ UINT16_MAX = 65535
 
 def to_uint16(x: np.ndarray) -> np.ndarray:
     """float [0, 1] -> uint16 over the full range 0..65535 (values outside are clipped)."""
-    return np.rint(np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0) * UINT16_MAX).astype(np.uint16)
+    # float32 is exact enough here: x * 65535 < 2**16 keeps ~1e-3 absolute precision.
+    y = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
+    y *= np.float32(UINT16_MAX)
+    return np.rint(y, out=y).astype(np.uint16)
 
 
 def from_uint16(u: np.ndarray) -> np.ndarray:
@@ -135,7 +138,9 @@ def combine(pipeline: str, a_t: np.ndarray, b_t: np.ndarray, weights: np.ndarray
         rows = np.ones(n, bool) if masked is None else np.asarray(masked, dtype=bool).reshape(n)
         zero = rows[:, None, None] & ~np.asarray(mask, dtype=bool)[None]
     norm = dict(mask=mask, rows=rows, method=method, smart=smart, percentiles=percentiles)
-    m = (w[:, 0, None, None] * an + w[:, 1, None, None] * bn).astype(np.float32)
+    w32 = w.astype(np.float32)
+    m = an * w32[:, 0, None, None]
+    m += bn * w32[:, 1, None, None]
     r = degrade(m) if degrade is not None else m
     if pipeline == "normalize_then_mix":
         c = np.clip(r, 0.0, 1.0).astype(np.float32)

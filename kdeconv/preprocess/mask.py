@@ -57,9 +57,13 @@ def detect_masked(patterns: np.ndarray, mask: np.ndarray, rel_tol: float = 0.01,
     if not outside.any():
         out = np.zeros(len(stack), dtype=bool)
         return out[0] if single else out
-    inside_max = np.abs(stack[:, mask].astype(np.float64)).max(axis=1)
-    out_vals = np.abs(stack[:, outside].astype(np.float64))
-    near_zero = out_vals <= rel_tol * inside_max[:, None]
+    if stack.dtype.kind == "u":
+        inside_max = stack[:, mask].max(axis=1).astype(np.float64)
+        out_vals = stack[:, outside]
+    else:
+        inside_max = np.abs(stack[:, mask]).max(axis=1).astype(np.float64)
+        out_vals = np.abs(stack[:, outside])
+    near_zero = out_vals <= (rel_tol * inside_max)[:, None]
     result = (near_zero.mean(axis=1) >= min_fraction) & (inside_max > 0)
     return bool(result[0]) if single else result
 
