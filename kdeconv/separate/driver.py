@@ -164,7 +164,7 @@ def _create_store(staging: Path, src, map_group, key, config: SeparateConfig, sh
         resume_key=key))
     for name in ("A", "B"):
         group.create_array(name, shape=src.shape, chunks=nav_chunks + sig_shape, dtype=src.dtype,
-                           fill_value=0)
+                           fill_value=0, compressors=_pattern_compressors())
     group.create_array("weights", shape=nav_shape + (2,), chunks=nav_chunks + (2,), dtype="float32",
                        fill_value=np.nan)
     grid = tuple(-(-n // c) for n, c in zip(nav_shape, nav_chunks))
@@ -173,6 +173,15 @@ def _create_store(staging: Path, src, map_group, key, config: SeparateConfig, sh
         group.create_array(STATIC, shape=sig_shape, chunks=sig_shape, dtype="float32",
                            fill_value=np.nan)
     return group
+
+
+def _pattern_compressors():
+    """The map store's codec (fast lossless LZ4 + bitshuffle) when the io stage provides it."""
+    try:
+        from kdeconv.io.ingest import map_compressors
+    except ImportError:
+        return "auto"
+    return map_compressors()
 
 
 @contextlib.contextmanager
