@@ -145,7 +145,8 @@ def _multipage_tiff(path: Path) -> Source:
         contiguous = (series is not None and series.dataoffset is not None
                       and tuple(series.shape[-2:]) == sig and series.dtype == page.dtype)
         n = int(np.prod(series.shape[:-2])) if contiguous else len(tif.pages)
-        if contiguous and len(series.shape) > 2 and n != len(tif.pages) and not tif.is_shaped:
+        # (len(tif.pages) parses every page: only when the series may not cover them all)
+        if contiguous and len(series.shape) > 2 and not tif.is_shaped and n != len(tif.pages):
             contiguous, n = False, len(tif.pages)
         if contiguous:
             layout = RawLayout(str(path), int(series.dataoffset), n, sig, dtype.str)
