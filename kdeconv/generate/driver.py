@@ -253,6 +253,8 @@ def _attrs(cfg: GenerateConfig, plan: SourcePlan, n_complete: int, pure_complete
         pool_size=plan.pool_size,
         formulas="see kdeconv.mixing (pipelines) and kdeconv.generate.augment (realism); "
                  "uint16 = round(clip(x, 0, 1) * 65535)",
+        rotation_meaning=("orientation (w, x, y, z) of the pure pattern as simulated, before the "
+                          "flip/rot90 recorded in 'augment'; NaN for map sources"),
         index_meaning=("rows of 'pure' (with pure_rotation, pure_pc, pure_tilt = camera, sample)"
                        if plan.kind == "simulate" else "flat indices into the map's patterns"))
 
@@ -327,19 +329,21 @@ def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: boo
         echo(f"keeping the store's chunk size {chunk} (asked {cfg.chunk_size})")
 
     cfg_json = _cfg_json(cfg)
+    # Unique task keys per store: two runs sharing a scheduler must never share results.
+    token = dask.base.tokenize(str(staging.resolve()), cfg_json)
     with Timer() as timer:
         deps = []
         if plan.kind == "simulate" and not pure_done:
             sim = dask.delayed(simulate_pure_chunk, pure=True)
             deps = [sim(str(staging), cfg_json, s, min(s + PURE_CHUNK, plan.pool_size),
-                        dask_key_name=f"kdeconv-pure-{s}")
+                        dask_key_name=f"kdeconv-pure-{token}-{s}")
                     for s in range(0, plan.pool_size, PURE_CHUNK)]
             compute(client, dask.delayed(_total)(deps))
             group.attrs["pure_complete"] = True
         base = min(base, cfg.n)
         write = dask.delayed(write_pair_chunk, pure=True)
         tasks = [write(str(staging), cfg_json, s, e, plan.pool_size,
-                       dask_key_name=f"kdeconv-pairs-{s}-{e}")
+                       dask_key_name=f"kdeconv-pairs-{token}-{s}-{e}")
                  for s, e in _tasks(base, cfg.n, chunk)]
         written = compute(client, dask.delayed(_total)(tasks)) if tasks else 0
     attrs = _attrs(cfg, plan, n_complete=cfg.n, pure_complete=True)

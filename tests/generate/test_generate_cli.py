@@ -191,3 +191,21 @@ def test_bad_config_exits_2_with_one_line(tmp_path, cli, change, message):
     assert message in res.output and "Traceback" not in res.output
     assert len(res.output.strip().splitlines()) == 1
     assert not out.exists() and not Path(str(out) + ".partial").exists()
+
+
+def test_interrupted_run_resumes_from_partial(tiny_runs, cli):
+    import shutil
+
+    tmp, cfg, runs = tiny_runs
+    ref = runs["w1_c16"][0]
+    out = tmp / "resume.zarr"
+    staging = Path(str(out) + ".partial")
+    shutil.copytree(ref, staging)
+    g = zarr.open_group(str(staging), mode="r+")
+    g.attrs["n_complete"] = 32  # as if killed after two chunks
+    g["C"][32:] = 0
+    res = cli("generate", "--config", cfg, "--out", out, "--workers", 1)
+    assert res.exit_code == 0, res.output
+    assert "resuming" in res.output and "generate: 28 pairs" in res.output
+    assert not staging.exists()
+    _assert_same(_arrays(out), _arrays(ref))
