@@ -146,6 +146,13 @@ def _read_offset_table(layout: OffsetTableLayout, start: int, count: int) -> np.
     if starts.size < count or (starts + layout.skip + pattern_bytes > size).any():
         raise InputError(f"{layout.path} is truncated: its offset table points past the end of the file")
     out = np.empty((count, sy, sx), dtype)
+    first, end = int(starts.min()) + layout.skip, int(starts.max()) + layout.skip + pattern_bytes
+    if end - first <= 2 * count * (pattern_bytes + layout.skip) + 2**20:
+        # Patterns of a chunk usually sit close together (order varies within rows): one read.
+        span = np.fromfile(layout.path, dtype=np.uint8, count=end - first, offset=first)
+        for i, pos in enumerate((starts + layout.skip - first).tolist()):
+            out[i] = span[pos: pos + pattern_bytes].view(dtype).reshape(sy, sx)
+        return out
     with open(layout.path, "rb") as f:
         for i, pos in enumerate(starts.tolist()):
             f.seek(pos + layout.skip)

@@ -115,3 +115,17 @@ def test_edax_header_layout():
     assert struct.unpack_from("<II", header, 17) == (5, 3)
     assert header[25] == 0  # not a hexagonal grid
     assert struct.unpack_from("<dd", header, 26) == (0.5, 0.25)
+
+
+def test_offset_table_far_apart_records(tmp_path):
+    """Records scattered over a large file are read one by one (no huge spanning read)."""
+    data = _patterns(3, np.uint8)
+    gap = 3 * 2**20
+    starts = np.array([8 + 3 * 8 + 2 * gap, 8 + 3 * 8, 8 + 3 * 8 + gap], "<i8")
+    with open(tmp_path / "s.ebsp", "wb") as f:
+        f.write(b"V" * 8 + starts.tobytes())
+        for j in (1, 2, 0):
+            f.seek(int(starts[j]))
+            f.write(b"hh" + data[j].tobytes())
+    layout = OffsetTableLayout(str(tmp_path / "s.ebsp"), 8, 3, SIG, "|u1", skip=2)
+    np.testing.assert_array_equal(read_patterns(layout, 0, 3), data)
