@@ -69,7 +69,8 @@ def emsoft_master(path: str | Path, energy: float = 20) -> Master:
         upper, lower = _arrays(signal, energy)
     except Exception as err:
         raise InputError(f"master pattern {path} has no energy {energy} keV: {err}") from None
-    return Master(signal, energy, upper, lower, signal.phase.name or path.stem)
+    name = signal.phase.name
+    return Master(signal, energy, upper, lower, name if name and name != "None" else path.stem)
 
 
 def _phase_from_spec(spec: dict) -> Any:

@@ -110,3 +110,17 @@ def test_bad_master_sources():
         kinematic_master(phase={"space_group": 225})
     with pytest.raises(InputError, match="unknown master"):
         load_master({"kind": "xray"})
+
+
+def test_emsoft_master_file_matches_bundled_ni(ni):
+    from pathlib import Path
+
+    import kikuchipy
+
+    path = (Path(kikuchipy.__file__).parent / "data" / "emsoft_ebsd_master_pattern"
+            / "ni_mc_mp_20kv_uint8_gzip_opts9.h5")  # the local file behind the bundled Ni
+    master = load_master({"kind": "emsoft", "path": str(path), "energy": 20})
+    q = random_quaternions(np.random.default_rng(3), 2)
+    args = (np.tile((0.5, 0.5, 0.5), (2, 1)), np.zeros(2), np.full(2, 70.0), (32, 32))
+    np.testing.assert_allclose(normalize(simulate_varied(master, q, *args)),
+                               normalize(simulate_varied(ni, q, *args)), atol=1e-5)
