@@ -24,6 +24,11 @@ def separate(map_store, out, checkpoint, device, batch_size, config_path, overwr
 
     Writes OUT with arrays A, B (shape and dtype of the map's patterns) and weights (wA >= wB),
     plus OUT.weights.png (wB over the scan) and OUT.panels.png (C | A | B of the most mixed).
+
+    Before the model, each pattern loses its static (map mean) and dynamic (Gaussian blur)
+    background as in kikuchipy; see configs/separate.yaml. Any pattern size of at least 16 px a
+    side works: the model pads each side to its multiple and crops back. An interrupted run
+    resumes from OUT.partial when rerun with the same command; --overwrite starts again.
     """
     from kdeconv.cluster import summary_line
     from kdeconv.config import load_config

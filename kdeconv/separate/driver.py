@@ -124,8 +124,11 @@ def _check_shape(separator, patterns: np.ndarray, background: dict, checkpoint_l
                          f"for patterns of shape {patterns.shape[-2:]}")
 
 
-def _resume_key(map_path: Path, src, sha256: str, config: SeparateConfig) -> dict[str, Any]:
-    return {"map": str(map_path.resolve()), "shape": list(src.shape), "dtype": str(src.dtype),
+def _resume_key(map_path: Path, src, sha256: str, config: SeparateConfig,
+                map_created: str | None = None) -> dict[str, Any]:
+    """What must match for a rerun to reuse finished chunks (a re-ingested map does not)."""
+    return {"map": str(map_path.resolve()), "map_created": map_created,
+            "shape": list(src.shape), "dtype": str(src.dtype),
             "chunks": list(src.chunks), "checkpoint_sha256": sha256,
             "batch_size": config.batch_size, "background": config.background.model_dump(mode="json")}
 
@@ -250,7 +253,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     del separator
 
     staging = prepare_output(out_path, overwrite, resume=True)
-    key = _resume_key(map_path, src, sha256, config)
+    key = _resume_key(map_path, src, sha256, config, map_group.attrs.get("created"))
     group = _open_existing(staging, key)
     if group is None:
         group = _create_store(staging, src, map_group, key, config, sha256)
@@ -274,7 +277,9 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                 out_path=str(staging), checkpoint=config.checkpoint, sha256=sha256,
                 device=config.device, batch_size=config.batch_size, background=background,
                 loader=loader)
-            if pending:
+            if len(pending) == done.size:
+                separated = int(compute(client, counts.sum(), progress=progress))
+            elif pending:
                 # Only the unfinished chunks: dask culls the reads of the finished ones.
                 wanted = da.concatenate([counts.blocks[idx].ravel() for idx in pending]).sum()
                 separated = int(compute(client, wanted, progress=progress))

@@ -32,7 +32,10 @@ def default_model_is_trained() -> bool:
     from kdeconv.model import DEFAULT_CHECKPOINT
 
     info = DEFAULT_CHECKPOINT.with_suffix(".json")
-    return info.is_file() and bool(json.loads(info.read_text()).get("trained"))
+    if not info.is_file():
+        return False
+    record = json.loads(info.read_text())
+    return record.get("trained") is True or record.get("status") == "trained"
 
 
 def simulate_two_grains(tmp_path):
