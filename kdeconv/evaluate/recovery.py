@@ -56,6 +56,15 @@ def recovery_table(angles: dict[str, np.ndarray], true_weights: np.ndarray,
     claimed2 = np.asarray(second_claimed, bool).reshape(-1)
     out: dict = {"n_patterns": int(w.shape[0]), "n_mixed": int(mixed.sum()), "n_pure": int(pure.sum()),
                  "n_faint": int((~mixed & ~pure).sum()), "pure_below": pure_below, "mixed_from": mixed_from, "tolerances_deg": {}}
+    # Median misorientation of the closest claim to each truth constituent (NaN claims ignored).
+    closest_a = np.fmin(angles["first_a"], np.where(claimed2, angles["second_a"], np.nan))
+    closest_b = np.fmin(angles["first_b"], np.where(claimed2, angles["second_b"], np.nan))
+    for key, values, sel in (("median_error_deg_a_mixed", closest_a, mixed),
+                             ("median_error_deg_b_mixed", closest_b, mixed),
+                             ("median_error_deg_pure", closest_a, pure)):
+        v = values[sel]
+        v = v[np.isfinite(v)]
+        out[key] = float(np.median(v)) if v.size else None
     for tol in tolerances:
         f_a, f_b = _le(angles["first_a"], tol), _le(angles["first_b"], tol)
         s_a = _le(angles["second_a"], tol) & claimed2

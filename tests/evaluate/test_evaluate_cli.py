@@ -5,6 +5,23 @@ import pytest
 import zarr
 
 
+def _pairs_store(path, truth):
+    """The tiny map as a 'pairs' store, with generate's config for a fixed simulated detector."""
+    from kdeconv.io.store import store_attrs
+
+    group = zarr.open_group(str(path), mode="w")
+    for name in ("C", "A", "B"):
+        group.create_array(name, data=truth[name][...].reshape(-1, *truth[name].shape[2:]))
+    for name in ("weights", "rotation_a", "rotation_b"):
+        group.create_array(name, data=truth[name][...].reshape(-1, truth[name].shape[-1]))
+    det = truth.attrs["detector"]
+    source = {"kind": "simulate", "master": {"kind": "nickel"}, "shape": det["shape"],
+              "pc_x": [det["pc"][0]] * 2, "pc_y": [det["pc"][1]] * 2, "pc_z": [det["pc"][2]] * 2,
+              "sample_tilt": [70.0, 70.0], "camera_tilt": [0.0, 0.0]}
+    group.attrs.update(store_attrs("pairs", {"source": source, "preprocess": {"binning": 1}}))
+    return path
+
+
 def _truth(tiny_map):
     return zarr.open_group(str(tiny_map / "truth.zarr"), mode="r")
 
@@ -72,6 +89,16 @@ def test_orientation_recovery_perfect_zero_and_baselines(cli, tiny_map, tmp_path
     for png in ("recovery_overall.png", "recovery_by_weight.png", "maps.png"):
         assert (tmp_path / "rp" / png).is_file()
     assert "residual subtraction" in (tmp_path / "rp" / "report.md").read_text()
+    assert rec["kdeconv"]["median_error_deg_b_mixed"] < 0.5
+
+    # A pairs store (n, sy, sx) works as truth too; its detector comes from the generate config.
+    pairs = _pairs_store(tmp_path / "pairs.zarr", t)
+    sep = write_separated(tmp_path / "sep_pairs.zarr", A.reshape(-1, *A.shape[2:]), B.reshape(-1, *B.shape[2:]),
+                          w.reshape(-1, 2))
+    result = cli("evaluate", sep, "--truth", pairs, "--out", tmp_path / "rpairs", "--no-baselines")
+    assert result.exit_code == 0, result.output
+    m = json.loads((tmp_path / "rpairs" / "metrics.json").read_text())
+    assert m["truth_kind"] == "pairs" and m["recovery"]["kdeconv"]["tolerances_deg"]["3"]["mixed_both"] == 1.0
 
     result = cli("evaluate", zeros, "--truth", tiny_map / "truth.zarr", "--out", tmp_path / "rz", "--no-baselines")
     assert result.exit_code == 0, result.output
