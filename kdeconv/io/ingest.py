@@ -35,8 +35,12 @@ def _quiet_input_errors() -> None:
         log.addFilter(_drop_input_error_logs)
 
 
-def read_block(layout, shape: tuple[int, ...], block_info=None) -> np.ndarray:
-    """One block of the map, located by Dask's ``block_info``; reads map-order runs of patterns."""
+def read_block(layout, shape: tuple[int, ...], file_stamp=None, block_info=None) -> np.ndarray:
+    """One block of the map, located by Dask's ``block_info``; reads map-order runs of patterns.
+
+    ``file_stamp`` is unused here: it goes into the task keys, so a rewritten file never shares
+    keys with an earlier read of the same path on a long-lived scheduler.
+    """
     _quiet_input_errors()
     location = block_info[None]["array-location"]
     nav = shape[:-2]
@@ -61,7 +65,12 @@ def lazy_patterns(source: Source, chunk_mb: float = 32.0):
     return da.map_blocks(read_block, chunks=chunks, dtype=source.dtype,
                          meta=np.empty((0,) * len(source.shape), source.dtype),
                          layout=source.layout, shape=tuple(source.shape),
-                         name=f"kdeconv-read-{Path(source.attrs.get('path', 'x')).name}")
+                         file_stamp=_file_stamp(source.layout.path), token="kdeconv-read")
+
+
+def _file_stamp(path: str) -> tuple[int, int]:
+    stat = Path(path).stat()
+    return stat.st_mtime_ns, stat.st_size
 
 
 def map_compressors() -> list:
