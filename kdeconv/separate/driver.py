@@ -226,6 +226,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     """
     import dask
     import dask.array as da
+    import zarr
 
     from kdeconv.cluster import Timer, compute
 
@@ -252,7 +253,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     _check_shape(separator, first, config.background.model_dump(), label)
     del separator
 
-    staging = prepare_output(out_path, overwrite, resume=True)
+    staging = prepare_output(out_path, overwrite, resume=True).resolve()
     key = _resume_key(map_path, src, sha256, config, map_group.attrs.get("created"))
     group = _open_existing(staging, key)
     if group is None:
@@ -260,7 +261,10 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
 
     background = config.background.model_dump()
     nav_chunks = src.chunks[:-2]
-    patterns = da.from_zarr(src, chunks=nav_chunks + src.shape[-2:])
+    # Absolute paths in the graph: remote workers do not share this process's working directory.
+    checkpoint = str(Path(config.checkpoint).resolve()) if config.checkpoint else None
+    src_abs = zarr.open_array(str(map_path.resolve() / "patterns"), mode="r")
+    patterns = da.from_zarr(src_abs, chunks=nav_chunks + src.shape[-2:])
     with open_separate_client(cluster, config.device, echo=echo) as client, Timer() as timer:
         if config.background.static != "none" and np.isnan(group[STATIC][0, 0]):
             mean = patterns.mean(axis=tuple(range(nav_ndim)), dtype=np.float64)
@@ -274,7 +278,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
             counts = patterns.map_blocks(
                 _separate_and_write, drop_axis=list(range(nav_ndim, nav_ndim + 2)),
                 chunks=(1,) * nav_ndim, dtype=np.int64, meta=np.empty((0,) * nav_ndim, np.int64),
-                out_path=str(staging), checkpoint=config.checkpoint, sha256=sha256,
+                out_path=str(staging), checkpoint=checkpoint, sha256=sha256,
                 device=config.device, batch_size=config.batch_size, background=background,
                 loader=loader)
             if len(pending) == done.size:

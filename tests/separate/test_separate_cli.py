@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -94,3 +96,15 @@ def test_separate_cli_runs_and_resumes_with_overwrite(cli, tmp_path, good_map, d
     assert (tmp_path / "out.zarr.weights.png").exists() and (tmp_path / "out.zarr.panels.png").exists()
     result = cli("separate", good_map, "--out", out, "--overwrite", "--scheduler-file", sched)
     assert result.exit_code == 0 and "12 patterns" in result.output
+
+
+def test_relative_paths_work_on_workers_with_another_cwd(cli, tmp_path, good_map, dask_processes,
+                                                         monkeypatch):
+    from kdeconv.model import DEFAULT_CHECKPOINT
+
+    shutil.copy(DEFAULT_CHECKPOINT, tmp_path / "model.pt")
+    monkeypatch.chdir(tmp_path)  # the dask worker processes run in another directory
+    result = cli("separate", "map.zarr", "--out", "rel.zarr", "--checkpoint", "model.pt",
+                 "--scheduler-file", str(dask_processes[1]))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "rel.zarr" / "A").is_dir() and not (tmp_path / "rel.zarr.partial").exists()
