@@ -55,13 +55,17 @@ def to_uint16(x: np.ndarray) -> np.ndarray:
 
 def from_uint16(u: np.ndarray) -> np.ndarray:
     """uint16 full range -> float32 [0, 1]."""
-    return (np.asarray(u, dtype=np.float32) / np.float32(UINT16_MAX)).astype(np.float32)
+    x = np.asarray(u).astype(np.float32)
+    x /= np.float32(UINT16_MAX)
+    return x
 
 
 def _normalize_rows(x, mask, rows, **kw) -> np.ndarray:
     # Masked pairs take their statistics inside the mask; the others over the whole pattern.
     if mask is None or rows.all():
         return normalize(x, mask=mask, **kw)
+    if not rows.any():
+        return normalize(x, mask=None, **kw)
     out = np.empty(x.shape, dtype=np.float32)
     if rows.any():
         out[rows] = normalize(x[rows], mask=mask, **kw)
@@ -81,7 +85,8 @@ def mix(pipeline: str, a: np.ndarray, b: np.ndarray, weights: np.ndarray, *,
         method: str = "minmax", smart: bool = True, percentiles=(0.5, 99.5),
         degrade: Callable[[np.ndarray], np.ndarray] | None = None,
         gamma: np.ndarray | float | None = None,
-        quantize: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        quantize: bool = True, as_uint16: bool = False
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return ``(C, A', B')`` float32 ``(n, sy, sx)`` in [0, 1] for pure ``a``, ``b`` (n, sy, sx).
 
     ``masked`` (n,) bool selects the pairs that are masked (all pairs if ``mask`` is given and
@@ -89,7 +94,7 @@ def mix(pipeline: str, a: np.ndarray, b: np.ndarray, weights: np.ndarray, *,
     statistics from inside it; the other pairs use the whole pattern. ``degrade`` maps the
     clean mixture stack M to R(M); ``gamma`` is a scalar or (n,) array. With ``quantize`` A'
     and B' are rounded to the uint16 grid before mixing, so :func:`combine` on the stored
-    uint16 targets gives back C.
+    uint16 targets gives back C. ``as_uint16`` returns the three arrays as stored (uint16).
     """
     if pipeline not in PIPELINES:
         raise InputError(f"unknown pipeline {pipeline!r} (use one of {', '.join(PIPELINES)})")
@@ -110,12 +115,15 @@ def mix(pipeline: str, a: np.ndarray, b: np.ndarray, weights: np.ndarray, *,
     if zero is not None:
         an[zero] = 0
         bn[zero] = 0
-    if quantize:
+    ua = ub = None
+    if quantize or as_uint16:
         # Mix the targets exactly as they will be stored, so C follows from the stored A and B.
-        an = from_uint16(to_uint16(an))
-        bn = from_uint16(to_uint16(bn))
+        ua, ub = to_uint16(an), to_uint16(bn)
+        an, bn = from_uint16(ua), from_uint16(ub)
     c = combine(pipeline, an, bn, w, mask=mask, masked=rows, method=method, smart=smart,
                 percentiles=percentiles, degrade=degrade, gamma=gamma)
+    if as_uint16:
+        return to_uint16(c), ua, ub
     return c, an, bn
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from kdeconv.config.generate import GenerateConfig
 from kdeconv.generate.augment import AUGMENT_COLUMNS, COL, degrade_one, geometric
-from kdeconv.mixing import mix, to_uint16
+from kdeconv.mixing import mix
 from kdeconv.preprocess import crop, denoise, detect_masked
 
 __all__ = ["STREAM_PAIR", "STREAM_NOISE", "STREAM_PURE", "STREAM_WINDOW", "pair_rng",
@@ -164,5 +164,5 @@ def build_pairs(cfg: GenerateConfig, start: int, draws: PairDraws, pure_a: np.nd
     c, a, b = mix(cfg.pipeline, pure_a, pure_b, draws.weights, mask=mask, masked=masked,
                   method=norm.method, smart=norm.smart, percentiles=tuple(norm.percentiles),
                   degrade=degrade if realism else None,
-                  gamma=draws.augment[:, COL["gamma"]] if realism else None)
-    return {"C": to_uint16(c), "A": to_uint16(a), "B": to_uint16(b), "masked": masked}
+                  gamma=draws.augment[:, COL["gamma"]] if realism else None, as_uint16=True)
+    return {"C": c, "A": a, "B": b, "masked": masked}
