@@ -24,16 +24,35 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def _worker_gpu() -> str:
+    """``cuda`` for one visible GPU (dask-cuda pins one per worker), else one GPU per worker."""
+    import torch
+
+    count = torch.cuda.device_count()
+    if count <= 1:
+        return "cuda"
+    try:  # a plain LocalCluster on a multi-GPU host: spread workers by their index
+        from distributed import get_worker
+
+        name = get_worker().name
+        index = int(name) if str(name).isdigit() else sum(map(ord, str(name)))
+    except (ImportError, ValueError):
+        index = 0
+    return f"cuda:{index % count}"
+
+
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when this process sees a GPU, else ``cpu``; ``cuda`` must exist."""
-    if device == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if device == "cuda" and not cuda_available():
+    """``auto`` -> a GPU when this process sees one, else ``cpu``; ``cuda`` must exist."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise InputError(f"unknown device {device!r}: use auto, cpu or cuda")
+    if device == "cpu":
+        return "cpu"
+    if cuda_available():
+        return _worker_gpu()
+    if device == "cuda":
         raise InputError("--device cuda was requested but CUDA is not available "
                          "(use --device cpu or auto)")
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"unknown device {device!r}: use auto, cpu or cuda")
-    return device
+    return "cpu"
 
 
 def _set_torch_threads(device: str) -> None:
