@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Recipe of the shipped default model (kdeconv/model/weights/default.pt + default.json).
+#
+#   bash workflows/train_default.sh            # generate, train, check, install
+#   STAGES="train check" bash workflows/train_default.sh
+#
+# Budget: generation ~10-15 min + training MAX_MINUTES (default 60) + check ~5 min on 2 cores,
+# i.e. <= 90 min. Every stage resumes: existing pairs stores are kept, an interrupted run
+# continues from its last.pt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORK=${WORK:-runs/default}
+MAX_MINUTES=${MAX_MINUTES:-60}
+STAGES=${STAGES:-"generate train check install"}
+mkdir -p "$WORK"
+
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+generate() {  # config, store
+  if [ -d "$2" ]; then echo "kept $2"; else kdeconv generate --config "$1" --out "$2"; fi
+}
+
+DATA=("$WORK/pairs120.zarr" "$WORK/pairs60.zarr" "$WORK/pairs96x128.zarr")
+if has generate; then
+  generate configs/generate_default.yaml "${DATA[0]}"
+  generate configs/generate_default_60.yaml "${DATA[1]}"
+  generate configs/generate_default_96x128.yaml "${DATA[2]}"
+fi
+
+if has train; then
+  ARGS=()
+  for d in "${DATA[@]}"; do ARGS+=(--data "$d"); done
+  if [ -f "$WORK/run/last.pt" ]; then
+    kdeconv train --resume --out "$WORK/run" "${ARGS[@]}" --max-minutes "$MAX_MINUTES"
+  else
+    kdeconv train --config configs/train_default.yaml "${ARGS[@]}" --out "$WORK/run" \
+      --max-minutes "$MAX_MINUTES" --overwrite
+  fi
+fi
+
+# Quality on a fresh simulated test set (never used in training); writes $WORK/check.json.
+if has check; then
+  python workflows/check_default_model.py --checkpoint "$WORK/run/best.pt" --out "$WORK/check.json"
+fi
+
+# Copy best.pt (no optimiser state) into the package with its metrics and provenance.
+if has install; then
+  python workflows/check_default_model.py --checkpoint "$WORK/run/best.pt" \
+    --install --check-json "$WORK/check.json" --run "$WORK/run"
+fi
