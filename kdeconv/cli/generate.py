@@ -25,10 +25,12 @@ def generate(config_path, out, n, seed, chunk_size, debug, overwrite, cluster):
     from kdeconv.cluster import open_client, summary_line
     from kdeconv.config import load_config
     from kdeconv.config.generate import GenerateConfig
-    from kdeconv.generate.driver import plan_source, run_generate, write_debug_panels
+    from kdeconv.generate.driver import (check_output, plan_source, run_generate,
+                                         write_debug_panels)
 
     cfg = load_config(GenerateConfig, config_path, n=n, seed=seed, chunk_size=chunk_size)
-    plan_source(cfg)  # bad source -> exit 2 before any cluster starts
+    plan_source(cfg)  # bad source or output -> exit 2 before any cluster starts
+    check_output(cfg, out, overwrite)
     with open_client(cluster, echo=click.echo) as client:
         result = run_generate(cfg, out, client, overwrite=overwrite, echo=click.echo)
     if result["new"]:

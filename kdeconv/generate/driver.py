@@ -28,7 +28,7 @@ from kdeconv.generate.chunk import (bin_patterns, build_pairs, draw_pairs, prepa
 from kdeconv.io.store import open_store, partial_path, prepare_output, store_attrs
 from kdeconv.preprocess import circular_mask, mask_geometry
 
-__all__ = ["SourcePlan", "plan_source", "run_generate", "write_pair_chunk", "write_debug_panels"]
+__all__ = ["SourcePlan", "plan_source", "check_output", "run_generate", "write_pair_chunk", "write_debug_panels"]
 
 PURE_CHUNK = 128      # pure patterns simulated per task
 PURE_STORE_CHUNK = 8  # per Zarr chunk: pair tasks read scattered pure patterns
@@ -277,6 +277,18 @@ def _tasks(start: int, stop: int, chunk: int) -> list[tuple[int, int]]:
     return out
 
 
+def check_output(cfg: GenerateConfig, out: str | Path, overwrite: bool) -> None:
+    """Refuse, before any work, an output we may not write: InputError with one line."""
+    out = Path(out)
+    if not out.parent.exists():
+        raise InputError(f"output folder does not exist: {out.parent}")
+    if out.exists() and not overwrite:
+        open_store(out, "pairs", arrays=("C", "A", "B", "weights"))
+        if not _open_existing(out, cfg)[1]:
+            raise InputError(f"output already exists with a different config or seed: {out} "
+                             "(use --overwrite to replace it)")
+
+
 def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: bool = False,
                  echo=print) -> dict:
     """Generate ``cfg.n`` pairs into ``out``; returns {"new": pairs written, "n": total, ...}."""
@@ -286,15 +298,12 @@ def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: boo
 
     out = Path(out)
     plan = plan_source(cfg)
+    check_output(cfg, out, overwrite)
     staging = partial_path(out)
     base = 0
     pure_done = False
     if out.exists() and not overwrite:
-        open_store(out, "pairs", arrays=("C", "A", "B", "weights"))
-        group, same = _open_existing(out, cfg)
-        if not same:
-            raise InputError(f"output already exists with a different config or seed: {out} "
-                             "(use --overwrite to replace it)")
+        group = _open_existing(out, cfg)[0]
         base = int(group.attrs.get("n_complete", group["C"].shape[0]))
         if cfg.n <= base:
             echo(f"{out} already holds {base} pairs (asked for {cfg.n}); nothing to do")
