@@ -35,6 +35,7 @@ def generate(config_path, out, n, seed, chunk_size, debug, overwrite, cluster):
         result = run_generate(cfg, out, client, overwrite=overwrite, echo=click.echo)
     if result["new"]:
         click.echo(summary_line("generate", result["new"], result["seconds"], unit="pairs")
+                   + (f"; simulated {result['pure']} pure patterns" if result.get("pure") else "")
                    + (f"; store now holds {result['n']}" if result.get("base") else ""))
     if debug:
         folder = Path(str(out) + ".debug")

@@ -338,6 +338,7 @@ def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: boo
         echo(f"keeping the store's chunk size {chunk} (asked {cfg.chunk_size})")
 
     cfg_json = _cfg_json(cfg)
+    pure_new = 0
     # Unique task keys per store: two runs sharing a scheduler must never share results.
     token = dask.base.tokenize(str(staging.resolve()), cfg_json)
     with Timer() as timer:
@@ -347,7 +348,7 @@ def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: boo
             deps = [sim(str(staging), cfg_json, s, min(s + PURE_CHUNK, plan.pool_size),
                         dask_key_name=f"kdeconv-pure-{token}-{s}")
                     for s in range(0, plan.pool_size, PURE_CHUNK)]
-            compute(client, dask.delayed(_total)(deps))
+            pure_new = compute(client, dask.delayed(_total)(deps))
             group.attrs["pure_complete"] = True
         base = min(base, cfg.n)
         write = dask.delayed(write_pair_chunk, pure=True)
@@ -360,7 +361,7 @@ def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: boo
     from kdeconv.io.store import finalize_output
 
     finalize_output(staging, out)
-    return {"new": written, "n": cfg.n, "seconds": timer.seconds, "base": base}
+    return {"new": written, "n": cfg.n, "seconds": timer.seconds, "base": base, "pure": pure_new}
 
 
 def write_debug_panels(store: str | Path, folder: str | Path, count: int = 6) -> list[Path]:
