@@ -45,14 +45,17 @@ def _flat(arr: np.ndarray, sig: int = 2) -> np.ndarray:
 
 
 def _pairs_detector(attrs: dict) -> tuple[dict | None, str | None]:
-    """A single detector from a pairs store's simulate config, when its PC and tilts are fixed."""
+    """A single detector from a pairs store's simulate config, when its PC and tilts are fixed
+    and no flips were applied; otherwise (None, None) and indexing needs ``detector:``."""
     src = (attrs.get("config") or {}).get("source") or {}
     if src.get("kind") != "simulate":
         return None, None
     fixed = all(float(src[k][0]) == float(src[k][1]) for k in ("pc_x", "pc_y", "pc_z", "sample_tilt", "camera_tilt")
                 if k in src)
     prep = (attrs.get("config") or {}).get("preprocess") or {}
-    if not fixed or prep.get("binning", 1) != 1 or prep.get("crop"):
+    flips = ((attrs.get("config") or {}).get("augment") or {}).get("flips", False)
+    # Flipped/rotated patterns no longer match their stored orientations.
+    if not fixed or flips or prep.get("binning", 1) != 1 or prep.get("crop"):
         return None, None
     phase = "ni" if (src.get("master") or {}).get("kind", "nickel") == "nickel" else None
     return ({"shape": src["shape"], "pc": [src["pc_x"][0], src["pc_y"][0], src["pc_z"][0]],
