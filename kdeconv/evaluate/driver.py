@@ -204,6 +204,8 @@ def evaluate_stores(separated: str | Path, truth_path: str | Path, out_dir: str 
     truth = read_truth(truth_path)
     sep = open_store(separated, "separated", arrays=("A", "B", "weights"))
     _check_shapes(sep, truth, separated, truth_path)
+    if cfg.index:
+        _index_context(truth, cfg)  # refuse a truth we cannot index before any work
     staging = prepare_output(out_dir, overwrite)
 
     sep_a = _flat(sep["A"][...])

@@ -108,3 +108,20 @@ def test_orientation_recovery_perfect_zero_and_baselines(cli, tiny_map, tmp_path
     row = m["recovery"]["kdeconv"]["tolerances_deg"]["3"]
     assert row["mixed_both"] == 0.0 and row["mixed_minority"] == 0.0 and row["pure_kept"] == 0.0
     assert m["pixel"]["mixed"]["ncc_a"]["mean"] == 0.0
+
+
+def test_truth_without_detector_needs_no_index(cli, tiny_map, tmp_path, write_separated):
+    t = _truth(tiny_map)
+    pairs = _pairs_store(tmp_path / "pairs.zarr", t)
+    import zarr as _zarr
+
+    g = _zarr.open_group(str(pairs), mode="r+")
+    attrs = dict(g.attrs)
+    attrs["config"]["source"]["pc_x"] = [0.4, 0.6]  # PC varies per pair: no single detector
+    g.attrs.update(attrs)
+    n = t["A"].shape[0] * t["A"].shape[1]
+    sep = write_separated(tmp_path / "sep.zarr", t["A"][...].reshape(n, 60, 60), t["B"][...].reshape(n, 60, 60),
+                          t["weights"][...].reshape(n, 2))
+    result = cli("evaluate", sep, "--truth", pairs, "--out", tmp_path / "r")
+    assert result.exit_code == 2 and "--no-index" in result.output and not (tmp_path / "r").exists()
+    assert cli("evaluate", sep, "--truth", pairs, "--out", tmp_path / "r", "--no-index").exit_code == 0
