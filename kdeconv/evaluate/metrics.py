@@ -92,13 +92,16 @@ def pair_metrics(pred_a, pred_b, true_a, true_b, mask=None, swapped=None) -> dic
     ``_a`` refers to the truth's A.
     """
     pa, pb, ta, tb = (_as3d(x) for x in (pred_a, pred_b, true_a, true_b))
+    # The four NCCs decide the ordering and are reused as the reported NCCs.
+    aa, bb, ab, ba = ncc(pa, ta, mask), ncc(pb, tb, mask), ncc(pa, tb, mask), ncc(pb, ta, mask)
     if swapped is None:
-        swapped = best_ordering(pa, pb, ta, tb, mask)
-    sw = np.asarray(swapped, bool)[:, None, None]
+        swapped = (ab + ba) > (aa + bb)
+    swapped = np.asarray(swapped, bool)
+    sw = swapped[:, None, None]
     match_a = np.where(sw, pb, pa)  # the prediction paired with truth A
     match_b = np.where(sw, pa, pb)
-    out = {"swapped": np.asarray(swapped, bool)}
-    for name, fn in (("ncc", ncc), ("psnr", psnr), ("ssim", ssim)):
+    out = {"swapped": swapped, "ncc_a": np.where(swapped, ba, aa), "ncc_b": np.where(swapped, ab, bb)}
+    for name, fn in (("psnr", psnr), ("ssim", ssim)):
         out[f"{name}_a"] = fn(match_a, ta, mask)
         out[f"{name}_b"] = fn(match_b, tb, mask)
     return out
