@@ -138,9 +138,13 @@ def _index_context(truth: Truth, cfg: EvaluateConfig):
     if not info:
         raise InputError("the truth store has one detector per pattern or none: give detector: in the "
                          "evaluate config, or use --no-index")
+    detector = make_detector(info)
+    if tuple(detector.shape) != tuple(truth.A.shape[-2:]):
+        raise InputError(f"detector shape {list(detector.shape)} does not match the patterns "
+                         f"{list(truth.A.shape[-2:])}")
     phase_name = truth.phase or cfg.phase
     mp, _ = load_master_pattern(phase_name)
-    return make_detector(info), mp.phase, phase_name
+    return detector, mp.phase, phase_name
 
 
 def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, echo) -> tuple[dict, dict]:
@@ -150,9 +154,6 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, echo) -> tu
     from kdeconv.evaluate.indexing import index_patterns
 
     detector, phase, phase_name = _index_context(truth, cfg)
-    if tuple(detector.shape) != tuple(truth.A.shape[-2:]):
-        raise InputError(f"detector shape {list(detector.shape)} does not match the patterns "
-                         f"{list(truth.A.shape[-2:])}")
     pg = phase.point_group
     mask = _mask(truth.A.shape[-2:], cfg)
     methods: dict[str, dict] = {}
