@@ -10,7 +10,9 @@ in tests/test_simulate.py).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +125,9 @@ def kinematic_master(phase: Any = None, cif: str | Path | None = None, *, hkl_ma
         strong = np.abs(ref.structure_factor) > 1e-2 * np.abs(ref.structure_factor).max()
         ref = ref[strong]
         sim = KikuchiPatternSimulator(ref)
-        mp = sim.calculate_master_pattern(half_size=half_size, hemisphere="both")
+        # kikuchipy draws a tqdm bar here with no switch to turn it off.
+        with contextlib.redirect_stderr(io.StringIO()):
+            mp = sim.calculate_master_pattern(half_size=half_size, hemisphere="both")
         signal = mp.as_lambert(show_progressbar=False)
     except InputError:
         raise
