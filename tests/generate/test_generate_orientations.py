@@ -41,4 +41,5 @@ def test_pure_simulated_a_indexes_to_stored_rotation(tmp_path, cli):
                              symmetry=phase.point_group)
         assert np.array_equal(g["rotation_a"][k], g["pure_rotation"][j])
         errors.append(np.rad2deg(found.angle_with(stored)[0]))
+    print("misorientation (deg):", np.round(errors, 3))
     assert max(errors) < 2.0, errors
