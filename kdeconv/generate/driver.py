@@ -25,7 +25,8 @@ from kdeconv.errors import InputError
 from kdeconv.generate.augment import AUGMENT_COLUMNS
 from kdeconv.generate.chunk import (bin_patterns, build_pairs, draw_pairs, prepare_pure,
                                     pure_geometry)
-from kdeconv.io.store import open_store, partial_path, prepare_output, store_attrs
+from kdeconv.io.store import (finalize_output, open_store, partial_path, prepare_output,
+                              store_attrs)
 from kdeconv.preprocess import circular_mask, mask_geometry
 
 __all__ = ["SourcePlan", "plan_source", "check_output", "run_generate", "write_pair_chunk", "write_debug_panels"]
@@ -359,8 +360,6 @@ def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: boo
         written = compute(client, dask.delayed(_total)(tasks)) if tasks else 0
     attrs = _attrs(cfg, plan, n_complete=cfg.n, pure_complete=True)
     group.attrs.update(attrs)
-    from kdeconv.io.store import finalize_output
-
     finalize_output(staging, out)
     return {"new": written, "n": cfg.n, "seconds": timer.seconds, "base": base, "pure": pure_new}
 
