@@ -150,7 +150,8 @@ def _open_existing(staging: Path, key: dict[str, Any]):
     return None
 
 
-def _create_store(staging: Path, src, map_group, key, config: SeparateConfig, sha256: str):
+def _create_store(staging: Path, src, map_group, key, config: SeparateConfig, sha256: str,
+                  model_normalization: dict | None = None):
     import zarr
 
     nav_shape, sig_shape = src.shape[:-2], src.shape[-2:]
@@ -161,7 +162,8 @@ def _create_store(staging: Path, src, map_group, key, config: SeparateConfig, sh
         "separated", config, source=source, map_store=key["map"], checkpoint_sha256=sha256,
         preprocessing={"background": config.background.model_dump(mode="json"),
                        "model_input": "float32 per pattern in [0, 1]; the model applies the mask "
-                                      "and normalisation recorded in its checkpoint"},
+                                      "and normalisation recorded in its checkpoint",
+                       "model_normalization": model_normalization or {}},
         output_scaling=("float [0, 1] -> full dtype range" if np.dtype(src.dtype).kind in "ui"
                         else "float [0, 1]"),
         resume_key=key))
@@ -251,13 +253,14 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     separator, sha256 = _load_on_client(config.checkpoint, loader)
     first = np.asarray(src[(0,) * nav_ndim])[None]
     _check_shape(separator, first, config.background.model_dump(), label)
+    normalization = dict(getattr(separator, "normalization", {}) or {})
     del separator
 
     staging = prepare_output(out_path, overwrite, resume=True).resolve()
     key = _resume_key(map_path, src, sha256, config, map_group.attrs.get("created"))
     group = _open_existing(staging, key)
     if group is None:
-        group = _create_store(staging, src, map_group, key, config, sha256)
+        group = _create_store(staging, src, map_group, key, config, sha256, normalization)
 
     background = config.background.model_dump()
     nav_chunks = src.chunks[:-2]

@@ -63,6 +63,7 @@ def test_same_result_on_1_and_2_workers_and_real_processes(make_map, tmp_path, d
         assert attrs["source"]["scan"] == {"step_x": 1.5, "step_y": 1.5, "unit": "um"}
         assert attrs["source"]["detector"]["sample_tilt"] == 70.0
         assert attrs["config"]["background"]["static"] == "map_mean"
+        assert attrs["preprocessing"]["model_normalization"]["method"] in ("minmax", "percentile")
         assert (out.parent / f"{name}.zarr.weights.png").stat().st_size > 0
         assert (out.parent / f"{name}.zarr.panels.png").stat().st_size > 0
         assert not (out.parent / f"{name}.zarr.partial").exists()

@@ -65,7 +65,7 @@ def simulate_two_grains(tmp_path):
     return path, data, det, mp.phase, rot.data, np.broadcast_to(w_b, (ny, nx))
 
 
-def test_up2_ingest_separate_export_index(tmp_path):
+def test_up2_ingest_separate_export_index(tmp_path, cli):
     import kikuchipy as kp
     import zarr
 
@@ -73,11 +73,14 @@ def test_up2_ingest_separate_export_index(tmp_path):
     from kdeconv.preprocess.background import remove_dynamic_background, remove_static_background
 
     up2, data, det, phase, quats, w_b = simulate_two_grains(tmp_path)
-    kdeconv("ingest", up2, "map.zarr", cwd=tmp_path)
+    # ingest and export in-process (the real CLI, fewer interpreter starts); separate as a user runs it
+    ingest = cli("ingest", up2, tmp_path / "map.zarr", "--workers", "1")
+    assert ingest.exit_code == 0, ingest.output
     out = kdeconv("separate", "map.zarr", "--out", "sep.zarr", "--workers", "2", cwd=tmp_path)
     assert "separate -> sep.zarr: 24 patterns" in out, out
-    kdeconv("export", "sep.zarr", "--array", "A", "A.up2", cwd=tmp_path)
-    kdeconv("export", "sep.zarr", "--array", "B", "B.h5", cwd=tmp_path)
+    for name, target in (("A", "A.up2"), ("B", "B.h5")):
+        export = cli("export", tmp_path / "sep.zarr", "--array", name, tmp_path / target, "--workers", "1")
+        assert export.exit_code == 0, export.output
 
     sep = zarr.open_group(str(tmp_path / "sep.zarr"), mode="r")
     a, b, w = sep["A"][...], sep["B"][...], sep["weights"][...]
