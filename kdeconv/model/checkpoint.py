@@ -189,7 +189,10 @@ class Separator:
         return a_out, b_out, w_out
 
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        tensor = torch.from_numpy(np.ascontiguousarray(x))[:, None].to(self.device)
+        tensor = torch.from_numpy(np.ascontiguousarray(x))[:, None]
+        if self.device.type == "cuda":  # page-locked batch: one async host->device copy
+            tensor = tensor.pin_memory()
+        tensor = tensor.to(self.device, non_blocking=True)
         tensor = tensor.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             a, b, w_a = self.model(tensor)
