@@ -27,6 +27,9 @@ class UNetConfig(StrictModel):
     bottleneck_blocks: int = 1
     head_channels: int = 4  # full-resolution channels in each output head
     weight_hidden: int = 32
+    # Slow BatchNorm statistics: consecutive batches come from one store (one pattern size), so
+    # the default 0.1 would leave eval statistics of whichever size was seen last.
+    bn_momentum: float = 0.01
 
     @property
     def multiple(self) -> int:
@@ -105,6 +108,12 @@ class DualDecoderUNet(nn.Module):
         self.dec_b = _Decoder(cfg)
         self.weight_head = nn.Sequential(nn.Linear(2 * w[-1], cfg.weight_hidden), nn.SiLU(),
                                          nn.Linear(cfg.weight_hidden, 1))
+        # Start by calling decoder A's constituent the heavier one (wA ~ 0.7): with the
+        # permutation-invariant loss this breaks the A/B symmetry from the first step.
+        nn.init.constant_(self.weight_head[-1].bias, 0.85)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = cfg.bn_momentum
 
     @property
     def multiple(self) -> int:

@@ -51,10 +51,14 @@ def pit_loss(pred_a, pred_b, pred_w, true_a, true_b, true_w, c=None, *, pattern_
         _pattern_term(pred_b, true_b, pattern_l1, pattern_grad)
     crossed = _pattern_term(pred_a, true_b, pattern_l1, pattern_grad) + \
         _pattern_term(pred_b, true_a, pattern_l1, pattern_grad)
-    swapped = crossed < direct
+    w_direct = (pred_w - true_w).abs()
+    w_crossed = (pred_w - (1 - true_w)).abs()
+    # The ordering is chosen on the total: while the two outputs are still alike (early training)
+    # the weight head's guess decides, so decoder A consistently takes the constituent the head
+    # calls heavier, instead of a coin flip that leaves both decoders predicting the mixture.
+    swapped = crossed + weight_l1 * w_crossed < direct + weight_l1 * w_direct
     sep = torch.where(swapped, crossed, direct)
-    w_target = torch.where(swapped, 1 - true_w, true_w)
-    w_err = (pred_w - w_target).abs()
+    w_err = torch.where(swapped, w_crossed, w_direct)
     total = sep + weight_l1 * w_err
     parts = {"separation": sep.detach().mean(), "weight_mae": w_err.detach().mean(),
              "swapped": swapped.detach()}

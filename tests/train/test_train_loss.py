@@ -36,6 +36,7 @@ def test_perfect_prediction_in_either_order_is_zero_loss():
 
 def test_weight_target_follows_chosen_ordering():
     a, b, w = _pair(2)
+    w = 0.5 + (w - 0.5) / 2  # in [0.5, 0.75]: the pattern gap (~2/3) decides the ordering
     # Patterns swapped, but weight NOT swapped: the weight error must count (|w - (1-w)|).
     loss, parts = pit_loss(b, a, w, a, b, w, pattern_l1=1.0, pattern_grad=0.0, weight_l1=1.0)
     torch.testing.assert_close(parts["weight_mae"], (2 * w - 1).abs().mean())
@@ -56,3 +57,14 @@ def test_order_by_truth_and_ncc():
     assert swap.all()
     torch.testing.assert_close(oa, a)
     torch.testing.assert_close(ncc(a, 2 * a + 1), torch.ones(len(a)))
+
+
+def test_alike_outputs_follow_the_weight_head():
+    # Early training: both decoders give the same image; the ordering must follow the weight
+    # head's guess (decoder A = the constituent it calls heavier), not a coin flip.
+    a, b, w = _pair(5)
+    same = (a + b) / 2
+    _, parts = pit_loss(same, same, torch.full_like(w, 0.7), a, b, w)
+    assert not parts["swapped"].any()
+    _, parts = pit_loss(same, same, torch.full_like(w, 0.3), a, b, w)
+    assert parts["swapped"].all()
