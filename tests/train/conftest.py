@@ -47,3 +47,18 @@ def write_pairs(path, n=96, shape=(24, 24), chunk=32, seed=0):
 @pytest.fixture(scope="session")
 def tiny_pairs(tmp_path_factory):
     return write_pairs(tmp_path_factory.mktemp("pairs") / "pairs.zarr")
+
+
+@pytest.fixture(scope="session")
+def debug_pairs(tmp_path_factory):
+    """96 realistic pairs (simulated Ni, 60x60) made by the real `kdeconv generate`."""
+    from click.testing import CliRunner
+
+    from kdeconv.cli import main
+
+    out = tmp_path_factory.mktemp("generated") / "pairs.zarr"
+    result = CliRunner().invoke(main, ["generate", "--config", "configs/generate_debug.yaml",
+                                       "--out", str(out), "--n", "96", "--workers", "1",
+                                       "--threads-per-worker", "1"])
+    assert result.exit_code == 0, result.output
+    return out

@@ -1,4 +1,5 @@
-"""`kdeconv train` through the real CLI on a tiny store, on the CPU: run, resume, bad input."""
+"""`kdeconv train` through the real CLI on a small `kdeconv generate` store, on the CPU: run,
+resume, bad input."""
 
 import csv
 import hashlib
@@ -18,13 +19,13 @@ def _sha(path):
 
 
 @pytest.fixture(scope="module")
-def first_run(tiny_pairs, tmp_path_factory, request):
+def first_run(debug_pairs, tmp_path_factory):
     from click.testing import CliRunner
 
     from kdeconv.cli import main
 
     out = tmp_path_factory.mktemp("runs") / "debug"
-    result = CliRunner().invoke(main, ["train", "--config", DEBUG, "--data", str(tiny_pairs),
+    result = CliRunner().invoke(main, ["train", "--config", DEBUG, "--data", str(debug_pairs),
                                        "--out", str(out), "--max-steps", "3", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     return out, result
@@ -46,8 +47,8 @@ def test_train_writes_run_folder(first_run):
     assert "train (max_steps" in result.output
     # The run's best.pt is a working separator.
     a, b, w = load_separator(out / "best.pt", device="cpu").separate(
-        torch.rand(2, 24, 24).numpy())
-    assert a.shape == (2, 24, 24) and w.shape == (2, 2)
+        torch.rand(2, 60, 60).numpy())
+    assert a.shape == (2, 60, 60) and w.shape == (2, 2)
 
 
 def test_resume_continues_step_count(first_run, cli, tmp_path):
@@ -64,7 +65,7 @@ def test_resume_continues_step_count(first_run, cli, tmp_path):
     assert steps == [1, 2, 3, 4, 5]
 
 
-def test_resume_is_exact(tiny_pairs, cli, tmp_path):
+def test_resume_is_exact(debug_pairs, cli, tmp_path):
     # 3 steps + resume to 5 must equal 5 steps straight: same weights (data order, RNG, optimiser).
     # Constant LR after warm-up, because the cosine is stretched over the budget by design.
     import yaml
@@ -74,10 +75,10 @@ def test_resume_is_exact(tiny_pairs, cli, tmp_path):
     config = tmp_path / "constant_lr.yaml"
     config.write_text(yaml.safe_dump(cfg))
     resumed, straight = tmp_path / "resumed", tmp_path / "straight"
-    assert cli("train", "--config", config, "--data", tiny_pairs, "--out", resumed,
+    assert cli("train", "--config", config, "--data", debug_pairs, "--out", resumed,
                "--max-steps", 3).exit_code == 0
     assert cli("train", "--resume", "--out", resumed, "--max-steps", 5).exit_code == 0
-    assert cli("train", "--config", config, "--data", tiny_pairs, "--out", straight,
+    assert cli("train", "--config", config, "--data", debug_pairs, "--out", straight,
                "--max-steps", 5).exit_code == 0
     sa = read_checkpoint(resumed / "last.pt")["state_dict"]
     sb = read_checkpoint(straight / "last.pt")["state_dict"]
@@ -96,10 +97,10 @@ def test_resume_corrupt_last_is_exit_2(first_run, cli, tmp_path):
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_bad_usage_is_exit_2(first_run, tiny_pairs, cli, tmp_path):
+def test_bad_usage_is_exit_2(first_run, debug_pairs, cli, tmp_path):
     out = first_run[0]
     # existing run folder without --resume/--overwrite
-    r = cli("train", "--config", DEBUG, "--data", tiny_pairs, "--out", out)
+    r = cli("train", "--config", DEBUG, "--data", debug_pairs, "--out", out)
     assert r.exit_code == 2 and "already exists" in r.output
     # nothing to resume
     r = cli("train", "--resume", "--out", tmp_path / "nothing")
@@ -111,9 +112,9 @@ def test_bad_usage_is_exit_2(first_run, tiny_pairs, cli, tmp_path):
     # bad config value
     bad = tmp_path / "bad.yaml"
     bad.write_text("batch_size: 0\n")
-    r = cli("train", "--config", bad, "--data", tiny_pairs, "--out", tmp_path / "y")
+    r = cli("train", "--config", bad, "--data", debug_pairs, "--out", tmp_path / "y")
     assert r.exit_code == 2 and "batch_size" in r.output
     if not torch.cuda.is_available():
-        r = cli("train", "--config", DEBUG, "--data", tiny_pairs, "--out", tmp_path / "z",
+        r = cli("train", "--config", DEBUG, "--data", debug_pairs, "--out", tmp_path / "z",
                 "--device", "cuda")
         assert r.exit_code == 2 and "CUDA is not available" in r.output
