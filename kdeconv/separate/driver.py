@@ -142,7 +142,8 @@ def _open_existing(staging: Path, key: dict[str, Any]):
     try:
         group = zarr.open_group(str(staging), mode="r+")
         same = json.dumps(group.attrs.get("resume_key"), sort_keys=True) == json.dumps(key, sort_keys=True)
-        if same and all(name in group for name in ("A", "B", "weights", DONE)):
+        needed = ("A", "B", "weights", DONE) + ((STATIC,) if key["background"]["static"] != "none" else ())
+        if same and all(name in group for name in needed):
             return group
     except Exception:  # an unreadable leftover is simply replaced
         pass
