@@ -3,6 +3,9 @@
 Rows:
 - map source pairs/s (2-worker LocalCluster, realism off, whole driver: read, mix, write Zarr)
   vs a bare numpy min-max mix-and-normalise of the same arrays in memory (one process);
+- the same kernel (draw_pairs + build_pairs) in this process on in-memory arrays vs that numpy
+  baseline: splits the gap into kernel cost (keyed draws, mask detection, quantised targets)
+  and driver cost (Zarr decode/encode of a window of the map per task, Dask);
 - simulated source pairs/s (pure patterns simulated once, reused, realism on) vs kikuchipy
   ``get_patterns`` patterns/s alone at the same size;
 - bytes on disk per pair (C, A, B and metadata; the `pure` pool separately);
