@@ -30,14 +30,38 @@ TEST_CONFIG = ROOT / "configs" / "generate_default_test.yaml"
 TOL_DEG = 3.0
 
 
-def make_test_set(work: Path, n: int | None) -> Path:
-    store = work / "test120.zarr"
+def make_test_set(work: Path, n: int | None, shape: tuple[int, int] = (120, 120)) -> Path:
+    """The test store for ``shape`` (the config's, with only the pattern shape changed)."""
+    import yaml
+
+    name = "test120.zarr" if shape == (120, 120) else f"test{shape[0]}x{shape[1]}.zarr"
+    store = work / name
     if not store.exists():
         work.mkdir(parents=True, exist_ok=True)
-        cmd = [str(Path(sys.executable).parent / "kdeconv"), "generate", "--config", str(TEST_CONFIG),
+        config = yaml.safe_load(TEST_CONFIG.read_text())
+        config["source"]["shape"] = list(shape)
+        cfg_path = work / f"{name}.yaml"
+        cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        cmd = [str(Path(sys.executable).parent / "kdeconv"), "generate", "--config", str(cfg_path),
                "--out", str(store)] + (["--n", str(n)] if n else [])
         subprocess.run(cmd, check=True)
     return store
+
+
+def pixel_quality(sep, store: Path, count: int | None) -> dict:
+    """Median NCC of A and B (best ordering) and median weight error on one test store."""
+    import zarr
+
+    from kdeconv.evaluate.metrics import pair_metrics, weight_error
+
+    g = zarr.open_group(str(store), mode="r")
+    count = count or g["C"].shape[0]
+    C, A, B = (np.asarray(g[k][:count], np.float32) for k in ("C", "A", "B"))
+    pa, pb, pw = sep.separate(C)
+    px = pair_metrics(pa, pb, A, B)
+    werr = weight_error(pw, np.asarray(g["weights"][:count]), px["swapped"])
+    return {"n": int(count), "median_ncc_a": float(np.median(px["ncc_a"])),
+            "median_ncc_b": float(np.median(px["ncc_b"])), "median_weight_error": float(np.median(werr))}
 
 
 def both_recovered(q_first, q_second, rot_a, rot_b, point_group) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +79,11 @@ def both_recovered(q_first, q_second, rot_a, rot_b, point_group) -> tuple[np.nda
     return both, one
 
 
-def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True) -> dict:
+OTHER_SHAPES = ((60, 60), (96, 128), (160, 160), (240, 240))
+
+
+def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True,
+          other_shapes: bool = True) -> dict:
     import zarr
 
     from kdeconv.evaluate.driver import _pairs_detector
@@ -110,6 +138,10 @@ def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True)
             "raw_mixture_one_within_3deg": float(c_one.mean()),
             "indexing_seconds": round(time.perf_counter() - t0, 1),
         })
+    if other_shapes:
+        # Pixel metrics only; 160 and 240 px are outside the training sizes (60-128 px).
+        result["other_shapes"] = {f"{sy}x{sx}": pixel_quality(sep, make_test_set(work, 100, (sy, sx)), 100)
+                                  for sy, sx in OTHER_SHAPES}
     return result
 
 
@@ -162,6 +194,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=None, help="test pairs (default: the config's 400)")
     ap.add_argument("--out", default=None, help="write the metrics here (JSON)")
     ap.add_argument("--no-index", action="store_true", help="skip Hough indexing (pixel metrics only)")
+    ap.add_argument("--no-other-shapes", action="store_true", help="only the 120x120 test set")
     ap.add_argument("--install", action="store_true", help="copy --checkpoint into the package")
     ap.add_argument("--check-json", default=None)
     ap.add_argument("--run", default=None, help="run folder (for summary.json)")
@@ -170,7 +203,8 @@ def main() -> None:
         install(Path(args.checkpoint), Path(args.check_json) if args.check_json else None,
                 Path(args.run) if args.run else None)
         return
-    result = check(args.checkpoint, Path(args.work), args.n, index=not args.no_index)
+    result = check(args.checkpoint, Path(args.work), args.n, index=not args.no_index,
+                   other_shapes=not args.no_other_shapes)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
