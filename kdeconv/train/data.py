@@ -20,6 +20,7 @@ from kdeconv.io.store import open_store
 from kdeconv.model.inputs import normalize_like, prepare_inputs
 
 __all__ = ["PairsSource", "ChunkSpan", "Batch", "open_sources", "TrainStream", "load_validation",
+           "load_calibration",
            "augment_flips", "prepare_batch"]
 
 ARRAYS = ("C", "A", "B", "weights")
@@ -176,6 +177,16 @@ class TrainStream:
                                 [self.seed, pass_, 2, base + bi]))
                         yield pass_, base + bi, batch
                 pass_, offset = pass_ + 1, 0
+
+
+def load_calibration(sources: list[PairsSource], normalization: dict[str, Any],
+                     per_store: int = 64) -> list[Batch]:
+    """The first ``per_store`` train pairs of every store: inputs for BatchNorm recalibration."""
+    out = []
+    for s in sources:
+        c, a, b, w = _read(s, 0, min(per_store, s.n_train))
+        out.append(prepare_batch(c, a, b, w, normalization))
+    return out
 
 
 def load_validation(sources: list[PairsSource], normalization: dict[str, Any]) -> list[Batch]:

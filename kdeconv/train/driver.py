@@ -26,10 +26,10 @@ from kdeconv.config.train import BUDGET_KEYS, TrainConfig
 from kdeconv.errors import InputError
 from kdeconv.model.checkpoint import (build_model, model_from_checkpoint, read_checkpoint,
                                       resolve_device, save_checkpoint)
-from kdeconv.train.data import Batch, TrainStream, load_validation, open_sources
+from kdeconv.train.data import Batch, TrainStream, load_calibration, load_validation, open_sources
 from kdeconv.train.loss import ncc, order_by_truth, pit_loss
 
-__all__ = ["WarmupCosine", "train", "evaluate_batches", "write_curves"]
+__all__ = ["WarmupCosine", "train", "evaluate_batches", "write_curves", "recalibrate_batchnorm"]
 
 CSV_FIELDS = ["step", "kind", "epoch", "seconds", "lr", "loss", "separation", "weight_mae",
               "ncc_a", "ncc_b", "ncc_median", "samples_per_s"]
@@ -69,6 +69,33 @@ def _to_tensors(batch: Batch, device: torch.device):
         return torch.from_numpy(np.ascontiguousarray(x))[:, None].to(
             device, non_blocking=True).contiguous(memory_format=torch.channels_last)
     return t(batch.c), t(batch.a), t(batch.b), torch.from_numpy(batch.w_a).to(device)
+
+
+def recalibrate_batchnorm(model, batches: list[Batch], batch_size: int, device: torch.device) -> None:
+    """Recompute BatchNorm running statistics for the current weights (equal-weight mean over
+    ``batches``, one per store, so every pattern size counts the same).
+
+    Running statistics lag behind weights that still move fast, and batches of one size come in
+    runs; recomputing them before each evaluation and checkpoint makes eval-mode outputs (and
+    the saved model) match what training sees.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or not batches:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    with torch.no_grad():
+        for full in batches:
+            for s in range(0, len(full.c), batch_size):
+                sl = slice(s, s + batch_size)
+                c, _, _, _ = _to_tensors(Batch(full.c[sl], full.a[sl], full.b[sl], full.w_a[sl],
+                                               full.masked[sl]), device)
+                model(c)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
 
 
 def evaluate_batches(model, batches: list[Batch], cfg: TrainConfig, device: torch.device,
@@ -261,6 +288,7 @@ def train(config_path: str | Path | None, data: list[str], out: str | Path, *, r
     stream = TrainStream(sources, cfg.batch_size, cfg.seed, norm, cfg.flips)
     steps_per_epoch = cfg.steps_per_epoch or stream.batches_per_pass
     val = load_validation(sources, norm)
+    calibration = load_calibration(sources, norm)
     data_desc = {"stores": [s.describe() for s in sources],
                  "n_train": sum(s.n_train for s in sources), "n_val": sum(s.n_val for s in sources)}
     csv_path, png_path = out / "metrics.csv", out / "curves.png"
@@ -359,6 +387,7 @@ def train(config_path: str | Path | None, data: list[str], out: str | Path, *, r
                              or (max_seconds and state["seconds"] >= max_seconds))
             if state["step"] % steps_per_epoch == 0 or end_of_budget:
                 state["epoch"] += state["step"] % steps_per_epoch == 0
+                recalibrate_batchnorm(model, calibration, cfg.batch_size, dev)
                 last_metrics = evaluate_batches(model, val, cfg, dev, autocast)
                 clock()
                 improved = (state["best_val"] is None
