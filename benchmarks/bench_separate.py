@@ -103,6 +103,7 @@ def _bare_kernel(map_path: Path, config) -> float:
 
     from kdeconv.model import load_separator
     from kdeconv.separate.chunk import separate_patterns
+    from kdeconv.separate.driver import static_background_from_mean
 
     data = zarr.open_group(str(map_path), mode="r")["patterns"][...]
     separator = load_separator(config.checkpoint, device="cpu")
@@ -111,7 +112,8 @@ def _bare_kernel(map_path: Path, config) -> float:
     try:
         separate_patterns(data[0, :4], separator, batch_size=4, background={"static": "none"})
         start = time.perf_counter()
-        static_bg = data.reshape((-1,) + SIG).mean(0, dtype=np.float64).astype(np.float32)
+        static_bg = static_background_from_mean(data.reshape((-1,) + SIG).mean(0, dtype=np.float64),
+                                                config.background.static_smooth_std)
         separate_patterns(data, separator, batch_size=config.batch_size,
                           background=config.background.model_dump(), static_bg=static_bg)
         return time.perf_counter() - start

@@ -15,6 +15,9 @@ class BackgroundConfig(StrictModel):
     # "map_mean": the mean pattern of the whole map (raw vendor files rarely carry one); "none": skip.
     static: Literal["map_mean", "none"] = "map_mean"
     static_operation: Literal["subtract", "divide"] = "subtract"
+    # Gaussian std (px) to blur the map mean with, keeping only the smooth detector background:
+    # on maps of few grains the raw mean still holds their bands. None = use the mean as is.
+    static_smooth_std: float | None = Field(default=None, gt=0)
     dynamic: bool = True
     dynamic_operation: Literal["subtract", "divide"] = "subtract"
     # Gaussian std in pixels; None = pattern width / 8 (kikuchipy's default).

@@ -81,6 +81,16 @@ def _static_background(out_path: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------- client side
 
+def static_background_from_mean(mean: np.ndarray, smooth_std: float | None) -> np.ndarray:
+    """The static background pattern (float32) from the map's mean pattern, optionally blurred."""
+    mean = np.asarray(mean, dtype=np.float32)
+    if smooth_std:
+        from kdeconv.preprocess.background import dynamic_background
+
+        mean = dynamic_background(mean[None], std=smooth_std)[0]
+    return mean
+
+
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -272,7 +282,8 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     with open_separate_client(cluster, config.device, echo=echo) as client, Timer() as timer:
         if config.background.static != "none" and np.isnan(group[STATIC][0, 0]):
             mean = patterns.mean(axis=tuple(range(nav_ndim)), dtype=np.float64)
-            group[STATIC][...] = compute(client, mean, progress=progress).astype(np.float32)
+            group[STATIC][...] = static_background_from_mean(
+                compute(client, mean, progress=progress), config.background.static_smooth_std)
         done = group[DONE][...]
         pending = [tuple(int(i) for i in idx) for idx in np.argwhere(done == 0)]
         # GPU workers (dask-cuda, or `dask worker --resources GPU=1`) take one chunk per GPU.

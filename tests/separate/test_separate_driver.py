@@ -12,12 +12,13 @@ from kdeconv.config.cluster import ClusterConfig
 from kdeconv.config.separate import SeparateConfig
 from kdeconv.model import load_separator
 from kdeconv.separate.chunk import separate_patterns
-from kdeconv.separate.driver import separate_map
+from kdeconv.separate.driver import separate_map, static_background_from_mean
 
 
 def reference(data: np.ndarray, config: SeparateConfig):
     """The kernel on the whole map in this process: what every cluster must reproduce."""
-    static_bg = data.reshape((-1,) + data.shape[-2:]).mean(0, dtype=np.float64).astype(np.float32)
+    mean = data.reshape((-1,) + data.shape[-2:]).mean(0, dtype=np.float64)
+    static_bg = static_background_from_mean(mean, config.background.static_smooth_std)
     return separate_patterns(data, load_separator(None, device="cpu"), batch_size=config.batch_size,
                              background=config.background.model_dump(), static_bg=static_bg)
 
@@ -47,6 +48,9 @@ def test_same_result_on_1_and_2_workers_and_real_processes(make_map, tmp_path, d
 
     map_path, data = make_map(dtype=dtype, shape=(6, 8, 32, 32), nav_chunk=(2, 8))
     config = SeparateConfig(batch_size=5, panels=2)
+    if dtype == np.float32:  # the other static background variant
+        config.background.static_operation = "divide"
+        config.background.static_smooth_std = 3.0
     ref = reference(data, config)
     # LocalClusters take seconds to start: the float case runs on the shared real processes only.
     clusters = {"procs": ClusterConfig(scheduler_file=str(dask_processes[1]))}
