@@ -37,7 +37,14 @@ def separate(map_store, out, checkpoint, device, batch_size, config_path, overwr
 
     config = load_config(SeparateConfig, config_path, checkpoint=checkpoint, device=device,
                          batch_size=batch_size)
-    result = separate_map(map_store, out, config, cluster, overwrite=overwrite, echo=click.echo)
+    try:
+        result = separate_map(map_store, out, config, cluster, overwrite=overwrite, echo=click.echo)
+    except Exception as err:  # a dead worker is not a bug here: say how to go on (exit 1)
+        if type(err).__name__ != "KilledWorker":
+            raise
+        raise click.ClickException(f"a worker died while separating ({err.__class__.__name__}; out of "
+                                   "memory? try a smaller --batch-size): rerun the same command "
+                                   "to resume from the finished chunks") from None
     if result.chunks_skipped:
         click.echo(f"resumed: {result.chunks_skipped} of {result.chunks} chunks were already done")
     for path in result.report_files:
