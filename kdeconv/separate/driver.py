@@ -47,7 +47,7 @@ class SeparateResult:
 
 def _separate_and_write(block: np.ndarray, block_info=None, *, out_path: str, checkpoint: str | None,
                         sha256: str, device: str, batch_size: int, background: dict,
-                        loader: Callable | None = None) -> np.ndarray:
+                        static_token: str = "", loader: Callable | None = None) -> np.ndarray:
     """Separate one chunk, write its A, B, weights, then mark it done. Returns its pattern count."""
     import zarr
 
@@ -56,7 +56,8 @@ def _separate_and_write(block: np.ndarray, block_info=None, *, out_path: str, ch
     region = tuple(slice(a, b) for a, b in info["array-location"][:nav_ndim])
     chunk_index = tuple(info["chunk-location"][:nav_ndim])
     group = zarr.open_group(out_path, mode="r+")
-    static_bg = _static_background(out_path) if background.get("static", "none") != "none" else None
+    static_bg = (_static_background(out_path, static_token)
+                 if background.get("static", "none") != "none" else None)
     separator = cached_separator(checkpoint, sha256, device, loader)
     a, b, w = separate_patterns(block, separator, batch_size=batch_size, background=background,
                                 static_bg=static_bg, out_dtype=block.dtype)
@@ -67,16 +68,18 @@ def _separate_and_write(block: np.ndarray, block_info=None, *, out_path: str, ch
     return np.full((1,) * nav_ndim, int(np.prod(block.shape[:nav_ndim])), dtype=np.int64)
 
 
-_STATIC_CACHE: dict[str, np.ndarray] = {}
+_STATIC_CACHE: dict[tuple[str, str], np.ndarray] = {}
 
 
-def _static_background(out_path: str) -> np.ndarray:
+def _static_background(out_path: str, token: str) -> np.ndarray:
+    """Read once per process and run; ``token`` (its hash) tells runs into the same path apart."""
     import zarr
 
-    if out_path not in _STATIC_CACHE:
+    key = (out_path, token)
+    if key not in _STATIC_CACHE:
         _STATIC_CACHE.clear()
-        _STATIC_CACHE[out_path] = zarr.open_array(f"{out_path}/{STATIC}", mode="r")[...]
-    return _STATIC_CACHE[out_path]
+        _STATIC_CACHE[key] = zarr.open_array(f"{out_path}/{STATIC}", mode="r")[...]
+    return _STATIC_CACHE[key]
 
 
 # --------------------------------------------------------------------------- client side
@@ -284,6 +287,8 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
             mean = patterns.mean(axis=tuple(range(nav_ndim)), dtype=np.float64)
             group[STATIC][...] = static_background_from_mean(
                 compute(client, mean, progress=progress), config.background.static_smooth_std)
+        static_token = (hashlib.sha256(group[STATIC][...].tobytes()).hexdigest()
+                        if config.background.static != "none" else "")
         done = group[DONE][...]
         pending = [tuple(int(i) for i in idx) for idx in np.argwhere(done == 0)]
         # GPU workers (dask-cuda, or `dask worker --resources GPU=1`) take one chunk per GPU.
@@ -295,7 +300,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                 chunks=(1,) * nav_ndim, dtype=np.int64, meta=np.empty((0,) * nav_ndim, np.int64),
                 out_path=str(staging), checkpoint=checkpoint, sha256=sha256,
                 device=config.device, batch_size=config.batch_size, background=background,
-                loader=loader)
+                static_token=static_token, loader=loader)
             if len(pending) == done.size:
                 separated = int(compute(client, counts.sum(), progress=progress))
             elif pending:

@@ -136,3 +136,14 @@ def test_changed_settings_start_over(make_map, tmp_path):
     assert _open_existing(staging, other) is None and not staging.exists()  # else start over
     (staging / "junk").mkdir(parents=True)
     assert _open_existing(staging, key) is None and not staging.exists()
+
+
+def test_rerun_into_same_path_on_a_long_lived_cluster_uses_the_new_background(make_map, tmp_path,
+                                                                               dask_processes):
+    cluster = ClusterConfig(scheduler_file=str(dask_processes[1]))
+    config = SeparateConfig(batch_size=8, panels=0)
+    first, _ = make_map(name="first.zarr", shape=(3, 4, 32, 32), nav_chunk=(1, 4), seed=1)
+    second, data = make_map(name="second.zarr", shape=(3, 4, 32, 32), nav_chunk=(1, 4), seed=2)
+    separate_map(first, tmp_path / "out.zarr", config, cluster)
+    separate_map(second, tmp_path / "out.zarr", config, cluster, overwrite=True)
+    assert_close(read(tmp_path / "out.zarr"), reference(data, config), np.uint16)
