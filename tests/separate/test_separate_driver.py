@@ -42,7 +42,7 @@ def assert_close(got, ref, dtype):
     assert (w[..., 0] >= w[..., 1]).all()
 
 
-@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+@pytest.mark.parametrize("dtype", [pytest.param(np.uint16, marks=pytest.mark.slow), np.float32])
 def test_same_result_on_1_and_2_workers_and_real_processes(make_map, tmp_path, dask_processes, dtype):
     from distributed import Client
 
