@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from kdeconv.config import StrictModel
 
@@ -16,8 +16,16 @@ class BackgroundConfig(StrictModel):
     static: Literal["map_mean", "none"] = "map_mean"
     static_operation: Literal["subtract", "divide"] = "subtract"
     # Gaussian std (px) to blur the map mean with, keeping only the smooth detector background:
-    # on maps of few grains the raw mean still holds their bands. None = use the mean as is.
-    static_smooth_std: float | None = Field(default=None, gt=0)
+    # unless a map holds very many grains its mean still shows their bands, which subtracting
+    # would print into every pattern. "auto" = pattern width / 8; None = the mean as is.
+    static_smooth_std: Literal["auto"] | float | None = "auto"
+
+    @field_validator("static_smooth_std")
+    @classmethod
+    def _positive(cls, value):
+        if isinstance(value, float) and value <= 0:
+            raise ValueError("must be positive, 'auto' or null")
+        return value
     dynamic: bool = True
     dynamic_operation: Literal["subtract", "divide"] = "subtract"
     # Gaussian std in pixels; None = pattern width / 8 (kikuchipy's default).

@@ -84,9 +84,12 @@ def _static_background(out_path: str, token: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------- client side
 
-def static_background_from_mean(mean: np.ndarray, smooth_std: float | None) -> np.ndarray:
-    """The static background pattern (float32) from the map's mean pattern, optionally blurred."""
+def static_background_from_mean(mean: np.ndarray, smooth_std: float | str | None) -> np.ndarray:
+    """The static background pattern (float32) from the map's mean pattern, optionally blurred
+    (``"auto"``: std = width / 8)."""
     mean = np.asarray(mean, dtype=np.float32)
+    if smooth_std == "auto":
+        smooth_std = mean.shape[-1] / 8
     if smooth_std:
         from kdeconv.preprocess.background import dynamic_background
 
