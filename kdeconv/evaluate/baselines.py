@@ -18,12 +18,17 @@ __all__ = ["background_corrected", "fit_subtract", "raw_baseline", "residual_bas
 
 
 def background_corrected(patterns: np.ndarray, static_background: np.ndarray | None = None) -> np.ndarray:
-    """Static (mean of the stack unless given) then dynamic background removal -> float32 [0, 1]."""
+    """Static then dynamic background removal -> float32 [0, 1].
+
+    The static background defaults to what ``kdeconv separate`` uses (the stack's mean pattern,
+    blurred to its smooth detector part), so the baselines see the same input as the model.
+    """
     from kdeconv.preprocess.background import remove_dynamic_background, remove_static_background
+    from kdeconv.separate.driver import static_background_from_mean
 
     stack = np.asarray(patterns).reshape((-1,) + tuple(np.shape(patterns)[-2:]))
     if static_background is None:
-        static_background = stack.mean(axis=0, dtype=np.float64)
+        static_background = static_background_from_mean(stack.mean(axis=0, dtype=np.float64), "auto")
     out = remove_static_background(stack, static_background, dtype_out=np.float32, out_range=(0, 1))
     return remove_dynamic_background(out, dtype_out=np.float32, out_range=(0, 1))
 
