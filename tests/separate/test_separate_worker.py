@@ -42,3 +42,12 @@ def test_devices(monkeypatch):
     monkeypatch.setattr(worker, "cuda_available", lambda: True)
     monkeypatch.setattr(worker, "_worker_gpu", lambda: "cuda:1")
     assert worker.resolve_device("auto") == "cuda:1" and worker.resolve_device("cuda") == "cuda:1"
+
+
+def test_malloc_tuning_is_safe_to_call_twice():
+    import sys
+
+    first = worker.tune_malloc()
+    assert worker.tune_malloc() == first
+    if sys.platform.startswith("linux"):
+        assert first  # glibc: mallopt accepted
