@@ -128,6 +128,15 @@ def pixel_summary(px: dict, werr: np.ndarray, minority: np.ndarray, cfg: Evaluat
     return out
 
 
+def _pixel_metrics_chunked(sep_a, sep_b, true_a, true_b, mask, chunk: int = 1024) -> dict:
+    """pair_metrics in slices: the kernels work in float64, ~10 copies of a slice at a time."""
+    parts = [pair_metrics(sep_a[i:i + chunk], sep_b[i:i + chunk], true_a[i:i + chunk], true_b[i:i + chunk], mask)
+             for i in range(0, len(sep_a), chunk)]
+    if not parts:
+        return pair_metrics(sep_a, sep_b, true_a, true_b, mask)
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def _index_context(truth: Truth, cfg: EvaluateConfig):
     from kdeconv.evaluate.indexing import make_detector
     from kdeconv.evaluate.reference import load_master_pattern
@@ -224,7 +233,7 @@ def evaluate_stores(separated: str | Path, truth_path: str | Path, out_dir: str 
 
     mask = _mask(truth.A.shape[-2:], cfg)
     with Timer() as t_px:
-        px = pair_metrics(sep_a, sep_b, truth.A, truth.B, mask)
+        px = _pixel_metrics_chunked(sep_a, sep_b, truth.A, truth.B, mask)
         werr = weight_error(sep_w, truth.weights, px["swapped"])
     minority = truth.weights.min(axis=1)
     metrics: dict[str, Any] = {
