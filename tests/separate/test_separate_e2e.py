@@ -125,6 +125,8 @@ def test_up2_ingest_separate_export_index(tmp_path, cli):
     if trained:
         # Honest bars for the shipped model: A indexes to one of the grains, the weights see the
         # mixing, and some mixed pixels give both grains (indexing C itself never does).
+        # Checkpoints of the default training run after 10 and 25 minutes measured: A 1.00 and
+        # 1.00; wB mixed - pure 0.03 and 0.07; both grains 0.12 and 0.31.
         assert a_right >= 0.9
         assert wb[mixed].mean() > wb[~mixed].mean() + 0.02
-        assert fraction > 0
+        assert fraction >= 0.1
