@@ -143,7 +143,7 @@ def run(quick: bool = False) -> list[dict]:
     rows: list[dict] = []
     work = Path(tempfile.mkdtemp(prefix="bench_separate_"))
     config = SeparateConfig(panels=0)
-    ny, nx, rows_per_chunk = (8, 16, 2) if quick else (32, 48, 4)
+    ny, nx, rows_per_chunk = (16, 32, 4) if quick else (32, 48, 4)
     n = ny * nx
     try:
         small = _write_map(work / "map.zarr", ny, nx, rows_per_chunk)
