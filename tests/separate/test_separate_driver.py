@@ -147,3 +147,14 @@ def test_rerun_into_same_path_on_a_long_lived_cluster_uses_the_new_background(ma
     separate_map(first, tmp_path / "out.zarr", config, cluster)
     separate_map(second, tmp_path / "out.zarr", config, cluster, overwrite=True)
     assert_close(read(tmp_path / "out.zarr"), reference(data, config), np.uint16)
+
+
+def test_a_model_error_on_the_trial_pattern_is_an_input_error(make_map, tmp_path):
+    from separate_stub_model import load_stub
+
+    from kdeconv.errors import InputError
+
+    map_path, _ = make_map(shape=(2, 2, 17, 17), nav_chunk=(1, 2))
+    with pytest.raises(InputError, match=r"cannot separate patterns of shape \(17, 17\)"):
+        separate_map(map_path, tmp_path / "out.zarr", SeparateConfig(), loader=load_stub)
+    assert not list(tmp_path.glob("out.zarr*"))
