@@ -38,7 +38,11 @@ def default_model_is_trained() -> bool:
     record = json.loads(info.read_text())
     if record.get("sha256") and record["sha256"] != file_sha256(DEFAULT_CHECKPOINT):
         return False  # describes another file
-    return record.get("trained") is True or bool((record.get("training") or {}).get("step"))
+    status = str(record.get("status", "")).lower()
+    if "interim" in status or "placeholder" in status or "untrained" in status:
+        return False  # a stand-in until the full training run is installed
+    steps = (record.get("training") or {}).get("step") or (record.get("validation_metrics") or {}).get("step")
+    return record.get("trained") is True or bool(steps)
 
 
 def simulate_two_grains(tmp_path):
