@@ -15,51 +15,21 @@ Rows:
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+if __package__ in (None, ""):  # run as a script: make the `benchmarks` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import PeakRSS  # noqa: E402
+
 SHAPE = (60, 60)
 
 
-class PeakRSS:
-    """Peak summed RSS of this process and its children, sampled in a thread."""
-
-    def __init__(self, interval: float = 0.05):
-        import psutil
-
-        self.root, self.interval, self.peak = psutil.Process(), interval, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _total(self) -> int:
-        import psutil
-
-        total = 0
-        for proc in [self.root] + self.root.children(recursive=True):
-            try:
-                total += proc.memory_info().rss
-            except psutil.Error:
-                pass
-        return total
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._total())
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._total())
-        return False
 
 
 def _map_store(path: Path, n_patterns: int) -> np.ndarray:

@@ -10,12 +10,17 @@ Rows are measured in one run (ratios, since the machine is noisy):
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make the `benchmarks` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import PeakRSS  # noqa: E402
 
 SIG = (120, 120)  # uint16: 28.8 kB per pattern
 MB = 2**20
@@ -43,41 +48,6 @@ def _synthetic_up2(path: Path, n_patterns: int) -> Path:
     return write_up2(path, patterns, step_x=0.5, step_y=0.5)
 
 
-class _PeakRSS:
-    """Sample the RSS of this process and all its children (workers, nanny) in a thread."""
-
-    def __init__(self, interval: float = 0.05):
-        import psutil
-
-        self.root, self.interval, self.peak = psutil.Process(), interval, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _total(self) -> int:
-        import psutil
-
-        total = 0
-        for proc in [self.root] + self.root.children(recursive=True):
-            try:
-                total += proc.memory_info().rss
-            except psutil.Error:
-                pass
-        return total
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._total())
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self.baseline = self._total()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        return False
 
 
 def _ingest(up2: Path, out: Path, client) -> float:
@@ -184,7 +154,7 @@ def run(quick: bool = False) -> list[dict]:
             n_big = 78000  # 2.25 GB (2142 MiB)
             big = _synthetic_up2(work / "big.up2", n_big)
             big_mb = big.stat().st_size / MB
-            with _PeakRSS() as rss:
+            with PeakRSS() as rss:
                 with open_client() as client:
                     t_big = _ingest(big, work / "big.zarr", client)
             rows.append({

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make the `benchmarks` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import PeakRSS  # noqa: E402
 
 SIG = (60, 60)  # uint16, a common binned detector size
 MB = 2**20
@@ -60,40 +65,6 @@ def _write_map(path: Path, ny: int, nx: int, rows_per_chunk: int) -> Path:
     return path
 
 
-class _PeakRSS:
-    """Peak RSS of this process and all its children, sampled in a thread."""
-
-    def __init__(self, interval: float = 0.05):
-        import psutil
-
-        self.root, self.interval, self.peak = psutil.Process(), interval, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _total(self) -> int:
-        import psutil
-
-        total = 0
-        for proc in [self.root] + self.root.children(recursive=True):
-            try:
-                total += proc.memory_info().rss
-            except psutil.Error:
-                pass
-        return total
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._total())
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        return False
 
 
 def _bare_kernel(map_path: Path, config) -> float:
@@ -171,9 +142,9 @@ def run(quick: bool = False) -> list[dict]:
             seconds = {w: min(times[w]) for w in (1, 2)}
             weights = zarr.open_group(str(work / "sep2_0.zarr"), mode="r")["weights"][...]
             weight_map_png(weights, HERE / "weight_map.png", title="benchmark map: wB (diagonal boundary)")
-            with _PeakRSS() as rss_small:
+            with PeakRSS() as rss_small:
                 separate_map(small, work / "rss1.zarr", config, addresses[2])
-            with _PeakRSS() as rss_large:
+            with PeakRSS() as rss_large:
                 big = separate_map(large, work / "rss10.zarr", config, addresses[2])
 
         rounds = f"best of {len(times['bare'])} interleaved rounds"

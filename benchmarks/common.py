@@ -106,14 +106,20 @@ def machine_description() -> dict:
 
 
 class PeakRSS:
-    """``with PeakRSS(pids=None) as p: ...; p.peak_mb``: peak summed RSS of this process, its children
-    and ``extra_pids`` (e.g. Dask workers), sampled every ``interval`` seconds."""
+    """``with PeakRSS() as p: ...; p.peak_mb``: peak summed RSS of this process, its children
+    (LocalCluster workers, nanny) and ``extra_pids``, sampled every ``interval`` seconds.
+    ``p.peak`` / ``p.baseline`` are in bytes (``baseline``: the tree at entry)."""
 
-    def __init__(self, interval: float = 0.1, extra_pids=()):
+    def __init__(self, interval: float = 0.05, extra_pids=()):
         self.interval = interval
         self.extra_pids = list(extra_pids)
         self.peak_mb = 0.0
+        self.baseline = 0
         self._stop = threading.Event()
+
+    @property
+    def peak(self) -> int:
+        return int(self.peak_mb * 2**20)
 
     def _sample(self) -> float:
         import psutil
@@ -139,6 +145,7 @@ class PeakRSS:
             time.sleep(self.interval)
 
     def __enter__(self):
+        self.baseline = int(self._sample() * 2**20)
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
         return self
