@@ -104,11 +104,7 @@ def mix(pipeline: str, a: np.ndarray, b: np.ndarray, weights: np.ndarray, *,
         raise InputError(f"A and B must be (n, sy, sx) of one shape, got {a.shape} and {b.shape}")
     n = len(a)
     w = _weights(weights, n)
-    zero = None
-    rows = None
-    if mask is not None:
-        rows = np.ones(n, bool) if masked is None else np.asarray(masked, dtype=bool).reshape(n)
-        zero = rows[:, None, None] & ~np.asarray(mask, dtype=bool)[None]
+    rows, zero = _masked_rows(mask, masked, n)
     norm = dict(mask=mask, rows=rows, method=method, smart=smart, percentiles=percentiles)
     an = _normalize_rows(a, **norm)
     bn = _normalize_rows(b, **norm)
@@ -127,6 +123,14 @@ def mix(pipeline: str, a: np.ndarray, b: np.ndarray, weights: np.ndarray, *,
     return c, an, bn
 
 
+def _masked_rows(mask, masked, n: int):
+    """Which rows carry the mask, and the (n, sy, sx) pixels to zero; (None, None) without a mask."""
+    if mask is None:
+        return None, None
+    rows = np.ones(n, bool) if masked is None else np.asarray(masked, dtype=bool).reshape(n)
+    return rows, rows[:, None, None] & ~np.asarray(mask, dtype=bool)[None]
+
+
 def combine(pipeline: str, a_t: np.ndarray, b_t: np.ndarray, weights: np.ndarray, *,
             mask: np.ndarray | None = None, masked: np.ndarray | None = None,
             method: str = "minmax", smart: bool = True, percentiles=(0.5, 99.5),
@@ -140,11 +144,7 @@ def combine(pipeline: str, a_t: np.ndarray, b_t: np.ndarray, weights: np.ndarray
     bn = np.asarray(b_t, dtype=np.float32)
     n = len(an)
     w = _weights(weights, n)
-    zero = None
-    rows = None
-    if mask is not None:
-        rows = np.ones(n, bool) if masked is None else np.asarray(masked, dtype=bool).reshape(n)
-        zero = rows[:, None, None] & ~np.asarray(mask, dtype=bool)[None]
+    rows, zero = _masked_rows(mask, masked, n)
     norm = dict(mask=mask, rows=rows, method=method, smart=smart, percentiles=percentiles)
     w32 = w.astype(np.float32)
     m = an * w32[:, 0, None, None]
