@@ -16,13 +16,16 @@ from kdeconv.cli._common import cluster_options, overwrite_option
 @click.option("--chunk-mb", default=None, type=float, help="Target MB per chunk [32].")
 @click.option("--nav-shape", default=None, type=(int, int), metavar="NY NX",
               help="Map grid for image inputs (default: a line scan), or to regrid a line scan.")
+@click.option("--dtype", default=None, type=click.Choice(["uint8", "uint16", "float32"]),
+              help="Refuse the input unless its patterns have this dtype (e.g. a 16-bit camera).")
 @overwrite_option
 @cluster_options
-def ingest(input_path, output, config_path, chunk_mb, nav_shape, overwrite, cluster):
+def ingest(input_path, output, config_path, chunk_mb, nav_shape, dtype, overwrite, cluster):
     from kdeconv.config import load_config
     from kdeconv.config.ingest import IngestConfig
     from kdeconv.io.ingest import ingest as run_ingest
 
     config = load_config(IngestConfig, config_path, input=input_path, output=output,
-                         chunk_mb=chunk_mb, nav_shape=nav_shape, overwrite=overwrite or None)
+                         chunk_mb=chunk_mb, nav_shape=nav_shape, dtype=dtype,
+                         overwrite=overwrite or None)
     run_ingest(config, cluster, echo=click.echo)

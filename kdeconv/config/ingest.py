@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from kdeconv.config import StrictModel
@@ -15,4 +17,7 @@ class IngestConfig(StrictModel):
     chunk_mb: float = Field(default=DEFAULT_CHUNK_MB, gt=0)
     # (NY, NX) grid for inputs without one (image folders, TIFF) or to regrid a line scan.
     nav_shape: tuple[int, int] | None = None
+    # The dtype the user expects (e.g. uint16 for a 16-bit camera): anything else is refused,
+    # never converted. None accepts the source dtype as it is.
+    dtype: Literal["uint8", "uint16", "float32"] | None = None
     overwrite: bool = False

@@ -16,6 +16,7 @@ import numpy as np
 
 from kdeconv.config.cluster import ClusterConfig
 from kdeconv.config.ingest import IngestConfig
+from kdeconv.errors import InputError
 from kdeconv.io.layouts import read_patterns
 from kdeconv.io.sources import Source, open_source
 from kdeconv.io.store import finalize_output, nav_chunks, prepare_output, store_attrs
@@ -46,14 +47,25 @@ def read_block(layout, shape: tuple[int, ...], file_stamp=None, block_info=None)
     nav = shape[:-2]
     if len(nav) == 1:
         (start, stop), = location[:1]
-        return read_patterns(layout, start, stop - start)
+        return check_finite(read_patterns(layout, start, stop - start), location)
     (r0, r1), (c0, c1) = location[:2]
     nx = nav[1]
     if c0 == 0 and c1 == nx:  # whole rows: one contiguous run
         block = read_patterns(layout, r0 * nx, (r1 - r0) * nx)
-        return block.reshape((r1 - r0, nx) + tuple(shape[-2:]))
+        return check_finite(block.reshape((r1 - r0, nx) + tuple(shape[-2:])), location)
     rows = [read_patterns(layout, r * nx + c0, c1 - c0) for r in range(r0, r1)]
-    return np.stack(rows)
+    return check_finite(np.stack(rows), location)
+
+
+def check_finite(block: np.ndarray, location=None) -> np.ndarray:
+    """Float patterns with NaN/inf would poison normalisation and the model: refuse them."""
+    if block.dtype.kind == "f" and not np.isfinite(block).all():
+        bad_rows = (~np.isfinite(block.reshape(block.shape[:-2] + (-1,)))).any(-1)
+        bad = np.argwhere(bad_rows)[0]
+        offset = [start for start, _ in location[:len(bad)]] if location else [0] * len(bad)
+        where = tuple(int(i) + int(o) for i, o in zip(bad, offset))
+        raise InputError(f"pattern at navigation index {where} contains NaN or inf values")
+    return block
 
 
 def lazy_patterns(source: Source, chunk_mb: float = 32.0):
@@ -90,6 +102,9 @@ def ingest(config: IngestConfig, cluster: ClusterConfig | None = None, *,
     from kdeconv.cluster import Timer, compute, open_client, summary_line
 
     source = open_source(config.input, config.nav_shape)
+    if config.dtype is not None and source.dtype != np.dtype(config.dtype):
+        raise InputError(f"{config.input} holds {source.dtype} patterns, not the {config.dtype} "
+                         "that --dtype asks for (nothing is converted)")
     output = Path(config.output)
     staging = prepare_output(output, config.overwrite)
     patterns = lazy_patterns(source, config.chunk_mb)

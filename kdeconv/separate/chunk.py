@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from kdeconv.errors import InputError
+
 from kdeconv.preprocess import circular_mask, detect_masked
 from kdeconv.preprocess.background import (
     remove_dynamic_background, remove_static_background, rescale_per_pattern,
@@ -95,6 +97,8 @@ def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_s
     range) and weights ``(..., 2)`` float32 with wA >= wB.
     """
     nav_shape, sig_shape = patterns.shape[:-2], patterns.shape[-2:]
+    if patterns.dtype.kind == "f" and not np.isfinite(patterns).all():
+        raise InputError("the map holds NaN or inf values; fix or mask them before separating")
     out_dtype = np.dtype(out_dtype or patterns.dtype)
     stack = patterns.reshape((-1,) + sig_shape)
     n = stack.shape[0]

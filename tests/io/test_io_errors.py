@@ -132,3 +132,28 @@ def test_non_pattern_array_is_refused(cli, small_map, tmp_path):
     group.create_array("weights", shape=(2, 3, 2), dtype="float32")
     out = tmp_path / "w.tif"
     _assert_input_error(cli("export", small_map, out, "--array", "weights"), "not a pattern", outputs=[out])
+
+
+def test_8bit_file_where_16bit_was_promised(cli, tmp_path):
+    up1 = KP_DATA / "edax_binary" / "edax_binary.up1"  # uint8 patterns
+    out = tmp_path / "o.zarr"
+    line = _assert_input_error(cli("ingest", up1, out, "--dtype", "uint16", "--workers", 1),
+                               "uint8", "uint16", outputs=[out])
+    assert "converted" in line
+
+
+def test_promised_dtype_that_matches_is_accepted(cli, tmp_path):
+    up2 = write_up2(tmp_path / "m.up2", known_uint16((2, 3, 8, 6)))
+    result = cli("ingest", up2, tmp_path / "o.zarr", "--dtype", "uint16", "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_nan_patterns_are_refused(cli, tmp_path):
+    import kikuchipy as kp
+
+    data = np.full((2, 3, 8, 6), 0.5, np.float32)
+    data[1, 2, 3, 3] = np.nan
+    path = tmp_path / "float.h5"
+    kp.signals.EBSD(data).save(path)
+    out = tmp_path / "o.zarr"
+    _assert_input_error(cli("ingest", path, out, "--workers", 1), "NaN", "(1, 2)", outputs=[out])

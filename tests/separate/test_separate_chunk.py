@@ -98,3 +98,12 @@ def test_masked_patterns_stay_masked_after_background_removal():
     out = preprocess_patterns(raw, BG, static_bg=raw.mean(0))
     assert (out[:3][:, ~mask] == 0).all()
     assert (out[3][~mask] != 0).any()
+
+
+def test_nan_patterns_are_an_input_error():
+    from kdeconv.errors import InputError
+
+    block = np.full((2, 10, 12), 0.5, np.float32)
+    block[1, 4, 4] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        separate_patterns(block, Mirror(), batch_size=4, background=NO_BG)
