@@ -97,14 +97,6 @@ def static_background_from_mean(mean: np.ndarray, smooth_std: float | str | None
     return mean
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _load_on_client(checkpoint: str | None, loader: Callable | None):
     """Load the model once here to fail fast (exit 2) on a missing or corrupt checkpoint."""
     if checkpoint is not None and not Path(checkpoint).is_file():
@@ -112,7 +104,11 @@ def _load_on_client(checkpoint: str | None, loader: Callable | None):
     if loader is None:
         from kdeconv.model import load_separator as loader
     separator = loader(checkpoint, device="cpu")
-    sha = getattr(separator, "sha256", None) or (_file_sha256(Path(checkpoint)) if checkpoint else "default")
+    sha = getattr(separator, "sha256", None)
+    if sha is None:  # a stand-in separator: identify the checkpoint file itself
+        from kdeconv.model.checkpoint import file_sha256
+
+        sha = file_sha256(checkpoint) if checkpoint else "default"
     return separator, sha
 
 
