@@ -73,6 +73,7 @@ def _cfg(**kw):
     from kdeconv.config import validate_config
     from kdeconv.config.generate import GenerateConfig
 
+    kw.setdefault("mask", {"fraction": 0.0})  # as measured so far: the mask only where asked
     return validate_config(GenerateConfig, kw)
 
 

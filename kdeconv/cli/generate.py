@@ -17,10 +17,11 @@ from kdeconv.cli._common import cluster_options, overwrite_option
               "--n on an existing store with the same config appends.")
 @click.option("--seed", type=int, default=None, help="Seed (overrides the config).")
 @click.option("--chunk-size", type=int, default=None, help="Pairs per task and per Zarr chunk.")
+@click.option("--no-mask", is_flag=True, help="No circular mask on any pair (mask.fraction = 0).")
 @click.option("--debug", is_flag=True, help="Also write PNG panels of a few pairs to OUT.debug/.")
 @overwrite_option
 @cluster_options
-def generate(config_path, out, n, seed, chunk_size, debug, overwrite, cluster):
+def generate(config_path, out, n, seed, chunk_size, no_mask, debug, overwrite, cluster):
     """Make synthetic training pairs C = wA*A + wB*B (with optional realism) on Dask."""
     from kdeconv.cluster import open_client, summary_line
     from kdeconv.config import load_config
@@ -29,6 +30,8 @@ def generate(config_path, out, n, seed, chunk_size, debug, overwrite, cluster):
                                          write_debug_panels)
 
     cfg = load_config(GenerateConfig, config_path, n=n, seed=seed, chunk_size=chunk_size)
+    if no_mask:
+        cfg = cfg.model_copy(update={"mask": cfg.mask.model_copy(update={"fraction": 0.0})})
     plan_source(cfg)  # bad source or output -> exit 2 before any cluster starts
     check_output(cfg, out, overwrite)
     with open_client(cluster, echo=click.echo) as client:

@@ -117,7 +117,8 @@ class WeightsSpec(StrictModel):
 
 
 class MaskSpec(StrictModel):
-    fraction: float = Field(default=0.0, ge=0, le=1)  # share of pairs given the circular mask
+    # Share of pairs given the circular mask: on by default (`kdeconv generate --no-mask` sets 0).
+    fraction: float = Field(default=1.0, ge=0, le=1)
     radius: float | None = Field(default=None, gt=0)  # px; None = largest inscribed circle
 
 

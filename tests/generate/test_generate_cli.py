@@ -209,3 +209,18 @@ def test_interrupted_run_resumes_from_partial(tiny_runs, cli):
     assert "resuming" in res.output and "generate: 28 pairs" in res.output
     assert not staging.exists()
     _assert_same(_arrays(out), _arrays(ref))
+
+
+def test_mask_is_on_by_default_and_no_mask_turns_it_off(cli, tmp_path):
+    import zarr
+
+    from kdeconv.config.generate import GenerateConfig
+
+    assert GenerateConfig.model_fields["mask"].default.fraction == 1.0
+    cfg = _write(tmp_path / "g.yaml", TINY)  # asks for the mask on 40% of pairs
+    out = tmp_path / "p.zarr"
+    res = cli("generate", "--config", cfg, "--out", out, "--no-mask", "--workers", 1)
+    assert res.exit_code == 0, res.output
+    g = zarr.open_group(str(out), mode="r")
+    assert not g["masked"][:].any()
+    assert g.attrs["config"]["mask"]["fraction"] == 0.0

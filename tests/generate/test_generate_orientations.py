@@ -19,7 +19,7 @@ def test_pure_simulated_a_indexes_to_stored_rotation(tmp_path, cli):
                       "pc_x": [0.45, 0.55], "pc_y": [0.4, 0.55], "pc_z": [0.5, 0.65],
                       "sample_tilt": [68, 72], "camera_tilt": [-4, 4]},
            # wA = 1 exactly: A is the pure pattern; no realism, no flips, no mask.
-           "weights": {"pure_fraction": 1.0, "pure_low": 1.0}}
+           "weights": {"pure_fraction": 1.0, "pure_low": 1.0}, "mask": {"fraction": 0.0}}
     path = tmp_path / "orient.yaml"
     path.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "pairs.zarr"
