@@ -145,6 +145,16 @@ def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True,
     return result
 
 
+def _max_minutes(run: Path | None):
+    """The run's --max-minutes, from the config.yaml that train writes into the run folder."""
+    import yaml
+
+    cfg = run / "config.yaml" if run else None
+    if cfg and cfg.exists():
+        return (yaml.safe_load(cfg.read_text()) or {}).get("max_minutes")
+    return None
+
+
 def install(checkpoint: Path, check_json: Path | None, run: Path | None) -> None:
     from kdeconv.model import DEFAULT_CHECKPOINT, file_sha256, read_checkpoint
 
@@ -170,7 +180,7 @@ def install(checkpoint: Path, check_json: Path | None, run: Path | None) -> None
                                                    "train_seconds", "samples_per_s", "device")},
         "command": "bash workflows/train_default.sh  (generate with configs/generate_default.yaml, "
                    "generate_default_60.yaml, generate_default_96x128.yaml; kdeconv train --config "
-                   "configs/train_default.yaml --max-minutes 60)",
+                   f"configs/train_default.yaml --max-minutes {_max_minutes(run)})",
         "trained_on": [{"store": Path(s["path"]).name, "pairs": s["n"], "train": s["n_train"],
                         "val": s["n_val"], "shape": s["shape"],
                         "seed": (s.get("generate_config") or {}).get("seed"),

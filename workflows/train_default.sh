@@ -4,14 +4,14 @@
 #   bash workflows/train_default.sh            # generate, train, check, install
 #   STAGES="train check" bash workflows/train_default.sh
 #
-# Budget: generation ~10-15 min + training MAX_MINUTES (default 60) + check ~5 min on 2 cores,
+# Budget: generation ~14 min + training MAX_MINUTES (default 70) + check ~3 min on 2 cores,
 # i.e. <= 90 min. Every stage resumes: existing pairs stores are kept, an interrupted run
 # continues from its last.pt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WORK=${WORK:-runs/default}
-MAX_MINUTES=${MAX_MINUTES:-60}
+MAX_MINUTES=${MAX_MINUTES:-70}
 STAGES=${STAGES:-"generate train check install"}
 mkdir -p "$WORK"
 

@@ -35,6 +35,8 @@ class LossConfig(StrictModel):
 
     pattern_l1: float = Field(default=1.0, ge=0)
     pattern_grad: float = Field(default=0.5, ge=0)  # L1 on image gradients: keeps band edges sharp
+    # 1 - NCC per pattern: the reported metric; L1 alone leaves faint minority bands low-contrast
+    pattern_ncc: float = Field(default=0.0, ge=0)
     weight_l1: float = Field(default=1.0, ge=0)
     mixture: float = Field(default=0.0, ge=0)  # remix(A, B, w) ~ C up to an affine map; needs no truth
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from kdeconv.config import StrictModel
 
-__all__ = ["UNetConfig", "DualDecoderUNet", "ResBlock"]
+__all__ = ["UNetConfig", "DualDecoderUNet", "ResBlock", "GlobalBlock"]
 
 
 class UNetConfig(StrictModel):
@@ -30,6 +30,11 @@ class UNetConfig(StrictModel):
     # Slow BatchNorm statistics: consecutive batches come from one store (one pattern size), so
     # the default 0.1 would leave eval statistics of whichever size was seen last.
     bn_momentum: float = 0.01
+    # Levels (0 = first, len(widths)-1 = bottleneck) followed by a global self-attention block:
+    # Kikuchi bands cross the whole pattern, so one crystal's bands are told from the other's by
+    # their long-range alignment, which small convolutions see only at the coarsest level.
+    global_levels: tuple[int, ...] = ()
+    global_heads: int = 4
 
     @property
     def multiple(self) -> int:
@@ -53,6 +58,40 @@ class ResBlock(nn.Module):
         y = F.silu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
         return F.silu(y + self.skip(x))
+
+
+class GlobalBlock(nn.Module):
+    """Pre-norm transformer block over all positions of a feature map, with a position term.
+
+    Positions enter as a 1x1 conv of normalised coordinates (y, x in [-1, 1] and a few
+    sinusoids), so the block works at any input size.
+    """
+
+    def __init__(self, channels: int, heads: int):
+        super().__init__()
+        self.pos = nn.Conv2d(8, channels, 1)
+        self.norm1 = nn.LayerNorm(channels)
+        self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(channels)
+        self.mlp = nn.Sequential(nn.Linear(channels, 2 * channels), nn.SiLU(),
+                                 nn.Linear(2 * channels, channels))
+
+    @staticmethod
+    def coordinates(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+        y = torch.linspace(-1, 1, h, device=like.device, dtype=like.dtype).view(h, 1).expand(h, w)
+        x = torch.linspace(-1, 1, w, device=like.device, dtype=like.dtype).view(1, w).expand(h, w)
+        feats = [y, x] + [f(torch.pi * k * v) for k in (1, 2) for v in (y, x) for f in (torch.sin,)]
+        feats += [torch.cos(torch.pi * y), torch.cos(torch.pi * x)]
+        return torch.stack(feats)[None]
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        x = x + self.pos(self.coordinates(h, w, x))
+        t = x.flatten(2).transpose(1, 2)  # (n, h*w, c)
+        q = self.norm1(t)
+        t = t + self.attn(q, q, q, need_weights=False)[0]
+        t = t + self.mlp(self.norm2(t))
+        return t.transpose(1, 2).reshape(n, c, h, w)
 
 
 def _stage(cin: int, cout: int, n: int) -> nn.Sequential:
@@ -101,9 +140,14 @@ class DualDecoderUNet(nn.Module):
         self.enc = nn.ModuleList()
         self.down = nn.ModuleList()
         for i in range(len(w) - 1):
-            self.enc.append(_stage(w[i], w[i], cfg.blocks_per_level))
+            stage = _stage(w[i], w[i], cfg.blocks_per_level)
+            if i in cfg.global_levels:
+                stage.append(GlobalBlock(w[i], cfg.global_heads))
+            self.enc.append(stage)
             self.down.append(_conv_bn(w[i], w[i + 1], stride=2))
         self.bottleneck = _stage(w[-1], w[-1], cfg.bottleneck_blocks)
+        if len(w) - 1 in cfg.global_levels:
+            self.bottleneck.append(GlobalBlock(w[-1], cfg.global_heads))
         self.dec_a = _Decoder(cfg)
         self.dec_b = _Decoder(cfg)
         self.weight_head = nn.Sequential(nn.Linear(2 * w[-1], cfg.weight_hidden), nn.SiLU(),

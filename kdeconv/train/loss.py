@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["per_sample_l1", "per_sample_grad_l1", "pit_loss", "mixture_residual", "ncc",
+__all__ = ["per_sample_l1", "per_sample_grad_l1", "per_sample_ncc_loss", "pit_loss", "mixture_residual", "ncc",
            "order_by_truth"]
 
 
@@ -18,10 +18,22 @@ def per_sample_grad_l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
-def _pattern_term(p, t, l1: float, grad: float) -> torch.Tensor:
+def per_sample_ncc_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``1 - NCC`` per sample (float32): blind to gain and offset, like the reported metric."""
+    x = x.flatten(1)
+    y = y.flatten(1)
+    x = x - x.mean(1, keepdim=True)
+    y = y - y.mean(1, keepdim=True)
+    den = (x.square().sum(1) * y.square().sum(1)).clamp_min(1e-12).sqrt()
+    return 1 - (x * y).sum(1) / den
+
+
+def _pattern_term(p, t, l1: float, grad: float, ncc_: float = 0.0) -> torch.Tensor:
     out = l1 * per_sample_l1(p, t)
     if grad:
         out = out + grad * per_sample_grad_l1(p, t)
+    if ncc_:
+        out = out + ncc_ * per_sample_ncc_loss(p, t)
     return out
 
 
@@ -41,16 +53,16 @@ def mixture_residual(a, b, w_a, c) -> torch.Tensor:
 
 
 def pit_loss(pred_a, pred_b, pred_w, true_a, true_b, true_w, c=None, *, pattern_l1=1.0,
-             pattern_grad=0.0, weight_l1=1.0, mixture=0.0) -> tuple[torch.Tensor, dict]:
+             pattern_grad=0.0, pattern_ncc=0.0, weight_l1=1.0, mixture=0.0
+             ) -> tuple[torch.Tensor, dict]:
     """Loss with the better of the two assignments per sample; the weight target follows it.
 
     Returns ``(mean loss, parts)`` where ``parts`` holds detached per-batch means and the bool
     ``swapped`` mask (True where predicted A matched true B).
     """
-    direct = _pattern_term(pred_a, true_a, pattern_l1, pattern_grad) + \
-        _pattern_term(pred_b, true_b, pattern_l1, pattern_grad)
-    crossed = _pattern_term(pred_a, true_b, pattern_l1, pattern_grad) + \
-        _pattern_term(pred_b, true_a, pattern_l1, pattern_grad)
+    terms = (pattern_l1, pattern_grad, pattern_ncc)
+    direct = _pattern_term(pred_a, true_a, *terms) + _pattern_term(pred_b, true_b, *terms)
+    crossed = _pattern_term(pred_a, true_b, *terms) + _pattern_term(pred_b, true_a, *terms)
     w_direct = (pred_w - true_w).abs()
     w_crossed = (pred_w - (1 - true_w)).abs()
     # The ordering is chosen on the total: while the two outputs are still alike (early training)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from kdeconv.model import DualDecoderUNet, UNetConfig
+from kdeconv.model.unet import GlobalBlock
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +48,25 @@ def test_multiple_follows_config():
     with torch.inference_mode():
         a, b, w = m(torch.rand(1, 1, 30, 42))
     assert a.shape == (1, 1, 30, 42)
+
+
+@pytest.mark.parametrize("shape", [(60, 80), (128, 156), (7, 9)])
+def test_global_attention_levels_any_size(shape):
+    torch.manual_seed(0)
+    m = DualDecoderUNet(UNetConfig(global_levels=(2, 3))).eval()
+    with torch.inference_mode():
+        a, b, w = m(torch.rand(2, 1, *shape))
+    assert a.shape == b.shape == (2, 1, *shape) and w.shape == (2,)
+    assert sum(isinstance(mod, GlobalBlock) for mod in m.modules()) == 2
+
+
+def test_global_block_sees_the_whole_map():
+    # One changed position changes the output everywhere: the receptive field is global.
+    torch.manual_seed(0)
+    block = GlobalBlock(8, 2).double().eval()
+    x = torch.rand(1, 8, 6, 6, dtype=torch.float64)
+    y = x.clone()
+    y[0, :, 0, 0] = torch.rand(8, dtype=torch.float64)  # not a constant shift: LayerNorm drops that
+    with torch.inference_mode():
+        diff = (block(x) - block(y)).abs()[0].sum(0)
+    assert bool((diff[1:, 1:] > 1e-9).all())

@@ -68,3 +68,14 @@ def test_alike_outputs_follow_the_weight_head():
     assert not parts["swapped"].any()
     _, parts = pit_loss(same, same, torch.full_like(w, 0.3), a, b, w)
     assert parts["swapped"].all()
+
+
+def test_ncc_term_ignores_gain_and_offset_and_keeps_pit():
+    from kdeconv.train.loss import per_sample_ncc_loss
+
+    a, b, w = _pair(5)
+    assert float(per_sample_ncc_loss(0.3 * a + 0.2, a).abs().max()) < 1e-5
+    assert float(per_sample_ncc_loss(1 - a, a).min()) > 1.9  # anti-correlated: 1 - (-1)
+    kw = dict(pattern_l1=0.0, pattern_grad=0.0, pattern_ncc=1.0, weight_l1=0.0)
+    loss, parts = pit_loss(0.5 * b + 0.1, 2 * a, w, a, b, w, **kw)  # right patterns, swapped
+    assert float(loss) < 1e-5 and parts["swapped"].all()
