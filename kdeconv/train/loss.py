@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["per_sample_l1", "per_sample_grad_l1", "per_sample_ncc_loss", "pit_loss", "mixture_residual", "ncc",
-           "order_by_truth"]
+__all__ = ["per_sample_l1", "per_sample_grad_l1", "per_sample_ncc_loss", "pit_loss",
+           "mixture_residual", "ncc", "order_by_truth"]
 
 
 def per_sample_l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -18,14 +18,18 @@ def per_sample_grad_l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
-def per_sample_ncc_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``1 - NCC`` per sample (float32): blind to gain and offset, like the reported metric."""
+def _correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample correlation of two (n, ...) stacks, in their own dtype."""
     x = x.flatten(1)
     y = y.flatten(1)
     x = x - x.mean(1, keepdim=True)
     y = y - y.mean(1, keepdim=True)
-    den = (x.square().sum(1) * y.square().sum(1)).clamp_min(1e-12).sqrt()
-    return 1 - (x * y).sum(1) / den
+    return (x * y).sum(1) / (x.norm(dim=1) * y.norm(dim=1)).clamp_min(1e-12)
+
+
+def per_sample_ncc_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``1 - NCC`` per sample: blind to gain and offset, like the reported metric."""
+    return 1 - _correlation(x, y)
 
 
 def _pattern_term(p, t, l1: float, grad: float, ncc_: float = 0.0) -> torch.Tensor:
@@ -82,13 +86,8 @@ def pit_loss(pred_a, pred_b, pred_w, true_a, true_b, true_w, c=None, *, pattern_
 
 
 def ncc(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-sample normalised cross-correlation of two (n, ...) stacks."""
-    x = x.flatten(1).double()
-    y = y.flatten(1).double()
-    x = x - x.mean(1, keepdim=True)
-    y = y - y.mean(1, keepdim=True)
-    den = (x.norm(dim=1) * y.norm(dim=1)).clamp_min(1e-12)
-    return ((x * y).sum(1) / den).float()
+    """Per-sample normalised cross-correlation of two (n, ...) stacks (computed in float64)."""
+    return _correlation(x.double(), y.double()).float()
 
 
 def order_by_truth(pred_a, pred_b, true_a, true_b):
