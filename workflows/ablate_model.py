@@ -21,7 +21,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,19 +52,11 @@ def variant_config(name: str) -> dict:
 
 
 def score(checkpoint: Path, test_store: Path) -> dict:
-    import zarr
+    from check_default_model import pixel_quality
 
-    from kdeconv.evaluate.metrics import pair_metrics
     from kdeconv.model import load_separator
 
-    g = zarr.open_group(str(test_store), mode="r")
-    C, A, B = (np.asarray(g[k][:], np.float32) for k in ("C", "A", "B"))
-    minority = np.asarray(g["weights"][:]).min(axis=1)
-    pa, pb, _ = load_separator(checkpoint, device="cpu").separate(C)
-    px = pair_metrics(pa, pb, A, B)
-    near_half = minority >= 0.45
-    return {"median_ncc_a": float(np.median(px["ncc_a"])), "median_ncc_b": float(np.median(px["ncc_b"])),
-            "median_ncc_b_minority_0.45_0.5": float(np.median(px["ncc_b"][near_half]))}
+    return pixel_quality(load_separator(checkpoint, device="cpu"), test_store, None)
 
 
 def main() -> None:

@@ -60,8 +60,11 @@ def pixel_quality(sep, store: Path, count: int | None) -> dict:
     pa, pb, pw = sep.separate(C)
     px = pair_metrics(pa, pb, A, B)
     werr = weight_error(pw, np.asarray(g["weights"][:count]), px["swapped"])
+    near_half = np.asarray(g["weights"][:count]).min(axis=1) >= 0.45
     return {"n": int(count), "median_ncc_a": float(np.median(px["ncc_a"])),
-            "median_ncc_b": float(np.median(px["ncc_b"])), "median_weight_error": float(np.median(werr))}
+            "median_ncc_b": float(np.median(px["ncc_b"])), "median_weight_error": float(np.median(werr)),
+            "median_ncc_b_minority_0.45_0.5": float(np.median(px["ncc_b"][near_half]))
+            if near_half.any() else None}
 
 
 def both_recovered(q_first, q_second, rot_a, rot_b, point_group) -> tuple[np.ndarray, np.ndarray]:

@@ -80,8 +80,10 @@ class GlobalBlock(nn.Module):
     def coordinates(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
         y = torch.linspace(-1, 1, h, device=like.device, dtype=like.dtype).view(h, 1).expand(h, w)
         x = torch.linspace(-1, 1, w, device=like.device, dtype=like.dtype).view(1, w).expand(h, w)
-        feats = [y, x] + [f(torch.pi * k * v) for k in (1, 2) for v in (y, x) for f in (torch.sin,)]
-        feats += [torch.cos(torch.pi * y), torch.cos(torch.pi * x)]
+        py, px = torch.pi * y, torch.pi * x
+        # the order is part of the trained weights (self.pos)
+        feats = [y, x, torch.sin(py), torch.sin(px), torch.sin(2 * py), torch.sin(2 * px),
+                 torch.cos(py), torch.cos(px)]
         return torch.stack(feats)[None]
 
     def forward(self, x):
