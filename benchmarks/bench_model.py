@@ -6,6 +6,7 @@ Rows, measured in one run (ratios; the machine is shared and noisy):
   NCHW, one decoder with 2 outputs, comparable parameter count) run bare on the same tensors;
 - the network alone against ``separate`` (what normalisation and bookkeeping cost);
 - channels_last against NCHW for the shipped network;
+- ``separate`` at the default precision (bf16 autocast on CPUs with AVX512-BF16/AMX) against fp32;
 - parameter count and MFLOP per pattern (torch.utils.flop_counter) of both networks.
 """
 
@@ -85,9 +86,11 @@ def _rate(fn, n: int, min_seconds: float) -> float:
 def run(quick: bool = False) -> list[dict]:
     from benchmarks.common import make_row
     from kdeconv.model import load_separator
+    from kdeconv.model.precision import autocast
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    sep = load_separator(None, device="cpu")
+    sep = load_separator(None, device="cpu")  # precision auto, as `kdeconv separate` runs it
+    sep32 = load_separator(None, device="cpu", precision="fp32")
     net = sep.model
     classic = ClassicUNet().eval()
     rows = []
@@ -108,19 +111,27 @@ def run(quick: bool = False) -> list[dict]:
                              higher_is_better=False))
         with torch.inference_mode():
             sep_rate = _rate(lambda: sep.separate(counts), n, min_s)
-            net_rate = _rate(lambda: net(x_cl), n, min_s)
+            with autocast(sep.device, sep.autocast_dtype):
+                net_rate = _rate(lambda: net(x_cl), n, min_s)
             if size == 120 or not quick:
                 classic_rate = _rate(lambda: classic(x), n, min_s)
                 rows.append(make_row("model", f"patterns/s separate {size}x{size}", round(sep_rate, 1),
                                      "classic U-Net forward only", round(classic_rate, 1),
                                      note="separate = normalise + network + dominant ordering, batch "
-                                          f"{n}, 2 threads; baseline is its bare forward pass"))
+                                          f"{n}, 2 threads, {sep.precision}; baseline is its bare "
+                                          "fp32 forward pass"))
+            if sep.precision != "fp32":
+                rows.append(make_row("model", f"patterns/s separate {sep.precision} {size}x{size}",
+                                     round(sep_rate, 1), "separate fp32",
+                                     round(_rate(lambda: sep32.separate(counts), n, min_s), 1),
+                                     note="the default precision on this CPU against plain fp32"))
             rows.append(make_row("model", f"patterns/s network only {size}x{size}", round(net_rate, 1),
                                  "separate (with normalisation)", round(sep_rate, 1),
                                  note="ratio > 1: what normalisation/bookkeeping cost"))
             if size == 120:
                 ncl = net.to(memory_format=torch.contiguous_format)
-                nchw_rate = _rate(lambda: ncl(x), n, min_s)
+                with autocast(sep.device, sep.autocast_dtype):
+                    nchw_rate = _rate(lambda: ncl(x), n, min_s)
                 net.to(memory_format=torch.channels_last)
                 rows.append(make_row("model", "patterns/s network channels_last 120x120", round(net_rate, 1),
                                      "same network NCHW", round(nchw_rate, 1)))

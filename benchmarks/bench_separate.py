@@ -77,7 +77,7 @@ def _bare_kernel(map_path: Path, config) -> float:
     from kdeconv.separate.driver import static_background_from_mean
 
     data = zarr.open_group(str(map_path), mode="r")["patterns"][...]
-    separator = load_separator(config.checkpoint, device="cpu")
+    separator = load_separator(config.checkpoint, device="cpu", precision=config.precision)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -4,8 +4,9 @@ Measured in one run (ratios; the machine is shared and noisy):
 - samples/s and steps/s of the real training driver (Zarr streaming, normalisation, flips,
   PIT loss, AdamW, logging) on a 120x120 pairs store, the best of its metrics.csv windows
   (evaluation and checkpoint time excluded, first window dropped as warm-up);
-- against a bare loop: same model config, loss and optimiser on tensors already in memory,
-  best window of the same length.
+- against a bare loop: same model config, precision, loss and optimiser on tensors already in
+  memory, best window of the same length;
+- the bare loop at the default precision (bf16 autocast on CPUs with AVX512-BF16/AMX) against fp32.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def _write_store(path: Path, n: int) -> None:
     g.create_array("weights", shape=(n, 2), chunks=(128, 2), dtype="float32")[:] = np.stack([w, 1 - w], 1)
 
 
-def _bare_loop(cfg, batches, steps: int, window: int) -> float:
+def _bare_loop(cfg, batches, steps: int, window: int, precision: str | None = None) -> float:
     """Best-window samples/s of forward + PIT loss + backward + AdamW on in-memory tensors.
 
     It cycles through several batches: one batch repeated is overfitted within steps and the
@@ -63,7 +64,11 @@ def _bare_loop(cfg, batches, steps: int, window: int) -> float:
     import torch
 
     from kdeconv.model import build_model
+    from kdeconv.model.precision import autocast, resolve_precision
     from kdeconv.train.loss import pit_loss
+
+    cpu = torch.device("cpu")
+    dtype = resolve_precision(precision or cfg.precision, cpu)
 
     torch.manual_seed(0)
     model = build_model(cfg.model).to(memory_format=torch.channels_last).train()
@@ -76,8 +81,9 @@ def _bare_loop(cfg, batches, steps: int, window: int) -> float:
 
     def step():
         c, a, b, w = tensors[next(counter) % len(tensors)]
-        pa, pb, pw = model(c)
-        loss, _ = pit_loss(pa, pb, pw, a, b, w, c, **cfg.loss.model_dump())
+        with autocast(cpu, dtype):
+            pa, pb, pw = model(c)
+        loss, _ = pit_loss(pa.float(), pb.float(), pw.float(), a, b, w, c, **cfg.loss.model_dump())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -102,6 +108,7 @@ def run(quick: bool = False) -> list[dict]:
     from kdeconv.config import load_config
     from kdeconv.config.train import TrainConfig
     from kdeconv.train.data import TrainStream, open_sources
+    from kdeconv.model.precision import precision_name, resolve_precision
     from kdeconv.train.driver import train
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -136,10 +143,17 @@ def run(quick: bool = False) -> list[dict]:
         driver_rate = max(float(r["samples_per_s"]) for r in rows[1:])
 
         bare_rate = max(bare_rate, _bare_loop(cfg, batch, steps // 2, log_every))
+        default_precision = precision_name(resolve_precision(cfg.precision, torch.device("cpu")))
+        fp32_rate = (_bare_loop(cfg, batch, steps // 2, log_every, "fp32")
+                     if default_precision != "fp32" else None)
 
     note = (f"shipped architecture, {SHAPE[0]}x{SHAPE[1]}, batch {BATCH}, CPU {torch.get_num_threads()} "
-            f"threads; driver = Zarr streaming + normalisation + flips + logging")
-    return [
+            f"threads, {default_precision}; driver = Zarr streaming + normalisation + flips + logging")
+    extra = [] if fp32_rate is None else [
+        make_row("train", f"samples/s bare loop {default_precision}", round(bare_rate, 2),
+                 "bare loop fp32", round(fp32_rate, 2),
+                 note="the default precision on this CPU against plain fp32")]
+    return extra + [
         make_row("train", "samples/s", round(driver_rate, 2), "bare torch loop, tensors in memory",
                  round(bare_rate, 2), note=note),
         make_row("train", "steps/s", round(driver_rate / BATCH, 3), "bare torch loop, tensors in memory",

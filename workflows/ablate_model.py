@@ -27,27 +27,50 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflows"))
 
 # Overrides of configs/train_default.yaml. x0 is the session-1 recipe (L1 + gradient loss, conv
-# decoders, no attention); each later row adds one change.
+# decoders, no attention); each later x row adds one change (session 2, all fp32). The y rows
+# start from the session-2 shipped recipe (x3's model with x5's loss) and vary precision and size
+# (session 3).
 BASE_MODEL = {"decoder_block": "conv", "head_channels": 4, "global_levels": []}
 BASE_LOSS = {"pattern_grad": 0.5, "pattern_ncc": 0.0}
-VARIANTS = {
-    "x0": ("session-1 recipe", {}, {}),
-    "x1": ("+ 1-NCC loss (1.0)", {}, {"pattern_ncc": 1.0}),
-    "x2": ("x1 + attention at 1/16 and bottleneck", {"global_levels": [2, 3]}, {"pattern_ncc": 1.0}),
-    "x3": ("x2 + ResBlock decoders, 8 head channels",
-           {"global_levels": [2, 3], "decoder_block": "res", "head_channels": 8}, {"pattern_ncc": 1.0}),
-    "x4": ("x2 + attention at 1/8 as well", {"global_levels": [1, 2, 3]}, {"pattern_ncc": 1.0}),
-    "x5": ("x2 with NCC 2.0, gradient 0.25", {"global_levels": [2, 3]},
-           {"pattern_ncc": 2.0, "pattern_grad": 0.25}),
+SHIPPED_V2_MODEL = {"global_levels": [2, 3], "decoder_block": "res", "head_channels": 8}
+SHIPPED_V2_LOSS = {"pattern_ncc": 2.0, "pattern_grad": 0.25}
+FP32 = {"precision": "fp32"}
+BF16 = {"precision": "bf16"}
+WIDER = {**SHIPPED_V2_MODEL, "widths": [32, 64, 96, 128]}
+VARIANTS = {  # name: (change, model, loss, other top-level keys)
+    "x0": ("session-1 recipe", {}, {}, FP32),
+    "x1": ("+ 1-NCC loss (1.0)", {}, {"pattern_ncc": 1.0}, FP32),
+    "x2": ("x1 + attention at 1/16 and bottleneck", {"global_levels": [2, 3]}, {"pattern_ncc": 1.0},
+           FP32),
+    "x3": ("x2 + ResBlock decoders, 8 head channels", SHIPPED_V2_MODEL, {"pattern_ncc": 1.0}, FP32),
+    "x4": ("x2 + attention at 1/8 as well", {"global_levels": [1, 2, 3]}, {"pattern_ncc": 1.0}, FP32),
+    "x5": ("x2 with NCC 2.0, gradient 0.25", {"global_levels": [2, 3]}, SHIPPED_V2_LOSS, FP32),
+    "y0": ("shipped v2 recipe (x3 model, x5 loss), fp32", SHIPPED_V2_MODEL, SHIPPED_V2_LOSS, FP32),
+    "y1": ("y0 in bf16 autocast", SHIPPED_V2_MODEL, SHIPPED_V2_LOSS, BF16),
+    "y2": ("y1, widths 32-64-96-128", WIDER, SHIPPED_V2_LOSS, BF16),
+    "y3": ("y2, batch 32", WIDER, SHIPPED_V2_LOSS, {**BF16, "batch_size": 32}),
+    "y4": ("y1 with a 2x stem: levels at 1/2 to 1/32, widths 16-24-48-64-96",
+           {**SHIPPED_V2_MODEL, "stem_factor": 2, "widths": [16, 24, 48, 64, 96], "global_levels": [3, 4]},
+           SHIPPED_V2_LOSS, BF16),
+    "y5": ("y1 with 4 channels to full resolution and 2 refine layers",
+           {**SHIPPED_V2_MODEL, "full_res_channels": 4, "refine_layers": 2}, SHIPPED_V2_LOSS, BF16),
+    "y6": ("y1, widths 48-96-128-192", {**SHIPPED_V2_MODEL, "widths": [48, 96, 128, 192]},
+           SHIPPED_V2_LOSS, BF16),
 }
+
+
+# What configs/train_default.yaml held when the x and y rows were run (session 2), for the keys
+# that later changed, so that every row still means what its table says.
+SESSION2_MODEL = {"widths": [24, 48, 64, 96], "full_res_channels": 1, "refine_layers": 1}
+SESSION2_TRAIN = {"batch_size": 16, "steps_per_epoch": 250}
 
 
 def variant_config(name: str) -> dict:
     cfg = yaml.safe_load((ROOT / "configs" / "train_default.yaml").read_text())
-    _, model, loss = VARIANTS[name]
-    cfg["model"] = {**cfg["model"], **BASE_MODEL, **model}
+    _, model, loss, other = VARIANTS[name]
+    cfg["model"] = {**cfg["model"], **SESSION2_MODEL, **BASE_MODEL, **model}
     cfg["loss"] = {**cfg["loss"], **BASE_LOSS, **loss}
-    cfg.update(val_max=160, early_stop_patience=0)
+    cfg.update({**SESSION2_TRAIN, "val_max": 160, "early_stop_patience": 0, **other})
     return cfg
 
 
@@ -66,7 +89,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=7.0)
     ap.add_argument("--work", default=str(ROOT / "runs" / "ablation"))
     ap.add_argument("--data", default=str(ROOT / "runs" / "default" / "pairs120.zarr"))
-    ap.add_argument("--only", nargs="*", default=list(VARIANTS))
+    ap.add_argument("--only", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

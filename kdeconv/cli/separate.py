@@ -14,12 +14,14 @@ from kdeconv.cli._common import cluster_options, overwrite_option
               help="Model checkpoint (.pt). Default: the model shipped with kdeconv.")
 @click.option("--device", default=None, type=click.Choice(["auto", "cpu", "cuda"]),
               help="auto (CUDA when present, one GPU per worker), cpu or cuda.")
+@click.option("--precision", default=None, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+              help="Autocast dtype: auto = bf16 on GPUs and on CPUs with native bf16, else fp32.")
 @click.option("--batch-size", default=None, type=int, help="Patterns per model call (default 64).")
 @click.option("--config", "config_path", default=None, type=click.Path(),
               help="YAML config (see configs/separate.yaml); options given here win.")
 @overwrite_option
 @cluster_options
-def separate(map_store, out, checkpoint, device, batch_size, config_path, overwrite, cluster):
+def separate(map_store, out, checkpoint, device, precision, batch_size, config_path, overwrite, cluster):
     """Separate every pattern of MAP_STORE into A, B and weights (resumable: rerun to continue).
 
     Writes OUT with arrays A, B (shape and dtype of the map's patterns) and weights (wA >= wB),
@@ -36,7 +38,7 @@ def separate(map_store, out, checkpoint, device, batch_size, config_path, overwr
     from kdeconv.separate.driver import separate_map
 
     config = load_config(SeparateConfig, config_path, checkpoint=checkpoint, device=device,
-                         batch_size=batch_size)
+                         precision=precision, batch_size=batch_size)
     try:
         result = separate_map(map_store, out, config, cluster, overwrite=overwrite, echo=click.echo)
     except Exception as err:  # a dead worker is not a bug here: say how to go on (exit 1)

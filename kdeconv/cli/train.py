@@ -21,14 +21,18 @@ from kdeconv.cli._common import overwrite_option
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
               help="Where to train (default: the config's, auto = cuda if available).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None,
+              help="Autocast dtype (default: the config's; auto = bf16 on GPUs and on CPUs with "
+                   "native bf16, else fp32).")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None,
               help="Stop at this total step count (counts across resumes).")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop after this much training wall time in total (counts across resumes).")
 @overwrite_option
-def train(config_path, data, out, resume, device, max_steps, max_minutes, overwrite):
+def train(config_path, data, out, resume, device, precision, max_steps, max_minutes, overwrite):
     """Train the dual-decoder U-Net on pairs stores; writes best.pt, last.pt, metrics.csv, curves.png."""
     from kdeconv.train.driver import train as run
 
     run(config_path, list(data), out, resume=resume, overwrite=overwrite, device=device,
+        precision=precision,
         max_steps=max_steps, max_minutes=max_minutes, echo=click.echo)

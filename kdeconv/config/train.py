@@ -12,7 +12,7 @@ from kdeconv.model.unet import UNetConfig
 __all__ = ["TrainConfig", "NormalizationConfig", "LossConfig", "BUDGET_KEYS"]
 
 # Keys that may change when a run is resumed (everything else must match the run's config).
-BUDGET_KEYS = ("max_steps", "max_minutes", "early_stop_patience", "device")
+BUDGET_KEYS = ("max_steps", "max_minutes", "early_stop_patience", "device", "precision")
 
 
 class NormalizationConfig(StrictModel):
@@ -70,3 +70,6 @@ class TrainConfig(StrictModel):
     log_every: int = Field(default=25, ge=1)  # train rows of metrics.csv
     threads: int | None = Field(default=None, ge=1)  # torch CPU threads (None = torch default)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # autocast dtype (kdeconv.model.precision): auto = bf16 on GPUs and on CPUs with native bf16
+    # (AVX512-BF16/AMX), fp16 + loss scaling on older GPUs, fp32 elsewhere
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

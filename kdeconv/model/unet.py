@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from kdeconv.config import StrictModel
@@ -26,6 +27,10 @@ class UNetConfig(StrictModel):
     decoder_block: str = "conv"  # "conv" (one conv-BN-SiLU, fast) or "res" (a ResBlock)
     bottleneck_blocks: int = 1
     head_channels: int = 4  # full-resolution channels in each output head
+    # Channels the decoder hands to full resolution (PixelShuffle of s*s*k); the first is the coarse
+    # output itself. 1 = a linear 4x4 readout of the finest level, blind to fine Kikuchi lines.
+    full_res_channels: int = Field(default=1, ge=1)
+    refine_layers: int = Field(default=1, ge=1)  # 3x3 conv layers of the full-resolution head
     weight_hidden: int = 32
     # Slow BatchNorm statistics: consecutive batches come from one store (one pattern size), so
     # the default 0.1 would leave eval statistics of whichever size was seen last.
@@ -115,19 +120,23 @@ class _Decoder(nn.Module):
             self.ups.append(nn.ConvTranspose2d(w[i], w[i - 1], 2, stride=2))
             self.blocks.append(ResBlock(2 * w[i - 1], w[i - 1]) if cfg.decoder_block == "res"
                                else _conv_bn(2 * w[i - 1], w[i - 1]))
-        s = cfg.stem_factor
-        self.to_full = nn.Sequential(nn.Conv2d(w[0], s * s, 1), nn.PixelShuffle(s))
+        s, k, head = cfg.stem_factor, cfg.full_res_channels, cfg.head_channels
+        self.to_full = nn.Sequential(nn.Conv2d(w[0], s * s * k, 1), nn.PixelShuffle(s))
         # The normalised input joins at full resolution so sharp band edges need not pass the stem.
-        self.refine = nn.Conv2d(2, cfg.head_channels, 3, padding=1)
-        self.out = nn.Conv2d(cfg.head_channels, 1, 1)
+        self.refine = nn.Conv2d(k + 1, head, 3, padding=1)
+        self.refine_more = nn.ModuleList(nn.Conv2d(head, head, 3, padding=1)
+                                         for _ in range(cfg.refine_layers - 1))
+        self.out = nn.Conv2d(head, 1, 1)
 
     def forward(self, bottom, skips, image):
         x = bottom
         for up, block, skip in zip(self.ups, self.blocks, reversed(skips)):
             x = block(torch.cat([up(x), skip], dim=1))
-        coarse = self.to_full(x)
-        x = F.silu(self.refine(torch.cat([coarse, image], dim=1)))
-        return torch.sigmoid(coarse + self.out(x))
+        full = self.to_full(x)
+        x = F.silu(self.refine(torch.cat([full, image], dim=1)))
+        for conv in self.refine_more:
+            x = F.silu(x + conv(x))
+        return torch.sigmoid(full[:, :1] + self.out(x))
 
 
 class DualDecoderUNet(nn.Module):

@@ -47,7 +47,8 @@ class SeparateResult:
 
 def _separate_and_write(block: np.ndarray, block_info=None, *, out_path: str, checkpoint: str | None,
                         sha256: str, device: str, batch_size: int, background: dict,
-                        static_token: str = "", loader: Callable | None = None) -> np.ndarray:
+                        static_token: str = "", loader: Callable | None = None,
+                        precision: str = "auto") -> np.ndarray:
     """Separate one chunk, write its A, B, weights, then mark it done. Returns its pattern count."""
     import zarr
 
@@ -58,7 +59,7 @@ def _separate_and_write(block: np.ndarray, block_info=None, *, out_path: str, ch
     group = zarr.open_group(out_path, mode="r+")
     static_bg = (_static_background(out_path, static_token)
                  if background.get("static", "none") != "none" else None)
-    separator = cached_separator(checkpoint, sha256, device, loader)
+    separator = cached_separator(checkpoint, sha256, device, loader, precision)
     a, b, w = separate_patterns(block, separator, batch_size=batch_size, background=background,
                                 static_bg=static_bg, out_dtype=block.dtype)
     group["A"][region] = a
@@ -142,7 +143,8 @@ def _resume_key(map_path: Path, src, sha256: str, config: SeparateConfig,
     return {"map": str(map_path.resolve()), "map_created": map_created,
             "shape": list(src.shape), "dtype": str(src.dtype),
             "chunks": list(src.chunks), "checkpoint_sha256": sha256,
-            "batch_size": config.batch_size, "background": config.background.model_dump(mode="json")}
+            "batch_size": config.batch_size, "precision": config.precision,
+            "background": config.background.model_dump(mode="json")}
 
 
 def _open_existing(staging: Path, key: dict[str, Any]):
@@ -259,6 +261,8 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                          "(the map's mean pattern is its static background)")
     if config.device == "cuda":
         resolve_device("cuda")  # fail here, before any worker starts
+    if config.precision == "fp16" and (config.device == "cpu" or not cuda_available()):
+        raise InputError("--precision fp16 is for CUDA only; on the CPU use bf16, fp32 or auto")
     if out_path.resolve() == map_path.resolve():
         raise InputError("--out must differ from the input map store")
 
@@ -299,7 +303,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                 chunks=(1,) * nav_ndim, dtype=np.int64, meta=np.empty((0,) * nav_ndim, np.int64),
                 out_path=str(staging), checkpoint=checkpoint, sha256=sha256,
                 device=config.device, batch_size=config.batch_size, background=background,
-                static_token=static_token, loader=loader)
+                static_token=static_token, loader=loader, precision=config.precision)
             if len(pending) == done.size:
                 separated = int(compute(client, counts.sum(), progress=progress))
             elif pending:

@@ -13,7 +13,7 @@ from kdeconv.errors import InputError
 
 __all__ = ["resolve_device", "cached_separator", "load_count", "cuda_available", "tune_malloc"]
 
-_CACHE: dict[tuple[str, str], Any] = {}
+_CACHE: dict[tuple[str, str, str], Any] = {}
 _LOCK = threading.Lock()
 _LOADS = 0
 
@@ -91,22 +91,27 @@ def _set_torch_threads(device: str) -> None:
         torch.set_num_threads(threads)
 
 
-def cached_separator(checkpoint: str | None, sha256: str, device: str, loader=None):
-    """The separator for (checkpoint sha256, device) in this process, loaded on first use.
+def cached_separator(checkpoint: str | None, sha256: str, device: str, loader=None,
+                     precision: str = "auto"):
+    """The separator for (checkpoint sha256, device, precision) in this process, loaded on first use.
 
-    ``loader(checkpoint, device)`` defaults to ``kdeconv.model.load_separator``.
+    ``loader(checkpoint, device)`` replaces ``kdeconv.model.load_separator`` (which also gets
+    ``precision``).
     """
     global _LOADS
     resolved = resolve_device(device)
-    key = (sha256, resolved)
+    key = (sha256, resolved, precision)
     with _LOCK:
         separator = _CACHE.get(key)
         if separator is None:
             tune_malloc()
             _set_torch_threads(resolved)
             if loader is None:
-                from kdeconv.model import load_separator as loader
-            separator = loader(checkpoint, device=resolved)
+                from kdeconv.model import load_separator
+
+                separator = load_separator(checkpoint, device=resolved, precision=precision)
+            else:
+                separator = loader(checkpoint, device=resolved)
             found = getattr(separator, "sha256", sha256)
             if found != sha256:
                 raise InputError(f"checkpoint {checkpoint} changed while separating "
@@ -117,5 +122,5 @@ def cached_separator(checkpoint: str | None, sha256: str, device: str, loader=No
 
 
 def load_count() -> int:
-    """How many models this process has loaded (1 per checkpoint and device is the goal)."""
+    """How many models this process has loaded (1 per checkpoint, device and precision is the goal)."""
     return _LOADS

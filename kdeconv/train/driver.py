@@ -26,6 +26,8 @@ from kdeconv.config.train import BUDGET_KEYS, TrainConfig
 from kdeconv.errors import InputError
 from kdeconv.model.checkpoint import (build_model, model_from_checkpoint, read_checkpoint,
                                       resolve_device, save_checkpoint)
+from kdeconv.model.precision import precision_name, resolve_precision
+from kdeconv.model.precision import autocast as precision_autocast
 from kdeconv.train.data import Batch, TrainStream, load_calibration, load_validation, open_sources
 from kdeconv.train.loss import ncc, order_by_truth, pit_loss
 
@@ -212,11 +214,13 @@ def _progress(total: int, initial: int):
 
 
 def train(config_path: str | Path | None, data: list[str], out: str | Path, *, resume: bool = False,
-          overwrite: bool = False, device: str | None = None, max_steps: int | None = None,
+          overwrite: bool = False, device: str | None = None, precision: str | None = None,
+          max_steps: int | None = None,
           max_minutes: float | None = None, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (or resume) a run in ``out``; returns the summary dict (also written as summary.json)."""
     out = Path(out)
-    overrides = {"device": device, "max_steps": max_steps, "max_minutes": max_minutes}
+    overrides = {"device": device, "precision": precision, "max_steps": max_steps,
+                 "max_minutes": max_minutes}
     ckpt = None
     if resume:
         last = out / "last.pt"
@@ -261,14 +265,14 @@ def train(config_path: str | Path | None, data: list[str], out: str | Path, *, r
              else build_model(cfg.model)).to(dev).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = WarmupCosine(optimizer, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
-    use_amp = dev.type == "cuda"
-    if use_amp:
+    if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    amp_dtype = resolve_precision(cfg.precision, dev)
 
     def autocast():
-        return torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp)
-    scaler = torch.amp.GradScaler(dev.type, enabled=use_amp and amp_dtype == torch.float16)
+        return precision_autocast(dev, amp_dtype)
+    # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
 
     state = {"step": 0, "epoch": 0, "pass": 0, "pass_offset": 0, "seconds": 0.0,
              "best_val": None, "best_step": None, "bad_evals": 0}
@@ -302,7 +306,7 @@ def train(config_path: str | Path | None, data: list[str], out: str | Path, *, r
     max_seconds = cfg.max_minutes * 60 if cfg.max_minutes else None
     echo(f"train: {data_desc['n_train']} train / {data_desc['n_val']} val pairs from "
          f"{len(sources)} store(s), {sum(p.numel() for p in model.parameters()):,} parameters, "
-         f"device {dev}, batch {cfg.batch_size}, {steps_per_epoch} steps/epoch, "
+         f"device {dev} ({precision_name(amp_dtype)}), batch {cfg.batch_size}, {steps_per_epoch} steps/epoch, "
          f"from step {state['step']} to at most {cfg.max_steps}"
          + (f" or {cfg.max_minutes:g} min" if max_seconds else ""))
 
@@ -427,7 +431,7 @@ def train(config_path: str | Path | None, data: list[str], out: str | Path, *, r
                "best_step": state["best_step"], "best_val_loss": state["best_val"],
                "last_val": last_metrics, "train_seconds": round(state["seconds"], 1),
                "steps_this_run": done, "samples_per_s": round(done * cfg.batch_size / max(elapsed, 1e-9), 2),
-               "device": str(dev), "data": data_desc}
+               "device": str(dev), "precision": precision_name(amp_dtype), "data": data_desc}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     from kdeconv.cluster import summary_line
 

@@ -70,3 +70,23 @@ def test_global_block_sees_the_whole_map():
     with torch.inference_mode():
         diff = (block(x) - block(y)).abs()[0].sum(0)
     assert bool((diff[1:, 1:] > 1e-9).all())
+
+
+@pytest.mark.parametrize("shape", [(60, 80), (7, 9)])
+def test_full_resolution_head_any_size(shape):
+    torch.manual_seed(0)
+    m = DualDecoderUNet(UNetConfig(full_res_channels=4, refine_layers=3)).eval()
+    assert m.dec_a.to_full[0].out_channels == 4 * 4 * 4 and len(m.dec_a.refine_more) == 2
+    with torch.inference_mode():
+        a, b, w = m(torch.rand(2, 1, *shape))
+    assert a.shape == b.shape == (2, 1, *shape) and w.shape == (2,)
+
+
+def test_default_head_keeps_the_checkpoint_layout():
+    # Defaults of the new head options build exactly the modules older checkpoints hold.
+    from kdeconv.model import DEFAULT_CHECKPOINT, read_checkpoint
+
+    ckpt = read_checkpoint(DEFAULT_CHECKPOINT)
+    cfg = {k: v for k, v in ckpt["model_config"].items() if k not in ("full_res_channels", "refine_layers")}
+    model = DualDecoderUNet(UNetConfig(**cfg))
+    model.load_state_dict(ckpt["state_dict"], strict=True)

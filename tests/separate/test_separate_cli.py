@@ -76,6 +76,13 @@ def test_cuda_without_cuda(cli, tmp_path, good_map):
     assert_nothing_written(tmp_path)
 
 
+def test_fp16_on_cpu(cli, tmp_path, good_map):
+    line = error_line(cli("separate", good_map, "--out", tmp_path / "out.zarr", "--device", "cpu",
+                          "--precision", "fp16"))
+    assert "fp16 is for CUDA only" in line
+    assert_nothing_written(tmp_path)
+
+
 def test_existing_output_and_bad_config(cli, tmp_path, good_map):
     (tmp_path / "out.zarr").mkdir()
     line = error_line(cli("separate", good_map, "--out", tmp_path / "out.zarr"))

@@ -26,6 +26,17 @@ def test_model_is_loaded_once_per_checkpoint_and_device(monkeypatch):
     assert calls == [("a.pt", "cpu"), ("b.pt", "cpu")]
 
 
+def test_one_model_per_precision_with_the_real_loader(monkeypatch):
+    from kdeconv.model import DEFAULT_CHECKPOINT, file_sha256
+
+    monkeypatch.setattr(worker, "_CACHE", {})
+    sha = file_sha256(DEFAULT_CHECKPOINT)
+    fp32 = worker.cached_separator(None, sha, "cpu", None, "fp32")
+    bf16 = worker.cached_separator(None, sha, "cpu", None, "bf16")
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    assert worker.cached_separator(None, sha, "cpu", None, "bf16") is bf16
+
+
 def test_checkpoint_changed_under_the_run_is_an_input_error(monkeypatch):
     monkeypatch.setattr(worker, "_CACHE", {})
     with pytest.raises(InputError, match="changed while separating"):

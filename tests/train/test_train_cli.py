@@ -118,3 +118,22 @@ def test_bad_usage_is_exit_2(first_run, debug_pairs, cli, tmp_path):
         r = cli("train", "--config", DEBUG, "--data", debug_pairs, "--out", tmp_path / "z",
                 "--device", "cuda")
         assert r.exit_code == 2 and "CUDA is not available" in r.output
+
+
+def test_precision_is_recorded_and_fp16_needs_cuda(debug_pairs, cli, tmp_path):
+    # bf16 autocast runs on any CPU (natively with AVX512-BF16/AMX, emulated elsewhere)
+    out = tmp_path / "bf16"
+    r = cli("train", "--config", DEBUG, "--data", debug_pairs, "--out", out, "--max-steps", 2,
+            "--device", "cpu", "--precision", "bf16")
+    assert r.exit_code == 0, r.output
+    assert "device cpu (bf16)" in r.output
+    assert json.loads((out / "summary.json").read_text())["precision"] == "bf16"
+    assert read_checkpoint(out / "last.pt")["train_config"]["precision"] == "bf16"
+    # precision may change on resume (like the device), e.g. when moving a run to another machine
+    r = cli("train", "--resume", "--out", out, "--max-steps", 3, "--precision", "fp32")
+    assert r.exit_code == 0, r.output
+    assert "device cpu (fp32)" in r.output
+    r = cli("train", "--config", DEBUG, "--data", debug_pairs, "--out", tmp_path / "fp16",
+            "--max-steps", 2, "--device", "cpu", "--precision", "fp16")
+    assert r.exit_code == 2 and "fp16 is for CUDA only" in r.output
+    assert len(r.output.strip().splitlines()) == 1

@@ -1,0 +1,58 @@
+"""Mixed precision for training and inference: which autocast dtype a device gets.
+
+``auto`` picks bf16 where the hardware runs it natively: CUDA GPUs with bf16 (Ampere and later;
+older GPUs get fp16 with a gradient scaler when training), and CPUs with AVX512-BF16 or AMX, where
+oneDNN runs bf16 convolutions and matmuls. Everywhere else ``auto`` is fp32, because emulated
+bf16 is slower than fp32. Weights, optimiser state, BatchNorm and the loss stay fp32 (autocast
+only lowers the convolutions, matmuls and attention).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from kdeconv.errors import InputError
+
+__all__ = ["Precision", "PRECISIONS", "cpu_has_native_bf16", "resolve_precision", "autocast", "precision_name"]
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with AVX512-BF16 or AMX tiles (e.g. Intel Sapphire Rapids, AMD Zen 4)."""
+    cpu = getattr(torch, "cpu", None)
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    try:
+        return any(bool(getattr(cpu, name)()) for name in probes if hasattr(cpu, name))
+    except RuntimeError:  # probe unavailable in this build
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; None means plain fp32."""
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r} (use {', '.join(PRECISIONS)})")
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        if precision == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return _DTYPES[precision]
+    if precision == "fp16":
+        raise InputError("fp16 is for CUDA only; on the CPU use bf16 or fp32")
+    if precision == "auto":
+        return torch.bfloat16 if cpu_has_native_bf16() else None
+    return torch.bfloat16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` for ``dtype`` on ``device`` (a no-op context for fp32)."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
