@@ -1,6 +1,9 @@
 """``python -m benchmarks [--quick] [--only NAME ...]``: run every benchmarks/bench_*.py, print one table,
 write benchmarks/results.json with the machine description.
 
+``--only`` reruns some modules and merges their rows into an existing results file of the same
+kind (full or quick); each module keeps its own start time, and every ratio is from one run.
+
 Each module runs in its own Python process, so one that raises, exits, hangs (timeout) or
 crashes the interpreter becomes a FAILED row instead of ending the run, and no module's leftover
 threads, clusters or memory skew the next one's numbers.
@@ -79,7 +82,31 @@ def run_module(module: str, quick: bool, timeout: float) -> tuple[list[dict], di
     rows = info.pop("rows", None) if info["ok"] else None
     if not info["ok"]:
         rows = [failed_row(stage, info["error"])]
-    return rows, info
+    return [{**row, "module": module} for row in rows], info
+
+
+def merge_results(old: dict, new: dict) -> dict:
+    """``new`` (some modules rerun) on top of ``old``: other modules' rows and info are kept."""
+    rerun = set(new["modules"])
+    kept_rows = [r for r in old["rows"] if r.get("module") not in rerun]
+    modules = {**{m: i for m, i in old["modules"].items() if m not in rerun}, **new["modules"]}
+    order = sorted(modules)
+    rows = sorted(kept_rows + new["rows"], key=lambda r: order.index(r["module"]))
+    return {**new, "started": old.get("started"), "seconds": round(sum(i["seconds"] for i in modules.values()), 1),
+            "modules": {m: modules[m] for m in order}, "rows": rows}
+
+
+def _mergeable(path: Path, quick: bool) -> dict | None:
+    """The existing results file when ``--only`` may merge into it (same kind, rows tagged by module)."""
+    if not path.exists():
+        return None
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if old.get("quick") != quick or not all("module" in r for r in old.get("rows", [])):
+        return None
+    return old
 
 
 def _cell(value) -> str:
@@ -130,13 +157,20 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     for module in modules:
         print(f"== {module}{' (quick)' if args.quick else ''}", file=sys.stderr, flush=True)
+        module_started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         rows, info = run_module(module, args.quick, timeout)
+        info["started"] = module_started
         all_rows += rows
         per_module[module] = info
         status = "ok" if info["ok"] else f"FAILED: {info['error']}"
         print(f"== {module}: {status} in {info['seconds']:.1f} s", file=sys.stderr, flush=True)
     results = {"started": started, "quick": args.quick, "seconds": round(time.perf_counter() - t0, 1),
                "machine": machine, "modules": per_module, "rows": all_rows}
+    old = _mergeable(Path(args.out), args.quick) if args.only else None
+    if old is not None:
+        results = merge_results(old, results)
+        print(f"merged into {args.out}: {', '.join(per_module)} rerun, "
+              f"{len(results['modules']) - len(per_module)} module(s) kept", file=sys.stderr)
     Path(args.out).write_text(json.dumps(results, indent=2, default=_jsonable))
     print(f"Machine: {machine['cpu_model']}, {machine['cores_usable']} usable cores, {machine['ram_gb']} GB RAM, "
           f"GPU: {machine['gpu'] or 'none'}")

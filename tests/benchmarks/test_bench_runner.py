@@ -10,7 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.__main__ import format_table, run_module  # noqa: E402
+from benchmarks.__main__ import format_table, merge_results, run_module  # noqa: E402
 from benchmarks.common import check_rows, machine_description, make_row  # noqa: E402
 
 
@@ -40,3 +40,17 @@ def test_machine_description_and_cli(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "nope", "--out", str(out)],
                          cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 2 and "no benchmark module bench_nope" in bad.stderr and not out.exists()
+
+
+def test_only_merges_into_existing_results():
+    def row(module, metric, value):
+        return {**make_row(module.removeprefix("bench_"), metric, value, "base", 1.0), "module": module}
+    old = {"started": "t0", "quick": False, "seconds": 30.0,
+           "modules": {"bench_a": {"ok": True, "seconds": 10.0}, "bench_b": {"ok": True, "seconds": 20.0}},
+           "rows": [row("bench_a", "x", 1.0), row("bench_b", "y", 2.0), row("bench_b", "z", 3.0)]}
+    new = {"started": "t1", "quick": False, "seconds": 5.0, "modules": {"bench_b": {"ok": True, "seconds": 5.0}},
+           "rows": [row("bench_b", "y", 9.0)]}
+    merged = merge_results(old, new)
+    assert [(r["module"], r["metric"], r["value"]) for r in merged["rows"]] == [
+        ("bench_a", "x", 1.0), ("bench_b", "y", 9.0)]
+    assert merged["modules"]["bench_a"]["seconds"] == 10.0 and merged["seconds"] == 15.0
