@@ -11,7 +11,8 @@ from typing import Any
 
 from kdeconv.errors import InputError
 
-__all__ = ["resolve_device", "cached_separator", "load_count", "cuda_available", "tune_malloc"]
+__all__ = ["resolve_device", "cached_separator", "load_count", "loaded_models", "cuda_available",
+           "tune_malloc"]
 
 _CACHE: dict[tuple[str, str, str], Any] = {}
 _LOCK = threading.Lock()
@@ -119,6 +120,12 @@ def cached_separator(checkpoint: str | None, sha256: str, device: str, loader=No
             _CACHE[key] = separator
             _LOADS += 1
     return separator
+
+
+def loaded_models() -> list[tuple[str, str, str]]:
+    """(sha256, device, precision) of the models cached in this process."""
+    with _LOCK:
+        return list(_CACHE)
 
 
 def load_count() -> int:
