@@ -92,7 +92,8 @@ def merge_results(old: dict, new: dict) -> dict:
     modules = {**{m: i for m, i in old["modules"].items() if m not in rerun}, **new["modules"]}
     order = sorted(modules)
     rows = sorted(kept_rows + new["rows"], key=lambda r: order.index(r["module"]))
-    return {**new, "started": old.get("started"), "seconds": round(sum(i["seconds"] for i in modules.values()), 1),
+    seconds = round(sum(i["seconds"] for i in modules.values()), 1)
+    return {**new, "started": old.get("started"), "seconds": seconds,
             "modules": {m: modules[m] for m in order}, "rows": rows}
 
 

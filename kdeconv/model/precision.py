@@ -15,7 +15,8 @@ import torch
 
 from kdeconv.errors import InputError
 
-__all__ = ["Precision", "PRECISIONS", "cpu_has_native_bf16", "resolve_precision", "autocast", "precision_name"]
+__all__ = ["Precision", "PRECISIONS", "cpu_has_native_bf16", "resolve_precision", "autocast",
+           "precision_name"]
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -306,7 +306,8 @@ def train(config_path: str | Path | None, data: list[str], out: str | Path, *, r
     max_seconds = cfg.max_minutes * 60 if cfg.max_minutes else None
     echo(f"train: {data_desc['n_train']} train / {data_desc['n_val']} val pairs from "
          f"{len(sources)} store(s), {sum(p.numel() for p in model.parameters()):,} parameters, "
-         f"device {dev} ({precision_name(amp_dtype)}), batch {cfg.batch_size}, {steps_per_epoch} steps/epoch, "
+         f"device {dev} ({precision_name(amp_dtype)}), batch {cfg.batch_size}, "
+         f"{steps_per_epoch} steps/epoch, "
          f"from step {state['step']} to at most {cfg.max_steps}"
          + (f" or {cfg.max_minutes:g} min" if max_seconds else ""))
 
