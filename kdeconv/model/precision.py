@@ -9,16 +9,13 @@ only lowers the convolutions, matmuls and attention).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
 from kdeconv.errors import InputError
 
-__all__ = ["Precision", "PRECISIONS", "cpu_has_native_bf16", "resolve_precision", "autocast",
+__all__ = ["PRECISIONS", "cpu_has_native_bf16", "resolve_precision", "autocast",
            "precision_name"]
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
