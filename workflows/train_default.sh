@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 
 WORK=${WORK:-runs/default}
 MAX_MINUTES=${MAX_MINUTES:-70}
+TRAIN_CONFIG=${TRAIN_CONFIG:-configs/train_default.yaml}  # configs/train_default_v3.yaml: candidate v3
 STAGES=${STAGES:-"generate train check install"}
 mkdir -p "$WORK"
 
@@ -33,7 +34,7 @@ if has train; then
   if [ -f "$WORK/run/last.pt" ]; then
     kdeconv train --resume --out "$WORK/run" "${ARGS[@]}" --max-minutes "$MAX_MINUTES"
   else
-    kdeconv train --config configs/train_default.yaml "${ARGS[@]}" --out "$WORK/run" \
+    kdeconv train --config "$TRAIN_CONFIG" "${ARGS[@]}" --out "$WORK/run" \
       --max-minutes "$MAX_MINUTES" --overwrite
   fi
 fi
