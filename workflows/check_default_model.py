@@ -30,17 +30,21 @@ TEST_CONFIG = ROOT / "configs" / "generate_default_test.yaml"
 TOL_DEG = 3.0
 
 
-def make_test_set(work: Path, n: int | None, shape: tuple[int, int] = (120, 120)) -> Path:
-    """The test store for ``shape`` (the config's, with only the pattern shape changed)."""
+def make_test_set(work: Path, n: int | None, shape: tuple[int, int] = (120, 120),
+                  pure: bool = False) -> Path:
+    """The test store for ``shape`` (the config's, with only the pattern shape changed); ``pure``:
+    every pair has wA = 1 (C is one crystal's pattern with the same realism)."""
     import yaml
 
-    name = "test120.zarr" if shape == (120, 120) else f"test{shape[0]}x{shape[1]}.zarr"
-    store = work / name
+    name = "test120" if shape == (120, 120) else f"test{shape[0]}x{shape[1]}"
+    store = work / f"{name}{'_pure' if pure else ''}.zarr"
     if not store.exists():
         work.mkdir(parents=True, exist_ok=True)
         config = yaml.safe_load(TEST_CONFIG.read_text())
         config["source"]["shape"] = list(shape)
-        cfg_path = work / f"{name}.yaml"
+        if pure:
+            config["weights"].update(pure_fraction=1.0, pure_low=1.0)
+        cfg_path = work / f"{store.name}.yaml"
         cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
         cmd = [str(Path(sys.executable).parent / "kdeconv"), "generate", "--config", str(cfg_path),
                "--out", str(store)] + (["--n", str(n)] if n else [])
@@ -80,6 +84,19 @@ def both_recovered(q_first, q_second, rot_a, rot_b, point_group) -> tuple[np.nda
     one = np.minimum.reduce([ang(q_first, rot_a), ang(q_first, rot_b),
                              ang(q_second, rot_a), ang(q_second, rot_b)]) <= TOL_DEG
     return both, one
+
+
+def pure_calibration(sep, store: Path, claim_weight: float) -> dict:
+    """What the model says of pure patterns: its predicted minority weight, and how often
+    `evaluate` would claim a second constituent there (minority >= claim_weight)."""
+    import zarr
+
+    C = np.asarray(zarr.open_group(str(store), mode="r")["C"][...], np.float32)
+    minority = sep.separate(C)[2][:, 1]
+    return {"n": int(len(C)), "claim_weight": claim_weight,
+            "median_predicted_minority": float(np.median(minority)),
+            "p90_predicted_minority": float(np.percentile(minority, 90)),
+            "claimed_fraction": float((minority >= claim_weight).mean())}
 
 
 OTHER_SHAPES = ((60, 60), (96, 128), (160, 160), (240, 240))
@@ -141,6 +158,11 @@ def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True,
             "raw_mixture_one_within_3deg": float(c_one.mean()),
             "indexing_seconds": round(time.perf_counter() - t0, 1),
         })
+    # Most pixels of a real map are pure: a second constituent claimed there is an invented grain.
+    from kdeconv.config.evaluate import EvaluateConfig
+
+    result["pure_patterns"] = pure_calibration(sep, make_test_set(work, 200, pure=True),
+                                               EvaluateConfig().claim_weight)
     if other_shapes:
         # Pixel metrics only; 160 and 240 px are outside the training sizes (60-128 px).
         result["other_shapes"] = {f"{sy}x{sx}": pixel_quality(sep, make_test_set(work, 100, (sy, sx)), 100)
