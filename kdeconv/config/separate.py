@@ -36,7 +36,7 @@ class SeparateConfig(StrictModel):
     checkpoint: str | None = None  # None = the default model shipped in kdeconv/model/weights/
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # autocast dtype (kdeconv.model.precision): auto = bf16 on GPUs and on CPUs with native bf16
-    # (AVX512-BF16/AMX; 1.7x the fp32 rate at 120x120 here, same median NCC), else fp32
+    # (AVX512-BF16/AMX; 1.6x the fp32 rate at 120x120 here, same median NCC), else fp32
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     batch_size: int = Field(default=64, ge=1)  # patterns per model call inside a chunk
     background: BackgroundConfig = BackgroundConfig()

@@ -3,8 +3,9 @@
 ``auto`` picks bf16 where the hardware runs it natively: CUDA GPUs with bf16 (Ampere and later;
 older GPUs get fp16 with a gradient scaler when training), and CPUs with AVX512-BF16 or AMX, where
 oneDNN runs bf16 convolutions and matmuls. Everywhere else ``auto`` is fp32: without native
-support bf16 is emulated, which PyTorch documents as slow (not measured here; this CPU has AMX). Weights, optimiser state, BatchNorm and the loss stay fp32 (autocast
-only lowers the convolutions, matmuls and attention).
+support bf16 is emulated, which PyTorch documents as slow (not measured here; this CPU has AMX).
+Weights, optimiser state, BatchNorm and the loss stay fp32 (autocast only lowers the
+convolutions, matmuls and attention).
 """
 
 from __future__ import annotations

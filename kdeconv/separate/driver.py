@@ -261,8 +261,13 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                          "(the map's mean pattern is its static background)")
     if config.device == "cuda":
         resolve_device("cuda")  # fail here, before any worker starts
-    if config.precision == "fp16" and (config.device == "cpu" or not cuda_available()):
-        raise InputError("--precision fp16 is for CUDA only; on the CPU use bf16, fp32 or auto")
+    # the workers' rule, checked here first (fp16 needs CUDA) so no worker starts for nothing
+    import torch
+
+    from kdeconv.model.precision import resolve_precision
+
+    resolve_precision(config.precision,
+                      torch.device("cuda" if config.device != "cpu" and cuda_available() else "cpu"))
     if out_path.resolve() == map_path.resolve():
         raise InputError("--out must differ from the input map store")
 
