@@ -9,7 +9,8 @@ one fixed detector; other seed and pure patterns than training) is made with `kd
 Reported: median NCC of A and B vs truth (best of the two orderings), median |wA error|, and the
 fraction of mixtures where Hough indexing (kikuchipy) of the separated A and B recovers both true
 orientations within 3 degrees; beside it the same indexing of the raw mixture and of the true
-pure patterns (the ceiling).
+pure patterns (the ceiling). Then the demo-map gate (MAP_GATE): `make demo`'s map through ingest,
+separate and evaluate with this checkpoint; --install refuses a model that fails it.
 """
 
 from __future__ import annotations
@@ -101,9 +102,42 @@ def pure_calibration(sep, store: Path, claim_weight: float) -> dict:
 
 OTHER_SHAPES = ((60, 60), (96, 128), (160, 160), (240, 240))
 
+# The gate a new default model must pass on the demo map (make demo's map, separated and scored
+# with the CLI exactly as a user would): pure pixels are most of a map, so a model that invents
+# grains there is worse than one that misses a faint minority (session 3's candidate did).
+MAP_GATE = {"pure_ok": 0.97, "mixed_both": 0.90}
+
+
+def map_quality(checkpoint: str | None, work: Path) -> dict:
+    """`make demo`'s map (simulated once, kept in ``work``) through ingest, separate (default
+    config) and evaluate (no baselines); both-grains recovery on mixed pixels and pure pixels
+    kept with nothing invented, at 3 degrees, and whether MAP_GATE passes."""
+    kdeconv = str(Path(sys.executable).parent / "kdeconv")
+    sim, ingested = work / "demo_map", work / "demo_map.zarr"
+    if not (sim / "truth.zarr").exists():
+        subprocess.run([kdeconv, "simulate-map", "--config", str(ROOT / "configs" / "demo_simulate_map.yaml"),
+                        "--out", str(sim), "--overwrite"], check=True)
+    if not ingested.exists():
+        subprocess.run([kdeconv, "ingest", str(sim / "map.up2"), str(ingested)], check=True)
+    separated, report = work / "demo_map_separated.zarr", work / "demo_map_report"
+    ck = ["--checkpoint", str(checkpoint)] if checkpoint else []
+    subprocess.run([kdeconv, "separate", str(ingested), "--out", str(separated), "--overwrite"] + ck,
+                   check=True)
+    cfg = work / "demo_map_evaluate.yaml"
+    cfg.write_text((ROOT / "configs" / "demo_evaluate.yaml").read_text() + "\nbaselines: false\n")
+    subprocess.run([kdeconv, "evaluate", str(separated), "--truth", str(sim / "truth.zarr"),
+                    "--out", str(report), "--config", str(cfg), "--overwrite"], check=True)
+    rec = json.loads((report / "metrics.json").read_text())["recovery"]["kdeconv"]
+    at3 = rec["tolerances_deg"]["3"]
+    result = {"n_mixed": rec["n_mixed"], "n_pure": rec["n_pure"], "mixed_both": at3["mixed_both"],
+              "mixed_both_0.1_0.2": at3["bins"]["0.1-0.2"]["both"], "pure_ok": at3["pure_ok"],
+              "pure_invented": at3["pure_invented"], "gate": MAP_GATE}
+    result["gate_passed"] = all(result[k] >= v for k, v in MAP_GATE.items())
+    return result
+
 
 def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True,
-          other_shapes: bool = True) -> dict:
+          other_shapes: bool = True, demo_map: bool = True) -> dict:
     import zarr
 
     from kdeconv.evaluate.driver import _pairs_detector
@@ -163,6 +197,8 @@ def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True,
 
     result["pure_patterns"] = pure_calibration(sep, make_test_set(work, 200, pure=True),
                                                EvaluateConfig().claim_weight)
+    if demo_map:
+        result["demo_map"] = map_quality(checkpoint, work)
     if other_shapes:
         # Pixel metrics only; 160 and 240 px are outside the training sizes (60-128 px).
         result["other_shapes"] = {f"{sy}x{sx}": pixel_quality(sep, make_test_set(work, 100, (sy, sx)), 100)
@@ -180,9 +216,14 @@ def _max_minutes(run: Path | None):
     return None
 
 
-def install(checkpoint: Path, check_json: Path | None, run: Path | None) -> None:
+def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: bool = False) -> None:
     from kdeconv.model import DEFAULT_CHECKPOINT, file_sha256, read_checkpoint
 
+    checked = json.loads(check_json.read_text()) if check_json and check_json.exists() else {}
+    gate = checked.get("demo_map")
+    if not force and not (gate and gate["gate_passed"]):
+        sys.exit(f"not installed: the demo-map gate {MAP_GATE} did not pass "
+                 f"({json.dumps(gate) if gate else 'no demo_map in the check JSON'}); --force installs anyway")
     ckpt = read_checkpoint(checkpoint)
     if "training_state" in ckpt:
         sys.exit("install best.pt (no optimiser state), not last.pt")
@@ -212,7 +253,7 @@ def install(checkpoint: Path, check_json: Path | None, run: Path | None) -> None
                         "source": ((s.get("generate_config") or {}).get("source") or {})}
                        for s in stores],
         "train_config": ckpt.get("train_config"),
-        "test_quality": json.loads(check_json.read_text()) if check_json and check_json.exists() else None,
+        "test_quality": checked or None,
         "limits": ("Trained only on simulated Ni (fcc) patterns, 60x60 to 120x120 (and 96x128), "
                    "PC x 0.4-0.6, y 0.3-0.6, z 0.45-0.7, sample tilt 68-72 deg, two constituents. "
                    "Expect failure on unseen phases/symmetries, real detector artefacts not in "
@@ -230,16 +271,18 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="write the metrics here (JSON)")
     ap.add_argument("--no-index", action="store_true", help="skip Hough indexing (pixel metrics only)")
     ap.add_argument("--no-other-shapes", action="store_true", help="only the 120x120 test set")
+    ap.add_argument("--no-demo-map", action="store_true", help="skip the demo-map gate")
     ap.add_argument("--install", action="store_true", help="copy --checkpoint into the package")
+    ap.add_argument("--force", action="store_true", help="install even if the demo-map gate failed")
     ap.add_argument("--check-json", default=None)
     ap.add_argument("--run", default=None, help="run folder (for summary.json)")
     args = ap.parse_args()
     if args.install:
         install(Path(args.checkpoint), Path(args.check_json) if args.check_json else None,
-                Path(args.run) if args.run else None)
+                Path(args.run) if args.run else None, force=args.force)
         return
     result = check(args.checkpoint, Path(args.work), args.n, index=not args.no_index,
-                   other_shapes=not args.no_other_shapes)
+                   other_shapes=not args.no_other_shapes, demo_map=not args.no_demo_map)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

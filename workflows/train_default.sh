@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 WORK=${WORK:-runs/default}
 MAX_MINUTES=${MAX_MINUTES:-70}
-TRAIN_CONFIG=${TRAIN_CONFIG:-configs/train_default.yaml}  # configs/train_default_v3.yaml: candidate v3
+TRAIN_CONFIG=${TRAIN_CONFIG:-configs/train_default.yaml}
 STAGES=${STAGES:-"generate train check install"}
 mkdir -p "$WORK"
 
@@ -39,7 +39,8 @@ if has train; then
   fi
 fi
 
-# Quality on a fresh simulated test set (never used in training); writes $WORK/check.json.
+# Quality on a fresh simulated test set (never used in training) and the demo-map gate (pure pixels
+# kept clean, mixed pixels recovered); writes $WORK/check.json. install refuses a failed gate.
 if has check; then
   python workflows/check_default_model.py --checkpoint "$WORK/run/best.pt" --out "$WORK/check.json"
 fi

@@ -151,6 +151,11 @@ class AugmentSpec(StrictModel):
     background_width: Range = (0.5, 1.2)     # Gaussian background std, in pattern widths
     background_shift: float = Field(default=0.2, ge=0, le=1)  # centre offset, in pattern widths
     background_correction: bool = True       # divide the true background out, as static correction would
+    # Share of pairs whose C then also loses its dynamic background (C - Gaussian blur of C), as
+    # `kdeconv separate` does to map patterns by default; the std is drawn in pattern widths
+    # (separate's default is 1/8). Without it a model reads such pure patterns as mixed.
+    dynamic_background: float = Field(default=0.0, ge=0, le=1)
+    dynamic_std: Range = (0.1, 0.16)
     flips: bool = False                      # random flip / 90° rotation (180° only if not square)
 
     @model_validator(mode="after")
@@ -161,6 +166,7 @@ class AugmentSpec(StrictModel):
         _check_range(self.gamma, "gamma", 0.05, 20.0)
         _check_range(self.signal_fraction, "signal_fraction", 0.01, 1.0)
         _check_range(self.background_width, "background_width", 0.05, 100.0)
+        _check_range(self.dynamic_std, "dynamic_std", 0.01, 10.0)
         return self
 
 

@@ -8,6 +8,10 @@ Realism, for the clean mixture M in [0, 1] of one pair (see NOTES "A realistic m
     R       = (K / (dose * G) - (1 - s)) / s    with background_correction (true background
                                                 divided out; E[R] = blur(M))
     R       = K / dose                          without (the pattern rides on the background)
+    R       = R - blur_{d * S}(R)                for pairs drawn with dynamic_background: the
+                                                dynamic background removal that `kdeconv separate`
+                                                applies to map patterns (kikuchipy's Gaussian
+                                                filter, d = dynamic_std in pattern widths)
 
 with S = max(sy, sx), (cy, cx) the pattern centre shifted by (background_dy, background_dx) * S,
 w = background_width and s = signal_fraction. The noise comes from ``noise_rng(seed, i)``.
@@ -20,7 +24,8 @@ import numpy as np
 __all__ = ["AUGMENT_COLUMNS", "geometric", "degrade_one", "background_field"]
 
 AUGMENT_COLUMNS = ("rot90", "flip", "realism", "dose", "read_noise", "blur_sigma", "gamma",
-                   "signal_fraction", "background_width", "background_dy", "background_dx")
+                   "signal_fraction", "background_width", "background_dy", "background_dx",
+                   "dynamic_std")
 COL = {name: k for k, name in enumerate(AUGMENT_COLUMNS)}
 
 
@@ -63,5 +68,12 @@ def degrade_one(mixture: np.ndarray, params: np.ndarray, rng: np.random.Generato
     if read > 0:
         counts += rng.normal(0.0, read, size=counts.shape)
     if background_correction:
-        return ((counts / (dose * g) - (1 - s)) / s).astype(np.float32)
-    return (counts / dose).astype(np.float32)
+        out = ((counts / (dose * g) - (1 - s)) / s).astype(np.float32)
+    else:
+        out = (counts / dose).astype(np.float32)
+    dynamic = float(params[COL["dynamic_std"]])
+    if dynamic > 0:
+        from kdeconv.preprocess.background import dynamic_background
+
+        out = out - dynamic_background(out, std=dynamic * max(out.shape))
+    return out

@@ -21,7 +21,7 @@ __all__ = ["STREAM_PAIR", "STREAM_NOISE", "STREAM_PURE", "STREAM_WINDOW", "pair_
            "build_pairs", "pure_geometry"]
 
 STREAM_PAIR, STREAM_NOISE, STREAM_PURE, STREAM_WINDOW = 0, 1, 2, 3
-N_UNIFORMS = 16
+N_UNIFORMS = 18
 
 
 def pair_rng(seed: int, i: int) -> np.random.Generator:
@@ -100,6 +100,8 @@ def draw_pairs(cfg: GenerateConfig, start: int, stop: int, pool_size: int,
             row[COL["background_width"]] = _uniform(u[13], aug.background_width)
             row[COL["background_dy"]] = (2 * u[14] - 1) * aug.background_shift
             row[COL["background_dx"]] = (2 * u[15] - 1) * aug.background_shift
+            if u[16] < aug.dynamic_background:
+                row[COL["dynamic_std"]] = _uniform(u[17], aug.dynamic_std)
     # The stored float32 weights must sum to 1 exactly as stored.
     weights[:, 1] = np.float32(1.0) - weights[:, 0]
     return PairDraws(pos_a, pos_b, weights, masked, augment)

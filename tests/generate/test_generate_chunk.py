@@ -128,3 +128,26 @@ def test_pre_masked_inputs_are_detected_and_recorded():
     draws, out = _build(cfg, 0, 20, pool)
     assert out["masked"].all()
     assert (out["C"][:, ~mask] == 0).all() and (out["A"][:, mask].max(axis=1) == 65535).all()
+
+
+def test_dynamic_background_share_and_formula():
+    cfg = _cfg(augment={"realism": True, "dynamic_background": 0.5, "dynamic_std": [0.1, 0.2]})
+    aug = draw_pairs(cfg, 0, 400, 50, square=True).augment
+    std = aug[:, COL["dynamic_std"]]
+    drawn = std > 0
+    assert 0.4 < drawn.mean() < 0.6 and ((std[drawn] >= 0.1) & (std[drawn] <= 0.2)).all()
+    # Off by default: the draws of every other column are unchanged by the new option.
+    plain = draw_pairs(_cfg(augment={"realism": True}), 0, 400, 50, square=True).augment
+    assert (plain[:, COL["dynamic_std"]] == 0).all()
+    assert np.array_equal(np.delete(plain, COL["dynamic_std"], 1), np.delete(aug, COL["dynamic_std"], 1))
+
+    from kdeconv.preprocess.background import dynamic_background
+
+    m = _pure(1)[0] / 1000
+    k = int(np.flatnonzero(drawn)[0])
+    params = aug[k].copy()
+    with_dyn = degrade_one(m, params, noise_rng(cfg.seed, k), True)
+    params[COL["dynamic_std"]] = 0
+    without = degrade_one(m, params, noise_rng(cfg.seed, k), True)
+    expected = without - dynamic_background(without, std=float(std[k]) * 32)
+    np.testing.assert_allclose(with_dyn, expected, atol=1e-5)
