@@ -87,17 +87,31 @@ def both_recovered(q_first, q_second, rot_a, rot_b, point_group) -> tuple[np.nda
     return both, one
 
 
-def pure_calibration(sep, store: Path, claim_weight: float) -> dict:
-    """What the model says of pure patterns: its predicted minority weight, and how often
-    `evaluate` would claim a second constituent there (minority >= claim_weight)."""
+def pure_calibration(sep, store: Path, claim_weight: float, claim_min_cm: float,
+                     detector=None, phase=None) -> dict:
+    """What the model says of pure patterns: its predicted minority weight, how often `evaluate`
+    would claim a second constituent there by weight alone, and (with ``detector``) by its rule of
+    weight and indexing confidence, and how often that claim is a grain that is not there."""
     import zarr
 
-    C = np.asarray(zarr.open_group(str(store), mode="r")["C"][...], np.float32)
-    minority = sep.separate(C)[2][:, 1]
-    return {"n": int(len(C)), "claim_weight": claim_weight,
-            "median_predicted_minority": float(np.median(minority)),
-            "p90_predicted_minority": float(np.percentile(minority, 90)),
-            "claimed_fraction": float((minority >= claim_weight).mean())}
+    from kdeconv.evaluate.indexing import index_patterns, misorientation_deg
+    from kdeconv.evaluate.recovery import second_claimed
+
+    g = zarr.open_group(str(store), mode="r")
+    C = np.asarray(g["C"][...], np.float32)
+    _, pb, pw = sep.separate(C)
+    minority = pw[:, 1]
+    out = {"n": int(len(C)), "claim_weight": claim_weight, "claim_min_cm": claim_min_cm,
+           "median_predicted_minority": float(np.median(minority)),
+           "p90_predicted_minority": float(np.percentile(minority, 90)),
+           "claimed_by_weight_fraction": float((minority >= claim_weight).mean())}
+    if detector is not None:
+        ib = index_patterns(pb, detector, phase)
+        claimed = second_claimed(pw, ib.cm, claim_weight, claim_min_cm)
+        other = np.nan_to_num(misorientation_deg(ib.quaternions, np.asarray(g["rotation_a"][...]),
+                                                 phase.point_group), nan=180.0) > TOL_DEG
+        out.update(claimed_fraction=float(claimed.mean()), invented_fraction=float((claimed & other).mean()))
+    return out
 
 
 OTHER_SHAPES = ((60, 60), (96, 128), (160, 160), (240, 240))
@@ -195,8 +209,9 @@ def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True,
     # Most pixels of a real map are pure: a second constituent claimed there is an invented grain.
     from kdeconv.config.evaluate import EvaluateConfig
 
-    result["pure_patterns"] = pure_calibration(sep, make_test_set(work, 200, pure=True),
-                                               EvaluateConfig().claim_weight)
+    rule = EvaluateConfig()
+    result["pure_patterns"] = pure_calibration(sep, make_test_set(work, 200, pure=True), rule.claim_weight,
+                                               rule.claim_min_cm, *((detector, phase) if index else ()))
     if demo_map:
         result["demo_map"] = map_quality(checkpoint, work)
     if other_shapes:

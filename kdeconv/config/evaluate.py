@@ -23,10 +23,13 @@ class EvaluateConfig(StrictModel):
     tolerances_deg: list[float] = Field(default=[1.0, 3.0], min_length=1)
     pure_below: float = Field(default=0.05, ge=0, le=0.5)   # truth minority weight below: a pure pattern
     mixed_from: float = Field(default=0.1, ge=0, le=0.5)    # truth minority weight from: a mixed pattern
-    # kdeconv claims grain B where wB >= this. Fitted to the shipped model (session 4): its weight
-    # head is decisive (pure demo pixels: median wB 0.008, p90 0.016), so 0.03 keeps pure pixels
-    # clean on two simulated maps and still claims most minorities of 0.1-0.2.
-    claim_weight: float = Field(default=0.03, ge=0, le=0.5)
+    # kdeconv claims grain B where wB >= claim_weight and B indexes with PyEBSDIndex's confidence
+    # cm >= claim_min_cm. Fitted to the shipped model (session 4) on two simulated maps: its weight
+    # head puts faint minorities (0.10-0.15) near 0.05, so the weight bar is low, and the cm bar
+    # drops what then gets through from pure pixels (their B patterns index with cm <= 0.27; true
+    # minorities with cm >= 0.36).
+    claim_weight: float = Field(default=0.02, ge=0, le=0.5)
+    claim_min_cm: float = Field(default=0.3, ge=0, le=1)
     residual_min_cm: float = Field(default=0.4, ge=0, le=1)   # residual baseline claims a 2nd grain above
     mask: bool = False                      # score (and fit) inside the circular detector mask only
     phase: str = "ni"

@@ -161,6 +161,7 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, echo) -> tu
     from kdeconv.cluster import Timer, summary_line
     from kdeconv.evaluate.baselines import background_corrected, raw_baseline, residual_baseline
     from kdeconv.evaluate.indexing import index_patterns
+    from kdeconv.evaluate.recovery import second_claimed
 
     detector, phase, phase_name = _index_context(truth, cfg)
     pg = phase.point_group
@@ -176,8 +177,9 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, echo) -> tu
     first.quaternions, second.quaternions = (
         np.where(b_dominant[:, None], second.quaternions, first.quaternions),
         np.where(b_dominant[:, None], first.quaternions, second.quaternions))
+    second_cm = np.where(b_dominant, first.cm, second.cm)
     methods["kdeconv"] = {"first": first, "second": second,
-                          "second_claimed": sep_w.min(axis=1) >= cfg.claim_weight}
+                          "second_claimed": second_claimed(sep_w, second_cm, cfg.claim_weight, cfg.claim_min_cm)}
     if cfg.baselines and truth.C is not None:
         with Timer() as t:
             c_bc = background_corrected(truth.C)

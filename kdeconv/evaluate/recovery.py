@@ -17,9 +17,18 @@ import numpy as np
 
 from kdeconv.evaluate.indexing import misorientation_deg
 
-__all__ = ["WEIGHT_BINS", "claim_angles", "recovery_table"]
+__all__ = ["WEIGHT_BINS", "claim_angles", "second_claimed", "recovery_table"]
 
 WEIGHT_BINS = ((0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5))
+
+
+def second_claimed(weights: np.ndarray, second_cm: np.ndarray, claim_weight: float,
+                   min_cm: float) -> np.ndarray:
+    """Where kdeconv claims its second constituent: its predicted weight (the smaller of each row
+    of ``weights``) is at least ``claim_weight`` and its pattern indexes with confidence metric
+    ``second_cm`` at least ``min_cm`` (an unindexed pattern has cm 0)."""
+    weights = np.asarray(weights)
+    return (weights.min(axis=1) >= claim_weight) & (np.asarray(second_cm) >= min_cm)
 
 
 def claim_angles(first, second, truth_a, truth_b, point_group) -> dict[str, np.ndarray]:

@@ -195,7 +195,8 @@ def _markdown(metrics: dict, images: list[str]) -> str:
     if rec:
         cfg = metrics["config"]
         lines += ["How to read this: *kdeconv* claims its dominant constituent, and the other one where its "
-                  f"predicted weight is ≥ {cfg['claim_weight']}. *Index raw C* indexes the mixture after static "
+                  f"predicted weight is ≥ {cfg['claim_weight']} and it indexes with PyEBSDIndex's confidence metric "
+                  f"≥ {cfg.get('claim_min_cm', 0)}. *Index raw C* indexes the mixture after static "
                   "and dynamic background removal, so it names one grain at most. *Residual subtraction* "
                   "indexes C, simulates that orientation from the master pattern, fits scale + offset by "
                   "least squares, subtracts, and claims the residual's orientation where PyEBSDIndex's "

@@ -61,3 +61,12 @@ def test_single_claim_invented_grain_and_nothing(m3m):
     nan = np.full((6, 4), np.nan)
     row = recovery_table(claim_angles(nan, nan, ta, tb, m3m), w, np.zeros(6, bool))["tolerances_deg"]["3"]
     assert row["mixed_both"] == 0.0 and row["pure_kept"] == 0.0 and row["pure_ok"] == 0.0
+
+
+def test_second_claimed_needs_both_the_weight_and_the_indexing_confidence():
+    from kdeconv.evaluate.recovery import second_claimed
+
+    w = np.array([[0.99, 0.01], [0.96, 0.04], [0.96, 0.04], [0.3, 0.7], [0.5, 0.5]])
+    cm = np.array([0.9, 0.1, 0.5, 0.31, 0.0])  # the last: B could not be indexed
+    assert second_claimed(w, cm, 0.03, 0.3).tolist() == [False, False, True, True, False]
+    assert second_claimed(w, cm, 0.03, 0.0).tolist() == [False, True, True, True, True]
