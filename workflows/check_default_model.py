@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -72,6 +71,19 @@ def pixel_quality(sep, store: Path, count: int | None) -> dict:
             if near_half.any() else None}
 
 
+def quality_by_snr(ncc_a: np.ndarray, ncc_b: np.ndarray, augment: np.ndarray,
+                   columns: list[str], bins: int = 4) -> list[dict]:
+    """Median NCC of A and B by quartile (``bins``) of the mixture's shot-noise SNR, dose x s^2
+    (the contrast s = signal_fraction over the Poisson noise of the expected counts): where in
+    the test set's realism range the targets are met, and whether noise is what limits them."""
+    snr = augment[:, columns.index("dose")] * augment[:, columns.index("signal_fraction")] ** 2
+    edges = np.quantile(snr, np.linspace(0, 1, bins + 1))
+    which = np.clip(np.searchsorted(edges, snr, side="right") - 1, 0, bins - 1)
+    return [{"dose_x_s2": [float(edges[k]), float(edges[k + 1])], "n": int((which == k).sum()),
+             "median_ncc_a": float(np.median(ncc_a[which == k])),
+             "median_ncc_b": float(np.median(ncc_b[which == k]))} for k in range(bins)]
+
+
 def both_recovered(q_first, q_second, rot_a, rot_b, point_group) -> tuple[np.ndarray, np.ndarray]:
     """Per pattern: both truths matched within TOL (either assignment); and 'at least one'."""
     from kdeconv.evaluate.indexing import misorientation_deg
@@ -122,6 +134,22 @@ OTHER_SHAPES = ((60, 60), (96, 128), (160, 160), (240, 240))
 MAP_GATE = {"pure_ok": 0.97, "mixed_both": 0.90}
 
 
+CALIBRATION_EDGES = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
+
+
+def weight_calibration(true_weights: np.ndarray, pred_weights: np.ndarray,
+                       edges=CALIBRATION_EDGES) -> list[dict]:
+    """Median predicted minority weight per bin of the true one (bins [lo, hi); the last one
+    closed): how the weight head reads faint minorities and pure pixels."""
+    true_min, pred_min = np.min(true_weights, axis=1), np.min(pred_weights, axis=1)
+    rows = []
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        sel = (true_min >= lo) & ((true_min <= hi) if k == len(edges) - 2 else (true_min < hi))
+        rows.append({"true_minority": [lo, hi], "n": int(sel.sum()),
+                     "median_predicted": float(np.median(pred_min[sel])) if sel.any() else None})
+    return rows
+
+
 def map_quality(checkpoint: str | None, work: Path) -> dict:
     """`make demo`'s map (simulated once, kept in ``work``) through ingest, separate (default
     config) and evaluate (no baselines); both-grains recovery on mixed pixels and pure pixels
@@ -146,6 +174,8 @@ def map_quality(checkpoint: str | None, work: Path) -> dict:
     result = {"n_mixed": rec["n_mixed"], "n_pure": rec["n_pure"], "mixed_both": at3["mixed_both"],
               "mixed_both_0.1_0.2": at3["bins"]["0.1-0.2"]["both"], "pure_ok": at3["pure_ok"],
               "pure_invented": at3["pure_invented"], "gate": MAP_GATE}
+    scores = np.load(report / "per_pattern.npz")
+    result["weight_calibration"] = weight_calibration(scores["true_weights"], scores["pred_weights"])
     result["gate_passed"] = all(result[k] >= v for k, v in MAP_GATE.items())
     return result
 
@@ -178,6 +208,8 @@ def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True,
         "median_ssim_a": float(np.median(px["ssim_a"])), "median_ssim_b": float(np.median(px["ssim_b"])),
         "median_weight_error": float(np.median(werr)), "p90_weight_error": float(np.percentile(werr, 90)),
         "separate_patterns_per_s_incl_normalisation": round(rate, 1),
+        "by_snr_quartile": quality_by_snr(px["ncc_a"], px["ncc_b"], np.asarray(g["augment"][:count]),
+                                          list(g.attrs["augment_columns"])),
     }
     if index:
         det_info, _ = _pairs_detector(dict(g.attrs))
@@ -207,11 +239,13 @@ def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True,
             "indexing_seconds": round(time.perf_counter() - t0, 1),
         })
     # Most pixels of a real map are pure: a second constituent claimed there is an invented grain.
-    from kdeconv.config.evaluate import EvaluateConfig
+    # The claim rule evaluate uses for this model (its own, else the fallback); install stores it.
+    from kdeconv.evaluate.recovery import resolve_claim_rule
 
-    rule = EvaluateConfig()
-    result["pure_patterns"] = pure_calibration(sep, make_test_set(work, 200, pure=True), rule.claim_weight,
-                                               rule.claim_min_cm, *((detector, phase) if index else ()))
+    rule = resolve_claim_rule(None, None, sep.claim_rule)
+    result["claim_rule"] = rule
+    result["pure_patterns"] = pure_calibration(sep, make_test_set(work, 200, pure=True), rule["claim_weight"],
+                                               rule["claim_min_cm"], *((detector, phase) if index else ()))
     if demo_map:
         result["demo_map"] = map_quality(checkpoint, work)
     if other_shapes:
@@ -232,7 +266,8 @@ def _max_minutes(run: Path | None):
 
 
 def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: bool = False) -> None:
-    from kdeconv.model import DEFAULT_CHECKPOINT, file_sha256, read_checkpoint
+    from kdeconv.evaluate.recovery import FALLBACK_CLAIM_RULE
+    from kdeconv.model import DEFAULT_CHECKPOINT, file_sha256, read_checkpoint, set_claim_rule
 
     checked = json.loads(check_json.read_text()) if check_json and check_json.exists() else {}
     gate = checked.get("demo_map")
@@ -242,8 +277,9 @@ def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: 
     ckpt = read_checkpoint(checkpoint)
     if "training_state" in ckpt:
         sys.exit("install best.pt (no optimiser state), not last.pt")
-    DEFAULT_CHECKPOINT.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(checkpoint, DEFAULT_CHECKPOINT)
+    # The model ships with the claim rule its check (and gate) used: evaluate's default for it.
+    rule = checked.get("claim_rule") or ckpt.get("claim_rule") or FALLBACK_CLAIM_RULE
+    set_claim_rule(checkpoint, DEFAULT_CHECKPOINT, rule["claim_weight"], rule["claim_min_cm"])
     stores = (ckpt.get("data") or {}).get("stores", [])
     summary = json.loads((run / "summary.json").read_text()) if run and (run / "summary.json").exists() else {}
     info = {
@@ -256,6 +292,7 @@ def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: 
         "parameters": int(sum(v.numel() for k, v in ckpt["state_dict"].items()
                               if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))),
         "normalization": ckpt["normalization"],
+        "claim_rule": {k: rule[k] for k in ("claim_weight", "claim_min_cm")},
         "validation_metrics": ckpt.get("metrics"),
         "training": {k: summary.get(k) for k in ("stop_reason", "step", "epoch", "best_step",
                                                    "train_seconds", "samples_per_s", "device")},

@@ -24,12 +24,12 @@ class EvaluateConfig(StrictModel):
     pure_below: float = Field(default=0.05, ge=0, le=0.5)   # truth minority weight below: a pure pattern
     mixed_from: float = Field(default=0.1, ge=0, le=0.5)    # truth minority weight from: a mixed pattern
     # kdeconv claims grain B where wB >= claim_weight and B indexes with PyEBSDIndex's confidence
-    # cm >= claim_min_cm. Fitted to the shipped model (session 4) on two simulated maps: its weight
-    # head puts faint minorities (0.10-0.15) near 0.05, so the weight bar is low, and the cm bar
-    # drops what then gets through from pure pixels (their B patterns index with cm <= 0.27; true
-    # minorities with cm >= 0.36).
-    claim_weight: float = Field(default=0.02, ge=0, le=0.5)
-    claim_min_cm: float = Field(default=0.3, ge=0, le=1)
+    # cm >= claim_min_cm. Unset (null): the rule stored with the model (its checkpoint's
+    # claim_rule, copied into the separated store by `separate`), else the fallback in
+    # kdeconv.evaluate.recovery (the shipped model's rule). Set here to trade recall of faint
+    # minorities against grains invented on pure pixels.
+    claim_weight: float | None = Field(default=None, ge=0, le=0.5)
+    claim_min_cm: float | None = Field(default=None, ge=0, le=1)
     residual_min_cm: float = Field(default=0.4, ge=0, le=1)   # residual baseline claims a 2nd grain above
     mask: bool = False                      # score (and fit) inside the circular detector mask only
     phase: str = "ni"

@@ -17,7 +17,7 @@ import numpy as np
 from kdeconv.config.evaluate import EvaluateConfig
 from kdeconv.errors import InputError
 from kdeconv.evaluate.metrics import pair_metrics, weight_error
-from kdeconv.evaluate.recovery import WEIGHT_BINS, claim_angles, recovery_table
+from kdeconv.evaluate.recovery import WEIGHT_BINS, claim_angles, recovery_table, resolve_claim_rule
 from kdeconv.io.store import finalize_output, jsonable, open_store, prepare_output
 
 __all__ = ["Truth", "read_truth", "evaluate_stores", "METHODS"]
@@ -216,6 +216,8 @@ def evaluate_stores(separated: str | Path, truth_path: str | Path, out_dir: str 
     truth = read_truth(truth_path)
     sep = open_store(separated, "separated", arrays=("A", "B", "weights"))
     _check_shapes(sep, truth, separated, truth_path)
+    claim_rule = resolve_claim_rule(cfg.claim_weight, cfg.claim_min_cm, sep.attrs.get("claim_rule"))
+    cfg = cfg.model_copy(update={k: claim_rule[k] for k in ("claim_weight", "claim_min_cm")})
     if cfg.index:
         _index_context(truth, cfg)  # refuse a truth we cannot index before any work
     staging = prepare_output(out_dir, overwrite)
@@ -242,6 +244,7 @@ def evaluate_stores(separated: str | Path, truth_path: str | Path, out_dir: str 
         "separated": str(separated), "truth": str(truth_path), "truth_kind": truth.kind,
         "n_patterns": int(len(sep_a)), "nav_shape": list(truth.nav_shape),
         "pattern_shape": list(truth.A.shape[-2:]), "config": cfg.model_dump(mode="json"),
+        "claim_rule": claim_rule,
         "warnings": warnings, "pixel": pixel_summary(px, werr, minority, cfg),
         "seconds": {"pixel_metrics": t_px.seconds},
     }

@@ -196,7 +196,7 @@ def _markdown(metrics: dict, images: list[str]) -> str:
         cfg = metrics["config"]
         lines += ["How to read this: *kdeconv* claims its dominant constituent, and the other one where its "
                   f"predicted weight is ≥ {cfg['claim_weight']} and it indexes with PyEBSDIndex's confidence metric "
-                  f"≥ {cfg.get('claim_min_cm', 0)}. *Index raw C* indexes the mixture after static "
+                  f"≥ {cfg.get('claim_min_cm', 0)} ({_rule_source(metrics)}). *Index raw C* indexes the mixture after static "
                   "and dynamic background removal, so it names one grain at most. *Residual subtraction* "
                   "indexes C, simulates that orientation from the master pattern, fits scale + offset by "
                   "least squares, subtracts, and claims the residual's orientation where PyEBSDIndex's "
@@ -214,6 +214,14 @@ def _markdown(metrics: dict, images: list[str]) -> str:
     for img in images:
         lines += [f"![{img}]({img})", ""]
     return "\n".join(lines)
+
+
+def _rule_source(metrics: dict) -> str:
+    source = set((metrics.get("claim_rule") or {}).get("source", {}).values())
+    return {frozenset({"model"}): "the rule stored with the model",
+            frozenset({"config"}): "set in the evaluate config",
+            frozenset({"fallback"}): "kdeconv's fallback: the model carries no rule"}.get(
+        frozenset(source), "from " + " and ".join(sorted(source)) if source else "as configured")
 
 
 def write_report(out: Path, metrics: dict, truth, sep_a, sep_b, sep_w, px, claims, cfg) -> None:

@@ -11,10 +11,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from kdeconv.model.checkpoint import (DEFAULT_CHECKPOINT, Separator, build_model,  # noqa: E402
                                       file_sha256, load_separator, model_from_checkpoint,
-                                      read_checkpoint, resolve_device, save_checkpoint)
+                                      read_checkpoint, resolve_device, save_checkpoint,
+                                      set_claim_rule)
 from kdeconv.model.inputs import DEFAULT_NORMALIZATION, normalize_like, prepare_inputs  # noqa: E402
 from kdeconv.model.unet import DualDecoderUNet, UNetConfig  # noqa: E402
 
 __all__ = ["DEFAULT_CHECKPOINT", "DEFAULT_NORMALIZATION", "DualDecoderUNet", "Separator", "UNetConfig",
            "build_model", "file_sha256", "load_separator", "model_from_checkpoint", "normalize_like",
-           "prepare_inputs", "read_checkpoint", "resolve_device", "save_checkpoint"]
+           "prepare_inputs", "read_checkpoint", "resolve_device", "save_checkpoint", "set_claim_rule"]

@@ -2,8 +2,10 @@
 
 A checkpoint is a plain dict readable with ``torch.load(weights_only=True)``:
 ``format``, ``format_version``, ``kdeconv_version``, ``model_config``, ``normalization``,
-``state_dict``, and optionally ``train_config``, ``metrics``, ``data`` (what it was trained on)
-and ``training_state`` (step, optimiser, scheduler, RNG: what ``--resume`` needs).
+``state_dict``, and optionally ``train_config``, ``metrics``, ``data`` (what it was trained on),
+``training_state`` (step, optimiser, scheduler, RNG: what ``--resume`` needs) and ``claim_rule``
+(``claim_weight``, ``claim_min_cm``: when ``evaluate`` counts the minority output as a second
+grain; written at install, where the model was checked with it).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from kdeconv.model.precision import autocast, precision_name, resolve_precision
 from kdeconv.model.unet import DualDecoderUNet, UNetConfig
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "DEFAULT_CHECKPOINT", "save_checkpoint", "read_checkpoint",
-           "build_model", "resolve_device", "file_sha256", "Separator", "load_separator"]
+           "set_claim_rule", "check_claim_rule", "build_model", "resolve_device", "file_sha256", "Separator", "load_separator"]
 
 FORMAT = "kdeconv-separator"
 FORMAT_VERSION = 1
@@ -89,6 +91,10 @@ def save_checkpoint(path: str | Path, model: DualDecoderUNet, *,
     }
     if training_state is not None:
         payload["training_state"] = training_state
+    return _write_atomic(path, payload)
+
+
+def _write_atomic(path: Path, payload: dict[str, Any]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -125,7 +131,33 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         if key not in ckpt:
             raise InputError(f"checkpoint {path} is incomplete: no '{key}'")
     ckpt["normalization"] = check_normalization(ckpt["normalization"])
+    if ckpt.get("claim_rule") is not None:
+        ckpt["claim_rule"] = check_claim_rule(ckpt["claim_rule"], f"checkpoint {path}")
     return ckpt
+
+
+def check_claim_rule(rule: Any, where: str = "claim rule") -> dict[str, float]:
+    """``{"claim_weight": 0..0.5, "claim_min_cm": 0..1}`` or a one-line InputError."""
+    try:
+        weight, min_cm = float(rule["claim_weight"]), float(rule["claim_min_cm"])
+    except (TypeError, KeyError, ValueError):
+        raise InputError(f"{where}: claim_rule must hold claim_weight and claim_min_cm, "
+                         f"got {rule!r}") from None
+    if not (0 <= weight <= 0.5 and 0 <= min_cm <= 1):
+        raise InputError(f"{where}: claim_rule out of range (claim_weight 0-0.5, claim_min_cm 0-1): "
+                         f"{weight}, {min_cm}")
+    return {"claim_weight": weight, "claim_min_cm": min_cm}
+
+
+def set_claim_rule(source: str | Path, target: str | Path, claim_weight: float,
+                   claim_min_cm: float) -> Path:
+    """Write ``source``'s checkpoint to ``target`` (atomically) with this claim rule; the weights
+    and everything else are kept as they are."""
+    ckpt = read_checkpoint(source)
+    ckpt["claim_rule"] = check_claim_rule({"claim_weight": claim_weight, "claim_min_cm": claim_min_cm})
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return _write_atomic(target, ckpt)
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> DualDecoderUNet:
@@ -205,6 +237,11 @@ class Separator:
     def __repr__(self) -> str:
         return (f"Separator({self.path}, device={self.device}, precision={self.precision}, "
                 f"sha256={self.sha256[:12]})")
+
+    @property
+    def claim_rule(self) -> dict[str, float] | None:
+        """The checkpoint's claim rule (see module docstring), None when it has none."""
+        return self.meta.get("claim_rule")
 
     @property
     def precision(self) -> str:

@@ -166,7 +166,7 @@ def _open_existing(staging: Path, key: dict[str, Any]):
 
 
 def _create_store(staging: Path, src, map_group, key, config: SeparateConfig, sha256: str,
-                  model_normalization: dict | None = None):
+                  model_normalization: dict | None = None, claim_rule: dict | None = None):
     import zarr
 
     nav_shape, sig_shape = src.shape[:-2], src.shape[-2:]
@@ -181,7 +181,7 @@ def _create_store(staging: Path, src, map_group, key, config: SeparateConfig, sh
                        "model_normalization": model_normalization or {}},
         output_scaling=("float [0, 1] -> full dtype range" if np.dtype(src.dtype).kind in "ui"
                         else "float [0, 1]"),
-        resume_key=key))
+        claim_rule=claim_rule, resume_key=key))
     for name in ("A", "B"):
         group.create_array(name, shape=src.shape, chunks=nav_chunks + sig_shape, dtype=src.dtype,
                            fill_value=0, compressors=_pattern_compressors())
@@ -276,13 +276,14 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     first = np.asarray(src[(0,) * nav_ndim])[None]
     _check_shape(separator, first, config.background.model_dump(), label)
     normalization = dict(getattr(separator, "normalization", {}) or {})
+    claim_rule = getattr(separator, "claim_rule", None)  # evaluate's rule for this model
     del separator
 
     staging = prepare_output(out_path, overwrite, resume=True).resolve()
     key = _resume_key(map_path, src, sha256, config, map_group.attrs.get("created"))
     group = _open_existing(staging, key)
     if group is None:
-        group = _create_store(staging, src, map_group, key, config, sha256, normalization)
+        group = _create_store(staging, src, map_group, key, config, sha256, normalization, claim_rule)
 
     background = config.background.model_dump()
     nav_chunks = src.chunks[:-2]

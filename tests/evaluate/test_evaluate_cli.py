@@ -125,3 +125,30 @@ def test_truth_without_detector_needs_no_index(cli, tiny_map, tmp_path, write_se
     result = cli("evaluate", sep, "--truth", pairs, "--out", tmp_path / "r")
     assert result.exit_code == 2 and "--no-index" in result.output and not (tmp_path / "r").exists()
     assert cli("evaluate", sep, "--truth", pairs, "--out", tmp_path / "r", "--no-index").exit_code == 0
+
+
+def test_claim_rule_stored_with_the_model_is_used_unless_the_config_sets_one(cli, tiny_map, tmp_path,
+                                                                           write_separated, warm_indexer):
+    import zarr
+
+    t = _truth(tiny_map)
+    A, B, w = t["A"][...], t["B"][...], t["weights"][...]
+    sep = write_separated(tmp_path / "perfect.zarr", A, B, w)
+    # As `separate` copies it from a checkpoint: a bar no true minority (< 0.5) reaches.
+    zarr.open_group(str(sep), mode="r+").attrs["claim_rule"] = {"claim_weight": 0.5, "claim_min_cm": 0.0}
+
+    def run(out, *extra):
+        result = cli("evaluate", sep, "--truth", tiny_map / "truth.zarr", "--out", tmp_path / out,
+                     "--no-baselines", *extra)
+        assert result.exit_code == 0, result.output
+        return json.loads((tmp_path / out / "metrics.json").read_text())
+
+    m = run("model_rule")
+    assert m["claim_rule"]["claim_weight"] == 0.5 and m["claim_rule"]["source"]["claim_weight"] == "model"
+    assert m["recovery"]["kdeconv"]["tolerances_deg"]["3"]["mixed_both"] == 0.0
+    assert "the rule stored with the model" in (tmp_path / "model_rule" / "report.md").read_text()
+    cfg = tmp_path / "evaluate.yaml"
+    cfg.write_text("claim_weight: 0.0\n")
+    m = run("config_rule", "--config", cfg)
+    assert m["claim_rule"]["source"] == {"claim_weight": "config", "claim_min_cm": "model"}
+    assert m["recovery"]["kdeconv"]["tolerances_deg"]["3"]["mixed_both"] == 1.0

@@ -70,3 +70,16 @@ def test_second_claimed_needs_both_the_weight_and_the_indexing_confidence():
     cm = np.array([0.9, 0.1, 0.5, 0.31, 0.0])  # the last: B could not be indexed
     assert second_claimed(w, cm, 0.03, 0.3).tolist() == [False, False, True, True, False]
     assert second_claimed(w, cm, 0.03, 0.0).tolist() == [False, True, True, True, True]
+
+
+def test_claim_rule_comes_from_the_config_then_the_model_then_the_fallback():
+    from kdeconv.evaluate.recovery import FALLBACK_CLAIM_RULE, resolve_claim_rule
+
+    model = {"claim_weight": 0.05, "claim_min_cm": 0.4}
+    assert resolve_claim_rule(None, None, None) == FALLBACK_CLAIM_RULE | {
+        "source": {"claim_weight": "fallback", "claim_min_cm": "fallback"}}
+    assert resolve_claim_rule(None, None, model) == model | {
+        "source": {"claim_weight": "model", "claim_min_cm": "model"}}
+    mixed = resolve_claim_rule(0.01, None, model)
+    assert (mixed["claim_weight"], mixed["claim_min_cm"]) == (0.01, 0.4)
+    assert mixed["source"] == {"claim_weight": "config", "claim_min_cm": "model"}

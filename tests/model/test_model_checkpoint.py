@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from kdeconv.errors import InputError
-from kdeconv.model import (DualDecoderUNet, UNetConfig, load_separator, read_checkpoint,
-                           save_checkpoint)
+from kdeconv.model import (DualDecoderUNet, UNetConfig, file_sha256, load_separator, read_checkpoint,
+                           save_checkpoint, set_claim_rule)
 
 SMALL = UNetConfig(widths=(8, 16, 24), head_channels=2, weight_hidden=8)
 
@@ -69,8 +69,22 @@ def test_default_model_loads():
     assert a.shape == (2, 60, 60) and w.shape == (2, 2)
 
 
+def test_claim_rule_is_stored_without_touching_the_weights(small_ckpt, tmp_path):
+    path, _ = small_ckpt
+    assert load_separator(path, device="cpu").claim_rule is None
+    ruled = set_claim_rule(path, tmp_path / "ruled.pt", 0.04, 0.25)
+    x = np.random.default_rng(4).random((3, 40, 40)).astype(np.float32)
+    before, after = load_separator(path, device="cpu"), load_separator(ruled, device="cpu")
+    assert after.claim_rule == {"claim_weight": 0.04, "claim_min_cm": 0.25}
+    for p, q in zip(before.separate(x), after.separate(x)):
+        np.testing.assert_array_equal(p, q)
+    old, new = read_checkpoint(path), read_checkpoint(ruled)
+    assert new.keys() - old.keys() == {"claim_rule"}
+    assert file_sha256(path) != file_sha256(ruled)  # the source is left alone
+
+
 @pytest.mark.parametrize("damage", ["missing", "truncated", "garbage", "foreign", "mismatch",
-                                    "future"])
+                                    "future", "claim_rule"])
 def test_bad_checkpoint_is_input_error(small_ckpt, tmp_path, damage):
     path, model = small_ckpt
     bad = tmp_path / "bad.pt"
@@ -87,6 +101,10 @@ def test_bad_checkpoint_is_input_error(small_ckpt, tmp_path, damage):
     elif damage == "future":
         ckpt = read_checkpoint(path)
         ckpt["format_version"] = 99
+        torch.save(ckpt, bad)
+    elif damage == "claim_rule":
+        ckpt = read_checkpoint(path)
+        ckpt["claim_rule"] = {"claim_weight": 0.9, "claim_min_cm": 0.3}  # above 0.5: never a minority
         torch.save(ckpt, bad)
     with pytest.raises(InputError) as info:
         load_separator(bad, device="cpu")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -107,11 +105,16 @@ def test_separate_cli_runs_and_resumes_with_overwrite(cli, tmp_path, good_map, d
 
 def test_relative_paths_work_on_workers_with_another_cwd(cli, tmp_path, good_map, dask_processes,
                                                          monkeypatch):
-    from kdeconv.model import DEFAULT_CHECKPOINT
+    import zarr
 
-    shutil.copy(DEFAULT_CHECKPOINT, tmp_path / "model.pt")
+    from kdeconv.model import DEFAULT_CHECKPOINT, set_claim_rule
+
+    # The model's claim rule travels with its outputs, for evaluate.
+    set_claim_rule(DEFAULT_CHECKPOINT, tmp_path / "model.pt", 0.04, 0.25)
     monkeypatch.chdir(tmp_path)  # the dask worker processes run in another directory
     result = cli("separate", "map.zarr", "--out", "rel.zarr", "--checkpoint", "model.pt",
                  "--scheduler-file", str(dask_processes[1]))
     assert result.exit_code == 0, result.output
     assert (tmp_path / "rel.zarr" / "A").is_dir() and not (tmp_path / "rel.zarr.partial").exists()
+    assert zarr.open_group(str(tmp_path / "rel.zarr"), mode="r").attrs["claim_rule"] == {
+        "claim_weight": 0.04, "claim_min_cm": 0.25}

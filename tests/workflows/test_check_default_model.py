@@ -1,9 +1,11 @@
-"""workflows/check_default_model.py: --install refuses a model that failed the demo-map gate."""
+"""workflows/check_default_model.py: --install refuses a model that failed the demo-map gate; the
+SNR breakdown of the check, and the budget-scaling fits (workflows/budget_scaling.py)."""
 
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflows"))
@@ -21,3 +23,39 @@ def test_install_refuses_a_failed_or_missing_gate(tmp_path, monkeypatch, demo_ma
     with pytest.raises(SystemExit, match="demo-map gate"):
         check_default_model.install(tmp_path / "best.pt", check_json, None)
     assert not target.exists()
+
+
+def test_quality_by_snr_bins_by_dose_times_signal_fraction_squared():
+    columns = ["rot90", "dose", "signal_fraction"]
+    # dose * s^2 = 100, 200, ..., 800: two per quartile, in reverse order of the rows
+    snr = np.arange(8, 0, -1) * 100.0
+    augment = np.stack([np.zeros(8), snr / 0.25, np.full(8, 0.5)], axis=1)
+    ncc_a, ncc_b = np.arange(8) / 10, np.arange(8) / 100
+    rows = check_default_model.quality_by_snr(ncc_a, ncc_b, augment, columns)
+    assert [r["n"] for r in rows] == [2, 2, 2, 2]
+    assert rows[0]["dose_x_s2"] == [100.0, 275.0] and rows[-1]["dose_x_s2"][1] == 800.0
+    # the lowest-SNR quartile holds the last two rows
+    assert rows[0]["median_ncc_a"] == pytest.approx(0.65) and rows[3]["median_ncc_b"] == pytest.approx(0.005)
+
+
+def test_budget_scaling_fits_recover_a_known_trend():
+    import budget_scaling
+
+    minutes = np.array([10.0, 20.0, 40.0])
+    ncc = 0.7 + 0.05 * np.log2(minutes / 10)          # +0.05 per doubling: 0.9 at 160 min
+    fit = budget_scaling.minutes_to_target(minutes, ncc, 0.9)
+    assert fit["gain_per_doubling"] == pytest.approx(0.05)
+    assert fit["minutes_log_linear"] == pytest.approx(160.0)
+    error = 0.3 * (minutes / 10) ** -0.5                 # 1 - NCC halves per 4x: 0.1 at 90 min
+    fit = budget_scaling.minutes_to_target(minutes, 1 - error, 0.9)
+    assert fit["minutes_power_law"] == pytest.approx(90.0)
+
+
+def test_weight_calibration_bins_by_the_true_minority():
+    true = np.array([[1.0, 0.0], [0.97, 0.03], [0.88, 0.12], [0.5, 0.5], [0.6, 0.4]])
+    pred = np.array([[0.99, 0.01], [0.98, 0.02], [0.95, 0.05], [0.45, 0.55], [0.7, 0.3]])
+    rows = check_default_model.weight_calibration(true, pred)
+    by_bin = {tuple(r["true_minority"]): (r["n"], r["median_predicted"]) for r in rows}
+    assert by_bin[(0.0, 0.02)] == (1, 0.01) and by_bin[(0.02, 0.05)] == (1, 0.02)
+    assert by_bin[(0.1, 0.15)] == (1, 0.05) and by_bin[(0.05, 0.1)] == (0, None)
+    assert by_bin[(0.3, 0.5)] == (2, pytest.approx(0.375))  # 0.5 falls in the closed last bin
