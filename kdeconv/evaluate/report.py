@@ -67,6 +67,37 @@ def _examples_png(path, truth, sep_a, sep_b, sep_w, px, k) -> None:
     plt.close(fig)
 
 
+def _weights_png(path, true_weights, sep_w, claims, cfg) -> None:
+    """Predicted against true minority weight, one dot per pattern, coloured by whether kdeconv
+    claimed its second grain; the claim weight as a line and the median per true-weight bin."""
+    plt = _plt()
+    true_min, pred_min = true_weights.min(axis=1), sep_w.min(axis=1)
+    fig, ax = plt.subplots(figsize=(4.6, 4.2), constrained_layout=True)
+    claimed = np.asarray(claims["kdeconv"]["second_claimed"], bool) if "kdeconv" in claims else None
+    if claimed is None:
+        ax.scatter(true_min, pred_min, s=4, alpha=0.4, color="tab:green", linewidths=0)
+    else:
+        for sel, label, color in ((claimed, "second grain claimed", "tab:green"),
+                                  (~claimed, "not claimed", "tab:gray")):
+            ax.scatter(true_min[sel], pred_min[sel], s=4, alpha=0.4, color=color, linewidths=0, label=label)
+    edges = np.linspace(0, 0.5, 11)
+    centre, median = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (true_min >= lo) & (true_min <= hi)
+        if sel.any():
+            centre.append((lo + hi) / 2)
+            median.append(np.median(pred_min[sel]))
+    ax.plot(centre, median, "k.-", lw=1, label="median per 0.05 bin")
+    ax.plot([0, 0.5], [0, 0.5], color="0.6", lw=0.8, ls=":")
+    if cfg.claim_weight is not None:
+        ax.axhline(cfg.claim_weight, color="tab:red", lw=0.8, ls="--", label=f"claim weight {cfg.claim_weight:g}")
+    ax.set_xlim(-0.01, 0.51), ax.set_ylim(-0.01, 0.51)
+    ax.set_xlabel("true minority weight"), ax.set_ylabel("predicted minority weight")
+    ax.legend(fontsize=7, loc="upper left", markerscale=3)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _recovery_bins_png(path, recovery: dict, tol: str) -> None:
     plt = _plt()
     methods = list(recovery)
@@ -239,6 +270,8 @@ def write_report(out: Path, metrics: dict, truth, sep_a, sep_b, sep_w, px, claim
         images.append("maps.png")
     _ncc_hist_png(out / "ncc_histogram.png", px, truth.weights.min(axis=1), cfg)
     images.append("ncc_histogram.png")
+    _weights_png(out / "weights.png", truth.weights, sep_w, claims, cfg)
+    images.append("weights.png")
     metrics["images"] = images
     _per_pattern_npz(out / "per_pattern.npz", truth, sep_w, px, claims)
     (out / "report.md").write_text(_markdown(metrics, images))

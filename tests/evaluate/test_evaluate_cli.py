@@ -86,7 +86,7 @@ def test_orientation_recovery_perfect_zero_and_baselines(cli, tiny_map, tmp_path
     # Indexing the mixture finds at most one grain: never both.
     assert rec["raw"]["tolerances_deg"]["3"]["mixed_both"] == 0.0
     assert rec["raw"]["tolerances_deg"]["3"]["pure_ok"] == 1.0
-    for png in ("recovery_overall.png", "recovery_by_weight.png", "maps.png"):
+    for png in ("recovery_overall.png", "recovery_by_weight.png", "maps.png", "weights.png"):
         assert (tmp_path / "rp" / png).is_file()
     assert "residual subtraction" in (tmp_path / "rp" / "report.md").read_text()
     assert rec["kdeconv"]["median_error_deg_b_mixed"] < 0.5
