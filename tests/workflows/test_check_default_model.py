@@ -43,12 +43,12 @@ def test_budget_scaling_fits_recover_a_known_trend():
 
     minutes = np.array([10.0, 20.0, 40.0])
     ncc = 0.7 + 0.05 * np.log2(minutes / 10)          # +0.05 per doubling: 0.9 at 160 min
-    fit = budget_scaling.minutes_to_target(minutes, ncc, 0.9)
+    fit = budget_scaling.budget_to_target(minutes, ncc, 0.9)
     assert fit["gain_per_doubling"] == pytest.approx(0.05)
-    assert fit["minutes_log_linear"] == pytest.approx(160.0)
+    assert fit["log_linear"] == pytest.approx(160.0)
     error = 0.3 * (minutes / 10) ** -0.5                 # 1 - NCC halves per 4x: 0.1 at 90 min
-    fit = budget_scaling.minutes_to_target(minutes, 1 - error, 0.9)
-    assert fit["minutes_power_law"] == pytest.approx(90.0)
+    fit = budget_scaling.budget_to_target(minutes, 1 - error, 0.9)
+    assert fit["power_law"] == pytest.approx(90.0)
 
 
 def test_weight_calibration_bins_by_the_true_minority():
