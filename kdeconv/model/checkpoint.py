@@ -27,7 +27,8 @@ from kdeconv.model.precision import autocast, precision_name, resolve_precision
 from kdeconv.model.unet import DualDecoderUNet, UNetConfig
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "DEFAULT_CHECKPOINT", "save_checkpoint", "read_checkpoint",
-           "set_claim_rule", "check_claim_rule", "build_model", "resolve_device", "file_sha256", "Separator", "load_separator"]
+           "set_claim_rule", "check_claim_rule", "build_model", "resolve_device", "file_sha256",
+           "Separator", "load_separator"]
 
 FORMAT = "kdeconv-separator"
 FORMAT_VERSION = 1
