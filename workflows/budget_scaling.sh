@@ -7,7 +7,7 @@
 #
 # Needs the three pairs stores of train_default.sh in $WORK (its generate stage). Each budget is a
 # fresh run (the cosine schedule follows the budget), in $WORK/budget_<minutes>; a finished one is kept.
-# Prints NCC A / B per budget and the log-linear extrapolation (workflows/budget_scaling.py).
+# Prints NCC A / B per budget and two extrapolations to the target (workflows/budget_scaling.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -59,3 +59,22 @@ def test_weight_calibration_bins_by_the_true_minority():
     assert by_bin[(0.0, 0.02)] == (1, 0.01) and by_bin[(0.02, 0.05)] == (1, 0.02)
     assert by_bin[(0.1, 0.15)] == (1, 0.05) and by_bin[(0.05, 0.1)] == (0, None)
     assert by_bin[(0.3, 0.5)] == (2, pytest.approx(0.375))  # 0.5 falls in the closed last bin
+
+
+def test_install_ships_the_claim_rule_the_check_used(tmp_path, monkeypatch):
+    import kdeconv.model
+    from kdeconv.model import DualDecoderUNet, UNetConfig, load_separator, save_checkpoint
+
+    best = save_checkpoint(tmp_path / "best.pt", DualDecoderUNet(UNetConfig(widths=(8, 16), head_channels=2,
+                                                                            weight_hidden=4)))
+    target = tmp_path / "weights" / "default.pt"
+    monkeypatch.setattr(kdeconv.model, "DEFAULT_CHECKPOINT", target)
+    check_json = tmp_path / "check.json"
+    check_json.write_text(json.dumps({"demo_map": {"gate_passed": True},
+                                      "claim_rule": {"claim_weight": 0.04, "claim_min_cm": 0.25,
+                                                     "source": {}}}))
+    check_default_model.install(best, check_json, None)
+    assert load_separator(target, device="cpu").claim_rule == {"claim_weight": 0.04, "claim_min_cm": 0.25}
+    info = json.loads(target.with_suffix(".json").read_text())
+    assert info["claim_rule"] == {"claim_weight": 0.04, "claim_min_cm": 0.25}
+    assert info["sha256"] == kdeconv.model.file_sha256(target)
