@@ -1,11 +1,8 @@
-"""Master-pattern sources and projection of pure patterns with known orientations.
+"""Master-pattern sources, one loader for all of them: ``load_master(spec)``.
 
 Sources: the Ni master pattern bundled with kikuchipy (no download), an EMsoft master-pattern
-file, or a kinematic master pattern built from a phase (space group, lattice, atoms) or a CIF.
-``simulate_patterns`` is the plain kikuchipy projection for one detector; ``simulate_varied``
-projects each pattern with its own detector geometry (PC, tilts), which ``get_patterns`` cannot
-do for tilts, by calling kikuchipy's numba kernels directly (checked against ``get_patterns``
-in tests/test_simulate.py).
+file, a kinematic master pattern built from a phase (space group, lattice, atoms) or a CIF, and
+the shipped library of dynamical master patterns (``kdeconv.simulate.library``).
 """
 
 from __future__ import annotations
@@ -23,7 +20,9 @@ import numpy as np
 from kdeconv.errors import InputError
 
 __all__ = ["Master", "load_master", "nickel_master", "emsoft_master", "kinematic_master",
-           "simulate_patterns", "simulate_varied", "random_quaternions", "make_detector"]
+           "library_master", "MASTER_KINDS"]
+
+MASTER_KINDS = ("nickel", "emsoft", "kinematic", "library")
 
 
 @dataclass
@@ -141,12 +140,25 @@ def kinematic_master(phase: Any = None, cif: str | Path | None = None, *, hkl_ma
     return Master(signal, None, upper, lower, phase.name or "kinematic")
 
 
+def library_master(phase: str, energy: float = 20) -> Master:
+    """A phase of the shipped dynamical library at the library energy nearest ``energy`` (keV)."""
+    from kdeconv.simulate.library import library_path, phase_info
+
+    available = phase_info(phase)["settings"]["energies_kev"]
+    nearest = float(min(available, key=lambda e: abs(e - float(energy))))
+    master = emsoft_master(library_path(phase), nearest)
+    master.name = phase
+    return master
+
+
 def load_master(spec: dict) -> Master:
-    """Master pattern from a config dict ``{"kind": "nickel"|"emsoft"|"kinematic", ...}``."""
+    """Master pattern from a config dict ``{"kind": "nickel"|"emsoft"|"kinematic"|"library", ...}``
+    (``library`` takes ``phase`` (a library name) and ``energy``)."""
     return _load_master_cached(json.dumps(spec, sort_keys=True))
 
 
-@functools.lru_cache(maxsize=4)
+# A worker holds every (phase, energy) a multi-phase config draws from; each is ~1 MB.
+@functools.lru_cache(maxsize=64)
 def _load_master_cached(key: str) -> Master:
     # One load per worker process: tasks carry the small config, never the arrays.
     spec = json.loads(key)
@@ -159,63 +171,10 @@ def _load_master_cached(key: str) -> Master:
         return kinematic_master(phase=spec.get("phase"), cif=spec.get("cif"),
                                 hkl_max=spec.get("hkl_max", 3),
                                 clip_percentile=spec.get("clip_percentile", 99.5))
-    raise InputError(f"unknown master pattern kind {kind!r} (use nickel, emsoft or kinematic)")
+    if kind == "library":
+        if not spec.get("phase"):
+            raise InputError("a library master pattern needs 'phase' (see kdeconv.simulate.library_phases())")
+        return library_master(spec["phase"], spec.get("energy") or 20)
+    raise InputError(f"unknown master pattern kind {kind!r} (use {', '.join(MASTER_KINDS)})")
 
 
-def random_quaternions(rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` uniformly random unit quaternions (w, x, y, z), float64, from ``rng``.
-
-    Shoemake's method; used instead of ``Rotation.random`` because that draws from numpy's
-    global state, which is not keyed by (seed, index). ``w >= 0`` (same rotation as -q).
-    """
-    u1, u2, u3 = rng.random((3, n))
-    q = np.stack([np.sqrt(u1) * np.cos(2 * np.pi * u3), np.sqrt(1 - u1) * np.sin(2 * np.pi * u2),
-                  np.sqrt(1 - u1) * np.cos(2 * np.pi * u2), np.sqrt(u1) * np.sin(2 * np.pi * u3)],
-                 axis=1)
-    q[q[:, 0] < 0] *= -1
-    return q
-
-
-def make_detector(shape, pc, tilt: float = 0.0, sample_tilt: float = 70.0):
-    from kikuchipy.detectors import EBSDDetector
-
-    return EBSDDetector(shape=tuple(int(s) for s in shape), pc=np.asarray(pc, dtype=np.float64),
-                        tilt=float(tilt), sample_tilt=float(sample_tilt))
-
-
-def simulate_patterns(master: Master, rotations, detector) -> np.ndarray:
-    """Project ``rotations`` (orix, 1D or 2D) with kikuchipy ``get_patterns``: float32 (n, sy, sx).
-
-    Rotations are taken in row-major order (``Rotation(r.data.reshape(-1, 4))``, not the
-    column-major ``flatten()``).
-    """
-    from orix.quaternion import Rotation
-
-    rot = Rotation(np.asarray(rotations.data).reshape(-1, 4))
-    kwargs = {} if master.energy is None else {"energy": master.energy}
-    sim = master.signal.get_patterns(rotations=rot, detector=detector, dtype_out=np.float32,
-                                     compute=True, show_progressbar=False, **kwargs)
-    return np.asarray(sim.data, dtype=np.float32).reshape((-1,) + tuple(detector.shape))
-
-
-def simulate_varied(master: Master, quaternions: np.ndarray, pcs: np.ndarray, tilts: np.ndarray,
-                    sample_tilts: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Project pattern i with its own PC ``pcs[i]`` (Bruker convention), camera tilt ``tilts[i]``
-    and sample tilt ``sample_tilts[i]``; float32 ``(n, sy, sx)``, raw master intensities.
-    """
-    from kikuchipy.signals.util._master_pattern import (
-        _get_direction_cosines_from_detector, _project_patterns_from_master_pattern_with_varying_pc)
-
-    q = np.ascontiguousarray(quaternions, dtype=np.float64).reshape(-1, 4)
-    n = len(q)
-    size = int(shape[0]) * int(shape[1])
-    dc = np.empty((n, size, 3), dtype=np.float64)
-    for i in range(n):
-        det = make_detector(shape, pcs[i], tilts[i], sample_tilts[i])
-        dc[i] = _get_direction_cosines_from_detector(det)
-    npy, npx = master.upper.shape
-    out = _project_patterns_from_master_pattern_with_varying_pc(
-        rotations=q, direction_cosines=dc, master_upper=master.upper, master_lower=master.lower,
-        npx=int(npx), npy=int(npy), scale=float((npx - 1) / 2), rescale=False, out_min=1.0,
-        out_max=2.0, dtype_out=np.float32)
-    return out.reshape((n,) + tuple(int(s) for s in shape))
