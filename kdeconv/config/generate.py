@@ -37,10 +37,11 @@ class PhaseSpec(StrictModel):
 
 
 class MasterSpec(StrictModel):
-    kind: Literal["nickel", "emsoft", "kinematic"] = "nickel"
+    kind: Literal["nickel", "emsoft", "kinematic", "library"] = "nickel"
     path: str | None = None          # emsoft: the master-pattern .h5
-    energy: float | None = None      # nickel/emsoft: keV (default 20)
-    phase: PhaseSpec | None = None   # kinematic
+    energy: float | None = None      # nickel/emsoft/library: keV (default 20)
+    # kinematic: a phase description; library: a phase name of kdeconv's dynamical library
+    phase: PhaseSpec | str | None = None
     cif: str | None = None           # kinematic
     hkl_max: int = Field(default=3, ge=1, le=6)
     clip_percentile: float = Field(default=99.5, gt=50, le=100)
@@ -51,7 +52,19 @@ class MasterSpec(StrictModel):
             raise ValueError("an emsoft master pattern needs 'path'")
         if self.kind == "kinematic" and (self.phase is None) == (self.cif is None):
             raise ValueError("a kinematic master pattern needs exactly one of 'phase' or 'cif'")
+        if self.kind == "kinematic" and isinstance(self.phase, str):
+            raise ValueError("a kinematic master pattern needs a phase description "
+                             "(space_group, lattice, atoms), not a name")
+        if self.kind == "library" and not isinstance(self.phase, str):
+            raise ValueError("a library master pattern needs 'phase': a library phase name")
         return self
+
+
+class PhaseSource(StrictModel):
+    """One phase of a multi-phase source and how often its pure patterns are drawn."""
+
+    master: MasterSpec
+    weight: float = Field(default=1.0, gt=0)
 
 
 class SimulateSource(StrictModel):
@@ -59,6 +72,14 @@ class SimulateSource(StrictModel):
 
     kind: Literal["simulate"]
     master: MasterSpec = MasterSpec()
+    # Several phases (each with a sampling weight) instead of `master`: pure patterns are shared
+    # out in proportion to the weights; `cross_phase` of the pairs mix two different phases
+    # (phase boundaries), the rest two grains of one phase (grain boundaries).
+    phases: list[PhaseSource] | None = Field(default=None, min_length=1)
+    cross_phase: float = Field(default=0.0, ge=0, le=1)
+    # Beam energy (keV) drawn per pure pattern; each is simulated at the nearest energy its master
+    # holds (the library holds 10, 15, 20, 25 and 30 kV). None: the master's own energy.
+    energy: Range | None = None
     n_pure: int = Field(default=2000, ge=1)
     shape: tuple[int, int] = (60, 60)
     pc_x: Range = (0.5, 0.5)
@@ -81,7 +102,15 @@ class SimulateSource(StrictModel):
         _check_range(self.pc_z, "pc_z", 1e-3, 10.0)
         _check_range(self.sample_tilt, "sample_tilt", -90.0, 90.0)
         _check_range(self.camera_tilt, "camera_tilt", -90.0, 90.0)
+        if self.energy is not None:
+            _check_range(self.energy, "energy", 1.0, 300.0)
+        if self.cross_phase > 0 and len(self.phase_sources()) < 2:
+            raise ValueError("cross_phase needs at least two phases")
         return self
+
+    def phase_sources(self) -> list[PhaseSource]:
+        """The phases pure patterns are drawn from (``master`` alone is one phase)."""
+        return self.phases if self.phases else [PhaseSource(master=self.master)]
 
 
 class MapSource(StrictModel):
@@ -90,6 +119,11 @@ class MapSource(StrictModel):
     kind: Literal["map"]
     path: str
     indices: list[int] | None = None
+    # A label per listed index (e.g. the phase): `cross_label` of the pairs mix two different
+    # labels, the rest two patterns of one label.
+    labels: list[int] | None = None
+    label_names: list[str] | None = None
+    cross_label: float = Field(default=0.0, ge=0, le=1)
 
     @field_validator("indices")
     @classmethod
@@ -99,6 +133,28 @@ class MapSource(StrictModel):
         if v is not None and min(v) < 0:
             raise ValueError("indices must be >= 0")
         return v
+
+    @model_validator(mode="after")
+    def _labels(self):
+        if self.labels is None:
+            if self.cross_label > 0:
+                raise ValueError("cross_label needs labels")
+            return self
+        if self.indices is None or len(self.labels) != len(self.indices):
+            raise ValueError("labels need indices, one label per index")
+        if len(set(self.indices)) != len(self.indices):
+            raise ValueError("labelled indices must not repeat")
+        if min(self.labels) < 0:
+            raise ValueError("labels must be >= 0")
+        if self.label_names is not None and len(self.label_names) <= max(self.labels):
+            raise ValueError("label_names must name every label")
+        return self
+
+    def pool_labels(self) -> list[int] | None:
+        """Labels in pool order (the indices sorted), or None."""
+        if self.labels is None:
+            return None
+        return [label for _, label in sorted(zip(self.indices, self.labels))]
 
 
 class WeightsSpec(StrictModel):
@@ -157,7 +213,15 @@ class AugmentSpec(StrictModel):
     dynamic_background: float = Field(default=0.0, ge=0, le=1)
     dynamic_std: Range = (0.1, 0.16)
     flips: bool = False                      # random flip / 90° rotation (180° only if not square)
-
+    # Detector effects no simulation has, each on a share of the pairs (0 = never):
+    gain: float = Field(default=0.0, ge=0, le=1)          # fixed-pattern gain non-uniformity
+    gain_std: Range = (0.02, 0.1)                          # relative std of the gain map
+    defects: float = Field(default=0.0, ge=0, le=1)       # hot (saturated) and dead (zero) pixels
+    defect_fraction: Range = (1e-4, 2e-3)                  # share of the pixels
+    quantize_8bit: float = Field(default=0.0, ge=0, le=1)  # C recorded or exported with 8 bits
+    # The background subtracted (leaving its bright-centre envelope on the bands, as separate's
+    # map-mean subtraction does) instead of divided out.
+    subtract_background: float = Field(default=0.0, ge=0, le=1)
     @model_validator(mode="after")
     def _ranges(self):
         _check_range(self.dose, "dose", 1.0)
@@ -167,6 +231,8 @@ class AugmentSpec(StrictModel):
         _check_range(self.signal_fraction, "signal_fraction", 0.01, 1.0)
         _check_range(self.background_width, "background_width", 0.05, 100.0)
         _check_range(self.dynamic_std, "dynamic_std", 0.01, 10.0)
+        _check_range(self.gain_std, "gain_std", 0.0, 1.0)
+        _check_range(self.defect_fraction, "defect_fraction", 0.0, 0.1)
         return self
 
 

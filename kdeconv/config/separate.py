@@ -10,8 +10,12 @@ from kdeconv.config import StrictModel
 
 
 class BackgroundConfig(StrictModel):
-    """Background removal before the model, as kikuchipy does it (defaults suit raw UP2 data)."""
+    """Background removal before the model, as kikuchipy does it."""
 
+    # "auto": decide per map whether the patterns still carry the detector background ("raw":
+    # static and dynamic removal below) or were already corrected by vendor software
+    # ("processed": both skipped); kdeconv.preprocess.background.decide_background.
+    mode: Literal["auto", "raw", "processed"] = "auto"
     # "map_mean": the mean pattern of the whole map (raw vendor files rarely carry one); "none": skip.
     static: Literal["map_mean", "none"] = "map_mean"
     static_operation: Literal["subtract", "divide"] = "subtract"
@@ -39,6 +43,9 @@ class SeparateConfig(StrictModel):
     # (AVX512-BF16/AMX; 1.6x the fp32 rate at 120x120 here, same median NCC), else fp32
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     batch_size: int = Field(default=64, ge=1)  # patterns per model call inside a chunk
+    # Shorter side (px) the model sees; patterns are resampled to it and A, B back to the map's
+    # size. None: the model's own working range decides (patterns inside it are left alone).
+    working_size: int | None = Field(default=None, ge=16, le=2048)
     background: BackgroundConfig = BackgroundConfig()
     # How many of the most mixed patterns to draw (C, A, B) in the panel PNG; 0 = no PNGs.
     panels: int = Field(default=4, ge=0, le=16)

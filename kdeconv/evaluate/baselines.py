@@ -23,8 +23,8 @@ def background_corrected(patterns: np.ndarray, static_background: np.ndarray | N
     The static background defaults to what ``kdeconv separate`` uses (the stack's mean pattern,
     blurred to its smooth detector part), so the baselines see the same input as the model.
     """
-    from kdeconv.preprocess.background import remove_dynamic_background, remove_static_background
-    from kdeconv.separate.driver import static_background_from_mean
+    from kdeconv.preprocess.background import (remove_dynamic_background, remove_static_background,
+                                               static_background_from_mean)
 
     stack = np.asarray(patterns).reshape((-1,) + tuple(np.shape(patterns)[-2:]))
     if static_background is None:

@@ -13,6 +13,19 @@ Realism, for the clean mixture M in [0, 1] of one pair (see NOTES "A realistic m
                                                 applies to map patterns (kikuchipy's Gaussian
                                                 filter, d = dynamic_std in pattern widths)
 
+Detector effects, each on the pairs drawn for it:
+
+    E       = E * (1 + g * F)                   fixed-pattern gain: F is a unit-std field, half
+                                                smooth blotches (scintillator, fibre optics), half
+                                                pixel response; g = gain
+    R       = K / (dose * s) - G (1 - s) / s     subtract_background: the background subtracted,
+                                                not divided out, so E[R] = G * M keeps the
+                                                bright-centre envelope that map-mean subtraction
+                                                leaves on real patterns
+    hot / dead pixels                           a share (defect_fraction) of the pixels stuck at
+                                                1.5x the pattern maximum or at zero, half each
+    8 bits                                      R quantised to 256 levels over its range
+
 with S = max(sy, sx), (cy, cx) the pattern centre shifted by (background_dy, background_dx) * S,
 w = background_width and s = signal_fraction. The noise comes from ``noise_rng(seed, i)``.
 """
@@ -21,11 +34,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["AUGMENT_COLUMNS", "geometric", "degrade_one", "background_field"]
+__all__ = ["AUGMENT_COLUMNS", "geometric", "degrade_one", "background_field", "gain_field",
+           "stuck_pixels", "quantize"]
 
 AUGMENT_COLUMNS = ("rot90", "flip", "realism", "dose", "read_noise", "blur_sigma", "gamma",
                    "signal_fraction", "background_width", "background_dy", "background_dx",
-                   "dynamic_std")
+                   "dynamic_std", "gain", "defect_fraction", "bits", "subtract_background")
 COL = {name: k for k, name in enumerate(AUGMENT_COLUMNS)}
 
 
@@ -63,11 +77,19 @@ def degrade_one(mixture: np.ndarray, params: np.ndarray, rng: np.random.Generato
     g = background_field(m.shape, float(params[COL["background_width"]]),
                          float(params[COL["background_dy"]]), float(params[COL["background_dx"]]))
     expected = dose * g * ((1 - s) + s * m)
+    gain = float(params[COL["gain"]])
+    if gain > 0:
+        expected = expected * np.clip(1.0 + gain * gain_field(m.shape, rng), 0.05, None)
     counts = rng.poisson(expected).astype(np.float64)
     read = float(params[COL["read_noise"]])
     if read > 0:
         counts += rng.normal(0.0, read, size=counts.shape)
-    if background_correction:
+    defects = float(params[COL["defect_fraction"]])
+    if defects > 0:
+        counts = stuck_pixels(counts, defects, rng)
+    if params[COL["subtract_background"]]:
+        out = (counts / (dose * s) - g * (1 - s) / s).astype(np.float32)
+    elif background_correction:
         out = ((counts / (dose * g) - (1 - s)) / s).astype(np.float32)
     else:
         out = (counts / dose).astype(np.float32)
@@ -76,4 +98,37 @@ def degrade_one(mixture: np.ndarray, params: np.ndarray, rng: np.random.Generato
         from kdeconv.preprocess.background import dynamic_background
 
         out = out - dynamic_background(out, std=dynamic * max(out.shape))
+    if params[COL["bits"]] == 8:
+        out = quantize(out, 256)
     return out
+
+
+def gain_field(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Unit-std fixed-pattern gain field: smooth blotches plus pixel response, equal parts."""
+    from scipy.ndimage import gaussian_filter
+
+    smooth = gaussian_filter(rng.normal(size=shape), max(shape) / 12, mode="wrap")
+    pixel = rng.normal(size=shape)
+    field = smooth / max(smooth.std(), 1e-12) + pixel
+    return field / field.std()
+
+
+def stuck_pixels(counts: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Set ``fraction`` of the pixels hot (1.5x the maximum) or dead (0), half each."""
+    out = counts.copy()
+    n = max(1, int(round(fraction * out.size)))
+    where = rng.choice(out.size, size=n, replace=False)
+    hot = rng.random(n) < 0.5
+    flat = out.reshape(-1)
+    flat[where[hot]] = 1.5 * float(counts.max())
+    flat[where[~hot]] = 0.0
+    return out
+
+
+def quantize(pattern: np.ndarray, levels: int) -> np.ndarray:
+    """Round to ``levels`` steps over the pattern's own range (an 8-bit camera or export)."""
+    lo, hi = float(pattern.min()), float(pattern.max())
+    if hi <= lo:
+        return pattern
+    step = (hi - lo) / (levels - 1)
+    return (np.rint((pattern - lo) / step) * step + lo).astype(np.float32)

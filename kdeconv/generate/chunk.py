@@ -16,12 +16,13 @@ from kdeconv.generate.augment import AUGMENT_COLUMNS, COL, degrade_one, geometri
 from kdeconv.mixing import mix
 from kdeconv.preprocess import crop, denoise, detect_masked
 
-__all__ = ["STREAM_PAIR", "STREAM_NOISE", "STREAM_PURE", "STREAM_WINDOW", "pair_rng",
+__all__ = ["STREAM_PAIR", "STREAM_NOISE", "STREAM_PURE", "STREAM_WINDOW", "STREAM_PHASE",
+           "pool_labels", "pair_rng",
            "noise_rng", "window_for_group", "PairDraws", "draw_pairs", "prepare_pure", "bin_patterns",
            "build_pairs", "pure_geometry"]
 
-STREAM_PAIR, STREAM_NOISE, STREAM_PURE, STREAM_WINDOW = 0, 1, 2, 3
-N_UNIFORMS = 18
+STREAM_PAIR, STREAM_NOISE, STREAM_PURE, STREAM_WINDOW, STREAM_PHASE = 0, 1, 2, 3, 4
+N_UNIFORMS = 25  # draws 18-24 came with the detector effects; earlier draws are unchanged
 
 
 def pair_rng(seed: int, i: int) -> np.random.Generator:
@@ -61,8 +62,50 @@ class PairDraws:
     augment: np.ndarray    # (n, len(AUGMENT_COLUMNS)) float32
 
 
+def pool_labels(cfg: GenerateConfig, pool_size: int) -> np.ndarray | None:
+    """Label (phase) of every pure pattern in pool order, or None when there is only one.
+
+    Simulated sources share pure patterns out to their phases in proportion to the weights, over
+    a permutation keyed by the seed (so every phase is spread over the whole pool and any window).
+    Map sources take the labels given with their indices.
+    """
+    src = cfg.source
+    if getattr(src, "kind", None) == "map":
+        return None if src.labels is None else np.asarray(src.pool_labels(), np.int64)
+    phases = src.phase_sources()
+    if len(phases) < 2:
+        return None
+    weights = np.array([p.weight for p in phases], np.float64)
+    counts = np.floor(weights / weights.sum() * pool_size).astype(np.int64)
+    counts[: pool_size - counts.sum()] += 1  # the remainder, one each, to the first phases
+    by_rank = np.repeat(np.arange(len(phases)), counts)
+    order = np.random.default_rng([cfg.seed, STREAM_PHASE]).permutation(pool_size)
+    labels = np.empty(pool_size, np.int64)
+    labels[order] = by_rank
+    return labels
+
+
+def _cross_share(cfg: GenerateConfig) -> float:
+    src = cfg.source
+    return src.cross_label if getattr(src, "kind", None) == "map" else src.cross_phase
+
+
+def _partner(pa: int, size: int, u_pick: float, u_cross: float, window_labels, cross: float) -> int:
+    """Position of B in the window: any other pattern, or one of the same or another label."""
+    if window_labels is None or size < 2:
+        return (pa + 1 + int(u_pick * (size - 1))) % size if size > 1 else pa
+    own = window_labels[pa]
+    want_other = u_cross < cross
+    choices = np.flatnonzero((window_labels != own) if want_other else (window_labels == own))
+    choices = choices[choices != pa]
+    if choices.size == 0:  # the window holds no such partner: any other pattern
+        return (pa + 1 + int(u_pick * (size - 1))) % size
+    return int(choices[min(int(u_pick * choices.size), choices.size - 1)])
+
+
 def draw_pairs(cfg: GenerateConfig, start: int, stop: int, pool_size: int,
-               square: bool) -> PairDraws:
+               square: bool, labels: np.ndarray | None = None) -> PairDraws:
+    """Pair parameters for pairs ``start:stop``; ``labels`` is ``pool_labels(cfg, pool_size)``."""
     n = stop - start
     pos_a = np.empty(n, np.int64)
     pos_b = np.empty(n, np.int64)
@@ -70,11 +113,13 @@ def draw_pairs(cfg: GenerateConfig, start: int, stop: int, pool_size: int,
     masked = np.empty(n, bool)
     augment = np.zeros((n, len(AUGMENT_COLUMNS)), np.float32)
     w, aug = cfg.weights, cfg.augment
+    cross = _cross_share(cfg)
     for k, i in enumerate(range(start, stop)):
         u = pair_rng(cfg.seed, i).random(N_UNIFORMS)
         w0, size = window_for_group(cfg.seed, i // cfg.group_size, pool_size, cfg.window)
         pa = int(u[0] * size)
-        pb = (pa + 1 + int(u[1] * (size - 1))) % size if size > 1 else pa
+        window_labels = None if labels is None else labels[w0:w0 + size]
+        pb = _partner(pa, size, u[1], u[24], window_labels, cross)
         if u[2] < w.pure_fraction:
             wa = _uniform(u[3], (w.pure_low, 1.0))
         else:
@@ -102,13 +147,20 @@ def draw_pairs(cfg: GenerateConfig, start: int, stop: int, pool_size: int,
             row[COL["background_dx"]] = (2 * u[15] - 1) * aug.background_shift
             if u[16] < aug.dynamic_background:
                 row[COL["dynamic_std"]] = _uniform(u[17], aug.dynamic_std)
+            if u[18] < aug.gain:
+                row[COL["gain"]] = _uniform(u[19], aug.gain_std)
+            if u[20] < aug.defects:
+                row[COL["defect_fraction"]] = _uniform(u[21], aug.defect_fraction)
+            row[COL["bits"]] = 8 if u[22] < aug.quantize_8bit else 16
+            row[COL["subtract_background"]] = float(u[23] < aug.subtract_background)
     # The stored float32 weights must sum to 1 exactly as stored.
     weights[:, 1] = np.float32(1.0) - weights[:, 0]
     return PairDraws(pos_a, pos_b, weights, masked, augment)
 
 
 def pure_geometry(cfg: GenerateConfig, start: int, stop: int):
-    """Orientation (w, x, y, z), PC (x, y, z) and (camera tilt, sample tilt) of pure patterns."""
+    """Orientation (w, x, y, z), PC (x, y, z), (camera tilt, sample tilt) and beam energy (keV,
+    NaN = the master's own) of pure patterns ``start:stop``."""
     from kdeconv.simulate import random_quaternions
 
     src = cfg.source
@@ -116,13 +168,16 @@ def pure_geometry(cfg: GenerateConfig, start: int, stop: int):
     quats = np.empty((n, 4))
     pcs = np.empty((n, 3))
     tilts = np.empty((n, 2))
+    energies = np.full(n, np.nan)
     for k, j in enumerate(range(start, stop)):
         rng = np.random.default_rng([cfg.seed, j, STREAM_PURE])
         quats[k] = random_quaternions(rng, 1)[0]
-        u = rng.random(5)
+        u = rng.random(6)  # u[5] came with the energy range; u[:5] are unchanged
         pcs[k] = (_uniform(u[0], src.pc_x), _uniform(u[1], src.pc_y), _uniform(u[2], src.pc_z))
         tilts[k] = (_uniform(u[3], src.camera_tilt), _uniform(u[4], src.sample_tilt))
-    return quats, pcs, tilts
+        if src.energy is not None:
+            energies[k] = _uniform(u[5], src.energy)
+    return quats, pcs, tilts, energies
 
 
 def bin_patterns(patterns: np.ndarray, factor: int) -> np.ndarray:

@@ -12,6 +12,7 @@ An interrupted run leaves ``OUT.partial``, which the next identical run resumes.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -23,8 +24,8 @@ import numpy as np
 from kdeconv.config.generate import GenerateConfig, MapSource, SimulateSource
 from kdeconv.errors import InputError
 from kdeconv.generate.augment import AUGMENT_COLUMNS
-from kdeconv.generate.chunk import (bin_patterns, build_pairs, draw_pairs, prepare_pure,
-                                    pure_geometry)
+from kdeconv.generate.chunk import (bin_patterns, build_pairs, draw_pairs, pool_labels,
+                                    prepare_pure, pure_geometry)
 from kdeconv.io.store import (finalize_output, open_store, partial_path, prepare_output,
                               store_attrs)
 from kdeconv.preprocess import circular_mask, mask_geometry
@@ -79,13 +80,15 @@ def _plan_source(cfg: GenerateConfig) -> SourcePlan:
         if src.n_pure < 2:
             raise InputError("empty source: n_pure must be at least 2 to make pairs")
         shape = tuple(src.shape)
+        phases = src.phase_sources()
         plan = SourcePlan("simulate", src.n_pure, shape, _shape_after(shape, cfg, binned=True),
                           {"kind": "simulate", "master": src.master.model_dump(mode="json"),
-                           "n_pure": src.n_pure})
-        if src.master.kind != "nickel":
-            from kdeconv.simulate import load_master
+                           "phases": phase_names(cfg), "n_pure": src.n_pure})
+        for phase in phases:
+            if phase.master.kind != "nickel":
+                from kdeconv.simulate import load_master
 
-            load_master(src.master.model_dump(mode="json"))  # fail early on a bad file/phase
+                load_master(master_spec(phase.master, None))  # fail early on a bad file/phase
         return plan
     assert isinstance(src, MapSource)
     group = open_store(src.path, "map", arrays=("patterns",))
@@ -112,6 +115,39 @@ def _plan_source(cfg: GenerateConfig) -> SourcePlan:
                        "map_source": source_attrs}, indices)
 
 
+def phase_names(cfg: GenerateConfig) -> list[str]:
+    """A name per label: the phases of a simulated source, or the labels of a map source."""
+    src = cfg.source
+    if isinstance(src, MapSource):
+        if src.labels is None:
+            return []
+        return list(src.label_names or [str(k) for k in range(max(src.labels) + 1)])
+    names = []
+    for phase in src.phase_sources():
+        m = phase.master
+        if m.kind == "library":
+            names.append(str(m.phase))
+        elif m.kind == "kinematic":
+            names.append(m.phase.name if m.phase is not None else Path(m.cif).stem)
+        elif m.kind == "emsoft":
+            names.append(Path(m.path).stem)
+        else:
+            names.append("ni")
+    return names
+
+
+def master_spec(master, energy: float | None) -> dict:
+    """The load_master spec of a phase at a drawn energy (NaN/None: the spec's own)."""
+    spec = master.model_dump(mode="json")
+    if energy is not None and np.isfinite(energy) and master.kind in ("library", "nickel", "emsoft"):
+        spec["energy"] = float(energy)
+    if master.kind == "library":
+        from kdeconv.simulate.library import nearest_energy
+
+        spec["energy"] = nearest_energy(master.phase, spec.get("energy") or 20.0)
+    return spec
+
+
 # ---------------------------------------------------------------- tasks (run on workers)
 
 def simulate_pure_chunk(staging: str, cfg_json: str, start: int, stop: int) -> int:
@@ -123,15 +159,29 @@ def simulate_pure_chunk(staging: str, cfg_json: str, start: int, stop: int) -> i
     cfg = GenerateConfig.model_validate_json(cfg_json)
     src = cfg.source
     b = cfg.preprocess.binning
-    quats, pcs, tilts = pure_geometry(cfg, start, stop)
-    master = load_master(src.master.model_dump(mode="json"))
+    quats, pcs, tilts, energies = pure_geometry(cfg, start, stop)
+    labels = pool_labels(cfg, src.n_pure)
+    labels = np.zeros(stop - start, np.int64) if labels is None else labels[start:stop]
+    phases = src.phase_sources()
     shape = (src.shape[0] * b, src.shape[1] * b)
-    pats = bin_patterns(simulate_varied(master, quats, pcs, tilts[:, 0], tilts[:, 1], shape), b)
+    pats = np.empty((stop - start,) + tuple(src.shape), np.float32)
+    used = np.empty(stop - start, np.float32)
+    specs = [master_spec(phases[label].master, energy) for label, energy in zip(labels, energies)]
+    keys = [json.dumps(spec, sort_keys=True) for spec in specs]
+    for key in sorted(set(keys)):  # one projection call per (phase, energy) in the chunk
+        rows = np.array([k == key for k in keys])
+        spec = json.loads(key)
+        master = load_master(spec)
+        pats[rows] = bin_patterns(simulate_varied(master, quats[rows], pcs[rows], tilts[rows, 0],
+                                                  tilts[rows, 1], shape), b)
+        used[rows] = np.nan if master.energy is None else float(master.energy)
     group = zarr.open_group(staging, mode="r+")
     group["pure"][start:stop] = pats
     group["pure_rotation"][start:stop] = quats.astype(np.float32)
     group["pure_pc"][start:stop] = pcs.astype(np.float32)
     group["pure_tilt"][start:stop] = tilts.astype(np.float32)
+    group["pure_phase"][start:stop] = labels.astype(np.int16)
+    group["pure_energy"][start:stop] = used
     return stop - start
 
 
@@ -176,17 +226,26 @@ def write_pair_chunk(staging: str, cfg_json: str, start: int, stop: int, pool_si
     cfg = GenerateConfig.model_validate_json(cfg_json)
     group = zarr.open_group(staging, mode="r+")
     shape = tuple(group["C"].shape[1:])
-    draws = draw_pairs(cfg, start, stop, pool_size, square=shape[0] == shape[1])
+    labels = _pool_labels_cached(cfg_json, pool_size)
+    draws = draw_pairs(cfg, start, stop, pool_size, square=shape[0] == shape[1], labels=labels)
     n = stop - start
     both = np.concatenate([draws.pos_a, draws.pos_b])
     pats, index, quats = _read_pure(group, cfg, both)
     mask = circular_mask(shape, cfg.mask.radius)
     out = build_pairs(cfg, start, draws, pats[:n], pats[n:], mask)
+    label = np.zeros(2 * n, np.int16) if labels is None else labels[both].astype(np.int16)
     _write_all(group, slice(start, stop), {
         "C": out["C"], "A": out["A"], "B": out["B"], "masked": out["masked"],
         "weights": draws.weights, "index_a": index[:n], "index_b": index[n:],
-        "rotation_a": quats[:n], "rotation_b": quats[n:], "augment": draws.augment})
+        "rotation_a": quats[:n], "rotation_b": quats[n:], "phase_a": label[:n],
+        "phase_b": label[n:], "augment": draws.augment})
     return n
+
+
+@functools.lru_cache(maxsize=2)
+def _pool_labels_cached(cfg_json: str, pool_size: int):
+    # once per worker process and config: a permutation of the pool
+    return pool_labels(GenerateConfig.model_validate_json(cfg_json), pool_size)
 
 
 def _write_all(group, region: slice, values: dict[str, np.ndarray]) -> None:
@@ -231,6 +290,8 @@ def _create_store(staging: Path, cfg: GenerateConfig, plan: SourcePlan, n: int, 
     arr("index_b", (n,), (chunk,), "int64", -1)
     arr("rotation_a", (n, 4), (chunk, 4), "float32", float("nan"))
     arr("rotation_b", (n, 4), (chunk, 4), "float32", float("nan"))
+    arr("phase_a", (n,), (chunk,), "int16", 0)
+    arr("phase_b", (n,), (chunk,), "int16", 0)
     arr("masked", (n,), (chunk,), "bool", False)
     arr("augment", (n, k), (chunk, k), "float32")
     if plan.kind == "simulate":
@@ -241,6 +302,8 @@ def _create_store(staging: Path, cfg: GenerateConfig, plan: SourcePlan, n: int, 
         arr("pure_rotation", (p, 4), (PURE_CHUNK, 4), "float32", float("nan"))
         arr("pure_pc", (p, 3), (PURE_CHUNK, 3), "float32", float("nan"))
         arr("pure_tilt", (p, 2), (PURE_CHUNK, 2), "float32", float("nan"))
+        arr("pure_phase", (p,), (PURE_CHUNK,), "int16", 0)
+        arr("pure_energy", (p,), (PURE_CHUNK,), "float32", float("nan"))
     elif plan.indices is not None:
         group.create_array("pool_indices", data=plan.indices, chunks=(max(1, min(len(plan.indices), 1 << 20)),))
     group.attrs.update(_attrs(cfg, plan, n_complete=0, pure_complete=False))
@@ -252,6 +315,7 @@ def _attrs(cfg: GenerateConfig, plan: SourcePlan, n_complete: int, pure_complete
         "pairs", config=cfg, source=plan.info, pipeline=cfg.pipeline, seed=cfg.seed, n=cfg.n,
         n_complete=n_complete, pure_complete=pure_complete, content_key=_content_key(cfg),
         augment_columns=list(AUGMENT_COLUMNS), pattern_shape=list(plan.out_shape),
+        phase_names=phase_names(cfg) or ["0"],
         pool_size=plan.pool_size,
         formulas="see kdeconv.mixing (pipelines) and kdeconv.generate.augment (realism); "
                  "uint16 = round(clip(x, 0, 1) * 65535)",

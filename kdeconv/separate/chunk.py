@@ -17,6 +17,7 @@ from kdeconv.preprocess import circular_mask, detect_masked
 from kdeconv.preprocess.background import (
     remove_dynamic_background, remove_static_background, rescale_per_pattern,
 )
+from kdeconv.preprocess.resample import resample
 
 __all__ = ["SeparatorLike", "preprocess_patterns", "separate_patterns", "effective_batch_size",
            "to_dtype", "from_dtype", "MAX_BATCH_PIXELS"]
@@ -44,14 +45,29 @@ def from_dtype(patterns: np.ndarray) -> np.ndarray:
 
 
 def preprocess_patterns(patterns: np.ndarray, background: dict[str, Any],
-                        static_bg: np.ndarray | None = None) -> np.ndarray:
-    """Raw ``(n, sy, sx)`` patterns -> background-corrected float32 in [0, 1] per pattern.
+                        static_bg: np.ndarray | None = None,
+                        work_shape: tuple[int, int] | None = None,
+                        masked: np.ndarray | None = None) -> np.ndarray:
+    """Raw ``(n, sy, sx)`` patterns -> background-corrected float32 in [0, 1] per pattern, at
+    ``work_shape`` (default: their own shape).
 
-    ``background`` holds the keys of ``kdeconv.config.separate.BackgroundConfig``.
+    ``background`` holds the keys of ``kdeconv.config.separate.BackgroundConfig``; its ``mode``
+    "processed" skips the static and dynamic removal (the vendor has done them). Patterns are
+    resampled first (background removal is linear, so it commutes with resampling up to the
+    blur's edges, and it is far cheaper at the working size). ``masked`` (n,) says which
+    patterns carry the circular mask, decided at their own size when the caller resamples.
     """
+    if masked is None:
+        masked = detect_masked(patterns, circular_mask(patterns.shape[-2:])) \
+            if min(patterns.shape[-2:]) >= 3 else np.zeros(len(patterns), bool)
     stack = patterns.astype(np.float32)
-    static = background.get("static", "none") != "none"
-    dynamic = bool(background.get("dynamic", False))
+    if work_shape is not None and tuple(work_shape) != stack.shape[-2:]:
+        stack = resample(stack, work_shape)
+        if static_bg is not None:
+            static_bg = resample(static_bg, work_shape)
+    processed = background.get("mode") == "processed"
+    static = background.get("static", "none") != "none" and not processed
+    dynamic = bool(background.get("dynamic", False)) and not processed
     if static:
         if static_bg is None:
             raise ValueError("static background removal needs the background pattern")
@@ -62,13 +78,10 @@ def preprocess_patterns(patterns: np.ndarray, background: dict[str, Any],
     if not (static or dynamic):
         # No background step stretched the patterns: do it here so the model always sees [0, 1].
         stack = rescale_per_pattern(stack, 0.0, 1.0)
-    elif min(stack.shape[-2:]) >= 3:
-        # Background removal fills the dark outside of circular-masked patterns; zero it again
-        # so the model still recognises them as masked.
-        mask = circular_mask(stack.shape[-2:])
-        masked = detect_masked(patterns, mask)
-        if masked.any():
-            stack[masked] *= mask
+    if masked.any() and min(stack.shape[-2:]) >= 3:
+        # Background removal and resampling fill the dark outside of circular-masked patterns;
+        # zero it again so the model still recognises them as masked.
+        stack[masked] *= circular_mask(stack.shape[-2:])
     return stack
 
 
@@ -90,11 +103,13 @@ def _takes_batch_size(separator) -> bool:
 
 def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_size: int,
                       background: dict[str, Any], static_bg: np.ndarray | None = None,
-                      out_dtype=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      out_dtype=None, work_shape: tuple[int, int] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Separate a block ``(..., sy, sx)`` of raw patterns in batches of ``batch_size``.
 
-    Returns A and B shaped like ``patterns`` in ``out_dtype`` (default: the input dtype, full
-    range) and weights ``(..., 2)`` float32 with wA >= wB.
+    The model runs at ``work_shape`` (default: the patterns' own shape); A and B are resampled
+    back. Returns A and B shaped like ``patterns`` in ``out_dtype`` (default: the input dtype,
+    full range) and weights ``(..., 2)`` float32 with wA >= wB.
     """
     nav_shape, sig_shape = patterns.shape[:-2], patterns.shape[-2:]
     if patterns.dtype.kind == "f" and not np.isfinite(patterns).all():
@@ -102,7 +117,10 @@ def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_s
     out_dtype = np.dtype(out_dtype or patterns.dtype)
     stack = patterns.reshape((-1,) + sig_shape)
     n = stack.shape[0]
-    batch_size = effective_batch_size(batch_size, sig_shape)
+    work_shape = tuple(int(v) for v in (work_shape or sig_shape))
+    resampled = work_shape != tuple(sig_shape)
+    native_mask = circular_mask(sig_shape) if min(sig_shape) >= 3 else None
+    batch_size = effective_batch_size(batch_size, work_shape)
     model_kw = {"batch_size": batch_size} if _takes_batch_size(separator) else {}
     a_out = np.empty(stack.shape, dtype=out_dtype)
     b_out = np.empty(stack.shape, dtype=out_dtype)
@@ -110,7 +128,9 @@ def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_s
     # Batches are fixed by (chunk, batch_size), so a rerun feeds the model identical batches.
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
-        batch = preprocess_patterns(stack[start:stop], background, static_bg)
+        raw = stack[start:stop]
+        masked = detect_masked(raw, native_mask) if native_mask is not None else np.zeros(len(raw), bool)
+        batch = preprocess_patterns(raw, background, static_bg, work_shape, masked)
         a, b, w = separator.separate(batch, **model_kw)
         a, b, w = np.asarray(a), np.asarray(b), np.asarray(w, dtype=np.float32)
         if a.shape != batch.shape or b.shape != batch.shape or w.shape != (stop - start, 2):
@@ -122,6 +142,11 @@ def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_s
             a, b, w = a.copy(), b.copy(), w.copy()
             a[swap], b[swap] = b[swap], a[swap]
             w[swap] = w[swap][:, ::-1]
+        if resampled:
+            a, b = resample(a, sig_shape), resample(b, sig_shape)
+            if masked.any():
+                a[masked] *= native_mask
+                b[masked] *= native_mask
         a_out[start:stop] = to_dtype(a, out_dtype)
         b_out[start:stop] = to_dtype(b, out_dtype)
         w_out[start:stop] = w

@@ -23,6 +23,8 @@ from kdeconv.config.cluster import ClusterConfig
 from kdeconv.config.separate import SeparateConfig
 from kdeconv.errors import InputError
 from kdeconv.io.store import finalize_output, open_store, prepare_output, store_attrs
+from kdeconv.preprocess.background import static_background_from_mean
+from kdeconv.preprocess.resample import working_range_of, working_shape
 from kdeconv.separate.chunk import preprocess_patterns, separate_patterns
 from kdeconv.separate.worker import cached_separator, cuda_available, resolve_device
 
@@ -41,6 +43,8 @@ class SeparateResult:
     chunks: int
     seconds: float
     report_files: list[Path]
+    background: str = "raw"                     # "raw" or "processed", as applied
+    work_shape: tuple[int, int] | None = None   # the pattern shape the model saw
 
 
 # --------------------------------------------------------------------------- task (runs on workers)
@@ -48,7 +52,8 @@ class SeparateResult:
 def _separate_and_write(block: np.ndarray, block_info=None, *, out_path: str, checkpoint: str | None,
                         sha256: str, device: str, batch_size: int, background: dict,
                         static_token: str = "", loader: Callable | None = None,
-                        precision: str = "auto") -> np.ndarray:
+                        precision: str = "auto", work_shape: tuple[int, int] | None = None
+                        ) -> np.ndarray:
     """Separate one chunk, write its A, B, weights, then mark it done. Returns its pattern count."""
     import zarr
 
@@ -61,7 +66,7 @@ def _separate_and_write(block: np.ndarray, block_info=None, *, out_path: str, ch
                  if background.get("static", "none") != "none" else None)
     separator = cached_separator(checkpoint, sha256, device, loader, precision)
     a, b, w = separate_patterns(block, separator, batch_size=batch_size, background=background,
-                                static_bg=static_bg, out_dtype=block.dtype)
+                                static_bg=static_bg, out_dtype=block.dtype, work_shape=work_shape)
     group["A"][region] = a
     group["B"][region] = b
     group["weights"][region] = w
@@ -85,19 +90,6 @@ def _static_background(out_path: str, token: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------- client side
 
-def static_background_from_mean(mean: np.ndarray, smooth_std: float | str | None) -> np.ndarray:
-    """The static background pattern (float32) from the map's mean pattern, optionally blurred
-    (``"auto"``: std = width / 8)."""
-    mean = np.asarray(mean, dtype=np.float32)
-    if smooth_std == "auto":
-        smooth_std = mean.shape[-1] / 8
-    if smooth_std:
-        from kdeconv.preprocess.background import dynamic_background
-
-        mean = dynamic_background(mean[None], std=smooth_std)[0]
-    return mean
-
-
 def _load_on_client(checkpoint: str | None, loader: Callable | None):
     """Load the model once here to fail fast (exit 2) on a missing or corrupt checkpoint."""
     if checkpoint is not None and not Path(checkpoint).is_file():
@@ -118,12 +110,13 @@ def _load_on_client(checkpoint: str | None, loader: Callable | None):
 MIN_SIDE = 16
 
 
-def _check_shape(separator, patterns: np.ndarray, background: dict, checkpoint_label: str) -> None:
+def _check_shape(separator, patterns: np.ndarray, background: dict, checkpoint_label: str,
+                 work_shape: tuple[int, int] | None = None) -> None:
     """Run the model on one pattern: a shape the checkpoint cannot take is the user's input error."""
     if min(patterns.shape[-2:]) < MIN_SIDE:
         raise InputError(f"checkpoint {checkpoint_label} cannot take patterns of shape "
                          f"{tuple(patterns.shape[-2:])}: each side must be at least {MIN_SIDE} px")
-    trial = preprocess_patterns(patterns, {**background, "static": "none"})
+    trial = preprocess_patterns(patterns, {**background, "static": "none"}, work_shape=work_shape)
     try:
         a, b, w = separator.separate(trial)
     except InputError:
@@ -138,13 +131,57 @@ def _check_shape(separator, patterns: np.ndarray, background: dict, checkpoint_l
 
 
 def _resume_key(map_path: Path, src, sha256: str, config: SeparateConfig,
-                map_created: str | None = None) -> dict[str, Any]:
+                map_created: str | None = None, background: dict | None = None,
+                work_shape: tuple[int, int] | None = None) -> dict[str, Any]:
     """What must match for a rerun to reuse finished chunks (a re-ingested map does not)."""
     return {"map": str(map_path.resolve()), "map_created": map_created,
             "shape": list(src.shape), "dtype": str(src.dtype),
             "chunks": list(src.chunks), "checkpoint_sha256": sha256,
             "batch_size": config.batch_size, "precision": config.precision,
-            "background": config.background.model_dump(mode="json")}
+            "background": background or config.background.model_dump(mode="json"),
+            "work_shape": list(work_shape or src.shape[-2:])}
+
+
+# Patterns read to decide raw or processed: a few from each of up to this many chunks.
+BACKGROUND_SAMPLE_CHUNKS = 16
+BACKGROUND_SAMPLE_PER_CHUNK = 16
+
+
+def sample_patterns(src, chunks: int = BACKGROUND_SAMPLE_CHUNKS,
+                    per_chunk: int = BACKGROUND_SAMPLE_PER_CHUNK) -> np.ndarray:
+    """A spread sample ``(k, sy, sx)`` of a map's patterns, reading whole chunks (few of them)."""
+    nav_shape, nav_chunks = src.shape[:-2], src.chunks[:-2]
+    grid = [-(-n // c) for n, c in zip(nav_shape, nav_chunks)]
+    n_chunks = int(np.prod(grid))
+    picks = np.unique(np.linspace(0, n_chunks - 1, min(chunks, n_chunks)).round().astype(int))
+    out = []
+    for k in picks:
+        index = np.unravel_index(k, grid)
+        region = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, nav_chunks))
+        block = np.asarray(src[region]).reshape((-1,) + tuple(src.shape[-2:]))
+        take = np.unique(np.linspace(0, len(block) - 1, min(per_chunk, len(block))).round().astype(int))
+        out.append(block[take])
+    return np.concatenate(out)
+
+
+def resolve_background(src, config: SeparateConfig) -> tuple[dict, dict]:
+    """The background recipe the workers apply (mode "raw" or "processed") and the decision record."""
+    from kdeconv.preprocess.background import RAW_FALLOFF, RAW_LOWFREQ_SHARE, decide_background
+
+    recipe = config.background.model_dump(mode="json")
+    requested = recipe["mode"]
+    decision: dict[str, Any] = {"requested": requested}
+    if requested == "auto":
+        mode, evidence = decide_background(sample_patterns(src))
+        decision.update(mode=mode, evidence=evidence,
+                        rule=f"raw when lowfreq_share >= {RAW_LOWFREQ_SHARE} or falloff <= {RAW_FALLOFF}")
+    else:
+        mode = requested
+        decision["mode"] = mode
+    recipe["mode"] = mode
+    if mode == "processed":
+        recipe.update(static="none", dynamic=False)
+    return recipe, decision
 
 
 def _open_existing(staging: Path, key: dict[str, Any]):
@@ -166,7 +203,8 @@ def _open_existing(staging: Path, key: dict[str, Any]):
 
 
 def _create_store(staging: Path, src, map_group, key, config: SeparateConfig, sha256: str,
-                  model_normalization: dict | None = None, claim_rule: dict | None = None):
+                  model_normalization: dict | None = None, claim_rule: dict | None = None,
+                  decision: dict | None = None, working: dict | None = None):
     import zarr
 
     nav_shape, sig_shape = src.shape[:-2], src.shape[-2:]
@@ -175,7 +213,8 @@ def _create_store(staging: Path, src, map_group, key, config: SeparateConfig, sh
     source = dict(map_group.attrs.get("source", {}))
     group.attrs.update(store_attrs(
         "separated", config, source=source, map_store=key["map"], checkpoint_sha256=sha256,
-        preprocessing={"background": config.background.model_dump(mode="json"),
+        preprocessing={"background": key["background"], "background_decision": decision or {},
+                       "working_size": working or {},
                        "model_input": "float32 per pattern in [0, 1]; the model applies the mask "
                                       "and normalisation recorded in its checkpoint",
                        "model_normalization": model_normalization or {}},
@@ -189,7 +228,7 @@ def _create_store(staging: Path, src, map_group, key, config: SeparateConfig, sh
                        fill_value=np.nan)
     grid = tuple(-(-n // c) for n, c in zip(nav_shape, nav_chunks))
     group.create_array(DONE, shape=grid, chunks=(1,) * len(grid), dtype="uint8", fill_value=0)
-    if config.background.static != "none":
+    if key["background"]["static"] != "none":
         group.create_array(STATIC, shape=sig_shape, chunks=sig_shape, dtype="float32",
                            fill_value=np.nan)
     return group
@@ -273,31 +312,46 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
 
     label = config.checkpoint or "default model"
     separator, sha256 = _load_on_client(config.checkpoint, loader)
+    sig_shape = tuple(int(v) for v in src.shape[-2:])
+    working = working_range_of(getattr(separator, "meta", {}) or {})
+    work_shape = working_shape(sig_shape, working, config.working_size)
+    background, decision = resolve_background(src, config)
     first = np.asarray(src[(0,) * nav_ndim])[None]
-    _check_shape(separator, first, config.background.model_dump(), label)
+    _check_shape(separator, first, background, label, work_shape)
     normalization = dict(getattr(separator, "normalization", {}) or {})
     claim_rule = getattr(separator, "claim_rule", None)  # evaluate's rule for this model
     del separator
+    echo(f"background: {decision['mode']}"
+         + (f" (decided from {decision['evidence']['n']} sampled patterns: low-frequency share "
+            f"{decision['evidence']['lowfreq_share']:.3f}, rim/centre {decision['evidence']['falloff']:.2f})"
+            if "evidence" in decision else " (as asked)")
+         + (f"; patterns resampled {sig_shape[0]}x{sig_shape[1]} -> {work_shape[0]}x{work_shape[1]} "
+            f"for the model (its range {working.low}-{working.high} px)"
+            if work_shape != sig_shape else ""))
 
     staging = prepare_output(out_path, overwrite, resume=True).resolve()
-    key = _resume_key(map_path, src, sha256, config, map_group.attrs.get("created"))
+    key = _resume_key(map_path, src, sha256, config, map_group.attrs.get("created"), background,
+                      work_shape)
     group = _open_existing(staging, key)
     if group is None:
-        group = _create_store(staging, src, map_group, key, config, sha256, normalization, claim_rule)
+        working_record = {"map_shape": list(sig_shape), "model_shape": list(work_shape),
+                          "model_range": working.as_dict(), "requested": config.working_size,
+                          "method": "area average down, linear up (kdeconv.preprocess.resample)"}
+        group = _create_store(staging, src, map_group, key, config, sha256, normalization, claim_rule,
+                              decision, working_record)
 
-    background = config.background.model_dump()
     nav_chunks = src.chunks[:-2]
     # Absolute paths in the graph: remote workers do not share this process's working directory.
     checkpoint = str(Path(config.checkpoint).resolve()) if config.checkpoint else None
     src_abs = zarr.open_array(str(map_path.resolve() / "patterns"), mode="r")
     patterns = da.from_zarr(src_abs, chunks=nav_chunks + src.shape[-2:])
     with open_separate_client(cluster, config.device, echo=echo) as client, Timer() as timer:
-        if config.background.static != "none" and np.isnan(group[STATIC][0, 0]):
+        static = background["static"] != "none"
+        if static and np.isnan(group[STATIC][0, 0]):
             mean = patterns.mean(axis=tuple(range(nav_ndim)), dtype=np.float64)
             group[STATIC][...] = static_background_from_mean(
                 compute(client, mean, progress=progress), config.background.static_smooth_std)
-        static_token = (hashlib.sha256(group[STATIC][...].tobytes()).hexdigest()
-                        if config.background.static != "none" else "")
+        static_token = hashlib.sha256(group[STATIC][...].tobytes()).hexdigest() if static else ""
         done = group[DONE][...]
         pending = [tuple(int(i) for i in idx) for idx in np.argwhere(done == 0)]
         # GPU workers (dask-cuda, or `dask worker --resources GPU=1`) take one chunk per GPU.
@@ -309,7 +363,8 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                 chunks=(1,) * nav_ndim, dtype=np.int64, meta=np.empty((0,) * nav_ndim, np.int64),
                 out_path=str(staging), checkpoint=checkpoint, sha256=sha256,
                 device=config.device, batch_size=config.batch_size, background=background,
-                static_token=static_token, loader=loader, precision=config.precision)
+                static_token=static_token, loader=loader, precision=config.precision,
+                work_shape=work_shape)
             if len(pending) == done.size:
                 separated = int(compute(client, counts.sum(), progress=progress))
             elif pending:
@@ -327,4 +382,5 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
         reports = write_report(out_path, map_path, n_panels=config.panels)
     return SeparateResult(out=out_path, patterns=separated, total=total,
                           chunks_skipped=int(done.sum()), chunks=int(done.size),
-                          seconds=timer.seconds, report_files=reports)
+                          seconds=timer.seconds, report_files=reports,
+                          background=decision["mode"], work_shape=work_shape)

@@ -19,7 +19,7 @@ import numpy as np
 from kdeconv.errors import InputError
 
 __all__ = ["LIBRARY_DIR", "PHASES", "library_phases", "library_path", "manifest_path",
-           "read_manifest", "write_emsoft_master", "phase_info"]
+           "read_manifest", "write_emsoft_master", "phase_info", "nearest_energy"]
 
 LIBRARY_DIR = Path(__file__).parent / "library"
 
@@ -95,6 +95,12 @@ def phase_info(name: str) -> dict:
         known = ", ".join(sorted(phases)) or "none (run workflows/make_master_library.py)"
         raise InputError(f"unknown library phase {name!r}; the library holds: {known}")
     return phases[name]
+
+
+def nearest_energy(name: str, energy: float) -> float:
+    """The library energy (keV) of phase ``name`` closest to ``energy``."""
+    available = phase_info(name)["settings"]["energies_kev"]
+    return float(min(available, key=lambda e: abs(e - float(energy))))
 
 
 def library_path(name: str) -> Path:

@@ -142,11 +142,9 @@ def kinematic_master(phase: Any = None, cif: str | Path | None = None, *, hkl_ma
 
 def library_master(phase: str, energy: float = 20) -> Master:
     """A phase of the shipped dynamical library at the library energy nearest ``energy`` (keV)."""
-    from kdeconv.simulate.library import library_path, phase_info
+    from kdeconv.simulate.library import library_path, nearest_energy
 
-    available = phase_info(phase)["settings"]["energies_kev"]
-    nearest = float(min(available, key=lambda e: abs(e - float(energy))))
-    master = emsoft_master(library_path(phase), nearest)
+    master = emsoft_master(library_path(phase), nearest_energy(phase, energy))
     master.name = phase
     return master
 

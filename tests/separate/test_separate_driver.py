@@ -12,7 +12,9 @@ from kdeconv.config.cluster import ClusterConfig
 from kdeconv.config.separate import SeparateConfig
 from kdeconv.model import load_separator
 from kdeconv.separate.chunk import separate_patterns
-from kdeconv.separate.driver import separate_map, static_background_from_mean
+from kdeconv.preprocess.background import static_background_from_mean
+from kdeconv.preprocess.resample import working_range_of, working_shape
+from kdeconv.separate.driver import separate_map
 
 
 def reference(data: np.ndarray, config: SeparateConfig):
@@ -20,8 +22,10 @@ def reference(data: np.ndarray, config: SeparateConfig):
     mean = data.reshape((-1,) + data.shape[-2:]).mean(0, dtype=np.float64)
     static_bg = static_background_from_mean(mean, config.background.static_smooth_std)
     separator = load_separator(None, device="cpu", precision=config.precision)
+    work_shape = working_shape(data.shape[-2:], working_range_of(separator.meta), config.working_size)
     return separate_patterns(data, separator, batch_size=config.batch_size,
-                             background=config.background.model_dump(), static_bg=static_bg)
+                             background=config.background.model_dump(), static_bg=static_bg,
+                             work_shape=work_shape)
 
 
 def read(path):
@@ -50,7 +54,7 @@ def test_same_result_on_1_and_2_workers_and_real_processes(make_map, tmp_path, d
     map_path, data = make_map(dtype=dtype, shape=(6, 8, 32, 32), nav_chunk=(2, 8))
     # fp32 is exact to 1 LSB across processes; bf16 (auto on CPUs with AVX512-BF16/AMX) rounds
     # differently with the thread count of the process, within bf16's own precision.
-    config = SeparateConfig(batch_size=5, panels=2, precision="fp32")
+    config = SeparateConfig(batch_size=5, panels=2, precision="fp32", background={"mode": "raw"})
     atol = 1e-4
     if dtype == np.float32:  # the other static background variant, at the default precision
         config.background.static_operation = "divide"
@@ -92,7 +96,8 @@ def test_same_result_on_1_and_2_workers_and_real_processes(make_map, tmp_path, d
 
 def test_line_scan_and_odd_pattern_size(make_map, tmp_path, dask_processes):
     map_path, data = make_map(shape=(9, 27, 41), dtype=np.uint8, nav_chunk=(4,))
-    config = SeparateConfig(batch_size=4, panels=0, precision="fp32")  # exact to 1 LSB
+    config = SeparateConfig(batch_size=4, panels=0, precision="fp32",  # exact to 1 LSB
+                            background={"mode": "raw"})
     cluster = ClusterConfig(scheduler_file=str(dask_processes[1]))
     result = separate_map(map_path, tmp_path / "sep.zarr", config, cluster)
     assert result.chunks == 3 and result.report_files == []
@@ -151,7 +156,8 @@ def test_changed_settings_start_over(make_map, tmp_path):
 def test_rerun_into_same_path_on_a_long_lived_cluster_uses_the_new_background(make_map, tmp_path,
                                                                                dask_processes):
     cluster = ClusterConfig(scheduler_file=str(dask_processes[1]))
-    config = SeparateConfig(batch_size=8, panels=0, precision="fp32")  # exact to 1 LSB
+    config = SeparateConfig(batch_size=8, panels=0, precision="fp32",  # exact to 1 LSB
+                            background={"mode": "raw"})
     first, _ = make_map(name="first.zarr", shape=(3, 4, 32, 32), nav_chunk=(1, 4), seed=1)
     second, data = make_map(name="second.zarr", shape=(3, 4, 32, 32), nav_chunk=(1, 4), seed=2)
     separate_map(first, tmp_path / "out.zarr", config, cluster)
@@ -166,5 +172,18 @@ def test_a_model_error_on_the_trial_pattern_is_an_input_error(make_map, tmp_path
 
     map_path, _ = make_map(shape=(2, 2, 17, 17), nav_chunk=(1, 2))
     with pytest.raises(InputError, match=r"cannot separate patterns of shape \(17, 17\)"):
-        separate_map(map_path, tmp_path / "out.zarr", SeparateConfig(), loader=load_stub)
+        separate_map(map_path, tmp_path / "out.zarr", SeparateConfig(working_size=17), loader=load_stub)
     assert not list(tmp_path.glob("out.zarr*"))
+
+
+def test_large_patterns_run_at_the_working_size_and_come_back_whole(make_map, tmp_path):
+    map_path, data = make_map(shape=(2, 2, 240, 240), nav_chunk=(1, 2))
+    config = SeparateConfig(panels=0, precision="fp32", background={"mode": "processed"})
+    result = separate_map(map_path, tmp_path / "sep.zarr", config, ClusterConfig(workers=1))
+    assert result.work_shape == (120, 120) and result.background == "processed"
+    a, b, w, attrs = read(tmp_path / "sep.zarr")
+    assert a.shape == b.shape == data.shape and a.dtype == data.dtype
+    working = attrs["preprocessing"]["working_size"]
+    assert working["map_shape"] == [240, 240] and working["model_shape"] == [120, 120]
+    assert attrs["preprocessing"]["background_decision"] == {"requested": "processed", "mode": "processed"}
+    assert "static_background" not in zarr.open_group(str(tmp_path / "sep.zarr"), mode="r")

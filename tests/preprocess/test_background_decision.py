@@ -1,0 +1,62 @@
+"""`background: auto`: raw maps (detector background present) against vendor-processed ones."""
+
+import numpy as np
+import pytest
+
+from kdeconv.preprocess import circular_mask
+from kdeconv.preprocess.background import (decide_background, dynamic_background,
+                                           remove_dynamic_background, remove_static_background)
+
+
+def _raw_map(n=64, size=60, signal=0.3, seed=0):
+    """Kikuchi-like band patterns (random orientations) on a bright-centre detector background."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size] / size - 0.5
+    background = np.exp(-((y + 0.05) ** 2 + x**2) / (2 * 0.6**2))
+    out = np.empty((n, size, size), np.float32)
+    for i in range(n):
+        bands = np.zeros((size, size))
+        for _ in range(6):
+            theta, offset = rng.uniform(0, np.pi), rng.uniform(-0.4, 0.4)
+            d = x * np.cos(theta) + y * np.sin(theta) - offset
+            bands += np.abs(d) < rng.uniform(0.02, 0.05)
+        counts = 2000 * background * ((1 - signal) + signal * bands / 3)
+        out[i] = rng.poisson(counts)
+    return out
+
+
+def _processed(stack, mask=True, bits8=True):
+    mean = stack.mean(0)
+    static = dynamic_background(mean[None], std=stack.shape[-1] / 8)[0]
+    out = remove_dynamic_background(remove_static_background(stack, static))
+    if bits8:
+        out = np.rint(out * 255).astype(np.uint8)
+    return out * circular_mask(out.shape[-2:]) if mask else out
+
+
+@pytest.mark.parametrize("signal", [0.1, 0.3, 0.6])
+def test_a_raw_map_is_raw(signal):
+    mode, evidence = decide_background(_raw_map(signal=signal))
+    assert mode == "raw", evidence
+
+
+@pytest.mark.parametrize("mask, bits8", [(True, True), (False, True), (False, False)])
+def test_the_same_map_processed_is_processed(mask, bits8):
+    mode, evidence = decide_background(_processed(_raw_map(), mask, bits8))
+    assert mode == "processed", evidence
+    assert evidence["masked"] == (1.0 if mask else 0.0)
+
+
+def test_real_raw_nickel_patterns_are_raw_and_their_processed_copy_is_not():
+    import kikuchipy as kp
+
+    raw = kp.data.nickel_ebsd_small().data.reshape(-1, 60, 60)
+    assert decide_background(raw)[0] == "raw"
+    assert decide_background(_processed(raw.astype(np.float32)))[0] == "processed"
+
+
+def test_blank_frames_are_ignored():
+    stack = _raw_map(n=16)
+    with_blank = np.concatenate([stack, np.zeros((8, 60, 60), np.float32)])
+    assert decide_background(with_blank)[1]["n"] == 16
+    assert decide_background(np.zeros((4, 60, 60)))[1]["n"] == 0
