@@ -74,7 +74,7 @@ def _bare_kernel(map_path: Path, config) -> float:
 
     from kdeconv.model import load_separator
     from kdeconv.separate.chunk import separate_patterns
-    from kdeconv.separate.driver import static_background_from_mean
+    from kdeconv.preprocess.background import static_background_from_mean
 
     data = zarr.open_group(str(map_path), mode="r")["patterns"][...]
     separator = load_separator(config.checkpoint, device="cpu", precision=config.precision)
