@@ -236,12 +236,36 @@ class AugmentSpec(StrictModel):
         return self
 
 
+class ModelInputSpec(StrictModel):
+    """What `separate` does to a map before the model, for ``pipeline: raw_mix``."""
+
+    # "raw": static (map mean) and dynamic background removal; "processed": neither.
+    background: Literal["raw", "processed"] = "raw"
+    static_background: str | None = None   # .npy float32 (sy, sx): the map's static background
+    static_operation: Literal["subtract", "divide"] = "subtract"
+    dynamic: bool = True
+    dynamic_operation: Literal["subtract", "divide"] = "subtract"
+    dynamic_std: float | None = Field(default=None, gt=0)  # px at the working size; None = width/8
+    work_shape: tuple[int, int] | None = None  # the model's pattern shape; None = the map's
+
+    def recipe(self) -> dict:
+        """The background keys of kdeconv.config.separate.BackgroundConfig."""
+        raw = self.background == "raw"
+        return {"mode": self.background,
+                "static": "map_mean" if raw and self.static_background else "none",
+                "static_operation": self.static_operation, "dynamic": raw and self.dynamic,
+                "dynamic_operation": self.dynamic_operation, "dynamic_std": self.dynamic_std}
+
+
 class GenerateConfig(StrictModel):
     seed: int = Field(default=0, ge=0)
     n: int = Field(default=1000, ge=1)
     chunk_size: int = Field(default=256, ge=1)      # pairs per task and per Zarr chunk
-    pipeline: Literal["normalize_then_mix", "mix_then_normalize"] = "mix_then_normalize"
+    # raw_mix (map sources): C = wA*A + wB*B of the raw patterns, as the detector sums two
+    # crystals, then C, A and B each get `model_input` (what separate does to a map).
+    pipeline: Literal["normalize_then_mix", "mix_then_normalize", "raw_mix"] = "mix_then_normalize"
     source: Annotated[SimulateSource | MapSource, Field(discriminator="kind")]
+    model_input: ModelInputSpec | None = None
     weights: WeightsSpec = WeightsSpec()
     mask: MaskSpec = MaskSpec()
     normalize: NormalizeSpec = NormalizeSpec()
@@ -251,6 +275,12 @@ class GenerateConfig(StrictModel):
     # so a task reads a few contiguous slabs of the source instead of the whole of it.
     group_size: int = Field(default=1024, ge=1)
     window: int = Field(default=8192, ge=2)
+
+    @model_validator(mode="after")
+    def _raw_mix(self):
+        if self.pipeline == "raw_mix" and (self.source.kind != "map" or self.model_input is None):
+            raise ValueError("pipeline raw_mix needs a map source and model_input")
+        return self
 
     def content_key(self) -> dict:
         """Everything that decides the bytes of pair i (n and chunk_size do not)."""

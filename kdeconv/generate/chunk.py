@@ -14,12 +14,12 @@ import numpy as np
 from kdeconv.config.generate import GenerateConfig
 from kdeconv.generate.augment import AUGMENT_COLUMNS, COL, degrade_one, geometric
 from kdeconv.mixing import mix
-from kdeconv.preprocess import crop, denoise, detect_masked
+from kdeconv.preprocess import circular_mask, crop, denoise, detect_masked
 
 __all__ = ["STREAM_PAIR", "STREAM_NOISE", "STREAM_PURE", "STREAM_WINDOW", "STREAM_PHASE",
            "pool_labels", "pair_rng",
            "noise_rng", "window_for_group", "PairDraws", "draw_pairs", "prepare_pure", "bin_patterns",
-           "build_pairs", "pure_geometry"]
+           "build_pairs", "build_raw_pairs", "pure_geometry"]
 
 STREAM_PAIR, STREAM_NOISE, STREAM_PURE, STREAM_WINDOW, STREAM_PHASE = 0, 1, 2, 3, 4
 N_UNIFORMS = 25  # draws 18-24 came with the detector effects; earlier draws are unchanged
@@ -197,6 +197,30 @@ def prepare_pure(raw: np.ndarray, cfg: GenerateConfig, binned: bool) -> np.ndarr
     if cfg.preprocess.crop is not None:
         x = crop(x, cfg.preprocess.crop)
     return denoise(x, cfg.preprocess.denoise_sigma)
+
+
+def build_raw_pairs(cfg: GenerateConfig, draws: PairDraws, raw_a: np.ndarray, raw_b: np.ndarray,
+                    static_bg: np.ndarray | None) -> dict[str, np.ndarray]:
+    """``pipeline: raw_mix``: C = wA*A + wB*B of raw map patterns (a detector sums the two
+    crystals' electrons), then C, A and B each get separate's preprocessing (``model_input``);
+    flips come last, so the static background is removed where the detector put it."""
+    from kdeconv.mixing import to_uint16
+    from kdeconv.separate.chunk import preprocess_patterns
+
+    spec = cfg.model_input
+    a = np.asarray(raw_a, np.float32)
+    b = np.asarray(raw_b, np.float32)
+    w = draws.weights.astype(np.float32)
+    c = a * w[:, 0, None, None] + b * w[:, 1, None, None]
+    mask = circular_mask(a.shape[-2:])
+    masked = detect_masked(a, mask) | detect_masked(b, mask)
+    recipe = spec.recipe()
+    work = tuple(spec.work_shape) if spec.work_shape else None
+    c, a, b = (preprocess_patterns(x, recipe, static_bg, work, masked) for x in (c, a, b))
+    geo = draws.augment[:, [COL["rot90"], COL["flip"]]].astype(int)
+    if geo.any():
+        c, a, b = (np.stack([geometric(p, r, f) for p, (r, f) in zip(x, geo)]) for x in (c, a, b))
+    return {"C": to_uint16(c), "A": to_uint16(a), "B": to_uint16(b), "masked": masked}
 
 
 def build_pairs(cfg: GenerateConfig, start: int, draws: PairDraws, pure_a: np.ndarray,

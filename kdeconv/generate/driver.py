@@ -24,8 +24,8 @@ import numpy as np
 from kdeconv.config.generate import GenerateConfig, MapSource, SimulateSource
 from kdeconv.errors import InputError
 from kdeconv.generate.augment import AUGMENT_COLUMNS
-from kdeconv.generate.chunk import (bin_patterns, build_pairs, draw_pairs, pool_labels,
-                                    prepare_pure, pure_geometry)
+from kdeconv.generate.chunk import (bin_patterns, build_pairs, build_raw_pairs, draw_pairs,
+                                    pool_labels, prepare_pure, pure_geometry)
 from kdeconv.io.store import (finalize_output, open_store, partial_path, prepare_output,
                               store_attrs)
 from kdeconv.preprocess import circular_mask, mask_geometry
@@ -109,7 +109,15 @@ def _plan_source(cfg: GenerateConfig) -> SourcePlan:
         raise InputError("empty source: at least 2 pure patterns are needed to make pairs")
     raw_shape = tuple(int(s) for s in arr.shape[-2:])
     source_attrs = dict(group.attrs.get("source", {}))
-    return SourcePlan("map", pool, raw_shape, _shape_after(raw_shape, cfg, binned=False),
+    out_shape = _shape_after(raw_shape, cfg, binned=False)
+    if cfg.pipeline == "raw_mix":
+        spec = cfg.model_input
+        if spec.static_background and not Path(spec.static_background).is_file():
+            raise InputError(f"static background not found: {spec.static_background}")
+        if cfg.preprocess.binning != 1 or cfg.preprocess.crop is not None:
+            raise InputError("pipeline raw_mix takes the map's patterns as they are (no binning or crop)")
+        out_shape = tuple(spec.work_shape) if spec.work_shape else raw_shape
+    return SourcePlan("map", pool, raw_shape, out_shape,
                       {"kind": "map", "path": str(Path(src.path).resolve()), "pool_size": pool,
                        "map_nav_shape": list(arr.shape[:-2]), "map_dtype": str(arr.dtype),
                        "map_source": source_attrs}, indices)
@@ -231,8 +239,12 @@ def write_pair_chunk(staging: str, cfg_json: str, start: int, stop: int, pool_si
     n = stop - start
     both = np.concatenate([draws.pos_a, draws.pos_b])
     pats, index, quats = _read_pure(group, cfg, both)
-    mask = circular_mask(shape, cfg.mask.radius)
-    out = build_pairs(cfg, start, draws, pats[:n], pats[n:], mask)
+    if cfg.pipeline == "raw_mix":
+        out = build_raw_pairs(cfg, draws, pats[:n], pats[n:],
+                              _static_background(cfg.model_input.static_background))
+    else:
+        mask = circular_mask(shape, cfg.mask.radius)
+        out = build_pairs(cfg, start, draws, pats[:n], pats[n:], mask)
     label = np.zeros(2 * n, np.int16) if labels is None else labels[both].astype(np.int16)
     _write_all(group, slice(start, stop), {
         "C": out["C"], "A": out["A"], "B": out["B"], "masked": out["masked"],
@@ -240,6 +252,11 @@ def write_pair_chunk(staging: str, cfg_json: str, start: int, stop: int, pool_si
         "rotation_a": quats[:n], "rotation_b": quats[n:], "phase_a": label[:n],
         "phase_b": label[n:], "augment": draws.augment})
     return n
+
+
+@functools.lru_cache(maxsize=2)
+def _static_background(path: str | None) -> np.ndarray | None:
+    return None if path is None else np.load(path).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=2)
