@@ -221,7 +221,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if not torch.isfinite(loss):
-            raise self._diverged(f"training diverged at step {self.state['step']} (loss {float(loss)})")
+            raise self._diverged(f"training diverged at step {self.state['step']} (loss {float(loss.detach())})")
         self.state["step"] += 1
         loss = loss.detach()
         return lr, {"loss": float(loss), "separation": float(parts["separation"]),
@@ -281,6 +281,7 @@ class Trainer:
         s["epoch"] += s["step"] % self.steps_per_epoch == 0
         metrics = self.evaluate()
         self.clock()
+        self.check_finite()  # before anything is logged or saved
         improved = s["best_val"] is None or metrics["loss"] < s["best_val"] - cfg.min_delta
         if improved:
             s["best_val"], s["best_step"], s["bad_evals"] = metrics["loss"], s["step"], 0
@@ -288,7 +289,6 @@ class Trainer:
             s["bad_evals"] += 1
         log.add_val(s["step"], s["epoch"], s["seconds"], lr, metrics)
         saved = {**{f"val_{k}": v for k, v in metrics.items()}, "step": s["step"], "epoch": s["epoch"]}
-        self.check_finite()
         if improved:
             self._write("best.pt", saved)
         self._write("last.pt", saved)
