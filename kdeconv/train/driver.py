@@ -221,7 +221,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if not torch.isfinite(loss):
-            raise self._diverged(f"training diverged at step {self.state['step']} (loss {float(loss.detach())})")
+            raise self._diverged(f"training diverged at step {self.state['step']} "
+                                 f"(loss {float(loss.detach())})")
         self.state["step"] += 1
         loss = loss.detach()
         return lr, {"loss": float(loss), "separation": float(parts["separation"]),
@@ -423,15 +424,16 @@ def run(config: TrainConfig | dict[str, Any] | PathLike | None, *, data: Sequenc
         _check_same_data(ckpt, sources, val_sources if cfg.val_data else [])
     elif cfg.init_checkpoint:
         cfg, init = resolve_init(cfg)
-    if ckpt is None and out.exists() and overwrite:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-
-    trainer = Trainer(cfg, sources, val_sources, out, echo=echo)
+    trainer = Trainer(cfg, sources, val_sources, out, echo=echo)  # writes nothing yet
     if ckpt is not None:
         trainer.resume(ckpt, out / "last.pt")
     elif init is not None:
         trainer.start_from(init, cfg.init_checkpoint)
+    # every check passed: only now is an old run replaced
+    if ckpt is None and out.exists() and overwrite:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if init is not None:
         echo(f"train: starting from the weights of {cfg.init_checkpoint} "
              f"(sha256 {cfg.init_checkpoint_sha256[:12]}…)")
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

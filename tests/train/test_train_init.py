@@ -9,6 +9,7 @@ from train_configs import assert_same_weights, small_config
 from kdeconv.config.train import TrainConfig
 from kdeconv.errors import InputError
 from kdeconv.model import DEFAULT_CHECKPOINT, file_sha256, load_separator, read_checkpoint
+from kdeconv.model.precision import autocast
 from kdeconv.train import Trainer, run
 from kdeconv.train.data import load_validation, open_sources, open_validation_sources
 from kdeconv.train.run_config import coerce_config, resolve_init
@@ -115,6 +116,7 @@ def test_unknown_freeze_prefix(base, tiny_pairs, tmp_path):
     with pytest.raises(InputError, match="no parameters under 'enc.9'"):
         run(_without_model(init_checkpoint=str(base), freeze=["enc.9"]), data=[tiny_pairs],
             out=tmp_path / "x", **_quiet())
+    assert not (tmp_path / "x").exists()
     with pytest.raises(InputError, match="freeze.*'encoder' is not under a module"):
         coerce_config(small_config(freeze=["encoder"]))
 
@@ -130,9 +132,8 @@ def test_separate_validation_stores(tiny_pairs, tiny_val_pairs, tmp_path):
     cfg = TrainConfig.model_validate(last["train_config"])
     model = load_separator(result.last, device="cpu").model
     val = load_validation(open_validation_sources([tiny_val_pairs]), last["normalization"])
-    from kdeconv.model.precision import autocast
-
-    metrics = evaluate_batches(model, val, cfg, torch.device("cpu"), lambda: autocast(torch.device("cpu"), None))
+    cpu = torch.device("cpu")
+    metrics = evaluate_batches(model, val, cfg, cpu, lambda: autocast(cpu, None))
     assert metrics == pytest.approx(result.val_metrics, rel=1e-5)
     # it resumes with its validation stores
     resumed = run({"max_steps": 5}, out=tmp_path / "run", resume=True, **_quiet())
