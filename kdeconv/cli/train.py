@@ -38,8 +38,8 @@ def train(config_path, data, out, resume, init_checkpoint, device, precision, ma
           overwrite):
     """Train the dual-decoder U-Net on pairs stores; writes best.pt, last.pt, metrics.csv, curves.png.
 
-    With --resume, --max-steps, --max-minutes, --device and --precision (and those keys of
-    --config) may change; anything else --config sets must equal the run's.
+    With --resume the budget may change (--max-steps, --max-minutes, --device, --precision, and
+    early_stop_patience in --config); every other key --config sets must equal the run's.
     """
     from kdeconv.config import load_config
     from kdeconv.config.train import TrainConfig

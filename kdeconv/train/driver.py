@@ -120,6 +120,7 @@ class Trainer:
                                       "seconds": 0.0, "best_val": None, "best_step": None,
                                       "bad_evals": 0}
         self.last_saved_step: int | None = None
+        self.last_metrics: dict[str, float] = {}  # the latest validation
 
         self.stream = TrainStream(sources, cfg.batch_size, cfg.seed, self.normalization, cfg.flips)
         self.steps_per_epoch = cfg.steps_per_epoch or self.stream.batches_per_pass
@@ -179,6 +180,8 @@ class Trainer:
             raise InputError(f"{path} has unusable training state "
                              f"({type(err).__name__}: {str(err).splitlines()[0][:100]})") from None
         self.last_saved_step = self.state["step"]
+        self.last_metrics = {k[4:]: v for k, v in (ckpt.get("metrics") or {}).items()
+                             if k.startswith("val_")}
 
     def describe(self) -> str:
         cfg, s = self.cfg, self.state
@@ -294,6 +297,7 @@ class Trainer:
             self._write("best.pt", saved)
         self._write("last.pt", saved)
         log.write_curves()
+        self.last_metrics = metrics
         return metrics, improved
 
     # -- the loop -------------------------------------------------------------------------------
@@ -305,11 +309,11 @@ class Trainer:
         return None
 
     def fit(self, progress: bool = True) -> tuple[str, dict[str, float]]:
-        """Train until the budget is spent or early stopping; returns (stop reason, last val metrics)."""
+        """Train until the budget is spent or early stopping; returns (stop reason, latest validation)."""
         cfg, s = self.cfg, self.state
         log = MetricsLog(self.out, s["step"], cfg.log_every, cfg.batch_size)
         bar = _progress_bar(cfg.max_steps, s["step"]) if progress else None
-        stop_reason, last_metrics = None, {}
+        stop_reason = None
         self.model.train()
         batches = self.stream.batches(s["pass"], s["pass_offset"])
         self._tick = time.perf_counter()
@@ -328,10 +332,10 @@ class Trainer:
                     bar.set_postfix(loss=f"{parts['loss']:.4f}", lr=f"{lr:.2e}", refresh=False)
                 if s["step"] % self.steps_per_epoch and not self.budget_spent():
                     continue
-                last_metrics, improved = self.evaluate_and_checkpoint(lr, log)
+                metrics, improved = self.evaluate_and_checkpoint(lr, log)
                 line = (f"epoch {s['epoch']} step {s['step']}: val loss "
-                        f"{last_metrics['loss']:.4f}, NCC A {last_metrics['ncc_a']:.3f} "
-                        f"B {last_metrics['ncc_b']:.3f}, weight MAE {last_metrics['weight_mae']:.3f}"
+                        f"{metrics['loss']:.4f}, NCC A {metrics['ncc_a']:.3f} "
+                        f"B {metrics['ncc_b']:.3f}, weight MAE {metrics['weight_mae']:.3f}"
                         f"{' (best)' if improved else ''}, lr {lr:.2e}, {s['seconds'] / 60:.1f} min")
                 (bar.write(line, file=sys.stderr) if bar is not None else self.echo(line))
                 if cfg.early_stop_patience and s["bad_evals"] >= cfg.early_stop_patience:
@@ -341,7 +345,7 @@ class Trainer:
                 bar.close()
             log.close()
             batches.close()
-        return stop_reason, last_metrics
+        return stop_reason, self.last_metrics
 
 
 def _progress_bar(total: int, initial: int):
@@ -374,6 +378,54 @@ def _check_same_data(ckpt: dict[str, Any], sources: list[PairsSource],
                              "pattern shapes); resume needs the same data")
 
 
+def _set_up(config, data: list[str], out: Path, resume: bool, overwrite: bool,
+            echo: Callable[[str], None]) -> Trainer:
+    """Everything before the first step: the config, the data, the model (fresh, warm-started or
+    resumed) and the run folder, which is created (or replaced) only once all checks passed."""
+    ckpt = init = None
+    if resume:
+        ckpt = _read_last(out)
+        cfg = resume_config(ckpt, None if config is None else coerce_config(config))
+        if not data:
+            data = [d["path"] for d in (ckpt.get("data") or {}).get("stores", [])]
+    else:
+        if config is None:
+            raise InputError("a training config is required (--config), except when resuming")
+        cfg = coerce_config(config)
+        if out.exists() and any(out.iterdir()) and not overwrite:
+            raise InputError(f"run folder already exists: {out} (use --resume to continue it, "
+                             "or --overwrite to replace it)")
+        if not out.parent.exists():
+            raise InputError(f"output folder does not exist: {out.parent}")
+    resolve_precision(cfg.precision, resolve_device(cfg.device))  # bad device/precision: say so now
+    if cfg.val_data:
+        both = {Path(p).resolve() for p in data} & {Path(p).resolve() for p in cfg.val_data}
+        if both:
+            raise InputError(f"{sorted(both)[0]} is both training data and val_data")
+        sources = open_sources(data, cfg.val_fraction, cfg.val_max, hold_out=False)
+        val_sources = open_validation_sources(cfg.val_data)
+    else:
+        sources = open_sources(data, cfg.val_fraction, cfg.val_max)
+        val_sources = sources
+    if ckpt is not None:
+        _check_same_data(ckpt, sources, val_sources if cfg.val_data else [])
+    elif cfg.init_checkpoint:
+        cfg, init = resolve_init(cfg)
+    trainer = Trainer(cfg, sources, val_sources, out, echo=echo)  # writes nothing yet
+    if ckpt is not None:
+        trainer.resume(ckpt, out / "last.pt")
+    elif init is not None:
+        trainer.start_from(init, cfg.init_checkpoint)
+    if ckpt is None and out.exists() and overwrite:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if init is not None:
+        echo(f"train: starting from the weights of {cfg.init_checkpoint} "
+             f"(sha256 {cfg.init_checkpoint_sha256[:12]}…)")
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return trainer
+
+
 def run(config: TrainConfig | dict[str, Any] | PathLike | None, *, data: Sequence[PathLike] = (),
         out: PathLike, resume: bool = False, overwrite: bool = False, client=None,
         progress: bool = True, echo: Callable[[str], None] = print) -> TrainResult:
@@ -397,53 +449,13 @@ def run(config: TrainConfig | dict[str, Any] | PathLike | None, *, data: Sequenc
         Receives the start line, one line per evaluation and the summary line.
     """
     out = Path(out)
-    data = [str(d) for d in data]
-    ckpt = init = None
-    if resume:
-        ckpt = _read_last(out)
-        cfg = resume_config(ckpt, None if config is None else coerce_config(config))
-        if not data:
-            data = [d["path"] for d in (ckpt.get("data") or {}).get("stores", [])]
-    else:
-        if config is None:
-            raise InputError("a training config is required (--config), except when resuming")
-        cfg = coerce_config(config)
-        if out.exists() and any(out.iterdir()) and not overwrite:
-            raise InputError(f"run folder already exists: {out} (use --resume to continue it, "
-                             "or --overwrite to replace it)")
-        if not out.parent.exists():
-            raise InputError(f"output folder does not exist: {out.parent}")
-    resolve_precision(cfg.precision, resolve_device(cfg.device))  # bad device/precision: say so now
-    if cfg.val_data:
-        sources = open_sources(data, cfg.val_fraction, cfg.val_max, hold_out=False)
-        val_sources = open_validation_sources(cfg.val_data)
-    else:
-        sources = open_sources(data, cfg.val_fraction, cfg.val_max)
-        val_sources = sources
-    if ckpt is not None:
-        _check_same_data(ckpt, sources, val_sources if cfg.val_data else [])
-    elif cfg.init_checkpoint:
-        cfg, init = resolve_init(cfg)
-    trainer = Trainer(cfg, sources, val_sources, out, echo=echo)  # writes nothing yet
-    if ckpt is not None:
-        trainer.resume(ckpt, out / "last.pt")
-    elif init is not None:
-        trainer.start_from(init, cfg.init_checkpoint)
-    # every check passed: only now is an old run replaced
-    if ckpt is None and out.exists() and overwrite:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if init is not None:
-        echo(f"train: starting from the weights of {cfg.init_checkpoint} "
-             f"(sha256 {cfg.init_checkpoint_sha256[:12]}…)")
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    trainer = _set_up(config, [str(d) for d in data], out, resume, overwrite, echo)
+    cfg, s = trainer.cfg, trainer.state
     echo(trainer.describe())
-
     run_start = time.perf_counter()
-    start_step = trainer.state["step"]
+    start_step = s["step"]
     stop_reason, last_metrics = trainer.fit(progress=progress)
     elapsed = time.perf_counter() - run_start
-    s = trainer.state
     done = s["step"] - start_step
     summary = {"stop_reason": stop_reason, "step": s["step"], "epoch": s["epoch"],
                "best_step": s["best_step"], "best_val_loss": s["best_val"],

@@ -135,6 +135,8 @@ def test_separate_validation_stores(tiny_pairs, tiny_val_pairs, tmp_path):
     cpu = torch.device("cpu")
     metrics = evaluate_batches(model, val, cfg, cpu, lambda: autocast(cpu, None))
     assert metrics == pytest.approx(result.val_metrics, rel=1e-5)
+    with pytest.raises(InputError, match="both training data and val_data"):
+        run(small_config(val_data=[str(tiny_pairs)]), data=[tiny_pairs], out=tmp_path / "x", **_quiet())
     # it resumes with its validation stores
     resumed = run({"max_steps": 5}, out=tmp_path / "run", resume=True, **_quiet())
     assert resumed.steps == 5

@@ -138,3 +138,72 @@ def test_non_finite_weights_are_never_saved(tiny_pairs, tmp_path):
     # a NaN loss stops at once (RuntimeError, as before), naming the step
     with pytest.raises(RuntimeError, match="training diverged at step 1 .loss nan.: lower lr"):
         trainer.step(next(batches)[2])
+
+
+def test_same_parameters_as_a_plain_loop(dict_run, tiny_pairs):
+    # The trainer adds nothing to the optimisation itself: a bare loop over the same batches
+    # (seeded model, AdamW, schedule, PIT loss, clipping) ends with the same parameters.
+    import random
+
+    import numpy as np
+
+    from kdeconv.model import build_model
+    from kdeconv.train.data import TrainStream
+    from kdeconv.train.loss import pit_loss
+    from kdeconv.train.schedule import WarmupCosine
+    from kdeconv.train.validation import to_tensors
+
+    cfg = TrainConfig.model_validate(small_config())
+    cpu = torch.device("cpu")
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+    model = build_model(cfg.model).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = WarmupCosine(opt, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
+    sources = open_sources([tiny_pairs], cfg.val_fraction, cfg.val_max)
+    batches = TrainStream(sources, 4, 0, cfg.normalization.model_dump(mode="json"), True).batches()
+    model.train()
+    for step in range(cfg.max_steps):
+        c, a, b, w = to_tensors(next(batches)[2], cpu)
+        schedule.set(step, step / cfg.max_steps)
+        loss, _ = pit_loss(*model(c), a, b, w, c, **cfg.loss.model_dump())
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+    batches.close()
+    saved = read_checkpoint(dict_run.last)["state_dict"]
+    for name, param in model.named_parameters():
+        assert torch.equal(param.detach(), saved[name]), name
+
+
+def test_runs_saved_without_the_fine_tuning_keys_resume(dict_run, tmp_path):
+    # last.pt files written before init_checkpoint/freeze/head_lr_scale/val_data existed
+    import shutil
+
+    from kdeconv.model.checkpoint import _write_atomic
+
+    out = tmp_path / "run"
+    shutil.copytree(dict_run.out, out)
+    ckpt = read_checkpoint(out / "last.pt")
+    for key in ("init_checkpoint", "init_checkpoint_sha256", "freeze", "head_lr_scale", "val_data"):
+        del ckpt["train_config"][key]
+    _write_atomic(out / "last.pt", ckpt)
+    same = tmp_path / "same"
+    shutil.copytree(dict_run.out, same)
+    a = run({"max_steps": 5}, out=out, resume=True, **_quiet())
+    b = run({"max_steps": 5}, out=same, resume=True, **_quiet())
+    assert a.steps == b.steps == 5
+    assert_same_weights(read_checkpoint(a.last)["state_dict"], read_checkpoint(b.last)["state_dict"])
+
+
+def test_resuming_a_finished_run_reports_its_last_validation(dict_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(dict_run.out, out)
+    result = run(None, out=out, resume=True, **_quiet())
+    assert (result.steps, result.stop_reason) == (4, "max_steps")
+    assert result.val_metrics == dict_run.val_metrics
