@@ -1,21 +1,28 @@
 """Pydantic config models, one per command, loaded from YAML under ``configs/``.
 
-Each stage's model lives in its own module (``config/generate.py`` …); this module holds the loader.
+Each stage's model lives in its own module (``config/generate.py`` …); this module holds the loader
+and the choices several configs share. No torch is imported here or by any config module.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kdeconv.errors import InputError
 
-__all__ = ["StrictModel", "load_config", "validate_config"]
+__all__ = ["StrictModel", "Precision", "Device", "load_config", "validate_config"]
 
 M = TypeVar("M", bound=BaseModel)
+
+# Autocast dtype (kdeconv.model.precision): auto = bf16 on GPUs (fp16 + loss scaling before
+# Ampere) and on CPUs with native bf16 (AVX512-BF16/AMX), fp32 elsewhere.
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+# auto = cuda when available, else cpu.
+Device = Literal["auto", "cpu", "cuda"]
 
 
 class StrictModel(BaseModel):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from kdeconv.config import StrictModel
+from kdeconv.config import Device, Precision, StrictModel
 
 
 class BackgroundConfig(StrictModel):
@@ -38,10 +38,10 @@ class BackgroundConfig(StrictModel):
 
 class SeparateConfig(StrictModel):
     checkpoint: str | None = None  # None = the default model shipped in kdeconv/model/weights/
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     # autocast dtype (kdeconv.model.precision): auto = bf16 on GPUs and on CPUs with native bf16
     # (AVX512-BF16/AMX; 1.6x the fp32 rate at 120x120 here, same median NCC), else fp32
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: Precision = "auto"
     batch_size: int = Field(default=64, ge=1)  # patterns per model call inside a chunk
     # Shorter side (px) the model sees; patterns are resampled to it and A, B back to the map's
     # size. None: the model's own working range decides (patterns inside it are left alone).

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from kdeconv.config import StrictModel
-from kdeconv.model.unet import UNetConfig
+from kdeconv.config import Device, Precision, StrictModel
+from kdeconv.config.model import ENCODER_MODULES, HEAD_MODULES, UNetConfig
 
-__all__ = ["TrainConfig", "NormalizationConfig", "LossConfig", "BUDGET_KEYS"]
+__all__ = ["TrainConfig", "NormalizationConfig", "LossConfig", "BUDGET_KEYS", "DEFAULT_INIT"]
 
 # Keys that may change when a run is resumed (everything else must match the run's config).
 BUDGET_KEYS = ("max_steps", "max_minutes", "early_stop_patience", "device", "precision")
+# ``init_checkpoint`` value meaning the model shipped in the package (kdeconv.model.DEFAULT_CHECKPOINT).
+DEFAULT_INIT = "default"
 
 
 class NormalizationConfig(StrictModel):
@@ -47,6 +49,16 @@ class TrainConfig(StrictModel):
     normalization: NormalizationConfig = NormalizationConfig()
     loss: LossConfig = LossConfig()
 
+    # Fine-tuning: start from these weights ("default" = the model shipped in the package). The
+    # model and normalization sections then come from that checkpoint (given ones must equal
+    # it); the optimiser starts fresh. The trainer records the file's sha256; a given one must match.
+    init_checkpoint: str | None = None
+    init_checkpoint_sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$")
+    # Module-name prefixes whose parameters stay fixed, e.g. [stem, enc, down, bottleneck] (the
+    # encoder); BatchNorm statistics are still recalibrated on the training data.
+    freeze: list[str] = []
+    head_lr_scale: float = Field(default=1.0, gt=0)  # lr multiplier of both decoders and the weight head
+
     batch_size: int = Field(default=32, ge=1)
     lr: float = Field(default=2e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
@@ -62,6 +74,9 @@ class TrainConfig(StrictModel):
     steps_per_epoch: int | None = Field(default=None, ge=1)  # None = one pass over the train split
     val_fraction: float = Field(default=0.05, gt=0, lt=1)   # tail of each store held out
     val_max: int = Field(default=1024, ge=1)                # at most this many validation pairs in all
+    # Pairs stores used whole for validation (loaded into memory), instead of holding out the tails
+    # of the training stores; early stopping and best.pt follow them.
+    val_data: list[str] | None = Field(default=None, min_length=1)
     val_batch_size: int = Field(default=64, ge=1)
     early_stop_patience: int = Field(default=8, ge=0)       # evaluations without improvement; 0 = off
     min_delta: float = Field(default=1e-4, ge=0)
@@ -69,7 +84,16 @@ class TrainConfig(StrictModel):
     flips: bool = True  # random flips/transposes, identical on C, A and B
     log_every: int = Field(default=25, ge=1)  # train rows of metrics.csv
     threads: int | None = Field(default=None, ge=1)  # torch CPU threads (None = torch default)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     # autocast dtype (kdeconv.model.precision): auto = bf16 on GPUs and on CPUs with native bf16
     # (AVX512-BF16/AMX), fp16 + loss scaling on older GPUs, fp32 elsewhere
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: Precision = "auto"
+
+    @field_validator("freeze")
+    @classmethod
+    def _module_names(cls, prefixes: list[str]) -> list[str]:
+        known = ENCODER_MODULES + HEAD_MODULES
+        for prefix in prefixes:
+            if prefix.split(".")[0] not in known:
+                raise ValueError(f"{prefix!r} is not under a module of the model ({', '.join(known)})")
+        return prefixes

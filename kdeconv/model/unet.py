@@ -10,41 +10,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from kdeconv.config import StrictModel
+from kdeconv.config.model import UNetConfig
 
 __all__ = ["UNetConfig", "DualDecoderUNet", "ResBlock", "GlobalBlock"]
-
-
-class UNetConfig(StrictModel):
-    """Architecture; stored in every checkpoint so it can be rebuilt."""
-
-    stem_factor: int = 4  # space-to-depth factor of the stem (1/4 resolution for the first level)
-    widths: tuple[int, ...] = (24, 48, 64, 96)  # per level; each next level halves the size
-    blocks_per_level: int = 1  # encoder ResBlocks per level
-    decoder_block: str = "conv"  # "conv" (one conv-BN-SiLU, fast) or "res" (a ResBlock)
-    bottleneck_blocks: int = 1
-    head_channels: int = 4  # full-resolution channels in each output head
-    # Channels the decoder hands to full resolution (PixelShuffle of s*s*k); the first is the coarse
-    # output itself. 1 = a linear 4x4 readout of the finest level, blind to fine Kikuchi lines.
-    full_res_channels: int = Field(default=1, ge=1)
-    refine_layers: int = Field(default=1, ge=1)  # 3x3 conv layers of the full-resolution head
-    weight_hidden: int = 32
-    # Slow BatchNorm statistics: consecutive batches come from one store (one pattern size), so
-    # the default 0.1 would leave eval statistics of whichever size was seen last.
-    bn_momentum: float = 0.01
-    # Levels (0 = first, len(widths)-1 = bottleneck) followed by a global self-attention block:
-    # Kikuchi bands cross the whole pattern, so one crystal's bands are told from the other's by
-    # their long-range alignment, which small convolutions see only at the coarsest level.
-    global_levels: tuple[int, ...] = ()
-    global_heads: int = 4
-
-    @property
-    def multiple(self) -> int:
-        """Input sides are padded to a multiple of this."""
-        return self.stem_factor * 2 ** (len(self.widths) - 1)
 
 
 class ResBlock(nn.Module):

@@ -1,2 +1,7 @@
-"""Training: streamed pairs data (data.py), the permutation-invariant loss (loss.py) and the
-loop with checkpoints, resume and logs (driver.py)."""
+"""Training: streamed pairs data (data.py), the permutation-invariant loss (loss.py), validation
+kernels (validation.py), the schedule, the metrics log, which config a run uses (run_config.py)
+and the trainer with the stage entry point ``run`` (driver.py)."""
+
+from kdeconv.train.driver import TrainingDiverged, TrainResult, Trainer, run
+
+__all__ = ["run", "TrainResult", "Trainer", "TrainingDiverged"]

@@ -2,7 +2,8 @@
 
 Nothing is loaded whole: each step reads one chunk's worth of C, A, B and weights. The order
 is a pure function of (seed, pass, chunk), so a resumed run continues with exactly the batches it
-would have seen. The tail ``val_fraction`` of every store is held out for validation.
+would have seen. The tail ``val_fraction`` of every store is held out for validation, unless
+separate validation stores are given (``open_validation_sources``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from kdeconv.errors import InputError
 from kdeconv.io.store import open_store
 from kdeconv.model.inputs import normalize_like, prepare_inputs
 
-__all__ = ["PairsSource", "ChunkSpan", "Batch", "open_sources", "TrainStream", "load_validation",
-           "load_calibration",
-           "augment_flips", "prepare_batch"]
+__all__ = ["PairsSource", "ChunkSpan", "Batch", "open_sources", "open_validation_sources",
+           "TrainStream", "load_validation", "load_calibration", "augment_flips", "prepare_batch"]
 
 ARRAYS = ("C", "A", "B", "weights")
 
@@ -59,27 +59,48 @@ class Batch:
     masked: np.ndarray   # (b,) bool
 
 
-def open_sources(paths: list[str | Path], val_fraction: float, val_max: int) -> list[PairsSource]:
+def _open_pairs(path: str | Path):
+    """The store's group, pair count, pattern shape and chunk length (checked)."""
+    group = open_store(path, kind="pairs", arrays=ARRAYS)
+    c = group["C"]
+    if c.ndim != 3:
+        raise InputError(f"{path}: array C must be (n, sy, sx), got shape {c.shape}")
+    n = c.shape[0]
+    for name in ("A", "B"):
+        if group[name].shape != c.shape:
+            raise InputError(f"{path}: array {name} has shape {group[name].shape}, C has {c.shape}")
+    if group["weights"].shape != (n, 2):
+        raise InputError(f"{path}: weights must be ({n}, 2), got {group['weights'].shape}")
+    return group, n, tuple(c.shape[1:]), int(c.chunks[0])
+
+
+def open_sources(paths: list[str | Path], val_fraction: float, val_max: int, *,
+                 hold_out: bool = True) -> list[PairsSource]:
+    """Training stores; with ``hold_out`` the tail of each is validation (see module docstring)."""
     if not paths:
         raise InputError("no training data: pass --data PAIRS.zarr (one or more)")
     sources = []
     val_each = max(1, val_max // len(paths))
     for p in paths:
-        group = open_store(p, kind="pairs", arrays=ARRAYS)
-        c = group["C"]
-        if c.ndim != 3:
-            raise InputError(f"{p}: array C must be (n, sy, sx), got shape {c.shape}")
-        n = c.shape[0]
-        for name in ("A", "B"):
-            if group[name].shape != c.shape:
-                raise InputError(f"{p}: array {name} has shape {group[name].shape}, C has {c.shape}")
-        if group["weights"].shape != (n, 2):
-            raise InputError(f"{p}: weights must be ({n}, 2), got {group['weights'].shape}")
-        n_val = min(max(1, math.ceil(n * val_fraction)), val_each)
+        group, n, shape, chunk = _open_pairs(p)
+        n_val = min(max(1, math.ceil(n * val_fraction)), val_each) if hold_out else 0
         if n - n_val < 1:
-            raise InputError(f"{p}: {n} pairs is too few to hold out validation pairs")
-        sources.append(PairsSource(Path(p), group, n, tuple(c.shape[1:]), int(c.chunks[0]),
-                                   n - n_val, n_val))
+            raise InputError(f"{p}: {n} pairs is too few to hold out validation pairs" if hold_out
+                             else f"{p}: the store holds no pairs")
+        sources.append(PairsSource(Path(p), group, n, shape, chunk, n - n_val, n_val))
+    return sources
+
+
+def open_validation_sources(paths: list[str | Path]) -> list[PairsSource]:
+    """Stores used whole for validation (no training pairs)."""
+    if not paths:
+        raise InputError("no validation data: val_data lists no pairs store")
+    sources = []
+    for p in paths:
+        group, n, shape, chunk = _open_pairs(p)
+        if n < 1:
+            raise InputError(f"{p}: the validation store holds no pairs")
+        sources.append(PairsSource(Path(p), group, n, shape, chunk, 0, n))
     return sources
 
 

@@ -62,3 +62,9 @@ def debug_pairs(tmp_path_factory):
                                        "--threads-per-worker", "1"])
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_val_pairs(tmp_path_factory):
+    """40 other pairs of the same kind, for a separate validation set."""
+    return write_pairs(tmp_path_factory.mktemp("val_pairs") / "val.zarr", n=40, chunk=16, seed=1)
