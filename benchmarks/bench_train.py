@@ -109,7 +109,7 @@ def run(quick: bool = False) -> list[dict]:
     from kdeconv.config.train import TrainConfig
     from kdeconv.train.data import TrainStream, open_sources
     from kdeconv.model.precision import precision_name, resolve_precision
-    from kdeconv.train.driver import train
+    from kdeconv.train import run
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     steps = 12 if quick else 60
@@ -136,7 +136,8 @@ def run(quick: bool = False) -> list[dict]:
         bare_rate = _bare_loop(cfg, batch, steps // 2, log_every)
 
         t0 = time.perf_counter()
-        train(cfg_path, [str(store)], tmp / "run", max_steps=steps + log_every, echo=lambda s: None)
+        run({**base, "max_steps": steps + log_every}, data=[str(store)], out=tmp / "run", progress=False,
+            echo=lambda s: None)
         wall = time.perf_counter() - t0
         rows = [r for r in csv.DictReader((tmp / "run" / "metrics.csv").open()) if r["kind"] == "train"]
         # best window on both sides: the shared machine only ever slows a window down
