@@ -4,15 +4,17 @@
 #   bash workflows/train_default.sh            # generate, train, check, install
 #   STAGES="train check" bash workflows/train_default.sh
 #
-# Budget: generation ~14 min + training MAX_MINUTES (default 70) + check ~3 min on 2 cores,
-# i.e. <= 90 min. Every stage resumes: existing pairs stores are kept, an interrupted run
+# The multi-phase model: pairs from the dynamical master library (configs/generate_library*.yaml),
+# then the shipped Ni model fine-tuned on them (configs/train_library.yaml, init_checkpoint).
+# Budget: generation ~15 min + training MAX_MINUTES (default 130) + check ~5 min on 2 cores,
+# i.e. <= 150 min. Every stage resumes: existing pairs stores are kept, an interrupted run
 # continues from its last.pt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WORK=${WORK:-runs/default}
-MAX_MINUTES=${MAX_MINUTES:-70}
-TRAIN_CONFIG=${TRAIN_CONFIG:-configs/train_default.yaml}
+MAX_MINUTES=${MAX_MINUTES:-130}
+TRAIN_CONFIG=${TRAIN_CONFIG:-configs/train_library.yaml}
 STAGES=${STAGES:-"generate train check install"}
 mkdir -p "$WORK"
 
@@ -21,11 +23,12 @@ generate() {  # config, store
   if [ -d "$2" ]; then echo "kept $2"; else kdeconv generate --config "$1" --out "$2"; fi
 }
 
-DATA=("$WORK/pairs120.zarr" "$WORK/pairs60.zarr" "$WORK/pairs96x128.zarr")
+DATA=("$WORK/pairs120.zarr" "$WORK/pairs60.zarr" "$WORK/pairs96x128.zarr" "$WORK/pairs160.zarr")
 if has generate; then
-  generate configs/generate_default.yaml "${DATA[0]}"
-  generate configs/generate_default_60.yaml "${DATA[1]}"
-  generate configs/generate_default_96x128.yaml "${DATA[2]}"
+  generate configs/generate_library.yaml "${DATA[0]}"
+  generate configs/generate_library_60.yaml "${DATA[1]}"
+  generate configs/generate_library_96x128.yaml "${DATA[2]}"
+  generate configs/generate_library_160.yaml "${DATA[3]}"
 fi
 
 if has train; then
