@@ -24,8 +24,8 @@ from kdeconv.config.separate import SeparateConfig
 from kdeconv.errors import InputError
 from kdeconv.io.store import finalize_output, open_store, prepare_output, store_attrs
 from kdeconv.preprocess.background import static_background_from_mean
-from kdeconv.preprocess.resample import working_range_of, working_shape
 from kdeconv.separate.chunk import preprocess_patterns, separate_patterns
+from kdeconv.separate.inputs import plan_model_input
 from kdeconv.separate.worker import cached_separator, cuda_available, resolve_device
 
 __all__ = ["separate_map", "SeparateResult", "open_separate_client"]
@@ -140,48 +140,6 @@ def _resume_key(map_path: Path, src, sha256: str, config: SeparateConfig,
             "batch_size": config.batch_size, "precision": config.precision,
             "background": background or config.background.model_dump(mode="json"),
             "work_shape": list(work_shape or src.shape[-2:])}
-
-
-# Patterns read to decide raw or processed: a few from each of up to this many chunks.
-BACKGROUND_SAMPLE_CHUNKS = 16
-BACKGROUND_SAMPLE_PER_CHUNK = 16
-
-
-def sample_patterns(src, chunks: int = BACKGROUND_SAMPLE_CHUNKS,
-                    per_chunk: int = BACKGROUND_SAMPLE_PER_CHUNK) -> np.ndarray:
-    """A spread sample ``(k, sy, sx)`` of a map's patterns, reading whole chunks (few of them)."""
-    nav_shape, nav_chunks = src.shape[:-2], src.chunks[:-2]
-    grid = [-(-n // c) for n, c in zip(nav_shape, nav_chunks)]
-    n_chunks = int(np.prod(grid))
-    picks = np.unique(np.linspace(0, n_chunks - 1, min(chunks, n_chunks)).round().astype(int))
-    out = []
-    for k in picks:
-        index = np.unravel_index(k, grid)
-        region = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, nav_chunks))
-        block = np.asarray(src[region]).reshape((-1,) + tuple(src.shape[-2:]))
-        take = np.unique(np.linspace(0, len(block) - 1, min(per_chunk, len(block))).round().astype(int))
-        out.append(block[take])
-    return np.concatenate(out)
-
-
-def resolve_background(src, config: SeparateConfig) -> tuple[dict, dict]:
-    """The background recipe the workers apply (mode "raw" or "processed") and the decision record."""
-    from kdeconv.preprocess.background import RAW_FALLOFF, RAW_LOWFREQ_SHARE, decide_background
-
-    recipe = config.background.model_dump(mode="json")
-    requested = recipe["mode"]
-    decision: dict[str, Any] = {"requested": requested}
-    if requested == "auto":
-        mode, evidence = decide_background(sample_patterns(src))
-        decision.update(mode=mode, evidence=evidence,
-                        rule=f"raw when lowfreq_share >= {RAW_LOWFREQ_SHARE} or falloff <= {RAW_FALLOFF}")
-    else:
-        mode = requested
-        decision["mode"] = mode
-    recipe["mode"] = mode
-    if mode == "processed":
-        recipe.update(static="none", dynamic=False)
-    return recipe, decision
 
 
 def _open_existing(staging: Path, key: dict[str, Any]):
@@ -312,33 +270,23 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
 
     label = config.checkpoint or "default model"
     separator, sha256 = _load_on_client(config.checkpoint, loader)
-    sig_shape = tuple(int(v) for v in src.shape[-2:])
-    working = working_range_of(getattr(separator, "meta", {}) or {})
-    work_shape = working_shape(sig_shape, working, config.working_size)
-    background, decision = resolve_background(src, config)
+    plan = plan_model_input(src, getattr(separator, "meta", {}) or {}, config.background,
+                            config.working_size)
+    background, work_shape = plan.background, plan.work_shape
     first = np.asarray(src[(0,) * nav_ndim])[None]
     _check_shape(separator, first, background, label, work_shape)
     normalization = dict(getattr(separator, "normalization", {}) or {})
     claim_rule = getattr(separator, "claim_rule", None)  # evaluate's rule for this model
     del separator
-    echo(f"background: {decision['mode']}"
-         + (f" (decided from {decision['evidence']['n']} sampled patterns: low-frequency share "
-            f"{decision['evidence']['lowfreq_share']:.3f}, rim/centre {decision['evidence']['falloff']:.2f})"
-            if "evidence" in decision else " (as asked)")
-         + (f"; patterns resampled {sig_shape[0]}x{sig_shape[1]} -> {work_shape[0]}x{work_shape[1]} "
-            f"for the model (its range {working.low}-{working.high} px)"
-            if work_shape != sig_shape else ""))
+    echo(plan.describe())
 
     staging = prepare_output(out_path, overwrite, resume=True).resolve()
     key = _resume_key(map_path, src, sha256, config, map_group.attrs.get("created"), background,
                       work_shape)
     group = _open_existing(staging, key)
     if group is None:
-        working_record = {"map_shape": list(sig_shape), "model_shape": list(work_shape),
-                          "model_range": working.as_dict(), "requested": config.working_size,
-                          "method": "area average down, linear up (kdeconv.preprocess.resample)"}
         group = _create_store(staging, src, map_group, key, config, sha256, normalization, claim_rule,
-                              decision, working_record)
+                              plan.decision, plan.working_record())
 
     nav_chunks = src.chunks[:-2]
     # Absolute paths in the graph: remote workers do not share this process's working directory.
@@ -383,4 +331,4 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     return SeparateResult(out=out_path, patterns=separated, total=total,
                           chunks_skipped=int(done.sum()), chunks=int(done.size),
                           seconds=timer.seconds, report_files=reports,
-                          background=decision["mode"], work_shape=work_shape)
+                          background=plan.decision["mode"], work_shape=work_shape)

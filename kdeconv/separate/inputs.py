@@ -1,0 +1,100 @@
+"""How a map is prepared for a model: the background recipe (raw or vendor-processed, decided per
+map) and the pattern shape the model sees. ``separate`` and ``adapt`` both plan with it, so a
+model is fine-tuned on exactly the input it will separate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kdeconv.config.separate import BackgroundConfig
+from kdeconv.preprocess.resample import WorkingRange, working_range_of, working_shape
+
+__all__ = ["ModelInputPlan", "plan_model_input", "sample_patterns", "resolve_background"]
+
+# Patterns read to decide raw or processed: a few from each of up to this many chunks.
+BACKGROUND_SAMPLE_CHUNKS = 16
+BACKGROUND_SAMPLE_PER_CHUNK = 16
+
+
+def sample_patterns(src, chunks: int = BACKGROUND_SAMPLE_CHUNKS,
+                    per_chunk: int = BACKGROUND_SAMPLE_PER_CHUNK) -> np.ndarray:
+    """A spread sample ``(k, sy, sx)`` of a map's patterns, reading whole chunks (few of them)."""
+    nav_shape, nav_chunks = src.shape[:-2], src.chunks[:-2]
+    grid = [-(-n // c) for n, c in zip(nav_shape, nav_chunks)]
+    n_chunks = int(np.prod(grid))
+    picks = np.unique(np.linspace(0, n_chunks - 1, min(chunks, n_chunks)).round().astype(int))
+    out = []
+    for k in picks:
+        index = np.unravel_index(k, grid)
+        region = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, nav_chunks))
+        block = np.asarray(src[region]).reshape((-1,) + tuple(src.shape[-2:]))
+        take = np.unique(np.linspace(0, len(block) - 1, min(per_chunk, len(block))).round().astype(int))
+        out.append(block[take])
+    return np.concatenate(out)
+
+
+def resolve_background(src, background: BackgroundConfig) -> tuple[dict, dict]:
+    """The background recipe the workers apply (mode "raw" or "processed") and the decision record."""
+    from kdeconv.preprocess.background import RAW_FALLOFF, RAW_LOWFREQ_SHARE, decide_background
+
+    recipe = background.model_dump(mode="json")
+    requested = recipe["mode"]
+    decision: dict[str, Any] = {"requested": requested}
+    if requested == "auto":
+        mode, evidence = decide_background(sample_patterns(src))
+        decision.update(mode=mode, evidence=evidence,
+                        rule=f"raw when lowfreq_share >= {RAW_LOWFREQ_SHARE} or falloff <= {RAW_FALLOFF}")
+    else:
+        mode = requested
+        decision["mode"] = mode
+    recipe["mode"] = mode
+    if mode == "processed":
+        recipe.update(static="none", dynamic=False)
+    return recipe, decision
+
+
+@dataclass
+class ModelInputPlan:
+    background: dict            # BackgroundConfig keys, mode resolved to "raw" or "processed"
+    decision: dict              # what was asked, what was decided, and the evidence
+    map_shape: tuple[int, int]  # the map's pattern shape
+    work_shape: tuple[int, int]  # the shape the model sees
+    working: WorkingRange       # the model's range of pattern sizes
+    requested_size: int | None = None
+
+    @property
+    def resampled(self) -> bool:
+        return self.work_shape != self.map_shape
+
+    def working_record(self) -> dict:
+        """For store attrs and provenance files."""
+        return {"map_shape": list(self.map_shape), "model_shape": list(self.work_shape),
+                "model_range": self.working.as_dict(), "requested": self.requested_size,
+                "method": "area average down, linear up (kdeconv.preprocess.resample)"}
+
+    def describe(self) -> str:
+        """One line for the user: what was decided, and why."""
+        evidence = self.decision.get("evidence")
+        line = f"background: {self.decision['mode']}" + (
+            f" (decided from {evidence['n']} sampled patterns: low-frequency share "
+            f"{evidence['lowfreq_share']:.3f}, rim/centre {evidence['falloff']:.2f})"
+            if evidence else " (as asked)")
+        if self.resampled:
+            line += (f"; patterns resampled {self.map_shape[0]}x{self.map_shape[1]} -> "
+                     f"{self.work_shape[0]}x{self.work_shape[1]} for the model (its range "
+                     f"{self.working.low}-{self.working.high} px)")
+        return line
+
+
+def plan_model_input(src, model_meta: dict, background: BackgroundConfig,
+                     working_size: int | None = None) -> ModelInputPlan:
+    """Plan for the map array ``src`` (…nav, sy, sx) and a model's checkpoint metadata."""
+    map_shape = tuple(int(v) for v in src.shape[-2:])
+    working = working_range_of(model_meta or {})
+    recipe, decision = resolve_background(src, background)
+    return ModelInputPlan(recipe, decision, map_shape, working_shape(map_shape, working, working_size),
+                          working, working_size)
