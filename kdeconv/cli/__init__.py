@@ -21,6 +21,7 @@ COMMANDS = {
     "generate": ("kdeconv.cli.generate", "generate", "Make synthetic (C, A, B) training pairs."),
     "train": ("kdeconv.cli.train", "train", "Train the dual-decoder U-Net on a pairs store."),
     "separate": ("kdeconv.cli.separate", "separate", "Separate every pattern of a map into A, B and weights."),
+    "adapt": ("kdeconv.cli.adapt", "adapt", "Fine-tune a model on a map's own pure patterns (minutes)."),
     "evaluate": ("kdeconv.cli.evaluate", "evaluate", "Score separated patterns against ground truth."),
     "simulate-map": ("kdeconv.cli.simulate_map", "simulate_map",
                      "Simulate a polycrystal map with boundary mixtures and its ground truth."),

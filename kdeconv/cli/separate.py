@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from kdeconv.cli._common import cluster_options, overwrite_option
+from kdeconv.cli.adapt import adapt_config_data, adapt_options
 
 
 @click.command("separate")
@@ -17,19 +18,32 @@ from kdeconv.cli._common import cluster_options, overwrite_option
 @click.option("--precision", default=None, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               help="Autocast dtype: auto = bf16 on GPUs and on CPUs with native bf16, else fp32.")
 @click.option("--batch-size", default=None, type=int, help="Patterns per model call (default 64).")
+@click.option("--background", default=None, type=click.Choice(["auto", "raw", "processed"]),
+              help="auto (default): decide per map whether the patterns still carry the detector "
+                   "background (raw: static + dynamic removal) or were corrected by vendor software.")
+@click.option("--working-size", default=None, type=click.IntRange(min=16),
+              help="Shorter side (px) the model sees; A and B are resampled back (default: the "
+                   "model's own range decides).")
 @click.option("--config", "config_path", default=None, type=click.Path(),
               help="YAML config (see configs/separate.yaml); options given here win.")
+@click.option("--adapt", "adapt_first", is_flag=True,
+              help="First fine-tune the model (--checkpoint, or the shipped one) on this map's own "
+                   "pure patterns into OUT.adapt/, then separate with it.")
+@adapt_options
 @overwrite_option
 @cluster_options
-def separate(map_store, out, checkpoint, device, precision, batch_size, config_path, overwrite, cluster):
+def separate(map_store, out, checkpoint, device, precision, batch_size, background, working_size,
+             config_path, adapt_first, base, pure, references, reference_labels, minutes, max_steps,
+             seed, overwrite, cluster):
     """Separate every pattern of MAP_STORE into A, B and weights (resumable: rerun to continue).
 
     Writes OUT with arrays A, B (shape and dtype of the map's patterns) and weights (wA >= wB),
     plus OUT.weights.png (wB over the scan) and OUT.panels.png (C | A | B of the most mixed).
 
-    Before the model, each pattern loses its static (map mean) and dynamic (Gaussian blur)
-    background as in kikuchipy; see configs/separate.yaml. Any pattern size of at least 16 px a
-    side works: the model pads each side to its multiple and crops back. An interrupted run
+    Before the model, patterns that still carry the detector background lose their static (map
+    mean) and dynamic (Gaussian blur) background as in kikuchipy; vendor-processed patterns are
+    left as they are (--background auto decides per map and says which). Patterns of any size
+    are resampled to the model's working size and A, B back to the map's. An interrupted run
     resumes from OUT.partial when rerun with the same command; --overwrite starts again.
     """
     from kdeconv.cluster import summary_line
@@ -38,7 +52,16 @@ def separate(map_store, out, checkpoint, device, precision, batch_size, config_p
     from kdeconv.separate.driver import separate_map
 
     config = load_config(SeparateConfig, config_path, checkpoint=checkpoint, device=device,
-                         precision=precision, batch_size=batch_size)
+                         precision=precision, batch_size=batch_size, working_size=working_size)
+    if background is not None:
+        config.background.mode = background
+    if adapt_first:
+        config.checkpoint = str(_adapt(map_store, out, config, base, pure, references,
+                                       reference_labels, minutes, max_steps, seed, overwrite, cluster))
+    elif any(v is not None for v in (base, pure, references, reference_labels, minutes, max_steps, seed)):
+        from kdeconv.errors import InputError
+
+        raise InputError("--base, --pure, --references, --minutes, --max-steps and --seed need --adapt")
     try:
         result = separate_map(map_store, out, config, cluster, overwrite=overwrite, echo=click.echo)
     except Exception as err:  # a dead worker is not a bug here: say how to go on (exit 1)
@@ -52,3 +75,29 @@ def separate(map_store, out, checkpoint, device, precision, batch_size, config_p
     for path in result.report_files:
         click.echo(f"wrote {path}")
     click.echo(summary_line(f"separate -> {result.out}", result.patterns, result.seconds))
+
+
+def _adapt(map_store, out, config, base, pure, references, reference_labels, minutes, max_steps,
+           seed, overwrite, cluster):
+    """Run adapt into OUT.adapt/ (kept and reused by a rerun) and return its best.pt."""
+    from pathlib import Path
+
+    from kdeconv.adapt import run
+    from kdeconv.cluster import open_client
+    from kdeconv.errors import InputError
+
+    if base is not None and config.checkpoint is not None:
+        raise InputError("give the model to adapt with --checkpoint or --base, not both")
+    run_dir = Path(str(out).rstrip("/") + ".adapt")
+    best = run_dir / "best.pt"
+    if best.is_file() and not overwrite:
+        click.echo(f"adapt: reusing {best} (--overwrite adapts again)")
+        return best
+    data = adapt_config_data(None, map=map_store, out=str(run_dir), base=base or config.checkpoint,
+                             pure=pure, references=references, reference_labels=reference_labels,
+                             minutes=minutes, max_steps=max_steps, seed=seed, device=config.device,
+                             precision=config.precision, working_size=config.working_size,
+                             overwrite=True)
+    data["background"] = config.background.model_dump(mode="json")
+    with open_client(cluster, echo=click.echo) as client:
+        return run(data, client=client, echo=click.echo).best

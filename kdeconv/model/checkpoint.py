@@ -27,7 +27,7 @@ from kdeconv.model.precision import autocast, precision_name, resolve_precision
 from kdeconv.model.unet import DualDecoderUNet, UNetConfig
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "DEFAULT_CHECKPOINT", "save_checkpoint", "read_checkpoint",
-           "set_claim_rule", "check_claim_rule", "build_model", "resolve_device", "file_sha256",
+           "set_claim_rule", "update_checkpoint", "check_claim_rule", "build_model", "resolve_device", "file_sha256",
            "Separator", "load_separator"]
 
 FORMAT = "kdeconv-separator"
@@ -154,8 +154,24 @@ def set_claim_rule(source: str | Path, target: str | Path, claim_weight: float,
                    claim_min_cm: float) -> Path:
     """Write ``source``'s checkpoint to ``target`` (atomically) with this claim rule; the weights
     and everything else are kept as they are."""
+    return update_checkpoint(source, target, claim_rule={"claim_weight": claim_weight,
+                                                         "claim_min_cm": claim_min_cm})
+
+
+def update_checkpoint(source: str | Path, target: str | Path, **fields: Any) -> Path:
+    """Write ``source``'s checkpoint to ``target`` (atomically) with metadata ``fields`` added or
+    replaced (plain JSON-like values: ``claim_rule``, ``working_range``, provenance); the weights
+    are kept as they are. ``source`` is never written unless it is ``target``."""
+    from kdeconv.io.store import jsonable
+
     ckpt = read_checkpoint(source)
-    ckpt["claim_rule"] = check_claim_rule({"claim_weight": claim_weight, "claim_min_cm": claim_min_cm})
+    if "claim_rule" in fields:
+        fields["claim_rule"] = check_claim_rule(fields["claim_rule"])
+    if fields.get("working_range") is not None:
+        from kdeconv.preprocess.resample import WorkingRange
+
+        WorkingRange(**fields["working_range"])  # a bad range is refused here, not at separate time
+    ckpt.update({key: jsonable(value) for key, value in fields.items()})
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     return _write_atomic(target, ckpt)

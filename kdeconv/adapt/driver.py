@@ -1,0 +1,358 @@
+"""``kdeconv adapt``: fine-tune a separation model on a map's own pure patterns.
+
+1. Plan the model input exactly as ``separate`` will (background raw or processed, working size).
+2. Pure patterns: found in the grain interiors (``find_pure``), named by the user (``--pure``), or
+   given as references (``--references``: a folder, sub-folders as labels, or a map store).
+3. Split the grains (not the pairs) into training and validation, so validation measures grains
+   the model has not seen.
+4. Pairs with ``generate``'s map source and ``pipeline: raw_mix``: the raw patterns of two grains
+   summed as the detector sums them, then separate's preprocessing (deterministic on Dask).
+5. Fine-tune the base with ``kdeconv.train.run`` (low learning rate, wall-time budget, early
+   stopping on the held-out grains), score base and adapted model on the held-out pairs, derive
+   the claim rule from them, and write ``best.pt``, ``last.pt`` and ``adapt.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from kdeconv.config import load_config, validate_config
+from kdeconv.config.adapt import AdaptConfig
+from kdeconv.errors import InputError
+
+__all__ = ["AdaptResult", "run", "split_groups", "claim_rule_from_pure", "score_pairs"]
+
+# Claim weight: the 99th percentile of the predicted minority on held-out pure pairs, plus this
+# margin, within these bounds (see claim_rule_from_pure).
+CLAIM_MARGIN = 0.01
+CLAIM_BOUNDS = (0.02, 0.25)
+
+
+@dataclass
+class AdaptResult:
+    out: Path
+    best: Path
+    last: Path
+    report: Path                      # adapt.json
+    n_pure: int
+    n_grains: int
+    pairs: int
+    val_pairs: int
+    steps: int
+    stop_reason: str | None
+    before: dict                      # held-out metrics of the base model
+    after: dict                       # and of the adapted one
+    claim_rule: dict
+    seconds: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (f"adapt: {self.n_pure} pure patterns from {self.n_grains} grains, {self.pairs} + "
+                f"{self.val_pairs} pairs, {self.steps} steps in {self.seconds.get('total', 0):.0f} s; "
+                f"held-out NCC B {self.before['ncc_b']:.3f} -> {self.after['ncc_b']:.3f}, weight error "
+                f"{self.before['weight_error']:.3f} -> {self.after['weight_error']:.3f}; {self.best}")
+
+
+# ----------------------------------------------------------------------------- kernels
+
+def split_groups(groups: np.ndarray, val_fraction: float, seed: int,
+                 labels: np.ndarray | None = None) -> np.ndarray:
+    """Boolean (n,) "held out" for patterns ``groups`` (grain ids): whole groups are held out, at
+    least 2 of them (validation pairs need two grains) and at least 2 kept. With ``labels``
+    (e.g. phase per pattern) each label keeps and holds out groups of its own where it can."""
+    groups = np.asarray(groups)
+    uniq = np.unique(groups)
+    if len(uniq) < 4:
+        raise InputError(f"{len(uniq)} grain(s) of pure patterns; adapt needs at least 4 (2 to train "
+                         "on, 2 to validate on)")
+    rng = np.random.default_rng([seed, 0xADA])
+    held: list = []
+    if labels is not None:
+        label_of = {g: np.asarray(labels)[groups == g][0] for g in uniq}
+        for label in sorted(set(label_of.values())):
+            mine = np.array([g for g in uniq if label_of[g] == label])
+            if len(mine) >= 3:
+                k = max(1, int(round(val_fraction * len(mine))))
+                held.extend(rng.permutation(mine)[:k].tolist())
+    if len(held) < 2:
+        k = max(2, int(round(val_fraction * len(uniq))))
+        held = rng.permutation(uniq)[:k].tolist()
+    if len(uniq) - len(held) < 2:
+        held = held[: len(uniq) - 2]
+    return np.isin(groups, held)
+
+
+def claim_rule_from_pure(pure_minority: np.ndarray, base_rule: dict | None) -> dict:
+    """The adapted model's claim rule, from its predicted minority on held-out pure pairs: the
+    claim weight sits just above what pure patterns get (their 99th percentile plus a margin); the
+    indexing-confidence bar is the base model's (adapt knows no phase to index with)."""
+    from kdeconv.evaluate.recovery import FALLBACK_CLAIM_RULE
+
+    values = np.asarray(pure_minority, np.float64)
+    p99 = float(np.percentile(values, 99)) if values.size else FALLBACK_CLAIM_RULE["claim_weight"]
+    weight = float(np.clip(p99 + CLAIM_MARGIN, *CLAIM_BOUNDS))
+    min_cm = float((base_rule or FALLBACK_CLAIM_RULE)["claim_min_cm"])
+    return {"claim_weight": round(weight, 4), "claim_min_cm": min_cm}
+
+
+def score_pairs(separator, store: str | Path, batch: int = 64) -> tuple[dict, np.ndarray]:
+    """Median NCC of A and B (best ordering), median weight error and the predicted minority of
+    near-pure pairs (true minority < 0.03) on a pairs store: (summary, pure minorities)."""
+    import zarr
+
+    from kdeconv.evaluate.metrics import pair_metrics, weight_error
+    from kdeconv.mixing import from_uint16
+
+    group = zarr.open_group(str(store), mode="r")
+    n = group["C"].shape[0]
+    parts = []
+    for start in range(0, n, batch):
+        sl = slice(start, min(n, start + batch))
+        c, a, b = (from_uint16(group[k][sl]) for k in ("C", "A", "B"))
+        w = np.asarray(group["weights"][sl])
+        pa, pb, pw = separator.separate(c)
+        px = pair_metrics(pa, pb, a, b)
+        parts.append((px["ncc_a"], px["ncc_b"], weight_error(pw, w, px["swapped"]), w.min(axis=1),
+                      pw.min(axis=1)))
+    ncc_a, ncc_b, werr, true_min, pred_min = (np.concatenate(x) for x in zip(*parts))
+    mixed = true_min >= 0.1
+    pure = true_min < 0.03
+    summary = {"n": int(n), "ncc_a": float(np.median(ncc_a[mixed])) if mixed.any() else None,
+               "ncc_b": float(np.median(ncc_b[mixed])) if mixed.any() else None,
+               "weight_error": float(np.median(werr)),
+               "pure_predicted_minority_median": float(np.median(pred_min[pure])) if pure.any() else None}
+    return summary, pred_min[pure]
+
+
+# ----------------------------------------------------------------------------- driver
+
+def _as_config(config) -> AdaptConfig:
+    if isinstance(config, AdaptConfig):
+        return config
+    if isinstance(config, dict):
+        return validate_config(AdaptConfig, config, "adapt config")
+    return load_config(AdaptConfig, config)
+
+
+def _pairs_config(cfg: AdaptConfig, pool: str, indices: np.ndarray, groups: np.ndarray, n: int,
+                  seed: int, model_input: dict) -> dict:
+    """A generate config: raw_mix pairs of two different grains of the pool."""
+    ids = np.unique(groups, return_inverse=True)[1]
+    lo, hi = cfg.minority
+    return {
+        "seed": seed, "n": n, "chunk_size": 256, "pipeline": "raw_mix", "model_input": model_input,
+        "source": {"kind": "map", "path": pool, "indices": [int(i) for i in indices],
+                   "labels": [int(g) for g in ids], "cross_label": 1.0},
+        "weights": {"low": 1 - hi, "high": 1 - lo, "pure_fraction": cfg.pure_fraction,
+                    "pure_low": 0.97, "dominant_first": True},
+        "mask": {"fraction": 0.0},
+        "augment": {"realism": False, "flips": cfg.flips},
+        # one window over the whole pool: any two grains can meet
+        "window": max(2, len(indices)), "group_size": 1024,
+    }
+
+
+def _pure_from_map(cfg: AdaptConfig, map_path: Path, nav_shape, background: dict, client, progress,
+                   echo) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(flat indices, grain id per index, record) of the map's pure patterns."""
+    from kdeconv.adapt.find_pure import find_pure, read_pure_file
+
+    s = cfg.search
+    if cfg.pure == "auto":
+        sel = find_pure(map_path, background=background, min_grains=s.min_grains, n_max=s.n_max,
+                        per_grain=s.per_grain, seed=cfg.seed, min_distance=s.min_distance,
+                        client=client, progress=progress)
+        echo(f"pure patterns: {len(sel.indices)} from {sel.n_grains} grains ({sel.n_regions} grains "
+             f"found, {sel.n_candidates} interior candidates, threshold {sel.threshold:.3f}, "
+             f"{sel.seconds:.1f} s)")
+        record = {"how": "auto", "n_regions": sel.n_regions, "n_candidates": sel.n_candidates,
+                  "threshold": sel.threshold, "seconds": sel.seconds,
+                  "label_map_counts": np.bincount(sel.labels[sel.labels >= 0].ravel()).tolist()}
+        return np.asarray(sel.indices, np.int64), np.asarray(sel.grains, np.int64), record
+    indices = read_pure_file(cfg.pure, tuple(nav_shape))
+    # group the named patterns by grain, so that validation holds out whole grains
+    try:
+        sel = find_pure(map_path, background=background, min_grains=1, n_max=4, per_grain=1,
+                        seed=cfg.seed, client=client, progress=progress)
+        grains = sel.labels.reshape(-1)[indices].astype(np.int64)
+    except InputError:
+        grains = np.full(len(indices), -1, np.int64)
+    lone = grains < 0
+    grains[lone] = grains.max(initial=-1) + 1 + np.arange(int(lone.sum()))
+    echo(f"pure patterns: {len(indices)} from {cfg.pure} in {len(np.unique(grains))} grains")
+    return indices, grains, {"how": "file", "file": str(cfg.pure)}
+
+
+def run(config: AdaptConfig | dict | str | Path, *, client=None, progress: bool = True,
+        echo: Callable[[str], None] = print) -> AdaptResult:
+    """Adapt ``config.base`` (None: the shipped model) to the map ``config.map``; see module doc."""
+    from kdeconv.cluster import open_client
+
+    cfg = _as_config(config)
+    if client is None:
+        with open_client(None, echo=echo) as own:
+            return _run(cfg, own, progress, echo)
+    return _run(cfg, client, progress, echo)
+
+
+def _run(cfg: AdaptConfig, client, progress: bool, echo) -> AdaptResult:
+    from kdeconv.adapt.references import read_references
+    from kdeconv.cluster import compute
+    from kdeconv.generate.driver import run_generate
+    from kdeconv.config.generate import GenerateConfig
+    from kdeconv.io.store import open_store
+    from kdeconv.model import load_separator
+    from kdeconv.model.checkpoint import DEFAULT_CHECKPOINT, file_sha256
+    from kdeconv.preprocess.background import static_background_from_mean
+    from kdeconv.separate.inputs import plan_model_input
+    from kdeconv.train import run as train_run
+
+    t0 = time.perf_counter()
+    seconds: dict[str, float] = {}
+    map_path, out = Path(cfg.map), Path(cfg.out)
+    group = open_store(map_path, "map", arrays=("patterns",))
+    src = group["patterns"]
+    nav_shape = tuple(int(v) for v in src.shape[:-2])
+    out = _prepare_run_folder(out, map_path, cfg.overwrite)
+
+    base_path = Path(cfg.base) if cfg.base else DEFAULT_CHECKPOINT
+    base = load_separator(base_path, device="cpu", precision="fp32")
+    plan = plan_model_input(src, base.meta, cfg.background, cfg.working_size)
+    echo(plan.describe())
+
+    # the map's static background, as separate computes it
+    static_path = None
+    if plan.background["static"] != "none":
+        import dask.array as da
+
+        patterns = da.from_zarr(src)
+        mean = compute(client, patterns.mean(axis=tuple(range(len(nav_shape))), dtype=np.float64),
+                       progress=progress)
+        static_path = out / "static_background.npy"
+        np.save(static_path, static_background_from_mean(mean, cfg.background.static_smooth_std))
+    model_input = {"background": plan.background["mode"],
+                   "static_background": str(static_path.resolve()) if static_path else None,
+                   "static_operation": plan.background["static_operation"],
+                   "dynamic": bool(plan.background["dynamic"]),
+                   "dynamic_operation": plan.background["dynamic_operation"],
+                   "work_shape": list(plan.work_shape)}
+    if plan.background["dynamic_std"] is not None and plan.resampled:
+        scale = plan.work_shape[1] / plan.map_shape[1]
+        model_input["dynamic_std"] = plan.background["dynamic_std"] * scale
+    else:
+        model_input["dynamic_std"] = plan.background["dynamic_std"]
+
+    # pure patterns and their grains
+    t = time.perf_counter()
+    labels = None
+    if cfg.references:
+        refs = read_references(cfg.references, out / "references.zarr", plan.map_shape,
+                               cfg.reference_labels)
+        pool, indices, grains, labels = str(refs.store), refs.indices, refs.indices.copy(), refs.labels
+        record = {"how": "references", "references": str(cfg.references),
+                  "label_names": refs.label_names, "labels": refs.labels.tolist()}
+        echo(f"references: {len(indices)} pure patterns ({', '.join(refs.describe())})")
+    else:
+        pool = str(map_path.resolve())
+        indices, grains, record = _pure_from_map(cfg, map_path, nav_shape, plan.background, client,
+                                                 progress, echo)
+    seconds["find_pure"] = time.perf_counter() - t
+    held = split_groups(grains, cfg.val_fraction, cfg.seed, labels)
+
+    # pairs: training grains and held-out grains apart
+    t = time.perf_counter()
+    stores = {}
+    for name, keep, n, seed in (("train", ~held, cfg.n_pairs, cfg.seed),
+                                ("val", held, cfg.n_val_pairs, cfg.seed + 1)):
+        gen = validate_config(GenerateConfig, _pairs_config(cfg, pool, indices[keep], grains[keep], n,
+                                                            seed, model_input), "adapt pairs")
+        stores[name] = out / f"pairs_{name}.zarr"
+        run_generate(gen, stores[name], client, overwrite=True, echo=lambda *_: None)
+    seconds["generate"] = time.perf_counter() - t
+    echo(f"pairs: {cfg.n_pairs} from {len(np.unique(grains[~held]))} grains, {cfg.n_val_pairs} "
+         f"held out from {len(np.unique(grains[held]))} other grains ({seconds['generate']:.0f} s)")
+
+    # fine-tune
+    t = time.perf_counter()
+    base_meta_train = base.meta.get("train_config") or {}
+    train_cfg = {
+        "seed": cfg.seed, "init_checkpoint": str(base_path.resolve()),
+        "loss": base_meta_train.get("loss") or {"pattern_l1": 1.0, "pattern_grad": 0.25,
+                                                "pattern_ncc": 2.0, "weight_l1": 1.0},
+        "batch_size": cfg.batch_size, "lr": cfg.lr, "warmup_steps": 20, "min_lr_ratio": 0.1,
+        "max_steps": cfg.max_steps, "max_minutes": cfg.minutes, "steps_per_epoch": cfg.steps_per_epoch,
+        "val_data": [str(stores["val"])], "val_batch_size": 32,
+        "early_stop_patience": cfg.early_stop_patience, "flips": cfg.flips, "log_every": 10,
+        "threads": cfg.threads, "device": cfg.device, "precision": cfg.precision,
+    }
+    trained = train_run(train_cfg, data=[str(stores["train"])], out=out / "train", overwrite=True,
+                        progress=progress, echo=echo)
+    seconds["fine_tune"] = time.perf_counter() - t
+
+    # held-out scores, claim rule, checkpoints
+    t = time.perf_counter()
+    before, _ = score_pairs(base, stores["val"])
+    adapted = load_separator(trained.best, device="cpu", precision="fp32")
+    after, pure_minority = score_pairs(adapted, stores["val"])
+    rule = claim_rule_from_pure(pure_minority, base.claim_rule)
+    seconds["score"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - t0
+
+    provenance = {
+        "base": {"path": str(base_path), "sha256": file_sha256(base_path)},
+        "map": {"path": str(map_path.resolve()), "nav_shape": list(nav_shape),
+                "pattern_shape": list(plan.map_shape), "created": group.attrs.get("created")},
+        "model_input": {"background": plan.decision, "working_size": plan.working_record()},
+        "pure": {**record, "indices": indices.tolist(), "grains": grains.tolist(),
+                 "held_out": held.tolist(), "n": int(len(indices)),
+                 "n_grains": int(len(np.unique(grains)))},
+        "pairs": {"train": cfg.n_pairs, "val": cfg.n_val_pairs,
+                  "train_grains": int(len(np.unique(grains[~held]))),
+                  "val_grains": int(len(np.unique(grains[held])))},
+        "fine_tune": {"steps": trained.steps, "stop_reason": trained.stop_reason,
+                      "best_step": trained.best_step, "config": train_cfg},
+        "held_out": {"before": before, "after": after},
+        "claim_rule": rule, "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "config": cfg.model_dump(mode="json"),
+    }
+    best, last = _install(trained, out, rule, provenance, plan.working.as_dict())
+    report = out / "adapt.json"
+    report.write_text(json.dumps(provenance, indent=1, default=str) + "\n")
+    result = AdaptResult(out, best, last, report, int(len(indices)), int(len(np.unique(grains))),
+                         cfg.n_pairs, cfg.n_val_pairs, trained.steps, trained.stop_reason, before,
+                         after, rule, seconds)
+    echo(result.summary())
+    return result
+
+
+def _prepare_run_folder(out: Path, map_path: Path, overwrite: bool) -> Path:
+    out = out.resolve()
+    mp = map_path.resolve()
+    if out == mp or mp in out.parents or out in mp.parents:
+        raise InputError(f"the run folder {out} must not be the map, inside it, or contain it")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise InputError(f"run folder already exists: {out} (use --overwrite to replace it)")
+        shutil.rmtree(out)
+    if not out.parent.exists():
+        raise InputError(f"output folder does not exist: {out.parent}")
+    out.mkdir(exist_ok=True)
+    return out
+
+
+def _install(trained, out: Path, rule: dict, provenance: dict, working_range: dict) -> tuple[Path, Path]:
+    """best.pt and last.pt of the run folder: the trainer's, with the claim rule, the base's
+    working range and the adapt provenance (written atomically; the base is never touched)."""
+    from kdeconv.model.checkpoint import update_checkpoint
+
+    extra = {"claim_rule": rule, "working_range": working_range,
+             "adapt": {k: provenance[k] for k in ("base", "map", "pairs", "held_out", "claim_rule")}}
+    best = update_checkpoint(trained.best, out / "best.pt", **extra)
+    last = update_checkpoint(trained.last, out / "last.pt", **extra)
+    return best, last
