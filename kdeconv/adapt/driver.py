@@ -202,16 +202,7 @@ def run(config: AdaptConfig | dict | str | Path, *, client=None, progress: bool 
 
 
 def _run(cfg: AdaptConfig, client, progress: bool, echo) -> AdaptResult:
-    from kdeconv.adapt.references import read_references
-    from kdeconv.cluster import compute
-    from kdeconv.generate.driver import run_generate
-    from kdeconv.config.generate import GenerateConfig
     from kdeconv.io.store import open_store
-    from kdeconv.model import load_separator
-    from kdeconv.model.checkpoint import DEFAULT_CHECKPOINT, file_sha256
-    from kdeconv.preprocess.background import static_background_from_mean
-    from kdeconv.separate.inputs import plan_model_input
-    from kdeconv.train import run as train_run
 
     t0 = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -220,6 +211,25 @@ def _run(cfg: AdaptConfig, client, progress: bool, echo) -> AdaptResult:
     src = group["patterns"]
     nav_shape = tuple(int(v) for v in src.shape[:-2])
     out = _prepare_run_folder(out, map_path, cfg.overwrite)
+    try:
+        return _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, nav_shape)
+    except BaseException:
+        # a failed or interrupted adapt leaves no run folder that could pass for a finished one
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, nav_shape):
+    from kdeconv.adapt.references import read_references
+    from kdeconv.cluster import compute
+    from kdeconv.config.generate import GenerateConfig
+    from kdeconv.generate.driver import run_generate
+    from kdeconv.model import load_separator
+    from kdeconv.model.checkpoint import DEFAULT_CHECKPOINT, file_sha256
+    from kdeconv.preprocess.background import static_background_from_mean
+    from kdeconv.separate.inputs import plan_model_input
+    from kdeconv.train import run as train_run
+
 
     base_path = Path(cfg.base) if cfg.base else DEFAULT_CHECKPOINT
     base = load_separator(base_path, device="cpu", precision="fp32")

@@ -1,0 +1,124 @@
+"""kdeconv adapt end to end on a tiny simulated map: provenance, the grain-level split, the
+refusals, and the adapted checkpoint in `separate --checkpoint` and `separate --adapt`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from kdeconv.adapt.driver import claim_rule_from_pure, split_groups
+from kdeconv.errors import InputError
+
+KDECONV = str(Path(sys.executable).parent / "kdeconv")
+FAST = {"n_pairs": 96, "n_val_pairs": 32, "max_steps": 4, "steps_per_epoch": 2, "batch_size": 8,
+        "search": {"min_grains": 4, "n_max": 40, "per_grain": 4, "min_distance": 1.0},
+        "precision": "fp32"}
+
+
+def test_the_split_holds_out_whole_grains():
+    groups = np.repeat(np.arange(10), 5)
+    held = split_groups(groups, 0.2, seed=0)
+    for g in range(10):
+        assert held[groups == g].all() or not held[groups == g].any()
+    assert len(np.unique(groups[held])) == 2 and len(np.unique(groups[~held])) == 8
+    assert np.array_equal(held, split_groups(groups, 0.2, seed=0))
+
+
+def test_labels_hold_out_a_grain_of_each_label():
+    groups = np.arange(10)
+    labels = np.array([0] * 5 + [1] * 5)
+    held = split_groups(groups, 0.2, seed=3, labels=labels)
+    assert set(labels[held]) == {0, 1} and held.sum() == 2
+
+
+def test_too_few_grains_are_refused():
+    with pytest.raises(InputError, match="at least 4"):
+        split_groups(np.array([0, 0, 1, 1, 2]), 0.2, seed=0)
+
+
+def test_the_claim_weight_sits_above_what_pure_pairs_get():
+    rule = claim_rule_from_pure(np.linspace(0, 0.05, 200), {"claim_weight": 0.02, "claim_min_cm": 0.3})
+    assert rule["claim_min_cm"] == 0.3
+    assert 0.05 < rule["claim_weight"] <= 0.07
+    assert claim_rule_from_pure(np.zeros(10), None)["claim_weight"] == 0.02  # lower bound
+
+
+def _run(*args, cwd):
+    return subprocess.run([KDECONV, *map(str, args)], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_map(tmp_path_factory):
+    """A 14x14 simulated Ni map (8 grains, 60x60 px), ingested."""
+    tmp = tmp_path_factory.mktemp("adapt")
+    cfg = {"seed": 5, "nav_shape": [14, 14], "n_grains": 8, "detector": {"shape": [60, 60]}}
+    (tmp / "sim.yaml").write_text(yaml.safe_dump(cfg))
+    out = _run("simulate-map", "--config", "sim.yaml", "--out", "sim", cwd=tmp)
+    assert out.returncode == 0, out.stderr
+    out = _run("ingest", "sim/map.up2", "map.zarr", "--workers", "1", cwd=tmp)
+    assert out.returncode == 0, out.stderr
+    return tmp
+
+
+@pytest.mark.slow
+def test_adapt_then_separate_with_the_adapted_checkpoint(tiny_map):
+    tmp = tiny_map
+    (tmp / "adapt.yaml").write_text(yaml.safe_dump(FAST))
+    out = _run("adapt", "map.zarr", "--out", "run", "--config", "adapt.yaml", "--workers", "1", cwd=tmp)
+    assert out.returncode == 0, out.stderr
+    assert "pure patterns:" in out.stdout and "adapt:" in out.stdout
+    report = json.loads((tmp / "run" / "adapt.json").read_text())
+    from kdeconv.model.checkpoint import DEFAULT_CHECKPOINT, file_sha256
+
+    assert report["base"]["sha256"] == file_sha256(DEFAULT_CHECKPOINT)
+    assert report["map"]["nav_shape"] == [14, 14] and report["map"]["pattern_shape"] == [60, 60]
+    pure = report["pure"]
+    assert pure["how"] == "auto" and pure["n"] == len(pure["indices"]) == len(pure["grains"]) > 0
+    held = np.array(pure["held_out"])
+    grains = np.array(pure["grains"])
+    assert not set(grains[held]) & set(grains[~held])  # whole grains held out
+    assert report["pairs"] == {"train": 96, "val": 32, "train_grains": len(set(grains[~held])),
+                               "val_grains": len(set(grains[held]))}
+    for when in ("before", "after"):
+        assert 0 <= report["held_out"][when]["weight_error"] <= 1
+    assert set(report["seconds"]) >= {"find_pure", "generate", "fine_tune", "total"}
+    for name in ("best.pt", "last.pt"):
+        assert (tmp / "run" / name).stat().st_size > 0
+    from kdeconv.model import load_separator
+
+    adapted = load_separator(tmp / "run" / "best.pt", device="cpu")
+    assert adapted.claim_rule == report["claim_rule"]
+    assert adapted.meta["adapt"]["base"]["sha256"] == report["base"]["sha256"]
+
+    out = _run("separate", "map.zarr", "--out", "sep.zarr", "--checkpoint", "run/best.pt",
+               "--workers", "1", cwd=tmp)
+    assert out.returncode == 0, out.stderr
+    import zarr
+
+    sep = zarr.open_group(str(tmp / "sep.zarr"), mode="r")
+    assert sep["A"].shape == (14, 14, 60, 60) and sep.attrs["claim_rule"] == report["claim_rule"]
+
+
+def test_a_map_without_enough_grains_is_refused(tmp_path):
+    """Exit 2 with one line, and no run folder that looks finished."""
+    from kdeconv.io.store import store_attrs
+    import zarr
+
+    rng = np.random.default_rng(0)
+    one_grain = np.broadcast_to(rng.random((40, 40)) * 1000, (6, 6, 40, 40)) + rng.random((6, 6, 40, 40))
+    group = zarr.open_group(str(tmp_path / "map.zarr"), mode="w")
+    group.attrs.update(store_attrs("map"))
+    group.create_array("patterns", data=one_grain.astype(np.uint16), chunks=(6, 6, 40, 40))
+    (tmp_path / "adapt.yaml").write_text(yaml.safe_dump(FAST))
+    out = _run("adapt", "map.zarr", "--out", "run", "--config", "adapt.yaml", "--workers", "1",
+               cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("Error:") and "grain" in lines[-1] and "Traceback" not in out.stderr
+    assert not (tmp_path / "run" / "best.pt").exists()
