@@ -63,3 +63,28 @@ def test_flat_pattern_does_not_divide_by_zero():
 def test_static_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="does not match"):
         remove_static_background(np.zeros((2, 5, 5)), np.zeros((4, 4)))
+
+
+def test_the_static_background_keeps_dark_fixed_pattern_defects_so_they_are_subtracted():
+    from kdeconv.preprocess.background import static_background_from_mean
+
+    y, x = np.mgrid[:60, :60] / 60.0
+    smooth = 1000 * np.exp(-((y - 0.5) ** 2 + (x - 0.5) ** 2) / 0.3)
+    rng = np.random.default_rng(0)
+    mean = smooth * (1 + 0.01 * rng.standard_normal(smooth.shape))
+    dust = [(10, 20), (30, 41), (45, 12)]
+    for yy, xx in dust:
+        mean[yy, xx] *= 0.6
+    mean[1, 57] = mean[57, 2] = 0.0  # dead pixels near the rim
+    background = static_background_from_mean(mean, "auto")
+    for yy, xx in dust + [(1, 57), (57, 2)]:
+        assert background[yy, xx] == pytest.approx(mean[yy, xx], rel=1e-5)
+    # elsewhere it is the smooth (blurred) mean: no speckle of the mean printed into patterns
+    elsewhere = np.ones(mean.shape, bool)
+    for yy, xx in dust:
+        elsewhere[yy, xx] = False
+    elsewhere[1, 57] = elsewhere[57, 2] = False
+    mean[20, 20] *= 1.5  # bright: a zone axis as likely as a hot pixel, so left to the blur
+    assert static_background_from_mean(mean, "auto")[20, 20] < 0.8 * mean[20, 20]
+    blurred_only = static_background_from_mean(mean, "auto", keep_defects=False)
+    assert np.abs(blurred_only[10, 20] - mean[10, 20]) > 100
