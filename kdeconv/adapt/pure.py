@@ -225,6 +225,10 @@ def adaptive_threshold(similarity: np.ndarray, *, relative: float = 0.85, spread
     """
     values = np.asarray(similarity, np.float64)[..., :4]  # adjacent pairs only
     values = values[np.isfinite(values)]
+    # Relative NCCs of exactly 1 are pairs that set both their levels: 1 by construction, they
+    # carry no scatter (in a line scan most pairs are such). Count only the others.
+    informative = values[values < 1.0 - 1e-6]
+    values = informative if informative.size else values
     if values.size == 0:
         return float("nan")
     upper = values[values >= np.median(values)]
