@@ -51,9 +51,9 @@ class PureSelection:
         return np.stack(np.unravel_index(self.indices, self.nav_shape), axis=1).astype(np.int64)
 
     def summary(self) -> str:
-        return (f"find pure: {self.n_chosen} pure patterns from {self.n_grains} grains "
-                f"({self.n_candidates} candidates, {self.n_regions} grains found, "
-                f"NCC threshold {self.threshold:.3f}) in {self.seconds:.1f} s")
+        return (f"find pure: {self.n_chosen} pure patterns from {len(np.unique(self.grains))} grains "
+                f"({self.n_candidates} candidates in {self.n_grains} of {self.n_regions} grains "
+                f"found, NCC threshold {self.threshold:.3f}) in {self.seconds:.1f} s")
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for provenance (``adapt.json``): the chosen patterns and the counts."""
@@ -70,6 +70,8 @@ class PureSelection:
 def _features_block(block: np.ndarray, *, background: dict, static_bg: np.ndarray | None,
                     side: int) -> np.ndarray:
     """One navigation chunk (..., sy, sx) -> features (..., k) float32."""
+    if block.dtype.kind == "f" and not np.isfinite(block).all():
+        raise InputError("the map holds NaN or inf values; fix or mask them before finding pure patterns")
     nav = block.shape[:-2]
     feats = pattern_features(block.reshape((-1,) + block.shape[-2:]), background, static_bg, side=side)
     return feats.reshape(nav + (feats.shape[-1],))
@@ -103,6 +105,7 @@ def map_features(map_store_path: str | Path, *, background: str | dict = "auto",
                  client=None, progress: bool | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Feature vectors of every pattern of a map store: float32 (ny, nx, k) (or (n, k)), and
     the background settings they were made with."""
+    import dask
     import dask.array as da
     import zarr
 
@@ -121,16 +124,14 @@ def map_features(map_store_path: str | Path, *, background: str | dict = "auto",
     patterns = da.from_zarr(zarr.open_array(str(path.resolve() / "patterns"), mode="r"),
                             chunks=src.chunks[:nav_ndim] + src.shape[-2:])
     nav_axes = tuple(range(nav_ndim))
+    if isinstance(background, str) and background != "auto":
+        raise InputError(f"background must be 'auto' or a dict of background settings, got {background!r}")
+    settings = None if background == "auto" else resolve_background(background)
     mean = None
-    if background == "auto" or (isinstance(background, dict) and background.get("static", "map_mean") != "none"):
+    if settings is None or settings["static"] != "none":
         mean = _compute(patterns.mean(axis=nav_axes, dtype=np.float64), client, progress)
-    if isinstance(background, str):
-        if background != "auto":
-            raise InputError(f"background must be 'auto' or a dict of background settings, got {background!r}")
-        sample = np.asarray(src[(0,) * nav_ndim])[None]
-        settings = _auto_background(mean, sample)
-    else:
-        settings = resolve_background(background)
+    if settings is None:
+        settings = _auto_background(mean, np.asarray(src[(0,) * nav_ndim])[None])
     static_bg = None
     if settings["static"] != "none":
         static_bg = static_background_from_mean(mean, settings["static_smooth_std"])
@@ -139,29 +140,36 @@ def map_features(map_store_path: str | Path, *, background: str | dict = "auto",
     features = patterns.map_blocks(
         _features_block, drop_axis=[nav_ndim + 1], chunks=src.chunks[:nav_ndim] + (k,),
         dtype=np.float32, meta=np.empty((0,) * (nav_ndim + 1), np.float32),
-        background=settings, static_bg=static_bg, side=side)
-    # Rechunk per chunk of rows is unnecessary: the result is small and gathered whole.
+        # A delayed key: the background travels to each worker once, not inside every task.
+        background=settings, static_bg=dask.delayed(static_bg) if static_bg is not None else None,
+        side=side)
     return np.asarray(_compute(features, client, progress), np.float32), settings
 
 
 def find_pure(map_store_path: str | Path, *, background: str | dict = "auto", min_grains: int = 4,
               n_max: int = 500, per_grain: int = 5, seed: int = 0, min_distance: float = 2.0,
-              min_region: int = 9, core_fraction: float = 0.75, predicted_minority: np.ndarray | None = None,
+              min_region: int = 9, core_fraction: float | tuple[float, ...] = (0.75, 0.5),
+              predicted_minority: np.ndarray | None = None,
               max_minority: float = 0.1, client=None, progress: bool | None = None) -> PureSelection:
     """Find pure patterns in the grain interiors of a map store, without indexing.
 
-    ``background``: ``"auto"`` (the preprocess stage's per-map decision when it is available,
-    else ``separate``'s default: static map mean + dynamic) or a dict of
-    ``kdeconv.config.separate.BackgroundConfig`` fields (``{"static": "none", "dynamic": False}``
-    for patterns already background-corrected). ``min_distance`` (px) keeps the chosen pixels
-    that far from any other grain, boundary pixel or the scan edge; raise it for a beam
-    footprint wider than the step. ``min_region`` (pixels) and ``core_fraction`` are
-    ``segment_grains``'s: lower them for grains only a few pixels wide. ``predicted_minority`` (nav shape), a base model's minority
-    weight per pixel, vetoes candidates predicted above ``max_minority`` (a second vote).
-    ``client``: a ``distributed.Client`` (None: dask's default scheduler). The same map and
-    ``seed`` give the same patterns whatever the chunking or the worker count.
+    Reads the map twice (its mean pattern, then the features) and chooses up to ``per_grain``
+    patterns from each grain, ``n_max`` in all (``pure.choose_pure``).
 
-    Raises ``InputError`` when fewer than ``min_grains`` grains hold pure candidates.
+    - ``background``: ``"auto"`` (the preprocess stage's per-map decision when it is
+      available, else ``separate``'s default: static map mean + dynamic) or a dict of
+      ``kdeconv.config.separate.BackgroundConfig`` fields (``{"static": "none", "dynamic":
+      False}`` for patterns already background-corrected).
+    - ``min_distance`` (px): how far the chosen pixels stay from any other grain, boundary
+      pixel and the scan edge. Raise it for a beam footprint wider than the scan step.
+    - ``min_region`` (px) and ``core_fraction``: ``segment_grains``'s; lower them for grains
+      only a few pixels wide.
+    - ``predicted_minority`` (nav shape): a base model's minority weight per pixel; candidates
+      predicted above ``max_minority`` are dropped (the second vote).
+    - ``client``: a ``distributed.Client`` (None: dask's default scheduler).
+
+    The same map and ``seed`` give the same patterns whatever the chunking or the worker
+    count. Raises ``InputError`` when fewer than ``min_grains`` grains hold pure candidates.
     """
     start = time.perf_counter()
     features, settings = map_features(map_store_path, background=background, client=client,

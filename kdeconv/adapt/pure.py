@@ -267,7 +267,8 @@ class _UnionFind:
 
 
 def segment_grains(similarity: np.ndarray, threshold: float | None = None, *,
-                   min_size: int = 9, core_fraction: float = 0.75) -> np.ndarray:
+                   min_size: int = 9, core_fraction: float | tuple[float, ...] = (0.75, 0.5)
+                   ) -> np.ndarray:
     """Grain labels int32 (ny, nx): connected regions of mutually similar patterns; -1 elsewhere.
 
     ``similarity`` is (ny, nx, C) as ``neighbour_similarity`` gives it (a line scan's (n, C) is
@@ -281,6 +282,9 @@ def segment_grains(similarity: np.ndarray, threshold: float | None = None, *,
     - a non-core pixel joins the region of its most similar adjacent core pixel if that NCC
       reaches ``threshold``, but links nothing.
 
+    Several fractions make passes: each later, more lenient pass finds grains among the pixels
+    still unlabelled (thin grains, whose pixels all see another grain two steps away), counting
+    a labelled neighbour as dissimilar, so it never grows or joins the regions found before.
     Regions under ``min_size`` pixels and unlinked pixels get -1. Labels are 0, 1, ... in the
     raster order of each region's first pixel, so they depend on the similarity only.
     """
@@ -289,11 +293,42 @@ def segment_grains(similarity: np.ndarray, threshold: float | None = None, *,
         raise ValueError(f"similarity must be (ny, nx, 4) or (ny, nx, 8), got shape {np.shape(similarity)}")
     if threshold is None:
         threshold = adaptive_threshold(sim)
+    fractions = (core_fraction,) if np.isscalar(core_fraction) else tuple(core_fraction)
     ny, nx, _ = sim.shape
     around, offsets = _around(sim)
     high = np.nan_to_num(around, nan=-np.inf) >= threshold
-    core = (high.sum(-1) >= core_fraction * np.isfinite(around).sum(-1)) & high.any(-1)
+    in_map = np.isfinite(around)
+    labels = np.full((ny, nx), -1, np.int64)
+    for fraction in fractions:
+        free = labels < 0
+        found = _segment_pass(high, in_map, around, offsets, free, float(fraction), threshold)
+        found = _drop_small(found, min_size)
+        labels[found >= 0] = found[found >= 0] + labels.max(initial=-1) + 1
+    # Renumber 0, 1, ... by the raster order of each region's first pixel.
+    flat = labels.reshape(-1)
+    present, first = np.unique(flat, return_index=True)
+    order = np.argsort(np.where(present >= 0, first, -1), kind="stable")
+    relabel = np.full(present.max(initial=-1) + 2, -1, np.int64)
+    kept = present[order][present[order] >= 0]
+    relabel[kept + 1] = np.arange(len(kept))
+    return relabel[flat + 1].reshape(ny, nx).astype(np.int32)
 
+
+def _neighbour_of(grid: np.ndarray, dy: int, dx: int, fill) -> np.ndarray:
+    """``out[p] = grid[p + (dy, dx)]``, ``fill`` where that lies outside the map."""
+    ny, nx = grid.shape
+    out = np.full(grid.shape, fill, grid.dtype)
+    here, there = _pair_slices(dy, dx, ny, nx) if dy >= 0 else _pair_slices(-dy, -dx, ny, nx)[::-1]
+    out[here] = grid[there]
+    return out
+
+
+def _segment_pass(high, in_map, around, offsets, free, fraction, threshold) -> np.ndarray:
+    """One DBSCAN pass among the ``free`` pixels: region numbers (any order) or -1."""
+    ny, nx = free.shape
+    # A neighbour outside ``free`` counts against the pixel: it belongs to another region.
+    high_free = high & np.stack([_neighbour_of(free, dy, dx, False) for dy, dx in offsets], axis=-1)
+    core = free & (high_free.sum(-1) >= fraction * in_map.sum(-1)) & high_free.any(-1)
     index = np.arange(ny * nx).reshape(ny, nx)
     sources, targets = [], []
     for c, (dy, dx) in enumerate(NEIGHBOUR_OFFSETS[:4]):
@@ -303,35 +338,30 @@ def segment_grains(similarity: np.ndarray, threshold: float | None = None, *,
         targets.append(index[there][linked])
     uf = _UnionFind(ny * nx)
     uf.union_edges(np.concatenate(sources), np.concatenate(targets))
-    roots = uf.find_all()
-    _, inverse = np.unique(roots, return_inverse=True)
-    # np.unique sorts the roots, and each root is its region's smallest index (hooks go to the
-    # smaller root), so the region numbers follow the raster order of first pixels.
-    labels = np.where(core, inverse.reshape(ny, nx), -1).astype(np.int64)
-
+    labels = np.where(core, uf.find_all().reshape(ny, nx), -1)
     # Border pixels: the region of the most similar adjacent core pixel (first channel on ties).
     best = np.full((ny, nx), -np.inf)
     best_label = np.full((ny, nx), -1, np.int64)
     for c, (dy, dx) in enumerate(offsets):
         if max(abs(dy), abs(dx)) != 1:
             continue
-        other = np.full((ny, nx), -1, np.int64)
-        here, there = _pair_slices(dy, dx, ny, nx) if dy >= 0 else _pair_slices(-dy, -dx, ny, nx)[::-1]
-        other[here] = labels[there]
+        other = _neighbour_of(labels, dy, dx, -1)
         ncc = np.nan_to_num(around[..., c], nan=-np.inf)
         better = (other >= 0) & (ncc >= threshold) & (ncc > best)
         best[better] = ncc[better]
         best_label[better] = other[better]
-    border = ~core & (best_label >= 0)
+    border = free & ~core & (best_label >= 0)
     labels[border] = best_label[border]
+    return labels
 
-    # Renumber 0, 1, ... in region order, dropping regions under min_size pixels.
-    found, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    keep = (found >= 0) & (counts >= max(1, int(min_size)))
-    relabel = np.full(len(found), -1, np.int64)
+
+def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Regions renumbered 0, 1, ...; those under ``min_size`` pixels become -1."""
+    present, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    keep = (present >= 0) & (counts >= max(1, int(min_size)))
+    relabel = np.full(len(present), -1, np.int64)
     relabel[keep] = np.arange(int(keep.sum()))
-    labels = relabel[inverse.reshape(-1)].reshape(ny, nx)
-    return labels.astype(np.int32)
+    return relabel[inverse.reshape(-1)].reshape(labels.shape)
 
 
 def interior_distance(labels: np.ndarray, *, edge_is_boundary: bool = True) -> np.ndarray:
@@ -451,14 +481,16 @@ def choose_pure(labels: np.ndarray, interior: np.ndarray, similarity: np.ndarray
     if flat.size == 0 or n_max <= 0 or per_grain <= 0:
         return np.zeros(0, np.int64)
     grains = lab.reshape(-1)[flat]
+    order = np.argsort(grains, kind="stable")  # candidates grouped by grain, raster order inside
+    flat, grains = flat[order], grains[order]
     depth = np.minimum(dist.reshape(-1)[flat], np.float32(1e6))
+    labels_found, starts = np.unique(grains, return_index=True)
     picks: list[np.ndarray] = []
     sizes = []
-    for g in np.unique(grains):
-        members = flat[grains == g]
+    for g, members, member_depth in zip(labels_found, np.split(flat, starts[1:]), np.split(depth, starts[1:])):
         points = np.stack([members // nx, members % nx], axis=1)
         rng = np.random.default_rng([int(seed), 7, int(g)])
-        take = _spread_pick(points, depth[grains == g], int(per_grain), min_spacing, deep_fraction, rng)
+        take = _spread_pick(points, member_depth, int(per_grain), min_spacing, deep_fraction, rng)
         picks.append(members[take])
         sizes.append(len(members))
     # Round robin over grains, most candidates first (ties: lower label first).

@@ -113,16 +113,24 @@ def test_summary_and_provenance(sim_map, tmp_path):
     found = find_pure(write_map(tmp_path / "map.zarr", sim_map(dose=1500.0, seed=0).counts, (24, 24)))
     assert isinstance(found, PureSelection)
     line = found.summary()
-    assert line.startswith(f"find pure: {found.n_chosen} pure patterns from {found.n_grains} grains")
+    assert line.startswith(f"find pure: {found.n_chosen} pure patterns from {found.n_grains} grains "
+                           f"({found.n_candidates} candidates in {found.n_grains} of {found.n_regions}")
     assert "\n" not in line
     record = json.loads(json.dumps(found.to_json()))
     assert record["indices"] == found.indices.tolist() and record["n_chosen"] == found.n_chosen
     assert record["positions"][0] == list(np.unravel_index(found.indices[0], (24, 24)))
 
 
-def test_not_a_map_store_is_an_input_error(tmp_path):
+def test_bad_maps_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="not found"):
         find_pure(tmp_path / "missing.zarr")
+    patterns = np.ones((4, 4, 16, 16), np.float32)
+    patterns[1, 2, 3, 3] = np.nan
+    with pytest.raises(InputError, match="NaN or inf"):
+        find_pure(write_map(tmp_path / "nan.zarr", patterns, (2, 4)), background={"static": "none"})
+    with pytest.raises(InputError, match="background must be 'auto'"):
+        find_pure(write_map(tmp_path / "ok.zarr", np.ones((4, 4, 16, 16), np.uint8), (4, 4)),
+                  background="static")
 
 
 def test_real_nickel_map_two_grains(tmp_path):
