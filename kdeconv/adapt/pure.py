@@ -464,10 +464,13 @@ def choose_pure(labels: np.ndarray, interior: np.ndarray, similarity: np.ndarray
     """Flat (row-major) indices of a diverse set of pure patterns, int64, in pick order.
 
     Candidates are ``pure_candidates``. Each grain gives up to ``per_grain`` of them, spread
-    through the grain (farthest-point sampling from its deepest pixel, never two within
-    ``min_spacing`` px). Grains take turns (one pattern from every grain, then a second ...),
-    so the cap ``n_max`` keeps as many grains as possible; grains with the most candidates go
-    first in each round. The same inputs and ``seed`` give the same indices.
+    through its deep part (farthest-point sampling from its deepest pixel among the candidates
+    at least ``deep_fraction`` as far from a boundary as that one, never two within
+    ``min_spacing`` px: deeper pixels are purer when the beam is wide). Grains take turns (one
+    pattern from every grain, then a second ...), so the cap ``n_max`` keeps as many grains as
+    possible; grains with the most candidates go first in each round. The same inputs and
+    ``seed`` give the same indices (ties are broken by ``np.random.default_rng([seed, 7,
+    grain])``).
     """
     lab = _as_grid(labels, 0)
     sim = _as_grid(similarity, 1)
@@ -487,7 +490,8 @@ def choose_pure(labels: np.ndarray, interior: np.ndarray, similarity: np.ndarray
     labels_found, starts = np.unique(grains, return_index=True)
     picks: list[np.ndarray] = []
     sizes = []
-    for g, members, member_depth in zip(labels_found, np.split(flat, starts[1:]), np.split(depth, starts[1:])):
+    groups = zip(labels_found, np.split(flat, starts[1:]), np.split(depth, starts[1:]))
+    for g, members, member_depth in groups:
         points = np.stack([members // nx, members % nx], axis=1)
         rng = np.random.default_rng([int(seed), 7, int(g)])
         take = _spread_pick(points, member_depth, int(per_grain), min_spacing, deep_fraction, rng)

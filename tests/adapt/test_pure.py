@@ -64,10 +64,8 @@ def test_masked_patterns_do_not_correlate_through_their_mask():
     mask = circular_mask((48, 48))
     patterns = (rng.random((6, 48, 48)) * 200 + 50) * mask
     features = pattern_features(patterns, NO_BACKGROUND)
-    corners = ~np.isclose(_block_mean(mask[None].astype(float), 3)[0], 1.0)
     inside_half = _block_mean(mask[None].astype(float), 3)[0] >= 0.5
-    assert np.all(features[:, ~inside_half.reshape(-1)] == 0)
-    assert corners.any()
+    assert (~inside_half).sum() >= 4 and np.all(features[:, ~inside_half.reshape(-1)] == 0)
     off_diagonal = (features @ features.T)[~np.eye(6, dtype=bool)]
     assert np.abs(off_diagonal).max() < 0.35
     # Counting the zero outside as signal makes independent patterns look alike.
