@@ -20,7 +20,7 @@ import numpy as np
 
 from kdeconv.adapt.pure import (
     adaptive_threshold, choose_pure, feature_shape, interior_distance, neighbour_similarity,
-    pattern_features, pure_candidates, relative_similarity, resolve_background, segment_grains,
+    pattern_features, pure_candidates, relative_similarity, background_settings, segment_grains,
 )
 from kdeconv.errors import InputError
 
@@ -87,20 +87,6 @@ def _compute(obj, client, progress):
     return compute(client, obj, progress=progress)
 
 
-def _auto_background(mean_pattern: np.ndarray, sample: np.ndarray) -> dict[str, Any]:
-    """``background: auto``: the preprocess stage's per-map decision where it exists, else
-    ``separate``'s default (static map mean + dynamic)."""
-    from kdeconv.preprocess import background as bg_module
-
-    decide = getattr(bg_module, "decide_background", None)
-    if decide is None:
-        return resolve_background(None)
-    decided = decide(mean_pattern, sample)
-    if hasattr(decided, "model_dump"):
-        decided = decided.model_dump()
-    return resolve_background(decided)
-
-
 def map_features(map_store_path: str | Path, *, background: str | dict = "auto", side: int = 16,
                  client=None, progress: bool | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Feature vectors of every pattern of a map store: float32 (ny, nx, k) (or (n, k)), and
@@ -109,8 +95,10 @@ def map_features(map_store_path: str | Path, *, background: str | dict = "auto",
     import dask.array as da
     import zarr
 
+    from kdeconv.config.separate import BackgroundConfig
     from kdeconv.io.store import open_store
-    from kdeconv.separate.driver import static_background_from_mean
+    from kdeconv.preprocess.background import static_background_from_mean
+    from kdeconv.separate.inputs import resolve_background
 
     path = Path(map_store_path)
     group = open_store(path, kind="map", arrays=("patterns",))
@@ -126,14 +114,13 @@ def map_features(map_store_path: str | Path, *, background: str | dict = "auto",
     nav_axes = tuple(range(nav_ndim))
     if isinstance(background, str) and background != "auto":
         raise InputError(f"background must be 'auto' or a dict of background settings, got {background!r}")
-    settings = None if background == "auto" else resolve_background(background)
-    mean = None
-    if settings is None or settings["static"] != "none":
-        mean = _compute(patterns.mean(axis=nav_axes, dtype=np.float64), client, progress)
-    if settings is None:
-        settings = _auto_background(mean, np.asarray(src[(0,) * nav_ndim])[None])
+    if background == "auto":  # as separate decides it for this map
+        settings = background_settings(resolve_background(src, BackgroundConfig())[0])
+    else:
+        settings = background_settings(background)
     static_bg = None
-    if settings["static"] != "none":
+    if settings["static"] != "none" and settings.get("mode") != "processed":
+        mean = _compute(patterns.mean(axis=nav_axes, dtype=np.float64), client, progress)
         static_bg = static_background_from_mean(mean, settings["static_smooth_std"])
 
     k = int(np.prod(feature_shape(src.shape[-2:], side)))

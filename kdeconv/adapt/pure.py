@@ -21,7 +21,7 @@ from kdeconv.errors import InputError
 
 __all__ = ["FEATURE_SIDE", "NEIGHBOUR_OFFSETS", "feature_shape", "pattern_features",
            "neighbour_similarity", "relative_similarity", "adaptive_threshold", "segment_grains",
-           "interior_distance", "pure_candidates", "choose_pure", "resolve_background"]
+           "interior_distance", "pure_candidates", "choose_pure", "background_settings"]
 
 # 16 x 16 float32 = 1 KB a pattern: a 2-million-pattern map's features fit in 2 GB.
 FEATURE_SIDE = 16
@@ -30,7 +30,7 @@ FEATURE_SIDE = 16
 NEIGHBOUR_OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1), (0, 2), (2, 0), (2, 2), (2, -2))
 
 
-def resolve_background(background: Any) -> dict[str, Any]:
+def background_settings(background: Any) -> dict[str, Any]:
     """``separate``'s background settings as a full dict (missing keys take their defaults).
 
     Accepts a ``BackgroundConfig``, a dict of its fields (``{"static": "none", "dynamic": False}``
@@ -75,7 +75,7 @@ def pattern_features(patterns: np.ndarray, background: dict[str, Any] | None,
     """Feature vectors, float32 ``(n, k)`` with ``k = ty * tx`` (``feature_shape``).
 
     ``patterns`` (n, sy, sx) (or (..., sy, sx)) get ``separate``'s preprocessing with
-    ``background`` (see ``resolve_background``; ``static_bg`` is the static background pattern
+    ``background`` (see ``background_settings``; ``static_bg`` is the static background pattern
     when ``background["static"] != "none"``), are area-binned to ``feature_shape`` and made zero
     mean and unit norm, so ``features @ features.T`` is the NCC. For circular-masked patterns
     (``masked``; None = detected per pattern) only the bins inside the mask count; the others
@@ -90,7 +90,7 @@ def pattern_features(patterns: np.ndarray, background: dict[str, Any] | None,
     ty, tx = feature_shape(sig_shape, side)
     if len(stack) == 0:
         return np.zeros((0, ty * tx), np.float32)
-    settings = resolve_background(background)
+    settings = background_settings(background)
     corrected = preprocess_patterns(stack, settings, static_bg)
     rows = _area_matrix(sig_shape[0], ty).astype(np.float32)
     cols_t = _area_matrix(sig_shape[1], tx).T.astype(np.float32).copy()

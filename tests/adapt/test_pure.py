@@ -7,7 +7,7 @@ import pytest
 
 from kdeconv.adapt.pure import (
     adaptive_threshold, choose_pure, feature_shape, interior_distance, neighbour_similarity,
-    pattern_features, pure_candidates, relative_similarity, resolve_background, segment_grains,
+    pattern_features, pure_candidates, relative_similarity, background_settings, segment_grains,
 )
 from kdeconv.errors import InputError
 from kdeconv.preprocess import circular_mask
@@ -54,9 +54,9 @@ def test_features_with_separates_background_need_the_static_pattern():
 
 def test_a_bad_background_setting_is_an_input_error():
     with pytest.raises(InputError, match="static"):
-        resolve_background({"static": "mean"})
+        background_settings({"static": "mean"})
     with pytest.raises(InputError, match="background"):
-        resolve_background("map_mean")
+        background_settings("map_mean")
 
 
 def test_masked_patterns_do_not_correlate_through_their_mask():
