@@ -63,29 +63,43 @@ class AdaptResult:
 
 def split_groups(groups: np.ndarray, val_fraction: float, seed: int,
                  labels: np.ndarray | None = None) -> np.ndarray:
-    """Boolean (n,) "held out" for patterns ``groups`` (grain ids): whole groups are held out, at
-    least 2 of them (validation pairs need two grains) and at least 2 kept. With ``labels``
-    (e.g. phase per pattern) each label keeps and holds out groups of its own where it can."""
+    """Boolean (n,) "held out" for patterns ``groups`` (grain ids).
+
+    Whole grains are held out, at least 2 (validation pairs need two grains) and at least 2 kept;
+    with ``labels`` (e.g. the phase of each pattern) each label keeps and holds out grains of its
+    own where it can. With 2 or 3 grains only, whole grains cannot be spared: a share of each
+    grain's patterns is held out instead (validation then sees the training grains).
+    """
     groups = np.asarray(groups)
     uniq = np.unique(groups)
-    if len(uniq) < 4:
-        raise InputError(f"{len(uniq)} grain(s) of pure patterns; adapt needs at least 4 (2 to train "
-                         "on, 2 to validate on)")
+    if len(uniq) < 2:
+        raise InputError(f"the pure patterns come from {len(uniq)} grain; adapt needs at least 2 "
+                         "different grains to mix")
     rng = np.random.default_rng([seed, 0xADA])
-    held: list = []
+    if len(uniq) < 4:
+        held = np.zeros(len(groups), bool)
+        for g in uniq:
+            mine = np.flatnonzero(groups == g)
+            if len(mine) < 2:
+                raise InputError(f"{len(uniq)} grains, one of them with a single pure pattern: adapt "
+                                 "needs 4 grains, or 2 patterns of each grain to validate on")
+            k = max(1, int(round(val_fraction * len(mine))))
+            held[rng.permutation(mine)[:k]] = True
+        return held
+    held_groups: list = []
     if labels is not None:
         label_of = {g: np.asarray(labels)[groups == g][0] for g in uniq}
         for label in sorted(set(label_of.values())):
             mine = np.array([g for g in uniq if label_of[g] == label])
             if len(mine) >= 3:
                 k = max(1, int(round(val_fraction * len(mine))))
-                held.extend(rng.permutation(mine)[:k].tolist())
-    if len(held) < 2:
+                held_groups.extend(rng.permutation(mine)[:k].tolist())
+    if len(held_groups) < 2:
         k = max(2, int(round(val_fraction * len(uniq))))
-        held = rng.permutation(uniq)[:k].tolist()
-    if len(uniq) - len(held) < 2:
-        held = held[: len(uniq) - 2]
-    return np.isin(groups, held)
+        held_groups = rng.permutation(uniq)[:k].tolist()
+    if len(uniq) - len(held_groups) < 2:
+        held_groups = held_groups[: len(uniq) - 2]
+    return np.isin(groups, held_groups)
 
 
 def claim_rule_from_pure(pure_minority: np.ndarray, base_rule: dict | None) -> dict:
@@ -219,8 +233,15 @@ def _run(cfg: AdaptConfig, client, progress: bool, echo) -> AdaptResult:
         raise
 
 
+def _read_all(store: Path) -> np.ndarray:
+    import zarr
+
+    return np.asarray(zarr.open_group(str(store), mode="r")["patterns"][...])
+
+
 def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, nav_shape):
-    from kdeconv.adapt.references import read_references
+    from kdeconv.adapt.pure import pattern_features
+    from kdeconv.adapt.references import group_references, read_references
     from kdeconv.cluster import compute
     from kdeconv.config.generate import GenerateConfig
     from kdeconv.generate.driver import run_generate
@@ -264,10 +285,13 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
     if cfg.references:
         refs = read_references(cfg.references, out / "references.zarr", plan.map_shape,
                                cfg.reference_labels)
-        pool, indices, grains, labels = str(refs.store), refs.indices, refs.indices.copy(), refs.labels
+        pool, indices, labels = str(refs.store), refs.indices, refs.labels
+        static = np.load(static_path) if static_path else None
+        grains = group_references(pattern_features(_read_all(refs.store), plan.background, static))
         record = {"how": "references", "references": str(cfg.references),
                   "label_names": refs.label_names, "labels": refs.labels.tolist()}
-        echo(f"references: {len(indices)} pure patterns ({', '.join(refs.describe())})")
+        echo(f"references: {len(indices)} pure patterns ({', '.join(refs.describe())}) from "
+             f"{len(np.unique(grains))} distinct grains")
     else:
         pool = str(map_path.resolve())
         indices, grains, record = _pure_from_map(cfg, map_path, nav_shape, plan.background, client,

@@ -37,9 +37,14 @@ def test_labels_hold_out_a_grain_of_each_label():
     assert set(labels[held]) == {0, 1} and held.sum() == 2
 
 
-def test_too_few_grains_are_refused():
-    with pytest.raises(InputError, match="at least 4"):
-        split_groups(np.array([0, 0, 1, 1, 2]), 0.2, seed=0)
+def test_two_or_three_grains_hold_out_patterns_and_one_grain_is_refused():
+    groups = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1])  # kikuchipy's real Ni map: two grains
+    held = split_groups(groups, 0.2, seed=0)
+    assert held[groups == 0].sum() == 1 and held[groups == 1].sum() == 1
+    with pytest.raises(InputError, match="at least 2"):
+        split_groups(np.zeros(5, int), 0.2, seed=0)
+    with pytest.raises(InputError, match="single pure pattern"):
+        split_groups(np.array([0, 0, 1]), 0.2, seed=0)
 
 
 def test_the_claim_weight_sits_above_what_pure_pairs_get():
@@ -122,3 +127,22 @@ def test_a_map_without_enough_grains_is_refused(tmp_path):
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("Error:") and "grain" in lines[-1] and "Traceback" not in out.stderr
     assert not (tmp_path / "run" / "best.pt").exists()
+
+
+def test_references_of_one_grain_are_grouped_so_no_pair_mixes_a_grain_with_itself():
+    import kikuchipy as kp
+
+    from kdeconv.adapt.pure import pattern_features
+    from kdeconv.adapt.references import group_references
+    from kdeconv.preprocess.background import static_background_from_mean
+
+    raw = kp.data.nickel_ebsd_small().data.reshape(9, 60, 60).astype(np.float32)
+    recipe = {"mode": "raw", "static": "map_mean", "static_operation": "subtract", "dynamic": True,
+              "dynamic_operation": "subtract", "dynamic_std": None}
+    groups = group_references(pattern_features(raw, recipe, static_background_from_mean(raw.mean(0), "auto")))
+    first_column = groups[[0, 3, 6]]
+    assert len(set(first_column)) == 1 and len(set(groups)) == 2  # the two real grains
+    rng = np.random.default_rng(0)
+    distinct = rng.standard_normal((6, 64))
+    distinct /= np.linalg.norm(distinct, axis=1, keepdims=True)
+    assert len(set(group_references(distinct))) == 6
