@@ -77,7 +77,8 @@ def lock_path(path: str | Path) -> Path:
 # Locks held by this process: lock file -> open descriptor. flock() locks die with the process,
 # also on kill -9, so a stale lock file never blocks a later run.
 _LOCKS: dict[str, int] = {}
-# The output being written and about how many bytes it takes ("no space left" says so).
+# The outputs this process wrote and about how many bytes each takes: "no space left" says so
+# (also after the failed output's lock was released). Cleared when a command ends.
 _ACTIVE: dict[str, Any] = {}
 
 
@@ -149,7 +150,6 @@ def release_output(path: str | Path) -> None:
     """Give up the lock of output ``path`` (its staging store, if any, stays)."""
     lock = lock_path(path)
     fd = _LOCKS.pop(str(_real(lock)), None)
-    _ACTIVE.pop(str(_real(path)), None)
     if fd is None:
         return
     try:
