@@ -31,8 +31,14 @@ from kdeconv.cli._common import overwrite_option
 @overwrite_option
 def train(config_path, data, out, resume, device, precision, max_steps, max_minutes, overwrite):
     """Train the dual-decoder U-Net on pairs stores; writes best.pt, last.pt, metrics.csv, curves.png."""
+    from pathlib import Path
+
+    from kdeconv.io.store import check_not_input, lock_output
     from kdeconv.train.driver import train as run
 
+    check_not_input(out, data)
+    if Path(out).parent.is_dir():
+        lock_output(out)  # one run writes a run folder at a time (released when the command ends)
     run(config_path, list(data), out, resume=resume, overwrite=overwrite, device=device,
         precision=precision,
         max_steps=max_steps, max_minutes=max_minutes, echo=click.echo)
