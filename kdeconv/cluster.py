@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -23,7 +24,8 @@ from typing import Any
 from kdeconv.config.cluster import ClusterConfig
 from kdeconv.errors import InputError
 
-__all__ = ["ClusterConfig", "open_client", "compute", "worker_threads", "machine_cores"]
+__all__ = ["ClusterConfig", "open_client", "compute", "worker_threads", "machine_cores",
+           "check_cluster_config"]
 
 
 def machine_cores() -> int:
@@ -96,13 +98,28 @@ def _remote_address(config: ClusterConfig) -> tuple[str, str]:
             raise InputError(f"scheduler file {path} has no scheduler address")
         return address, f"the scheduler of {path} ({address})"
     address = config.scheduler_address
-    try:
-        from distributed.comm import get_address_host_port
-
-        get_address_host_port(address if "://" in address else f"tcp://{address}")
-    except (ValueError, TypeError):
-        raise InputError(f"invalid --scheduler-address {address!r}: expected tcp://HOST:PORT") from None
+    if _host_port(address) is None and not address.startswith(("inproc://", "ucx://", "ws://", "wss://")):
+        raise InputError(f"invalid --scheduler-address {address!r}: expected tcp://HOST:PORT")
     return address, f"scheduler {address}"
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a tcp:// or tls:// address (or HOST:PORT), else None."""
+    from distributed.comm import get_address_host_port
+
+    if "://" in address and not address.startswith(("tcp://", "tls://")):
+        return None
+    try:
+        host, port = get_address_host_port(address if "://" in address else f"tcp://{address}")
+        return str(host), int(port)
+    except (ValueError, TypeError):
+        return None
+
+
+def check_cluster_config(config: ClusterConfig | None) -> None:
+    """Refuse a malformed --scheduler-address or --scheduler-file at once (no network)."""
+    if config is not None and (config.scheduler_file or config.scheduler_address):
+        _remote_address(config)
 
 
 async def _identity(address: str, timeout: float) -> Any:
@@ -123,6 +140,13 @@ def _probe_scheduler(address: str, label: str, timeout: float) -> None:
     from concurrent.futures import ThreadPoolExecutor
     from concurrent.futures import TimeoutError as FutureTimeout
 
+    host_port = _host_port(address)
+    if host_port is not None:  # nothing listening: say so at once (distributed would retry)
+        try:
+            socket.create_connection(host_port, timeout=timeout).close()
+        except OSError as err:
+            reason = err.strerror or ("timed out" if isinstance(err, TimeoutError) else type(err).__name__)
+            raise InputError(f"cannot reach {label}: {reason}") from None
     # In a thread of its own: callers may already run an event loop (Jupyter).
     pool = ThreadPoolExecutor(1, thread_name_prefix="kdeconv-probe")
     future = pool.submit(asyncio.run, asyncio.wait_for(_identity(address, timeout), timeout))

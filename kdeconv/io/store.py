@@ -12,6 +12,7 @@ skips them by default), so a missing chunk in a store it wrote is damage: ``open
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import errno
 import fcntl
@@ -169,6 +170,9 @@ def release_all_outputs() -> None:
             pass
         os.close(fd)
     _ACTIVE.clear()
+
+
+atexit.register(release_all_outputs)  # no lock file outlives a process that ends normally
 
 
 def active_output() -> tuple[Path, int | None] | None:

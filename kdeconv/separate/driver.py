@@ -25,7 +25,7 @@ from kdeconv.config.cluster import ClusterConfig
 from kdeconv.config.separate import SeparateConfig
 from kdeconv.errors import InputError
 from kdeconv.io import resume
-from kdeconv.io.store import open_for_writing, open_store, store_attrs
+from kdeconv.io.store import open_for_writing, open_store, release_output, store_attrs
 from kdeconv.separate.chunk import blank_frames, preprocess_patterns, separate_patterns
 from kdeconv.separate.worker import cached_separator, cuda_available, resolve_device
 
@@ -269,6 +269,9 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
 
     echo = echo or (lambda *_: None)
     cluster = cluster or ClusterConfig()
+    from kdeconv.cluster import check_cluster_config
+
+    check_cluster_config(cluster)  # a malformed address or file: refused before the model loads
     map_path, out_path = Path(map_path), Path(out_path)
     map_group = open_store(map_path, kind="map", arrays=("patterns",))
     src = map_group["patterns"]
@@ -279,29 +282,31 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     if total < 2:
         raise InputError(f"{map_path} holds {total} pattern(s); separate needs a map of at least 2 "
                          "(the map's mean pattern is its static background)")
-    if config.device == "cuda":
-        resolve_device("cuda")  # fail here, before any worker starts
-    # the workers' rule, checked here first (fp16 needs CUDA) so no worker starts for nothing
-    import torch
-
-    from kdeconv.model.precision import resolve_precision
-
-    resolve_precision(config.precision,
-                      torch.device("cuda" if config.device != "cpu" and cuda_available() else "cpu"))
     inputs = (map_path, config.checkpoint)
-    from kdeconv.io.store import check_not_input
-
-    check_not_input(out_path, inputs)  # before the model loads: a cheap refusal first
+    nbytes = 2 * int(np.prod(src.shape)) * np.dtype(src.dtype).itemsize + total * 9
+    # Locked before torch and the model load: a second run on this output is refused at once.
+    staging = resume.begin(out_path, overwrite, inputs=inputs, nbytes=nbytes).resolve()
 
     label = config.checkpoint or "default model"
-    separator, sha256 = _load_on_client(config.checkpoint, loader)
-    _check_shape(separator, _trial_pattern(src), config.background.model_dump(), label)
+    try:
+        if config.device == "cuda":
+            resolve_device("cuda")  # fail here, before any worker starts
+        # the workers' rule, checked here first (fp16 needs CUDA) so no worker starts for nothing
+        import torch
+
+        from kdeconv.model.precision import resolve_precision
+
+        resolve_precision(config.precision,
+                          torch.device("cuda" if config.device != "cpu" and cuda_available() else "cpu"))
+        separator, sha256 = _load_on_client(config.checkpoint, loader)
+        _check_shape(separator, _trial_pattern(src), config.background.model_dump(), label)
+    except BaseException:
+        release_output(out_path)
+        raise
     normalization = dict(getattr(separator, "normalization", {}) or {})
     claim_rule = getattr(separator, "claim_rule", None)  # evaluate's rule for this model
     del separator
 
-    nbytes = 2 * int(np.prod(src.shape)) * np.dtype(src.dtype).itemsize + total * 9
-    staging = resume.begin(out_path, overwrite, inputs=inputs, nbytes=nbytes).resolve()
     key = _resume_key(map_path, src, sha256, config, map_group.attrs.get("created"))
     group = _open_existing(staging, key)
 
