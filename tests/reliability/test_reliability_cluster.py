@@ -70,11 +70,24 @@ def foreign_server(request):
 
 
 def test_port_that_does_not_speak_dask_fails_within_the_timeout(cli, map_store, tmp_path, foreign_server):
-    for command in ("export", "separate"):
-        args, out = _commands(map_store, tmp_path)[command]
-        refused(cli(*args, "--scheduler-address", foreign_server, "--connect-timeout", "2"), 2,
-                foreign_server, "no Dask scheduler answered")
+    args, out = _commands(map_store, tmp_path)["export"]
+    refused(cli(*args, "--scheduler-address", foreign_server, "--connect-timeout", "1"), 2,
+            foreign_server, "no Dask scheduler answered")
+    no_output(out)
+
+
+def test_separate_creates_nothing_before_the_cluster_is_up(cli, map_store, tmp_path):
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Silent)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        args, out = _commands(map_store, tmp_path)["separate"]
+        refused(cli(*args, "--scheduler-address", f"127.0.0.1:{server.server_address[1]}",
+                    "--connect-timeout", "1"), 2, "no Dask scheduler answered")
         no_output(out)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_closed_port(cli, map_store, tmp_path):
@@ -87,6 +100,7 @@ def test_closed_port(cli, map_store, tmp_path):
     no_output(out)
 
 
+@pytest.mark.filterwarnings("ignore:Port 8787 is already in use")
 def test_scheduler_without_workers(cli, map_store, tmp_path):
     from distributed import LocalCluster
 

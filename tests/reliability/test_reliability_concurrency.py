@@ -45,6 +45,7 @@ def _hold_lock(output: Path):
     holder = subprocess.Popen([sys.executable, "-c", code, str(output) + ".partial.lock"],
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
+    holder.stdout.close()
     return holder
 
 
@@ -120,7 +121,7 @@ def test_second_separate_is_refused_ctrl_c_is_one_line_and_the_rerun_resumes(cli
 def test_generate_killed_at_the_pair_stage_resumes_its_finished_chunks(cli, sched, tmp_path):
     config = tmp_path / "gen.yaml"
     config.write_text(yaml.safe_dump({
-        "seed": 5, "n": 600, "chunk_size": 30,
+        "seed": 5, "n": 400, "chunk_size": 20,
         "source": {"kind": "simulate", "n_pure": 16, "shape": [48, 48]},
         "augment": {"realism": True}}))
     out = tmp_path / "pairs.zarr"
@@ -143,8 +144,8 @@ def test_generate_killed_at_the_pair_stage_resumes_its_finished_chunks(cli, sche
 
     rerun = cli("generate", "--config", config, "--out", out, *sched)
     assert rerun.exit_code == 0, rerun.output + rerun.stderr
-    assert f"{done_chunks * 30} pairs already written" in rerun.output
-    assert f"generate: {600 - done_chunks * 30} pairs" in rerun.output
+    assert f"{done_chunks * 20} pairs already written" in rerun.output
+    assert f"generate: {400 - done_chunks * 20} pairs" in rerun.output
     reference = tmp_path / "ref.zarr"
     assert cli("generate", "--config", config, "--out", reference, *sched).exit_code == 0
     got, want = zarr.open_group(str(out)), zarr.open_group(str(reference))
