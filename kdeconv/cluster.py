@@ -25,7 +25,7 @@ from kdeconv.config.cluster import ClusterConfig
 from kdeconv.errors import InputError
 
 __all__ = ["ClusterConfig", "open_client", "compute", "worker_threads", "machine_cores",
-           "check_cluster_config"]
+           "check_cluster_config", "sigint_ignored"]
 
 
 def machine_cores() -> int:
@@ -171,7 +171,7 @@ def _probe_scheduler(address: str, label: str, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
+def sigint_ignored() -> Iterator[None]:
     """Worker processes started meanwhile inherit "ignore SIGINT": Ctrl-C in a terminal reaches
     every process of the group, and only this one should act on it (cleanly)."""
     if threading.current_thread() is not threading.main_thread():
@@ -217,7 +217,7 @@ def open_client(config: ClusterConfig | None = None, *, echo=None) -> Iterator[A
     cores = machine_cores()
     threads = config.threads_per_worker or 1
     workers = config.workers or max(1, cores // threads)
-    with _sigint_ignored():
+    with sigint_ignored():
         cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
                                dashboard_address=":0", silence_logs=logging.WARNING)
     client = Client(cluster)

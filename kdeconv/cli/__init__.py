@@ -65,6 +65,9 @@ class KdeconvGroup(click.Group):
             ctx.exit(1)
         except Exception as err:
             fault = _environment_fault(err)
+            if fault is None and type(err).__name__ == "KilledWorker":
+                fault = ("a Dask worker died while running this command (out of memory?): rerun it; "
+                         "separate and generate resume from their finished chunks")
             if fault is None:
                 raise
             click.echo(f"Error: {fault}", err=True)

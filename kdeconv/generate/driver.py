@@ -28,8 +28,8 @@ from kdeconv.generate.augment import AUGMENT_COLUMNS
 from kdeconv.generate.chunk import (bin_patterns, build_pairs, draw_pairs, prepare_pure,
                                     pure_geometry)
 from kdeconv.io import resume
-from kdeconv.io.store import (check_not_input, lock_output, open_store, partial_path,
-                              release_output, store_attrs)
+from kdeconv.io.store import (EVERY_CHUNK_WRITTEN, check_not_input, lock_output, open_store,
+                              partial_path, release_output, store_attrs)
 from kdeconv.preprocess import circular_mask, mask_geometry
 
 __all__ = ["SourcePlan", "plan_source", "check_output", "run_generate", "write_pair_chunk", "write_debug_panels"]
@@ -445,8 +445,10 @@ def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: boo
                  for s, e in ranges if e > s]
         written = compute(client, dask.delayed(_total)(tasks)) if tasks else 0
     resume.require_complete(group, out)
-    group.attrs.update({**_attrs(cfg, plan, n_complete=cfg.n, pure_complete=True),
-                        resume.RESUME_KEY: key})
+    attrs = {**_attrs(cfg, plan, n_complete=cfg.n, pure_complete=True), resume.RESUME_KEY: key}
+    if not group.attrs.get(EVERY_CHUNK_WRITTEN):  # extends a store of an earlier kdeconv, which
+        attrs[EVERY_CHUNK_WRITTEN] = False        # skipped chunks equal to the fill value
+    group.attrs.update(attrs)
     resume.finish(staging, out)
     return {"new": written, "n": cfg.n, "seconds": timer.seconds, "base": base, "pure": pure_new}
 

@@ -238,8 +238,12 @@ def open_separate_client(cluster: ClusterConfig, device: str, echo=None):
         if LocalCUDACluster is not None:
             from distributed import Client
 
-            with LocalCUDACluster(threads_per_worker=cluster.threads_per_worker or 1,
-                                  resources={"GPU": 1}) as cuda_cluster, Client(cuda_cluster) as client:
+            from kdeconv.cluster import sigint_ignored
+
+            with sigint_ignored():  # Ctrl-C is for this process: workers must not print tracebacks
+                cuda_cluster = LocalCUDACluster(threads_per_worker=cluster.threads_per_worker or 1,
+                                                resources={"GPU": 1})
+            with cuda_cluster, Client(cuda_cluster) as client:
                 if echo is not None:
                     echo(f"LocalCUDACluster: {len(cuda_cluster.workers)} worker(s), one GPU each; "
                          f"dashboard {client.dashboard_link}")

@@ -45,16 +45,17 @@ def test_export_that_cannot_fit_is_refused_before_writing(cli, sched, noisy_map,
     no_output(out)
 
 
-@pytest.mark.parametrize("suffix", [".tif", ".h5"])
-def test_export_that_fills_the_disk_midway_removes_its_partial_file(cli, noisy_map, tiny_disk, monkeypatch,
-                                                                    suffix):
-    # Another program fills the disk meanwhile: the check before writing passes, the write fails.
+@pytest.mark.parametrize("suffix", [".tif", ".h5", ".up2"])
+def test_export_that_fills_the_disk_midway_removes_its_partial_file(cli, sched, noisy_map, tiny_disk,
+                                                                    monkeypatch, suffix):
+    # Another program fills the disk meanwhile: the check before writing passes, the write fails
+    # (h5 without crashing the process; UP2 when its blocks are reserved, before any worker writes).
     import kdeconv.io.export as export
 
     monkeypatch.setattr(export, "check_free_space", lambda *args, **kwargs: None)
     disk = tiny_disk("512k")
     out = disk / f"o{suffix}"
-    refused(cli("export", noisy_map, out), 1, f"no space left on {disk}")
+    refused(cli("export", noisy_map, out, *sched), 1, f"no space left on {disk}")
     no_output(out)
     assert list(disk.iterdir()) == []
 
