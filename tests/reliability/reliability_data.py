@@ -97,5 +97,12 @@ def can_drop_permissions() -> bool:
 
 def subprocess_env() -> dict:
     root = str(Path(__file__).resolve().parents[2])
-    return dict(os.environ, KDECONV_PROGRESS="0",
-                PYTHONPATH=os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return dict(os.environ, KDECONV_PROGRESS="0", PYTHONPATH=os.pathsep.join([root] + paths))
+
+
+def resize_disk(folder: Path, size: str) -> None:
+    """Grow (or shrink) a tmpfs mounted by the ``tiny_disk`` fixture."""
+    import subprocess
+
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)

@@ -11,10 +11,9 @@ import pytest
 import yaml
 import zarr
 
-from conftest import resize_disk
 from kdeconv.errors import EnvironmentFault, environment_fault
 from reliability_data import (KDECONV, can_drop_permissions, digest, drop_file_permissions, no_output,
-                              refused, subprocess_env, write_map)
+                              refused, resize_disk, subprocess_env, write_map)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 import zarr
 
-from reliability_data import digest, no_output, patterns, refused, write_map
+from reliability_data import digest, no_output, patterns, refused
 
 
 @pytest.fixture
