@@ -9,9 +9,13 @@ by dask-jobqueue on SLURM, or a dask-cuda ``LocalCUDACluster``.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import signal
+import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +24,8 @@ from typing import Any
 from kdeconv.config.cluster import ClusterConfig
 from kdeconv.errors import InputError
 
-__all__ = ["ClusterConfig", "open_client", "compute", "worker_threads", "machine_cores"]
+__all__ = ["ClusterConfig", "open_client", "compute", "worker_threads", "machine_cores",
+           "check_cluster_config", "sigint_ignored"]
 
 
 def machine_cores() -> int:
@@ -30,41 +35,181 @@ def machine_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _quiet_distributed() -> None:
+def _quiet_distributed(level: int = logging.WARNING) -> None:
     # The CLI shows one summary line; distributed's INFO chatter would bury it.
     for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny",
-                 "distributed.core", "distributed.http.proxy"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+                 "distributed.core", "distributed.http.proxy", "distributed.worker.state_machine",
+                 "distributed.client", "distributed.deploy", "distributed.comm"):
+        logging.getLogger(name).setLevel(level)
 
 
-@contextlib.contextmanager
-def open_client(config: ClusterConfig | None = None, *, echo=None) -> Iterator[Any]:
-    """Yield a connected ``distributed.Client``; close what we started on exit."""
-    from distributed import Client, LocalCluster
+# ----------------------------------------------------------------------------- worker logs
 
-    config = config or ClusterConfig()
-    _quiet_distributed()
+_NOISE = ("InputError(", "EnvironmentFault(", "No space left on device", "Disk quota exceeded",
+          "Read-only file system", "ended with CancelledError")
+
+
+def _drop_handled_errors(record: logging.LogRecord) -> bool:
+    """Errors the client reports in one line, and the cancellations of a Ctrl-C, are not logged
+    again by the workers (with a traceback)."""
+    message = record.getMessage()
+    return not any(noise in message for noise in _NOISE)
+
+
+def quiet_worker_logs() -> None:
+    """Install the filter on the worker loggers of this process (idempotent)."""
+    for name in ("distributed.worker", "distributed.worker.state_machine", "distributed.core",
+                 "distributed.utils"):
+        log = logging.getLogger(name)
+        if _drop_handled_errors not in log.filters:
+            log.addFilter(_drop_handled_errors)
+
+
+def _register_quiet_logs(client) -> None:
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class QuietWorkerLogs(WorkerPlugin):
+        name = "kdeconv-quiet-worker-logs"
+
+        def setup(self, worker):
+            quiet_worker_logs()
+
+    try:
+        client.register_plugin(QuietWorkerLogs(), name=QuietWorkerLogs.name)
+    except Exception:  # quieter logs are a nicety: never a reason to fail
+        pass
+
+
+# ----------------------------------------------------------------------------- remote scheduler
+
+def _remote_address(config: ClusterConfig) -> tuple[str, str]:
+    """(address, how to name it in messages) from --scheduler-file or --scheduler-address."""
     if config.scheduler_file:
         path = Path(config.scheduler_file)
         if not path.is_file():
             raise InputError(f"scheduler file not found: {path}")
-        target: dict[str, Any] = {"scheduler_file": str(path)}
-        label = f"scheduler file {path}"
-    elif config.scheduler_address:
-        target = {"address": config.scheduler_address}
-        label = f"scheduler {config.scheduler_address}"
-    else:
-        target = {}
-        label = ""
-
-    if target:
         try:
-            client = Client(**target, timeout=f"{config.connect_timeout}s")
-        except (OSError, TimeoutError) as err:
+            info = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise InputError(f"scheduler file {path} is not valid JSON ({type(err).__name__}); "
+                             "it is written by `dask scheduler --scheduler-file`") from None
+        address = info.get("address") if isinstance(info, dict) else None
+        if not isinstance(address, str) or not address:
+            raise InputError(f"scheduler file {path} has no scheduler address")
+        return address, f"the scheduler of {path} ({address})"
+    address = config.scheduler_address
+    if _host_port(address) is None and not address.startswith(("inproc://", "ucx://", "ws://", "wss://")):
+        raise InputError(f"invalid --scheduler-address {address!r}: expected tcp://HOST:PORT")
+    return address, f"scheduler {address}"
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a tcp:// or tls:// address (or HOST:PORT), else None."""
+    from distributed.comm import get_address_host_port
+
+    if "://" in address and not address.startswith(("tcp://", "tls://")):
+        return None
+    try:
+        host, port = get_address_host_port(address if "://" in address else f"tcp://{address}")
+        return str(host), int(port)
+    except (ValueError, TypeError):
+        return None
+
+
+def check_cluster_config(config: ClusterConfig | None) -> None:
+    """Refuse a malformed --scheduler-address or --scheduler-file at once (no network)."""
+    if config is not None and (config.scheduler_file or config.scheduler_address):
+        _remote_address(config)
+
+
+async def _identity(address: str, timeout: float) -> Any:
+    from distributed.comm import connect
+
+    comm = await connect(address, timeout=timeout)  # also the comm handshake
+    try:
+        await comm.write({"op": "identity", "reply": True})
+        return await comm.read()
+    finally:
+        comm.abort()
+
+
+def _probe_scheduler(address: str, label: str, timeout: float) -> None:
+    """Check that a Dask scheduler answers at ``address``: the whole handshake is bounded by
+    ``timeout`` (a port that accepts TCP but speaks something else must not hang us)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    host_port = _host_port(address)
+    if host_port is not None:  # nothing listening: say so at once (distributed would retry)
+        try:
+            socket.create_connection(host_port, timeout=timeout).close()
+        except OSError as err:
+            reason = err.strerror or ("timed out" if isinstance(err, TimeoutError) else type(err).__name__)
+            raise InputError(f"cannot reach {label}: {reason}") from None
+    # In a thread of its own: callers may already run an event loop (Jupyter).
+    pool = ThreadPoolExecutor(1, thread_name_prefix="kdeconv-probe")
+    future = pool.submit(asyncio.run, asyncio.wait_for(_identity(address, timeout), timeout))
+    pool.shutdown(wait=False)
+    try:
+        reply = future.result(timeout=timeout + 5)
+    except (asyncio.TimeoutError, TimeoutError, FutureTimeout):
+        raise InputError(f"no Dask scheduler answered at {label} within {timeout:g} s (is it the "
+                         "scheduler's address? a dashboard or other port does not answer)") from None
+    except ValueError as err:
+        raise InputError(f"invalid address for {label}: {' '.join(str(err).split())[:120]}") from None
+    except OSError as err:
+        text = " ".join(str(err).split())
+        if "Timed out" in text or "timed out" in text:
+            raise InputError(f"cannot reach {label} within {timeout:g} s") from None
+        raise InputError(f"{label} does not speak the Dask protocol ({type(err).__name__})") from None
+    except Exception as err:  # a foreign protocol: MemoryError on a giant frame length, ...
+        raise InputError(f"{label} does not speak the Dask protocol ({type(err).__name__})") from None
+    kind = reply.get("type") if isinstance(reply, dict) else None
+    if kind != "Scheduler":
+        raise InputError(f"{label} is not a Dask scheduler (it answers as {kind or 'something else'})")
+
+
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Worker processes started meanwhile inherit "ignore SIGINT": Ctrl-C in a terminal reaches
+    every process of the group, and only this one should act on it (cleanly)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def open_client(config: ClusterConfig | None = None, *, echo=None) -> Iterator[Any]:
+    """Yield a connected ``distributed.Client``; close what we started on exit.
+
+    A remote scheduler is probed first (bounded by ``connect_timeout``) and must have a worker
+    within ``worker_timeout``; a bad address, file or server is an ``InputError``.
+    """
+    from distributed import Client, LocalCluster
+
+    config = config or ClusterConfig()
+    _quiet_distributed()
+    if config.scheduler_file or config.scheduler_address:
+        address, label = _remote_address(config)
+        _probe_scheduler(address, label, config.connect_timeout)
+        try:
+            client = Client(address, timeout=f"{config.connect_timeout}s")
+        except (OSError, TimeoutError, ValueError) as err:
             raise InputError(f"cannot reach {label} within {config.connect_timeout:g} s: "
                              f"{type(err).__name__}") from None
         try:
+            _wait_for_workers(client, label, config.worker_timeout)
+            _register_quiet_logs(client)
             yield client
+        except KeyboardInterrupt:
+            _quiet_distributed(logging.CRITICAL)
+            raise
         finally:
             client.close()
         return
@@ -72,16 +217,29 @@ def open_client(config: ClusterConfig | None = None, *, echo=None) -> Iterator[A
     cores = machine_cores()
     threads = config.threads_per_worker or 1
     workers = config.workers or max(1, cores // threads)
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
-                           dashboard_address=":0", silence_logs=logging.WARNING)
+    with sigint_ignored():
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
+                               dashboard_address=":0", silence_logs=logging.WARNING)
     client = Client(cluster)
+    _register_quiet_logs(client)
     if echo is not None:
         echo(f"LocalCluster: {workers} worker(s) x {threads} thread(s); dashboard {client.dashboard_link}")
     try:
         yield client
+    except KeyboardInterrupt:
+        _quiet_distributed(logging.CRITICAL)  # the shutdown's warnings are no news after Ctrl-C
+        raise
     finally:
         client.close()
         cluster.close()
+
+
+def _wait_for_workers(client, label: str, timeout: float) -> None:
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except (TimeoutError, OSError):
+        raise InputError(f"{label} has no worker after {timeout:g} s: start workers "
+                         "(or allow longer with --worker-timeout)") from None
 
 
 def worker_threads(default: int = 1) -> int:

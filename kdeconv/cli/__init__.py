@@ -1,7 +1,9 @@
 """``kdeconv`` command line. It only parses options and calls the stage drivers.
 
 Commands are imported lazily so ``kdeconv --help`` stays fast (torch and kikuchipy load late).
-Errors: ``InputError`` anywhere -> one line on stderr and exit 2; anything else -> exit 1.
+Errors: ``InputError`` anywhere -> one line on stderr and exit 2; a fault of the machine (full
+disk, no permission, read-only file system; ``EnvironmentFault`` or such an ``OSError``, also
+raised in a Dask task) -> one line and exit 1; anything else -> a traceback and exit 1.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 import click
 
 from kdeconv import __version__
-from kdeconv.errors import InputError
+from kdeconv.errors import EnvironmentFault, InputError, environment_fault
 
 # name -> (module, attribute, one-line help shown by `kdeconv --help`)
 COMMANDS = {
@@ -59,6 +61,35 @@ class KdeconvGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted: rerun the same command to resume where possible.", err=True)
             ctx.exit(130)
+        except EnvironmentFault as err:
+            click.echo(f"Error: {err}", err=True)
+            ctx.exit(1)
+        except Exception as err:
+            fault = _environment_fault(err)
+            if fault is None and type(err).__name__ == "KilledWorker":
+                fault = ("a Dask worker died while running this command (out of memory?): rerun it; "
+                         "separate and generate resume from their finished chunks")
+            if fault is None:
+                raise
+            click.echo(f"Error: {fault}", err=True)
+            ctx.exit(1)
+        finally:
+            _release_outputs()
+
+
+def _environment_fault(err: BaseException):
+    """``err`` as a one-line fault of the machine (full disk ...), or None for a real bug."""
+    output, nbytes = None, None
+    store = sys.modules.get("kdeconv.io.store")
+    if store is not None and store.active_output() is not None:
+        output, nbytes = store.active_output()
+    return environment_fault(err, output=output, needed_bytes=nbytes)
+
+
+def _release_outputs() -> None:
+    store = sys.modules.get("kdeconv.io.store")
+    if store is not None:
+        store.release_all_outputs()
 
 
 @click.group(cls=KdeconvGroup, context_settings={"help_option_names": ["-h", "--help"]})

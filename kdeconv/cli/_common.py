@@ -19,12 +19,18 @@ def cluster_options(func):
                   help="Attach via a scheduler file (dask-jobqueue, `dask scheduler --scheduler-file`).")
     @click.option("--workers", default=None, type=int, help="LocalCluster worker processes.")
     @click.option("--threads-per-worker", default=None, type=int, help="LocalCluster threads per worker.")
+    @click.option("--connect-timeout", default=None, type=float, metavar="SECONDS",
+                  help="How long a remote scheduler may take to answer [10].")
+    @click.option("--worker-timeout", default=None, type=float, metavar="SECONDS",
+                  help="How long a remote scheduler may take to have a worker [120].")
     @functools.wraps(func)
-    def wrapper(*args, scheduler_address, scheduler_file, workers, threads_per_worker, **kwargs):
-        cluster = validate_config(ClusterConfig, {
-            "scheduler_address": scheduler_address, "scheduler_file": scheduler_file,
-            "workers": workers, "threads_per_worker": threads_per_worker,
-        }, "cluster options")
+    def wrapper(*args, scheduler_address, scheduler_file, workers, threads_per_worker, connect_timeout,
+                worker_timeout, **kwargs):
+        options = {"scheduler_address": scheduler_address, "scheduler_file": scheduler_file,
+                   "workers": workers, "threads_per_worker": threads_per_worker,
+                   "connect_timeout": connect_timeout, "worker_timeout": worker_timeout}
+        options = {k: v for k, v in options.items() if v is not None}
+        cluster = validate_config(ClusterConfig, options, "cluster options", options)
         return func(*args, cluster=cluster, **kwargs)
 
     return wrapper

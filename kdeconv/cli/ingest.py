@@ -18,14 +18,18 @@ from kdeconv.cli._common import cluster_options, overwrite_option
               help="Map grid for image inputs (default: a line scan), or to regrid a line scan.")
 @click.option("--dtype", default=None, type=click.Choice(["uint8", "uint16", "float32"]),
               help="Refuse the input unless its patterns have this dtype (e.g. a 16-bit camera).")
+@click.option("--allow-size-mismatch", is_flag=True, default=None,
+              help="Read a vendor file longer than its header says as the header says (warns) "
+                   "instead of refusing it.")
 @overwrite_option
 @cluster_options
-def ingest(input_path, output, config_path, chunk_mb, nav_shape, dtype, overwrite, cluster):
+def ingest(input_path, output, config_path, chunk_mb, nav_shape, dtype, allow_size_mismatch,
+           overwrite, cluster):
     from kdeconv.config import load_config
     from kdeconv.config.ingest import IngestConfig
     from kdeconv.io.ingest import ingest as run_ingest
 
     config = load_config(IngestConfig, config_path, input=input_path, output=output,
                          chunk_mb=chunk_mb, nav_shape=nav_shape, dtype=dtype,
-                         overwrite=overwrite or None)
+                         allow_size_mismatch=allow_size_mismatch or None, overwrite=overwrite or None)
     run_ingest(config, cluster, echo=click.echo)

@@ -74,7 +74,10 @@ def separate(map_store, out, checkpoint, device, precision, batch_size, backgrou
         click.echo(f"resumed: {result.chunks_skipped} of {result.chunks} chunks were already done")
     for path in result.report_files:
         click.echo(f"wrote {path}")
-    click.echo(summary_line(f"separate -> {result.out}", result.patterns, result.seconds))
+    line = summary_line(f"separate -> {result.out}", result.patterns, result.seconds)
+    if result.blank_frames:
+        line += f"; {result.blank_frames} blank frames left empty (see the store's 'blank' array)"
+    click.echo(line)
 
 
 def _adapt(map_store, out, config, base, pure, references, reference_labels, minutes, max_steps,

@@ -41,11 +41,17 @@ def train(config_path, data, out, resume, init_checkpoint, device, precision, ma
     With --resume the budget may change (--max-steps, --max-minutes, --device, --precision, and
     early_stop_patience in --config); every other key --config sets must equal the run's.
     """
+    from pathlib import Path
+
     from kdeconv.config import load_config
     from kdeconv.config.train import TrainConfig
     from kdeconv.errors import InputError
+    from kdeconv.io.store import check_not_input, lock_output
     from kdeconv.train import run
 
+    check_not_input(out, data)
+    if Path(out).parent.is_dir():
+        lock_output(out)  # one run writes a run folder at a time (released when the command ends)
     overrides = {"init_checkpoint": init_checkpoint, "device": device, "precision": precision,
                  "max_steps": max_steps, "max_minutes": max_minutes}
     if config_path is not None:

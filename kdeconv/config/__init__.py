@@ -38,10 +38,19 @@ def _one_line(err: ValidationError, source: str) -> str:
     return f"invalid config {source}: {where}: {first['msg']}{more}"
 
 
-def validate_config(model: type[M], data: dict[str, Any], source: str = "") -> M:
+def validate_config(model: type[M], data: dict[str, Any], source: str = "",
+                    options: dict[str, Any] | None = None) -> M:
+    """Validate ``data``; an error in a value that came from a command-line option (``options``:
+    field -> value) blames the option, not the config file."""
     try:
         return model.model_validate(data)
     except ValidationError as err:
+        first = err.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        if options and field in options:
+            value = options[field]
+            shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+            raise InputError(f"invalid --{field.replace('_', '-')} {shown}: {first['msg']}") from None
         raise InputError(_one_line(err, source)) from None
 
 
@@ -57,9 +66,21 @@ def load_config(model: type[M], path: str | Path | None, **overrides: Any) -> M:
         try:
             loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as err:
-            raise InputError(f"config {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+            raise InputError(f"config {path} is not valid YAML: {_yaml_problem(err)}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise InputError(f"cannot read config {path}: {type(err).__name__}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise InputError(f"config {path} must be a mapping at the top level")
         data = loaded or {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return validate_config(model, data, source)
+    options = {k: v for k, v in overrides.items() if v is not None}
+    data.update(options)
+    return validate_config(model, data, source, options)
+
+
+def _yaml_problem(err: Exception) -> str:
+    """What is wrong and where (1-based line and column), in one line."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if mark is None:
+        return str(problem)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"

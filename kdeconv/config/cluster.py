@@ -12,8 +12,10 @@ class ClusterConfig(StrictModel):
     scheduler_file: str | None = None
     workers: int | None = Field(default=None, ge=1)
     threads_per_worker: int | None = Field(default=None, ge=1)
-    # Seconds to wait for a remote scheduler before giving up with exit 2.
-    connect_timeout: float = Field(default=10.0, gt=0)
+    # Seconds to wait for a remote scheduler (the whole handshake) before giving up with exit 2.
+    connect_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    # Seconds a remote scheduler may take to have its first worker (jobs queued on a cluster).
+    worker_timeout: float = Field(default=120.0, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_kind(self):

@@ -18,7 +18,7 @@ from kdeconv.config.evaluate import EvaluateConfig
 from kdeconv.errors import InputError
 from kdeconv.evaluate.metrics import pair_metrics, weight_error
 from kdeconv.evaluate.recovery import WEIGHT_BINS, claim_angles, recovery_table, resolve_claim_rule
-from kdeconv.io.store import finalize_output, jsonable, open_store, prepare_output
+from kdeconv.io.store import check_array, finalize_output, jsonable, open_store, prepare_output
 
 __all__ = ["Truth", "read_truth", "evaluate_stores", "METHODS"]
 
@@ -73,7 +73,7 @@ def read_truth(path: str | Path) -> Truth:
     nav = A.shape[:-2]
 
     def maybe(name, sig):
-        return _flat(group[name][...], sig) if name in group else None
+        return _flat(check_array(group, name, path)[...], sig) if name in group else None
 
     rot_a, rot_b = maybe("rotation_a", 1), maybe("rotation_b", 1)
     if rot_a is not None and not np.isfinite(rot_a).all(axis=1).any():
@@ -220,7 +220,7 @@ def evaluate_stores(separated: str | Path, truth_path: str | Path, out_dir: str 
     cfg = cfg.model_copy(update={k: claim_rule[k] for k in ("claim_weight", "claim_min_cm")})
     if cfg.index:
         _index_context(truth, cfg)  # refuse a truth we cannot index before any work
-    staging = prepare_output(out_dir, overwrite)
+    staging = prepare_output(out_dir, overwrite, inputs=(separated, truth_path))
 
     sep_a = _flat(sep["A"][...])
     sep_b = _flat(sep["B"][...])

@@ -63,7 +63,8 @@ def _write_truth(path: Path, arrays: dict[str, np.ndarray], attrs: dict, chunk_m
     nav_chunk = nav_chunks(nav, sig, 2, chunk_mb)[:2]
     for name, data in arrays.items():
         chunks = nav_chunk + data.shape[2:]
-        arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks)
+        arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks,
+                                 config={"write_empty_chunks": True})
         arr[...] = data
     group.attrs.update(attrs)
 

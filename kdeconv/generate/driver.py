@@ -7,7 +7,9 @@ graph stays small, and each task holds at most ``chunk_size`` pairs plus their p
 
 A finished store is extended in place by a later run with a larger ``n`` and the same
 config/seed (existing chunks are not rewritten; the first partly filled chunk is completed).
-An interrupted run leaves ``OUT.partial``, which the next identical run resumes.
+An interrupted run leaves ``OUT.partial``, which the next identical run resumes: every pure task
+and every pair chunk marks itself done after its data (``kdeconv.io.resume``), so only unmarked
+work is redone.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from kdeconv.errors import InputError
 from kdeconv.generate.augment import AUGMENT_COLUMNS
 from kdeconv.generate.chunk import (bin_patterns, build_pairs, build_raw_pairs, draw_pairs,
                                     pool_labels, prepare_pure, pure_geometry)
-from kdeconv.io.store import (finalize_output, open_store, partial_path, prepare_output,
-                              store_attrs)
+from kdeconv.io import resume
+from kdeconv.io.store import (EVERY_CHUNK_WRITTEN, check_not_input, lock_output, open_store,
+                              partial_path, release_output, store_attrs)
 from kdeconv.preprocess import circular_mask, mask_geometry
 
 __all__ = ["SourcePlan", "plan_source", "check_output", "run_generate", "write_pair_chunk", "write_debug_panels"]
@@ -159,9 +162,9 @@ def master_spec(master, energy: float | None) -> dict:
 # ---------------------------------------------------------------- tasks (run on workers)
 
 def simulate_pure_chunk(staging: str, cfg_json: str, start: int, stop: int) -> int:
-    """Simulate pure patterns ``start:stop`` into the ``pure*`` arrays of the staging store."""
-    import zarr
-
+    """Simulate pure patterns ``start:stop`` into the ``pure*`` arrays of the staging store,
+    then mark the task done in the ``pure_done`` ledger."""
+    from kdeconv.io.store import open_for_writing
     from kdeconv.simulate import load_master, simulate_varied
 
     cfg = GenerateConfig.model_validate_json(cfg_json)
@@ -183,13 +186,15 @@ def simulate_pure_chunk(staging: str, cfg_json: str, start: int, stop: int) -> i
         pats[rows] = bin_patterns(simulate_varied(master, quats[rows], pcs[rows], tilts[rows, 0],
                                                   tilts[rows, 1], shape), b)
         used[rows] = np.nan if master.energy is None else float(master.energy)
-    group = zarr.open_group(staging, mode="r+")
+    group = open_for_writing(staging)
     group["pure"][start:stop] = pats
     group["pure_rotation"][start:stop] = quats.astype(np.float32)
     group["pure_pc"][start:stop] = pcs.astype(np.float32)
     group["pure_tilt"][start:stop] = tilts.astype(np.float32)
     group["pure_phase"][start:stop] = labels.astype(np.int16)
     group["pure_energy"][start:stop] = used
+    if PURE_LEDGER in group:
+        resume.mark_done(group, start // PURE_CHUNK, PURE_LEDGER)
     return stop - start
 
 
@@ -228,11 +233,12 @@ def _read_2d_map(arr, flat: np.ndarray) -> np.ndarray:
 
 def write_pair_chunk(staging: str, cfg_json: str, start: int, stop: int, pool_size: int,
                      _deps: Any = None) -> int:
-    """Build pairs ``start:stop`` and write them into the staging store (one region)."""
-    import zarr
+    """Build pairs ``start:stop`` (within one chunk) and write them into the staging store (one
+    region), then mark the chunk done in the ledger."""
+    from kdeconv.io.store import open_for_writing
 
     cfg = GenerateConfig.model_validate_json(cfg_json)
-    group = zarr.open_group(staging, mode="r+")
+    group = open_for_writing(staging)
     shape = tuple(group["C"].shape[1:])
     labels = _pool_labels_cached(cfg_json, pool_size)
     draws = draw_pairs(cfg, start, stop, pool_size, square=shape[0] == shape[1], labels=labels)
@@ -251,6 +257,8 @@ def write_pair_chunk(staging: str, cfg_json: str, start: int, stop: int, pool_si
         "weights": draws.weights, "index_a": index[:n], "index_b": index[n:],
         "rotation_a": quats[:n], "rotation_b": quats[n:], "phase_a": label[:n],
         "phase_b": label[n:], "augment": draws.augment})
+    if resume.LEDGER in group:
+        resume.mark_done(group, start // group["C"].chunks[0])
     return n
 
 
@@ -290,10 +298,11 @@ def _total(counts) -> int:
 
 # ---------------------------------------------------------------- store management
 
-def _create_store(staging: Path, cfg: GenerateConfig, plan: SourcePlan, n: int, chunk: int):
-    import zarr
+PURE_LEDGER = "pure_done"  # one marker per pure task (PURE_CHUNK patterns); pairs use resume.LEDGER
 
-    group = zarr.open_group(str(staging), mode="w")
+
+def _create_store(staging: Path, cfg: GenerateConfig, plan: SourcePlan, n: int, chunk: int):
+    group = resume.create(staging, _attrs(cfg, plan, n_complete=0, pure_complete=False), _resume_key(cfg))
     sy, sx = plan.out_shape
     k = len(AUGMENT_COLUMNS)
 
@@ -321,9 +330,10 @@ def _create_store(staging: Path, cfg: GenerateConfig, plan: SourcePlan, n: int, 
         arr("pure_tilt", (p, 2), (PURE_CHUNK, 2), "float32", float("nan"))
         arr("pure_phase", (p,), (PURE_CHUNK,), "int16", 0)
         arr("pure_energy", (p,), (PURE_CHUNK,), "float32", float("nan"))
+        resume.add_ledger(group, (-(-p // PURE_CHUNK),), PURE_LEDGER)
     elif plan.indices is not None:
         group.create_array("pool_indices", data=plan.indices, chunks=(max(1, min(len(plan.indices), 1 << 20)),))
-    group.attrs.update(_attrs(cfg, plan, n_complete=0, pure_complete=False))
+    resume.add_ledger(group, (-(-n // chunk),))
     return group
 
 
@@ -342,27 +352,65 @@ def _attrs(cfg: GenerateConfig, plan: SourcePlan, n_complete: int, pure_complete
                        if plan.kind == "simulate" else "flat indices into the map's patterns"))
 
 
-def _open_existing(path: Path, cfg: GenerateConfig):
-    import zarr
+def _resume_key(cfg: GenerateConfig) -> dict:
+    """What must match for a rerun to reuse the pairs written (n and chunk_size do not)."""
+    return {"content_key": cfg.content_key()}
 
-    group = zarr.open_group(str(path), mode="r+")
+
+def _open_existing(path: Path, cfg: GenerateConfig):
+    from kdeconv.io.store import open_for_writing
+
+    group = open_for_writing(path)
     return group, group.attrs.get("content_key") == _content_key(cfg)
 
 
-def _tasks(start: int, stop: int, chunk: int) -> list[tuple[int, int]]:
-    """Chunk-aligned ranges covering start:stop (the first may be a partial chunk)."""
-    out = []
-    pos = start
-    while pos < stop:
-        end = min(stop, (pos // chunk + 1) * chunk)
-        out.append((pos, end))
-        pos = end
-    return out
+def _pair_range(index: int, chunk: int, base: int, n: int) -> tuple[int, int]:
+    """Pairs of ledger chunk ``index`` still to write: those at or after ``base`` (the pairs of
+    the finished store that this run extends)."""
+    return max(index * chunk, base), min((index + 1) * chunk, n)
+
+
+def _resize(group, n: int, chunk: int) -> None:
+    """Fit the pair arrays and their ledger to ``n`` pairs; a chunk that had fewer pairs than it
+    now holds is to do again (from ``n_complete`` on, see ``_pair_range``)."""
+    previous = group["C"].shape[0]
+    if previous == n:
+        return
+    for name in group.array_keys():
+        if name.startswith("pure") or name in ("pool_indices", resume.LEDGER):
+            continue
+        a = group[name]
+        a.resize((n,) + tuple(a.shape[1:]))
+    resume.resize_ledger(group, (-(-n // chunk),))
+    if n > previous and previous % chunk:
+        group[resume.LEDGER][previous // chunk] = 0
+
+
+def _extend_finished(out: Path, staging: Path, cfg: GenerateConfig, plan: SourcePlan):
+    """Turn the finished store ``out`` into the staging store of a run that appends to it."""
+    group = _open_existing(out, cfg)[0]
+    chunk = group["C"].chunks[0]
+    n_old = int(group.attrs.get("n_complete", group["C"].shape[0]))
+    # Written into the finished store before it moves: a kill at any point leaves either the
+    # finished store (with a harmless ledger) or a staging store that resumes.
+    if resume.LEDGER not in group:  # made before ledgers: every chunk up to n_complete is done
+        grid = -(-group["C"].shape[0] // chunk)
+        resume.add_ledger(group, (grid,), done=np.ones(grid, np.uint8))
+    if plan.kind == "simulate" and PURE_LEDGER not in group:
+        grid = -(-plan.pool_size // PURE_CHUNK)
+        resume.add_ledger(group, (grid,), PURE_LEDGER, done=np.ones(grid, np.uint8))
+    group.attrs.update({resume.RESUME_KEY: _resume_key(cfg), "n_complete": n_old})
+    if staging.exists():
+        shutil.rmtree(staging)
+    out.rename(staging)
 
 
 def check_output(cfg: GenerateConfig, out: str | Path, overwrite: bool) -> None:
-    """Refuse, before any work, an output we may not write: InputError with one line."""
+    """Refuse, before any work, an output we may not write (InputError with one line), and take
+    the output's lock."""
     out = Path(out)
+    inputs = _inputs(cfg)
+    check_not_input(out, inputs)
     if not out.parent.exists():
         raise InputError(f"output folder does not exist: {out.parent}")
     if out.exists() and not overwrite:
@@ -370,11 +418,56 @@ def check_output(cfg: GenerateConfig, out: str | Path, overwrite: bool) -> None:
         if not _open_existing(out, cfg)[1]:
             raise InputError(f"output already exists with a different config or seed: {out} "
                              "(use --overwrite to replace it)")
+        lock_output(out)
+    else:
+        resume.begin(out, overwrite, inputs=inputs)
+    staging = partial_path(out)
+    if staging.exists() and not overwrite:
+        _check_interrupted_append(staging, cfg)
+
+
+def _check_interrupted_append(staging: Path, cfg: GenerateConfig) -> None:
+    """A staging store that extends a finished one holds finished pairs: never drop it silently."""
+    try:
+        group = open_store_unchecked(staging)
+        n_complete = int(group.attrs.get("n_complete", 0))
+        same = group.attrs.get("content_key") == _content_key(cfg)
+    except Exception:
+        return
+    if n_complete and not same:
+        raise InputError(f"{staging} holds an interrupted extension of {n_complete} finished pairs "
+                         "made with another config or seed: rerun with that config to finish it, "
+                         "or use --overwrite to replace it")
+
+
+def open_store_unchecked(path: Path):
+    import zarr
+
+    return zarr.open_group(str(path), mode="r")
+
+
+def _inputs(cfg: GenerateConfig) -> tuple:
+    src = cfg.source
+    inputs = [getattr(src, "path", None)]
+    master = getattr(src, "master", None)
+    inputs.append(getattr(master, "path", None) if master is not None else None)
+    return tuple(p for p in inputs if p)
+
+
+def _nbytes(cfg: GenerateConfig, plan: SourcePlan) -> int:
+    sy, sx = plan.out_shape
+    per_pair = 3 * sy * sx * 2 + 8 + 16 + 32 + 1 + 4 * len(AUGMENT_COLUMNS)
+    pure = plan.pool_size * int(np.prod(plan.raw_shape)) * 4 if plan.kind == "simulate" else 0
+    return cfg.n * per_pair + pure
 
 
 def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: bool = False,
                  echo=print) -> dict:
-    """Generate ``cfg.n`` pairs into ``out``; returns {"new": pairs written, "n": total, ...}."""
+    """Generate ``cfg.n`` pairs into ``out``; returns {"new": pairs written, "n": total, ...}.
+
+    Resumable (``kdeconv.io.resume``): each pure task and each pair chunk marks itself done after
+    its data, so a rerun of an interrupted command redoes only unmarked chunks.
+    """
     import dask
 
     from kdeconv.cluster import Timer, compute
@@ -383,65 +476,61 @@ def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: boo
     plan = plan_source(cfg)
     check_output(cfg, out, overwrite)
     staging = partial_path(out)
-    base = 0
-    pure_done = False
-    if out.exists() and not overwrite:
-        group = _open_existing(out, cfg)[0]
-        base = int(group.attrs.get("n_complete", group["C"].shape[0]))
+    key = _resume_key(cfg)
+    extending = out.exists() and not overwrite
+    if extending:
+        finished = _open_existing(out, cfg)[0]
+        base = int(finished.attrs.get("n_complete", finished["C"].shape[0]))
         if cfg.n <= base:
             echo(f"{out} already holds {base} pairs (asked for {cfg.n}); nothing to do")
+            release_output(out)
             return {"new": 0, "n": base, "seconds": 0.0}
-        if staging.exists():
-            shutil.rmtree(staging)
-        out.rename(staging)  # an interrupted append then resumes from the .partial
-        pure_done = True
+        _extend_finished(out, staging, cfg, plan)
     else:
-        staging = prepare_output(out, overwrite, resume=True)
-        if staging.exists():
-            group, same = _open_existing(staging, cfg)
-            if same:
-                base = int(group.attrs.get("n_complete", 0))
-                pure_done = bool(group.attrs.get("pure_complete", False))
-                echo(f"resuming {staging.name}: {base} pairs already written")
-            else:
-                shutil.rmtree(staging)
-    if staging.exists():
-        group = _open_existing(staging, cfg)[0]
+        staging = resume.begin(out, overwrite, inputs=_inputs(cfg), nbytes=_nbytes(cfg, plan))
+    needed = ("C", "A", "B", "weights", resume.LEDGER) + ((PURE_LEDGER,) if plan.kind == "simulate" else ())
+    group = resume.reopen(staging, key, needed)
+    if group is not None:
+        base = int(group.attrs.get("n_complete", 0))
         chunk = group["C"].chunks[0]
-        for name in group.array_keys():
-            a = group[name]
-            if name.startswith("pure") or name == "pool_indices":
-                continue
-            if a.shape[0] != cfg.n:
-                a.resize((cfg.n,) + tuple(a.shape[1:]))
+        _resize(group, cfg.n, chunk)
+        if not extending:
+            done = np.flatnonzero(group[resume.LEDGER][...])
+            echo(f"resuming {staging.name}: {sum(min((i + 1) * chunk, cfg.n) - i * chunk for i in done)} "
+                 "pairs already written")
+        if chunk != cfg.chunk_size and base > 0:
+            echo(f"keeping the store's chunk size {chunk} (asked {cfg.chunk_size})")
     else:
+        base = 0
         chunk = min(cfg.chunk_size, cfg.n)
         group = _create_store(staging, cfg, plan, cfg.n, chunk)
-    if chunk != cfg.chunk_size and base > 0:
-        echo(f"keeping the store's chunk size {chunk} (asked {cfg.chunk_size})")
 
     cfg_json = _cfg_json(cfg)
     pure_new = 0
     # Unique task keys per store: two runs sharing a scheduler must never share results.
     token = dask.base.tokenize(str(staging.resolve()), cfg_json)
     with Timer() as timer:
-        deps = []
-        if plan.kind == "simulate" and not pure_done:
+        if plan.kind == "simulate":
             sim = dask.delayed(simulate_pure_chunk, pure=True)
-            deps = [sim(str(staging), cfg_json, s, min(s + PURE_CHUNK, plan.pool_size),
-                        dask_key_name=f"kdeconv-pure-{token}-{s}")
-                    for s in range(0, plan.pool_size, PURE_CHUNK)]
-            pure_new = compute(client, dask.delayed(_total)(deps))
+            deps = [sim(str(staging), cfg_json, i * PURE_CHUNK, min((i + 1) * PURE_CHUNK, plan.pool_size),
+                        dask_key_name=f"kdeconv-pure-{token}-{i * PURE_CHUNK}")
+                    for (i,) in resume.pending(group, PURE_LEDGER)]
+            if deps:
+                pure_new = compute(client, dask.delayed(_total)(deps))
+            resume.require_complete(group, out, PURE_LEDGER)
             group.attrs["pure_complete"] = True
-        base = min(base, cfg.n)
         write = dask.delayed(write_pair_chunk, pure=True)
+        ranges = [_pair_range(i, chunk, base, cfg.n) for (i,) in resume.pending(group)]
         tasks = [write(str(staging), cfg_json, s, e, plan.pool_size,
                        dask_key_name=f"kdeconv-pairs-{token}-{s}-{e}")
-                 for s, e in _tasks(base, cfg.n, chunk)]
+                 for s, e in ranges if e > s]
         written = compute(client, dask.delayed(_total)(tasks)) if tasks else 0
-    attrs = _attrs(cfg, plan, n_complete=cfg.n, pure_complete=True)
+    resume.require_complete(group, out)
+    attrs = {**_attrs(cfg, plan, n_complete=cfg.n, pure_complete=True), resume.RESUME_KEY: key}
+    if not group.attrs.get(EVERY_CHUNK_WRITTEN):  # extends a store of an earlier kdeconv, which
+        attrs[EVERY_CHUNK_WRITTEN] = False        # skipped chunks equal to the fill value
     group.attrs.update(attrs)
-    finalize_output(staging, out)
+    resume.finish(staging, out)
     return {"new": written, "n": cfg.n, "seconds": timer.seconds, "base": base, "pure": pure_new}
 
 

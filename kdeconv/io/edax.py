@@ -8,6 +8,8 @@ array is written with bounded memory, in parallel on workers that share the file
 
 from __future__ import annotations
 
+import errno
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,20 @@ class _BodyTarget:
         body[key] = value
         body.flush()
         del body
+
+
+def _allocate(f, size: int) -> None:
+    """Reserve the file's blocks now: a full disk is then an ENOSPC here, not a SIGBUS that kills
+    the worker writing through the memmap later."""
+    f.flush()
+    try:
+        os.posix_fallocate(f.fileno(), 0, size)
+    except OSError as err:
+        if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+        f.truncate(size)  # a file system without fallocate: sparse file as before
+    except AttributeError:  # no posix_fallocate on this platform (macOS)
+        f.truncate(size)
 
 
 def write_up2(path, patterns, step_x: float = 1.0, step_y: float = 1.0, *, client=None) -> Path:
@@ -77,7 +93,7 @@ def _write_edax(path, patterns, step_x, step_y, file_dtype: np.dtype, client) ->
         step_y = step_x  # a line scan has one step; kikuchipy reads a line scan's step from dy
     with open(path, "wb") as f:
         f.write(edax_header(sy, sx, ny, nx, float(step_x), float(step_y)))
-        f.truncate(HEADER_BYTES + int(np.prod(shape)) * file_dtype.itemsize)
+        _allocate(f, HEADER_BYTES + int(np.prod(shape)) * file_dtype.itemsize)
     target = _BodyTarget(str(path), shape, file_dtype.str)
     if hasattr(patterns, "dask"):
         import dask.array as da

@@ -1,12 +1,17 @@
 """``kdeconv export``: one store array -> kikuchipy h5ebsd, EDAX UP1/UP2 or multi-page TIFF.
 
 All three are lossless and stream chunk by chunk. The output is written to ``OUT.partial`` and
-renamed at the end, so a failed export never leaves a file that looks complete.
+renamed at the end, so a failed export never leaves a file that looks complete: on any error,
+a full disk included, the partial file is removed. The files are uncompressed, so an export that
+cannot fit is refused before it starts.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -14,9 +19,10 @@ import numpy as np
 
 from kdeconv.config.cluster import ClusterConfig
 from kdeconv.config.export import ExportConfig
-from kdeconv.errors import InputError
+from kdeconv.errors import InputError, environment_fault
 from kdeconv.io.edax import write_up1, write_up2
-from kdeconv.io.store import finalize_output, open_store, prepare_output
+from kdeconv.io.store import (check_free_space, discard_output, finalize_output, open_store,
+                              prepare_output)
 
 __all__ = ["export", "EXPORT_SUFFIXES", "write_h5ebsd", "write_tiff", "iter_patterns"]
 
@@ -33,10 +39,7 @@ def export(config: ExportConfig, cluster: ClusterConfig | None = None, *,
     suffix = output.suffix.lower()
     if suffix not in EXPORT_SUFFIXES:
         raise InputError(f"unsupported output extension '{output.suffix}': use .h5, .up2, .up1 or .tif")
-    group = open_store(config.store)
-    if config.array not in group.array_keys():
-        raise InputError(f"store {config.store} has no array '{config.array}' "
-                         f"(has: {', '.join(sorted(group.array_keys()))})")
+    group = open_store(config.store, arrays=(config.array,))  # also: every chunk is there
     array = group[config.array]
     if array.ndim not in (3, 4):
         raise InputError(f"array '{config.array}' has shape {array.shape}; export needs patterns "
@@ -54,9 +57,12 @@ def export(config: ExportConfig, cluster: ClusterConfig | None = None, *,
         raise InputError(f"cannot export {dtype} patterns to TIFF")
     source = dict(group.attrs.get("source") or {})
     scan = source.get("scan") or {}
-    staging = prepare_output(output, config.overwrite)
     n = int(np.prod(array.shape[:-2]))
+    itemsize = 2 if suffix == ".up2" else dtype.itemsize
+    nbytes = n * int(np.prod(array.shape[-2:])) * itemsize + 2**16  # + headers, metadata
+    staging = prepare_output(output, config.overwrite, inputs=(config.store,), nbytes=nbytes)
     try:
+        check_free_space(output, nbytes)
         with Timer() as timer:
             if suffix in (".up2", ".up1"):
                 import dask.array as da
@@ -71,12 +77,30 @@ def export(config: ExportConfig, cluster: ClusterConfig | None = None, *,
             else:
                 write_tiff(staging, array, source)
         finalize_output(staging, output)
-    except BaseException:
-        if staging.exists():
-            staging.unlink()
+    except BaseException as err:
+        disk_full = _short_write_on_full_disk(err, output, nbytes)
+        discard_output(staging, output)
+        if disk_full:
+            raise environment_fault(OSError(errno.ENOSPC, "No space left on device"),
+                                    output, nbytes) from None
         raise
     echo(summary_line(f"export {config.array} -> {output.name}", n, timer.seconds))
     return output
+
+
+def _short_write_on_full_disk(err: BaseException, output: Path, nbytes: int) -> bool:
+    """numpy's short write ("N requested and 0 written", no errno), as TIFF writing raises it,
+    on a file system left with less than the output needs: a full disk."""
+    import re
+    import shutil
+
+    if not (isinstance(err, OSError) and err.errno is None
+            and re.search(r"\d+ requested and \d+ written", str(err))):
+        return False
+    try:
+        return shutil.disk_usage(output.parent).free < nbytes
+    except OSError:
+        return False
 
 
 def _step(scan: dict, axis: str) -> float:
@@ -150,7 +174,46 @@ def write_h5ebsd(path, array, source: dict | None = None) -> Path:
         axis.scale = float(detector.px_size)
     signal.detector = detector
     # kikuchipy stores a lazy signal with da.store into an h5py dataset: h5py objects cannot
-    # travel to distributed workers, so read the Zarr chunks in local threads (bounded memory).
-    with dask.config.set(scheduler="threads"):
-        file_writer(str(path), signal)
+    # travel to distributed workers, so this process writes, one chunk at a time (bounded memory).
+    try:
+        with dask.config.set(scheduler="synchronous"), _uncached_h5_files():
+            file_writer(str(path), signal)
+    except BaseException:
+        _close_h5(path)
+        raise
     return Path(path)
+
+
+@contextlib.contextmanager
+def _uncached_h5_files():
+    """h5py files opened meanwhile have no chunk cache: HDF5 then writes each chunk when it is
+    stored, so a write error (a full disk) is raised by the store, in this thread, instead of
+    in a flush at close, where HDF5 cannot recover from it and crashes the process."""
+    import h5py
+
+    original = h5py.File
+
+    class UncachedFile(original):
+        def __init__(self, name, *args, **kwargs):
+            kwargs.setdefault("rdcc_nbytes", 0)
+            super().__init__(name, *args, **kwargs)
+
+    h5py.File = UncachedFile
+    try:
+        yield
+    finally:
+        h5py.File = original
+
+
+def _close_h5(path) -> None:
+    """Close what the h5 writer left open on ``path`` (it does not on an error): HDF5 would
+    otherwise flush it at exit, fail again on a full disk and crash the process."""
+    import h5py
+
+    target = os.path.realpath(path)
+    for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        try:
+            if os.path.realpath(fid.name.decode()) == target:
+                h5py.File(fid).close()
+        except Exception:  # closing flushes: on a full disk that fails, the handle is gone anyway
+            pass

@@ -8,7 +8,6 @@ scheduler (local processes, a remote cluster).
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +18,8 @@ from kdeconv.config.ingest import IngestConfig
 from kdeconv.errors import InputError
 from kdeconv.io.layouts import read_patterns
 from kdeconv.io.sources import Source, open_source
-from kdeconv.io.store import finalize_output, nav_chunks, prepare_output, store_attrs
+from kdeconv.io.store import (discard_output, finalize_output, nav_chunks, prepare_output,
+                              store_attrs)
 
 __all__ = ["lazy_patterns", "ingest", "read_block", "map_compressors"]
 
@@ -95,36 +95,44 @@ def map_compressors() -> list:
 
 def ingest(config: IngestConfig, cluster: ClusterConfig | None = None, *,
            echo: Callable[[str], None] = print) -> Path:
-    """Read ``config.input`` into the map store ``config.output``; return its path."""
+    """Read ``config.input`` into the map store ``config.output``; return its path.
+
+    The store is created only once the cluster is up; a failure removes it (nothing that looks
+    like a store is left).
+    """
     import dask.array as da
     import zarr
 
     from kdeconv.cluster import Timer, compute, open_client, summary_line
 
-    source = open_source(config.input, config.nav_shape)
+    source = open_source(config.input, config.nav_shape,
+                         allow_size_mismatch=config.allow_size_mismatch)
     if config.dtype is not None and source.dtype != np.dtype(config.dtype):
         raise InputError(f"{config.input} holds {source.dtype} patterns, not the {config.dtype} "
                          "that --dtype asks for (nothing is converted)")
+    for note in source.attrs.get("notes", []):
+        echo(f"Warning: {note}")
     output = Path(config.output)
-    staging = prepare_output(output, config.overwrite)
     patterns = lazy_patterns(source, config.chunk_mb)
+    staging = prepare_output(output, config.overwrite, inputs=(config.input,),
+                             nbytes=source.n_patterns * int(np.prod(source.sig_shape)) * source.dtype.itemsize)
+    echo(f"ingest: {source.attrs.get('format')} {tuple(source.shape)} {source.dtype} -> {output}")
     try:
-        root = zarr.open_group(str(staging), mode="w")
-        root.attrs.update(store_attrs("map", config, source.attrs))
-        nav_names = ("y", "x") if len(source.nav_shape) == 2 else ("n",)
-        target = root.create_array(
-            "patterns", shape=source.shape, dtype=source.dtype,
-            chunks=tuple(c[0] for c in patterns.chunks),
-            dimension_names=nav_names + ("sy", "sx"),
-            compressors=map_compressors(),
-        )
-        echo(f"ingest: {source.attrs.get('format')} {tuple(source.shape)} {source.dtype} -> {output}")
         with open_client(cluster, echo=echo) as client:
+            root = zarr.open_group(str(staging), mode="w")
+            root.attrs.update(store_attrs("map", config, source.attrs))
+            nav_names = ("y", "x") if len(source.nav_shape) == 2 else ("n",)
+            target = root.create_array(
+                "patterns", shape=source.shape, dtype=source.dtype,
+                chunks=tuple(c[0] for c in patterns.chunks),
+                dimension_names=nav_names + ("sy", "sx"),
+                compressors=map_compressors(), config={"write_empty_chunks": True},
+            )
             with Timer() as timer:
                 compute(client, da.store(patterns, target, lock=False, compute=False))
         finalize_output(staging, output)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # nothing that looks like a store is left
+        discard_output(staging, output)  # nothing that looks like a store is left
         raise
     echo(summary_line("ingest", source.n_patterns, timer.seconds))
     return output

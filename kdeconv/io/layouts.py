@@ -100,8 +100,24 @@ def natural_key(name: str) -> list:
 
 
 def list_image_files(folder: str | Path) -> list[str]:
-    names = [e.name for e in os.scandir(folder)
-             if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES) and not e.name.startswith(".")]
+    """PNG/TIFF file names in ``folder`` in natural order; an unreadable folder or entry (no
+    permission, a symlink loop) is an ``InputError`` naming it."""
+    names = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as err:
+        raise InputError(f"cannot read folder {folder}: {err.strerror or type(err).__name__}") from None
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.name.lower().endswith(IMAGE_SUFFIXES):
+            continue
+        try:
+            is_file = entry.is_file()
+        except OSError as err:  # ELOOP: a symlink loop; EACCES
+            raise InputError(f"cannot read {entry.path}: {err.strerror or type(err).__name__}") from None
+        if is_file:
+            names.append(entry.name)
+        elif entry.is_symlink() and not os.path.exists(entry.path):
+            raise InputError(f"cannot read {entry.path}: broken symbolic link")
     return sorted(names, key=natural_key)
 
 
@@ -197,13 +213,30 @@ def _read_hdf5(layout: HDF5Layout, start: int, count: int) -> np.ndarray:
 
 
 def _read_image(path: str) -> np.ndarray:
-    if path.lower().endswith((".tif", ".tiff")):
-        import tifffile
+    """One image file as an array; an unreadable, corrupt or truncated file is an ``InputError``
+    naming it."""
+    try:
+        if path.lower().endswith((".tif", ".tiff")):
+            import tifffile
 
-        return tifffile.imread(path)
-    import imageio.v3 as iio
+            return tifffile.imread(path)
+        import imageio.v3 as iio
 
-    return iio.imread(path)
+        return iio.imread(path)
+    except MemoryError:
+        raise
+    except OSError as err:
+        if err.errno is not None:  # permission, symlink loop, I/O error: the file, not its content
+            raise InputError(f"cannot read {path}: {err.strerror or type(err).__name__}") from None
+        reason = _short(err)
+    except Exception as err:  # each image library has its own types for a bad file
+        reason = _short(err)
+    raise InputError(f"{path} is not a readable PNG/TIFF image (corrupt or truncated?): {reason}")
+
+
+def _short(err: BaseException, limit: int = 120) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def _read_image_files(layout: ImageFilesLayout, start: int, count: int) -> np.ndarray:
@@ -232,11 +265,19 @@ def _read_tiff_pages(layout: TiffPagesLayout, start: int, count: int) -> np.ndar
     import tifffile
 
     out = np.empty((count,) + tuple(layout.sig_shape), layout.dtype)
-    with tifffile.TiffFile(layout.path) as tif:
-        for i in range(count):
-            image = tif.pages[start + i].asarray()
-            _check_image(image, layout, f"page {start + i}")
-            out[i] = image
+    page = start
+    try:
+        with tifffile.TiffFile(layout.path) as tif:
+            for i in range(count):
+                page = start + i
+                image = tif.pages[page].asarray()
+                _check_image(image, layout, f"page {page}")
+                out[i] = image
+    except (InputError, MemoryError):
+        raise
+    except Exception as err:
+        raise InputError(f"cannot read page {page} of {layout.path} (damaged or truncated?): "
+                         f"{_short(err)}") from None
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,20 +61,31 @@ class Source:
         return int(np.prod(self.nav_shape))
 
 
-def open_source(path: str | Path, nav_shape: tuple[int, int] | None = None) -> Source:
-    """Inspect ``path`` (vendor file, image folder or multi-page TIFF) without reading patterns."""
+def open_source(path: str | Path, nav_shape: tuple[int, int] | None = None, *,
+                allow_size_mismatch: bool = False) -> Source:
+    """Inspect ``path`` (vendor file, image folder or multi-page TIFF) without reading patterns.
+
+    A vendor file whose header and size disagree is refused; with ``allow_size_mismatch`` one
+    longer than its header says is read as the header says (``attrs["notes"]`` says so).
+    """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"input not found: {path}")
+    try:
+        path.stat()
+    except OSError as err:
+        if isinstance(err, FileNotFoundError):
+            raise InputError(f"input not found: {path}") from None
+        raise InputError(f"cannot read {path}: {err.strerror or type(err).__name__}") from None
     path = path.resolve()
     if path.is_dir():
         source = _image_folder(path)
+    elif not os.access(path, os.R_OK):
+        raise InputError(f"cannot read {path}: permission denied")
     elif path.suffix.lower() in (".tif", ".tiff"):
         source = _multipage_tiff(path)
     elif path.suffix.lower() == ".png":
         source = _single_png(path)
     else:
-        source = _vendor_file(path)
+        source = _vendor_file(path, allow_size_mismatch)
     source.attrs["n_patterns"] = source.n_patterns
     source.attrs["nav_shape_in_file"] = list(source.nav_shape)
     if nav_shape is not None:
@@ -114,7 +126,7 @@ def _check_2d(shape: tuple[int, ...], what: str) -> tuple[int, int]:
 
 
 def _image_folder(path: Path) -> Source:
-    names = list_image_files(path)
+    names = list_image_files(path)  # an unreadable folder or entry is an InputError naming it
     if not names:
         raise InputError(f"no PNG/TIFF images in folder {path}")
     first = _read_image(str(path / names[0]))
@@ -135,12 +147,20 @@ def _multipage_tiff(path: Path) -> Source:
     try:
         tif = tifffile.TiffFile(str(path))
     except Exception as err:  # tifffile raises several types for a bad file
-        raise InputError(f"cannot read {path} as TIFF: {err}") from None
+        raise InputError(f"cannot read {path} as TIFF: {' '.join(str(err).split())}") from None
     with tif:
-        page = tif.pages.first
-        sig = _check_2d(page.shape, f"TIFF page 0 of {path.name}")
-        dtype = _image_dtype(np.dtype(page.dtype).newbyteorder(tif.byteorder), f"TIFF {path.name}")
-        series = tif.series[0] if tif.series else None
+        try:
+            page = tif.pages.first
+            sig = _check_2d(page.shape, f"TIFF page 0 of {path.name}")
+            dtype = _image_dtype(np.dtype(page.dtype).newbyteorder(tif.byteorder), f"TIFF {path.name}")
+            if len(tif.series) > 1:  # pages written one by one: each its own series
+                return _tiff_page_series(path, tif, sig, dtype)
+            series = tif.series[0] if tif.series else None
+        except InputError:
+            raise
+        except Exception as err:
+            raise InputError(f"cannot read {path} as TIFF (damaged or truncated?): "
+                             f"{type(err).__name__}: {' '.join(str(err).split())[:160]}") from None
         shaped = tif.shaped_metadata[0] if tif.is_shaped and tif.shaped_metadata else {}
         contiguous = (series is not None and series.dataoffset is not None
                       and tuple(series.shape[-2:]) == sig and series.dtype == page.dtype)
@@ -161,6 +181,20 @@ def _multipage_tiff(path: Path) -> Source:
         if isinstance(shaped.get(f"kdeconv_{key}"), dict):
             attrs[key] = shaped[f"kdeconv_{key}"]
     return Source(layout, shape, dtype.newbyteorder("="), attrs)
+
+
+def _tiff_page_series(path: Path, tif, sig: tuple[int, int], dtype: np.dtype) -> Source:
+    """A TIFF of several series (one per page, as written page by page): every page is a pattern,
+    all of one shape and dtype."""
+    n = 0
+    for index, page in enumerate(tif.pages):
+        if tuple(page.shape) != sig or np.dtype(page.dtype) != np.dtype(dtype).newbyteorder("="):
+            raise InputError(f"TIFF {path.name}: page {index} is {tuple(page.shape)} {np.dtype(page.dtype)}, "
+                             f"page 0 is {sig} {np.dtype(dtype).newbyteorder('=')} (pages must be "
+                             "patterns of one shape and dtype)")
+        n += 1
+    layout = TiffPagesLayout(str(path), n, sig, dtype.str)
+    return Source(layout, (n,) + sig, dtype.newbyteorder("="), {"path": str(path), "format": "tiff"})
 
 
 # ----------------------------------------------------------------------------- vendor files
@@ -190,14 +224,15 @@ def _plugin_for(path: Path) -> dict:
     return plugin
 
 
-def _vendor_file(path: Path) -> Source:
+def _vendor_file(path: Path, allow_size_mismatch: bool = False) -> Source:
     plugin = _plugin_for(path)
     name = plugin["name"]
+    notes: list[str] = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. hexagonal grid, missing NORDIF background
             if name == "edax_binary":
-                layout, scan = _edax_binary(path)
+                layout, scan = _edax_binary(path, allow_size_mismatch, notes)
             elif name == "oxford_binary":
                 layout, scan = _oxford_binary(path)
             elif name == "nordif":
@@ -213,6 +248,8 @@ def _vendor_file(path: Path) -> Source:
     sig = tuple(layout.sig_shape)
     nav = _kikuchipy_nav_shape(scan["data_shape"][:-2], layout.n_patterns)
     attrs = {"path": str(path), "format": name, **_scan_attrs(scan.get("axes", []))}
+    if notes:
+        attrs["notes"] = notes
     if scan.get("detector") is not None:
         attrs["detector"] = detector_attrs(scan["detector"])
     dtype = np.dtype(layout.dtype)
@@ -231,20 +268,42 @@ def _file_size_check(path: Path, needed: int, what: str) -> None:
         raise InputError(f"{path.name} is truncated: {what} needs {needed} bytes but the file has {size}")
 
 
-def _edax_binary(path: Path):
+def _edax_binary(path: Path, allow_size_mismatch: bool = False, notes: list[str] | None = None):
     from kikuchipy.io.plugins.edax_binary._api import EDAXBinaryFileReader
 
     with open(path, "rb") as f:
-        if path.stat().st_size < 16:
+        size = path.stat().st_size
+        if size < 16:
             raise InputError(f"{path.name} is truncated: no complete EDAX header")
         reader = EDAXBinaryFileReader(f)
         header = reader.read_header()
         dtype = np.dtype(reader.dtype).newbyteorder("<")
         n, sy, sx = int(header["n_patterns"]), int(header["sy"]), int(header["sx"])
-        if n < 1 or sy < 1 or sx < 1:
-            raise InputError(f"{path.name} header gives {n} patterns of {sy}x{sx} pixels")
-        _file_size_check(path, header["pattern_offset"] + n * sy * sx * dtype.itemsize,
-                         f"its header ({n} patterns of {sy}x{sx})")
+        offset = int(header["pattern_offset"])
+        if sy < 1 or sx < 1 or offset < 16 or offset > size:
+            raise InputError(f"{path.name} is damaged: its header gives patterns of {sy}x{sx} pixels "
+                             f"from byte {offset} of {size}")
+        pattern_bytes = sy * sx * dtype.itemsize
+        held, extra = divmod(size - offset, pattern_bytes)
+        what = f"{sy}x{sx} {'UP1' if dtype.itemsize == 1 else 'UP2'} patterns"
+        counted = reader.version >= 3 and not header["is_hex"]  # else the count comes from the size
+        if not counted and extra:
+            raise InputError(f"{path.name} is truncated or damaged: it holds {held} {what} and "
+                             f"{extra} bytes more (not a whole number of patterns)")
+        if counted and (held, extra) != (n, 0):
+            holds = f"{held} {what}" + (f" and {extra} bytes" if extra else "")
+            grid = f"{header['ny']}x{header['nx']}"
+            if held < n:
+                raise InputError(f"{path.name} is truncated: its header says {n} patterns ({grid}), "
+                                 f"the file holds {holds}")
+            if not allow_size_mismatch:
+                raise InputError(f"{path.name}: its header says {n} patterns ({grid}) but the file "
+                                 f"holds {holds}; --allow-size-mismatch reads the {n} the header says")
+            if notes is not None:
+                notes.append(f"{path.name}: its header says {n} patterns ({grid}) but the file "
+                             f"holds {holds}; reading the first {n}")
+        if n < 1:
+            raise InputError(f"{path.name} holds no pattern")
         scan = reader.read_scan(None, lazy=False)  # a np.memmap: nothing is read here
     layout = RawLayout(str(path), int(header["pattern_offset"]), n, (sy, sx), dtype.str)
     return layout, {"data_shape": scan["data"].shape, "axes": scan["axes"]}
@@ -254,7 +313,11 @@ def _oxford_binary(path: Path):
     from kikuchipy.io.plugins.oxford_binary._api import OxfordBinaryFileReader
 
     with open(path, "rb") as f:
-        reader = OxfordBinaryFileReader(f)  # reads the header and offset table, maps the file
+        try:
+            reader = OxfordBinaryFileReader(f)  # reads the header and offset table, maps the file
+        except (ValueError, IndexError, OSError, struct.error) as err:
+            raise InputError(f"{path.name} is truncated or damaged: no complete pattern table "
+                             f"({type(err).__name__})") from None
         dtype = np.dtype(reader.dtype).newbyteorder("<")
         # Axes as reader.get_scan makes them, without its reads of every pattern footer.
         axes = [{"name": name, "scale": float(step), "units": reader.scan_unit}
@@ -272,6 +335,8 @@ def _oxford_binary(path: Path):
             layout = OffsetTableLayout(str(path), int(reader.pattern_starts_byte_position), n,
                                        tuple(map(int, reader.signal_shape)), dtype.str,
                                        skip=reader.pattern_header_size)
+            starts = reader.get_pattern_starts()
+            _file_size_check(path, int(starts.max()) + record if starts.size else 0, f"{n} patterns")
         del reader
     return layout, {"data_shape": data_shape, "axes": axes}
 

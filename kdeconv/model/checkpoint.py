@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -118,10 +119,19 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"checkpoint not found: {path}")
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as err:
+        raise InputError(f"cannot read checkpoint {path}: {err.strerror or type(err).__name__}") from None
+    if magic != b"PK\x03\x04":  # torch.save writes a zip archive
+        raise InputError(f"{path} is not a kdeconv checkpoint (not a PyTorch file)")
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"checkpoint {path} is truncated or damaged (its zip directory is missing)")
+    try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, pickle garbage, foreign objects ...
-        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        raise InputError(f"checkpoint {path} is corrupt or not a kdeconv checkpoint ({reason})") from None
+    except Exception as err:  # damaged members, foreign objects ...
+        raise InputError(f"checkpoint {path} is damaged or not a kdeconv checkpoint "
+                         f"({_first_words(err)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise InputError(f"{path} is not a kdeconv checkpoint (no '{FORMAT}' format tag)")
     version = ckpt.get("format_version")
@@ -131,10 +141,28 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     for key in ("model_config", "state_dict", "normalization"):
         if key not in ckpt:
             raise InputError(f"checkpoint {path} is incomplete: no '{key}'")
+    _check_finite(ckpt["state_dict"], path)
     ckpt["normalization"] = check_normalization(ckpt["normalization"])
     if ckpt.get("claim_rule") is not None:
         ckpt["claim_rule"] = check_claim_rule(ckpt["claim_rule"], f"checkpoint {path}")
     return ckpt
+
+
+def _first_words(err: BaseException, limit: int = 120) -> str:
+    """The first line of an error message, cut at a word boundary."""
+    lines = str(err).strip().splitlines()
+    text = " ".join(lines[0].split()) if lines else type(err).__name__
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+def _check_finite(state_dict: Any, path: Path) -> None:
+    """NaN or inf weights are what a diverged training run leaves: such a model invents output."""
+    if not isinstance(state_dict, dict):
+        raise InputError(f"checkpoint {path} is damaged: its state_dict is not a mapping")
+    for name, value in state_dict.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
+            raise InputError(f"checkpoint {path} has NaN or inf weights (in {name}): it comes from a "
+                             "diverged training run; use an earlier checkpoint")
 
 
 def check_claim_rule(rule: Any, where: str = "claim rule") -> dict[str, float]:
@@ -182,9 +210,10 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "checkpoint")
     try:
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except (RuntimeError, KeyError, TypeError) as err:
-        first = str(err).strip().splitlines()
+        lines = str(err).strip().splitlines()
+        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(err).__name__)
         raise InputError(f"checkpoint {path} does not match its model config "
-                         f"({(first[1] if len(first) > 1 else first[0]).strip()[:120]})") from None
+                         f"({_first_words(detail)})") from None
     return model
 
 

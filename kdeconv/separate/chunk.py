@@ -20,7 +20,7 @@ from kdeconv.preprocess.background import (
 from kdeconv.preprocess.resample import resample
 
 __all__ = ["SeparatorLike", "preprocess_patterns", "separate_patterns", "effective_batch_size",
-           "to_dtype", "from_dtype", "MAX_BATCH_PIXELS"]
+           "to_dtype", "from_dtype", "blank_frames", "MAX_BATCH_PIXELS"]
 
 
 class SeparatorLike(Protocol):
@@ -42,6 +42,13 @@ def from_dtype(patterns: np.ndarray) -> np.ndarray:
     if patterns.dtype.kind in "ui":
         return patterns.astype(np.float32) / np.float32(np.iinfo(patterns.dtype).max)
     return patterns.astype(np.float32)
+
+
+def blank_frames(patterns: np.ndarray) -> np.ndarray:
+    """True (shape ``patterns.shape[:-2]``) where a pattern holds one value in every pixel: a
+    dropped frame or a beam blank. It carries no crystal, so nothing is separated from it."""
+    flat = patterns.reshape(patterns.shape[:-2] + (-1,))
+    return flat.max(axis=-1) == flat.min(axis=-1)
 
 
 def preprocess_patterns(patterns: np.ndarray, background: dict[str, Any],
@@ -109,7 +116,9 @@ def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_s
 
     The model runs at ``work_shape`` (default: the patterns' own shape); A and B are resampled
     back. Returns A and B shaped like ``patterns`` in ``out_dtype`` (default: the input dtype,
-    full range) and weights ``(..., 2)`` float32 with wA >= wB.
+    full range) and weights ``(..., 2)`` float32 with wA >= wB. Blank frames (``blank_frames``)
+    are not given to the model: their A and B stay 0 and their weights NaN. A model that returns
+    NaN or inf is refused (``InputError``): nothing invented is written.
     """
     nav_shape, sig_shape = patterns.shape[:-2], patterns.shape[-2:]
     if patterns.dtype.kind == "f" and not np.isfinite(patterns).all():
@@ -122,20 +131,24 @@ def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_s
     native_mask = circular_mask(sig_shape) if min(sig_shape) >= 3 else None
     batch_size = effective_batch_size(batch_size, work_shape)
     model_kw = {"batch_size": batch_size} if _takes_batch_size(separator) else {}
-    a_out = np.empty(stack.shape, dtype=out_dtype)
-    b_out = np.empty(stack.shape, dtype=out_dtype)
-    w_out = np.empty((n, 2), dtype=np.float32)
+    a_out = np.zeros(stack.shape, dtype=out_dtype)
+    b_out = np.zeros(stack.shape, dtype=out_dtype)
+    w_out = np.full((n, 2), np.nan, dtype=np.float32)
+    kept = np.flatnonzero(~blank_frames(stack))
     # Batches are fixed by (chunk, batch_size), so a rerun feeds the model identical batches.
-    for start in range(0, n, batch_size):
-        stop = min(n, start + batch_size)
-        raw = stack[start:stop]
+    for first in range(0, len(kept), batch_size):
+        rows = kept[first: first + batch_size]
+        raw = stack[rows]
         masked = detect_masked(raw, native_mask) if native_mask is not None else np.zeros(len(raw), bool)
         batch = preprocess_patterns(raw, background, static_bg, work_shape, masked)
         a, b, w = separator.separate(batch, **model_kw)
         a, b, w = np.asarray(a), np.asarray(b), np.asarray(w, dtype=np.float32)
-        if a.shape != batch.shape or b.shape != batch.shape or w.shape != (stop - start, 2):
+        if a.shape != batch.shape or b.shape != batch.shape or w.shape != (len(rows), 2):
             raise RuntimeError(f"separator returned shapes {a.shape}, {b.shape}, {w.shape} "
                                f"for a batch of {batch.shape}")
+        if not (np.isfinite(a).all() and np.isfinite(b).all() and np.isfinite(w).all()):
+            raise InputError("the model returned NaN or inf values: the checkpoint is unusable "
+                             "(a diverged training run?)")
         # Keep A dominant even if a separator does not promise it.
         swap = w[:, 0] < w[:, 1]
         if swap.any():
@@ -147,8 +160,8 @@ def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_s
             if masked.any():
                 a[masked] *= native_mask
                 b[masked] *= native_mask
-        a_out[start:stop] = to_dtype(a, out_dtype)
-        b_out[start:stop] = to_dtype(b, out_dtype)
-        w_out[start:stop] = w
+        a_out[rows] = to_dtype(a, out_dtype)
+        b_out[rows] = to_dtype(b, out_dtype)
+        w_out[rows] = w
     return (a_out.reshape(patterns.shape), b_out.reshape(patterns.shape),
             w_out.reshape(nav_shape + (2,)))

@@ -1,18 +1,20 @@
 """Dask/Zarr driver of ``kdeconv separate``: a whole map, chunk by chunk, resumable.
 
 Each navigation chunk of ``patterns`` becomes one ``map_blocks`` task that runs the kernel
-(``chunk.separate_patterns``) with the worker's cached model, writes its region of A, B and
-weights straight into the staging store, and only then sets its ``chunk_done`` marker. A rerun
-of the same command skips marked chunks; a chunk that died half-written has no marker and is
-redone, so the finished store is byte-identical to an uninterrupted run.
+(``chunk.separate_patterns``) with the worker's cached model, writes its region of A, B,
+weights and ``blank`` straight into the staging store, and only then sets its ``chunk_done``
+marker (the resume protocol of ``kdeconv.io.resume``). A rerun of the same command skips marked
+chunks; a chunk that died half-written has no marker and is redone, so the finished store is
+byte-identical to an uninterrupted run.
+
+Blank frames (one value in every pixel) are left empty (A = B = 0, weights NaN), flagged in
+``blank`` and counted in the attrs; they do not enter the map-mean static background.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -22,16 +24,18 @@ import numpy as np
 from kdeconv.config.cluster import ClusterConfig
 from kdeconv.config.separate import SeparateConfig
 from kdeconv.errors import InputError
-from kdeconv.io.store import finalize_output, open_store, prepare_output, store_attrs
+from kdeconv.io import resume
+from kdeconv.io.store import open_for_writing, open_store, release_output, store_attrs
 from kdeconv.preprocess.background import static_background_from_mean
-from kdeconv.separate.chunk import preprocess_patterns, separate_patterns
-from kdeconv.separate.inputs import plan_model_input
+from kdeconv.separate.chunk import blank_frames, preprocess_patterns, separate_patterns
+from kdeconv.separate.inputs import ModelInputPlan, plan_model_input
 from kdeconv.separate.worker import cached_separator, cuda_available, resolve_device
 
 __all__ = ["separate_map", "SeparateResult", "open_separate_client"]
 
-DONE = "chunk_done"
+DONE = resume.LEDGER
 STATIC = "static_background"
+BLANK = "blank"
 
 
 @dataclass
@@ -43,6 +47,7 @@ class SeparateResult:
     chunks: int
     seconds: float
     report_files: list[Path]
+    blank_frames: int = 0  # patterns of one value, left empty (A = B = 0, weights NaN)
     background: str = "raw"                     # "raw" or "processed", as applied
     work_shape: tuple[int, int] | None = None   # the pattern shape the model saw
 
@@ -54,14 +59,13 @@ def _separate_and_write(block: np.ndarray, block_info=None, *, out_path: str, ch
                         static_token: str = "", loader: Callable | None = None,
                         precision: str = "auto", work_shape: tuple[int, int] | None = None
                         ) -> np.ndarray:
-    """Separate one chunk, write its A, B, weights, then mark it done. Returns its pattern count."""
-    import zarr
-
+    """Separate one chunk, write its A, B, weights and blank mask, then mark it done. Returns its
+    pattern count."""
     info = block_info[0]
     nav_ndim = block.ndim - 2
     region = tuple(slice(a, b) for a, b in info["array-location"][:nav_ndim])
     chunk_index = tuple(info["chunk-location"][:nav_ndim])
-    group = zarr.open_group(out_path, mode="r+")
+    group = open_for_writing(out_path)
     static_bg = (_static_background(out_path, static_token)
                  if background.get("static", "none") != "none" else None)
     separator = cached_separator(checkpoint, sha256, device, loader, precision)
@@ -70,7 +74,8 @@ def _separate_and_write(block: np.ndarray, block_info=None, *, out_path: str, ch
     group["A"][region] = a
     group["B"][region] = b
     group["weights"][region] = w
-    group[DONE][chunk_index] = 1  # only after the data: a marker always means a whole chunk
+    group[BLANK][region] = blank_frames(block)
+    resume.mark_done(group, chunk_index)  # only after the data: a marker always means a whole chunk
     return np.full((1,) * nav_ndim, int(np.prod(block.shape[:nav_ndim])), dtype=np.int64)
 
 
@@ -89,6 +94,33 @@ def _static_background(out_path: str, token: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- client side
+
+def _trial_pattern(src) -> np.ndarray:
+    """The first pattern of the map that is not blank (the first one if all are), as (1, sy, sx)."""
+    nav_ndim = src.ndim - 2
+    first = np.asarray(src[(0,) * nav_ndim])[None]
+    if not blank_frames(first).any():
+        return first
+    block = np.asarray(src[tuple(slice(0, c) for c in src.chunks[:nav_ndim])])
+    stack = block.reshape((-1,) + block.shape[-2:])
+    kept = np.flatnonzero(~blank_frames(stack))
+    return stack[kept[:1]] if kept.size else first
+
+
+def _mean_of_non_blank(patterns):
+    """Dask graph of the mean pattern (float64) over the frames that are not blank (zeros if all
+    are blank): a dropped frame must not darken the map's static background."""
+    import dask.array as da
+
+    nav_ndim = patterns.ndim - 2
+    nav_axes = tuple(range(nav_ndim))
+    blank = patterns.map_blocks(blank_frames, drop_axis=[nav_ndim, nav_ndim + 1], dtype=bool,
+                                meta=np.empty((0,) * nav_ndim, bool))
+    kept = (~blank).astype(np.float64)
+    total = (patterns.astype(np.float64) * kept[(...,) + (None, None)]).sum(axis=nav_axes)
+    count = kept.sum()
+    return total / da.maximum(count, 1.0)
+
 
 def _load_on_client(checkpoint: str | None, loader: Callable | None):
     """Load the model once here to fail fast (exit 2) on a missing or corrupt checkpoint."""
@@ -128,64 +160,52 @@ def _check_shape(separator, patterns: np.ndarray, background: dict, checkpoint_l
     if np.shape(a) != trial.shape:
         raise InputError(f"checkpoint {checkpoint_label} returns shape {np.shape(a)[-2:]} "
                          f"for patterns of shape {patterns.shape[-2:]}")
+    if not all(np.isfinite(np.asarray(x, dtype=np.float32)).all() for x in (a, b, w)):
+        raise InputError(f"checkpoint {checkpoint_label} returns NaN or inf for a pattern of the "
+                         "map: the model is unusable (a diverged training run?)")
 
 
 def _resume_key(map_path: Path, src, sha256: str, config: SeparateConfig,
-                map_created: str | None = None, background: dict | None = None,
-                work_shape: tuple[int, int] | None = None) -> dict[str, Any]:
+                map_created: str | None = None, plan: ModelInputPlan | None = None) -> dict[str, Any]:
     """What must match for a rerun to reuse finished chunks (a re-ingested map does not)."""
     return {"map": str(map_path.resolve()), "map_created": map_created,
             "shape": list(src.shape), "dtype": str(src.dtype),
             "chunks": list(src.chunks), "checkpoint_sha256": sha256,
             "batch_size": config.batch_size, "precision": config.precision,
-            "background": background or config.background.model_dump(mode="json"),
-            "work_shape": list(work_shape or src.shape[-2:])}
+            "background": plan.background if plan else config.background.model_dump(mode="json"),
+            "work_shape": list(plan.work_shape if plan else src.shape[-2:])}
 
 
 def _open_existing(staging: Path, key: dict[str, Any]):
     """The staging store of an earlier run of the same command, or None (then start over)."""
-    import zarr
-
-    if not staging.exists():
-        return None
-    try:
-        group = zarr.open_group(str(staging), mode="r+")
-        same = json.dumps(group.attrs.get("resume_key"), sort_keys=True) == json.dumps(key, sort_keys=True)
-        needed = ("A", "B", "weights", DONE) + ((STATIC,) if key["background"]["static"] != "none" else ())
-        if same and all(name in group for name in needed):
-            return group
-    except Exception:  # an unreadable leftover is simply replaced
-        pass
-    shutil.rmtree(staging)
-    return None
+    needed = ("A", "B", "weights", BLANK, DONE) + ((STATIC,) if key["background"]["static"] != "none" else ())
+    return resume.reopen(staging, key, needed)
 
 
 def _create_store(staging: Path, src, map_group, key, config: SeparateConfig, sha256: str,
                   model_normalization: dict | None = None, claim_rule: dict | None = None,
-                  decision: dict | None = None, working: dict | None = None):
-    import zarr
-
+                  plan: ModelInputPlan | None = None):
     nav_shape, sig_shape = src.shape[:-2], src.shape[-2:]
     nav_chunks = src.chunks[:-2]
-    group = zarr.open_group(str(staging), mode="w")
     source = dict(map_group.attrs.get("source", {}))
-    group.attrs.update(store_attrs(
+    group = resume.create(staging, store_attrs(
         "separated", config, source=source, map_store=key["map"], checkpoint_sha256=sha256,
-        preprocessing={"background": key["background"], "background_decision": decision or {},
-                       "working_size": working or {},
+        preprocessing={"background": key["background"],
+                       "background_decision": plan.decision if plan else {},
+                       "working_size": plan.working_record() if plan else {},
                        "model_input": "float32 per pattern in [0, 1]; the model applies the mask "
                                       "and normalisation recorded in its checkpoint",
                        "model_normalization": model_normalization or {}},
         output_scaling=("float [0, 1] -> full dtype range" if np.dtype(src.dtype).kind in "ui"
                         else "float [0, 1]"),
-        claim_rule=claim_rule, resume_key=key))
+        claim_rule=claim_rule), key)
     for name in ("A", "B"):
         group.create_array(name, shape=src.shape, chunks=nav_chunks + sig_shape, dtype=src.dtype,
                            fill_value=0, compressors=_pattern_compressors())
     group.create_array("weights", shape=nav_shape + (2,), chunks=nav_chunks + (2,), dtype="float32",
                        fill_value=np.nan)
-    grid = tuple(-(-n // c) for n, c in zip(nav_shape, nav_chunks))
-    group.create_array(DONE, shape=grid, chunks=(1,) * len(grid), dtype="uint8", fill_value=0)
+    group.create_array(BLANK, shape=nav_shape, chunks=nav_chunks, dtype="bool", fill_value=False)
+    resume.add_ledger(group, tuple(-(-n // c) for n, c in zip(nav_shape, nav_chunks)))
     if key["background"]["static"] != "none":
         group.create_array(STATIC, shape=sig_shape, chunks=sig_shape, dtype="float32",
                            fill_value=np.nan)
@@ -215,8 +235,12 @@ def open_separate_client(cluster: ClusterConfig, device: str, echo=None):
         if LocalCUDACluster is not None:
             from distributed import Client
 
-            with LocalCUDACluster(threads_per_worker=cluster.threads_per_worker or 1,
-                                  resources={"GPU": 1}) as cuda_cluster, Client(cuda_cluster) as client:
+            from kdeconv.cluster import sigint_ignored
+
+            with sigint_ignored():  # Ctrl-C is for this process: workers must not print tracebacks
+                cuda_cluster = LocalCUDACluster(threads_per_worker=cluster.threads_per_worker or 1,
+                                                resources={"GPU": 1})
+            with cuda_cluster, Client(cuda_cluster) as client:
                 if echo is not None:
                     echo(f"LocalCUDACluster: {len(cuda_cluster.workers)} worker(s), one GPU each; "
                          f"dashboard {client.dashboard_link}")
@@ -246,6 +270,9 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
 
     echo = echo or (lambda *_: None)
     cluster = cluster or ClusterConfig()
+    from kdeconv.cluster import check_cluster_config
+
+    check_cluster_config(cluster)  # a malformed address or file: refused before the model loads
     map_path, out_path = Path(map_path), Path(out_path)
     map_group = open_store(map_path, kind="map", arrays=("patterns",))
     src = map_group["patterns"]
@@ -256,49 +283,51 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     if total < 2:
         raise InputError(f"{map_path} holds {total} pattern(s); separate needs a map of at least 2 "
                          "(the map's mean pattern is its static background)")
-    if config.device == "cuda":
-        resolve_device("cuda")  # fail here, before any worker starts
-    # the workers' rule, checked here first (fp16 needs CUDA) so no worker starts for nothing
-    import torch
-
-    from kdeconv.model.precision import resolve_precision
-
-    resolve_precision(config.precision,
-                      torch.device("cuda" if config.device != "cpu" and cuda_available() else "cpu"))
-    if out_path.resolve() == map_path.resolve():
-        raise InputError("--out must differ from the input map store")
+    inputs = (map_path, config.checkpoint)
+    nbytes = 2 * int(np.prod(src.shape)) * np.dtype(src.dtype).itemsize + total * 9
+    # Locked before torch and the model load: a second run on this output is refused at once.
+    staging = resume.begin(out_path, overwrite, inputs=inputs, nbytes=nbytes).resolve()
 
     label = config.checkpoint or "default model"
-    separator, sha256 = _load_on_client(config.checkpoint, loader)
-    plan = plan_model_input(src, getattr(separator, "meta", {}) or {}, config.background,
-                            config.working_size)
-    background, work_shape = plan.background, plan.work_shape
-    first = np.asarray(src[(0,) * nav_ndim])[None]
-    _check_shape(separator, first, background, label, work_shape)
+    try:
+        if config.device == "cuda":
+            resolve_device("cuda")  # fail here, before any worker starts
+        # the workers' rule, checked here first (fp16 needs CUDA) so no worker starts for nothing
+        import torch
+
+        from kdeconv.model.precision import resolve_precision
+
+        resolve_precision(config.precision,
+                          torch.device("cuda" if config.device != "cpu" and cuda_available() else "cpu"))
+        separator, sha256 = _load_on_client(config.checkpoint, loader)
+        plan = plan_model_input(src, getattr(separator, "meta", {}) or {}, config.background,
+                                config.working_size)
+        _check_shape(separator, _trial_pattern(src), plan.background, label, plan.work_shape)
+    except BaseException:
+        release_output(out_path)
+        raise
     normalization = dict(getattr(separator, "normalization", {}) or {})
     claim_rule = getattr(separator, "claim_rule", None)  # evaluate's rule for this model
     del separator
     echo(plan.describe())
 
-    staging = prepare_output(out_path, overwrite, resume=True).resolve()
-    key = _resume_key(map_path, src, sha256, config, map_group.attrs.get("created"), background,
-                      work_shape)
+    key = _resume_key(map_path, src, sha256, config, map_group.attrs.get("created"), plan)
     group = _open_existing(staging, key)
-    if group is None:
-        group = _create_store(staging, src, map_group, key, config, sha256, normalization, claim_rule,
-                              plan.decision, plan.working_record())
 
+    background, work_shape = plan.background, plan.work_shape
     nav_chunks = src.chunks[:-2]
     # Absolute paths in the graph: remote workers do not share this process's working directory.
     checkpoint = str(Path(config.checkpoint).resolve()) if config.checkpoint else None
     src_abs = zarr.open_array(str(map_path.resolve() / "patterns"), mode="r")
     patterns = da.from_zarr(src_abs, chunks=nav_chunks + src.shape[-2:])
     with open_separate_client(cluster, config.device, echo=echo) as client, Timer() as timer:
+        if group is None:  # created only now that the cluster is up
+            group = _create_store(staging, src, map_group, key, config, sha256, normalization,
+                                  claim_rule, plan)
         static = background["static"] != "none"
         if static and np.isnan(group[STATIC][0, 0]):
-            mean = patterns.mean(axis=tuple(range(nav_ndim)), dtype=np.float64)
-            group[STATIC][...] = static_background_from_mean(
-                compute(client, mean, progress=progress), config.background.static_smooth_std)
+            mean = compute(client, _mean_of_non_blank(patterns), progress=progress)
+            group[STATIC][...] = static_background_from_mean(mean, config.background.static_smooth_std)
         static_token = hashlib.sha256(group[STATIC][...].tobytes()).hexdigest() if static else ""
         done = group[DONE][...]
         pending = [tuple(int(i) for i in idx) for idx in np.argwhere(done == 0)]
@@ -319,9 +348,10 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                 # Only the unfinished chunks: dask culls the reads of the finished ones.
                 wanted = da.concatenate([counts.blocks[idx].ravel() for idx in pending]).sum()
                 separated = int(compute(client, wanted, progress=progress))
-    if not group[DONE][...].all():  # a worker vanished without raising: keep .partial for a rerun
-        raise RuntimeError(f"some chunks of {out_path} were not written; rerun to resume")
-    finalize_output(staging, out_path)
+    resume.require_complete(group, out_path)  # a worker vanished without raising: keep .partial
+    blank = int(np.count_nonzero(group[BLANK][...]))
+    group.attrs["blank_frames"] = blank
+    resume.finish(staging, out_path)
 
     reports: list[Path] = []
     if config.panels:
@@ -330,5 +360,5 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
         reports = write_report(out_path, map_path, n_panels=config.panels)
     return SeparateResult(out=out_path, patterns=separated, total=total,
                           chunks_skipped=int(done.sum()), chunks=int(done.size),
-                          seconds=timer.seconds, report_files=reports,
+                          seconds=timer.seconds, report_files=reports, blank_frames=blank,
                           background=plan.decision["mode"], work_shape=work_shape)

@@ -129,7 +129,7 @@ def test_non_pattern_array_is_refused(cli, small_map, tmp_path):
     import zarr
 
     group = zarr.open_group(str(small_map), mode="r+")
-    group.create_array("weights", shape=(2, 3, 2), dtype="float32")
+    group.create_array("weights", data=np.full((2, 3, 2), 0.5, np.float32))
     out = tmp_path / "w.tif"
     _assert_input_error(cli("export", small_map, out, "--array", "weights"), "not a pattern", outputs=[out])
 

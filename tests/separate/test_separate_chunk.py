@@ -85,7 +85,8 @@ def test_wrong_separator_output_is_caught():
             return patterns[:, :4], patterns, np.zeros((len(patterns), 2), np.float32)
 
     with pytest.raises(RuntimeError, match="separator returned shapes"):
-        separate_patterns(np.zeros((2, 8, 8), np.uint8), Bad(), batch_size=2, background=NO_BG)
+        separate_patterns(np.arange(128, dtype=np.uint8).reshape(2, 8, 8), Bad(), batch_size=2,
+                          background=NO_BG)
 
 
 def test_masked_patterns_stay_masked_after_background_removal():
