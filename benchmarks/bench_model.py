@@ -6,7 +6,7 @@ Rows, measured in one run (ratios; the machine is shared and noisy):
   NCHW, one decoder with 2 outputs, comparable parameter count) run bare on the same tensors;
 - the network alone against ``separate`` (what normalisation and bookkeeping cost);
 - channels_last against NCHW for the shipped network;
-- ``separate`` at the default precision (bf16 autocast on CPUs with AVX512-BF16/AMX) against fp32;
+- ``separate`` at the default precision (bf16 autocast on CPUs with AMX) against fp32;
 - parameter count and MFLOP per pattern (torch.utils.flop_counter) of both networks.
 """
 

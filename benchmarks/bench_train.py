@@ -6,7 +6,7 @@ Measured in one run (ratios; the machine is shared and noisy):
   (evaluation and checkpoint time excluded, first window dropped as warm-up);
 - against a bare loop: same model config, precision, loss and optimiser on tensors already in
   memory, best window of the same length;
-- the bare loop at the default precision (bf16 autocast on CPUs with AVX512-BF16/AMX) against fp32.
+- the bare loop at the default precision (bf16 autocast on CPUs with AMX) against fp32.
 """
 
 from __future__ import annotations

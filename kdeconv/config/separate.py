@@ -40,7 +40,7 @@ class SeparateConfig(StrictModel):
     checkpoint: str | None = None  # None = the default model shipped in kdeconv/model/weights/
     device: Device = "auto"
     # autocast dtype (kdeconv.model.precision): auto = bf16 on GPUs and on CPUs with native bf16
-    # (AVX512-BF16/AMX; 1.6x the fp32 rate at 120x120 here, same median NCC), else fp32
+    # (AMX; 1.6x the fp32 rate at 120x120 here, same median NCC), else fp32
     precision: Precision = "auto"
     batch_size: int = Field(default=64, ge=1)  # patterns per model call inside a chunk
     # Shorter side (px) the model sees; patterns are resampled to it and A, B back to the map's

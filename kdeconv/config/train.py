@@ -86,7 +86,7 @@ class TrainConfig(StrictModel):
     threads: int | None = Field(default=None, ge=1)  # torch CPU threads (None = torch default)
     device: Device = "auto"
     # autocast dtype (kdeconv.model.precision): auto = bf16 on GPUs and on CPUs with native bf16
-    # (AVX512-BF16/AMX), fp16 + loss scaling on older GPUs, fp32 elsewhere
+    # (AMX), fp16 + loss scaling on older GPUs, fp32 elsewhere
     precision: Precision = "auto"
 
     @field_validator("freeze")

@@ -52,7 +52,7 @@ def test_same_result_on_1_and_2_workers_and_real_processes(make_map, tmp_path, d
     from distributed import Client
 
     map_path, data = make_map(dtype=dtype, shape=(6, 8, 32, 32), nav_chunk=(2, 8))
-    # fp32 is exact to 1 LSB across processes; bf16 (auto on CPUs with AVX512-BF16/AMX) rounds
+    # fp32 is exact to 1 LSB across processes; bf16 (auto on CPUs with AMX) rounds
     # differently with the thread count of the process, within bf16's own precision.
     config = SeparateConfig(batch_size=5, panels=2, precision="fp32", background={"mode": "raw"})
     atol = 1e-4

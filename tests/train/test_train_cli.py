@@ -121,7 +121,7 @@ def test_bad_usage_is_exit_2(first_run, debug_pairs, cli, tmp_path):
 
 
 def test_precision_is_recorded_and_fp16_needs_cuda(debug_pairs, cli, tmp_path):
-    # bf16 autocast runs on any CPU (natively with AVX512-BF16/AMX, emulated elsewhere)
+    # bf16 autocast runs on any CPU (natively with AMX, emulated elsewhere)
     out = tmp_path / "bf16"
     r = cli("train", "--config", DEBUG, "--data", debug_pairs, "--out", out, "--max-steps", 2,
             "--device", "cpu", "--precision", "bf16")
