@@ -31,6 +31,8 @@ class EvaluateConfig(StrictModel):
     tolerances_deg: list[float] = Field(default=[1.0, 3.0], min_length=1)
     pure_below: float = Field(default=0.05, ge=0, le=0.5)   # truth minority weight below: a pure pattern
     mixed_from: float = Field(default=0.1, ge=0, le=0.5)    # truth minority weight from: a mixed pattern
+    # Recovery is also reported on the mixed patterns whose minority is at least this ("strong").
+    strong_from: float = Field(default=0.25, ge=0, le=0.5)
     # kdeconv claims grain B where wB >= claim_weight and B indexes with PyEBSDIndex's confidence
     # cm >= claim_min_cm. Unset (null): the rule stored with the model (its checkpoint's
     # claim_rule, copied into the separated store by `separate`), else the fallback in

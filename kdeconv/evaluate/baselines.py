@@ -102,7 +102,7 @@ def residual_baseline(mixture_bc: np.ndarray, detector, phases: list, first: Ind
     # Same dynamic background removal as the mixture, so the fit compares like with like.
     best = remove_dynamic_background(best, dtype_out=np.float32, out_range=(0, 1))
     residual, scale = fit_subtract(mixture_bc, best, mask)
-    second = index_patterns(residual, detector, _orix_phases(phases))
+    second = index_patterns(residual, detector, _orix_phases(phases), rows=first.indexed)  # claims need both
     claimed = second.indexed & (second.cm >= min_cm) & first.indexed
     return {"first": first, "second": second, "second_claimed": claimed, "scale": scale,
             "residual": residual}

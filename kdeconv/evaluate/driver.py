@@ -232,18 +232,16 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, echo) -> tu
     methods: dict[str, dict] = {}
     notes: dict[str, Any] = {"phases": [{"name": r.name, "master": r.spec, "point_group": r.point_group.name,
                                          "space_group": r.phase.space_group.number} for r in refs]}
+    # The dominant prediction is always a claim, the other one where its weight says so (the
+    # store promises A dominant, but do not rely on it); below the claim weight the other one
+    # cannot be claimed whatever its indexing, so it is not indexed (its angles stay NaN).
+    b_dominant = (sep_w[:, 1] > sep_w[:, 0])[:, None, None]
+    claimable = sep_w.min(axis=1) >= cfg.claim_weight
     with Timer() as t:
-        first = index_patterns(sep_a, detector, phases)
-        second = index_patterns(sep_b, detector, phases)
-    echo(summary_line(f"indexed kdeconv A and B ({', '.join(r.name for r in refs)})", 2 * len(sep_a), t.seconds))
-    # The dominant prediction is always a claim, the other one where its weight says so
-    # (the store promises A dominant, but do not rely on it).
-    b_dominant = sep_w[:, 1] > sep_w[:, 0]
-    for key in ("quaternions", "phase_id", "cm"):
-        x, y = getattr(first, key), getattr(second, key)
-        sel = b_dominant[:, None] if x.ndim == 2 else b_dominant
-        setattr(first, key, np.where(sel, y, x))
-        setattr(second, key, np.where(sel, x, y))
+        first = index_patterns(np.where(b_dominant, sep_b, sep_a), detector, phases)
+        second = index_patterns(np.where(b_dominant, sep_a, sep_b), detector, phases, rows=claimable)
+    echo(summary_line(f"indexed kdeconv A and B ({', '.join(r.name for r in refs)})",
+                      len(sep_a) + int(claimable.sum()), t.seconds))
     methods["kdeconv"] = {"first": first, "second": second,
                           "second_claimed": second_claimed(sep_w, second.cm, cfg.claim_weight, cfg.claim_min_cm)}
     if cfg.baselines and truth.C is not None:
@@ -271,6 +269,11 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, echo) -> tu
                                       cfg.pure_below, cfg.mixed_from)
         tables[name].update(phase_tables(angles, truth.weights, m["second_claimed"], truth.phase_a, truth.phase_b,
                                          names, cfg.tolerances_deg, cfg.pure_below, cfg.mixed_from))
+        strong = truth.weights.min(axis=1) >= max(cfg.strong_from, cfg.mixed_from)
+        tables[name]["strong"] = recovery_table({k: v[strong] for k, v in angles.items()}, truth.weights[strong],
+                                                np.asarray(m["second_claimed"])[strong], cfg.tolerances_deg,
+                                                cfg.pure_below, cfg.mixed_from)
+        tables[name]["strong"]["minority_from"] = max(cfg.strong_from, cfg.mixed_from)
         tables[name]["indexed_as"] = {n: float(np.mean(m["first"].phase_id == k)) for k, n in enumerate(names)}
         tables[name]["label"] = METHODS[name]
         claims[name] = {"angles": angles, "second_claimed": m["second_claimed"]}

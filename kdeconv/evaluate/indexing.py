@@ -194,11 +194,12 @@ def _phase_list(phases):
 
 
 def index_patterns(patterns: np.ndarray, detector, phases, chunk: int = 4096,
-                   reflectors: list | None = None) -> IndexResult:
+                   reflectors: list | None = None, rows: np.ndarray | None = None) -> IndexResult:
     """Index a stack (n, sy, sx) with ``EBSD.hough_indexing`` against one orix ``Phase`` or a
     list of them (``phase_id`` says which); flat patterns are left unindexed.
 
-    ``reflectors``: band families per phase; default ``reflector_families`` of each.
+    ``reflectors``: band families per phase; default ``reflector_families`` of each. ``rows``
+    (bool (n,)): index only these; the others are left unindexed.
     PyEBSDIndex cannot index an all-zero pattern (no bands) and may divide by zero on it, so those
     never reach it.
     """
@@ -213,6 +214,8 @@ def index_patterns(patterns: np.ndarray, detector, phases, chunk: int = 4096,
     phase_id = np.full(n, -1, np.int16)
     flat = stack.reshape(n, -1)
     has_contrast = flat.max(axis=1) > flat.min(axis=1)
+    if rows is not None:
+        has_contrast &= np.asarray(rows, bool).reshape(-1)
     todo = np.flatnonzero(has_contrast)
     if todo.size == 0:
         return IndexResult(quats, cm, nmatch, indexed, phase_id)

@@ -202,18 +202,22 @@ def _markdown(metrics: dict, images: list[str]) -> str:
     rec = metrics.get("recovery")
     if rec:
         tols = list(next(iter(rec.values()))["tolerances_deg"])
+        first_strong = (next(iter(rec.values())).get("strong") or {}).get("minority_from", "–")
         phases = metrics.get("phases") or []
         listed = ", ".join(f"{p['name']} ({p['point_group']})" for p in phases)
         lines += ["## Orientation recovery (Hough indexing, misorientation with each phase's symmetry)", "",
                   f"Indexed against {listed}; a claim matches a constituent only in the constituent's phase.", "",
                   "| method | " + " | ".join(f"mixed: both ≤{t}° | mixed: minority ≤{t}°" for t in tols)
-                  + f" | pure: grain kept, none invented ≤{tols[-1]}° |",
-                  "|---|" + "---|---|" * len(tols) + "---|"]
+                  + f" | mixed, minority ≥ {first_strong}: both ≤{tols[-1]}° | pure: grain kept, none invented "
+                    f"≤{tols[-1]}° |",
+                  "|---|" + "---|---|" * len(tols) + "---|---|"]
         for name, r in rec.items():
             cells = []
             for t in tols:
                 cells += [_fmt(r["tolerances_deg"][t]["mixed_both"], True),
                           _fmt(r["tolerances_deg"][t]["mixed_minority"], True)]
+            cells.append(_fmt((r.get("strong") or {}).get("tolerances_deg", {}).get(tols[-1], {}).get("mixed_both"),
+                              True))
             cells.append(_fmt(r["tolerances_deg"][tols[-1]]["pure_ok"], True))
             lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
         t = tols[-1]
