@@ -184,7 +184,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
             f"| {r['map']} | {r['style']} | {r['size']} | {r['background']} | {_pct(r['mixed_both_strong'])} | "
             f"{_pct(r['pure_ok'])} | " + " | ".join(_pct(r["both_by_bin"].get(b)) for b in bins)
             + f" | {_pct(r['phase_boundary_both'])} | {w} | {_num(r['weight_max_error'])} | "
-            f"{_pct(r['ceiling_mixed_both_strong'])} | {_pct(r['ceiling_pure_ok'])} | {_pct(r['indexer_pure_map'])} | "
+            f"{_pct(r['ceiling_mixed_both_strong'])} | {_pct(r['ceiling_pure_ok'])} | "
+            f"{_pct(r['indexer_pure_map'])} | "
             f"{_pct(r['residual_mixed_both_strong'])} | {r['seconds']['total']:.0f} |")
     missing = meta.get("missing") or []
     if missing:
@@ -198,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", nargs="+", default=None,
                         help="Maps to run: library phase names and/or 'duplex' (default: all, the duplex "
                              "and the held-out phase).")
-    parser.add_argument("--held-out", default="zr", help="A phase kept out of training, added to the default maps.")
+    parser.add_argument("--held-out", default="zr",
+                        help="A phase kept out of training, added to the default maps.")
     parser.add_argument("--styles", nargs="+", default=["raw", "processed"], choices=["raw", "processed"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[120], help="Pattern sizes (square, px).")
     parser.add_argument("--nav", nargs=2, type=int, default=[30, 30], metavar=("NY", "NX"))

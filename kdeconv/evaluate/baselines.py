@@ -30,11 +30,18 @@ def background_corrected(patterns: np.ndarray, static_background: np.ndarray | N
     from kdeconv.preprocess.background import (remove_dynamic_background, remove_static_background,
                                                static_background_from_mean)
 
+    from kdeconv.evaluate.metrics import slice_rows
+
     stack = np.asarray(patterns).reshape((-1,) + tuple(np.shape(patterns)[-2:]))
     if static_background is None:
         static_background = static_background_from_mean(stack.mean(axis=0, dtype=np.float64), "auto")
-    out = remove_static_background(stack, static_background, dtype_out=np.float32, out_range=(0, 1))
-    return remove_dynamic_background(out, dtype_out=np.float32, out_range=(0, 1))
+    out = np.empty(stack.shape, np.float32)
+    step = slice_rows(stack.shape[-2:], 4, 128.0)
+    for i in range(0, len(stack), step):  # per pattern, so slices change nothing but memory
+        part = remove_static_background(stack[i:i + step], static_background, dtype_out=np.float32,
+                                        out_range=(0, 1))
+        out[i:i + step] = remove_dynamic_background(part, dtype_out=np.float32, out_range=(0, 1))
+    return out
 
 
 def prepare_mixtures(patterns: np.ndarray, mode: str = "auto") -> tuple[np.ndarray, dict]:
@@ -96,12 +103,19 @@ def residual_baseline(mixture_bc: np.ndarray, detector, phases: list, first: Ind
                       mask: np.ndarray | None = None, min_cm: float = 0.4) -> dict:
     """``phases``: the ``RefPhase`` list that ``first`` was indexed against; each best match is
     simulated from the master of the phase it indexed as (``first.phase_id``)."""
+    from kdeconv.evaluate.metrics import slice_rows
     from kdeconv.preprocess.background import remove_dynamic_background
 
-    best = simulate_at(first.quaternions, detector, list(phases), phase_id=first.phase_id)
-    # Same dynamic background removal as the mixture, so the fit compares like with like.
-    best = remove_dynamic_background(best, dtype_out=np.float32, out_range=(0, 1))
-    residual, scale = fit_subtract(mixture_bc, best, mask)
+    mixture_bc = np.asarray(mixture_bc).reshape((-1,) + tuple(np.shape(mixture_bc)[-2:]))
+    residual = np.empty(mixture_bc.shape, np.float32)
+    scale = np.empty(len(mixture_bc))
+    step = slice_rows(mixture_bc.shape[-2:], 8, 64.0)  # fit_subtract works in float64
+    for i in range(0, len(mixture_bc), step):
+        s = slice(i, i + step)
+        best = simulate_at(first.quaternions[s], detector, list(phases), phase_id=first.phase_id[s])
+        # Same dynamic background removal as the mixture, so the fit compares like with like.
+        best = remove_dynamic_background(best, dtype_out=np.float32, out_range=(0, 1))
+        residual[s], scale[s] = fit_subtract(mixture_bc[s], best, mask)
     second = index_patterns(residual, detector, _orix_phases(phases), rows=first.indexed)  # claims need both
     claimed = second.indexed & (second.cm >= min_cm) & first.indexed
     return {"first": first, "second": second, "second_claimed": claimed, "scale": scale,

@@ -176,8 +176,11 @@ def pixel_summary(px: dict, werr: np.ndarray, minority: np.ndarray, cfg: Evaluat
     return out
 
 
-def _pixel_metrics_chunked(sep_a, sep_b, true_a, true_b, mask, chunk: int = 1024) -> dict:
+def _pixel_metrics_chunked(sep_a, sep_b, true_a, true_b, mask, chunk: int | None = None) -> dict:
     """pair_metrics in slices: the kernels work in float64, ~10 copies of a slice at a time."""
+    from kdeconv.evaluate.metrics import slice_rows
+
+    chunk = chunk or slice_rows(np.shape(sep_a)[-2:], 8, 64.0, 1024)
     parts = [pair_metrics(sep_a[i:i + chunk], sep_b[i:i + chunk], true_a[i:i + chunk], true_b[i:i + chunk], mask)
              for i in range(0, len(sep_a), chunk)]
     if not parts:

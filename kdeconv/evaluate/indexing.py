@@ -193,7 +193,7 @@ def _phase_list(phases):
     return PhaseList(phases=phases, ids=list(range(len(phases)))), phases
 
 
-def index_patterns(patterns: np.ndarray, detector, phases, chunk: int = 4096,
+def index_patterns(patterns: np.ndarray, detector, phases, chunk: int | None = None,
                    reflectors: list | None = None, rows: np.ndarray | None = None) -> IndexResult:
     """Index a stack (n, sy, sx) with ``EBSD.hough_indexing`` against one orix ``Phase`` or a
     list of them (``phase_id`` says which); flat patterns are left unindexed.
@@ -220,6 +220,10 @@ def index_patterns(patterns: np.ndarray, detector, phases, chunk: int = 4096,
     if todo.size == 0:
         return IndexResult(quats, cm, nmatch, indexed, phase_id)
 
+    if chunk is None:  # float32 copies of ~256 MB per call to PyEBSDIndex
+        from kdeconv.evaluate.metrics import slice_rows
+
+        chunk = slice_rows(stack.shape[-2:], 4, 256.0, 4096)
     phase_list, phase_objs = _phase_list(phases)
     if reflectors is None:
         reflectors = [reflector_families(p) for p in phase_objs]

@@ -11,9 +11,17 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 __all__ = ["minmax01", "ncc", "psnr", "ssim", "best_ordering", "pair_metrics", "weight_error",
-           "weight_calibration"]
+           "weight_calibration", "slice_rows"]
 
 _EPS = 1e-12
+
+
+def slice_rows(pattern_shape, itemsize: int = 8, mb: float = 64.0, most: int = 4096) -> int:
+    """Patterns per slice so that one slice of ``itemsize``-byte values is about ``mb`` MB: the
+    evaluation kernels hold a few copies of a slice, so memory follows the pattern size, not
+    the map (a 30x30 map of 480x480 px patterns is 0.8 GB per float32 copy)."""
+    per_pattern = int(np.prod(pattern_shape)) * itemsize
+    return int(max(1, min(most, mb * 2**20 // max(per_pattern, 1))))
 
 
 def _as3d(x: np.ndarray) -> np.ndarray:

@@ -216,8 +216,8 @@ def _markdown(metrics: dict, images: list[str]) -> str:
             for t in tols:
                 cells += [_fmt(r["tolerances_deg"][t]["mixed_both"], True),
                           _fmt(r["tolerances_deg"][t]["mixed_minority"], True)]
-            cells.append(_fmt((r.get("strong") or {}).get("tolerances_deg", {}).get(tols[-1], {}).get("mixed_both"),
-                              True))
+            strong = (r.get("strong") or {}).get("tolerances_deg", {}).get(tols[-1], {})
+            cells.append(_fmt(strong.get("mixed_both"), True))
             cells.append(_fmt(r["tolerances_deg"][tols[-1]]["pure_ok"], True))
             lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
         t = tols[-1]
@@ -270,8 +270,9 @@ def _phase_lines(rec: dict, tol: str) -> list[str]:
     groups += [(f"mixed {k}", "phase_pairs", k) for k in first.get("phase_pairs", {})]
     groups += [(f"pure {k}", "phases", k) for k in first.get("phases", {})]
     lines = [f"By phase, within {tol}° (mixed: both constituents; pure: grain kept, none invented):", "",
-             "| method | " + " | ".join(f"{label} (n={first[part][k]['n_pure' if part == 'phases' else 'n_mixed']})"
-                                      for label, part, k in groups) + " |",
+             "| method | " + " | ".join(
+                 f"{label} (n={first[part][k]['n_pure' if part == 'phases' else 'n_mixed']})"
+                 for label, part, k in groups) + " |",
              "|---|" + "---|" * len(groups)]
     for r in rec.values():
         cells = []

@@ -166,7 +166,8 @@ def test_weight_calibration_on_known_weights():
     pred = np.stack([pred_min, 1 - pred_min], 1)  # column order does not matter
     cal = weight_calibration(true, pred, WEIGHT_BINS)
     b = cal["bins"]
-    assert b["pure"] == {"n": 2, "true_median": 0.0, "pred_median": pytest.approx(0.02), "error": pytest.approx(0.02)}
+    assert b["pure"] == {"n": 2, "true_median": 0.0, "pred_median": pytest.approx(0.02),
+                         "error": pytest.approx(0.02)}
     assert b["0.1-0.2"]["n"] == 2 and b["0.1-0.2"]["pred_median"] == pytest.approx(0.12)
     assert b["0.1-0.2"]["error"] == pytest.approx(-0.03)
     assert b["0.3-0.4"]["error"] == pytest.approx(0.0)
@@ -187,7 +188,8 @@ def test_reflector_families_of_common_structures():
 
     assert families("ni") == {(1, 1, 1), (0, 0, 2), (0, 2, 2), (1, 1, 3)}
     assert families("fe_alpha") == {(0, 1, 1), (0, 0, 2), (1, 1, 2), (0, 1, 3)}
-    hcp = {tuple(np.abs(h)) for h in reflector_families(load_master({"kind": "library", "phase": "ti_alpha"}).phase)}
+    ti = load_master({"kind": "library", "phase": "ti_alpha"}).phase
+    hcp = {tuple(np.abs(h)) for h in reflector_families(ti)}
     assert len(hcp) == 8 and (0, 0, 2) in hcp and (0, 0, 1) not in hcp  # 0001 is extinct, 0002 is not
 
 
