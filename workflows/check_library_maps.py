@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -236,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     meta = {"checkpoint": args.checkpoint or "shipped default", "nav": list(args.nav), "grains": args.grains,
             "seed": args.seed, "sizes": args.sizes, "styles": args.styles, "missing": missing}
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as local:
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.WARNING) as local:
         cluster = ClusterConfig(scheduler_address=local.scheduler_address)
         for name in names:
             for size in args.sizes:
