@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from kdeconv.config import StrictModel
@@ -20,9 +22,17 @@ class DetectorOverride(StrictModel):
 class EvaluateConfig(StrictModel):
     index: bool = True                      # orientation recovery (Hough indexing); off = pixel metrics only
     baselines: bool = True                  # index raw C, and residual subtraction (needs C in the truth)
+    # The baselines' view of C: "auto" decides per map as `separate` does (kdeconv.preprocess.
+    # background.decide_background): static + dynamic removal for raw maps, none for processed.
+    background: Literal["auto", "raw", "processed"] = "auto"
+    # Also index the true A and B (the most a separation can score with this indexer; a simulated
+    # map's truth has one pattern per grain, so this costs little).
+    ceiling: bool = True
     tolerances_deg: list[float] = Field(default=[1.0, 3.0], min_length=1)
     pure_below: float = Field(default=0.05, ge=0, le=0.5)   # truth minority weight below: a pure pattern
     mixed_from: float = Field(default=0.1, ge=0, le=0.5)    # truth minority weight from: a mixed pattern
+    # Recovery is also reported on the mixed patterns whose minority is at least this ("strong").
+    strong_from: float = Field(default=0.25, ge=0, le=0.5)
     # kdeconv claims grain B where wB >= claim_weight and B indexes with PyEBSDIndex's confidence
     # cm >= claim_min_cm. Unset (null): the rule stored with the model (its checkpoint's
     # claim_rule, copied into the separated store by `separate`), else the fallback in
@@ -31,7 +41,11 @@ class EvaluateConfig(StrictModel):
     claim_weight: float | None = Field(default=None, ge=0, le=0.5)
     claim_min_cm: float | None = Field(default=None, ge=0, le=1)
     residual_min_cm: float = Field(default=0.4, ge=0, le=1)   # residual baseline claims a 2nd grain above
-    mask: bool = False                      # score (and fit) inside the circular detector mask only
+    # Score (and fit) inside the circular detector mask only; null: where the truth map was
+    # exported masked (simulate-map's processed style).
+    mask: bool | None = None
+    # Phase to index against when the truth store does not name its phases: "ni" (kikuchipy's
+    # bundled Ni) or a phase of kdeconv's library (kdeconv.simulate.library_phases()).
     phase: str = "ni"
     detector: DetectorOverride | None = None
     examples: int = Field(default=6, ge=0, le=24)  # rows in the example panel

@@ -3,6 +3,10 @@
 Evaluation works in memory on the whole store (it is meant for simulated maps and validation
 sets, thousands to tens of thousands of patterns); Hough indexing is the slow part (~200
 patterns/s on 2 cores) and runs in this process.
+
+Patterns are indexed against every phase of the truth (its ``phases`` attr: name and master
+spec per phase; ``phase_a``/``phase_b`` say which phase each constituent is in), and a claim
+matches a constituent only in the constituent's phase (``recovery.phase_claim_angles``).
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ import numpy as np
 
 from kdeconv.config.evaluate import EvaluateConfig
 from kdeconv.errors import InputError
-from kdeconv.evaluate.metrics import pair_metrics, weight_error
-from kdeconv.evaluate.recovery import WEIGHT_BINS, claim_angles, recovery_table, resolve_claim_rule
+from kdeconv.evaluate.metrics import pair_metrics, weight_calibration, weight_error
+from kdeconv.evaluate.recovery import (WEIGHT_BINS, phase_claim_angles, phase_tables, recovery_table,
+                                       resolve_claim_rule)
 from kdeconv.io.store import check_array, finalize_output, jsonable, open_store, prepare_output
 
 __all__ = ["Truth", "read_truth", "evaluate_stores", "METHODS"]
 
-METHODS = {"kdeconv": "kdeconv (separated A, B)", "raw": "index raw C", "residual": "residual subtraction"}
+METHODS = {"kdeconv": "kdeconv (separated A, B)", "raw": "index raw C", "residual": "residual subtraction",
+           "truth": "true A, B (indexer's ceiling)"}
 
 
 @dataclass
@@ -35,8 +41,16 @@ class Truth:
     rotation_b: np.ndarray | None
     C: np.ndarray | None
     detector: dict | None
-    phase: str | None
+    phases: list[dict] | None  # [{"name", "master" (load_master spec), ...}] or None when unknown
     kind: str
+    phase_a: np.ndarray | None = None  # (n,) index into phases, -1 where no constituent
+    phase_b: np.ndarray | None = None
+    style: str | None = None   # simulate-map's "raw" or "processed" (vendor-exported look)
+
+    @property
+    def phase(self) -> str | None:
+        """The first phase's name (one-phase truths)."""
+        return self.phases[0]["name"] if self.phases else None
 
 
 def _flat(arr: np.ndarray, sig: int = 2) -> np.ndarray:
@@ -44,9 +58,34 @@ def _flat(arr: np.ndarray, sig: int = 2) -> np.ndarray:
     return a.reshape((-1,) + a.shape[a.ndim - sig:]) if sig else a.reshape(-1)
 
 
-def _pairs_detector(attrs: dict) -> tuple[dict | None, str | None]:
+def _pairs_phases(src: dict) -> list[dict]:
+    """Name and master spec of each phase of a pairs store's simulate source, in label order
+    (the names ``kdeconv generate`` gives them)."""
+    from pathlib import PurePath
+
+    entries = src.get("phases") or [{"master": src.get("master") or {"kind": "nickel"}}]
+    out = []
+    for k, entry in enumerate(entries):
+        master = entry.get("master") or {"kind": "nickel"}
+        kind, phase = master.get("kind", "nickel"), master.get("phase")
+        if kind == "library":
+            name = str(phase)
+        elif kind == "kinematic":
+            name = phase["name"] if isinstance(phase, dict) else PurePath(master.get("cif") or "phase").stem
+        elif kind == "emsoft":
+            name = PurePath(master.get("path") or "master").stem
+        else:
+            name = "ni"
+        if name in (p["name"] for p in out):
+            name = f"{name}_{k}"
+        out.append({"name": name, "master": master})
+    return out
+
+
+def _pairs_detector(attrs: dict) -> tuple[dict | None, list[dict] | None]:
     """A single detector from a pairs store's simulate config, when its PC and tilts are fixed
-    and no flips were applied; otherwise (None, None) and indexing needs ``detector:``."""
+    and no flips were applied; otherwise (None, None) and indexing needs ``detector:``. With it,
+    the source's phases."""
     src = (attrs.get("config") or {}).get("source") or {}
     if src.get("kind") != "simulate":
         return None, None
@@ -57,9 +96,8 @@ def _pairs_detector(attrs: dict) -> tuple[dict | None, str | None]:
     # Flipped/rotated patterns no longer match their stored orientations.
     if not fixed or flips or prep.get("binning", 1) != 1 or prep.get("crop"):
         return None, None
-    phase = "ni" if (src.get("master") or {}).get("kind", "nickel") == "nickel" else None
     return ({"shape": src["shape"], "pc": [src["pc_x"][0], src["pc_y"][0], src["pc_z"][0]],
-             "sample_tilt": src["sample_tilt"][0], "tilt": src["camera_tilt"][0]}, phase)
+             "sample_tilt": src["sample_tilt"][0], "tilt": src["camera_tilt"][0]}, _pairs_phases(src))
 
 
 def read_truth(path: str | Path) -> Truth:
@@ -79,11 +117,21 @@ def read_truth(path: str | Path) -> Truth:
     if rot_a is not None and not np.isfinite(rot_a).all(axis=1).any():
         rot_a = rot_b = None  # pairs from a map store: orientations unknown
     if kind == "truth":
-        detector, phase = attrs.get("detector"), (attrs.get("phase") or {}).get("name")
+        detector = attrs.get("detector")
+        phases = attrs.get("phases") or ([attrs["phase"]] if attrs.get("phase") else None)
     else:
-        detector, phase = _pairs_detector(attrs)
+        detector, phases = _pairs_detector(attrs)
+    phase_a, phase_b = maybe("phase_a", 0), maybe("phase_b", 0)
+    if rot_a is not None and (phase_a is None or phase_b is None):  # one-phase truth of old
+        phase_a = np.where(np.isfinite(rot_a).all(axis=1), 0, -1)
+        phase_b = np.where(np.isfinite(rot_b).all(axis=1), 0, -1)
+    if phase_a is not None and rot_a is not None:  # a label only where there is a constituent
+        phase_a = np.where(np.isfinite(rot_a).all(axis=1), phase_a, -1)
+        phase_b = np.where(np.isfinite(rot_b).all(axis=1), phase_b, -1)
     return Truth(tuple(nav), _flat(A), _flat(group["B"][...]), _flat(group["weights"][...], 1),
-                 rot_a, rot_b, maybe("C", 2), detector, phase, kind)
+                 rot_a, rot_b, maybe("C", 2), detector, phases, kind,
+                 None if phase_a is None else phase_a.astype(np.int16),
+                 None if phase_b is None else phase_b.astype(np.int16), attrs.get("style"))
 
 
 def _check_shapes(sep, truth: Truth, sep_path, truth_path) -> None:
@@ -128,8 +176,11 @@ def pixel_summary(px: dict, werr: np.ndarray, minority: np.ndarray, cfg: Evaluat
     return out
 
 
-def _pixel_metrics_chunked(sep_a, sep_b, true_a, true_b, mask, chunk: int = 1024) -> dict:
+def _pixel_metrics_chunked(sep_a, sep_b, true_a, true_b, mask, chunk: int | None = None) -> dict:
     """pair_metrics in slices: the kernels work in float64, ~10 copies of a slice at a time."""
+    from kdeconv.evaluate.metrics import slice_rows
+
+    chunk = chunk or slice_rows(np.shape(sep_a)[-2:], 8, 64.0, 1024)
     parts = [pair_metrics(sep_a[i:i + chunk], sep_b[i:i + chunk], true_a[i:i + chunk], true_b[i:i + chunk], mask)
              for i in range(0, len(sep_a), chunk)]
     if not parts:
@@ -138,8 +189,9 @@ def _pixel_metrics_chunked(sep_a, sep_b, true_a, true_b, mask, chunk: int = 1024
 
 
 def _index_context(truth: Truth, cfg: EvaluateConfig):
+    """(detector, RefPhase list) to index with; the truth's phases, else the config's ``phase``."""
     from kdeconv.evaluate.indexing import make_detector
-    from kdeconv.evaluate.reference import load_master_pattern
+    from kdeconv.evaluate.reference import master_spec_for, reference_phases
 
     if truth.rotation_a is None:
         raise InputError("the truth store has no orientations (rotation_a): use --no-index for pixel metrics only")
@@ -151,55 +203,91 @@ def _index_context(truth: Truth, cfg: EvaluateConfig):
     if tuple(detector.shape) != tuple(truth.A.shape[-2:]):
         raise InputError(f"detector shape {list(detector.shape)} does not match the patterns "
                          f"{list(truth.A.shape[-2:])}")
-    phase_name = truth.phase or cfg.phase
-    mp, _ = load_master_pattern(phase_name)
-    return detector, mp.phase, phase_name
+    phases = truth.phases or [{"name": cfg.phase, "master": master_spec_for(cfg.phase)}]
+    return detector, reference_phases(phases)
 
 
-def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, echo) -> tuple[dict, dict]:
-    """Index kdeconv's A/B and the baselines; return (recovery tables, per-pattern claims)."""
+def _index_unique(patterns: np.ndarray, detector, phases):
+    """``index_patterns`` on the distinct patterns only (a simulated map's truth holds one clean
+    pattern per grain), spread back to every row."""
+    from kdeconv.evaluate.indexing import IndexResult, index_patterns
+
+    flat = np.ascontiguousarray(patterns).reshape(len(patterns), -1)
+    rows = flat.view(np.dtype((np.void, flat.dtype.itemsize * flat.shape[1]))).reshape(-1)
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    r = index_patterns(patterns[first], detector, phases)
+    return IndexResult(r.quaternions[inverse], r.cm[inverse], r.nmatch[inverse], r.indexed[inverse],
+                       r.phase_id[inverse])
+
+
+def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, echo) -> tuple[dict, dict, dict]:
+    """Index kdeconv's A/B, the baselines and the truth; return (recovery tables, per-pattern
+    claims, notes: the baselines' background decision and the phases)."""
     from kdeconv.cluster import Timer, summary_line
-    from kdeconv.evaluate.baselines import background_corrected, raw_baseline, residual_baseline
+    from kdeconv.evaluate.baselines import prepare_mixtures, raw_baseline, residual_baseline
     from kdeconv.evaluate.indexing import index_patterns
     from kdeconv.evaluate.recovery import second_claimed
 
-    detector, phase, phase_name = _index_context(truth, cfg)
-    pg = phase.point_group
-    mask = _mask(truth.A.shape[-2:], cfg)
+    detector, refs = _index_context(truth, cfg)
+    phases = [r.phase for r in refs]
+    mask = _mask(truth.A.shape[-2:], cfg, truth)
     methods: dict[str, dict] = {}
+    notes: dict[str, Any] = {"phases": [{"name": r.name, "master": r.spec, "point_group": r.point_group.name,
+                                         "space_group": r.phase.space_group.number} for r in refs]}
+    # The dominant prediction is always a claim, the other one where its weight says so (the
+    # store promises A dominant, but do not rely on it); below the claim weight the other one
+    # cannot be claimed whatever its indexing, so it is not indexed (its angles stay NaN).
+    b_dominant = (sep_w[:, 1] > sep_w[:, 0])[:, None, None]
+    claimable = sep_w.min(axis=1) >= cfg.claim_weight
     with Timer() as t:
-        first = index_patterns(sep_a, detector, phase)
-        second = index_patterns(sep_b, detector, phase)
-    echo(summary_line("indexed kdeconv A and B", 2 * len(sep_a), t.seconds))
-    # The dominant prediction is always a claim, the other one where its weight says so
-    # (the store promises A dominant, but do not rely on it).
-    b_dominant = sep_w[:, 1] > sep_w[:, 0]
-    first.quaternions, second.quaternions = (
-        np.where(b_dominant[:, None], second.quaternions, first.quaternions),
-        np.where(b_dominant[:, None], first.quaternions, second.quaternions))
-    second_cm = np.where(b_dominant, first.cm, second.cm)
+        first = index_patterns(np.where(b_dominant, sep_b, sep_a), detector, phases)
+        second = index_patterns(np.where(b_dominant, sep_a, sep_b), detector, phases, rows=claimable)
+    echo(summary_line(f"indexed kdeconv A and B ({', '.join(r.name for r in refs)})",
+                      len(sep_a) + int(claimable.sum()), t.seconds))
     methods["kdeconv"] = {"first": first, "second": second,
-                          "second_claimed": second_claimed(sep_w, second_cm, cfg.claim_weight, cfg.claim_min_cm)}
+                          "second_claimed": second_claimed(sep_w, second.cm, cfg.claim_weight, cfg.claim_min_cm)}
     if cfg.baselines and truth.C is not None:
         with Timer() as t:
-            c_bc = background_corrected(truth.C)
-            methods["raw"] = raw_baseline(c_bc, detector, phase)
-            methods["residual"] = residual_baseline(c_bc, detector, phase, methods["raw"]["first"], mask=mask,
-                                                    min_cm=cfg.residual_min_cm, phase_name=phase_name)
-        echo(summary_line("baselines (index C, simulate, subtract, index residual)", 2 * len(c_bc), t.seconds))
+            c_ready, notes["baseline_background"] = prepare_mixtures(truth.C, cfg.background)
+            methods["raw"] = raw_baseline(c_ready, detector, refs)
+            methods["residual"] = residual_baseline(c_ready, detector, refs, methods["raw"]["first"], mask=mask,
+                                                    min_cm=cfg.residual_min_cm)
+        echo(summary_line("baselines (index C, simulate, subtract, index residual)", 2 * len(c_ready), t.seconds))
+    if cfg.ceiling:
+        # The true A and B through the same indexer and claim rule (with the true weights): the
+        # most any separation can score with it.
+        true_a = _index_unique(truth.A, detector, phases)
+        true_b = _index_unique(truth.B, detector, phases)
+        methods["truth"] = {"first": true_a, "second": true_b,
+                            "second_claimed": second_claimed(truth.weights, true_b.cm, cfg.claim_weight,
+                                                             cfg.claim_min_cm)}
     tables, claims = {}, {}
+    names = [r.name for r in refs]
     for name, m in methods.items():
-        angles = claim_angles(m["first"].quaternions, m["second"].quaternions, truth.rotation_a,
-                              truth.rotation_b, pg)
+        angles = phase_claim_angles(m["first"].quaternions, m["second"].quaternions, m["first"].phase_id,
+                                    m["second"].phase_id, truth.rotation_a, truth.rotation_b, truth.phase_a,
+                                    truth.phase_b, [r.point_group for r in refs])
         tables[name] = recovery_table(angles, truth.weights, m["second_claimed"], cfg.tolerances_deg,
                                       cfg.pure_below, cfg.mixed_from)
+        tables[name].update(phase_tables(angles, truth.weights, m["second_claimed"], truth.phase_a, truth.phase_b,
+                                         names, cfg.tolerances_deg, cfg.pure_below, cfg.mixed_from))
+        strong = truth.weights.min(axis=1) >= max(cfg.strong_from, cfg.mixed_from)
+        tables[name]["strong"] = recovery_table({k: v[strong] for k, v in angles.items()}, truth.weights[strong],
+                                                np.asarray(m["second_claimed"])[strong], cfg.tolerances_deg,
+                                                cfg.pure_below, cfg.mixed_from)
+        tables[name]["strong"]["minority_from"] = max(cfg.strong_from, cfg.mixed_from)
+        tables[name]["indexed_as"] = {n: float(np.mean(m["first"].phase_id == k)) for k, n in enumerate(names)}
         tables[name]["label"] = METHODS[name]
         claims[name] = {"angles": angles, "second_claimed": m["second_claimed"]}
-    return tables, claims
+    return tables, claims, notes
 
 
-def _mask(shape, cfg: EvaluateConfig):
-    if not cfg.mask:
+def _mask(shape, cfg: EvaluateConfig, truth: Truth | None = None):
+    """The circular detector mask to score inside: as configured, or (``mask: null``) where the
+    truth map was exported masked (simulate-map's processed style)."""
+    use = cfg.mask if cfg.mask is not None else (truth is not None and truth.style == "processed")
+    if not use:
         return None
     from kdeconv.preprocess.mask import circular_mask
 
@@ -235,7 +323,7 @@ def evaluate_stores(separated: str | Path, truth_path: str | Path, out_dir: str 
     for w in warnings:
         warn(f"Warning: {w}")
 
-    mask = _mask(truth.A.shape[-2:], cfg)
+    mask = _mask(truth.A.shape[-2:], cfg, truth)
     with Timer() as t_px:
         px = _pixel_metrics_chunked(sep_a, sep_b, truth.A, truth.B, mask)
         werr = weight_error(sep_w, truth.weights, px["swapped"])
@@ -245,13 +333,16 @@ def evaluate_stores(separated: str | Path, truth_path: str | Path, out_dir: str 
         "n_patterns": int(len(sep_a)), "nav_shape": list(truth.nav_shape),
         "pattern_shape": list(truth.A.shape[-2:]), "config": cfg.model_dump(mode="json"),
         "claim_rule": claim_rule,
+        "truth_style": truth.style, "scored_inside_mask": mask is not None,
         "warnings": warnings, "pixel": pixel_summary(px, werr, minority, cfg),
+        "weight_calibration": weight_calibration(truth.weights, sep_w, WEIGHT_BINS, cfg.pure_below),
         "seconds": {"pixel_metrics": t_px.seconds},
     }
     claims: dict = {}
     if cfg.index:
         with Timer() as t_idx:
-            metrics["recovery"], claims = _recover(truth, sep_a, sep_b, sep_w, cfg, echo)
+            metrics["recovery"], claims, notes = _recover(truth, sep_a, sep_b, sep_w, cfg, echo)
+        metrics.update(notes)
         metrics["seconds"]["indexing"] = t_idx.seconds
     staging.mkdir()
     try:

@@ -10,9 +10,18 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-__all__ = ["minmax01", "ncc", "psnr", "ssim", "best_ordering", "pair_metrics", "weight_error"]
+__all__ = ["minmax01", "ncc", "psnr", "ssim", "best_ordering", "pair_metrics", "weight_error",
+           "weight_calibration", "slice_rows"]
 
 _EPS = 1e-12
+
+
+def slice_rows(pattern_shape, itemsize: int = 8, mb: float = 64.0, most: int = 4096) -> int:
+    """Patterns per slice so that one slice of ``itemsize``-byte values is about ``mb`` MB: the
+    evaluation kernels hold a few copies of a slice, so memory follows the pattern size, not
+    the map (a 30x30 map of 480x480 px patterns is 0.8 GB per float32 copy)."""
+    per_pattern = int(np.prod(pattern_shape)) * itemsize
+    return int(max(1, min(most, mb * 2**20 // max(per_pattern, 1))))
 
 
 def _as3d(x: np.ndarray) -> np.ndarray:
@@ -115,3 +124,32 @@ def weight_error(pred_weights: np.ndarray, true_weights: np.ndarray,
     if swapped is not None:
         pw = np.where(np.asarray(swapped, bool)[:, None], pw[:, ::-1], pw)
     return np.abs(pw[:, 0] - tw[:, 0])
+
+
+def weight_calibration(true_weights: np.ndarray, pred_weights: np.ndarray, bins, pure_below: float = 0.05,
+                       tolerance: float = 0.05) -> dict:
+    """Median predicted minority weight against the true one, per true-minority bin.
+
+    Bins are ``[lo, hi)`` (the last one closed at 0.5) plus ``pure`` (true minority below
+    ``pure_below``). Each row: ``n``, ``true_median``, ``pred_median``, ``error`` (pred - true).
+    ``max_abs_error`` is over the mixed bins with patterns; ``calibrated``: it is at most
+    ``tolerance``.
+    """
+    true_min = np.asarray(true_weights, np.float64).reshape(-1, 2).min(axis=1)
+    pred_min = np.asarray(pred_weights, np.float64).reshape(-1, 2).min(axis=1)
+    rows: dict = {}
+
+    def row(sel):
+        if not sel.any():
+            return {"n": 0, "true_median": None, "pred_median": None, "error": None}
+        t, p = float(np.median(true_min[sel])), float(np.median(pred_min[sel]))
+        return {"n": int(sel.sum()), "true_median": t, "pred_median": p, "error": p - t}
+
+    rows["pure"] = row(true_min < pure_below)
+    last = max(hi for _, hi in bins)
+    for lo, hi in bins:
+        rows[f"{lo:.1f}-{hi:.1f}"] = row((true_min >= lo) & ((true_min < hi) if hi < last else (true_min <= hi)))
+    errors = [abs(r["error"]) for k, r in rows.items() if k != "pure" and r["error"] is not None]
+    worst = max(errors) if errors else None
+    return {"bins": rows, "max_abs_error": worst, "tolerance": tolerance,
+            "calibrated": None if worst is None else bool(worst <= tolerance)}

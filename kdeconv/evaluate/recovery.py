@@ -9,6 +9,12 @@ is below ``pure_below`` (then ``rotation_b`` may be NaN), and *mixed* when it is
 - mixed, minority: some claim matches the minority constituent;
 - pure, kept: some claim matches the grain; pure, invented: some claim matches nothing
   (a grain that is not there); pure ok = kept and nothing invented.
+
+With several phases (``phase_claim_angles``) a claim matches a truth constituent only when it
+was indexed as the constituent's phase and lies within tolerance with that phase's symmetry;
+a claim in another phase counts as present but wrong (``PHASE_MISMATCH_DEG``).
+``phase_tables`` splits the scores by phase pair (grain boundaries of one phase against phase
+boundaries) and pure pixels by phase.
 """
 
 from __future__ import annotations
@@ -17,10 +23,14 @@ import numpy as np
 
 from kdeconv.evaluate.indexing import misorientation_deg
 
-__all__ = ["WEIGHT_BINS", "FALLBACK_CLAIM_RULE", "resolve_claim_rule", "claim_angles", "second_claimed",
-           "recovery_table"]
+__all__ = ["WEIGHT_BINS", "FALLBACK_CLAIM_RULE", "PHASE_MISMATCH_DEG", "resolve_claim_rule", "claim_angles",
+           "phase_claim_angles", "second_claimed", "recovery_table", "phase_tables"]
 
 WEIGHT_BINS = ((0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5))
+
+# The "misorientation" of a claim against a constituent of another phase: no symmetry relates
+# them, so it is never within a tolerance, yet the claim is there (it can be an invented grain).
+PHASE_MISMATCH_DEG = 180.0
 
 
 # For models that carry no claim rule. Fitted to the shipped model (session 4) on two simulated
@@ -63,6 +73,63 @@ def claim_angles(first, second, truth_a, truth_b, point_group) -> dict[str, np.n
         "second_a": misorientation_deg(second, truth_a, point_group),
         "second_b": misorientation_deg(second, truth_b, point_group),
     }
+
+
+def phase_claim_angles(first, second, first_phase, second_phase, truth_a, truth_b, truth_phase_a,
+                       truth_phase_b, point_groups) -> dict[str, np.ndarray]:
+    """``claim_angles`` with phases: each claim and constituent carries a phase index (-1: none)
+    into ``point_groups``. Same phase: the disorientation with that phase's symmetry; another
+    phase: ``PHASE_MISMATCH_DEG``; NaN where the claim or the constituent is missing."""
+    out = {}
+    for c_name, claim, c_phase in (("first", first, first_phase), ("second", second, second_phase)):
+        claim = np.asarray(claim, np.float64).reshape(-1, 4)
+        c_phase = np.asarray(c_phase).reshape(-1)
+        for t_name, truth, t_phase in (("a", truth_a, truth_phase_a), ("b", truth_b, truth_phase_b)):
+            truth = np.asarray(truth, np.float64).reshape(-1, 4)
+            t_phase = np.asarray(t_phase).reshape(-1)
+            angle = np.full(len(claim), np.nan)
+            present = np.isfinite(claim).all(axis=1) & np.isfinite(truth).all(axis=1)
+            for k, point_group in enumerate(point_groups):
+                sel = present & (c_phase == k) & (t_phase == k)
+                if sel.any():
+                    angle[sel] = misorientation_deg(claim[sel], truth[sel], point_group)
+            angle[present & (c_phase != t_phase)] = PHASE_MISMATCH_DEG
+            out[f"{c_name}_{t_name}"] = angle
+    return out
+
+
+def phase_tables(angles: dict[str, np.ndarray], true_weights: np.ndarray, second_claimed: np.ndarray,
+                 phase_a: np.ndarray, phase_b: np.ndarray, names: list[str], tolerances=(1.0, 3.0),
+                 pure_below: float = 0.05, mixed_from: float = 0.1) -> dict:
+    """``recovery_table`` on parts of the map.
+
+    ``phase_pairs``: the pixels that are not pure, by their constituents' phases ("a+b", names
+    sorted); ``boundaries``: the same pixels split into ``same_phase`` (grain boundaries) and
+    ``phase_boundary``; ``phases``: the pure pixels by phase.
+    """
+    w = np.asarray(true_weights, np.float64).reshape(-1, 2)
+    pa, pb = np.asarray(phase_a).reshape(-1), np.asarray(phase_b).reshape(-1)
+    pure = w.min(axis=1) < pure_below
+    two = ~pure & (pa >= 0) & (pb >= 0)
+
+    def table(sel):
+        part = {k: v[sel] for k, v in angles.items()}
+        return recovery_table(part, w[sel], np.asarray(second_claimed, bool).reshape(-1)[sel], tolerances,
+                              pure_below, mixed_from)
+
+    pair_key = np.array(["+".join(sorted((names[a], names[b]))) if ok else ""
+                         for a, b, ok in zip(pa, pb, two)], dtype=object)
+    out: dict = {"phase_pairs": {}, "boundaries": {}, "phases": {}}
+    for key in sorted(set(pair_key[two])):
+        out["phase_pairs"][key] = table(pair_key == key)
+    for key, sel in (("same_phase", two & (pa == pb)), ("phase_boundary", two & (pa != pb))):
+        if sel.any():
+            out["boundaries"][key] = table(sel)
+    for k, name in enumerate(names):
+        sel = pure & (pa == k)
+        if sel.any():
+            out["phases"][name] = table(sel)
+    return out
 
 
 def _le(x: np.ndarray, tol: float) -> np.ndarray:

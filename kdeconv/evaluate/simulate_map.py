@@ -1,14 +1,27 @@
-"""Driver of ``kdeconv simulate-map``: a Voronoi Ni polycrystal with beam-footprint mixtures.
+"""Driver of ``kdeconv simulate-map``: a Voronoi polycrystal of one or several phases, with
+beam-footprint mixtures near boundaries, as a vendor file plus its ground truth.
 
-Writes ``DIR/map.up2`` (raw uint16 counts, exactly what a user's EDAX file holds) and the ground
-truth ``DIR/truth.zarr`` (kind ``truth``): ``C`` (the same counts), ``A``/``B`` (clean patterns,
-normalised to [0, 1] and stored as uint16 over the full range, like ``separate`` writes them),
-``weights`` (wA >= wB), ``rotation_a``/``rotation_b`` quaternions, ``grain_a``/``grain_b`` ids
-(-1 = none). Each grain has one orientation, so one pattern is simulated per grain.
+Writes ``DIR/map.up2`` (raw uint16 counts, exactly what a user's EDAX file holds) or
+``DIR/map.up1`` (8-bit: an 8-bit camera, or the vendor-processed style), named in the truth's
+``attrs["map_file"]``, and the ground truth ``DIR/truth.zarr`` (kind ``truth``): ``C`` (the
+file's patterns), ``A``/``B`` (clean patterns, normalised to [0, 1] and stored as uint16 over the
+full range, like ``separate`` writes them), ``weights`` (wA >= wB), ``rotation_a``/``rotation_b``
+quaternions, ``grain_a``/``grain_b`` ids and ``phase_a``/``phase_b`` phase indices (-1 = none).
+``attrs["phases"]`` lists each phase (name, master spec, point and space group, fraction).
+Each grain has one phase and one orientation, so one pattern is simulated per grain.
 
-Realism is kdeconv.generate.augment's model with one fixed camera setting for the whole map
-(a static background, as on a real detector): counts = Poisson(dose * G * ((1-s) + s*blur(M))).
-Noise for pixel i comes from ``default_rng([seed, 2, i])``.
+Phases: each grain takes one, the number of grains per phase following the fractions (largest
+remainder), assigned at random from ``default_rng([seed, 3])``.
+
+Recording (``record_counts``) is kdeconv.generate.augment's realism with one camera for the whole
+map: counts = Poisson(dose * G * ((1-s) + s*blur(M))) + read noise, noise for pixel i from
+``default_rng([seed, 2, i])``; then the camera's fixed-pattern gain (one field for the map, on
+the recorded signal as pixel response is), its hot and dead pixels (the same pixels on every
+pattern) and, for an 8-bit camera, a fixed full scale. ``style: processed`` then exports them as
+vendor software does (``vendor_processed``). Raw and processed maps of the same seed hold the
+same recorded counts.
+
+The map is written a block of scan rows at a time, so memory follows ``chunk_mb``, not the map.
 """
 
 from __future__ import annotations
@@ -17,15 +30,21 @@ from pathlib import Path
 
 import numpy as np
 
-from kdeconv.config.simulate_map import SimulateMapConfig
+from kdeconv.config.simulate_map import ProcessedSpec, RealismSpec, SimulateMapConfig
 from kdeconv.evaluate.metrics import minmax01
 from kdeconv.evaluate.polycrystal import footprint_samples, grain_fractions, random_seeds, top_two
 from kdeconv.io.store import finalize_output, nav_chunks, prepare_output, store_attrs
 
-__all__ = ["simulate_map", "UP2_NAME", "TRUTH_NAME", "detector_attrs"]
+__all__ = ["simulate_map", "UP2_NAME", "UP1_NAME", "TRUTH_NAME", "detector_attrs", "assign_phases",
+           "record_counts", "camera_effects", "vendor_processed", "detector_background"]
 
 UP2_NAME = "map.up2"
+UP1_NAME = "map.up1"
 TRUTH_NAME = "truth.zarr"
+
+# Seeds of the map's random streams: [seed, k] (k = 0 grain seeds, 1 orientations, 2 noise per
+# pixel, 3 phases of the grains, 4 gain field, 5 defect pixels).
+_GAIN_STREAM, _DEFECT_STREAM = 4, 5
 
 
 def detector_attrs(config: SimulateMapConfig) -> dict:
@@ -34,11 +53,23 @@ def detector_attrs(config: SimulateMapConfig) -> dict:
             "binning": 1, "convention": "bruker"}
 
 
-def _counts(mixtures: np.ndarray, config: SimulateMapConfig) -> np.ndarray:
-    """Raw uint16 counts for clean mixtures (n, sy, sx) in [0, 1] (kdeconv.generate realism)."""
-    from kdeconv.generate.augment import AUGMENT_COLUMNS, degrade_one
+def assign_phases(rng: np.random.Generator, n_grains: int, fractions) -> np.ndarray:
+    """Phase index per grain: counts from ``fractions`` by largest remainder, shuffled."""
+    fractions = np.asarray(fractions, np.float64)
+    if len(fractions) == 1:
+        return np.zeros(n_grains, np.int16)
+    exact = fractions / fractions.sum() * n_grains
+    counts = np.floor(exact).astype(int)
+    counts[np.argsort(-(exact - counts), kind="stable")[:n_grains - counts.sum()]] += 1
+    return rng.permutation(np.repeat(np.arange(len(fractions)), counts)).astype(np.int16)
 
-    r = config.realism
+
+# ---------------------------------------------------------------------------- pure kernels
+
+def _augment_params(r: RealismSpec) -> np.ndarray:
+    """The augment row of this camera (detector effects off: they are fixed per map here)."""
+    from kdeconv.generate.augment import AUGMENT_COLUMNS
+
     params = np.zeros(len(AUGMENT_COLUMNS), np.float32)
     values = {"realism": 1.0, "dose": r.dose, "read_noise": r.read_noise, "blur_sigma": r.blur_sigma,
               "gamma": 1.0, "signal_fraction": r.signal_fraction,
@@ -46,98 +77,241 @@ def _counts(mixtures: np.ndarray, config: SimulateMapConfig) -> np.ndarray:
               "background_dx": r.background_dx}
     for name, value in values.items():
         params[AUGMENT_COLUMNS.index(name)] = value
-    out = np.empty(mixtures.shape, np.uint16)
-    for i, m in enumerate(mixtures):
-        rng = np.random.default_rng([config.seed, 2, i])
+    return params
+
+
+def full_scale(r: RealismSpec, shape: tuple[int, int]) -> float:
+    """Counts at an 8-bit camera's 255: a fifth above the brightest expected pixel."""
+    from kdeconv.generate.augment import background_field
+
+    g = background_field(tuple(shape), r.background_width, r.background_dy, r.background_dx)
+    return 1.2 * r.dose * float(g.max())
+
+
+def camera_effects(seed: int, r: RealismSpec, shape: tuple[int, int]) -> np.ndarray | None:
+    """The map's one fixed-pattern gain (sy, sx) (``1 + gain * F``), or None without gain."""
+    if r.gain <= 0:
+        return None
+    from kdeconv.generate.augment import gain_field
+
+    field = gain_field(tuple(shape), np.random.default_rng([seed, _GAIN_STREAM]))
+    return np.clip(1.0 + r.gain * field, 0.05, None)
+
+
+def record_counts(mixtures: np.ndarray, r: RealismSpec, seed: int, pixel_index: np.ndarray,
+                  gain_map: np.ndarray | None = None) -> np.ndarray:
+    """What the camera records for clean mixtures (n, sy, sx) in [0, 1]: float64 values of the
+    file's dtype (uint16 counts, or 0..255 for an 8-bit camera). Pattern k is map pixel
+    ``pixel_index[k]`` (flat, row-major), which keys its noise."""
+    from kdeconv.generate.augment import degrade_one, stuck_pixels
+
+    params = _augment_params(r)
+    out = np.empty(mixtures.shape, np.float64)
+    for k, m in enumerate(mixtures):
+        rng = np.random.default_rng([seed, 2, int(pixel_index[k])])
         scaled = degrade_one(m, params, rng, background_correction=False)  # counts / dose
-        out[i] = np.clip(np.rint(scaled.astype(np.float64) * r.dose), 0, 65535).astype(np.uint16)
+        counts = np.rint(scaled.astype(np.float64) * r.dose)
+        if gain_map is not None:
+            counts = counts * gain_map
+        if r.defect_fraction > 0:
+            # the same stream for every pattern: the same pixels are stuck
+            counts = stuck_pixels(counts, r.defect_fraction, np.random.default_rng([seed, _DEFECT_STREAM]))
+        out[k] = counts
+    if r.bits == 8:
+        return np.clip(np.rint(out * (255.0 / full_scale(r, mixtures.shape[-2:]))), 0, 255)
+    return np.clip(np.rint(out), 0, 65535)
+
+
+def detector_background(r: RealismSpec, shape: tuple[int, int], gain_map: np.ndarray | None,
+                        mean_signal: float) -> np.ndarray:
+    """The camera's own static background (sy, sx) in recorded units: the expected recording of a
+    pattern with no bands (``mean_signal`` everywhere), as a background acquisition gives it."""
+    from kdeconv.generate.augment import background_field
+
+    g = background_field(tuple(shape), r.background_width, r.background_dy, r.background_dx)
+    bg = r.dose * g * ((1 - r.signal_fraction) + r.signal_fraction * mean_signal)
+    if gain_map is not None:
+        bg = bg * gain_map
+    if r.bits == 8:
+        bg = bg * (255.0 / full_scale(r, shape))
+    return bg
+
+
+def vendor_processed(recorded: np.ndarray, static_bg: np.ndarray, spec: ProcessedSpec) -> np.ndarray:
+    """Vendor export of recorded patterns (n, sy, sx): static then dynamic background removed,
+    circular mask, each pattern stretched between its percentiles to uint8 0..255."""
+    from kdeconv.preprocess.background import remove_dynamic_background, remove_static_background
+    from kdeconv.preprocess.mask import circular_mask
+
+    bg = np.maximum(static_bg, 1e-6 * max(float(static_bg.max()), 1e-12)) if spec.static_operation == "divide" \
+        else static_bg
+    out = remove_static_background(recorded.astype(np.float32), bg, operation=spec.static_operation,
+                                   dtype_out=np.float32, out_range=(0, 1))
+    if spec.dynamic:
+        out = remove_dynamic_background(out, dtype_out=np.float32, out_range=(0, 1))
+    inside = circular_mask(out.shape[-2:]) if spec.mask else np.ones(out.shape[-2:], bool)
+    lo, hi = np.percentile(out[:, inside], spec.stretch_percentiles, axis=1)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    stretched = np.clip((out - lo[:, None, None]) / span[:, None, None], 0, 1)
+    return np.where(inside, np.rint(stretched * 255), 0).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------- driver
+
+def _load_phases(config: SimulateMapConfig):
+    """(name, spec, fraction, Master) per phase; a bad phase fails before any output exists."""
+    from kdeconv.simulate import load_master
+
+    return [(name, spec, fraction, load_master(spec)) for name, spec, fraction in config.map_phases()]
+
+
+def _grain_patterns(masters, grain_phase, grain_quats, detector, shape) -> np.ndarray:
+    """Clean pattern per grain (n_grains + 1, sy, sx) float32 in [0, 1]; the last one zero."""
+    from orix.quaternion import Rotation
+
+    from kdeconv.simulate import simulate_patterns
+
+    out = np.zeros((len(grain_quats) + 1,) + tuple(shape), np.float32)  # index -1 -> the zero pattern
+    for k, master in enumerate(masters):
+        rows = np.flatnonzero(grain_phase == k)
+        if rows.size:
+            out[rows] = minmax01(simulate_patterns(master, Rotation(grain_quats[rows]), detector))
     return out
 
 
-def _write_truth(path: Path, arrays: dict[str, np.ndarray], attrs: dict, chunk_mb: float) -> None:
-    import zarr
-
-    group = zarr.open_group(str(path), mode="w", zarr_format=3)
-    nav = arrays["C"].shape[:2]
-    sig = arrays["C"].shape[2:]
-    nav_chunk = nav_chunks(nav, sig, 2, chunk_mb)[:2]
-    for name, data in arrays.items():
-        chunks = nav_chunk + data.shape[2:]
-        arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks,
-                                 config={"write_empty_chunks": True})
-        arr[...] = data
-    group.attrs.update(attrs)
+def _blocks(nav: tuple[int, int], nav_chunk: tuple[int, int]):
+    """(row slice, column slice) of each truth chunk, in map order."""
+    for y in range(0, nav[0], nav_chunk[0]):
+        for x in range(0, nav[1], nav_chunk[1]):
+            yield slice(y, min(y + nav_chunk[0], nav[0])), slice(x, min(x + nav_chunk[1], nav[1]))
 
 
 def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool = False,
                  echo=None) -> Path:
-    from orix.quaternion import Rotation
+    import zarr
 
-    from kdeconv.io.edax import write_up2
-    from kdeconv.simulate import load_master, make_detector, random_quaternions, simulate_patterns
+    from kdeconv.simulate import make_detector, random_quaternions
 
     out_dir = Path(out_dir)
+    phases = _load_phases(config)
     staging = prepare_output(out_dir, overwrite)
     staging.mkdir()
     ny, nx = config.nav_shape
     sy, sx = config.detector.shape
+    r = config.realism
+    eight_bit = config.style == "processed" or r.bits == 8
+    map_name = UP1_NAME if eight_bit else UP2_NAME
 
     seeds = random_seeds(np.random.default_rng([config.seed, 0]), config.n_grains, (ny, nx))
     grain_quats = random_quaternions(np.random.default_rng([config.seed, 1]), config.n_grains)
+    grain_phase = assign_phases(np.random.default_rng([config.seed, 3]), config.n_grains,
+                                [f for _, _, f, _ in phases])
     fp = config.footprint
     offsets, fp_weights = footprint_samples(fp.shape, fp.radius, fp.aspect_y, fp.supersample)
     fractions = grain_fractions(seeds, (ny, nx), offsets, fp_weights)
     grain_a, grain_b, weights = top_two(fractions, config.min_weight)
+    phase_lookup = np.append(grain_phase, -1).astype(np.int16)
+    phase_a, phase_b = phase_lookup[grain_a], phase_lookup[grain_b]
 
-    master = load_master({"kind": "nickel"})
     det = config.detector
     detector = make_detector(det.shape, det.pc, det.tilt, det.sample_tilt)
-    grain_patterns = minmax01(simulate_patterns(master, Rotation(grain_quats), detector)).astype(np.float32)
-    zero = np.zeros((1, sy, sx), np.float32)
-    lookup = np.concatenate([grain_patterns, zero])  # index -1 -> the zero pattern
+    lookup = _grain_patterns([m for *_, m in phases], grain_phase, grain_quats, detector, (sy, sx))
+    gain_map = camera_effects(config.seed, r, (sy, sx))
 
-    ga, gb = grain_a.reshape(-1), grain_b.reshape(-1)
-    w = weights.reshape(-1, 2)
-    clean_a, clean_b = lookup[ga], lookup[gb]
-    mixtures = w[:, :1, None] * clean_a + w[:, 1:, None] * clean_b
-    counts = _counts(mixtures, config).reshape(ny, nx, sy, sx)
+    def recorded_block(ys: slice, xs: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ga, gb = grain_a[ys, xs].reshape(-1), grain_b[ys, xs].reshape(-1)
+        w = weights[ys, xs].reshape(-1, 2)
+        clean_a, clean_b = lookup[ga], lookup[gb]
+        mixtures = w[:, :1, None] * clean_a + w[:, 1:, None] * clean_b
+        pixel_index = np.arange(ny * nx).reshape(ny, nx)[ys, xs].reshape(-1)
+        return record_counts(mixtures, r, config.seed, pixel_index, gain_map), clean_a, clean_b
 
-    to_u16 = (lambda x: np.rint(np.clip(x, 0, 1) * 65535).astype(np.uint16).reshape(ny, nx, sy, sx))
+    static_bg = None
+    if config.style == "processed":
+        if config.processed.static == "detector":
+            static_bg = detector_background(r, (sy, sx), gain_map, float(lookup[:-1].mean()))
+        else:
+            from kdeconv.preprocess.background import static_background_from_mean
+
+            total = np.zeros((sy, sx), np.float64)
+            for ys, xs in _blocks((ny, nx), nav_chunks((ny, nx), (sy, sx), 2, config.chunk_mb)[:2]):
+                total += recorded_block(ys, xs)[0].sum(axis=0)
+            static_bg = static_background_from_mean(total / (ny * nx), "auto")
+
+    group = zarr.open_group(str(staging / TRUTH_NAME), mode="w", zarr_format=3)
+    nav_chunk = nav_chunks((ny, nx), (sy, sx), 2, config.chunk_mb)[:2]
+    file_dtype = np.uint8 if eight_bit else np.uint16
+    every = {"write_empty_chunks": True}  # an all-zero B chunk (pure grains) is data, not a hole
+    arrays = {name: group.create_array(name, shape=(ny, nx, sy, sx), chunks=nav_chunk + (sy, sx),
+                                       dtype=dtype, config=every)
+              for name, dtype in (("C", file_dtype), ("A", np.uint16), ("B", np.uint16))}
+    to_u16 = (lambda x: np.rint(np.clip(x, 0, 1) * 65535).astype(np.uint16))
+    for ys, xs in _blocks((ny, nx), nav_chunk):
+        counts, clean_a, clean_b = recorded_block(ys, xs)
+        block = (vendor_processed(counts, static_bg, config.processed) if config.style == "processed"
+                 else counts.astype(file_dtype))
+        shape = (ys.stop - ys.start, xs.stop - xs.start, sy, sx)
+        arrays["C"][ys, xs] = block.reshape(shape)
+        arrays["A"][ys, xs] = to_u16(clean_a).reshape(shape)
+        arrays["B"][ys, xs] = to_u16(clean_b).reshape(shape)
+
     quat_lookup = np.concatenate([grain_quats, np.full((1, 4), np.nan)]).astype(np.float32)
-    source = {"path": UP2_NAME, "format": "simulated (kdeconv simulate-map)",
+    small = {"weights": weights, "rotation_a": quat_lookup[grain_a], "rotation_b": quat_lookup[grain_b],
+             "grain_a": grain_a, "grain_b": grain_b, "phase_a": phase_a, "phase_b": phase_b}
+    for name, data in small.items():
+        group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=nav_chunk + data.shape[2:],
+                           config=every)[...] = data
+    phase_attrs = [{"name": name, "master": spec, "energy": master.energy,
+                    "point_group": master.phase.point_group.name,
+                    "space_group": master.phase.space_group.number if master.phase.space_group else None,
+                    "fraction": fraction, "n_grains": int((grain_phase == k).sum())}
+                   for k, (name, spec, fraction, master) in enumerate(phases)]
+    source = {"path": map_name, "format": "simulated (kdeconv simulate-map)",
               "scan": {"step_y": config.step, "step_x": config.step, "unit": "um"},
               "detector": detector_attrs(config)}
-    attrs = store_attrs("truth", config, source, detector=detector_attrs(config),
-                        phase={"name": "ni", "master": {"kind": "nickel"},
-                               "point_group": master.phase.point_group.name},
-                        grains={"seeds_yx": seeds, "quaternions": grain_quats})
-    write_up2(staging / UP2_NAME, counts, config.step, config.step)
-    _write_truth(staging / TRUTH_NAME, {
-        "C": counts, "A": to_u16(clean_a), "B": to_u16(clean_b), "weights": weights,
-        "rotation_a": quat_lookup[ga].reshape(ny, nx, 4), "rotation_b": quat_lookup[gb].reshape(ny, nx, 4),
-        "grain_a": grain_a, "grain_b": grain_b,
-    }, attrs, config.chunk_mb)
-    _overview_png(staging / "overview.png", grain_a, weights)
+    extra = {"full_scale_counts": full_scale(r, (sy, sx))} if eight_bit and config.style == "raw" else {}
+    group.attrs.update(store_attrs(
+        "truth", config, source, detector=detector_attrs(config), phase=phase_attrs[0], phases=phase_attrs,
+        style=config.style, map_file=map_name, file_dtype=np.dtype(file_dtype).name,
+        grains={"seeds_yx": seeds, "quaternions": grain_quats, "phase": grain_phase}, **extra))
+
+    import dask.array as da
+
+    from kdeconv.io.edax import write_up1, write_up2
+
+    (write_up1 if eight_bit else write_up2)(staging / map_name, da.from_zarr(arrays["C"]), config.step,
+                                            config.step)
+    _overview_png(staging / "overview.png", grain_a, weights, phase_a if len(phases) > 1 else None,
+                  [name for name, *_ in phases])
     finalize_output(staging, out_dir)
     if echo is not None:
         n_mixed = int((weights[..., 1] > 0).sum())
-        echo(f"simulate-map: {ny}x{nx} pixels, {config.n_grains} grains, {n_mixed} mixed "
-             f"({n_mixed / (ny * nx):.0%}) -> {out_dir / UP2_NAME}, {out_dir / TRUTH_NAME}")
+        n_cross = int(((weights[..., 1] > 0) & (phase_a != phase_b)).sum())
+        listed = " + ".join(f"{p['name']} ({p['n_grains']})" for p in phase_attrs)
+        echo(f"simulate-map: {ny}x{nx} pixels of {sy}x{sx}, {config.n_grains} grains: {listed}; {n_mixed} mixed "
+             f"({n_mixed / (ny * nx):.0%}"
+             + (f", {n_cross} across phases" if len(phases) > 1 else "")
+             + f"), {config.style} -> {out_dir / map_name}, {out_dir / TRUTH_NAME}")
     return out_dir
 
 
-def _overview_png(path: Path, grain_a: np.ndarray, weights: np.ndarray) -> None:
+def _overview_png(path: Path, grain_a: np.ndarray, weights: np.ndarray, phase_a: np.ndarray | None,
+                  names: list[str]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), constrained_layout=True)
+    n = 2 if phase_a is None else 3
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.6), constrained_layout=True)
     axes[0].imshow(grain_a, cmap="tab20", interpolation="nearest")
     axes[0].set_title("dominant grain")
     im = axes[1].imshow(weights[..., 1], cmap="magma", vmin=0, vmax=0.5, interpolation="nearest")
     axes[1].set_title("minority weight wB")
     fig.colorbar(im, ax=axes[1])
+    if phase_a is not None:
+        im = axes[2].imshow(phase_a, cmap="Set1", vmin=0, vmax=max(len(names) - 1, 1), interpolation="nearest")
+        axes[2].set_title("dominant phase: " + ", ".join(f"{k} {n}" for k, n in enumerate(names)), fontsize=8)
     for ax in axes:
         ax.set_xticks([]), ax.set_yticks([])
     fig.savefig(path, dpi=100)

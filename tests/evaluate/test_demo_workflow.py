@@ -24,7 +24,7 @@ def test_demo_workflow_tiny_map(tmp_path, warm_indexer):
 
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     assert metrics["nav_shape"] == [6, 6] and metrics["n_patterns"] == 36
-    assert set(metrics["recovery"]) == {"kdeconv", "raw", "residual"}
+    assert set(metrics["recovery"]) == {"kdeconv", "raw", "residual", "truth"}
     report = (out / "report" / "report.md").read_text()
     for png in metrics["images"]:
         assert (out / "report" / png).is_file() and png in report

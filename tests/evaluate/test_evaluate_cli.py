@@ -79,10 +79,11 @@ def test_orientation_recovery_perfect_zero_and_baselines(cli, tiny_map, tmp_path
     assert result.exit_code == 0, result.output
     m = json.loads((tmp_path / "rp" / "metrics.json").read_text())
     rec = m["recovery"]
-    assert set(rec) == {"kdeconv", "raw", "residual"}
+    assert set(rec) == {"kdeconv", "raw", "residual", "truth"}
     for tol in ("1", "3"):
-        row = rec["kdeconv"]["tolerances_deg"][tol]
-        assert row["mixed_both"] == 1.0 and row["pure_ok"] == 1.0
+        for method in ("kdeconv", "truth"):  # the perfect separation reaches the indexer's ceiling
+            row = rec[method]["tolerances_deg"][tol]
+            assert row["mixed_both"] == 1.0 and row["pure_ok"] == 1.0
     # Indexing the mixture finds at most one grain: never both.
     assert rec["raw"]["tolerances_deg"]["3"]["mixed_both"] == 0.0
     assert rec["raw"]["tolerances_deg"]["3"]["pure_ok"] == 1.0
@@ -104,7 +105,7 @@ def test_orientation_recovery_perfect_zero_and_baselines(cli, tiny_map, tmp_path
     assert result.exit_code == 0, result.output
     assert "all zeros" in result.output
     m = json.loads((tmp_path / "rz" / "metrics.json").read_text())
-    assert m["warnings"] and set(m["recovery"]) == {"kdeconv"}
+    assert m["warnings"] and set(m["recovery"]) == {"kdeconv", "truth"}
     row = m["recovery"]["kdeconv"]["tolerances_deg"]["3"]
     assert row["mixed_both"] == 0.0 and row["mixed_minority"] == 0.0 and row["pure_kept"] == 0.0
     assert m["pixel"]["mixed"]["ncc_a"]["mean"] == 0.0
