@@ -67,10 +67,14 @@ def _in_angstrom(phase):
     from diffpy.structure import Atom, Lattice, Structure
     from orix.crystal_map import Phase
 
+    from kdeconv.simulate.masters import restore_fractional
+
     lat = phase.structure.lattice
+    xyz = [a.xyz.copy() for a in phase.structure]
     structure = Structure(atoms=[Atom(a.element, a.xyz, occupancy=a.occupancy) for a in phase.structure],
                           lattice=Lattice(lat.a * 10, lat.b * 10, lat.c * 10, lat.alpha, lat.beta, lat.gamma))
-    return Phase(name=phase.name, space_group=phase.space_group.number, structure=structure)
+    return restore_fractional(Phase(name=phase.name, space_group=phase.space_group.number,
+                                    structure=structure), xyz)
 
 
 def test_the_hexagonal_frame_agrees_with_kikuchipys_kinematic_simulation():
@@ -85,3 +89,13 @@ def test_the_hexagonal_frame_agrees_with_kikuchipys_kinematic_simulation():
     turned = Rotation.from_axes_angles([0, 0, 1], np.deg2rad(30))  # a and a* swapped
     other = _ncc(dyn, remove_dynamic_background(simulate_patterns(kinematic, rot * turned, det)))
     assert np.median(same) > 0.35 and np.median(other) < 0.1  # measured 0.48 and 0.00
+
+
+def test_hexagonal_atoms_keep_their_fractional_positions():
+    master = library_master("ti_alpha", 20)
+    np.testing.assert_allclose(master.phase.structure[0].xyz, [1 / 3, 2 / 3, 0.25], atol=1e-9)
+    from kdeconv.simulate.masters import _phase_from_spec
+
+    phase = _phase_from_spec({"name": "mg", "space_group": 194, "lattice": [3.2094, 3.2094, 5.2107, 90, 90, 120],
+                              "atoms": [{"element": "Mg", "xyz": [1 / 3, 2 / 3, 0.25]}]})
+    np.testing.assert_allclose(phase.structure[0].xyz, [1 / 3, 2 / 3, 0.25], atol=1e-9)

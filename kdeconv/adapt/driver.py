@@ -309,8 +309,11 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
         stores[name] = out / f"pairs_{name}.zarr"
         run_generate(gen, stores[name], client, overwrite=True, echo=lambda *_: None)
     seconds["generate"] = time.perf_counter() - t
-    echo(f"pairs: {cfg.n_pairs} from {len(np.unique(grains[~held]))} grains, {cfg.n_val_pairs} "
-         f"held out from {len(np.unique(grains[held]))} other grains ({seconds['generate']:.0f} s)")
+    whole = not set(grains[held]) & set(grains[~held])
+    echo(f"pairs: {cfg.n_pairs} from {len(np.unique(grains[~held]))} grains, {cfg.n_val_pairs} held "
+         + (f"out from {len(np.unique(grains[held]))} other grains" if whole else
+            f"out from {int(held.sum())} patterns of the same grains (too few grains to spare whole ones)")
+         + f" ({seconds['generate']:.0f} s)")
 
     # fine-tune
     t = time.perf_counter()
@@ -346,7 +349,7 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
         "pure": {**record, "indices": indices.tolist(), "grains": grains.tolist(),
                  "held_out": held.tolist(), "n": int(len(indices)),
                  "n_grains": int(len(np.unique(grains)))},
-        "pairs": {"train": cfg.n_pairs, "val": cfg.n_val_pairs,
+        "pairs": {"train": cfg.n_pairs, "val": cfg.n_val_pairs, "held_out_whole_grains": bool(whole),
                   "train_grains": int(len(np.unique(grains[~held]))),
                   "val_grains": int(len(np.unique(grains[held])))},
         "fine_tune": {"steps": trained.steps, "stop_reason": trained.stop_reason,

@@ -82,8 +82,9 @@ def _phase_from_spec(spec: dict) -> Any:
         lattice = Lattice(*spec["lattice"])
         atoms = [Atom(a["element"], a["xyz"], occupancy=a.get("occupancy", 1.0),
                       Uisoequiv=a.get("uiso", 0.005)) for a in spec["atoms"]]
-        return Phase(name=spec.get("name", "phase"), space_group=int(spec["space_group"]),
-                     structure=Structure(atoms=atoms, lattice=lattice))
+        phase = Phase(name=spec.get("name", "phase"), space_group=int(spec["space_group"]),
+                      structure=Structure(atoms=atoms, lattice=lattice))
+        return restore_fractional(phase, [a["xyz"] for a in spec["atoms"]])
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(f"bad phase description: {type(err).__name__}: {err}") from None
 
@@ -140,12 +141,25 @@ def kinematic_master(phase: Any = None, cif: str | Path | None = None, *, hkl_ma
     return Master(signal, None, upper, lower, phase.name or "kinematic")
 
 
+def restore_fractional(phase, xyz: list) -> Any:
+    """Put the atoms of ``phase`` back at their fractional positions ``xyz`` (in order).
+
+    orix re-bases hexagonal lattices (x along a*) while diffpy keeps the atoms' Cartesian
+    positions, so after ``Phase(structure=...)`` an hcp atom at (1/3, 2/3, 1/4) reads
+    (0.577, 0.577, 1/4); structure factors and band families need the fractions.
+    """
+    for atom, position in zip(phase.structure, xyz):
+        atom.xyz = [float(v) for v in position]
+    return phase
+
+
 def library_master(phase: str, energy: float = 20) -> Master:
     """A phase of the shipped dynamical library at the library energy nearest ``energy`` (keV)."""
-    from kdeconv.simulate.library import library_path, nearest_energy
+    from kdeconv.simulate.library import library_path, nearest_energy, phase_info
 
     master = emsoft_master(library_path(phase), nearest_energy(phase, energy))
     master.name = phase
+    restore_fractional(master.signal.phase, [atom["xyz"] for atom in phase_info(phase)["atoms"]])
     return master
 
 

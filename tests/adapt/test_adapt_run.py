@@ -88,7 +88,8 @@ def test_adapt_then_separate_with_the_adapted_checkpoint(tiny_map):
     held = np.array(pure["held_out"])
     grains = np.array(pure["grains"])
     assert not set(grains[held]) & set(grains[~held])  # whole grains held out
-    assert report["pairs"] == {"train": 96, "val": 32, "train_grains": len(set(grains[~held])),
+    assert report["pairs"] == {"train": 96, "val": 32, "held_out_whole_grains": True,
+                               "train_grains": len(set(grains[~held])),
                                "val_grains": len(set(grains[held]))}
     for when in ("before", "after"):
         assert 0 <= report["held_out"][when]["weight_error"] <= 1
