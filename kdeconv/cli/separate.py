@@ -29,12 +29,14 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
 @click.option("--adapt", "adapt_first", is_flag=True,
               help="First fine-tune the model (--checkpoint, or the shipped one) on this map's own "
                    "pure patterns into OUT.adapt/, then separate with it.")
+@click.option("--adapt-config", default=None, type=click.Path(dir_okay=False),
+              help="YAML for --adapt (configs/adapt.yaml); the adapt options given here win.")
 @adapt_options
 @overwrite_option
 @cluster_options
 def separate(map_store, out, checkpoint, device, precision, batch_size, background, working_size,
-             config_path, adapt_first, base, pure, references, reference_labels, minutes, max_steps,
-             seed, overwrite, cluster):
+             config_path, adapt_first, adapt_config, base, pure, references, reference_labels, minutes,
+             max_steps, seed, overwrite, cluster):
     """Separate every pattern of MAP_STORE into A, B and weights (resumable: rerun to continue).
 
     Writes OUT with arrays A, B (shape and dtype of the map's patterns) and weights (wA >= wB),
@@ -56,12 +58,14 @@ def separate(map_store, out, checkpoint, device, precision, batch_size, backgrou
     if background is not None:
         config.background.mode = background
     if adapt_first:
-        config.checkpoint = str(_adapt(map_store, out, config, base, pure, references,
+        config.checkpoint = str(_adapt(map_store, out, config, adapt_config, base, pure, references,
                                        reference_labels, minutes, max_steps, seed, overwrite, cluster))
-    elif any(v is not None for v in (base, pure, references, reference_labels, minutes, max_steps, seed)):
+    elif any(v is not None for v in (adapt_config, base, pure, references, reference_labels, minutes,
+                                     max_steps, seed)):
         from kdeconv.errors import InputError
 
-        raise InputError("--base, --pure, --references, --minutes, --max-steps and --seed need --adapt")
+        raise InputError("--adapt-config, --base, --pure, --references, --minutes, --max-steps and "
+                         "--seed need --adapt")
     try:
         result = separate_map(map_store, out, config, cluster, overwrite=overwrite, echo=click.echo)
     except Exception as err:  # a dead worker is not a bug here: say how to go on (exit 1)
@@ -80,8 +84,8 @@ def separate(map_store, out, checkpoint, device, precision, batch_size, backgrou
     click.echo(line)
 
 
-def _adapt(map_store, out, config, base, pure, references, reference_labels, minutes, max_steps,
-           seed, overwrite, cluster):
+def _adapt(map_store, out, config, adapt_config, base, pure, references, reference_labels, minutes,
+           max_steps, seed, overwrite, cluster):
     """Run adapt into OUT.adapt/ (kept and reused by a rerun) and return its best.pt."""
     from pathlib import Path
 
@@ -96,7 +100,7 @@ def _adapt(map_store, out, config, base, pure, references, reference_labels, min
     if best.is_file() and not overwrite:
         click.echo(f"adapt: reusing {best} (--overwrite adapts again)")
         return best
-    data = adapt_config_data(None, map=map_store, out=str(run_dir), base=base or config.checkpoint,
+    data = adapt_config_data(adapt_config, map=map_store, out=str(run_dir), base=base or config.checkpoint,
                              pure=pure, references=references, reference_labels=reference_labels,
                              minutes=minutes, max_steps=max_steps, seed=seed, device=config.device,
                              precision=config.precision, working_size=config.working_size,

@@ -72,13 +72,17 @@ def tiny_map(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_adapt_then_separate_with_the_adapted_checkpoint(tiny_map):
+def test_separate_adapt_then_the_adapted_checkpoint_again(tiny_map):
+    """`separate --adapt` adapts into OUT.adapt/ and separates with it; `--checkpoint` of that
+    run gives the same store."""
     tmp = tiny_map
     (tmp / "adapt.yaml").write_text(yaml.safe_dump(FAST))
-    out = _run("adapt", "map.zarr", "--out", "run", "--config", "adapt.yaml", "--workers", "1", cwd=tmp)
+    out = _run("separate", "map.zarr", "--out", "sep.zarr", "--adapt", "--adapt-config", "adapt.yaml",
+               "--workers", "1", cwd=tmp)
     assert out.returncode == 0, out.stderr
-    assert "pure patterns:" in out.stdout and "adapt:" in out.stdout
-    report = json.loads((tmp / "run" / "adapt.json").read_text())
+    assert "pure patterns:" in out.stdout and "adapt:" in out.stdout and "separate ->" in out.stdout
+    run = tmp / "sep.zarr.adapt"
+    report = json.loads((run / "adapt.json").read_text())
     from kdeconv.model.checkpoint import DEFAULT_CHECKPOINT, file_sha256
 
     assert report["base"]["sha256"] == file_sha256(DEFAULT_CHECKPOINT)
@@ -95,20 +99,17 @@ def test_adapt_then_separate_with_the_adapted_checkpoint(tiny_map):
         assert 0 <= report["held_out"][when]["weight_error"] <= 1
     assert set(report["seconds"]) >= {"find_pure", "generate", "fine_tune", "total"}
     for name in ("best.pt", "last.pt"):
-        assert (tmp / "run" / name).stat().st_size > 0
+        assert (run / name).stat().st_size > 0
     from kdeconv.model import load_separator
 
-    adapted = load_separator(tmp / "run" / "best.pt", device="cpu")
+    adapted = load_separator(run / "best.pt", device="cpu")
     assert adapted.claim_rule == report["claim_rule"]
     assert adapted.meta["adapt"]["base"]["sha256"] == report["base"]["sha256"]
-
-    out = _run("separate", "map.zarr", "--out", "sep.zarr", "--checkpoint", "run/best.pt",
-               "--workers", "1", cwd=tmp)
-    assert out.returncode == 0, out.stderr
     import zarr
 
     sep = zarr.open_group(str(tmp / "sep.zarr"), mode="r")
     assert sep["A"].shape == (14, 14, 60, 60) and sep.attrs["claim_rule"] == report["claim_rule"]
+    assert sep.attrs["checkpoint_sha256"] == adapted.sha256
 
 
 def test_a_map_without_enough_grains_is_refused(tmp_path):
