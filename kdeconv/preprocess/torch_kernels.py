@@ -31,8 +31,8 @@ import torch
 from kdeconv.preprocess.mask import circular_mask
 from kdeconv.preprocess.resample import resample_matrix
 
-__all__ = ["blur_matrix", "on_device", "rescale_per_pattern", "remove_static_background",
-           "dynamic_background", "remove_dynamic_background", "resample", "blank_frames",
+__all__ = ["blur_matrix", "on_device", "mask_tensor", "rescale_per_pattern",
+           "remove_static_background", "dynamic_background", "remove_dynamic_background", "resample", "blank_frames",
            "detect_masked", "preprocess_patterns", "prepare_inputs", "to_dtype", "torch_dtype"]
 
 _OPERATIONS = ("subtract", "divide")
@@ -75,7 +75,7 @@ def on_device(key: tuple, make, device: torch.device) -> torch.Tensor:
     return tensor
 
 
-def _mask(shape: tuple[int, int], device) -> torch.Tensor:
+def mask_tensor(shape: tuple[int, int], device) -> torch.Tensor:
     """The circular mask of ``shape`` (``preprocess.mask.circular_mask``), bool, on ``device``."""
     return on_device(("mask", tuple(shape)), lambda: circular_mask(tuple(shape)), device)
 
@@ -193,8 +193,8 @@ def preprocess_patterns(stack: torch.Tensor, background: dict[str, Any],
     if not (static or dynamic):
         stack = rescale_per_pattern(stack)
     if min(stack.shape[-2:]) >= 3:
-        stack = torch.where(masked[:, None, None], stack * _mask(tuple(stack.shape[-2:]), stack.device),
-                            stack)
+        mask = mask_tensor(tuple(stack.shape[-2:]), stack.device)
+        stack = torch.where(masked[:, None, None], stack * mask, stack)
     return stack
 
 
@@ -228,21 +228,22 @@ def _limits(stack: torch.Tensor, masked: torch.Tensor, mask: torch.Tensor, metho
     inside = mask.reshape(-1)
     out_of_stats = masked[:, None] & ~inside[None, :]
     if method == "minmax":
-        inf = torch.tensor(float("inf"), dtype=flat.dtype, device=flat.device)
+        inf = torch.full((), float("inf"), dtype=flat.dtype, device=flat.device)
         lo = torch.where(out_of_stats, inf, flat).amin(dim=1)
         hi = torch.where(out_of_stats, -inf, flat).amax(dim=1)
         return lo.double(), hi.double()
     # One sort for both kinds of rows: pixels outside the statistics sort last (+inf).
-    ordered = torch.where(out_of_stats, torch.tensor(float("inf"), dtype=flat.dtype, device=flat.device),
-                          flat).sort(dim=1).values
+    inf = torch.full((), float("inf"), dtype=flat.dtype, device=flat.device)
+    ordered = torch.where(out_of_stats, inf, flat).sort(dim=1).values
     counts = (flat.shape[1] - _outside(tuple(stack.shape[-2:]), stack.device).numel(), flat.shape[1])
     limits = []
     for q in percentiles:
         (pm, fm, gm), (pu, fu, gu) = (_percentile_positions(c, float(q)) for c in counts)
         prev = torch.where(masked, pm, pu)[:, None]
         follow = torch.where(masked, fm, fu)[:, None]
-        gamma = torch.where(masked, torch.tensor(gm, dtype=torch.float64, device=flat.device),
-                            torch.tensor(gu, dtype=torch.float64, device=flat.device))
+        # Python scalars, not host tensors: no copy to the device, so no wait on its queue.
+        gamma = torch.where(masked, torch.full((), gm, dtype=torch.float64, device=flat.device),
+                            torch.full((), gu, dtype=torch.float64, device=flat.device))
         limits.append(_lerp(ordered.gather(1, prev)[:, 0], ordered.gather(1, follow)[:, 0], gamma))
     return limits[0], limits[1]
 
@@ -251,7 +252,7 @@ def prepare_inputs(stack: torch.Tensor, spec: dict[str, Any]) -> tuple[torch.Ten
     """Float32 ``(n, sy, sx)`` -> (float32 [0, 1] model inputs, bool (n,) "was masked"), as
     ``model.inputs.prepare_inputs`` with a checked recipe ``spec``."""
     stack = torch.nan_to_num(stack.float())
-    mask = _mask(tuple(stack.shape[-2:]), stack.device)
+    mask = mask_tensor(tuple(stack.shape[-2:]), stack.device)
     if spec["mask"] == "auto" and stack.shape[0]:
         masked = detect_masked(stack)
     else:
