@@ -161,6 +161,36 @@ def master_spec(master, energy: float | None) -> dict:
     return spec
 
 
+def projection_spec(spec: dict) -> dict:
+    """The master spec whose arrays project pattern ``spec``: kikuchipy takes the master's energy
+    nearest to the one asked for (the only one, for a master of one energy), so drawn energies
+    that land on one master energy share one spec, one load and one projection call."""
+    if spec.get("kind", "nickel") not in ("nickel", "emsoft") or spec.get("energy") is None:
+        return spec
+    base = {k: v for k, v in spec.items() if k != "energy"}
+    grid = _energy_grid(json.dumps(base, sort_keys=True))
+    if grid is None:
+        return spec
+    if grid == "single":
+        return base
+    return {**spec, "energy": float(grid.index2value(grid.value2index(float(spec["energy"]))))}
+
+
+@functools.lru_cache(maxsize=16)
+def _energy_grid(base_key: str):
+    """The energy axis of a master with several energies, "single" for a master of one energy,
+    None when it cannot be told."""
+    from kdeconv.simulate import load_master
+
+    try:
+        signal = load_master(json.loads(base_key)).signal
+        if not signal._has_multiple_energies:
+            return "single"
+        return signal.axes_manager["energy"]
+    except (KeyError, AttributeError, ValueError):
+        return None
+
+
 # ---------------------------------------------------------------- tasks (run on workers)
 
 def simulate_pure_chunk(staging: str, cfg_json: str, start: int, stop: int) -> int:
@@ -180,14 +210,15 @@ def simulate_pure_chunk(staging: str, cfg_json: str, start: int, stop: int) -> i
     pats = np.empty((stop - start,) + tuple(src.shape), np.float32)
     used = np.empty(stop - start, np.float32)
     specs = [master_spec(phases[label].master, energy) for label, energy in zip(labels, energies)]
-    keys = [json.dumps(spec, sort_keys=True) for spec in specs]
-    for key in sorted(set(keys)):  # one projection call per (phase, energy) in the chunk
+    keys = [json.dumps(projection_spec(spec), sort_keys=True) for spec in specs]
+    for key in sorted(set(keys)):  # one projection call per master array in the chunk
         rows = np.array([k == key for k in keys])
-        spec = json.loads(key)
-        master = load_master(spec)
+        master = load_master(json.loads(key))
         pats[rows] = bin_patterns(simulate_varied(master, quats[rows], pcs[rows], tilts[rows, 0],
                                                   tilts[rows, 1], shape), b)
-        used[rows] = np.nan if master.energy is None else float(master.energy)
+        # The energy each pattern asked for, as its own master would have recorded it.
+        used[rows] = [np.nan if e is None else float(e) for e in
+                      (specs[k].get("energy", master.energy) for k in np.flatnonzero(rows))]
     group = open_for_writing(staging)
     group["pure"][start:stop] = pats
     group["pure_rotation"][start:stop] = quats.astype(np.float32)
