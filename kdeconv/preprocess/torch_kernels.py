@@ -94,8 +94,8 @@ def rescale_per_pattern(stack: torch.Tensor, omin: float = 0.0, omax: float = 1.
     span = imax - imin
     span = torch.where(span == 0, torch.full_like(span, float("inf")), span)
     out = (stack - imin) / span
-    out = out * np.float32(omax - omin)
-    return out + np.float32(omin)
+    out = out * float(omax - omin)
+    return out + float(omin)
 
 
 def remove_static_background(stack: torch.Tensor, static_bg: torch.Tensor,
@@ -286,5 +286,10 @@ def to_dtype(unit: torch.Tensor, dtype, carrier: torch.dtype | None = None) -> t
     unit = unit.clamp(0.0, 1.0)
     if dtype.kind in "ui":
         scaled = torch.round(unit.double() * float(np.iinfo(dtype).max))
-        return scaled.to(carrier or torch_dtype(dtype) or torch.int64)
+        target = carrier or torch_dtype(dtype) or torch.int64
+        if carrier is not None and carrier.itemsize <= dtype.itemsize and carrier.is_signed:
+            # A signed view of an unsigned dtype: float -> wide int is exact, then the narrowing
+            # keeps the low bits (float -> narrow int would saturate on some devices).
+            return scaled.to(torch.int64).to(carrier)
+        return scaled.to(target)
     return unit.to(torch_dtype(dtype) or torch.float64)

@@ -198,8 +198,9 @@ class DeviceKernel:
             pre = tk.preprocess_patterns(stack[rows], self.background, self.static_bg,
                                          self.work_shape, masked)
             a, b, w = self._separate(pre)
-            bad_rows[rows] = ~(torch.isfinite(a).flatten(1).all(1) & torch.isfinite(b).flatten(1).all(1)
-                               & torch.isfinite(w).all(1))
+            keep = ~blank[rows]
+            bad_rows[rows] = keep & ~(torch.isfinite(a).flatten(1).all(1)
+                                      & torch.isfinite(b).flatten(1).all(1) & torch.isfinite(w).all(1))
             # Keep A dominant even if a separator does not promise it (as chunk.separate_patterns).
             swap = w[:, 0] < w[:, 1]
             a, b = torch.where(swap[:, None, None], b, a), torch.where(swap[:, None, None], a, b)
@@ -209,16 +210,14 @@ class DeviceKernel:
                 if native_mask is not None:
                     a = torch.where(masked[:, None, None], a * native_mask, a)
                     b = torch.where(masked[:, None, None], b * native_mask, b)
+            # Blank frames stay empty: A = B = 0, weights NaN (decided here, in float, so the
+            # output dtype sees no arithmetic: some devices only copy uint16).
+            a = torch.where(keep[:, None, None], a, torch.zeros_like(a))
+            b = torch.where(keep[:, None, None], b, torch.zeros_like(b))
             a_out[rows] = tk.to_dtype(a, self.out_dtype, self.carrier)
             b_out[rows] = tk.to_dtype(b, self.out_dtype, self.carrier)
-            w_out[rows] = w
-        keep = ~blank
-        zero = torch.zeros((), dtype=a_out.dtype, device=self.device)
-        a_out = torch.where(keep[:, None, None], a_out, zero)
-        b_out = torch.where(keep[:, None, None], b_out, zero)
-        w_out = torch.where(keep[:, None], w_out, torch.full_like(w_out, float("nan")))
-        bad_model = (bad_rows & keep).any()
-        return DeviceResult(a_out, b_out, w_out, blank, bad_input, bad_model)
+            w_out[rows] = torch.where(keep[:, None], w, torch.full_like(w, float("nan")))
+        return DeviceResult(a_out, b_out, w_out, blank, bad_input, bad_rows.any())
 
     def _separate(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``Separator.separate`` on the device: normalise, network, dominance, mask; weights (n, 2)."""

@@ -102,3 +102,9 @@ def test_masks_blank_frames_and_output_dtypes():
         np.testing.assert_array_equal(got, to_dtype(unit, dtype))
     np.testing.assert_array_equal(tk.to_dtype(t(unit), np.uint16, carrier=torch.int32).numpy(),
                                   to_dtype(unit, np.uint16))
+    # a signed carrier of the same size: the host views its bits as the unsigned dtype
+    from kdeconv.separate.device import from_transfer
+
+    carried = tk.to_dtype(t(unit), np.uint16, carrier=torch.int16)
+    assert carried.dtype == torch.int16
+    np.testing.assert_array_equal(from_transfer(carried, np.dtype(np.uint16)), to_dtype(unit, np.uint16))

@@ -180,3 +180,20 @@ def test_driver_device_pipeline_matches_the_chunk_path_and_resumes(make_map, tmp
     again = separate_map(map_path, tmp_path / "out.zarr", config, cluster, pipeline="device")
     assert again.chunks_skipped == 4 and again.patterns == 16
     assert _chunk_files(tmp_path / "out.zarr") == _chunk_files(full)
+
+
+def test_a_device_without_uint16_casts_gets_the_same_bytes(separator, monkeypatch):
+    import torch
+
+    from kdeconv.separate import device
+
+    block = chunk_with_everything((6, 32, 32), np.uint16, seed=5)
+    kw = dict(sig_shape=(32, 32), work_shape=(60, 60), background=PROCESSED, static_bg=None,
+              dtype=np.uint16, batch_size=4)
+    native = device_run(DeviceKernel(separator, **kw), block)
+    monkeypatch.setitem(device._CARRIERS, ("cpu", np.dtype(np.uint16).str), torch.int16)
+    kernel = DeviceKernel(separator, **kw)
+    assert kernel.carrier == torch.int16
+    carried = device_run(kernel, block)
+    for x, y in zip(native, carried):
+        np.testing.assert_array_equal(x, y)
