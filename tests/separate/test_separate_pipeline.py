@@ -187,7 +187,7 @@ def test_a_device_without_uint16_casts_gets_the_same_bytes(separator, monkeypatc
 
     from kdeconv.separate import device
 
-    block = chunk_with_everything((6, 32, 32), np.uint16, seed=5)
+    block = chunk_with_everything((8, 32, 32), np.uint16, seed=5)
     kw = dict(sig_shape=(32, 32), work_shape=(60, 60), background=PROCESSED, static_bg=None,
               dtype=np.uint16, batch_size=4)
     native = device_run(DeviceKernel(separator, **kw), block)
