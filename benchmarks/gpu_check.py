@@ -156,7 +156,8 @@ def write_map(path: Path, n: int, size: int, threads: int) -> dict:
         d = np.hypot(j[..., None] - seeds[:, 0], i[..., None] - seeds[:, 1])
         order = np.argsort(d, axis=-1)
         first, second = order[..., 0], order[..., 1]
-        gap = np.take_along_axis(d, order[..., 1:2], -1)[..., 0] - np.take_along_axis(d, order[..., :1], -1)[..., 0]
+        nearest = np.take_along_axis(d, order[..., :2], -1)
+        gap = nearest[..., 1] - nearest[..., 0]
         w_b = np.clip(0.5 - gap / 6.0, 0, 0.5).astype(np.float32)[..., None, None]
         signal = (1 - w_b) * grains[first] + w_b * grains[second]
         expected = 3000 * background * (0.6 + 0.4 * signal)
@@ -293,7 +294,8 @@ def compare_cpu(map_path: Path, out: Path) -> dict:
                               static_bg=static, dtype=raw.dtype, batch_size=256)
         res = kernel(to_transfer(raw).to(fp32.device))
         a32 = from_transfer(res.a.cpu(), raw.dtype)
-        result.update(stats(a32, from_transfer(res.b.cpu(), raw.dtype), res.weights.cpu().numpy(), "device_fp32"))
+        b32 = from_transfer(res.b.cpu(), raw.dtype)
+        result.update(stats(a32, b32, res.weights.cpu().numpy(), "device_fp32"))
         result["device_fp32_A_max_lsb"] = int(np.abs(a32.astype(np.int64) - ref_a).max())
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -345,9 +347,9 @@ def bare_forward(map_path: Path, out: Path, report: Report) -> dict:
     kernel_rate = len(chunk) / _timed(lambda: kernel(raw), separator.device, max(1, repeats // 4))
     pipeline = report.data.get("separate_patterns_per_s")
     ratio = pipeline / bare if pipeline else None
+    shown = "-" if ratio is None else f"{ratio:.3f}"
     print(f"bare forward: {bare:,.0f} patterns/s (batch {batch}, {separator.precision}); device "
-          f"kernel without I/O {kernel_rate:,.0f}/s; pipeline/bare = {ratio if ratio is None else round(ratio, 3)}",
-          flush=True)
+          f"kernel without I/O {kernel_rate:,.0f}/s; pipeline/bare = {shown}", flush=True)
     return {"bare_forward_patterns_per_s": round(bare, 1), "batch": batch, "precision": separator.precision,
             "device_kernel_patterns_per_s": round(kernel_rate, 1),
             "pipeline_over_bare": None if ratio is None else round(ratio, 3), "goal_ratio": GOAL_RATIO,
@@ -383,7 +385,8 @@ def train(work: Path) -> dict:
     summary = json.loads((run_dir / "summary.json").read_text())
     ckpt = read_checkpoint(result.last)
     reloaded = load_separator(result.last, device=DEVICE, precision="auto")
-    same = all(torch.equal(v.cpu(), reloaded.model.state_dict()[k].cpu()) for k, v in ckpt["state_dict"].items())
+    loaded = reloaded.model.state_dict()
+    same = all(torch.equal(v.cpu(), loaded[k].cpu()) for k, v in ckpt["state_dict"].items())
     probe = np.random.default_rng(2).random((4, SIZE, SIZE), dtype=np.float32)
     a, b, w = reloaded.separate(probe)
     finite = bool(np.isfinite(a).all() and np.isfinite(b).all() and np.isfinite(w).all())

@@ -32,7 +32,8 @@ from kdeconv.preprocess.mask import circular_mask
 from kdeconv.preprocess.resample import resample_matrix
 
 __all__ = ["blur_matrix", "on_device", "mask_tensor", "rescale_per_pattern",
-           "remove_static_background", "dynamic_background", "remove_dynamic_background", "resample", "blank_frames",
+           "remove_static_background", "dynamic_background", "remove_dynamic_background", "resample",
+           "blank_frames",
            "detect_masked", "preprocess_patterns", "prepare_inputs", "to_dtype", "torch_dtype"]
 
 _OPERATIONS = ("subtract", "divide")
