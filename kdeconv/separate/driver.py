@@ -460,7 +460,9 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
         gpu = config.device != "cpu" and _gpu_workers(client)
         separated = 0
         if _use_device_pipeline(pipeline, config, cluster, client):
-            workers = len(client.scheduler_info().get("workers", {})) or 1
+            ranges = _ranges(pending, len(client.scheduler_info().get("workers", {})) or 1)
+            if ranges:
+                echo(f"device pipeline: {len(ranges)} task(s) of up to {len(ranges[0])} chunk(s)")
             task = dask.delayed(_separate_range, pure=True)
             token = dask.base.tokenize(str(staging), key, static_token, pipeline)
             with dask.annotate(**({"resources": {"GPU": 1}} if gpu else {})):
@@ -471,10 +473,10 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                               precision=config.precision, work_shape=work_shape, pipeline=pipeline,
                               dask_key_name=f"kdeconv-separate-{token}-"
                                             + "-".join(map(str, chunk_ids[0])))
-                         for chunk_ids in _ranges(pending, workers)]
+                         for chunk_ids in ranges]
             if tasks:
                 separated = int(compute(client, dask.delayed(sum)(tasks), progress=progress))
-            pending = []
+            pending = []  # all handed to the range tasks
         with dask.annotate(**({"resources": {"GPU": 1}} if gpu else {})):
             counts = patterns.map_blocks(
                 _separate_and_write, drop_axis=list(range(nav_ndim, nav_ndim + 2)),
