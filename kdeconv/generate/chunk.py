@@ -2,7 +2,8 @@
 
 Every random number of pair ``i`` comes from ``np.random.default_rng([seed, i, stream])``; the
 window of pure patterns a group of pairs draws from, from ``[seed, group, WINDOW]``; pure
-simulated pattern ``j``, from ``[seed, j, PURE]``. Nothing depends on chunking or workers.
+simulated pattern ``j``, from ``[seed, j, PURE]``. Nothing depends on chunking or workers. The
+pair and pure-pattern streams of a whole range are drawn at once (``keyed_rng``, same bits).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _uniform(u, lo_hi):
 
 def _log_uniform(u, lo_hi):
     lo, hi = lo_hi
-    return float(np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo))))
+    return np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo)))
 
 
 @dataclass
@@ -103,80 +104,93 @@ def _partner(pa: int, size: int, u_pick: float, u_cross: float, window_labels, c
     return int(choices[min(int(u_pick * choices.size), choices.size - 1)])
 
 
+def _windows(cfg: GenerateConfig, pairs: np.ndarray, pool_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(start, size)`` of each pair's window: one keyed draw per group in the range."""
+    groups = pairs // cfg.group_size
+    first = int(groups[0]) if len(groups) else 0
+    table = [window_for_group(cfg.seed, int(g), pool_size, cfg.window)
+             for g in range(first, int(groups[-1]) + 1 if len(groups) else first)]
+    starts = np.array([t[0] for t in table], np.int64)
+    sizes = np.array([t[1] for t in table], np.int64)
+    return starts[groups - first], sizes[groups - first]
+
+
 def draw_pairs(cfg: GenerateConfig, start: int, stop: int, pool_size: int,
                square: bool, labels: np.ndarray | None = None) -> PairDraws:
-    """Pair parameters for pairs ``start:stop``; ``labels`` is ``pool_labels(cfg, pool_size)``."""
-    n = stop - start
-    pos_a = np.empty(n, np.int64)
-    pos_b = np.empty(n, np.int64)
-    weights = np.empty((n, 2), np.float32)
-    masked = np.empty(n, bool)
-    augment = np.zeros((n, len(AUGMENT_COLUMNS)), np.float32)
+    """Pair parameters for pairs ``start:stop``; ``labels`` is ``pool_labels(cfg, pool_size)``.
+
+    Pair ``i`` uses the uniforms of ``pair_rng(seed, i)`` (drawn for the whole range at once by
+    ``keyed_uniforms``, bit for bit the same): u[0] picks A in the window, u[1] (and u[24] with
+    labels) B, u[2:4] the weights, u[4] the order, u[5] the mask, u[6:8] flips, u[8:24] realism.
+    """
+    from kdeconv.generate.keyed_rng import keyed_uniforms
+
+    pairs = np.arange(start, stop, dtype=np.int64)
+    n = len(pairs)
+    u = keyed_uniforms(cfg.seed, pairs, STREAM_PAIR, N_UNIFORMS).T
     w, aug = cfg.weights, cfg.augment
-    cross = _cross_share(cfg)
-    for k, i in enumerate(range(start, stop)):
-        u = pair_rng(cfg.seed, i).random(N_UNIFORMS)
-        w0, size = window_for_group(cfg.seed, i // cfg.group_size, pool_size, cfg.window)
-        pa = int(u[0] * size)
-        window_labels = None if labels is None else labels[w0:w0 + size]
-        pb = _partner(pa, size, u[1], u[24], window_labels, cross)
-        if u[2] < w.pure_fraction:
-            wa = _uniform(u[3], (w.pure_low, 1.0))
-        else:
-            wa = _uniform(u[3], (w.low, w.high))
-        swap = (wa < 0.5) if w.dominant_first else (u[4] < 0.5)
-        if swap:
-            pa, pb, wa = pb, pa, 1.0 - wa
-        pos_a[k], pos_b[k] = w0 + pa, w0 + pb
-        weights[k] = (wa, 1.0 - wa)
-        masked[k] = u[5] < cfg.mask.fraction
-        row = augment[k]
-        if aug.flips:
-            row[COL["rot90"]] = int(u[6] * 4) if square else 2 * int(u[6] * 2)
-            row[COL["flip"]] = float(u[7] < 0.5)
-        row[COL["gamma"]] = 1.0
-        if aug.realism:
-            row[COL["realism"]] = 1.0
-            row[COL["dose"]] = _log_uniform(u[8], aug.dose)
-            row[COL["read_noise"]] = _uniform(u[9], aug.read_noise)
-            row[COL["blur_sigma"]] = _uniform(u[10], aug.blur_sigma)
-            row[COL["gamma"]] = _log_uniform(u[11], aug.gamma)
-            row[COL["signal_fraction"]] = _uniform(u[12], aug.signal_fraction)
-            row[COL["background_width"]] = _uniform(u[13], aug.background_width)
-            row[COL["background_dy"]] = (2 * u[14] - 1) * aug.background_shift
-            row[COL["background_dx"]] = (2 * u[15] - 1) * aug.background_shift
-            if u[16] < aug.dynamic_background:
-                row[COL["dynamic_std"]] = _uniform(u[17], aug.dynamic_std)
-            if u[18] < aug.gain:
-                row[COL["gain"]] = _uniform(u[19], aug.gain_std)
-            if u[20] < aug.defects:
-                row[COL["defect_fraction"]] = _uniform(u[21], aug.defect_fraction)
-            row[COL["bits"]] = 8 if u[22] < aug.quantize_8bit else 16
-            row[COL["subtract_background"]] = float(u[23] < aug.subtract_background)
+    w0, size = _windows(cfg, pairs, pool_size)
+    pa = (u[0] * size).astype(np.int64)
+    if labels is None:
+        pb = np.where(size > 1, (pa + 1 + (u[1] * (size - 1)).astype(np.int64)) % np.maximum(size, 1), pa)
+    else:
+        cross = _cross_share(cfg)
+        pb = np.array([_partner(int(pa[k]), int(size[k]), u[1, k], u[24, k],
+                                labels[w0[k]:w0[k] + size[k]], cross) for k in range(n)], np.int64)
+    wa = np.where(u[2] < w.pure_fraction, _uniform(u[3], (w.pure_low, 1.0)), _uniform(u[3], (w.low, w.high)))
+    swap = (wa < 0.5) if w.dominant_first else (u[4] < 0.5)
+    pa, pb = np.where(swap, pb, pa), np.where(swap, pa, pb)
+    wa = np.where(swap, 1.0 - wa, wa)
+    weights = np.empty((n, 2), np.float32)
+    weights[:, 0] = wa
     # The stored float32 weights must sum to 1 exactly as stored.
     weights[:, 1] = np.float32(1.0) - weights[:, 0]
-    return PairDraws(pos_a, pos_b, weights, masked, augment)
+    masked = u[5] < cfg.mask.fraction
+    augment = np.zeros((n, len(AUGMENT_COLUMNS)), np.float32)
+    if aug.flips:
+        augment[:, COL["rot90"]] = (u[6] * 4).astype(np.int64) if square else 2 * (u[6] * 2).astype(np.int64)
+        augment[:, COL["flip"]] = u[7] < 0.5
+    augment[:, COL["gamma"]] = 1.0
+    if aug.realism:
+        augment[:, COL["realism"]] = 1.0
+        augment[:, COL["dose"]] = _log_uniform(u[8], aug.dose)
+        augment[:, COL["read_noise"]] = _uniform(u[9], aug.read_noise)
+        augment[:, COL["blur_sigma"]] = _uniform(u[10], aug.blur_sigma)
+        augment[:, COL["gamma"]] = _log_uniform(u[11], aug.gamma)
+        augment[:, COL["signal_fraction"]] = _uniform(u[12], aug.signal_fraction)
+        augment[:, COL["background_width"]] = _uniform(u[13], aug.background_width)
+        augment[:, COL["background_dy"]] = (2 * u[14] - 1) * aug.background_shift
+        augment[:, COL["background_dx"]] = (2 * u[15] - 1) * aug.background_shift
+        augment[:, COL["dynamic_std"]] = np.where(u[16] < aug.dynamic_background,
+                                                  _uniform(u[17], aug.dynamic_std), 0.0)
+        augment[:, COL["gain"]] = np.where(u[18] < aug.gain, _uniform(u[19], aug.gain_std), 0.0)
+        augment[:, COL["defect_fraction"]] = np.where(u[20] < aug.defects,
+                                                      _uniform(u[21], aug.defect_fraction), 0.0)
+        augment[:, COL["bits"]] = np.where(u[22] < aug.quantize_8bit, 8, 16)
+        augment[:, COL["subtract_background"]] = u[23] < aug.subtract_background
+    return PairDraws(w0 + pa, w0 + pb, weights, masked, augment)
 
 
 def pure_geometry(cfg: GenerateConfig, start: int, stop: int):
     """Orientation (w, x, y, z), PC (x, y, z), (camera tilt, sample tilt) and beam energy (keV,
-    NaN = the master's own) of pure patterns ``start:stop``."""
-    from kdeconv.simulate import random_quaternions
+    NaN = the master's own) of pure patterns ``start:stop``.
+
+    Pattern ``j`` takes 9 uniforms of ``np.random.default_rng([seed, j, STREAM_PURE])``: 3 for
+    its orientation (``simulate.random_quaternions``, Shoemake), then PC, tilts and energy.
+    """
+    from kdeconv.generate.keyed_rng import keyed_uniforms
 
     src = cfg.source
-    n = stop - start
-    quats = np.empty((n, 4))
-    pcs = np.empty((n, 3))
-    tilts = np.empty((n, 2))
-    energies = np.full(n, np.nan)
-    for k, j in enumerate(range(start, stop)):
-        rng = np.random.default_rng([cfg.seed, j, STREAM_PURE])
-        quats[k] = random_quaternions(rng, 1)[0]
-        u = rng.random(6)  # u[5] came with the energy range; u[:5] are unchanged
-        pcs[k] = (_uniform(u[0], src.pc_x), _uniform(u[1], src.pc_y), _uniform(u[2], src.pc_z))
-        tilts[k] = (_uniform(u[3], src.camera_tilt), _uniform(u[4], src.sample_tilt))
-        if src.energy is not None:
-            energies[k] = _uniform(u[5], src.energy)
+    u = keyed_uniforms(cfg.seed, np.arange(start, stop), STREAM_PURE, 9).T
+    u1, u2, u3 = u[0], u[1], u[2]
+    quats = np.stack([np.sqrt(u1) * np.cos(2 * np.pi * u3), np.sqrt(1 - u1) * np.sin(2 * np.pi * u2),
+                      np.sqrt(1 - u1) * np.cos(2 * np.pi * u2), np.sqrt(u1) * np.sin(2 * np.pi * u3)],
+                     axis=1)
+    quats[quats[:, 0] < 0] *= -1
+    u = u[3:]  # u[5] came with the energy range; u[:5] are unchanged
+    pcs = np.stack([_uniform(u[0], src.pc_x), _uniform(u[1], src.pc_y), _uniform(u[2], src.pc_z)], axis=1)
+    tilts = np.stack([_uniform(u[3], src.camera_tilt), _uniform(u[4], src.sample_tilt)], axis=1)
+    energies = np.full(stop - start, np.nan) if src.energy is None else _uniform(u[5], src.energy)
     return quats, pcs, tilts, energies
 
 
@@ -199,6 +213,15 @@ def prepare_pure(raw: np.ndarray, cfg: GenerateConfig, binned: bool) -> np.ndarr
     return denoise(x, cfg.preprocess.denoise_sigma)
 
 
+def _geometric_rows(stack: np.ndarray, geo: np.ndarray) -> np.ndarray:
+    """``geometric`` of each pattern with its own (rot90, flip): one call per distinct pair."""
+    out = np.empty_like(stack)
+    for r, f in np.unique(geo, axis=0):
+        rows = (geo[:, 0] == r) & (geo[:, 1] == f)
+        out[rows] = geometric(stack[rows], int(r), int(f))
+    return out
+
+
 def build_raw_pairs(cfg: GenerateConfig, draws: PairDraws, raw_a: np.ndarray, raw_b: np.ndarray,
                     static_bg: np.ndarray | None) -> dict[str, np.ndarray]:
     """``pipeline: raw_mix``: C = wA*A + wB*B of raw map patterns (a detector sums the two
@@ -219,7 +242,7 @@ def build_raw_pairs(cfg: GenerateConfig, draws: PairDraws, raw_a: np.ndarray, ra
     c, a, b = (preprocess_patterns(x, recipe, static_bg, work, masked) for x in (c, a, b))
     geo = draws.augment[:, [COL["rot90"], COL["flip"]]].astype(int)
     if geo.any():
-        c, a, b = (np.stack([geometric(p, r, f) for p, (r, f) in zip(x, geo)]) for x in (c, a, b))
+        c, a, b = (_geometric_rows(x, geo) for x in (c, a, b))
     return {"C": to_uint16(c), "A": to_uint16(a), "B": to_uint16(b), "masked": masked}
 
 
@@ -233,8 +256,7 @@ def build_pairs(cfg: GenerateConfig, start: int, draws: PairDraws, pure_a: np.nd
     masked = draws.masked | pre_masked
     geo = draws.augment[:, [COL["rot90"], COL["flip"]]].astype(int)
     if geo.any():
-        pure_a = np.stack([geometric(p, r, f) for p, (r, f) in zip(pure_a, geo)])
-        pure_b = np.stack([geometric(p, r, f) for p, (r, f) in zip(pure_b, geo)])
+        pure_a, pure_b = _geometric_rows(pure_a, geo), _geometric_rows(pure_b, geo)
     realism = cfg.augment.realism
 
     def degrade(m: np.ndarray) -> np.ndarray:
@@ -242,7 +264,10 @@ def build_pairs(cfg: GenerateConfig, start: int, draws: PairDraws, pure_a: np.nd
                                      cfg.augment.background_correction) for k in range(len(m))])
 
     norm = cfg.normalize
-    c, a, b = mix(cfg.pipeline, pure_a, pure_b, draws.weights, mask=mask, masked=masked,
+    # No pair masked: the same numbers without building per-pair mask arrays.
+    any_masked = bool(masked.any())
+    c, a, b = mix(cfg.pipeline, pure_a, pure_b, draws.weights, mask=mask if any_masked else None,
+                  masked=masked if any_masked else None,
                   method=norm.method, smart=norm.smart, percentiles=tuple(norm.percentiles),
                   degrade=degrade if realism else None,
                   gamma=draws.augment[:, COL["gamma"]] if realism else None, as_uint16=True)

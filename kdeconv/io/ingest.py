@@ -1,8 +1,9 @@
 """``kdeconv ingest``: a vendor file or image folder -> map store ``patterns``, chunk by chunk.
 
-The Dask array is built from ``kdeconv.io.layouts`` readers: each task opens the file and reads
-only its own patterns, so the graph stays small whatever the file size, and it runs on any
-scheduler (local processes, a remote cluster).
+Each write task opens the file and reads only its own patterns (``kdeconv.io.layouts``), a run
+of whole store chunks, and writes them with one Zarr call that compresses them in threads; the
+graph stays small whatever the file size, and it runs on any scheduler (local processes, a remote
+cluster).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from kdeconv.io.sources import Source, open_source
 from kdeconv.io.store import (discard_output, finalize_output, nav_chunks, prepare_output,
                               store_attrs)
 
-__all__ = ["lazy_patterns", "ingest", "read_block", "map_compressors"]
+__all__ = ["lazy_patterns", "ingest", "read_block", "read_region", "task_regions", "write_region",
+           "write_tasks", "map_compressors"]
 
 
 def _drop_input_error_logs(record: logging.LogRecord) -> bool:
@@ -42,8 +44,13 @@ def read_block(layout, shape: tuple[int, ...], file_stamp=None, block_info=None)
     ``file_stamp`` is unused here: it goes into the task keys, so a rewritten file never shares
     keys with an earlier read of the same path on a long-lived scheduler.
     """
+    return read_region(layout, shape, block_info[None]["array-location"])
+
+
+def read_region(layout, shape: tuple[int, ...], location) -> np.ndarray:
+    """The patterns of a navigation region ``[(start, stop), ...]``, read in map-order runs
+    (a region of whole rows is one read)."""
     _quiet_input_errors()
-    location = block_info[None]["array-location"]
     nav = shape[:-2]
     if len(nav) == 1:
         (start, stop), = location[:1]
@@ -66,6 +73,53 @@ def check_finite(block: np.ndarray, location=None) -> np.ndarray:
         where = tuple(int(i) + int(o) for i, o in zip(bad, offset))
         raise InputError(f"pattern at navigation index {where} contains NaN or inf values")
     return block
+
+
+# A write task reads about this much in one run (whole store chunks, contiguous in the file) and
+# writes it with one Zarr call, which compresses the chunks in threads: fewer, bigger reads, and
+# compression off the reading thread.
+TASK_MB = 128
+
+
+def task_regions(nav_shape: tuple[int, ...], chunks: tuple[int, ...], pattern_bytes: int,
+                 task_mb: float = TASK_MB) -> list[tuple[tuple[int, int], ...]]:
+    """Navigation regions ``[(start, stop), ...]`` of the write tasks: unions of whole store
+    chunks that are contiguous in map order, about ``task_mb`` each, covering the map once."""
+    budget = max(1, int(task_mb * 2**20) // max(1, pattern_bytes))
+    if len(nav_shape) == 1:
+        (n,), (c,) = nav_shape, chunks[:1]
+        step = c * max(1, budget // c)
+        return [((s, min(n, s + step)),) for s in range(0, n, step)]
+    (ny, nx), (cy, cx) = nav_shape, chunks[:2]
+    if cx >= nx:  # chunks of whole rows: tasks of several chunks of rows
+        step = cy * max(1, budget // (cy * nx))
+        return [((r, min(ny, r + step)), (0, nx)) for r in range(0, ny, step)]
+    step = cx * max(1, budget // cx)  # pieces of long rows: several pieces of one row
+    return [((r, r + 1), (c, min(nx, c + step))) for r in range(ny) for c in range(0, nx, step)]
+
+
+def write_region(layout, shape: tuple[int, ...], location, target: str, file_stamp=None) -> int:
+    """Read one region and write it into the map store's ``patterns`` array at ``target``;
+    returns its pattern count. Runs on the workers."""
+    import zarr
+
+    from kdeconv.io.store import write_every_chunk
+
+    block = read_region(layout, shape, location)
+    write_every_chunk()
+    zarr.open_array(target, mode="r+")[tuple(slice(a, b) for a, b in location)] = block
+    return int(np.prod(block.shape[:-2]))
+
+
+def write_tasks(source: Source, target: str, chunks: tuple[int, ...]) -> list:
+    """Delayed ``write_region`` tasks that fill ``target`` (created with ``chunks``)."""
+    import dask
+
+    write = dask.delayed(write_region, pure=True)
+    pattern_bytes = int(np.prod(source.sig_shape)) * source.dtype.itemsize
+    stamp = _file_stamp(source.layout.path)
+    return [write(source.layout, tuple(source.shape), region, target, stamp)
+            for region in task_regions(tuple(source.nav_shape), chunks, pattern_bytes)]
 
 
 def lazy_patterns(source: Source, chunk_mb: float = 32.0):
@@ -100,7 +154,7 @@ def ingest(config: IngestConfig, cluster: ClusterConfig | None = None, *,
     The store is created only once the cluster is up; a failure removes it (nothing that looks
     like a store is left).
     """
-    import dask.array as da
+    import dask
     import zarr
 
     from kdeconv.cluster import Timer, compute, open_client, summary_line
@@ -128,8 +182,9 @@ def ingest(config: IngestConfig, cluster: ClusterConfig | None = None, *,
                 dimension_names=nav_names + ("sy", "sx"),
                 compressors=map_compressors(), config={"write_empty_chunks": True},
             )
+            tasks = write_tasks(source, str(Path(staging).resolve() / "patterns"), target.chunks)
             with Timer() as timer:
-                compute(client, da.store(patterns, target, lock=False, compute=False))
+                compute(client, dask.delayed(sum)(tasks))
         finalize_output(staging, output)
     except BaseException:
         discard_output(staging, output)  # nothing that looks like a store is left

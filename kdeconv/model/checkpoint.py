@@ -270,15 +270,20 @@ class Separator:
         return a_out, b_out, w_out
 
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        tensor = torch.from_numpy(np.ascontiguousarray(x))[:, None]
+        tensor = torch.from_numpy(np.ascontiguousarray(x))
         if self.device.type == "cuda":  # page-locked batch: one async host->device copy
             tensor = tensor.pin_memory()
-        tensor = tensor.to(self.device, non_blocking=True)
-        tensor = tensor.contiguous(memory_format=torch.channels_last)
+        a, b, w_a = self.forward_tensor(tensor.to(self.device, non_blocking=True))
+        return a.cpu().numpy(), b.cpu().numpy(), w_a.cpu().numpy()
+
+    def forward_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The network on normalised inputs already on its device: float32 ``(n, sy, sx)`` ->
+        ``A, B`` float32 ``(n, sy, sx)`` and ``wA`` float32 ``(n,)``, all on the device (no
+        dominance ordering, no mask; ``separate`` and the device pipeline add those)."""
+        tensor = x[:, None].contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.device, self.autocast_dtype):
             a, b, w_a = self.model(tensor)
-        return (a[:, 0].float().cpu().numpy(), b[:, 0].float().cpu().numpy(),
-                w_a.float().cpu().numpy())
+        return a[:, 0].float(), b[:, 0].float(), w_a.float()
 
     def __repr__(self) -> str:
         return (f"Separator({self.path}, device={self.device}, precision={self.precision}, "

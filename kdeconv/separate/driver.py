@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -71,12 +72,92 @@ def _separate_and_write(block: np.ndarray, block_info=None, *, out_path: str, ch
     separator = cached_separator(checkpoint, sha256, device, loader, precision)
     a, b, w = separate_patterns(block, separator, batch_size=batch_size, background=background,
                                 static_bg=static_bg, out_dtype=block.dtype, work_shape=work_shape)
+    _write_chunk(group, region, chunk_index, a, b, w, blank_frames(block))
+    return np.full((1,) * nav_ndim, int(np.prod(block.shape[:nav_ndim])), dtype=np.int64)
+
+
+def _write_chunk(group, region, chunk_index, a, b, w, blank) -> None:
+    """One chunk's region of every output, then its ledger marker."""
     group["A"][region] = a
     group["B"][region] = b
     group["weights"][region] = w
-    group[BLANK][region] = blank_frames(block)
+    group[BLANK][region] = blank
     resume.mark_done(group, chunk_index)  # only after the data: a marker always means a whole chunk
-    return np.full((1,) * nav_ndim, int(np.prod(block.shape[:nav_ndim])), dtype=np.int64)
+
+
+def _chunk_region(index: tuple[int, ...], nav_shape, nav_chunks) -> tuple[slice, ...]:
+    return tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, nav_chunks, nav_shape))
+
+
+_SOURCES: dict[str, Any] = {}
+
+
+def _source_array(map_path: str):
+    """The map's ``patterns`` opened read-only, once per process and path."""
+    import zarr
+
+    if map_path not in _SOURCES:
+        if len(_SOURCES) > 8:
+            _SOURCES.clear()
+        _SOURCES[map_path] = zarr.open_array(map_path, mode="r")
+    return _SOURCES[map_path]
+
+
+def _separate_range(indices: list[tuple[int, ...]], *, map_path: str, out_path: str,
+                    checkpoint: str | None, sha256: str, device: str, batch_size: int,
+                    background: dict, static_token: str = "", loader: Callable | None = None,
+                    precision: str = "auto", work_shape: tuple[int, int] | None = None,
+                    pipeline: str = "auto") -> int:
+    """Separate the chunks ``indices`` in order on this worker and write each (then mark it done).
+
+    A torch model on a GPU (or ``pipeline="device"``, any device) runs the device pipeline
+    (``kdeconv.separate.pipeline``): reading, copying, the model and writing overlap. Otherwise
+    each chunk runs the numpy kernel, as the per-chunk tasks do. Returns the pattern count.
+    """
+    from kdeconv.separate.device import DeviceKernel, device_batch_size, supports_device_kernel
+    from kdeconv.separate.pipeline import ChunkJob, run_pipeline
+
+    src = _source_array(map_path)
+    nav_shape, nav_chunks = src.shape[:-2], src.chunks[:-2]
+    jobs = [ChunkJob(tuple(idx), _chunk_region(tuple(idx), nav_shape, nav_chunks)) for idx in indices]
+    group = open_for_writing(out_path)
+    static_bg = (_static_background(out_path, static_token)
+                 if background.get("static", "none") != "none" else None)
+    separator = cached_separator(checkpoint, sha256, device, loader, precision)
+
+    def write(job, a, b, w, blank):
+        _write_chunk(group, job.region, job.index, a, b, w, blank)
+
+    on_device = supports_device_kernel(separator) and (
+        pipeline == "device" or getattr(separator.device, "type", "cpu") == "cuda")
+    if pipeline == "device" and not on_device:
+        raise RuntimeError("the device pipeline needs a torch separator (kdeconv.model.Separator)")
+    if not on_device:
+        total = 0
+        for job in jobs:
+            block = np.asarray(src[job.region])
+            a, b, w = separate_patterns(block, separator, batch_size=batch_size, background=background,
+                                        static_bg=static_bg, out_dtype=block.dtype, work_shape=work_shape)
+            write(job, a, b, w, blank_frames(block))
+            total += int(np.prod(block.shape[:-2]))
+        return total
+    work = tuple(work_shape or src.shape[-2:])
+    # Tasks of one worker process that share a device take turns: each pipeline sizes its
+    # batches to the card, and two at once would not fit.
+    with _device_lock(str(separator.device)):
+        kernel = DeviceKernel(separator, sig_shape=src.shape[-2:], work_shape=work,
+                              background=background, static_bg=static_bg, dtype=src.dtype,
+                              batch_size=device_batch_size(separator, work, batch_size))
+        return sum(run_pipeline(jobs, read=lambda job: src[job.region], kernel=kernel, write=write))
+
+
+_DEVICE_LOCKS: dict[str, threading.Lock] = {}
+_DEVICE_LOCKS_GUARD = threading.Lock()
+
+
+def _device_lock(device: str) -> threading.Lock:
+    with _DEVICE_LOCKS_GUARD:
+        return _DEVICE_LOCKS.setdefault(device, threading.Lock())
 
 
 _STATIC_CACHE: dict[tuple[str, str], np.ndarray] = {}
@@ -107,6 +188,21 @@ def _trial_pattern(src) -> np.ndarray:
     return stack[kept[:1]] if kept.size else first
 
 
+def _chunk_sum(block: np.ndarray) -> np.ndarray:
+    """Float64 sum ``(1, ..., sy, sx)`` of a chunk's patterns that are not blank (one pass)."""
+    nav_ndim = block.ndim - 2
+    flat = block.reshape((-1,) + block.shape[-2:])
+    kept = ~blank_frames(flat)
+    total = np.add.reduce(flat if kept.all() else flat[kept], axis=0, dtype=np.float64)
+    return total.reshape((1,) * nav_ndim + block.shape[-2:])
+
+
+def _chunk_count(block: np.ndarray) -> np.ndarray:
+    nav_ndim = block.ndim - 2
+    kept = ~blank_frames(block.reshape((-1,) + block.shape[-2:]))
+    return np.full((1,) * nav_ndim, np.count_nonzero(kept), np.int64)
+
+
 def _mean_of_non_blank(patterns):
     """Dask graph of the mean pattern (float64) over the frames that are not blank (zeros if all
     are blank): a dropped frame must not darken the map's static background."""
@@ -114,12 +210,12 @@ def _mean_of_non_blank(patterns):
 
     nav_ndim = patterns.ndim - 2
     nav_axes = tuple(range(nav_ndim))
-    blank = patterns.map_blocks(blank_frames, drop_axis=[nav_ndim, nav_ndim + 1], dtype=bool,
-                                meta=np.empty((0,) * nav_ndim, bool))
-    kept = (~blank).astype(np.float64)
-    total = (patterns.astype(np.float64) * kept[(...,) + (None, None)]).sum(axis=nav_axes)
-    count = kept.sum()
-    return total / da.maximum(count, 1.0)
+    grid = tuple((1,) * n for n in patterns.numblocks[:nav_ndim])
+    total = patterns.map_blocks(_chunk_sum, chunks=grid + patterns.chunks[nav_ndim:], dtype=np.float64,
+                                meta=np.empty((0,) * patterns.ndim, np.float64)).sum(axis=nav_axes)
+    count = patterns.map_blocks(_chunk_count, drop_axis=[nav_ndim, nav_ndim + 1], chunks=grid,
+                                dtype=np.int64, meta=np.empty((0,) * nav_ndim, np.int64)).sum()
+    return total / da.maximum(count, 1)
 
 
 def _load_on_client(checkpoint: str | None, loader: Callable | None):
@@ -255,12 +351,41 @@ def _gpu_workers(client) -> bool:
     return any("GPU" in (w.get("resources") or {}) for w in workers)
 
 
+# Chunks per task of the device pipeline: enough tasks per worker to balance several GPUs, few
+# enough that each task's pipeline runs long between its fill and drain.
+RANGE_TASKS_PER_WORKER = 4
+MAX_RANGE_CHUNKS = 64
+
+
+def _ranges(pending: list[tuple[int, ...]], workers: int) -> list[list[tuple[int, ...]]]:
+    size = max(1, min(MAX_RANGE_CHUNKS, -(-len(pending) // (RANGE_TASKS_PER_WORKER * max(1, workers)))))
+    return [pending[i:i + size] for i in range(0, len(pending), size)]
+
+
+def _use_device_pipeline(pipeline: str, config: SeparateConfig, cluster: ClusterConfig, client) -> bool:
+    """Range tasks with the device pipeline: asked for, or CUDA workers (dask-cuda or
+    ``--resources GPU=1``, or a local cluster on a machine with CUDA)."""
+    if pipeline not in ("auto", "chunk", "device"):
+        raise ValueError(f"pipeline must be auto, chunk or device, got {pipeline!r}")
+    if pipeline != "auto":
+        return pipeline == "device"
+    if config.device == "cpu":
+        return False
+    remote = cluster.scheduler_address or cluster.scheduler_file
+    return _gpu_workers(client) or (not remote and cuda_available())
+
+
 def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateConfig,
                  cluster: ClusterConfig | None = None, *, overwrite: bool = False, echo=None,
-                 loader: Callable | None = None, progress: bool | None = None) -> SeparateResult:
+                 loader: Callable | None = None, progress: bool | None = None,
+                 pipeline: str = "auto") -> SeparateResult:
     """Separate every pattern of the map store at ``map_path`` into the store ``out_path``.
 
     ``loader(checkpoint, device)`` replaces ``kdeconv.model.load_separator`` (tests, benchmarks).
+    ``pipeline``: "chunk" = one task per chunk with the numpy kernel (the CPU path); "device" =
+    tasks over ranges of chunks running the device pipeline (``kdeconv.separate.pipeline``) on
+    whatever device the workers resolve, the CPU included; "auto" = "device" when the workers
+    have CUDA, else "chunk". Both write the same numbers up to float rounding.
     """
     import dask
     import dask.array as da
@@ -331,9 +456,27 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
         static_token = hashlib.sha256(group[STATIC][...].tobytes()).hexdigest() if static else ""
         done = group[DONE][...]
         pending = [tuple(int(i) for i in idx) for idx in np.argwhere(done == 0)]
-        # GPU workers (dask-cuda, or `dask worker --resources GPU=1`) take one chunk per GPU.
+        # GPU workers (dask-cuda, or `dask worker --resources GPU=1`) take one task per GPU.
         gpu = config.device != "cpu" and _gpu_workers(client)
         separated = 0
+        if _use_device_pipeline(pipeline, config, cluster, client):
+            ranges = _ranges(pending, len(client.scheduler_info().get("workers", {})) or 1)
+            if ranges:
+                echo(f"device pipeline: {len(ranges)} task(s) of up to {len(ranges[0])} chunk(s)")
+            task = dask.delayed(_separate_range, pure=True)
+            token = dask.base.tokenize(str(staging), key, static_token, pipeline)
+            with dask.annotate(**({"resources": {"GPU": 1}} if gpu else {})):
+                tasks = [task(chunk_ids, map_path=str(map_path.resolve() / "patterns"),
+                              out_path=str(staging), checkpoint=checkpoint, sha256=sha256,
+                              device=config.device, batch_size=config.batch_size,
+                              background=background, static_token=static_token, loader=loader,
+                              precision=config.precision, work_shape=work_shape, pipeline=pipeline,
+                              dask_key_name=f"kdeconv-separate-{token}-"
+                                            + "-".join(map(str, chunk_ids[0])))
+                         for chunk_ids in ranges]
+            if tasks:
+                separated = int(compute(client, dask.delayed(sum)(tasks), progress=progress))
+            pending = []  # all handed to the range tasks
         with dask.annotate(**({"resources": {"GPU": 1}} if gpu else {})):
             counts = patterns.map_blocks(
                 _separate_and_write, drop_axis=list(range(nav_ndim, nav_ndim + 2)),
@@ -342,7 +485,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                 device=config.device, batch_size=config.batch_size, background=background,
                 static_token=static_token, loader=loader, precision=config.precision,
                 work_shape=work_shape)
-            if len(pending) == done.size:
+            if pending and len(pending) == done.size:
                 separated = int(compute(client, counts.sum(), progress=progress))
             elif pending:
                 # Only the unfinished chunks: dask culls the reads of the finished ones.
