@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from kdeconv.errors import EnvironmentFault, InputError
+from kdeconv.serialize import jsonable
 
 __all__ = [
     "DEFAULT_CHUNK_MB", "nav_chunks", "partial_path", "lock_path", "prepare_output",
@@ -269,25 +270,6 @@ def discard_output(staging: Path, path: str | Path | None = None) -> None:
         path = staging.with_name(staging.name[: -len(".partial")])
     if path is not None:
         release_output(path)
-
-
-def jsonable(value: Any) -> Any:
-    """Turn numpy scalars/arrays, paths and tuples into plain JSON for Zarr attrs."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "model_dump"):
-        return jsonable(value.model_dump(mode="json"))
-    return value
 
 
 def write_every_chunk() -> None:
