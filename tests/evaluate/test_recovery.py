@@ -64,22 +64,43 @@ def test_single_claim_invented_grain_and_nothing(m3m):
 
 
 def test_second_claimed_needs_both_the_weight_and_the_indexing_confidence():
-    from kdeconv.evaluate.recovery import second_claimed
+    from kdeconv.config.claim import ClaimRule
 
     w = np.array([[0.99, 0.01], [0.96, 0.04], [0.96, 0.04], [0.3, 0.7], [0.5, 0.5]])
     cm = np.array([0.9, 0.1, 0.5, 0.31, 0.0])  # the last: B could not be indexed
-    assert second_claimed(w, cm, 0.03, 0.3).tolist() == [False, False, True, True, False]
-    assert second_claimed(w, cm, 0.03, 0.0).tolist() == [False, True, True, True, True]
+    assert ClaimRule(claim_weight=0.03, claim_min_cm=0.3).claimed(w, cm).tolist() == [False, False, True, True, False]
+    assert ClaimRule(claim_weight=0.03, claim_min_cm=0.0).claimed(w, cm).tolist() == [False, True, True, True, True]
 
 
 def test_claim_rule_comes_from_the_config_then_the_model_then_the_fallback():
-    from kdeconv.evaluate.recovery import FALLBACK_CLAIM_RULE, resolve_claim_rule
+    from kdeconv.config.claim import FALLBACK_CLAIM_RULE, ClaimRule
 
     model = {"claim_weight": 0.05, "claim_min_cm": 0.4}
-    assert resolve_claim_rule(None, None, None) == FALLBACK_CLAIM_RULE | {
-        "source": {"claim_weight": "fallback", "claim_min_cm": "fallback"}}
-    assert resolve_claim_rule(None, None, model) == model | {
-        "source": {"claim_weight": "model", "claim_min_cm": "model"}}
-    mixed = resolve_claim_rule(0.01, None, model)
-    assert (mixed["claim_weight"], mixed["claim_min_cm"]) == (0.01, 0.4)
-    assert mixed["source"] == {"claim_weight": "config", "claim_min_cm": "model"}
+    assert ClaimRule.resolve(None, None, None) == (
+        FALLBACK_CLAIM_RULE, {"claim_weight": "fallback", "claim_min_cm": "fallback"})
+    assert ClaimRule.resolve(None, None, model) == (
+        ClaimRule(**model), {"claim_weight": "model", "claim_min_cm": "model"})
+    mixed, source = ClaimRule.resolve(0.01, None, model)
+    assert (mixed.claim_weight, mixed.claim_min_cm) == (0.01, 0.4)
+    assert source == {"claim_weight": "config", "claim_min_cm": "model"}
+
+
+def test_a_stored_claim_rule_out_of_range_is_one_line():
+    from kdeconv.config.claim import ClaimRule
+    from kdeconv.errors import InputError
+
+    with pytest.raises(InputError, match="out of range"):
+        ClaimRule.checked({"claim_weight": 0.9, "claim_min_cm": 0.3}, "checkpoint x.pt")
+    with pytest.raises(InputError, match="must hold claim_weight"):
+        ClaimRule.checked({"claim_weight": 0.1}, "checkpoint x.pt")
+
+
+def test_pairs_recovered_takes_either_assignment():
+    from orix.quaternion.symmetry import Oh
+
+    from kdeconv.evaluate.recovery import pairs_recovered
+
+    eye, turn = np.array([[1.0, 0, 0, 0]]), np.array([[np.cos(0.2), np.sin(0.2), 0, 0]])
+    both, one = pairs_recovered(np.r_[turn, eye, eye], np.r_[eye, np.full((1, 4), np.nan), turn],
+                                np.r_[eye, eye, eye], np.r_[turn, turn, turn], Oh)
+    assert both.tolist() == [True, False, True] and one.tolist() == [True, True, True]
