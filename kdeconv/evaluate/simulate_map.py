@@ -35,7 +35,7 @@ from kdeconv.evaluate.metrics import minmax01
 from kdeconv.evaluate.polycrystal import footprint_samples, grain_fractions, random_seeds, top_two
 from kdeconv.io.store import finalize_output, nav_chunks, prepare_output, store_attrs
 
-__all__ = ["simulate_map", "UP2_NAME", "UP1_NAME", "TRUTH_NAME", "detector_attrs", "assign_phases",
+__all__ = ["simulate_map", "UP2_NAME", "UP1_NAME", "TRUTH_NAME", "assign_phases",
            "record_counts", "camera_effects", "vendor_processed", "detector_background"]
 
 UP2_NAME = "map.up2"
@@ -45,12 +45,6 @@ TRUTH_NAME = "truth.zarr"
 # Seeds of the map's random streams: [seed, k] (k = 0 grain seeds, 1 orientations, 2 noise per
 # pixel, 3 phases of the grains, 4 gain field, 5 defect pixels).
 _GAIN_STREAM, _DEFECT_STREAM = 4, 5
-
-
-def detector_attrs(config: SimulateMapConfig) -> dict:
-    d = config.detector
-    return {"shape": list(d.shape), "pc": list(d.pc), "sample_tilt": d.sample_tilt, "tilt": d.tilt,
-            "binning": 1, "convention": "bruker"}
 
 
 def assign_phases(rng: np.random.Generator, n_grains: int, fractions) -> np.ndarray:
@@ -190,7 +184,7 @@ def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool
                  echo=None) -> Path:
     import zarr
 
-    from kdeconv.simulate import make_detector, random_quaternions
+    from kdeconv.simulate import random_quaternions
 
     out_dir = Path(out_dir)
     phases = _load_phases(config)
@@ -213,8 +207,7 @@ def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool
     phase_lookup = np.append(grain_phase, -1).astype(np.int16)
     phase_a, phase_b = phase_lookup[grain_a], phase_lookup[grain_b]
 
-    det = config.detector
-    detector = make_detector(det.shape, det.pc, det.tilt, det.sample_tilt)
+    detector = config.detector.to_kikuchipy()
     lookup = _grain_patterns([m for *_, m in phases], grain_phase, grain_quats, detector, (sy, sx))
     gain_map = camera_effects(config.seed, r, (sy, sx))
 
@@ -268,10 +261,10 @@ def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool
                    for k, (name, spec, fraction, master) in enumerate(phases)]
     source = {"path": map_name, "format": "simulated (kdeconv simulate-map)",
               "scan": {"step_y": config.step, "step_x": config.step, "unit": "um"},
-              "detector": detector_attrs(config)}
+              "detector": config.detector.to_attrs()}
     extra = {"full_scale_counts": full_scale(r, (sy, sx))} if eight_bit and config.style == "raw" else {}
     group.attrs.update(store_attrs(
-        "truth", config, source, detector=detector_attrs(config), phase=phase_attrs[0], phases=phase_attrs,
+        "truth", config, source, detector=config.detector.to_attrs(), phase=phase_attrs[0], phases=phase_attrs,
         style=config.style, map_file=map_name, file_dtype=np.dtype(file_dtype).name,
         grains={"seeds_yx": seeds, "quaternions": grain_quats, "phase": grain_phase}, **extra))
 

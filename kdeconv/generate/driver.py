@@ -338,6 +338,7 @@ def _create_store(staging: Path, cfg: GenerateConfig, plan: SourcePlan, n: int, 
 
 
 def _attrs(cfg: GenerateConfig, plan: SourcePlan, n_complete: int, pure_complete: bool) -> dict:
+    detector = cfg.pairs_detector()  # fixed geometry: evaluate indexes with it, as simulate-map's
     return store_attrs(
         "pairs", config=cfg, source=plan.info, pipeline=cfg.pipeline, seed=cfg.seed, n=cfg.n,
         n_complete=n_complete, pure_complete=pure_complete, content_key=_content_key(cfg),
@@ -349,7 +350,8 @@ def _attrs(cfg: GenerateConfig, plan: SourcePlan, n_complete: int, pure_complete
         rotation_meaning=("orientation (w, x, y, z) of the pure pattern as simulated, before the "
                           "flip/rot90 recorded in 'augment'; NaN for map sources"),
         index_meaning=("rows of 'pure' (with pure_rotation, pure_pc, pure_tilt = camera, sample)"
-                       if plan.kind == "simulate" else "flat indices into the map's patterns"))
+                       if plan.kind == "simulate" else "flat indices into the map's patterns"),
+        **({"detector": detector.to_attrs()} if detector is not None else {}))
 
 
 def _resume_key(cfg: GenerateConfig) -> dict:

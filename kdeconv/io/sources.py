@@ -17,16 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from kdeconv.config.detector import DetectorSpec
 from kdeconv.errors import InputError
 from kdeconv.io.layouts import (
     IMAGE_SUFFIXES, HDF5Layout, ImageFilesLayout, OffsetTableLayout, RawLayout, TiffPagesLayout,
     list_image_files, _read_image,
 )
 
-__all__ = ["Source", "open_source", "detector_attrs"]
-
-# Kept in attrs in full up to this many projection centres; above it, their mean.
-MAX_PC_IN_ATTRS = 4096
+__all__ = ["Source", "open_source"]
 
 _H5EBSD_READERS = {
     "kikuchipy_h5ebsd": ("kikuchipy.io.plugins.kikuchipy_h5ebsd._api", "KikuchipyH5EBSDReader", {}),
@@ -251,7 +249,7 @@ def _vendor_file(path: Path, allow_size_mismatch: bool = False) -> Source:
     if notes:
         attrs["notes"] = notes
     if scan.get("detector") is not None:
-        attrs["detector"] = detector_attrs(scan["detector"])
+        attrs["detector"] = DetectorSpec.from_kikuchipy(scan["detector"]).to_attrs()
     dtype = np.dtype(layout.dtype)
     return Source(layout, nav + sig, dtype.newbyteorder("="), attrs)
 
@@ -418,25 +416,3 @@ def _scan_attrs(axes: list[dict]) -> dict:
     if step["step_y"] is None:
         step["step_y"] = step["step_x"]
     return {"scan": {**step, "unit": str(unit)}}
-
-
-def detector_attrs(detector) -> dict:
-    """EBSDDetector -> plain dict (PC in kikuchipy's Bruker convention, as ``detector.pc`` gives)."""
-    pc = np.asarray(detector.pc, dtype=float)
-    attrs: dict[str, Any] = {
-        "shape": list(detector.shape),
-        "convention": "bruker",
-        "tilt": float(detector.tilt),
-        "sample_tilt": float(detector.sample_tilt),
-        "azimuthal": float(detector.azimuthal),
-        "twist": float(detector.twist),
-        "binning": int(detector.binning),
-        "px_size": float(detector.px_size),
-    }
-    if pc.size <= 3 * MAX_PC_IN_ATTRS:
-        attrs["pc"] = pc.reshape(-1, 3)[0].tolist() if np.allclose(pc.reshape(-1, 3), pc.reshape(-1, 3)[0]) \
-            else pc.tolist()
-    else:
-        attrs["pc"] = pc.reshape(-1, 3).mean(axis=0).tolist()
-        attrs["pc_note"] = "mean of a per-pattern PC array too large for attrs"
-    return attrs

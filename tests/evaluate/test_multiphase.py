@@ -45,12 +45,12 @@ def test_duplex_truth_has_both_phases_in_the_asked_fractions(duplex_maps, tmp_pa
     assert ((pa != pb) & (pb >= 0)).any(), "the map should hold phase boundaries"
 
     # Every grain's clean pattern is its orientation simulated in its own phase.
-    from kdeconv.evaluate.indexing import make_detector
+    from kdeconv.config.detector import DetectorSpec
     from kdeconv.evaluate.metrics import ncc
     from kdeconv.evaluate.reference import reference_phases, simulate_at
 
     refs = reference_phases(phases)
-    det = make_detector(t.attrs["detector"])
+    det = DetectorSpec.from_attrs(t.attrs["detector"]).to_kikuchipy()
     rot = t["rotation_a"][...].reshape(-1, 4)
     sim = simulate_at(rot, det, refs, phase_id=pa.reshape(-1))
     assert ncc(sim, t["A"][...].reshape(-1, 60, 60)).min() > 0.999
@@ -198,7 +198,7 @@ def test_evaluate_two_phase_map_perfect_and_swapped_phase(cli, duplex_maps, tmp_
                                                           warm_indexer):
     """Perfect separation scores 1.0 on a duplex map; B of every phase boundary simulated at its
     true orientation but in the other phase indexes as that phase and is a miss."""
-    from kdeconv.evaluate.indexing import make_detector
+    from kdeconv.config.detector import DetectorSpec
     from kdeconv.evaluate.reference import reference_phases, simulate_at
     from kdeconv.evaluate.metrics import minmax01
 
@@ -226,7 +226,7 @@ def test_evaluate_two_phase_map_perfect_and_swapped_phase(cli, duplex_maps, tmp_
     pa, pb = t["phase_a"][...], t["phase_b"][...]
     cross = (pb >= 0) & (pa != pb)
     refs = reference_phases(t.attrs["phases"])
-    wrong = simulate_at(t["rotation_b"][...][cross], make_detector(t.attrs["detector"]), refs,
+    wrong = simulate_at(t["rotation_b"][...][cross], DetectorSpec.from_attrs(t.attrs["detector"]).to_kikuchipy(), refs,
                         phase_id=1 - pb[cross])
     B_wrong = B.copy()
     B_wrong[cross] = np.rint(minmax01(wrong) * 65535).astype(np.uint16)
