@@ -270,7 +270,7 @@ def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool
 
     import dask.array as da
 
-    from kdeconv.io.edax import write_up1, write_up2
+    from kdeconv.io.formats.edax_binary import write_up1, write_up2
 
     (write_up1 if eight_bit else write_up2)(staging / map_name, da.from_zarr(arrays["C"]), config.step,
                                             config.step)

@@ -41,7 +41,9 @@ class Master:
 
 
 def _arrays(signal, energy) -> tuple[np.ndarray, np.ndarray]:
-    upper, lower = signal._get_master_pattern_arrays_from_energy(energy)
+    from kdeconv._kikuchipy import master_arrays
+
+    upper, lower = master_arrays(signal, energy)
     return (np.ascontiguousarray(upper, dtype=np.float32),
             np.ascontiguousarray(lower, dtype=np.float32))
 

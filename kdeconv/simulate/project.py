@@ -50,8 +50,7 @@ def simulate_varied(master: Master, quaternions: np.ndarray, pcs: np.ndarray, ti
     """Project pattern i with its own PC ``pcs[i]`` (Bruker convention), camera tilt ``tilts[i]``
     and sample tilt ``sample_tilts[i]``; float32 ``(n, sy, sx)``, raw master intensities.
     """
-    from kikuchipy.signals.util._master_pattern import (
-        _get_direction_cosines_from_detector, _project_patterns_from_master_pattern_with_varying_pc)
+    from kdeconv._kikuchipy import direction_cosines, project_with_varying_pc
 
     q = np.ascontiguousarray(quaternions, dtype=np.float64).reshape(-1, 4)
     n = len(q)
@@ -59,9 +58,9 @@ def simulate_varied(master: Master, quaternions: np.ndarray, pcs: np.ndarray, ti
     dc = np.empty((n, size, 3), dtype=np.float64)
     for i in range(n):
         det = DetectorSpec(shape=shape, pc=pcs[i], tilt=tilts[i], sample_tilt=sample_tilts[i]).to_kikuchipy()
-        dc[i] = _get_direction_cosines_from_detector(det)
+        dc[i] = direction_cosines(det)
     npy, npx = master.upper.shape
-    out = _project_patterns_from_master_pattern_with_varying_pc(
+    out = project_with_varying_pc(
         rotations=q, direction_cosines=dc, master_upper=master.upper, master_lower=master.lower,
         npx=int(npx), npy=int(npy), scale=float((npx - 1) / 2), rescale=False, out_min=1.0,
         out_max=2.0, dtype_out=np.float32)

@@ -1,4 +1,5 @@
-"""EDAX binary UP1/UP2 writer (version 3), as kikuchipy's reader parses it (little-endian).
+"""EDAX binary UP1/UP2: read through kikuchipy's header reader; written (version 3) as kikuchipy's
+reader parses it (little-endian).
 
 Header (42 bytes): uint32 version=3, uint32 sx, uint32 sy, uint32 pattern offset=42, 1 byte,
 uint32 nx, uint32 ny, uint8 hex flag=0, float64 dx, float64 dy; then the patterns row-major,
@@ -17,8 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from kdeconv.errors import InputError
+from kdeconv.io.formats import FormatSpec
+from kdeconv.io.layouts import RawLayout
 
-__all__ = ["write_up2", "write_up1", "edax_header", "HEADER_BYTES"]
+__all__ = ["FORMAT", "read_header", "write_up2", "write_up1", "edax_header", "HEADER_BYTES"]
 
 HEADER_BYTES = 42
 
@@ -110,3 +113,77 @@ def _write_edax(path, patterns, step_x, step_y, file_dtype: np.dtype, client) ->
     else:
         target[...] = np.asarray(patterns).astype(file_dtype, copy=False)
     return path
+
+
+def read_header(path: Path, plugin: str = "edax_binary", allow_size_mismatch: bool = False,
+                notes: list[str] | None = None):
+    """Layout and scan of a UP1/UP2 file, checked against its size."""
+    from kdeconv._kikuchipy import plugin_reader
+
+    EDAXBinaryFileReader = plugin_reader("edax_binary")
+
+    with open(path, "rb") as f:
+        size = path.stat().st_size
+        if size < 16:
+            raise InputError(f"{path.name} is truncated: no complete EDAX header")
+        reader = EDAXBinaryFileReader(f)
+        header = reader.read_header()
+        dtype = np.dtype(reader.dtype).newbyteorder("<")
+        n, sy, sx = int(header["n_patterns"]), int(header["sy"]), int(header["sx"])
+        offset = int(header["pattern_offset"])
+        if sy < 1 or sx < 1 or offset < 16 or offset > size:
+            raise InputError(f"{path.name} is damaged: its header gives patterns of {sy}x{sx} pixels "
+                             f"from byte {offset} of {size}")
+        pattern_bytes = sy * sx * dtype.itemsize
+        held, extra = divmod(size - offset, pattern_bytes)
+        what = f"{sy}x{sx} {'UP1' if dtype.itemsize == 1 else 'UP2'} patterns"
+        counted = reader.version >= 3 and not header["is_hex"]  # else the count comes from the size
+        if not counted and extra:
+            raise InputError(f"{path.name} is truncated or damaged: it holds {held} {what} and "
+                             f"{extra} bytes more (not a whole number of patterns)")
+        if counted and (held, extra) != (n, 0):
+            holds = f"{held} {what}" + (f" and {extra} bytes" if extra else "")
+            grid = f"{header['ny']}x{header['nx']}"
+            if held < n:
+                raise InputError(f"{path.name} is truncated: its header says {n} patterns ({grid}), "
+                                 f"the file holds {holds}")
+            if not allow_size_mismatch:
+                raise InputError(f"{path.name}: its header says {n} patterns ({grid}) but the file "
+                                 f"holds {holds}; --allow-size-mismatch reads the {n} the header says")
+            if notes is not None:
+                notes.append(f"{path.name}: its header says {n} patterns ({grid}) but the file "
+                             f"holds {holds}; reading the first {n}")
+        if n < 1:
+            raise InputError(f"{path.name} holds no pattern")
+        scan = reader.read_scan(None, lazy=False)  # a np.memmap: nothing is read here
+    layout = RawLayout(str(path), int(header["pattern_offset"]), n, (sy, sx), dtype.str)
+    return layout, {"data_shape": scan["data"].shape, "axes": scan["axes"]}
+
+
+def _write(path, array, source: dict, *, suffix: str, client=None, cluster=None, echo=print) -> Path:
+    """``export``: a store array to UP2 (uint8 widened) or UP1, written by the cluster's workers."""
+    import dask.array as da
+
+    from kdeconv.cluster import client_for
+
+    scan = source.get("scan") or {}
+    steps = [float(scan[f"step_{k}"]) if scan.get(f"step_{k}") is not None else 1.0 for k in ("x", "y")]
+    if suffix == ".up2" and np.dtype(array.dtype) == np.uint8:
+        echo("note: uint8 patterns are written to UP2 as uint16 (values unchanged)")
+    writer = write_up2 if suffix == ".up2" else write_up1
+    with client_for(client, cluster, echo=echo) as client:
+        return writer(path, da.from_zarr(array), *steps, client=client)
+
+
+def _check_write(dtype: np.dtype, suffix: str) -> str | None:
+    if suffix == ".up1" and dtype != np.uint8:
+        return f"cannot export {dtype} patterns to UP1 (8-bit) without losing data: use .up2, .h5 or .tif"
+    if suffix == ".up2" and dtype not in (np.uint8, np.uint16):
+        return f"cannot export {dtype} patterns to UP2 (16-bit): use .h5 or .tif"
+    return None
+
+
+FORMAT = FormatSpec("edax_binary", "EDAX UP1 (8-bit) / UP2 (16-bit)", ("up1", "up2"), read_header=read_header,
+                    kikuchipy_plugins=("edax_binary",), write=_write, write_extensions=("up1", "up2"),
+                    check_write=_check_write,
+                    write_itemsize=lambda dtype, suffix: 2 if suffix == ".up2" else dtype.itemsize)
