@@ -234,6 +234,17 @@ def open_client(config: ClusterConfig | None = None, *, echo=None) -> Iterator[A
         cluster.close()
 
 
+@contextlib.contextmanager
+def client_for(client=None, config: ClusterConfig | None = None, *, echo=None) -> Iterator[Any]:
+    """``client`` when one is given (left open: it is the caller's), else a client opened from
+    ``config`` as ``open_client`` does (and closed after)."""
+    if client is not None:
+        yield client
+        return
+    with open_client(config, echo=echo) as opened:
+        yield opened
+
+
 def _wait_for_workers(client, label: str, timeout: float) -> None:
     try:
         client.wait_for_workers(1, timeout=timeout)

@@ -22,9 +22,9 @@ def evaluate(separated, truth, out_dir, config_path, no_index, no_baselines, ove
     """Score SEPARATED (a separated store) against ground truth; writes metrics.json and report.md."""
     from kdeconv.config import load_config
     from kdeconv.config.evaluate import EvaluateConfig
-    from kdeconv.evaluate.driver import evaluate_stores
+    from kdeconv.evaluate.driver import run
 
     config = load_config(EvaluateConfig, config_path, index=False if no_index else None,
                          baselines=False if no_baselines else None)
-    evaluate_stores(separated, truth, out_dir, config, overwrite=overwrite, echo=click.echo,
-                    warn=lambda msg: click.echo(msg, err=True))
+    run(config, separated=separated, truth=truth, out=out_dir, overwrite=overwrite, echo=click.echo,
+        warn=lambda msg: click.echo(msg, err=True))

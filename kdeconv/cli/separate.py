@@ -1,4 +1,4 @@
-"""``kdeconv separate``: parse options, call ``kdeconv.separate.driver.separate_map``."""
+"""``kdeconv separate``: parse options, call ``kdeconv.separate.run``."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def separate(map_store, out, checkpoint, device, precision, batch_size, backgrou
     from kdeconv.cluster import summary_line
     from kdeconv.config import load_config
     from kdeconv.config.separate import SeparateConfig
-    from kdeconv.separate.driver import separate_map
+    from kdeconv.separate.driver import run
 
     config = load_config(SeparateConfig, config_path, checkpoint=checkpoint, device=device,
                          precision=precision, batch_size=batch_size, working_size=working_size)
@@ -63,7 +63,7 @@ def separate(map_store, out, checkpoint, device, precision, batch_size, backgrou
 
         raise InputError("--base, --pure, --references, --minutes, --max-steps and --seed need --adapt")
     try:
-        result = separate_map(map_store, out, config, cluster, overwrite=overwrite, echo=click.echo)
+        result = run(config, map_store=map_store, out=out, overwrite=overwrite, cluster=cluster, echo=click.echo)
     except Exception as err:  # a dead worker is not a bug here: say how to go on (exit 1)
         if type(err).__name__ != "KilledWorker":
             raise

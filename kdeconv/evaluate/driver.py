@@ -28,7 +28,7 @@ from kdeconv.evaluate.recovery import WEIGHT_BINS, phase_claim_angles, phase_tab
 from kdeconv.io.store import check_array, finalize_output, open_store, prepare_output
 from kdeconv.serialize import jsonable
 
-__all__ = ["Truth", "read_truth", "evaluate_stores", "METHODS"]
+__all__ = ["run", "EvaluateResult", "Truth", "read_truth", "evaluate_stores", "METHODS"]
 
 METHODS = {"kdeconv": "kdeconv (separated A, B)", "raw": "index raw C", "residual": "residual subtraction",
            "truth": "true A, B (indexer's ceiling)"}
@@ -294,6 +294,33 @@ def _mask(shape, cfg: EvaluateConfig, truth: Truth | None = None):
     from kdeconv.preprocess.mask import circular_mask
 
     return circular_mask(tuple(shape))
+
+
+@dataclass
+class EvaluateResult:
+    out: Path            # the report folder: metrics.json, report.md, PNGs, per_pattern.npz
+    patterns: int
+    metrics: dict        # what metrics.json holds
+    seconds: float
+
+
+def run(config: EvaluateConfig | dict | str | Path, *, separated: str | Path, truth: str | Path,
+        out: str | Path, overwrite: bool = False, client=None, progress: bool | None = None,
+        echo=print, warn=None) -> EvaluateResult:
+    """Score the separated store ``separated`` against ``truth`` (a simulate-map truth store or a
+    pairs store) into the report folder ``out`` (``kdeconv.evaluate``).
+
+    ``config``: an ``EvaluateConfig``, a dict or a YAML path. Evaluation runs in this process
+    (``client`` and ``progress`` are taken for a call like every stage's and not used).
+    """
+    import time
+
+    from kdeconv.config import coerce_config
+
+    start = time.perf_counter()
+    metrics = evaluate_stores(separated, truth, out, coerce_config(EvaluateConfig, config),
+                              overwrite=overwrite, echo=echo, warn=warn)
+    return EvaluateResult(Path(out), int(metrics["n_patterns"]), metrics, time.perf_counter() - start)
 
 
 def evaluate_stores(separated: str | Path, truth_path: str | Path, out_dir: str | Path,

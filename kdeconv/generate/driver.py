@@ -33,7 +33,8 @@ from kdeconv.io.store import (EVERY_CHUNK_WRITTEN, check_not_input, lock_output,
                               partial_path, release_output, store_attrs)
 from kdeconv.preprocess import circular_mask, mask_geometry
 
-__all__ = ["SourcePlan", "plan_source", "check_output", "run_generate", "write_pair_chunk", "write_debug_panels"]
+__all__ = ["run", "GenerateResult", "SourcePlan", "plan_source", "check_output", "run_generate", "write_pair_chunk",
+           "write_debug_panels"]
 
 PURE_CHUNK = 128      # pure patterns simulated per task
 PURE_STORE_CHUNK = 8  # per Zarr chunk: pair tasks read scattered pure patterns
@@ -464,7 +465,7 @@ def _nbytes(cfg: GenerateConfig, plan: SourcePlan) -> int:
 
 
 def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: bool = False,
-                 echo=print) -> dict:
+                 echo=print, progress: bool | None = None) -> dict:
     """Generate ``cfg.n`` pairs into ``out``; returns {"new": pairs written, "n": total, ...}.
 
     Resumable (``kdeconv.io.resume``): each pure task and each pair chunk marks itself done after
@@ -518,7 +519,7 @@ def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: boo
                         dask_key_name=f"kdeconv-pure-{token}-{i * PURE_CHUNK}")
                     for (i,) in resume.pending(group, PURE_LEDGER)]
             if deps:
-                pure_new = compute(client, dask.delayed(_total)(deps))
+                pure_new = compute(client, dask.delayed(_total)(deps), progress=progress)
             resume.require_complete(group, out, PURE_LEDGER)
             group.attrs["pure_complete"] = True
         write = dask.delayed(write_pair_chunk, pure=True)
@@ -526,7 +527,7 @@ def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: boo
         tasks = [write(str(staging), cfg_json, s, e, plan.pool_size,
                        dask_key_name=f"kdeconv-pairs-{token}-{s}-{e}")
                  for s, e in ranges if e > s]
-        written = compute(client, dask.delayed(_total)(tasks)) if tasks else 0
+        written = compute(client, dask.delayed(_total)(tasks), progress=progress) if tasks else 0
     resume.require_complete(group, out)
     attrs = {**_attrs(cfg, plan, n_complete=cfg.n, pure_complete=True), resume.RESUME_KEY: key}
     if not group.attrs.get(EVERY_CHUNK_WRITTEN):  # extends a store of an earlier kdeconv, which
@@ -534,6 +535,40 @@ def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: boo
     group.attrs.update(attrs)
     resume.finish(staging, out)
     return {"new": written, "n": cfg.n, "seconds": timer.seconds, "base": base, "pure": pure_new}
+
+
+@dataclass
+class GenerateResult:
+    out: Path
+    pairs: int          # pairs written by this run
+    total: int          # pairs in the store
+    pure: int           # pure patterns simulated by this run
+    seconds: float
+
+
+def run(config: GenerateConfig | dict | str | Path, *, out: str | Path, overwrite: bool = False,
+        client=None, cluster=None, progress: bool | None = None, echo=print) -> GenerateResult:
+    """Generate ``config.n`` pairs into the pairs store ``out`` (``kdeconv.generate``).
+
+    ``config``: a ``GenerateConfig``, a dict or a YAML path. A bad source or output is refused
+    before any cluster starts; then the pairs are made on ``client``, else on a cluster started
+    from ``cluster`` (a local one by default). A finished store with the same config grows to a
+    larger ``n``; an interrupted run resumes.
+    """
+    from kdeconv.cluster import client_for, summary_line
+    from kdeconv.config import coerce_config
+
+    cfg = coerce_config(GenerateConfig, config)
+    plan_source(cfg)  # bad source or output: refused before any cluster starts
+    check_output(cfg, out, overwrite)
+    with client_for(client, cluster, echo=echo) as client:
+        result = run_generate(cfg, out, client, overwrite=overwrite, echo=echo, progress=progress)
+    if result["new"]:
+        echo(summary_line("generate", result["new"], result["seconds"], unit="pairs")
+             + (f"; simulated {result['pure']} pure patterns" if result.get("pure") else "")
+             + (f"; store now holds {result['n']}" if result.get("base") else ""))
+    return GenerateResult(Path(out), int(result["new"]), int(result["n"]), int(result.get("pure") or 0),
+                          float(result["seconds"]))
 
 
 def write_debug_panels(store: str | Path, folder: str | Path, count: int = 6) -> list[Path]:

@@ -31,7 +31,7 @@ from kdeconv.separate.chunk import blank_frames, preprocess_patterns, separate_p
 from kdeconv.separate.inputs import ModelInputPlan, plan_model_input
 from kdeconv.separate.worker import cached_separator
 
-__all__ = ["separate_map", "SeparateResult", "open_separate_client", "check_device", "separate_block", "load_checked",
+__all__ = ["run", "separate_map", "SeparateResult", "open_separate_client", "check_device", "separate_block", "load_checked",
            "trial_pattern", "check_model_on", "mean_of_non_blank", "create_store", "resume_key"]
 
 DONE = resume.LEDGER
@@ -379,3 +379,19 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                           chunks_skipped=int(done.sum()), chunks=int(done.size),
                           seconds=timer.seconds, report_files=reports, blank_frames=blank,
                           background=plan.decision["mode"], work_shape=work_shape)
+
+
+def run(config: SeparateConfig | dict | str | Path, *, map_store: str | Path, out: str | Path,
+        overwrite: bool = False, client=None, cluster: ClusterConfig | None = None,
+        progress: bool | None = None, echo=print) -> SeparateResult:
+    """Separate every pattern of the map store ``map_store`` into the separated store ``out``
+    (``kdeconv.separate.run``; what ``kdeconv separate`` runs).
+
+    ``config``: a ``SeparateConfig``, a dict or a YAML path. Runs on ``client``, else on a cluster
+    started from ``cluster`` once the output is locked and the model checked (a local one by
+    default, one GPU per worker with dask-cuda). Rerunning an interrupted run resumes it.
+    """
+    from kdeconv.config import coerce_config
+
+    return separate_map(map_store, out, coerce_config(SeparateConfig, config), cluster, overwrite=overwrite,
+                        echo=echo, progress=progress, client=client)
