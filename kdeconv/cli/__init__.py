@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import click
 
@@ -92,12 +93,18 @@ def _release_outputs() -> None:
         store.release_all_outputs()
 
 
-@click.group(cls=KdeconvGroup, context_settings={"help_option_names": ["-h", "--help"]})
+# The example configs ship inside the package, so this path exists after pip install.
+EXAMPLE_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@click.group(cls=KdeconvGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=f"Example configs (one per command): {EXAMPLE_CONFIGS}")
 @click.version_option(__version__, prog_name="kdeconv")
 def main():
     """kdeconv: separate mixed EBSD Kikuchi patterns (C = wA*A + wB*B) map-wide on Dask.
 
-    Pipeline: ingest -> generate -> train -> separate -> export / evaluate.
+    Pipeline: ingest -> generate -> train -> separate -> export / evaluate. In Python:
+    kdeconv.separate(signal), kdeconv.<stage>(config).
     """
 
 

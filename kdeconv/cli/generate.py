@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from kdeconv.cli._common import cluster_options, overwrite_option
+from kdeconv.cli._common import cluster_options, example, overwrite_option
 
 
 @click.command("generate")
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="YAML config (see configs/generate_default.yaml).")
+              help=f"YAML config (example: {example('generate_debug.yaml')}).")
 @click.option("--out", required=True, type=click.Path(), help="Pairs store to write (Zarr).")
 @click.option("--n", type=int, default=None, help="Number of pairs (overrides the config). A larger "
               "--n on an existing store with the same config appends.")

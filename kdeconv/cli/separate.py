@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kdeconv.cli._common import cluster_options, overwrite_option
+from kdeconv.cli._common import cluster_options, example, overwrite_option
 from kdeconv.cli.adapt import adapt_config_data, adapt_options
 
 
@@ -25,7 +25,7 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
               help="Shorter side (px) the model sees; A and B are resampled back (default: the "
                    "model's own range decides).")
 @click.option("--config", "config_path", default=None, type=click.Path(),
-              help="YAML config (see configs/separate.yaml); options given here win.")
+              help=f"YAML config (example: {example('separate.yaml')}); options given here win.")
 @click.option("--adapt", "adapt_first", is_flag=True,
               help="First fine-tune the model (--checkpoint, or the shipped one) on this map's own "
                    "pure patterns into OUT.adapt/, then separate with it.")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from kdeconv.cli._common import overwrite_option
+from kdeconv.cli._common import example, overwrite_option
 
 
 @click.command("simulate-map")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="YAML config (see configs/simulate_map.yaml).")
+              help=f"YAML config (example: {example('simulate_map.yaml')}).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output folder: map.up2 (map.up1 when 8-bit), truth.zarr, overview.png.")
 @click.option("--seed", type=int, default=None, help="Override the config's seed.")

@@ -1,4 +1,4 @@
-"""Pydantic config models, one per command, loaded from YAML under ``configs/``.
+"""Pydantic config models, one per command, loaded from YAML (examples ship in ``kdeconv/configs/``).
 
 Each stage's model lives in its own module (``config/generate.py`` …); this module holds the loader
 and the choices several configs share. No torch is imported here or by any config module.

@@ -1,4 +1,4 @@
-"""Config of ``kdeconv adapt`` (example: configs/adapt.yaml)."""
+"""Config of ``kdeconv adapt`` (example: kdeconv/configs/adapt.yaml)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Config of ``kdeconv evaluate`` (example: configs/evaluate.yaml)."""
+"""Config of ``kdeconv evaluate`` (example: kdeconv/configs/evaluate.yaml)."""
 
 from __future__ import annotations
 

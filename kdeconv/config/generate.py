@@ -1,4 +1,5 @@
-"""Config of ``kdeconv generate`` (example: configs/generate_default.yaml)."""
+"""Config of ``kdeconv generate`` (examples: kdeconv/configs/generate_debug.yaml; the shipped model's
+training set: configs/generate_default.yaml)."""
 
 from __future__ import annotations
 

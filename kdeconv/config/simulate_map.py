@@ -1,4 +1,4 @@
-"""Config of ``kdeconv simulate-map`` (example: configs/simulate_map.yaml)."""
+"""Config of ``kdeconv simulate-map`` (example: kdeconv/configs/simulate_map.yaml)."""
 
 from __future__ import annotations
 

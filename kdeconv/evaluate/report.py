@@ -7,19 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from kdeconv.evaluate.metrics import minmax01
+from kdeconv.figures import subplots
 
 __all__ = ["write_report", "headline"]
 
 _COLORS = {"kdeconv": "tab:green", "raw": "tab:gray", "residual": "tab:orange", "truth": "tab:blue"}
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _pick_examples(minority: np.ndarray, k: int) -> list[int]:
@@ -39,13 +31,12 @@ def _pick_examples(minority: np.ndarray, k: int) -> list[int]:
 
 
 def _examples_png(path, truth, sep_a, sep_b, sep_w, px, k) -> None:
-    plt = _plt()
     minority = truth.weights.min(axis=1)
     rows = _pick_examples(minority, k)
     has_c = truth.C is not None
     cols = (["C (raw)"] if has_c else []) + ["kdeconv A", "kdeconv B", "truth A", "truth B",
                                               "|A - truth A|", "|B - truth B|"]
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.7 * len(cols), 1.8 * len(rows)),
+    fig, axes = subplots(len(rows), len(cols), figsize=(1.7 * len(cols), 1.8 * len(rows)),
                              squeeze=False, constrained_layout=True)
     for r, i in enumerate(rows):
         sw = bool(px["swapped"][i])
@@ -64,15 +55,13 @@ def _examples_png(path, truth, sep_a, sep_b, sep_w, px, k) -> None:
         axes[r, 0].set_ylabel(f"#{i} w=({tw[0]:.2f},{tw[1]:.2f})\npred ({sep_w[i, 0]:.2f},{sep_w[i, 1]:.2f})",
                               fontsize=7)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def _weights_png(path, true_weights, sep_w, claims, cfg) -> None:
     """Predicted against true minority weight, one dot per pattern, coloured by whether kdeconv
     claimed its second grain; the claim weight as a line and the median per true-weight bin."""
-    plt = _plt()
     true_min, pred_min = true_weights.min(axis=1), sep_w.min(axis=1)
-    fig, ax = plt.subplots(figsize=(4.6, 4.2), constrained_layout=True)
+    fig, ax = subplots(figsize=(4.6, 4.2), constrained_layout=True)
     claimed = np.asarray(claims["kdeconv"]["second_claimed"], bool) if "kdeconv" in claims else None
     if claimed is None:
         ax.scatter(true_min, pred_min, s=4, alpha=0.4, color="tab:green", linewidths=0)
@@ -95,14 +84,12 @@ def _weights_png(path, true_weights, sep_w, claims, cfg) -> None:
     ax.set_xlabel("true minority weight"), ax.set_ylabel("predicted minority weight")
     ax.legend(fontsize=7, loc="upper left", markerscale=3)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _recovery_bins_png(path, recovery: dict, tol: str) -> None:
-    plt = _plt()
     methods = list(recovery)
     bins = list(next(iter(recovery.values()))["tolerances_deg"][tol]["bins"])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True, sharey=True)
+    fig, axes = subplots(1, 2, figsize=(10, 3.6), constrained_layout=True, sharey=True)
     width = 0.8 / len(methods)
     for ax, key, title in ((axes[0], "both", f"both constituents within {tol}°"),
                            (axes[1], "minority", f"minority constituent within {tol}°")):
@@ -116,11 +103,9 @@ def _recovery_bins_png(path, recovery: dict, tol: str) -> None:
     axes[0].set_ylabel("fraction of mixed patterns")
     axes[0].legend(fontsize=8, loc="upper left")
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _recovery_overall_png(path, recovery: dict) -> None:
-    plt = _plt()
     tols = list(next(iter(recovery.values()))["tolerances_deg"])
     groups = []
     for tol in tols:
@@ -128,7 +113,7 @@ def _recovery_overall_png(path, recovery: dict) -> None:
     groups.append((f"pure: kept, none\ninvented ≤{tols[-1]}°", tols[-1], "pure_ok"))
     methods = list(recovery)
     width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(2 + 1.6 * len(groups), 3.6), constrained_layout=True)
+    fig, ax = subplots(figsize=(2 + 1.6 * len(groups), 3.6), constrained_layout=True)
     for m_i, name in enumerate(methods):
         vals = [recovery[name]["tolerances_deg"][tol][key] or 0.0 for _, tol, key in groups]
         ax.bar(np.arange(len(groups)) + (m_i - (len(methods) - 1) / 2) * width, vals, width,
@@ -138,11 +123,9 @@ def _recovery_overall_png(path, recovery: dict) -> None:
     ax.set_ylabel("fraction of patterns")
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _maps_png(path, truth, sep_w, px, claims, cfg) -> None:
-    plt = _plt()
     ny, nx = truth.nav_shape
     panels = [("truth minority weight", truth.weights.min(axis=1), "magma", (0, 0.5)),
               ("kdeconv minority weight", sep_w.min(axis=1), "magma", (0, 0.5)),
@@ -158,7 +141,7 @@ def _maps_png(path, truth, sep_w, px, claims, cfg) -> None:
         mixed = truth.weights.min(axis=1) >= cfg.mixed_from
         score = np.where(mixed, found[0].astype(int) + found[1].astype(int), np.nan)
         panels.append((f"kdeconv grains found ≤{tol:g}° (mixed)", score, "RdYlGn", (0, 2)))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), constrained_layout=True)
+    fig, axes = subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), constrained_layout=True)
     for ax, (title, values, cmap, lim) in zip(axes, panels):
         im = ax.imshow(np.asarray(values, float).reshape(ny, nx), cmap=cmap, vmin=lim[0], vmax=lim[1],
                        interpolation="nearest")
@@ -166,13 +149,11 @@ def _maps_png(path, truth, sep_w, px, claims, cfg) -> None:
         ax.set_xticks([]), ax.set_yticks([])
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _ncc_hist_png(path, px, minority, cfg) -> None:
-    plt = _plt()
     mixed = minority >= cfg.mixed_from
-    fig, ax = plt.subplots(figsize=(5, 3.2), constrained_layout=True)
+    fig, ax = subplots(figsize=(5, 3.2), constrained_layout=True)
     bins = np.linspace(-0.2, 1, 49)
     ax.hist(px["ncc_a"][mixed], bins=bins, alpha=0.6, label="A (mixed)")
     ax.hist(px["ncc_b"][mixed], bins=bins, alpha=0.6, label="B (mixed)")
@@ -181,7 +162,6 @@ def _ncc_hist_png(path, px, minority, cfg) -> None:
     ax.set_ylabel("patterns")
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _fmt(x, pct=False) -> str:

@@ -290,13 +290,10 @@ def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool
 
 def _overview_png(path: Path, grain_a: np.ndarray, weights: np.ndarray, phase_a: np.ndarray | None,
                   names: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from kdeconv import figures
 
     n = 2 if phase_a is None else 3
-    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.6), constrained_layout=True)
+    fig, axes = figures.subplots(1, n, figsize=(4 * n, 3.6), constrained_layout=True)
     axes[0].imshow(grain_a, cmap="tab20", interpolation="nearest")
     axes[0].set_title("dominant grain")
     im = axes[1].imshow(weights[..., 1], cmap="magma", vmin=0, vmax=0.5, interpolation="nearest")
@@ -308,4 +305,3 @@ def _overview_png(path: Path, grain_a: np.ndarray, weights: np.ndarray, phase_a:
     for ax in axes:
         ax.set_xticks([]), ax.set_yticks([])
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -573,10 +573,9 @@ def run(config: GenerateConfig | dict | str | Path, *, out: str | Path, overwrit
 
 def write_debug_panels(store: str | Path, folder: str | Path, count: int = 6) -> list[Path]:
     """PNG per pair: A, B, C, C with the mask boundary, and C - (wA*A + wB*B)."""
-    import matplotlib
+    from matplotlib.patches import Circle
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from kdeconv import figures
     import zarr
 
     from kdeconv.mixing import from_uint16
@@ -594,18 +593,17 @@ def write_debug_panels(store: str | Path, folder: str | Path, count: int = 6) ->
         a, b, c = (from_uint16(group[k][i]) for k in ("A", "B", "C"))
         w = group["weights"][i]
         diff = c - (w[0] * a + w[1] * b)
-        fig, axes = plt.subplots(1, 5, figsize=(15, 3.3))
+        fig, axes = figures.subplots(1, 5, figsize=(15, 3.3))
         for ax, img, title in zip(axes, (a, b, c, c, diff),
                                   (f"A (wA={w[0]:.2f})", f"B (wB={w[1]:.2f})", "C", "C + mask",
                                    "C - (wA A + wB B)")):
             ax.imshow(img, cmap="gray" if title != "C - (wA A + wB B)" else "coolwarm")
             ax.set_title(title, fontsize=9)
             ax.axis("off")
-        axes[3].add_patch(plt.Circle((cx, cy), r, fill=False, color="red", lw=1))
+        axes[3].add_patch(Circle((cx, cy), r, fill=False, color="red", lw=1))
         fig.suptitle(f"pair {i} (masked={bool(group['masked'][i])}, "
                      f"index {int(group['index_a'][i])}/{int(group['index_b'][i])})", fontsize=10)
         path = folder / f"pair_{i:06d}.png"
         fig.savefig(path, dpi=80, bbox_inches="tight")
-        plt.close(fig)
         paths.append(path)
     return paths
