@@ -32,8 +32,8 @@ def _best_of(fn, repeat: int = 3) -> float:
 
 
 def run(quick: bool = False) -> list[dict]:
-    from kdeconv.config.simulate_map import SimulateMapConfig
     from kdeconv.config.detector import DetectorSpec
+    from kdeconv.config.simulate_map import SimulateMapConfig
     from kdeconv.evaluate.indexing import index_patterns
     from kdeconv.evaluate.metrics import ncc, pair_metrics
     from kdeconv.evaluate.reference import load_master_pattern, simulate_at
@@ -68,7 +68,8 @@ def run(quick: bool = False) -> list[dict]:
 
     t_wrap = _best_of(lambda: index_patterns(pats, det, mp.phase), 2)
     t_bare = _best_of(bare, 2)
-    rows.append(make_row("evaluate", "indexing patterns/s", m / t_wrap, "bare EBSD.hough_indexing", m / t_bare,
+    rows.append(make_row("evaluate", "indexing patterns/s", m / t_wrap, "bare EBSD.hough_indexing",
+                         m / t_bare,
                          note=f"{m} simulated Ni 60x60, PyEBSDIndex on CPU in one process"))
 
     nav = (20, 20) if quick else (50, 50)

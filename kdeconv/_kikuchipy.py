@@ -71,8 +71,7 @@ def direction_cosines(detector):
 
 def project_with_varying_pc(**kwargs):
     """kikuchipy's numba projection with one set of direction cosines per pattern."""
-    from kikuchipy.signals.util._master_pattern import (
-        _project_patterns_from_master_pattern_with_varying_pc)
+    from kikuchipy.signals.util._master_pattern import _project_patterns_from_master_pattern_with_varying_pc
 
     return _project_patterns_from_master_pattern_with_varying_pc(**kwargs)
 

@@ -153,7 +153,7 @@ def _probe_scheduler(address: str, label: str, timeout: float) -> None:
     pool.shutdown(wait=False)
     try:
         reply = future.result(timeout=timeout + 5)
-    except (asyncio.TimeoutError, TimeoutError, FutureTimeout):
+    except (TimeoutError, FutureTimeout):
         raise InputError(f"no Dask scheduler answered at {label} within {timeout:g} s (is it the "
                          "scheduler's address? a dashboard or other port does not answer)") from None
     except ValueError as err:

@@ -112,7 +112,8 @@ def test_kikuchipy_private_api_only_behind_the_compat_module():
 def test_the_checks_see_a_violation(tmp_path):
     config = tmp_path / "kdeconv" / "config"
     config.mkdir(parents=True)
-    (config / "probe.py").write_text("def f():\n    import torch.nn\n    from ..model import load_separator\n")
+    (config / "probe.py").write_text("def f():\n    import torch.nn\n"
+                                     "    from ..model import load_separator\n")
     assert violations(config, ("kdeconv.model", "torch"), tmp_path) == [
         "kdeconv/config/probe.py:2 imports torch.nn", "kdeconv/config/probe.py:3 imports kdeconv.model",
         "kdeconv/config/probe.py:3 imports kdeconv.model.load_separator"]

@@ -6,8 +6,14 @@ import pytest
 
 from kdeconv.config.detector import DetectorSpec
 from kdeconv.preprocess.background import remove_dynamic_background
-from kdeconv.simulate import (kinematic_master, library_master, library_path, library_phases,
-                              phase_info, simulate_patterns)
+from kdeconv.simulate import (
+    kinematic_master,
+    library_master,
+    library_path,
+    library_phases,
+    phase_info,
+    simulate_patterns,
+)
 
 PHASES = library_phases()
 
@@ -41,7 +47,8 @@ def test_each_phase_loads_into_kikuchipy_and_projects(name):
     assert master.energy == 20.0
     from orix.quaternion import Rotation
 
-    patterns = simulate_patterns(master, Rotation.random(3), DetectorSpec(shape=(40, 50), pc=(0.5, 0.4, 0.6)).to_kikuchipy())
+    detector = DetectorSpec(shape=(40, 50), pc=(0.5, 0.4, 0.6)).to_kikuchipy()
+    patterns = simulate_patterns(master, Rotation.random(3), detector)
     assert patterns.shape == (3, 40, 50) and np.isfinite(patterns).all()
     assert (patterns.std(axis=(1, 2)) > 0).all()
 
@@ -97,6 +104,7 @@ def test_hexagonal_atoms_keep_their_fractional_positions():
     np.testing.assert_allclose(master.phase.structure[0].xyz, [1 / 3, 2 / 3, 0.25], atol=1e-9)
     from kdeconv.simulate.masters import _phase_from_spec
 
-    phase = _phase_from_spec({"name": "mg", "space_group": 194, "lattice": [3.2094, 3.2094, 5.2107, 90, 90, 120],
+    phase = _phase_from_spec({"name": "mg", "space_group": 194,
+                              "lattice": [3.2094, 3.2094, 5.2107, 90, 90, 120],
                               "atoms": [{"element": "Mg", "xyz": [1 / 3, 2 / 3, 0.25]}]})
     np.testing.assert_allclose(phase.structure[0].xyz, [1 / 3, 2 / 3, 0.25], atol=1e-9)

@@ -6,8 +6,14 @@ import pytest
 from kdeconv.config.detector import DetectorSpec
 from kdeconv.errors import InputError
 from kdeconv.preprocess import normalize
-from kdeconv.simulate import (kinematic_master, load_master, nickel_master,
-                              random_quaternions, simulate_patterns, simulate_varied)
+from kdeconv.simulate import (
+    kinematic_master,
+    load_master,
+    nickel_master,
+    random_quaternions,
+    simulate_patterns,
+    simulate_varied,
+)
 
 NI_CIF = """data_Ni
 _cell_length_a 3.524

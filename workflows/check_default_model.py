@@ -171,8 +171,8 @@ def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True,
 
     from kdeconv.config.detector import DetectorSpec
     from kdeconv.evaluate.indexing import bundled_ni_phase, index_patterns
-    from kdeconv.evaluate.recovery import pairs_recovered
     from kdeconv.evaluate.metrics import pair_metrics, weight_error
+    from kdeconv.evaluate.recovery import pairs_recovered
     from kdeconv.model import load_separator
 
     store = make_test_set(work, n)
@@ -213,8 +213,8 @@ def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True,
         bins = {}
         for lo, hi in ((0.25, 0.35), (0.35, 0.45), (0.45, 0.5001)):
             sel = (minority >= lo) & (minority < hi)
-            bins[f"{lo:.2f}-{min(hi, 0.5):.2f}"] = {"n": int(sel.sum()),
-                                                   "both_within_3deg": float(both[sel].mean()) if sel.any() else None}
+            bins[f"{lo:.2f}-{min(hi, 0.5):.2f}"] = {
+                "n": int(sel.sum()), "both_within_3deg": float(both[sel].mean()) if sel.any() else None}
         result.update({
             "both_orientations_within_3deg": float(both.mean()),
             "at_least_one_within_3deg": float(one.mean()),
@@ -256,7 +256,8 @@ def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: 
     from kdeconv.errors import InputError
 
     checked = json.loads(check_json.read_text()) if check_json and check_json.exists() else {}
-    summary = json.loads((run / "summary.json").read_text()) if run and (run / "summary.json").exists() else {}
+    summary_file = run / "summary.json" if run else None
+    summary = json.loads(summary_file.read_text()) if summary_file and summary_file.exists() else {}
     provenance = {
         "training": {k: summary.get(k) for k in ("stop_reason", "step", "epoch", "best_step",
                                                    "train_seconds", "samples_per_s", "device")},

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
+
 import click
 
 from kdeconv.cli import EXAMPLE_CONFIGS
 from kdeconv.config import validate_config
 from kdeconv.config.cluster import ClusterConfig
-
-
 
 
 def example(name: str) -> str:

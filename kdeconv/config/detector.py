@@ -84,9 +84,11 @@ class DetectorSpec(StrictModel):
         if pc.ndim > 1:
             n = int(np.prod(nav_shape)) if nav_shape else -1
             pc = pc.reshape(tuple(nav_shape) + (3,)) if pc.size == 3 * n else pc.reshape(-1, 3).mean(axis=0)
-        return EBSDDetector(shape=tuple(int(v) for v in self.shape), pc=pc, sample_tilt=float(self.sample_tilt),
-                            tilt=float(self.tilt), azimuthal=float(self.azimuthal), twist=float(self.twist),
-                            binning=int(self.binning), px_size=float(self.px_size), convention=self.convention)
+        return EBSDDetector(shape=tuple(int(v) for v in self.shape), pc=pc,
+                            sample_tilt=float(self.sample_tilt), tilt=float(self.tilt),
+                            azimuthal=float(self.azimuthal), twist=float(self.twist),
+                            binning=int(self.binning), px_size=float(self.px_size),
+                            convention=self.convention)
 
     @classmethod
     def from_kikuchipy(cls, detector, max_pcs: int = MAX_PC_IN_ATTRS) -> DetectorSpec:

@@ -200,7 +200,8 @@ class NormalizeSpec(StrictModel):
 
 
 class PreprocessSpec(StrictModel):
-    binning: int = Field(default=1, ge=1, le=8)     # pure patterns are made/read this much larger, then binned
+    # pure patterns are made/read this much larger, then binned
+    binning: int = Field(default=1, ge=1, le=8)
     crop: tuple[int, int, int, int] | None = None   # top, bottom, left, right (after binning)
     denoise_sigma: float = Field(default=0.0, ge=0)
 

@@ -17,6 +17,6 @@ from kdeconv._exports import lazy_getattr, make_callable
 
 __all__ = ["run", "EvaluateResult"]
 
-__getattr__ = lazy_getattr(__name__, {"run": "kdeconv.evaluate.driver", "EvaluateResult": "kdeconv.evaluate.driver"})
+__getattr__ = lazy_getattr(__name__, {name: "kdeconv.evaluate.driver" for name in ("run", "EvaluateResult")})
 
 make_callable(__name__, "run")

@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from kdeconv.config.claim import ClaimRule
 from kdeconv.config.detector import DetectorSpec
 from kdeconv.config.evaluate import EvaluateConfig
 from kdeconv.config.generate import GenerateConfig
 from kdeconv.errors import InputError
 from kdeconv.evaluate.metrics import pair_metrics, weight_calibration, weight_error
-from kdeconv.config.claim import ClaimRule
 from kdeconv.evaluate.recovery import WEIGHT_BINS, phase_claim_angles, phase_tables, recovery_table
 from kdeconv.io.store import check_array, finalize_output, open_store, prepare_output
 from kdeconv.serialize import jsonable
@@ -101,7 +101,8 @@ def read_truth(path: str | Path) -> Truth:
     group = open_store(path)
     kind = group.attrs.get("kdeconv_kind")
     if kind not in ("truth", "pairs"):
-        raise InputError(f"{path} is a '{kind}' store; --truth needs a 'truth' (simulate-map) or 'pairs' store")
+        raise InputError(f"{path} is a '{kind}' store; --truth needs a 'truth' (simulate-map) or 'pairs' "
+                         "store")
     open_store(path, kind, arrays=("A", "B", "weights"))
     attrs = dict(group.attrs)
     A = np.asarray(group["A"][...])
@@ -182,8 +183,8 @@ def _pixel_metrics_chunked(sep_a, sep_b, true_a, true_b, mask, chunk: int | None
     from kdeconv.evaluate.metrics import slice_rows
 
     chunk = chunk or slice_rows(np.shape(sep_a)[-2:], 8, 64.0, 1024)
-    parts = [pair_metrics(sep_a[i:i + chunk], sep_b[i:i + chunk], true_a[i:i + chunk], true_b[i:i + chunk], mask)
-             for i in range(0, len(sep_a), chunk)]
+    rows = [slice(i, i + chunk) for i in range(0, len(sep_a), chunk)]
+    parts = [pair_metrics(sep_a[r], sep_b[r], true_a[r], true_b[r], mask) for r in rows]
     if not parts:
         return pair_metrics(sep_a, sep_b, true_a, true_b, mask)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -194,7 +195,8 @@ def _index_context(truth: Truth, cfg: EvaluateConfig):
     from kdeconv.evaluate.reference import master_spec_for, reference_phases
 
     if truth.rotation_a is None:
-        raise InputError("the truth store has no orientations (rotation_a): use --no-index for pixel metrics only")
+        raise InputError("the truth store has no orientations (rotation_a): use --no-index for pixel "
+                         "metrics only")
     if cfg.detector is not None:
         spec = cfg.detector
     elif truth.detector and "shape" in truth.detector and "pc" in truth.detector:
@@ -254,9 +256,10 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
         with Timer() as t:
             c_ready, notes["baseline_background"] = prepare_mixtures(truth.C, cfg.background)
             methods["raw"] = raw_baseline(c_ready, detector, refs)
-            methods["residual"] = residual_baseline(c_ready, detector, refs, methods["raw"]["first"], mask=mask,
-                                                    min_cm=cfg.residual_min_cm)
-        echo(summary_line("baselines (index C, simulate, subtract, index residual)", 2 * len(c_ready), t.seconds))
+            methods["residual"] = residual_baseline(c_ready, detector, refs, methods["raw"]["first"],
+                                                    mask=mask, min_cm=cfg.residual_min_cm)
+        echo(summary_line("baselines (index C, simulate, subtract, index residual)", 2 * len(c_ready),
+                          t.seconds))
     if cfg.ceiling:
         # The true A and B through the same indexer and claim rule (with the true weights): the
         # most any separation can score with it.
@@ -272,14 +275,17 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
                                     truth.phase_b, [r.point_group for r in refs])
         tables[name] = recovery_table(angles, truth.weights, m["second_claimed"], cfg.tolerances_deg,
                                       cfg.pure_below, cfg.mixed_from)
-        tables[name].update(phase_tables(angles, truth.weights, m["second_claimed"], truth.phase_a, truth.phase_b,
-                                         names, cfg.tolerances_deg, cfg.pure_below, cfg.mixed_from))
+        tables[name].update(phase_tables(angles, truth.weights, m["second_claimed"], truth.phase_a,
+                                         truth.phase_b, names, cfg.tolerances_deg, cfg.pure_below,
+                                         cfg.mixed_from))
         strong = truth.weights.min(axis=1) >= max(cfg.strong_from, cfg.mixed_from)
-        tables[name]["strong"] = recovery_table({k: v[strong] for k, v in angles.items()}, truth.weights[strong],
+        tables[name]["strong"] = recovery_table({k: v[strong] for k, v in angles.items()},
+                                                truth.weights[strong],
                                                 np.asarray(m["second_claimed"])[strong], cfg.tolerances_deg,
                                                 cfg.pure_below, cfg.mixed_from)
         tables[name]["strong"]["minority_from"] = max(cfg.strong_from, cfg.mixed_from)
-        tables[name]["indexed_as"] = {n: float(np.mean(m["first"].phase_id == k)) for k, n in enumerate(names)}
+        tables[name]["indexed_as"] = {n: float(np.mean(m["first"].phase_id == k))
+                                      for k, n in enumerate(names)}
         tables[name]["label"] = METHODS[name]
         claims[name] = {"angles": angles, "second_claimed": m["second_claimed"]}
     return tables, claims, notes

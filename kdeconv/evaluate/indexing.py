@@ -16,7 +16,6 @@ import contextlib
 import functools
 import io
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 

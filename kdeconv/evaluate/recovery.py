@@ -123,7 +123,8 @@ def recovery_table(angles: dict[str, np.ndarray], true_weights: np.ndarray,
     pure = minority_w < pure_below
     claimed2 = np.asarray(second_claimed, bool).reshape(-1)
     out: dict = {"n_patterns": int(w.shape[0]), "n_mixed": int(mixed.sum()), "n_pure": int(pure.sum()),
-                 "n_faint": int((~mixed & ~pure).sum()), "pure_below": pure_below, "mixed_from": mixed_from, "tolerances_deg": {}}
+                 "n_faint": int((~mixed & ~pure).sum()), "pure_below": pure_below, "mixed_from": mixed_from,
+                 "tolerances_deg": {}}
     # Median misorientation of the closest claim to each truth constituent (NaN claims ignored).
     closest_a = np.fmin(angles["first_a"], np.where(claimed2, angles["second_a"], np.nan))
     closest_b = np.fmin(angles["first_b"], np.where(claimed2, angles["second_b"], np.nan))
@@ -169,7 +170,8 @@ def pairs_recovered(first, second, truth_a, truth_b, point_group,
     def angle(q, r):
         return np.nan_to_num(misorientation_deg(q, r, point_group), nan=180.0)
 
-    fa, fb, sa, sb = angle(first, truth_a), angle(first, truth_b), angle(second, truth_a), angle(second, truth_b)
+    fa, fb = angle(first, truth_a), angle(first, truth_b)
+    sa, sb = angle(second, truth_a), angle(second, truth_b)
     both = np.minimum(np.maximum(fa, sb), np.maximum(fb, sa)) <= tol_deg
     one = np.minimum.reduce([fa, fb, sa, sb]) <= tol_deg
     return both, one

@@ -79,7 +79,8 @@ def _weights_png(path, true_weights, sep_w, claims, cfg) -> None:
     ax.plot(centre, median, "k.-", lw=1, label="median per 0.05 bin")
     ax.plot([0, 0.5], [0, 0.5], color="0.6", lw=0.8, ls=":")
     if cfg.claim_weight is not None:
-        ax.axhline(cfg.claim_weight, color="tab:red", lw=0.8, ls="--", label=f"claim weight {cfg.claim_weight:g}")
+        ax.axhline(cfg.claim_weight, color="tab:red", lw=0.8, ls="--",
+                   label=f"claim weight {cfg.claim_weight:g}")
     ax.set_xlim(-0.01, 0.51), ax.set_ylim(-0.01, 0.51)
     ax.set_xlabel("true minority weight"), ax.set_ylabel("predicted minority weight")
     ax.legend(fontsize=7, loc="upper left", markerscale=3)
@@ -109,7 +110,8 @@ def _recovery_overall_png(path, recovery: dict) -> None:
     tols = list(next(iter(recovery.values()))["tolerances_deg"])
     groups = []
     for tol in tols:
-        groups += [(f"mixed: both\n≤{tol}°", tol, "mixed_both"), (f"mixed: minority\n≤{tol}°", tol, "mixed_minority")]
+        groups += [(f"mixed: both\n≤{tol}°", tol, "mixed_both"),
+                   (f"mixed: minority\n≤{tol}°", tol, "mixed_minority")]
     groups.append((f"pure: kept, none\ninvented ≤{tols[-1]}°", tols[-1], "pure_ok"))
     methods = list(recovery)
     width = 0.8 / len(methods)
@@ -186,12 +188,13 @@ def _markdown(metrics: dict, images: list[str]) -> str:
         phases = metrics.get("phases") or []
         listed = ", ".join(f"{p['name']} ({p['point_group']})" for p in phases)
         lines += ["## Orientation recovery (Hough indexing, misorientation with each phase's symmetry)", "",
-                  f"Indexed against {listed}; a claim matches a constituent only in the constituent's phase.", "",
+                  f"Indexed against {listed}; a claim matches a constituent only in the constituent's "
+                  "phase.", "",
                   "| method | " + " | ".join(f"mixed: both ≤{t}° | mixed: minority ≤{t}°" for t in tols)
-                  + f" | mixed, minority ≥ {first_strong}: both ≤{tols[-1]}° | pure: grain kept, none invented "
-                    f"≤{tols[-1]}° |",
+                  + f" | mixed, minority ≥ {first_strong}: both ≤{tols[-1]}° | pure: grain kept, none "
+                    f"invented ≤{tols[-1]}° |",
                   "|---|" + "---|---|" * len(tols) + "---|---|"]
-        for name, r in rec.items():
+        for r in rec.values():
             cells = []
             for t in tols:
                 cells += [_fmt(r["tolerances_deg"][t]["mixed_both"], True),
@@ -201,14 +204,14 @@ def _markdown(metrics: dict, images: list[str]) -> str:
             cells.append(_fmt(r["tolerances_deg"][tols[-1]]["pure_ok"], True))
             lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
         t = tols[-1]
-        bins = list(next(iter(rec.values()))["tolerances_deg"][t]["bins"])
+        first_bins = next(iter(rec.values()))["tolerances_deg"][t]["bins"]
+        bins = list(first_bins)
         lines += ["", f"Both constituents within {t}°, by minority weight:", "",
-                  "| method | " + " | ".join(f"wB {b} (n={next(iter(rec.values()))['tolerances_deg'][t]['bins'][b]['n']})"
-                                           for b in bins) + " |",
+                  "| method | " + " | ".join(f"wB {b} (n={first_bins[b]['n']})" for b in bins) + " |",
                   "|---|" + "---|" * len(bins)]
-        for name, r in rec.items():
-            lines.append(f"| {r['label']} | " + " | ".join(_fmt(r["tolerances_deg"][t]["bins"][b]["both"], True)
-                                                    for b in bins) + " |")
+        for r in rec.values():
+            cells = [_fmt(r["tolerances_deg"][t]["bins"][b]["both"], True) for b in bins]
+            lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
         lines.append("")
         if len(phases) > 1:
             lines += _phase_lines(rec, t)
@@ -217,14 +220,15 @@ def _markdown(metrics: dict, images: list[str]) -> str:
         c_mode = (metrics.get("baseline_background") or {}).get("mode", "raw")
         c_view = ("after static and dynamic background removal" if c_mode == "raw"
                   else "as exported (the map was already background-corrected)")
-        lines += ["How to read this: *kdeconv* claims its dominant constituent, and the other one where its "
-                  f"predicted weight is ≥ {cfg['claim_weight']} and it indexes with PyEBSDIndex's confidence metric "
-                  f"≥ {cfg.get('claim_min_cm', 0)} ({_rule_source(metrics)}). *Index raw C* indexes the mixture "
-                  f"{c_view}, so it names one grain at most. *Residual subtraction* "
+        lines += ["How to read this: *kdeconv* claims its dominant constituent, and the other one where "
+                  f"its predicted weight is ≥ {cfg['claim_weight']} and it indexes with PyEBSDIndex's "
+                  f"confidence metric ≥ {cfg.get('claim_min_cm', 0)} ({_rule_source(metrics)}). *Index raw "
+                  f"C* indexes the mixture {c_view}, so it names one grain at most. *Residual subtraction* "
                   "indexes C, simulates that orientation from the master pattern of the phase it indexed as, "
                   "fits scale + offset by "
                   "least squares, subtracts, and claims the residual's orientation where PyEBSDIndex's "
-                  f"confidence metric is ≥ {cfg['residual_min_cm']}. *True A, B* indexes the true constituents "
+                  f"confidence metric is ≥ {cfg['residual_min_cm']}. *True A, B* indexes the true "
+                  "constituents "
                   "with the same claim rule and the true weights: the most any separation can score with "
                   "this indexer. A pure pattern is scored ok when its grain "
                   "is found and no other grain is claimed.", ""]
@@ -233,7 +237,7 @@ def _markdown(metrics: dict, images: list[str]) -> str:
               "|---|---|---|---|---|---|---|---|"]
     for group in ("mixed", "pure"):
         g = p[group]
-        cell = (lambda k: _fmt((g.get(k) or {}).get("mean")) if g.get(k) else "–")  # noqa: E731
+        cell = (lambda k, g=g: _fmt((g.get(k) or {}).get("mean")) if g.get(k) else "–")
         lines.append(f"| {group} (n={g['n']}) | {cell('ncc_a')} | {cell('ncc_b')} | {cell('psnr_a')} | "
                      f"{cell('psnr_b')} | {cell('ssim_a')} | {cell('ssim_b')} | {cell('weight_error')} |")
     lines += ["", "Means; medians and 10th percentiles are in [metrics.json](metrics.json).", ""]

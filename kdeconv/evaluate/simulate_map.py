@@ -137,8 +137,8 @@ def vendor_processed(recorded: np.ndarray, static_bg: np.ndarray, spec: Processe
     from kdeconv.preprocess.background import remove_dynamic_background, remove_static_background
     from kdeconv.preprocess.mask import circular_mask
 
-    bg = np.maximum(static_bg, 1e-6 * max(float(static_bg.max()), 1e-12)) if spec.static_operation == "divide" \
-        else static_bg
+    floor = 1e-6 * max(float(static_bg.max()), 1e-12)
+    bg = np.maximum(static_bg, floor) if spec.static_operation == "divide" else static_bg
     out = remove_static_background(recorded.astype(np.float32), bg, operation=spec.static_operation,
                                    dtype_out=np.float32, out_range=(0, 1))
     if spec.dynamic:
@@ -264,7 +264,8 @@ def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool
               "detector": config.detector.to_attrs()}
     extra = {"full_scale_counts": full_scale(r, (sy, sx))} if eight_bit and config.style == "raw" else {}
     group.attrs.update(store_attrs(
-        "truth", config, source, detector=config.detector.to_attrs(), phase=phase_attrs[0], phases=phase_attrs,
+        "truth", config, source, detector=config.detector.to_attrs(), phase=phase_attrs[0],
+        phases=phase_attrs,
         style=config.style, map_file=map_name, file_dtype=np.dtype(file_dtype).name,
         grains={"seeds_yx": seeds, "quaternions": grain_quats, "phase": grain_phase}, **extra))
 
@@ -281,8 +282,8 @@ def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool
         n_mixed = int((weights[..., 1] > 0).sum())
         n_cross = int(((weights[..., 1] > 0) & (phase_a != phase_b)).sum())
         listed = " + ".join(f"{p['name']} ({p['n_grains']})" for p in phase_attrs)
-        echo(f"simulate-map: {ny}x{nx} pixels of {sy}x{sx}, {config.n_grains} grains: {listed}; {n_mixed} mixed "
-             f"({n_mixed / (ny * nx):.0%}"
+        echo(f"simulate-map: {ny}x{nx} pixels of {sy}x{sx}, {config.n_grains} grains: {listed}; "
+             f"{n_mixed} mixed ({n_mixed / (ny * nx):.0%}"
              + (f", {n_cross} across phases" if len(phases) > 1 else "")
              + f"), {config.style} -> {out_dir / map_name}, {out_dir / TRUTH_NAME}")
     return out_dir
@@ -300,7 +301,8 @@ def _overview_png(path: Path, grain_a: np.ndarray, weights: np.ndarray, phase_a:
     axes[1].set_title("minority weight wB")
     fig.colorbar(im, ax=axes[1])
     if phase_a is not None:
-        im = axes[2].imshow(phase_a, cmap="Set1", vmin=0, vmax=max(len(names) - 1, 1), interpolation="nearest")
+        im = axes[2].imshow(phase_a, cmap="Set1", vmin=0, vmax=max(len(names) - 1, 1),
+                            interpolation="nearest")
         axes[2].set_title("dominant phase: " + ", ".join(f"{k} {n}" for k, n in enumerate(names)), fontsize=8)
     for ax in axes:
         ax.set_xticks([]), ax.set_yticks([])

@@ -8,7 +8,7 @@ from kdeconv.generate.chunk import build_pairs, draw_pairs, noise_rng, pair_rng
 __all__ = ["run", "GenerateResult", "AUGMENT_COLUMNS", "build_pairs", "draw_pairs", "noise_rng", "pair_rng",
            "run_generate"]
 
-__getattr__ = lazy_getattr(__name__, {"run": "kdeconv.generate.driver", "GenerateResult": "kdeconv.generate.driver",
-                                      "run_generate": "kdeconv.generate.driver"})
+__getattr__ = lazy_getattr(__name__, {name: "kdeconv.generate.driver"
+                                      for name in ("run", "GenerateResult", "run_generate")})
 
 make_callable(__name__, "run")

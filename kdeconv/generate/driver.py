@@ -26,15 +26,29 @@ import numpy as np
 from kdeconv.config.generate import GenerateConfig, MapSource, SimulateSource
 from kdeconv.errors import InputError
 from kdeconv.generate.augment import AUGMENT_COLUMNS
-from kdeconv.generate.chunk import (bin_patterns, build_pairs, build_raw_pairs, draw_pairs,
-                                    pool_labels, prepare_pure, pure_geometry)
+from kdeconv.generate.chunk import (
+    bin_patterns,
+    build_pairs,
+    build_raw_pairs,
+    draw_pairs,
+    pool_labels,
+    prepare_pure,
+    pure_geometry,
+)
 from kdeconv.io import resume
-from kdeconv.io.store import (EVERY_CHUNK_WRITTEN, check_not_input, lock_output, open_store,
-                              partial_path, release_output, store_attrs)
+from kdeconv.io.store import (
+    EVERY_CHUNK_WRITTEN,
+    check_not_input,
+    lock_output,
+    open_store,
+    partial_path,
+    release_output,
+    store_attrs,
+)
 from kdeconv.preprocess import circular_mask, mask_geometry
 
-__all__ = ["run", "GenerateResult", "SourcePlan", "plan_source", "check_output", "run_generate", "write_pair_chunk",
-           "write_debug_panels"]
+__all__ = ["run", "GenerateResult", "SourcePlan", "plan_source", "check_output", "run_generate",
+           "write_pair_chunk", "write_debug_panels"]
 
 PURE_CHUNK = 128      # pure patterns simulated per task
 PURE_STORE_CHUNK = 8  # per Zarr chunk: pair tasks read scattered pure patterns
@@ -333,7 +347,8 @@ def _create_store(staging: Path, cfg: GenerateConfig, plan: SourcePlan, n: int, 
         arr("pure_energy", (p,), (PURE_CHUNK,), "float32", float("nan"))
         resume.add_ledger(group, (-(-p // PURE_CHUNK),), PURE_LEDGER)
     elif plan.indices is not None:
-        group.create_array("pool_indices", data=plan.indices, chunks=(max(1, min(len(plan.indices), 1 << 20)),))
+        group.create_array("pool_indices", data=plan.indices,
+                           chunks=(max(1, min(len(plan.indices), 1 << 20)),))
     resume.add_ledger(group, (-(-n // chunk),))
     return group
 
@@ -573,11 +588,10 @@ def run(config: GenerateConfig | dict | str | Path, *, out: str | Path, overwrit
 
 def write_debug_panels(store: str | Path, folder: str | Path, count: int = 6) -> list[Path]:
     """PNG per pair: A, B, C, C with the mask boundary, and C - (wA*A + wB*B)."""
+    import zarr
     from matplotlib.patches import Circle
 
     from kdeconv import figures
-    import zarr
-
     from kdeconv.mixing import from_uint16
     from kdeconv.preprocess import mask_geometry as geometry
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import errno
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -21,8 +21,7 @@ from kdeconv.config.cluster import ClusterConfig
 from kdeconv.config.export import ExportConfig
 from kdeconv.errors import InputError, environment_fault
 from kdeconv.io.formats import writer_for
-from kdeconv.io.store import (check_free_space, discard_output, finalize_output, open_store,
-                              prepare_output)
+from kdeconv.io.store import check_free_space, discard_output, finalize_output, open_store, prepare_output
 
 __all__ = ["export", "ExportResult"]
 

@@ -8,9 +8,9 @@ scheduler (local processes, a remote cluster).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -19,8 +19,7 @@ from kdeconv.config.ingest import IngestConfig
 from kdeconv.errors import InputError
 from kdeconv.io.layouts import read_patterns
 from kdeconv.io.sources import Source, open_source
-from kdeconv.io.store import (discard_output, finalize_output, nav_chunks, prepare_output,
-                              store_attrs)
+from kdeconv.io.store import discard_output, finalize_output, nav_chunks, prepare_output, store_attrs
 
 __all__ = ["lazy_patterns", "ingest", "IngestResult", "read_block", "map_compressors"]
 
@@ -129,8 +128,8 @@ def ingest(config: IngestConfig | dict | str | Path, cluster: ClusterConfig | No
         echo(f"Warning: {note}")
     output = Path(config.output)
     patterns = lazy_patterns(source, config.chunk_mb)
-    staging = prepare_output(output, config.overwrite, inputs=(config.input,),
-                             nbytes=source.n_patterns * int(np.prod(source.sig_shape)) * source.dtype.itemsize)
+    nbytes = source.n_patterns * int(np.prod(source.sig_shape)) * source.dtype.itemsize
+    staging = prepare_output(output, config.overwrite, inputs=(config.input,), nbytes=nbytes)
     echo(f"ingest: {source.attrs.get('format')} {tuple(source.shape)} {source.dtype} -> {output}")
     try:
         with client_for(client, cluster, echo=echo) as client:

@@ -280,7 +280,7 @@ def write_every_chunk() -> None:
         zarr.config.set({"array.write_empty_chunks": True})
 
 
-def open_for_writing(path: str | Path) -> "zarr.Group":  # noqa: F821
+def open_for_writing(path: str | Path) -> zarr.Group:  # noqa: F821
     """A store of kdeconv's opened ``r+`` to write chunks into (from any process, workers too)."""
     import zarr
 
@@ -302,7 +302,7 @@ def store_attrs(kind: str, config: Any = None, source: dict | None = None,
         "kdeconv_version": __version__,
         "command": " ".join(["kdeconv"] + sys.argv[1:]) if Path(sys.argv[0]).name == "kdeconv"
         else " ".join(sys.argv),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": jsonable(config) if config is not None else {},
         "source": jsonable(source or {}),
         EVERY_CHUNK_WRITTEN: True,
@@ -335,7 +335,7 @@ def missing_chunk(array) -> str | None:
 
 
 def open_store(path: str | Path, kind: str | None = None,
-               arrays: tuple[str, ...] = ()) -> "zarr.Group":  # noqa: F821
+               arrays: tuple[str, ...] = ()) -> zarr.Group:  # noqa: F821
     """Open a finished kdeconv store read-only, or raise ``InputError`` saying what is wrong.
 
     Each of ``arrays`` must exist with readable metadata and, in a store kdeconv wrote, all its

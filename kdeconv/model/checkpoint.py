@@ -24,8 +24,7 @@ from pydantic import ValidationError
 from kdeconv.config.claim import ClaimRule
 from kdeconv.errors import InputError
 from kdeconv.model.device import resolve_device
-from kdeconv.model.inputs import (DEFAULT_NORMALIZATION, check_normalization, pattern_mask,
-                                  prepare_inputs)
+from kdeconv.model.inputs import DEFAULT_NORMALIZATION, check_normalization, pattern_mask, prepare_inputs
 from kdeconv.model.precision import autocast, precision_name, resolve_precision
 from kdeconv.model.unet import DualDecoderUNet, UNetConfig
 from kdeconv.serialize import jsonable

@@ -57,7 +57,7 @@ def install_default(checkpoint: str | Path, checked: dict[str, Any], *, force: b
         "file": target.name,
         "sha256": model.file_sha256(target),
         "size_bytes": target.stat().st_size,
-        "installed": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "installed": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "kdeconv_version": ckpt.get("kdeconv_version"),
         "model_config": ckpt["model_config"],
         "parameters": _parameters(ckpt["state_dict"]),

@@ -31,8 +31,9 @@ from kdeconv.separate.chunk import blank_frames, preprocess_patterns, separate_p
 from kdeconv.separate.inputs import ModelInputPlan, plan_model_input
 from kdeconv.separate.worker import cached_separator
 
-__all__ = ["run", "separate_map", "SeparateResult", "open_separate_client", "check_device", "separate_block", "load_checked",
-           "trial_pattern", "check_model_on", "mean_of_non_blank", "create_store", "resume_key"]
+__all__ = ["run", "separate_map", "SeparateResult", "open_separate_client", "check_device",
+           "separate_block", "load_checked", "trial_pattern", "check_model_on", "mean_of_non_blank",
+           "create_store", "resume_key"]
 
 DONE = resume.LEDGER
 STATIC = "static_background"

@@ -79,6 +79,7 @@ class Separation:
 
     @property
     def lazy(self) -> bool:
+        """Whether A, B and the weights are still to compute (Dask arrays or ``LazyEBSD``)."""
         return hasattr(self.weights, "dask")
 
     def _arrays(self) -> tuple:
@@ -109,9 +110,10 @@ class Separation:
         inputs = tuple(p for p in (plan.map_store, plan.config.checkpoint) if p)
         staging = prepare_output(path, overwrite, inputs=inputs, nbytes=nbytes)
         try:
-            key = resume_key(plan.map_store, plan, plan.sha256, plan.config, plan.map_created, plan.model_input)
-            group = create_store(staging, plan, plan.source, key, plan.config, plan.sha256, plan.normalization,
-                                 plan.claim_rule, plan.model_input)
+            key = resume_key(plan.map_store, plan, plan.sha256, plan.config, plan.map_created,
+                             plan.model_input)
+            group = create_store(staging, plan, plan.source, key, plan.config, plan.sha256,
+                                 plan.normalization, plan.claim_rule, plan.model_input)
             if plan.static_background is not None:
                 group[STATIC][...] = plan.static_background
             targets = [group["A"], group["B"], group["weights"], group[BLANK]]
@@ -149,8 +151,8 @@ class Separation:
         if ax is None:
             _, ax = plt.subplots(figsize=(5, 4) if minority.ndim >= 2 else (6, 3))
         if minority.ndim >= 2:
-            image = ax.imshow(minority.reshape(minority.shape[0], -1), **{"cmap": "magma", "vmin": 0, "vmax": 0.5,
-                                                                          "interpolation": "nearest", **kwargs})
+            style = {"cmap": "magma", "vmin": 0, "vmax": 0.5, "interpolation": "nearest", **kwargs}
+            image = ax.imshow(minority.reshape(minority.shape[0], -1), **style)
             ax.figure.colorbar(image, ax=ax, label="wB")
             ax.set_xticks([]), ax.set_yticks([])
         else:
@@ -246,7 +248,8 @@ def _in_memory(array: np.ndarray, signal, source: dict) -> _Input:
     _check_shape(array.shape)
     chunks = nav_chunks(array.shape[:-2], array.shape[-2:], array.dtype.itemsize)[: array.ndim - 2]
     patterns = da.from_array(array, chunks=tuple(chunks) + tuple(array.shape[-2:]), asarray=False)
-    return _Input(patterns, _ChunkedArray(array, tuple(chunks) + tuple(array.shape[-2:])), False, signal, source)
+    sampled = _ChunkedArray(array, tuple(chunks) + tuple(array.shape[-2:]))
+    return _Input(patterns, sampled, False, signal, source)
 
 
 def _from_path(path: Path) -> _Input:
@@ -273,7 +276,8 @@ def _from_path(path: Path) -> _Input:
 
 def _check_shape(shape: tuple[int, ...]) -> None:
     if len(shape) < 3:
-        raise InputError(f"patterns must be (..., sy, sx) with at least one navigation axis, got shape {shape}")
+        raise InputError(f"patterns must be (..., sy, sx) with at least one navigation axis, got shape "
+                         f"{shape}")
 
 
 # --------------------------------------------------------------------------- graph
@@ -416,8 +420,13 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
     import dask
 
     from kdeconv.preprocess.background import static_background_from_mean
-    from kdeconv.separate.driver import (check_device, check_model_on, load_checked, mean_of_non_blank,
-                                         trial_pattern)
+    from kdeconv.separate.driver import (
+        check_device,
+        check_model_on,
+        load_checked,
+        mean_of_non_blank,
+        trial_pattern,
+    )
     from kdeconv.separate.inputs import plan_model_input
 
     if isinstance(background, str):

@@ -7,8 +7,14 @@
 """
 
 from kdeconv.simulate.library import library_path, library_phases, phase_info
-from kdeconv.simulate.masters import (Master, emsoft_master, kinematic_master, library_master,
-                                      load_master, nickel_master)
+from kdeconv.simulate.masters import (
+    Master,
+    emsoft_master,
+    kinematic_master,
+    library_master,
+    load_master,
+    nickel_master,
+)
 from kdeconv.simulate.project import random_quaternions, simulate_patterns, simulate_varied
 
 __all__ = ["Master", "load_master", "nickel_master", "emsoft_master", "kinematic_master",

@@ -3,7 +3,7 @@ kernels (validation.py), the schedule, the metrics log, which config a run uses 
 and the trainer with the stage entry point ``run`` (driver.py)."""
 
 from kdeconv._exports import make_callable
-from kdeconv.train.driver import TrainingDiverged, TrainResult, Trainer, run
+from kdeconv.train.driver import Trainer, TrainingDiverged, TrainResult, run
 
 __all__ = ["run", "TrainResult", "Trainer", "TrainingDiverged"]
 

@@ -27,11 +27,11 @@ def simulated_map(nav_shape=(24, 24), n_grains=10, sig_shape=(48, 48), dose=1500
     footprint in raw counts, on a detector background, with Poisson noise."""
     from orix.quaternion import Rotation
 
+    from kdeconv.config.detector import DetectorSpec
     from kdeconv.config.simulate_map import SimulateMapConfig
     from kdeconv.evaluate.metrics import minmax01
     from kdeconv.evaluate.polycrystal import footprint_samples, grain_fractions, random_seeds
     from kdeconv.evaluate.simulate_map import _counts
-    from kdeconv.config.detector import DetectorSpec
     from kdeconv.simulate import nickel_master, random_quaternions, simulate_patterns
 
     seeds = random_seeds(np.random.default_rng([seed, 0]), n_grains, nav_shape)

@@ -27,7 +27,8 @@ def _case():
 def test_perfect_and_swapped_claims_recover_everything(m3m):
     ta, tb, w = _case()
     claimed = w[:, 1] > 0
-    for first, second in ((ta, tb), (np.where(claimed[:, None], tb, ta), np.where(claimed[:, None], ta, np.nan))):
+    swapped = (np.where(claimed[:, None], tb, ta), np.where(claimed[:, None], ta, np.nan))
+    for first, second in ((ta, tb), swapped):
         table = recovery_table(claim_angles(first, second, ta, tb, m3m), w, claimed)
         row = table["tolerances_deg"]["3"]
         assert row["mixed_both"] == 1.0 and row["mixed_minority"] == 1.0
@@ -51,7 +52,8 @@ def test_single_claim_invented_grain_and_nothing(m3m):
     ta, tb, w = _case()
     none = np.zeros(6, bool)
     # Indexing the mixture: always the dominant grain, never a second one.
-    row = recovery_table(claim_angles(ta, np.full((6, 4), np.nan), ta, tb, m3m), w, none)["tolerances_deg"]["3"]
+    angles = claim_angles(ta, np.full((6, 4), np.nan), ta, tb, m3m)
+    row = recovery_table(angles, w, none)["tolerances_deg"]["3"]
     assert row["mixed_both"] == 0.0 and row["mixed_minority"] == 0.0 and row["pure_ok"] == 1.0
     # A second grain claimed on pure patterns is invented.
     second = np.stack([_rot_z(50)] * 6)
@@ -68,8 +70,10 @@ def test_second_claimed_needs_both_the_weight_and_the_indexing_confidence():
 
     w = np.array([[0.99, 0.01], [0.96, 0.04], [0.96, 0.04], [0.3, 0.7], [0.5, 0.5]])
     cm = np.array([0.9, 0.1, 0.5, 0.31, 0.0])  # the last: B could not be indexed
-    assert ClaimRule(claim_weight=0.03, claim_min_cm=0.3).claimed(w, cm).tolist() == [False, False, True, True, False]
-    assert ClaimRule(claim_weight=0.03, claim_min_cm=0.0).claimed(w, cm).tolist() == [False, True, True, True, True]
+    strict = ClaimRule(claim_weight=0.03, claim_min_cm=0.3)
+    any_cm = ClaimRule(claim_weight=0.03, claim_min_cm=0.0)
+    assert strict.claimed(w, cm).tolist() == [False, False, True, True, False]
+    assert any_cm.claimed(w, cm).tolist() == [False, True, True, True, True]
 
 
 def test_claim_rule_comes_from_the_config_then_the_model_then_the_fallback():

@@ -11,8 +11,8 @@ from kdeconv.io import formats, write_up1
 
 def test_every_format_module_registers_a_spec():
     specs = {spec.name: spec for spec in formats.formats()}
-    assert set(specs) == {"image_folder", "tiff", "png", "edax_binary", "oxford_binary", "nordif", "emsoft_ebsd",
-                          "h5ebsd"}
+    assert set(specs) == {"image_folder", "tiff", "png", "edax_binary", "oxford_binary", "nordif",
+                          "emsoft_ebsd", "h5ebsd"}
     for spec in specs.values():
         assert (spec.read is None) != (spec.read_header is None), spec.name  # reads one way
         assert (spec.write is None) == (spec.check_write is None) == (spec.write_itemsize is None), spec.name
@@ -38,4 +38,5 @@ def test_writers_follow_the_extension():
         formats.writer_for(Path("out.h5oina"))
     edax = formats.writer_for(Path("out.up1"))
     assert "without losing data" in edax.check_write(np.dtype(np.uint16), ".up1")
-    assert edax.check_write(np.dtype(np.uint8), ".up2") is None and edax.write_itemsize(np.dtype(np.uint8), ".up2") == 2
+    assert edax.check_write(np.dtype(np.uint8), ".up2") is None
+    assert edax.write_itemsize(np.dtype(np.uint8), ".up2") == 2

@@ -8,10 +8,10 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from reliability_data import digest, no_output, refused
 
 from kdeconv.errors import InputError
 from kdeconv.model.checkpoint import DEFAULT_CHECKPOINT
-from reliability_data import digest, no_output, refused
 
 
 @pytest.fixture(scope="module")

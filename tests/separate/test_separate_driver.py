@@ -11,9 +11,9 @@ import zarr
 from kdeconv.config.cluster import ClusterConfig
 from kdeconv.config.separate import SeparateConfig
 from kdeconv.model import load_separator
-from kdeconv.separate.chunk import separate_patterns
 from kdeconv.preprocess.background import static_background_from_mean
 from kdeconv.preprocess.resample import working_range_of, working_shape
+from kdeconv.separate.chunk import separate_patterns
 from kdeconv.separate.driver import separate_map
 
 
@@ -166,9 +166,9 @@ def test_rerun_into_same_path_on_a_long_lived_cluster_uses_the_new_background(ma
 
 
 def test_a_model_error_on_the_trial_pattern_is_an_input_error(make_map, tmp_path, monkeypatch):
-    import kdeconv.model
     from separate_stub_model import load_stub
 
+    import kdeconv.model
     from kdeconv.errors import InputError
 
     monkeypatch.setattr(kdeconv.model, "load_separator", load_stub)

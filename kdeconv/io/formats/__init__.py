@@ -11,9 +11,9 @@ names and suffixes.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from kdeconv.errors import InputError
 
@@ -27,9 +27,11 @@ class FormatSpec:
     extensions: tuple[str, ...] = ()            # lower case, without the dot
     folder: bool = False                        # a folder of files rather than one file
     read: Callable | None = None                # (path, allow_size_mismatch) -> Source
-    read_header: Callable | None = None         # (path, plugin_name, allow_size_mismatch, notes) -> (layout, scan)
+    # (path, plugin_name, allow_size_mismatch, notes) -> (layout, scan)
+    read_header: Callable | None = None
     kikuchipy_plugins: tuple[str, ...] = ()     # kikuchipy plugins whose files read_header takes
-    write: Callable | None = None               # (path, array, source, *, suffix, client, cluster, echo) -> Path
+    # (path, array, source, *, suffix, client, cluster, echo) -> Path
+    write: Callable | None = None
     write_extensions: tuple[str, ...] = ()      # the extensions ``write`` takes
     check_write: Callable | None = None         # (dtype, suffix) -> reason it cannot be written, or None
     write_itemsize: Callable | None = None      # (dtype, suffix) -> bytes per pixel in the file

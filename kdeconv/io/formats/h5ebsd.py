@@ -147,6 +147,7 @@ def _write(path, array, source: dict, *, suffix: str, client=None, cluster=None,
     return write_h5ebsd(path, array, source)
 
 
-FORMAT = FormatSpec("h5ebsd", "h5ebsd (kikuchipy, EDAX, Bruker) and Oxford .h5oina", ("h5", "hdf5", "h5ebsd", "h5oina"),
-                    read_header=read_header, kikuchipy_plugins=PLUGINS, write=_write, write_extensions=("h5",),
-                    check_write=lambda dtype, suffix: None, write_itemsize=lambda dtype, suffix: dtype.itemsize)
+FORMAT = FormatSpec("h5ebsd", "h5ebsd (kikuchipy, EDAX, Bruker) and Oxford .h5oina",
+                    ("h5", "hdf5", "h5ebsd", "h5oina"), read_header=read_header, kikuchipy_plugins=PLUGINS,
+                    write=_write, write_extensions=("h5",), check_write=lambda dtype, suffix: None,
+                    write_itemsize=lambda dtype, suffix: dtype.itemsize)

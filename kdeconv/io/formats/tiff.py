@@ -4,8 +4,9 @@ scan and detector in the description, so that ingest restores them)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -107,5 +108,6 @@ def _check_write(dtype: np.dtype, suffix: str) -> str | None:
     return None if dtype.kind in "uif" else f"cannot export {dtype} patterns to TIFF"
 
 
-FORMAT = FormatSpec("tiff", "multi-page TIFF", ("tif", "tiff"), read=read, write=_write, write_extensions=("tif", "tiff"),
+FORMAT = FormatSpec("tiff", "multi-page TIFF", ("tif", "tiff"), read=read, write=_write,
+                    write_extensions=("tif", "tiff"),
                     check_write=_check_write, write_itemsize=lambda dtype, suffix: dtype.itemsize)
