@@ -30,7 +30,7 @@ def generate(config_path, out, n, seed, chunk_size, no_mask, debug, overwrite, c
     cfg = load_config(GenerateConfig, config_path, n=n, seed=seed, chunk_size=chunk_size)
     if no_mask:
         cfg = cfg.model_copy(update={"mask": cfg.mask.model_copy(update={"fraction": 0.0})})
-    run(cfg, out=out, overwrite=overwrite, cluster=cluster, echo=click.echo)
+    run(cfg, out=out, overwrite=overwrite, cluster=cluster, progress=None, echo=click.echo)
     if debug:
         folder = Path(str(out) + ".debug")
         paths = write_debug_panels(out, folder)

@@ -32,4 +32,4 @@ def ingest(input_path, output, config_path, chunk_mb, nav_shape, dtype, allow_si
     config = load_config(IngestConfig, config_path, input=input_path, output=output,
                          chunk_mb=chunk_mb, nav_shape=nav_shape, dtype=dtype,
                          allow_size_mismatch=allow_size_mismatch or None, overwrite=overwrite or None)
-    run_ingest(config, cluster, echo=click.echo)
+    run_ingest(config, cluster, progress=None, echo=click.echo)

@@ -64,7 +64,7 @@ def separate(map_store, out, checkpoint, device, precision, batch_size, backgrou
         raise InputError("--base, --pure, --references, --minutes, --max-steps and --seed need --adapt")
     try:
         result = run(config, map_store=map_store, out=out, overwrite=overwrite, cluster=cluster,
-                     echo=click.echo)
+                     progress=None, echo=click.echo)
     except Exception as err:  # a dead worker is not a bug here: say how to go on (exit 1)
         if type(err).__name__ != "KilledWorker":
             raise

@@ -311,7 +311,7 @@ class EvaluateResult:
 
 
 def run(config: EvaluateConfig | dict | str | Path, *, separated: str | Path, truth: str | Path,
-        out: str | Path, overwrite: bool = False, client=None, progress: bool | None = None,
+        out: str | Path, overwrite: bool = False, client=None, progress: bool | None = True,
         echo=print, warn=None) -> EvaluateResult:
     """Score the separated store ``separated`` against ``truth`` (a simulate-map truth store or a
     pairs store) into the report folder ``out`` (``kdeconv.evaluate``).

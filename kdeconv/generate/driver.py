@@ -562,7 +562,7 @@ class GenerateResult:
 
 
 def run(config: GenerateConfig | dict | str | Path, *, out: str | Path, overwrite: bool = False,
-        client=None, cluster=None, progress: bool | None = None, echo=print) -> GenerateResult:
+        client=None, cluster=None, progress: bool | None = True, echo=print) -> GenerateResult:
     """Generate ``config.n`` pairs into the pairs store ``out`` (``kdeconv.generate``).
 
     ``config``: a ``GenerateConfig``, a dict or a YAML path. A bad source or output is refused

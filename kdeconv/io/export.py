@@ -35,7 +35,7 @@ class ExportResult:
 
 
 def export(config: ExportConfig | dict | str | Path, cluster: ClusterConfig | None = None, *,
-           client=None, echo: Callable[[str], None] = print) -> ExportResult:
+           client=None, progress: bool | None = True, echo: Callable[[str], None] = print) -> ExportResult:
     """Write ``config.array`` of the store ``config.store`` to ``config.output`` (``kdeconv.export``).
 
     ``config``: an ``ExportConfig``, a dict or a YAML path. UP1/UP2 are written by the workers of
@@ -70,7 +70,8 @@ def export(config: ExportConfig | dict | str | Path, cluster: ClusterConfig | No
     try:
         check_free_space(output, nbytes)
         start = time.perf_counter()
-        spec.write(staging, array, source, suffix=suffix, client=client, cluster=cluster, echo=echo)
+        spec.write(staging, array, source, suffix=suffix, client=client, cluster=cluster, progress=progress,
+                   echo=echo)
         seconds = time.perf_counter() - start
         finalize_output(staging, output)
     except BaseException as err:

@@ -104,7 +104,7 @@ class IngestResult:
 
 
 def ingest(config: IngestConfig | dict | str | Path, cluster: ClusterConfig | None = None, *,
-           client=None, progress: bool | None = None,
+           client=None, progress: bool | None = True,
            echo: Callable[[str], None] = print) -> IngestResult:
     """Read ``config.input`` into the map store ``config.output`` (``kdeconv.ingest``).
 

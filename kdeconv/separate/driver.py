@@ -384,7 +384,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
 
 def run(config: SeparateConfig | dict | str | Path, *, map_store: str | Path, out: str | Path,
         overwrite: bool = False, client=None, cluster: ClusterConfig | None = None,
-        progress: bool | None = None, echo=print) -> SeparateResult:
+        progress: bool | None = True, echo=print) -> SeparateResult:
     """Separate every pattern of the map store ``map_store`` into the separated store ``out``
     (``kdeconv.separate.run``; what ``kdeconv separate`` runs).
 

@@ -30,7 +30,7 @@ class FormatSpec:
     # (path, plugin_name, allow_size_mismatch, notes) -> (layout, scan)
     read_header: Callable | None = None
     kikuchipy_plugins: tuple[str, ...] = ()     # kikuchipy plugins whose files read_header takes
-    # (path, array, source, *, suffix, client, cluster, echo) -> Path
+    # (path, array, source, *, suffix, client, cluster, progress, echo) -> Path
     write: Callable | None = None
     write_extensions: tuple[str, ...] = ()      # the extensions ``write`` takes
     check_write: Callable | None = None         # (dtype, suffix) -> reason it cannot be written, or None

@@ -62,7 +62,8 @@ def _allocate(f, size: int) -> None:
         f.truncate(size)
 
 
-def write_up2(path, patterns, step_x: float = 1.0, step_y: float = 1.0, *, client=None) -> Path:
+def write_up2(path, patterns, step_x: float = 1.0, step_y: float = 1.0, *, client=None,
+              progress: bool | None = None) -> Path:
     """Write ``patterns`` (…nav, sy, sx) to an EDAX UP2 file (uint16).
 
     ``patterns`` is a numpy or Dask array, (n, sy, sx) for a line scan or (ny, nx, sy, sx).
@@ -70,15 +71,16 @@ def write_up2(path, patterns, step_x: float = 1.0, step_y: float = 1.0, *, clien
     them yourself so that the scaling is your choice. A Dask array is computed chunk by chunk
     on ``client`` if given, else on the default Dask scheduler.
     """
-    return _write_edax(path, patterns, step_x, step_y, np.dtype("<u2"), client)
+    return _write_edax(path, patterns, step_x, step_y, np.dtype("<u2"), client, progress)
 
 
-def write_up1(path, patterns, step_x: float = 1.0, step_y: float = 1.0, *, client=None) -> Path:
+def write_up1(path, patterns, step_x: float = 1.0, step_y: float = 1.0, *, client=None,
+              progress: bool | None = None) -> Path:
     """Write uint8 ``patterns`` (…nav, sy, sx) to an EDAX UP1 file (version 3 header)."""
-    return _write_edax(path, patterns, step_x, step_y, np.dtype("u1"), client)
+    return _write_edax(path, patterns, step_x, step_y, np.dtype("u1"), client, progress)
 
 
-def _write_edax(path, patterns, step_x, step_y, file_dtype: np.dtype, client) -> Path:
+def _write_edax(path, patterns, step_x, step_y, file_dtype: np.dtype, client, progress=None) -> Path:
     path = Path(path)
     shape = tuple(int(v) for v in patterns.shape)
     if len(shape) not in (3, 4):
@@ -107,7 +109,7 @@ def _write_edax(path, patterns, step_x, step_y, file_dtype: np.dtype, client) ->
         if client is not None:
             from kdeconv.cluster import compute
 
-            compute(client, stored)
+            compute(client, stored, progress=progress)
         else:
             stored.compute()
     else:
@@ -160,7 +162,8 @@ def read_header(path: Path, plugin: str = "edax_binary", allow_size_mismatch: bo
     return layout, {"data_shape": scan["data"].shape, "axes": scan["axes"]}
 
 
-def _write(path, array, source: dict, *, suffix: str, client=None, cluster=None, echo=print) -> Path:
+def _write(path, array, source: dict, *, suffix: str, client=None, cluster=None, progress=None,
+           echo=print) -> Path:
     """``export``: a store array to UP2 (uint8 widened) or UP1, written by the cluster's workers."""
     import dask.array as da
 
@@ -172,7 +175,7 @@ def _write(path, array, source: dict, *, suffix: str, client=None, cluster=None,
         echo("note: uint8 patterns are written to UP2 as uint16 (values unchanged)")
     writer = write_up2 if suffix == ".up2" else write_up1
     with client_for(client, cluster, echo=echo) as client:
-        return writer(path, da.from_zarr(array), *steps, client=client)
+        return writer(path, da.from_zarr(array), *steps, client=client, progress=progress)
 
 
 def _check_write(dtype: np.dtype, suffix: str) -> str | None:

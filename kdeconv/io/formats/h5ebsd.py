@@ -143,7 +143,8 @@ def _close_h5(path) -> None:
             pass
 
 
-def _write(path, array, source: dict, *, suffix: str, client=None, cluster=None, echo=print) -> Path:
+def _write(path, array, source: dict, *, suffix: str, client=None, cluster=None, progress=None,
+           echo=print) -> Path:
     return write_h5ebsd(path, array, source)
 
 

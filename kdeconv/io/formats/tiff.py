@@ -100,7 +100,8 @@ def write_tiff(path, array, source: dict | None = None) -> Path:
     return Path(path)
 
 
-def _write(path, array, source: dict, *, suffix: str, client=None, cluster=None, echo=print) -> Path:
+def _write(path, array, source: dict, *, suffix: str, client=None, cluster=None, progress=None,
+           echo=print) -> Path:
     return write_tiff(path, array, source)
 
 
