@@ -150,7 +150,7 @@ MIN_SIDE = 16
 
 
 def check_model_on(separator, patterns: np.ndarray, background: dict, checkpoint_label: str,
-                 work_shape: tuple[int, int] | None = None) -> None:
+                   work_shape: tuple[int, int] | None = None) -> None:
     """Run the model on one pattern: a shape the checkpoint cannot take is the user's input error."""
     if min(patterns.shape[-2:]) < MIN_SIDE:
         raise InputError(f"checkpoint {checkpoint_label} cannot take patterns of shape "
