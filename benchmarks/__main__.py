@@ -65,7 +65,8 @@ def run_module(module: str, quick: bool, timeout: float) -> tuple[list[dict], di
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rows.json"
-        cmd = [sys.executable, "-m", "benchmarks", "--child", module, str(out)] + (["--quick"] if quick else [])
+        cmd = [sys.executable, "-m", "benchmarks", "--child", module, str(out)]
+        cmd += ["--quick"] if quick else []
         try:
             proc = subprocess.run(cmd, cwd=HERE.parent, timeout=timeout, stdout=sys.stderr, stderr=sys.stderr)
             code = proc.returncode
@@ -135,8 +136,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (< 60 s per module)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these (bench_ prefix optional)")
-    parser.add_argument("--out", default=str(HERE / "results.json"), help="results file [benchmarks/results.json]")
-    parser.add_argument("--timeout", type=float, default=None, help="seconds per module [300 quick, 3600 full]")
+    parser.add_argument("--out", default=str(HERE / "results.json"),
+                        help="results file [benchmarks/results.json]")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds per module [300 quick, 3600 full]")
     parser.add_argument("--child", nargs=2, metavar=("MODULE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -153,12 +156,12 @@ def main(argv=None) -> int:
         modules = [m for m in modules if m in wanted]
     timeout = args.timeout or (300.0 if args.quick else 3600.0)
     machine = machine_description()
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     all_rows, per_module = [], {}
     t0 = time.perf_counter()
     for module in modules:
         print(f"== {module}{' (quick)' if args.quick else ''}", file=sys.stderr, flush=True)
-        module_started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        module_started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         rows, info = run_module(module, args.quick, timeout)
         info["started"] = module_started
         all_rows += rows
@@ -173,7 +176,8 @@ def main(argv=None) -> int:
         print(f"merged into {args.out}: {', '.join(per_module)} rerun, "
               f"{len(results['modules']) - len(per_module)} module(s) kept", file=sys.stderr)
     Path(args.out).write_text(json.dumps(results, indent=2, default=_jsonable))
-    print(f"Machine: {machine['cpu_model']}, {machine['cores_usable']} usable cores, {machine['ram_gb']} GB RAM, "
+    print(f"Machine: {machine['cpu_model']}, {machine['cores_usable']} usable cores, "
+          f"{machine['ram_gb']} GB RAM, "
           f"GPU: {machine['gpu'] or 'none'}")
     print(format_table(all_rows))
     failed = [m for m, i in per_module.items() if not i["ok"]]

@@ -32,8 +32,9 @@ def _best_of(fn, repeat: int = 3) -> float:
 
 
 def run(quick: bool = False) -> list[dict]:
+    from kdeconv.config.detector import DetectorSpec
     from kdeconv.config.simulate_map import SimulateMapConfig
-    from kdeconv.evaluate.indexing import index_patterns, make_detector
+    from kdeconv.evaluate.indexing import index_patterns
     from kdeconv.evaluate.metrics import ncc, pair_metrics
     from kdeconv.evaluate.reference import load_master_pattern, simulate_at
     from kdeconv.evaluate.simulate_map import simulate_map
@@ -49,7 +50,7 @@ def run(quick: bool = False) -> list[dict]:
                          note=f"{n} pairs 60x60: NCC, PSNR, SSIM of A and B, best of 2 orderings vs one NCC"))
 
     mp, _ = load_master_pattern("ni")
-    det = make_detector({"shape": [60, 60], "pc": [0.5, 0.45, 0.55], "sample_tilt": 70})
+    det = DetectorSpec(shape=(60, 60), pc=(0.5, 0.45, 0.55), sample_tilt=70).to_kikuchipy()
     m = 200 if quick else 1000
     pats = simulate_at(random_quaternions(np.random.default_rng(1), m), det)
     index_patterns(pats[:4], det, mp.phase)  # numba compile/cache load, outside the timing
@@ -67,7 +68,8 @@ def run(quick: bool = False) -> list[dict]:
 
     t_wrap = _best_of(lambda: index_patterns(pats, det, mp.phase), 2)
     t_bare = _best_of(bare, 2)
-    rows.append(make_row("evaluate", "indexing patterns/s", m / t_wrap, "bare EBSD.hough_indexing", m / t_bare,
+    rows.append(make_row("evaluate", "indexing patterns/s", m / t_wrap, "bare EBSD.hough_indexing",
+                         m / t_bare,
                          note=f"{m} simulated Ni 60x60, PyEBSDIndex on CPU in one process"))
 
     nav = (20, 20) if quick else (50, 50)

@@ -141,10 +141,11 @@ def run(quick: bool = False) -> list[dict]:
             sim_rate = res["new"] / res["seconds"]
             from orix.quaternion import Rotation
 
-            from kdeconv.simulate import make_detector, nickel_master, simulate_patterns
+            from kdeconv.config.detector import DetectorSpec
+            from kdeconv.simulate import nickel_master, simulate_patterns
 
             master = nickel_master()
-            det = make_detector((120, 120), (0.5, 0.5, 0.5))
+            det = DetectorSpec(shape=(120, 120)).to_kikuchipy()
             # kikuchipy's own dask graph on local threads (all cores), not on our cluster.
             with dask.config.set(scheduler="threads"):
                 simulate_patterns(master, Rotation.random(10), det)

@@ -123,9 +123,9 @@ def run(quick: bool = False) -> list[dict]:
                 "stage": "ingest", "metric": "patterns/s", "value": round(n / t_ingest, 1),
                 "baseline": "numpy.fromfile", "baseline_value": round(n / t_numpy, 1),
                 "ratio": round(t_numpy / t_ingest, 3),
-                "note": f"{size_mb:.0f} MB UP2 {SIG[0]}x{SIG[1]} uint16 -> Zarr (blosc lz4 bitshuffle), 2-worker "
-                        "LocalCluster, ingest's write tasks (runs of whole chunks, compressed in threads); "
-                        "baseline only reads into memory (no store, no compression)",
+                "note": f"{size_mb:.0f} MB UP2 {SIG[0]}x{SIG[1]} uint16 -> Zarr (blosc lz4 bitshuffle), "
+                        "2-worker LocalCluster, ingest's write tasks (runs of whole chunks, compressed in "
+                        "threads); baseline only reads into memory (no store, no compression)",
             })
             zarr_patterns = zarr.open_group(str(work / "map.zarr"), mode="r")["patterns"]
             np.testing.assert_array_equal(zarr_patterns[-5:], baseline[-5:])
@@ -135,7 +135,8 @@ def run(quick: bool = False) -> list[dict]:
             del baseline
             rows.append({
                 "stage": "ingest", "metric": "patterns/s vs raw copy", "value": round(n / t_ingest, 1),
-                "baseline": "numpy.fromfile + ndarray.tofile", "baseline_value": round(n / (t_numpy + t_tofile), 1),
+                "baseline": "numpy.fromfile + ndarray.tofile",
+                "baseline_value": round(n / (t_numpy + t_tofile), 1),
                 "ratio": round((t_numpy + t_tofile) / t_ingest, 3),
                 "note": "the same ingest against copying the file's patterns to disk with numpy "
                         "(disk writes bound both on this machine)",
@@ -166,7 +167,8 @@ def run(quick: bool = False) -> list[dict]:
                 "baseline": "UP2 file size MB", "baseline_value": round(big_mb, 1),
                 "ratio": round(big_mb / (rss.peak / MB), 3),  # > 1: peak below the file size
                 "note": f"{n_big} patterns in {t_big:.1f} s ({n_big / t_big:.0f} patterns/s); client + "
-                        f"scheduler + 2 workers, 32 MB chunks; tree RSS before start {rss.baseline / MB:.0f} MB",
+                        f"scheduler + 2 workers, 32 MB chunks; tree RSS before start "
+                        f"{rss.baseline / MB:.0f} MB",
             })
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -110,11 +110,11 @@ def run(quick: bool = False) -> list[dict]:
                              round(cmf, 1), note="torch FlopCounterMode; ratio = classic/shipped",
                              higher_is_better=False))
         with torch.inference_mode():
-            sep_rate = _rate(lambda: sep.separate(counts), n, min_s)
+            sep_rate = _rate(lambda counts=counts: sep.separate(counts), n, min_s)
             with autocast(sep.device, sep.autocast_dtype):
-                net_rate = _rate(lambda: net(x_cl), n, min_s)
+                net_rate = _rate(lambda x_cl=x_cl: net(x_cl), n, min_s)
             if size == 120 or not quick:
-                classic_rate = _rate(lambda: classic(x), n, min_s)
+                classic_rate = _rate(lambda x=x: classic(x), n, min_s)
                 rows.append(make_row("model", f"patterns/s separate {size}x{size}", round(sep_rate, 1),
                                      "classic U-Net forward only", round(classic_rate, 1),
                                      note="separate = normalise + network + dominant ordering, batch "
@@ -123,7 +123,7 @@ def run(quick: bool = False) -> list[dict]:
             if sep.precision != "fp32":
                 rows.append(make_row("model", f"patterns/s separate {sep.precision} {size}x{size}",
                                      round(sep_rate, 1), "separate fp32",
-                                     round(_rate(lambda: sep32.separate(counts), n, min_s), 1),
+                                     round(_rate(lambda counts=counts: sep32.separate(counts), n, min_s), 1),
                                      note="the default precision on this CPU against plain fp32"))
             rows.append(make_row("model", f"patterns/s network only {size}x{size}", round(net_rate, 1),
                                  "separate (with normalisation)", round(sep_rate, 1),
@@ -131,7 +131,7 @@ def run(quick: bool = False) -> list[dict]:
             if size == 120:
                 ncl = net.to(memory_format=torch.contiguous_format)
                 with autocast(sep.device, sep.autocast_dtype):
-                    nchw_rate = _rate(lambda: ncl(x), n, min_s)
+                    nchw_rate = _rate(lambda ncl=ncl, x=x: ncl(x), n, min_s)
                 net.to(memory_format=torch.channels_last)
                 rows.append(make_row("model", "patterns/s network channels_last 120x120", round(net_rate, 1),
                                      "same network NCHW", round(nchw_rate, 1)))

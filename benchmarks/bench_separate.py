@@ -76,8 +76,8 @@ def _bare_kernel(map_path: Path, config, threads: int = 1) -> float:
     import zarr
 
     from kdeconv.model import load_separator
-    from kdeconv.separate.chunk import separate_patterns
     from kdeconv.preprocess.background import static_background_from_mean
+    from kdeconv.separate.chunk import separate_patterns
 
     data = zarr.open_group(str(map_path), mode="r")["patterns"][...]
     separator = load_separator(config.checkpoint, device="cpu", precision=config.precision)
@@ -96,9 +96,9 @@ def _bare_kernel(map_path: Path, config, threads: int = 1) -> float:
 
 
 def _preload(checkpoint):
+    import kdeconv.separate.driver  # noqa: F401  (what unpickling the first task would import)
     from kdeconv.model import file_sha256
     from kdeconv.model.checkpoint import DEFAULT_CHECKPOINT
-    import kdeconv.separate.driver  # noqa: F401  (what unpickling the first task would import)
     from kdeconv.separate.worker import cached_separator
 
     cached_separator(checkpoint, file_sha256(checkpoint or DEFAULT_CHECKPOINT), "cpu")

@@ -107,9 +107,9 @@ def run(quick: bool = False) -> list[dict]:
     from benchmarks.common import make_row
     from kdeconv.config import load_config
     from kdeconv.config.train import TrainConfig
-    from kdeconv.train.data import TrainStream, open_sources
     from kdeconv.model.precision import precision_name, resolve_precision
     from kdeconv.train import run
+    from kdeconv.train.data import TrainStream, open_sources
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     steps = 12 if quick else 60
@@ -118,7 +118,8 @@ def run(quick: bool = False) -> list[dict]:
         tmp = Path(tmp)
         store = tmp / "pairs.zarr"
         _write_store(store, 256 if quick else 1024)
-        base = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "train_default.yaml").read_text())
+        recipe = Path(__file__).resolve().parents[1] / "configs" / "train_default.yaml"
+        base = yaml.safe_load(recipe.read_text())
         base.update({"batch_size": BATCH, "steps_per_epoch": 10_000, "log_every": log_every,
                      "val_fraction": 0.05, "val_max": 16, "early_stop_patience": 0, "threads": None,
                      "device": "cpu"})

@@ -14,9 +14,10 @@ __all__ = ["ROW_KEYS", "make_row", "failed_row", "check_rows", "machine_descript
 ROW_KEYS = ("stage", "metric", "value", "baseline", "baseline_value", "ratio", "note")
 
 
-def make_row(stage: str, metric: str, value: float | None, baseline: str = "", baseline_value: float | None = None,
-             note: str = "", higher_is_better: bool = True) -> dict:
-    """A result row; ``ratio`` = value / baseline_value (inverted when lower is better, so > 1 is always better)."""
+def make_row(stage: str, metric: str, value: float | None, baseline: str = "",
+             baseline_value: float | None = None, note: str = "", higher_is_better: bool = True) -> dict:
+    """A result row; ``ratio`` = value / baseline_value (inverted when lower is better, so > 1 is
+    always better)."""
     ratio = None
     if value is not None and baseline_value:
         ratio = value / baseline_value if higher_is_better else baseline_value / value if value else None

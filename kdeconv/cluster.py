@@ -153,7 +153,7 @@ def _probe_scheduler(address: str, label: str, timeout: float) -> None:
     pool.shutdown(wait=False)
     try:
         reply = future.result(timeout=timeout + 5)
-    except (asyncio.TimeoutError, TimeoutError, FutureTimeout):
+    except (TimeoutError, FutureTimeout):
         raise InputError(f"no Dask scheduler answered at {label} within {timeout:g} s (is it the "
                          "scheduler's address? a dashboard or other port does not answer)") from None
     except ValueError as err:
@@ -232,6 +232,17 @@ def open_client(config: ClusterConfig | None = None, *, echo=None) -> Iterator[A
     finally:
         client.close()
         cluster.close()
+
+
+@contextlib.contextmanager
+def client_for(client=None, config: ClusterConfig | None = None, *, echo=None) -> Iterator[Any]:
+    """``client`` when one is given (left open: it is the caller's), else a client opened from
+    ``config`` as ``open_client`` does (and closed after)."""
+    if client is not None:
+        yield client
+        return
+    with open_client(config, echo=echo) as opened:
+        yield opened
 
 
 def _wait_for_workers(client, label: str, timeout: float) -> None:

@@ -17,13 +17,11 @@ def test_console_script_runs():
 
 
 def test_unreachable_scheduler_is_exit_2_quickly():
-    import time
+    import pytest
 
     from kdeconv.cluster import ClusterConfig, open_client
     from kdeconv.errors import InputError
-    import pytest
 
-    start = time.monotonic()
     with pytest.raises(InputError, match="cannot reach scheduler"):
         with open_client(ClusterConfig(scheduler_address="tcp://127.0.0.1:9", connect_timeout=3)):
             pass

@@ -4,9 +4,16 @@ with kikuchipy's bundled EMsoft Ni; the hexagonal frame agrees with kikuchipy's 
 import numpy as np
 import pytest
 
+from kdeconv.config.detector import DetectorSpec
 from kdeconv.preprocess.background import remove_dynamic_background
-from kdeconv.simulate import (kinematic_master, library_master, library_path, library_phases,
-                              make_detector, phase_info, simulate_patterns)
+from kdeconv.simulate import (
+    kinematic_master,
+    library_master,
+    library_path,
+    library_phases,
+    phase_info,
+    simulate_patterns,
+)
 
 PHASES = library_phases()
 
@@ -40,7 +47,8 @@ def test_each_phase_loads_into_kikuchipy_and_projects(name):
     assert master.energy == 20.0
     from orix.quaternion import Rotation
 
-    patterns = simulate_patterns(master, Rotation.random(3), make_detector((40, 50), (0.5, 0.4, 0.6)))
+    detector = DetectorSpec(shape=(40, 50), pc=(0.5, 0.4, 0.6)).to_kikuchipy()
+    patterns = simulate_patterns(master, Rotation.random(3), detector)
     assert patterns.shape == (3, 40, 50) and np.isfinite(patterns).all()
     assert (patterns.std(axis=(1, 2)) > 0).all()
 
@@ -55,7 +63,7 @@ def test_nickel_matches_kikuchipys_bundled_emsoft_master():
     theirs = kp.data.nickel_ebsd_master_pattern_small(projection="lambert", hemisphere="both", energy=20)
     # the bundled file is npx 200, the library npx 150: compare on detectors
     rot = Rotation.random(20)
-    det = make_detector((80, 80), (0.5, 0.5, 0.6))
+    det = DetectorSpec(shape=(80, 80), pc=(0.5, 0.5, 0.6)).to_kikuchipy()
     a = remove_dynamic_background(simulate_patterns(library_master("ni", 20), rot, det))
     b = remove_dynamic_background(simulate_patterns(nickel_master(20), rot, det))
     assert np.median(_ncc(a, b)) > 0.95  # measured 0.966 (de-ebsd's own Monte Carlo depths)
@@ -83,7 +91,7 @@ def test_the_hexagonal_frame_agrees_with_kikuchipys_kinematic_simulation():
     dynamical = library_master("ti_alpha", 20)
     kinematic = kinematic_master(phase=_in_angstrom(dynamical.phase), hkl_max=4)
     rot = Rotation.random(20)
-    det = make_detector((80, 80), (0.5, 0.5, 0.6))
+    det = DetectorSpec(shape=(80, 80), pc=(0.5, 0.5, 0.6)).to_kikuchipy()
     dyn = remove_dynamic_background(simulate_patterns(dynamical, rot, det))
     same = _ncc(dyn, remove_dynamic_background(simulate_patterns(kinematic, rot, det)))
     turned = Rotation.from_axes_angles([0, 0, 1], np.deg2rad(30))  # a and a* swapped
@@ -96,6 +104,7 @@ def test_hexagonal_atoms_keep_their_fractional_positions():
     np.testing.assert_allclose(master.phase.structure[0].xyz, [1 / 3, 2 / 3, 0.25], atol=1e-9)
     from kdeconv.simulate.masters import _phase_from_spec
 
-    phase = _phase_from_spec({"name": "mg", "space_group": 194, "lattice": [3.2094, 3.2094, 5.2107, 90, 90, 120],
+    phase = _phase_from_spec({"name": "mg", "space_group": 194,
+                              "lattice": [3.2094, 3.2094, 5.2107, 90, 90, 120],
                               "atoms": [{"element": "Mg", "xyz": [1 / 3, 2 / 3, 0.25]}]})
     np.testing.assert_allclose(phase.structure[0].xyz, [1 / 3, 2 / 3, 0.25], atol=1e-9)

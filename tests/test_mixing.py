@@ -5,7 +5,7 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from kdeconv.errors import InputError
-from kdeconv.mixing import (from_uint16, mix_then_normalize, normalize_then_mix, to_uint16)
+from kdeconv.mixing import from_uint16, mix_then_normalize, normalize_then_mix, to_uint16
 from kdeconv.preprocess import circular_mask
 
 

@@ -3,10 +3,17 @@
 import numpy as np
 import pytest
 
+from kdeconv.config.detector import DetectorSpec
 from kdeconv.errors import InputError
 from kdeconv.preprocess import normalize
-from kdeconv.simulate import (kinematic_master, load_master, make_detector, nickel_master,
-                              random_quaternions, simulate_patterns, simulate_varied)
+from kdeconv.simulate import (
+    kinematic_master,
+    load_master,
+    nickel_master,
+    random_quaternions,
+    simulate_patterns,
+    simulate_varied,
+)
 
 NI_CIF = """data_Ni
 _cell_length_a 3.524
@@ -56,7 +63,7 @@ def test_simulate_varied_matches_get_patterns_with_one_geometry(ni):
 
     q = random_quaternions(np.random.default_rng(0), 6)
     pc, tilt, sample_tilt = (0.48, 0.52, 0.55), 3.0, 69.0
-    det = make_detector((40, 50), pc, tilt, sample_tilt)
+    det = DetectorSpec(shape=(40, 50), pc=pc, tilt=tilt, sample_tilt=sample_tilt).to_kikuchipy()
     ref = simulate_patterns(ni, Rotation(q), det)
     got = simulate_varied(ni, q, np.tile(pc, (6, 1)), np.full(6, tilt), np.full(6, sample_tilt), (40, 50))
     assert got.shape == ref.shape == (6, 40, 50) and got.dtype == np.float32
@@ -70,11 +77,11 @@ def test_simulate_varied_per_pattern_pc_and_row_major_order(ni):
     pcs = np.column_stack([np.linspace(0.4, 0.6, 6), np.full(6, 0.5), np.linspace(0.45, 0.7, 6)])
     got = simulate_varied(ni, q, pcs, np.zeros(6), np.full(6, 70.0), (32, 32))
     for k in (0, 5):
-        one = simulate_patterns(ni, Rotation(q[k]), make_detector((32, 32), pcs[k]))
+        one = simulate_patterns(ni, Rotation(q[k]), DetectorSpec(shape=(32, 32), pc=pcs[k]).to_kikuchipy())
         np.testing.assert_allclose(normalize(got[k]), normalize(one[0]), atol=1e-5)
     # A 2D rotation map keeps row-major order (the Rotation.flatten() trap).
-    grid = simulate_patterns(ni, Rotation(q.reshape(2, 3, 4)), make_detector((32, 32), (0.5, 0.5, 0.5)))
-    single = simulate_patterns(ni, Rotation(q[1]), make_detector((32, 32), (0.5, 0.5, 0.5)))
+    grid = simulate_patterns(ni, Rotation(q.reshape(2, 3, 4)), DetectorSpec(shape=(32, 32)).to_kikuchipy())
+    single = simulate_patterns(ni, Rotation(q[1]), DetectorSpec(shape=(32, 32)).to_kikuchipy())
     np.testing.assert_allclose(grid[1], single[0], atol=1e-6)
 
 

@@ -15,7 +15,6 @@ that is better per step but slower must earn its cost.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import subprocess
 import sys

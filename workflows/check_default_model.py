@@ -16,7 +16,6 @@ separate and evaluate with this checkpoint; --install refuses a model that fails
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from kdeconv.model import install as model_install
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / "configs" / "generate_default_test.yaml"
@@ -84,21 +85,6 @@ def quality_by_snr(ncc_a: np.ndarray, ncc_b: np.ndarray, augment: np.ndarray,
              "median_ncc_b": float(np.median(ncc_b[which == k]))} for k in range(bins)]
 
 
-def both_recovered(q_first, q_second, rot_a, rot_b, point_group) -> tuple[np.ndarray, np.ndarray]:
-    """Per pattern: both truths matched within TOL (either assignment); and 'at least one'."""
-    from kdeconv.evaluate.indexing import misorientation_deg
-
-    def ang(q, r):
-        return np.nan_to_num(misorientation_deg(q, r, point_group), nan=180.0)
-
-    direct = np.maximum(ang(q_first, rot_a), ang(q_second, rot_b))
-    crossed = np.maximum(ang(q_first, rot_b), ang(q_second, rot_a))
-    both = np.minimum(direct, crossed) <= TOL_DEG
-    one = np.minimum.reduce([ang(q_first, rot_a), ang(q_first, rot_b),
-                             ang(q_second, rot_a), ang(q_second, rot_b)]) <= TOL_DEG
-    return both, one
-
-
 def pure_calibration(sep, store: Path, claim_weight: float, claim_min_cm: float,
                      detector=None, phase=None) -> dict:
     """What the model says of pure patterns: its predicted minority weight, how often `evaluate`
@@ -106,8 +92,8 @@ def pure_calibration(sep, store: Path, claim_weight: float, claim_min_cm: float,
     weight and indexing confidence, and how often that claim is a grain that is not there."""
     import zarr
 
+    from kdeconv.config.claim import ClaimRule
     from kdeconv.evaluate.indexing import index_patterns, misorientation_deg
-    from kdeconv.evaluate.recovery import second_claimed
 
     g = zarr.open_group(str(store), mode="r")
     C = np.asarray(g["C"][...], np.float32)
@@ -119,7 +105,7 @@ def pure_calibration(sep, store: Path, claim_weight: float, claim_min_cm: float,
            "claimed_by_weight_fraction": float((minority >= claim_weight).mean())}
     if detector is not None:
         ib = index_patterns(pb, detector, phase)
-        claimed = second_claimed(pw, ib.cm, claim_weight, claim_min_cm)
+        claimed = ClaimRule(claim_weight=claim_weight, claim_min_cm=claim_min_cm).claimed(pw, ib.cm)
         other = np.nan_to_num(misorientation_deg(ib.quaternions, np.asarray(g["rotation_a"][...]),
                                                  phase.point_group), nan=180.0) > TOL_DEG
         out.update(claimed_fraction=float(claimed.mean()), invented_fraction=float((claimed & other).mean()))
@@ -128,10 +114,9 @@ def pure_calibration(sep, store: Path, claim_weight: float, claim_min_cm: float,
 
 OTHER_SHAPES = ((60, 60), (96, 128), (160, 160), (240, 240))
 
-# The gate a new default model must pass on the demo map (make demo's map, separated and scored
-# with the CLI exactly as a user would): pure pixels are most of a map, so a model that invents
-# grains there is worse than one that misses a faint minority (session 3's candidate did).
-MAP_GATE = {"pure_ok": 0.97, "mixed_both": 0.90}
+# The gate a new default model must pass on the demo map, separated and scored with the CLI
+# exactly as a user would (kdeconv.model.install).
+MAP_GATE = model_install.MAP_GATE
 
 
 CALIBRATION_EDGES = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
@@ -176,7 +161,7 @@ def map_quality(checkpoint: str | None, work: Path) -> dict:
               "pure_invented": at3["pure_invented"], "gate": MAP_GATE}
     scores = np.load(report / "per_pattern.npz")
     result["weight_calibration"] = weight_calibration(scores["true_weights"], scores["pred_weights"])
-    result["gate_passed"] = all(result[k] >= v for k, v in MAP_GATE.items())
+    result["gate_passed"] = model_install.gate_passed(result)
     return result
 
 
@@ -184,9 +169,10 @@ def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True,
           other_shapes: bool = True, demo_map: bool = True) -> dict:
     import zarr
 
-    from kdeconv.evaluate.driver import _pairs_detector
-    from kdeconv.evaluate.indexing import bundled_ni_phase, index_patterns, make_detector
+    from kdeconv.config.detector import DetectorSpec
+    from kdeconv.evaluate.indexing import bundled_ni_phase, index_patterns
     from kdeconv.evaluate.metrics import pair_metrics, weight_error
+    from kdeconv.evaluate.recovery import pairs_recovered
     from kdeconv.model import load_separator
 
     store = make_test_set(work, n)
@@ -212,24 +198,23 @@ def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True,
                                           list(g.attrs["augment_columns"])),
     }
     if index:
-        det_info, _ = _pairs_detector(dict(g.attrs))
-        detector = make_detector(det_info)
+        detector = DetectorSpec.from_attrs(g.attrs["detector"]).to_kikuchipy()
         phase = bundled_ni_phase()
         pg = phase.point_group
         rot_a, rot_b = np.asarray(g["rotation_a"][:count]), np.asarray(g["rotation_b"][:count])
         t0 = time.perf_counter()
         ia, ib = index_patterns(pa, detector, phase), index_patterns(pb, detector, phase)
-        both, one = both_recovered(ia.quaternions, ib.quaternions, rot_a, rot_b, pg)
+        both, one = pairs_recovered(ia.quaternions, ib.quaternions, rot_a, rot_b, pg, TOL_DEG)
         ta, tb = index_patterns(A, detector, phase), index_patterns(B, detector, phase)
-        t_both, _ = both_recovered(ta.quaternions, tb.quaternions, rot_a, rot_b, pg)
+        t_both, _ = pairs_recovered(ta.quaternions, tb.quaternions, rot_a, rot_b, pg, TOL_DEG)
         ic = index_patterns(C, detector, phase)
-        _, c_one = both_recovered(ic.quaternions, ic.quaternions, rot_a, rot_b, pg)
+        _, c_one = pairs_recovered(ic.quaternions, ic.quaternions, rot_a, rot_b, pg, TOL_DEG)
         minority = np.minimum(W[:, 0], W[:, 1])
         bins = {}
         for lo, hi in ((0.25, 0.35), (0.35, 0.45), (0.45, 0.5001)):
             sel = (minority >= lo) & (minority < hi)
-            bins[f"{lo:.2f}-{min(hi, 0.5):.2f}"] = {"n": int(sel.sum()),
-                                                   "both_within_3deg": float(both[sel].mean()) if sel.any() else None}
+            bins[f"{lo:.2f}-{min(hi, 0.5):.2f}"] = {
+                "n": int(sel.sum()), "both_within_3deg": float(both[sel].mean()) if sel.any() else None}
         result.update({
             "both_orientations_within_3deg": float(both.mean()),
             "at_least_one_within_3deg": float(one.mean()),
@@ -240,10 +225,10 @@ def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True,
         })
     # Most pixels of a real map are pure: a second constituent claimed there is an invented grain.
     # The claim rule evaluate uses for this model (its own, else the fallback); install stores it.
-    from kdeconv.evaluate.recovery import resolve_claim_rule
+    from kdeconv.config.claim import ClaimRule
 
-    rule = resolve_claim_rule(None, None, sep.claim_rule)
-    result["claim_rule"] = rule
+    rule, source = ClaimRule.resolve(None, None, sep.claim_rule)
+    result["claim_rule"] = rule = rule.as_dict() | {"source": source}
     result["pure_patterns"] = pure_calibration(sep, make_test_set(work, 200, pure=True), rule["claim_weight"],
                                                rule["claim_min_cm"], *((detector, phase) if index else ()))
     if demo_map:
@@ -266,53 +251,30 @@ def _max_minutes(run: Path | None):
 
 
 def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: bool = False) -> None:
-    from kdeconv.evaluate.recovery import FALLBACK_CLAIM_RULE
-    from kdeconv.model import DEFAULT_CHECKPOINT, file_sha256, read_checkpoint, set_claim_rule
+    """Install ``checkpoint`` as the shipped default (kdeconv.model.install), with the training
+    record of ``run``; exits with the reason when the demo-map gate did not pass."""
+    from kdeconv.errors import InputError
 
     checked = json.loads(check_json.read_text()) if check_json and check_json.exists() else {}
-    gate = checked.get("demo_map")
-    if not force and not (gate and gate["gate_passed"]):
-        sys.exit(f"not installed: the demo-map gate {MAP_GATE} did not pass "
-                 f"({json.dumps(gate) if gate else 'no demo_map in the check JSON'}); --force installs anyway")
-    ckpt = read_checkpoint(checkpoint)
-    if "training_state" in ckpt:
-        sys.exit("install best.pt (no optimiser state), not last.pt")
-    # The model ships with the claim rule its check (and gate) used: evaluate's default for it.
-    rule = checked.get("claim_rule") or ckpt.get("claim_rule") or FALLBACK_CLAIM_RULE
-    set_claim_rule(checkpoint, DEFAULT_CHECKPOINT, rule["claim_weight"], rule["claim_min_cm"])
-    stores = (ckpt.get("data") or {}).get("stores", [])
-    summary = json.loads((run / "summary.json").read_text()) if run and (run / "summary.json").exists() else {}
-    info = {
-        "file": DEFAULT_CHECKPOINT.name,
-        "sha256": file_sha256(DEFAULT_CHECKPOINT),
-        "size_bytes": DEFAULT_CHECKPOINT.stat().st_size,
-        "installed": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "kdeconv_version": ckpt.get("kdeconv_version"),
-        "model_config": ckpt["model_config"],
-        "parameters": int(sum(v.numel() for k, v in ckpt["state_dict"].items()
-                              if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))),
-        "normalization": ckpt["normalization"],
-        "claim_rule": {k: rule[k] for k in ("claim_weight", "claim_min_cm")},
-        "validation_metrics": ckpt.get("metrics"),
+    summary_file = run / "summary.json" if run else None
+    summary = json.loads(summary_file.read_text()) if summary_file and summary_file.exists() else {}
+    provenance = {
         "training": {k: summary.get(k) for k in ("stop_reason", "step", "epoch", "best_step",
                                                    "train_seconds", "samples_per_s", "device")},
         "command": "bash workflows/train_default.sh  (generate with configs/generate_default.yaml, "
                    "generate_default_60.yaml, generate_default_96x128.yaml; kdeconv train --config "
                    f"configs/train_default.yaml --max-minutes {_max_minutes(run)})",
-        "trained_on": [{"store": Path(s["path"]).name, "pairs": s["n"], "train": s["n_train"],
-                        "val": s["n_val"], "shape": s["shape"],
-                        "seed": (s.get("generate_config") or {}).get("seed"),
-                        "source": ((s.get("generate_config") or {}).get("source") or {})}
-                       for s in stores],
-        "train_config": ckpt.get("train_config"),
-        "test_quality": checked or None,
         "limits": ("Trained only on simulated Ni (fcc) patterns, 60x60 to 120x120 (and 96x128), "
                    "PC x 0.4-0.6, y 0.3-0.6, z 0.45-0.7, sample tilt 68-72 deg, two constituents. "
                    "Expect failure on unseen phases/symmetries, real detector artefacts not in "
                    "the simulation, pattern sizes far outside 60-128 px, and triple junctions."),
     }
-    (DEFAULT_CHECKPOINT.with_suffix(".json")).write_text(json.dumps(info, indent=2, default=str) + "\n")
-    print(f"installed {DEFAULT_CHECKPOINT} ({info['size_bytes'] / 1e6:.1f} MB, sha256 {info['sha256'][:12]})")
+    try:
+        target = model_install.install_default(checkpoint, checked, force=force, provenance=provenance)
+    except InputError as err:
+        sys.exit(str(err))
+    info = json.loads(target.with_suffix(".json").read_text())
+    print(f"installed {target} ({info['size_bytes'] / 1e6:.1f} MB, sha256 {info['sha256'][:12]})")
 
 
 def main() -> None:

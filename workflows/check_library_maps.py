@@ -90,7 +90,8 @@ def run_one(name: str, style: str, size: int, args, base: dict, cluster) -> dict
     quiet = (lambda *_: None)
     seconds = {}
     t = time.perf_counter()
-    sim_cfg = validate_config(SimulateMapConfig, map_config(name, style, size, args.nav, args.grains, base), name)
+    sim_cfg = validate_config(SimulateMapConfig, map_config(name, style, size, args.nav, args.grains, base),
+                              name)
     simulate_map(sim_cfg, work / "sim", echo=print)
     truth = work / "sim" / TRUTH_NAME
     map_file = work / "sim" / open_store(truth, "truth").attrs["map_file"]
@@ -147,7 +148,8 @@ def table_row(name: str, style: str, size: int, metrics: dict, result, seconds: 
         "indexer_pure_map": _tol(raw, "pure_kept"),
         "residual_mixed_both_strong": _tol(residual, "mixed_both", "strong"),
         "residual_pure_ok": _tol(residual, "pure_ok"),
-        "seconds": {key: round(v, 1) for key, v in seconds.items()} | {"total": round(sum(seconds.values()), 1)},
+        "seconds": ({key: round(v, 1) for key, v in seconds.items()}
+                    | {"total": round(sum(seconds.values()), 1)}),
         "report": str(work / "report" / "report.md"),
     }
 
@@ -164,8 +166,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
     bins = ["0.1-0.2", "0.2-0.3", "0.3-0.4", "0.4-0.5"]
     lines = [
         "# Library maps", "",
-        f"Checkpoint: `{meta['checkpoint']}`; maps {meta['nav'][0]}x{meta['nav'][1]} pixels, {meta['grains']} "
-        f"grains, seed {meta['seed']}; {meta['minutes']:.1f} min in all.", "",
+        f"Checkpoint: `{meta['checkpoint']}`; maps {meta['nav'][0]}x{meta['nav'][1]} pixels, "
+        f"{meta['grains']} grains, seed {meta['seed']}; {meta['minutes']:.1f} min in all.", "",
         "Recovery within 3°, in %: **both ≥0.25** = both grains on mixed pixels with minority ≥ 0.25; "
         "**pure ok** = pure pixels keep their grain with none invented; **both wB** per minority bin. "
         "**ceiling** = the true A and B through the same indexer and claim rule; **C pure** = indexing the "
@@ -182,8 +184,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
             continue
         w = " / ".join(_num(r["weight_pred_median"].get(b)) for b in bins)
         lines.append(
-            f"| {r['map']} | {r['style']} | {r['size']} | {r['background']} | {_pct(r['mixed_both_strong'])} | "
-            f"{_pct(r['pure_ok'])} | " + " | ".join(_pct(r["both_by_bin"].get(b)) for b in bins)
+            f"| {r['map']} | {r['style']} | {r['size']} | {r['background']} | "
+            f"{_pct(r['mixed_both_strong'])} | {_pct(r['pure_ok'])} | "
+            + " | ".join(_pct(r["both_by_bin"].get(b)) for b in bins)
             + f" | {_pct(r['phase_boundary_both'])} | {w} | {_num(r['weight_max_error'])} | "
             f"{_pct(r['ceiling_mixed_both_strong'])} | {_pct(r['ceiling_pure_ok'])} | "
             f"{_pct(r['indexer_pure_map'])} | "
@@ -250,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
                         rows.append({"map": name, "style": style, "size": size,
                                      "error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"})
                     r = rows[-1]
-                    print(f"   both>=0.25 {_pct(r.get('mixed_both_strong'))} pure ok {_pct(r.get('pure_ok'))} "
+                    print(f"   both>=0.25 {_pct(r.get('mixed_both_strong'))} "
+                          f"pure ok {_pct(r.get('pure_ok'))} "
                           f"ceiling {_pct(r.get('ceiling_mixed_both_strong'))} "
                           f"{r.get('seconds', {}).get('total', '')} s {r.get('error', '')}", flush=True)
                     meta["minutes"] = (time.perf_counter() - start) / 60

@@ -105,13 +105,16 @@ def score(checkpoint: str | None, work: Path, label: str) -> dict:
     n = len(weight)
 
     def near(q, grain):
-        return np.nan_to_num(misorientation_deg(q, np.repeat(truth[grain][None], n, 0), pg), nan=180) <= TOL_DEG
+        angle = misorientation_deg(q, np.repeat(truth[grain][None], n, 0), pg)
+        return np.nan_to_num(angle, nan=180) <= TOL_DEG
 
     major = np.where(minor_grain == 2, 1, 2)
     both = (near(first.quaternions, 1) & near(second.quaternions, 2)) | \
            (near(first.quaternions, 2) & near(second.quaternions, 1))
-    minority_found = near(first.quaternions, 1) * (minor_grain == 1) + near(first.quaternions, 2) * (minor_grain == 2) \
-        + near(second.quaternions, 1) * (minor_grain == 1) + near(second.quaternions, 2) * (minor_grain == 2)
+    minority_found = (near(first.quaternions, 1) * (minor_grain == 1)
+                      + near(first.quaternions, 2) * (minor_grain == 2)
+                      + near(second.quaternions, 1) * (minor_grain == 1)
+                      + near(second.quaternions, 2) * (minor_grain == 2))
     claimed = (w[9:, 1] >= rule["claim_weight"]) & (second.cm >= rule["claim_min_cm"])
     c_bc = background_corrected(patterns)[9:]
     raw_first = run(c_bc)

@@ -29,8 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kdeconv.simulate.library import (LIBRARY_DIR, PHASES, manifest_path,  # noqa: E402
-                                      read_manifest, write_emsoft_master)
+from kdeconv.simulate.library import LIBRARY_DIR, PHASES, manifest_path, read_manifest, write_emsoft_master  # noqa: E402
 
 BETHE = {"strong": 4.0, "weak": 8.0, "cutoff": 50.0}
 DMIN_NM = 0.05
@@ -48,9 +47,8 @@ def settings(energies) -> dict:
 
 def compute_phase(name: str, energies, threads: int) -> tuple[np.ndarray, dict]:
     """(n_energies, 2, 2*NPX+1, 2*NPX+1) float32 Lambert maps (north, south) and timings."""
-    import torch
-
     import de_ebsd as de
+    import torch
     from de_ebsd.sim.montecarlo.depth import DepthDistribution
 
     torch.set_num_threads(threads)

@@ -5,12 +5,22 @@
 the reader of reference patterns, ``driver`` the stage itself: ``run(config) -> AdaptResult``.
 """
 
+from kdeconv._exports import make_callable
 from kdeconv.adapt.driver import AdaptResult, run
 from kdeconv.adapt.find_pure import PureSelection, find_pure, map_features, read_pure_file
-from kdeconv.adapt.pure import (adaptive_threshold, choose_pure, interior_distance,
-                                neighbour_similarity, pattern_features, pure_candidates,
-                                relative_similarity, segment_grains)
+from kdeconv.adapt.pure import (
+    adaptive_threshold,
+    choose_pure,
+    interior_distance,
+    neighbour_similarity,
+    pattern_features,
+    pure_candidates,
+    relative_similarity,
+    segment_grains,
+)
 
 __all__ = ["run", "AdaptResult", "PureSelection", "find_pure", "map_features", "read_pure_file",
            "pattern_features", "neighbour_similarity", "relative_similarity", "adaptive_threshold",
            "segment_grains", "interior_distance", "pure_candidates", "choose_pure"]
+
+make_callable(__name__, "run")  # kdeconv.adapt(config)

@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 
-from kdeconv.config import load_config, validate_config
+from kdeconv.config import coerce_config, validate_config
 from kdeconv.config.adapt import AdaptConfig
 from kdeconv.errors import InputError
 
@@ -106,12 +106,12 @@ def claim_rule_from_pure(pure_minority: np.ndarray, base_rule: dict | None) -> d
     """The adapted model's claim rule, from its predicted minority on held-out pure pairs: the
     claim weight sits just above what pure patterns get (their 99th percentile plus a margin); the
     indexing-confidence bar is the base model's (adapt knows no phase to index with)."""
-    from kdeconv.evaluate.recovery import FALLBACK_CLAIM_RULE
+    from kdeconv.config.claim import FALLBACK_CLAIM_RULE
 
     values = np.asarray(pure_minority, np.float64)
-    p99 = float(np.percentile(values, 99)) if values.size else FALLBACK_CLAIM_RULE["claim_weight"]
+    p99 = float(np.percentile(values, 99)) if values.size else FALLBACK_CLAIM_RULE.claim_weight
     weight = float(np.clip(p99 + CLAIM_MARGIN, *CLAIM_BOUNDS))
-    min_cm = float((base_rule or FALLBACK_CLAIM_RULE)["claim_min_cm"])
+    min_cm = float((base_rule or FALLBACK_CLAIM_RULE.as_dict())["claim_min_cm"])
     return {"claim_weight": round(weight, 4), "claim_min_cm": min_cm}
 
 
@@ -147,11 +147,7 @@ def score_pairs(separator, store: str | Path, batch: int = 64) -> tuple[dict, np
 # ----------------------------------------------------------------------------- driver
 
 def _as_config(config) -> AdaptConfig:
-    if isinstance(config, AdaptConfig):
-        return config
-    if isinstance(config, dict):
-        return validate_config(AdaptConfig, config, "adapt config")
-    return load_config(AdaptConfig, config)
+    return coerce_config(AdaptConfig, config)
 
 
 def _pairs_config(cfg: AdaptConfig, pool: str, indices: np.ndarray, groups: np.ndarray, n: int,

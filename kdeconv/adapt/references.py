@@ -127,7 +127,8 @@ def read_references(source: str | Path, store: Path, pattern_shape: tuple[int, i
     shape = shapes.pop()
     if tuple(shape) != tuple(pattern_shape):
         raise InputError(f"reference patterns are {shape[0]}x{shape[1]} but the map's are "
-                         f"{pattern_shape[0]}x{pattern_shape[1]}: they must come from the same detector setting")
+                         f"{pattern_shape[0]}x{pattern_shape[1]}: they must come from the same detector "
+                         "setting")
     label_names = sorted(set(names), key=names.index)
     labels = np.array([label_names.index(name) for name in names], np.int64)
     stack = np.stack(patterns)

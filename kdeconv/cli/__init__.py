@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import click
 
@@ -22,7 +23,8 @@ COMMANDS = {
     "export": ("kdeconv.cli.export", "export", "Write a store array to h5ebsd, UP1/UP2 or TIFF."),
     "generate": ("kdeconv.cli.generate", "generate", "Make synthetic (C, A, B) training pairs."),
     "train": ("kdeconv.cli.train", "train", "Train the dual-decoder U-Net on a pairs store."),
-    "separate": ("kdeconv.cli.separate", "separate", "Separate every pattern of a map into A, B and weights."),
+    "separate": ("kdeconv.cli.separate", "separate",
+                 "Separate every pattern of a map into A, B and weights."),
     "adapt": ("kdeconv.cli.adapt", "adapt", "Fine-tune a model on a map's own pure patterns (minutes)."),
     "evaluate": ("kdeconv.cli.evaluate", "evaluate", "Score separated patterns against ground truth."),
     "simulate-map": ("kdeconv.cli.simulate_map", "simulate_map",
@@ -92,12 +94,18 @@ def _release_outputs() -> None:
         store.release_all_outputs()
 
 
-@click.group(cls=KdeconvGroup, context_settings={"help_option_names": ["-h", "--help"]})
+# The example configs ship inside the package, so this path exists after pip install.
+EXAMPLE_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@click.group(cls=KdeconvGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=f"Example configs (one per command): {EXAMPLE_CONFIGS}")
 @click.version_option(__version__, prog_name="kdeconv")
 def main():
     """kdeconv: separate mixed EBSD Kikuchi patterns (C = wA*A + wB*B) map-wide on Dask.
 
-    Pipeline: ingest -> generate -> train -> separate -> export / evaluate.
+    Pipeline: ingest -> generate -> train -> separate -> export / evaluate. In Python:
+    kdeconv.separate(signal), kdeconv.<stage>(config).
     """
 
 

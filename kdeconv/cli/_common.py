@@ -6,8 +6,14 @@ import functools
 
 import click
 
+from kdeconv.cli import EXAMPLE_CONFIGS
 from kdeconv.config import validate_config
 from kdeconv.config.cluster import ClusterConfig
+
+
+def example(name: str) -> str:
+    """The path of the shipped example config ``name``, for help texts."""
+    return str(EXAMPLE_CONFIGS / name)
 
 
 def cluster_options(func):

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from kdeconv.cli._common import cluster_options, overwrite_option
+from kdeconv.cli._common import cluster_options, example, overwrite_option
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see kdeconv.cli.train
 
@@ -53,7 +53,7 @@ def adapt_config_data(config_path, **options) -> dict:
 @click.option("--working-size", default=None, type=click.IntRange(min=16),
               help="Shorter side the model sees (default: the model's own range).")
 @click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
-              help="YAML config (configs/adapt.yaml); options given here win.")
+              help=f"YAML config (example: {example('adapt.yaml')}); options given here win.")
 @overwrite_option
 @cluster_options
 def adapt(map_store, out, base, pure, references, reference_labels, minutes, max_steps, seed, device,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kdeconv.cli._common import overwrite_option
+from kdeconv.cli._common import example, overwrite_option
 
 
 @click.command("evaluate")
@@ -14,7 +14,7 @@ from kdeconv.cli._common import overwrite_option
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Report folder: metrics.json, report.md, PNGs.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="YAML config (see configs/evaluate.yaml).")
+              help=f"YAML config (example: {example('evaluate.yaml')}).")
 @click.option("--no-index", is_flag=True, help="Pixel metrics only (skip Hough indexing and baselines).")
 @click.option("--no-baselines", is_flag=True, help="Skip the raw-C and residual-subtraction baselines.")
 @overwrite_option
@@ -22,9 +22,9 @@ def evaluate(separated, truth, out_dir, config_path, no_index, no_baselines, ove
     """Score SEPARATED (a separated store) against ground truth; writes metrics.json and report.md."""
     from kdeconv.config import load_config
     from kdeconv.config.evaluate import EvaluateConfig
-    from kdeconv.evaluate.driver import evaluate_stores
+    from kdeconv.evaluate.driver import run
 
     config = load_config(EvaluateConfig, config_path, index=False if no_index else None,
                          baselines=False if no_baselines else None)
-    evaluate_stores(separated, truth, out_dir, config, overwrite=overwrite, echo=click.echo,
-                    warn=lambda msg: click.echo(msg, err=True))
+    run(config, separated=separated, truth=truth, out=out_dir, overwrite=overwrite, echo=click.echo,
+        warn=lambda msg: click.echo(msg, err=True))

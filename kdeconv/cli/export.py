@@ -24,4 +24,4 @@ def export(store, output, array_name, overwrite, cluster):
 
     config = load_config(ExportConfig, None, store=store, output=output, array=array_name,
                          overwrite=overwrite or None)
-    run_export(config, cluster, echo=click.echo)
+    run_export(config, cluster, progress=None, echo=click.echo)

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from kdeconv.cli._common import cluster_options, overwrite_option
+from kdeconv.cli._common import cluster_options, example, overwrite_option
 
 
 @click.command("generate")
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="YAML config (see configs/generate_default.yaml).")
+              help=f"YAML config (example: {example('generate_debug.yaml')}).")
 @click.option("--out", required=True, type=click.Path(), help="Pairs store to write (Zarr).")
 @click.option("--n", type=int, default=None, help="Number of pairs (overrides the config). A larger "
               "--n on an existing store with the same config appends.")
@@ -23,23 +23,14 @@ from kdeconv.cli._common import cluster_options, overwrite_option
 @cluster_options
 def generate(config_path, out, n, seed, chunk_size, no_mask, debug, overwrite, cluster):
     """Make synthetic training pairs C = wA*A + wB*B (with optional realism) on Dask."""
-    from kdeconv.cluster import open_client, summary_line
     from kdeconv.config import load_config
     from kdeconv.config.generate import GenerateConfig
-    from kdeconv.generate.driver import (check_output, plan_source, run_generate,
-                                         write_debug_panels)
+    from kdeconv.generate.driver import run, write_debug_panels
 
     cfg = load_config(GenerateConfig, config_path, n=n, seed=seed, chunk_size=chunk_size)
     if no_mask:
         cfg = cfg.model_copy(update={"mask": cfg.mask.model_copy(update={"fraction": 0.0})})
-    plan_source(cfg)  # bad source or output -> exit 2 before any cluster starts
-    check_output(cfg, out, overwrite)
-    with open_client(cluster, echo=click.echo) as client:
-        result = run_generate(cfg, out, client, overwrite=overwrite, echo=click.echo)
-    if result["new"]:
-        click.echo(summary_line("generate", result["new"], result["seconds"], unit="pairs")
-                   + (f"; simulated {result['pure']} pure patterns" if result.get("pure") else "")
-                   + (f"; store now holds {result['n']}" if result.get("base") else ""))
+    run(cfg, out=out, overwrite=overwrite, cluster=cluster, progress=None, echo=click.echo)
     if debug:
         folder = Path(str(out) + ".debug")
         paths = write_debug_panels(out, folder)

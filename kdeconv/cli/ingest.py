@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kdeconv.cli._common import cluster_options, overwrite_option
+from kdeconv.cli._common import cluster_options, example, overwrite_option
 
 
 @click.command(help="Read a vendor file (UP1/UP2, .ebsp, NORDIF .dat, h5ebsd, .h5oina, EMsoft .h5), "
@@ -12,7 +12,7 @@ from kdeconv.cli._common import cluster_options, overwrite_option
 @click.argument("input_path", metavar="INPUT", type=click.Path())
 @click.argument("output", metavar="OUT.zarr", type=click.Path())
 @click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
-              help="YAML with defaults (configs/ingest.yaml); options given here win.")
+              help=f"YAML with defaults (example: {example('ingest.yaml')}); options given here win.")
 @click.option("--chunk-mb", default=None, type=float, help="Target MB per chunk [32].")
 @click.option("--nav-shape", default=None, type=(int, int), metavar="NY NX",
               help="Map grid for image inputs (default: a line scan), or to regrid a line scan.")
@@ -32,4 +32,4 @@ def ingest(input_path, output, config_path, chunk_mb, nav_shape, dtype, allow_si
     config = load_config(IngestConfig, config_path, input=input_path, output=output,
                          chunk_mb=chunk_mb, nav_shape=nav_shape, dtype=dtype,
                          allow_size_mismatch=allow_size_mismatch or None, overwrite=overwrite or None)
-    run_ingest(config, cluster, echo=click.echo)
+    run_ingest(config, cluster, progress=None, echo=click.echo)

@@ -1,10 +1,10 @@
-"""``kdeconv separate``: parse options, call ``kdeconv.separate.driver.separate_map``."""
+"""``kdeconv separate``: parse options, call ``kdeconv.separate.run``."""
 
 from __future__ import annotations
 
 import click
 
-from kdeconv.cli._common import cluster_options, overwrite_option
+from kdeconv.cli._common import cluster_options, example, overwrite_option
 from kdeconv.cli.adapt import adapt_config_data, adapt_options
 
 
@@ -25,7 +25,7 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
               help="Shorter side (px) the model sees; A and B are resampled back (default: the "
                    "model's own range decides).")
 @click.option("--config", "config_path", default=None, type=click.Path(),
-              help="YAML config (see configs/separate.yaml); options given here win.")
+              help=f"YAML config (example: {example('separate.yaml')}); options given here win.")
 @click.option("--adapt", "adapt_first", is_flag=True,
               help="First fine-tune the model (--checkpoint, or the shipped one) on this map's own "
                    "pure patterns into OUT.adapt/, then separate with it.")
@@ -51,7 +51,7 @@ def separate(map_store, out, checkpoint, device, precision, batch_size, backgrou
     from kdeconv.cluster import summary_line
     from kdeconv.config import load_config
     from kdeconv.config.separate import SeparateConfig
-    from kdeconv.separate.driver import separate_map
+    from kdeconv.separate.driver import run
 
     config = load_config(SeparateConfig, config_path, checkpoint=checkpoint, device=device,
                          precision=precision, batch_size=batch_size, working_size=working_size)
@@ -67,7 +67,8 @@ def separate(map_store, out, checkpoint, device, precision, batch_size, backgrou
         raise InputError("--adapt-config, --base, --pure, --references, --minutes, --max-steps and "
                          "--seed need --adapt")
     try:
-        result = separate_map(map_store, out, config, cluster, overwrite=overwrite, echo=click.echo)
+        result = run(config, map_store=map_store, out=out, overwrite=overwrite, cluster=cluster,
+                     progress=None, echo=click.echo)
     except Exception as err:  # a dead worker is not a bug here: say how to go on (exit 1)
         if type(err).__name__ != "KilledWorker":
             raise

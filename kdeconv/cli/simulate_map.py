@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import click
 
-from kdeconv.cli._common import overwrite_option
+from kdeconv.cli._common import example, overwrite_option
 
 
 @click.command("simulate-map")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="YAML config (see configs/simulate_map.yaml).")
+              help=f"YAML config (example: {example('simulate_map.yaml')}).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output folder: map.up2 (map.up1 when 8-bit), truth.zarr, overview.png.")
 @click.option("--seed", type=int, default=None, help="Override the config's seed.")
 @click.option("--nav-shape", type=(int, int), default=None, metavar="NY NX", help="Override the map size.")
 @click.option("--n-grains", type=int, default=None, help="Override the number of grains.")
 @click.option("--phase", default=None,
-              help="One phase instead of the config's: ni (kikuchipy's Ni) or a library phase (fe_alpha, ...).")
+              help="One phase instead of the config's: ni (kikuchipy's Ni) or a library phase "
+                   "(fe_alpha, ...).")
 @click.option("--pattern-shape", type=(int, int), default=None, metavar="SY SX",
               help="Override the detector's pattern shape.")
 @click.option("--energy", type=float, default=None, help="Override the beam energy (keV).")
 @click.option("--style", type=click.Choice(["raw", "processed"]), default=None,
-              help="raw: camera counts; processed: the vendor-exported look (background removed, masked, 8-bit).")
+              help="raw: camera counts; processed: the vendor-exported look (background removed, "
+                   "masked, 8-bit).")
 @overwrite_option
-def simulate_map(config_path, out_dir, seed, nav_shape, n_grains, phase, pattern_shape, energy, style, overwrite):
+def simulate_map(config_path, out_dir, seed, nav_shape, n_grains, phase, pattern_shape, energy, style,
+                 overwrite):
     """Simulate a polycrystal map (one or several phases) with two-grain mixtures near boundaries,
     and its ground truth."""
     from kdeconv.config import load_config, validate_config

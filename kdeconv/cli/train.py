@@ -11,13 +11,14 @@ import click
 # 17.9 samples/s with 2 threads on a busy 2-core machine); must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from kdeconv.cli._common import overwrite_option
+from kdeconv.cli._common import example, overwrite_option
 from kdeconv.config import Device, Precision
 
 
 @click.command("train")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="Training YAML (configs/train.yaml). Optional with --resume (the run's own is used).")
+              help=f"Training YAML (example: {example('train.yaml')}). Optional with --resume (the run's own "
+                   "is used).")
 @click.option("--data", multiple=True, type=click.Path(), help="Pairs store; repeat for several.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (runs/NAME).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")

@@ -1,4 +1,4 @@
-"""Pydantic config models, one per command, loaded from YAML under ``configs/``.
+"""Pydantic config models, one per command, loaded from YAML (examples ship in ``kdeconv/configs/``).
 
 Each stage's model lives in its own module (``config/generate.py`` …); this module holds the loader
 and the choices several configs share. No torch is imported here or by any config module.
@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kdeconv.errors import InputError
 
-__all__ = ["StrictModel", "Precision", "Device", "load_config", "validate_config"]
+__all__ = ["StrictModel", "Precision", "Device", "load_config", "validate_config", "coerce_config"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -75,6 +75,20 @@ def load_config(model: type[M], path: str | Path | None, **overrides: Any) -> M:
     options = {k: v for k, v in overrides.items() if v is not None}
     data.update(options)
     return validate_config(model, data, source, options)
+
+
+def coerce_config(model: type[M], config: M | dict[str, Any] | str | Path) -> M:
+    """``model`` from an instance of it, a dict or a YAML path (how every stage's ``run`` takes its
+    config); an invalid one is a one-line ``InputError``. Keys given in the dict or YAML are the
+    config's ``model_fields_set``."""
+    if isinstance(config, model):
+        return config
+    if isinstance(config, dict):
+        return validate_config(model, config, "(dict)")
+    if isinstance(config, (str, Path)):
+        return load_config(model, config)
+    raise TypeError(f"config must be a {model.__name__}, a dict or a YAML path, "
+                    f"not {type(config).__name__}")
 
 
 def _yaml_problem(err: Exception) -> str:

@@ -1,8 +1,6 @@
-"""Config of ``kdeconv adapt`` (example: configs/adapt.yaml)."""
+"""Config of ``kdeconv adapt`` (example: kdeconv/configs/adapt.yaml)."""
 
 from __future__ import annotations
-
-from typing import Literal
 
 from pydantic import Field, model_validator
 

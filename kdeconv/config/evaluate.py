@@ -1,4 +1,4 @@
-"""Config of ``kdeconv evaluate`` (example: configs/evaluate.yaml)."""
+"""Config of ``kdeconv evaluate`` (example: kdeconv/configs/evaluate.yaml)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from kdeconv.config import StrictModel
-
-
-class DetectorOverride(StrictModel):
-    """Detector to index with, when the truth store does not say (or says it per pattern)."""
-
-    shape: tuple[int, int]
-    pc: tuple[float, float, float]          # Bruker convention
-    sample_tilt: float = 70.0
-    tilt: float = 0.0
-    binning: int = Field(default=1, ge=1)
+from kdeconv.config.claim import ClaimMinCm, ClaimWeight
+from kdeconv.config.detector import DetectorSpec
 
 
 class EvaluateConfig(StrictModel):
@@ -36,10 +28,10 @@ class EvaluateConfig(StrictModel):
     # kdeconv claims grain B where wB >= claim_weight and B indexes with PyEBSDIndex's confidence
     # cm >= claim_min_cm. Unset (null): the rule stored with the model (its checkpoint's
     # claim_rule, copied into the separated store by `separate`), else the fallback in
-    # kdeconv.evaluate.recovery (the shipped model's rule). Set here to trade recall of faint
+    # kdeconv.config.claim (FALLBACK_CLAIM_RULE). Set here to trade recall of faint
     # minorities against grains invented on pure pixels.
-    claim_weight: float | None = Field(default=None, ge=0, le=0.5)
-    claim_min_cm: float | None = Field(default=None, ge=0, le=1)
+    claim_weight: ClaimWeight | None = None
+    claim_min_cm: ClaimMinCm | None = None
     residual_min_cm: float = Field(default=0.4, ge=0, le=1)   # residual baseline claims a 2nd grain above
     # Score (and fit) inside the circular detector mask only; null: where the truth map was
     # exported masked (simulate-map's processed style).
@@ -47,7 +39,8 @@ class EvaluateConfig(StrictModel):
     # Phase to index against when the truth store does not name its phases: "ni" (kikuchipy's
     # bundled Ni) or a phase of kdeconv's library (kdeconv.simulate.library_phases()).
     phase: str = "ni"
-    detector: DetectorOverride | None = None
+    # Detector to index with, when the truth store does not say (or says it per pattern).
+    detector: DetectorSpec | None = None
     examples: int = Field(default=6, ge=0, le=24)  # rows in the example panel
 
     @model_validator(mode="after")

@@ -1,4 +1,5 @@
-"""Config of ``kdeconv generate`` (example: configs/generate_default.yaml)."""
+"""Config of ``kdeconv generate`` (examples: kdeconv/configs/generate_debug.yaml; the shipped model's
+training set: configs/generate_default.yaml)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from kdeconv.config import StrictModel
+from kdeconv.config.detector import DetectorSpec
 
 Range = tuple[float, float]
 
@@ -112,6 +114,14 @@ class SimulateSource(StrictModel):
         """The phases pure patterns are drawn from (``master`` alone is one phase)."""
         return self.phases if self.phases else [PhaseSource(master=self.master)]
 
+    def fixed_detector(self) -> DetectorSpec | None:
+        """The one detector of every pure pattern when the PC and both tilts are fixed, else None."""
+        ranges = (self.pc_x, self.pc_y, self.pc_z, self.sample_tilt, self.camera_tilt)
+        if any(float(lo) != float(hi) for lo, hi in ranges):
+            return None
+        return DetectorSpec(shape=self.shape, pc=(self.pc_x[0], self.pc_y[0], self.pc_z[0]),
+                            sample_tilt=self.sample_tilt[0], tilt=self.camera_tilt[0])
+
 
 class MapSource(StrictModel):
     """Pure patterns read from a map store (all patterns, or the listed flat indices)."""
@@ -190,7 +200,8 @@ class NormalizeSpec(StrictModel):
 
 
 class PreprocessSpec(StrictModel):
-    binning: int = Field(default=1, ge=1, le=8)     # pure patterns are made/read this much larger, then binned
+    # pure patterns are made/read this much larger, then binned
+    binning: int = Field(default=1, ge=1, le=8)
     crop: tuple[int, int, int, int] | None = None   # top, bottom, left, right (after binning)
     denoise_sigma: float = Field(default=0.0, ge=0)
 
@@ -281,6 +292,13 @@ class GenerateConfig(StrictModel):
         if self.pipeline == "raw_mix" and (self.source.kind != "map" or self.model_input is None):
             raise ValueError("pipeline raw_mix needs a map source and model_input")
         return self
+
+    def pairs_detector(self) -> DetectorSpec | None:
+        """The detector of every pair's patterns: a simulated source's fixed detector, when the
+        patterns are neither binned nor cropped; else None."""
+        if self.source.kind != "simulate" or self.preprocess.binning != 1 or self.preprocess.crop is not None:
+            return None
+        return self.source.fixed_detector()
 
     def content_key(self) -> dict:
         """Everything that decides the bytes of pair i (n and chunk_size do not)."""

@@ -1,4 +1,4 @@
-"""Config of ``kdeconv separate`` (example: ``configs/separate.yaml``)."""
+"""Config of ``kdeconv separate`` (example: ``kdeconv/configs/separate.yaml``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Config of ``kdeconv simulate-map`` (example: configs/simulate_map.yaml)."""
+"""Config of ``kdeconv simulate-map`` (example: kdeconv/configs/simulate_map.yaml)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from kdeconv.config import StrictModel
+from kdeconv.config.detector import DetectorSpec
 from kdeconv.config.generate import MasterSpec
 
 
@@ -20,20 +21,7 @@ class FootprintSpec(StrictModel):
     supersample: int = Field(default=6, ge=1, le=32)   # footprint samples per scan pixel
 
 
-class MapDetectorSpec(StrictModel):
-    shape: tuple[int, int] = (60, 60)                 # (sy, sx) pixels, any aspect
-    pc: tuple[float, float, float] = (0.5, 0.5, 0.5)  # Bruker convention
-    sample_tilt: float = Field(default=70.0, ge=-90, le=90)
-    tilt: float = Field(default=0.0, ge=-90, le=90)
-
-    @field_validator("shape")
-    @classmethod
-    def _shape(cls, v):
-        if min(v) < 16:
-            raise ValueError(f"pattern shape {list(v)} is too small to index (at least 16x16)")
-        if max(v) > 2048:
-            raise ValueError(f"pattern shape {list(v)} is larger than any detector (at most 2048)")
-        return v
+DEFAULT_SHAPE = (60, 60)
 
 
 class RealismSpec(StrictModel):
@@ -106,13 +94,34 @@ class SimulateMapConfig(StrictModel):
     energy: float = Field(default=20.0, ge=1, le=300)   # keV; library phases use their nearest energy
     footprint: FootprintSpec = FootprintSpec()
     min_weight: float = Field(default=0.05, ge=0, lt=0.5)  # smaller minority weights count as pure
-    detector: MapDetectorSpec = MapDetectorSpec()
+    # The camera: shape (sy, sx) pixels, any aspect (default 60x60), pc (Bruker convention),
+    # sample_tilt, tilt ...; written to the map's attrs.
+    detector: DetectorSpec = DetectorSpec(shape=DEFAULT_SHAPE)
     realism: RealismSpec = RealismSpec()
     # "raw": the camera's counts (UP2, or UP1 for an 8-bit camera); "processed": the vendor-
     # exported look (background removed, masked, stretched, 8-bit UP1).
     style: Literal["raw", "processed"] = "raw"
     processed: ProcessedSpec = ProcessedSpec()
     chunk_mb: float = Field(default=32.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_shape(cls, data):
+        detector = data.get("detector") if isinstance(data, dict) else None
+        if isinstance(detector, dict) and "shape" not in detector:
+            data = {**data, "detector": {**detector, "shape": DEFAULT_SHAPE}}
+        return data
+
+    @field_validator("detector")
+    @classmethod
+    def _detector(cls, v: DetectorSpec):
+        if min(v.shape) < 16:
+            raise ValueError(f"pattern shape {list(v.shape)} is too small to index (at least 16x16)")
+        if max(v.shape) > 2048:
+            raise ValueError(f"pattern shape {list(v.shape)} is larger than any detector (at most 2048)")
+        if v.per_pattern:
+            raise ValueError("a simulated map has one projection centre (pc: [PCx, PCy, PCz])")
+        return v
 
     @field_validator("nav_shape")
     @classmethod

@@ -1,4 +1,5 @@
-"""Config of ``kdeconv train`` (examples: configs/train.yaml, train_default.yaml, train_debug.yaml)."""
+"""Config of ``kdeconv train`` (examples: kdeconv/configs/train.yaml, train_debug.yaml, train_finetune.yaml;
+the shipped model's recipe: configs/train_default.yaml)."""
 
 from __future__ import annotations
 

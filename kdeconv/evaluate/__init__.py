@@ -8,6 +8,15 @@
 - ``recovery``: fractions of grains recovered, per minority-weight bin, phase pair and phase;
 - ``baselines``: index the raw mixture; residual subtraction;
 - ``report``/``driver``: ``kdeconv evaluate`` (metrics.json, PNG panels, report.md);
+  ``kdeconv.evaluate(config, *, separated, truth, out)`` is ``driver.run``;
 - ``polycrystal``/``simulate_map``: ``kdeconv simulate-map`` (UP2/UP1 + truth store; one or
   several phases, camera effects, raw or vendor-processed style).
 """
+
+from kdeconv._exports import lazy_getattr, make_callable
+
+__all__ = ["run", "EvaluateResult"]
+
+__getattr__ = lazy_getattr(__name__, {name: "kdeconv.evaluate.driver" for name in ("run", "EvaluateResult")})
+
+make_callable(__name__, "run")

@@ -27,10 +27,12 @@ def background_corrected(patterns: np.ndarray, static_background: np.ndarray | N
     The static background defaults to what ``kdeconv separate`` uses (the stack's mean pattern,
     blurred to its smooth detector part), so the baselines see the same input as the model.
     """
-    from kdeconv.preprocess.background import (remove_dynamic_background, remove_static_background,
-                                               static_background_from_mean)
-
     from kdeconv.evaluate.metrics import slice_rows
+    from kdeconv.preprocess.background import (
+        remove_dynamic_background,
+        remove_static_background,
+        static_background_from_mean,
+    )
 
     stack = np.asarray(patterns).reshape((-1,) + tuple(np.shape(patterns)[-2:]))
     if static_background is None:
@@ -65,7 +67,8 @@ def prepare_mixtures(patterns: np.ndarray, mode: str = "auto") -> tuple[np.ndarr
     return rescale_per_pattern(stack.astype(np.float32), 0.0, 1.0), decision
 
 
-def fit_subtract(mixture: np.ndarray, model: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fit_subtract(mixture: np.ndarray, model: np.ndarray,
+                 mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per pattern, least-squares ``mixture ~ s * model + o`` inside ``mask``; return (residual, s).
 
     The residual is zero outside the mask. A flat model gives s = 0 (nothing removed but the mean).

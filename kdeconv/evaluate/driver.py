@@ -18,14 +18,17 @@ from typing import Any
 
 import numpy as np
 
+from kdeconv.config.claim import ClaimRule
+from kdeconv.config.detector import DetectorSpec
 from kdeconv.config.evaluate import EvaluateConfig
+from kdeconv.config.generate import GenerateConfig
 from kdeconv.errors import InputError
 from kdeconv.evaluate.metrics import pair_metrics, weight_calibration, weight_error
-from kdeconv.evaluate.recovery import (WEIGHT_BINS, phase_claim_angles, phase_tables, recovery_table,
-                                       resolve_claim_rule)
-from kdeconv.io.store import check_array, finalize_output, jsonable, open_store, prepare_output
+from kdeconv.evaluate.recovery import WEIGHT_BINS, phase_claim_angles, phase_tables, recovery_table
+from kdeconv.io.store import check_array, finalize_output, open_store, prepare_output
+from kdeconv.serialize import jsonable
 
-__all__ = ["Truth", "read_truth", "evaluate_stores", "METHODS"]
+__all__ = ["run", "EvaluateResult", "Truth", "read_truth", "evaluate_stores", "METHODS"]
 
 METHODS = {"kdeconv": "kdeconv (separated A, B)", "raw": "index raw C", "residual": "residual subtraction",
            "truth": "true A, B (indexer's ceiling)"}
@@ -82,29 +85,24 @@ def _pairs_phases(src: dict) -> list[dict]:
     return out
 
 
-def _pairs_detector(attrs: dict) -> tuple[dict | None, list[dict] | None]:
-    """A single detector from a pairs store's simulate config, when its PC and tilts are fixed
-    and no flips were applied; otherwise (None, None) and indexing needs ``detector:``. With it,
-    the source's phases."""
-    src = (attrs.get("config") or {}).get("source") or {}
-    if src.get("kind") != "simulate":
-        return None, None
-    fixed = all(float(src[k][0]) == float(src[k][1]) for k in ("pc_x", "pc_y", "pc_z", "sample_tilt", "camera_tilt")
-                if k in src)
-    prep = (attrs.get("config") or {}).get("preprocess") or {}
-    flips = ((attrs.get("config") or {}).get("augment") or {}).get("flips", False)
-    # Flipped/rotated patterns no longer match their stored orientations.
-    if not fixed or flips or prep.get("binning", 1) != 1 or prep.get("crop"):
-        return None, None
-    return ({"shape": src["shape"], "pc": [src["pc_x"][0], src["pc_y"][0], src["pc_z"][0]],
-             "sample_tilt": src["sample_tilt"][0], "tilt": src["camera_tilt"][0]}, _pairs_phases(src))
+def _pairs_detector(attrs: dict):
+    """The one detector of a pairs store's patterns (``attrs["detector"]``, which ``generate``
+    writes when its geometry is fixed), or None."""
+    if attrs.get("detector"):
+        return attrs["detector"]
+    try:  # a store of an earlier kdeconv: its config says whether the geometry was fixed
+        detector = GenerateConfig.model_validate(attrs.get("config") or {}).pairs_detector()
+    except ValueError:
+        return None
+    return detector.to_attrs() if detector is not None else None
 
 
 def read_truth(path: str | Path) -> Truth:
     group = open_store(path)
     kind = group.attrs.get("kdeconv_kind")
     if kind not in ("truth", "pairs"):
-        raise InputError(f"{path} is a '{kind}' store; --truth needs a 'truth' (simulate-map) or 'pairs' store")
+        raise InputError(f"{path} is a '{kind}' store; --truth needs a 'truth' (simulate-map) or 'pairs' "
+                         "store")
     open_store(path, kind, arrays=("A", "B", "weights"))
     attrs = dict(group.attrs)
     A = np.asarray(group["A"][...])
@@ -120,7 +118,11 @@ def read_truth(path: str | Path) -> Truth:
         detector = attrs.get("detector")
         phases = attrs.get("phases") or ([attrs["phase"]] if attrs.get("phase") else None)
     else:
-        detector, phases = _pairs_detector(attrs)
+        detector = _pairs_detector(attrs)
+        src = (attrs.get("config") or {}).get("source") or {}
+        phases = _pairs_phases(src) if src.get("kind") == "simulate" else None
+        if ((attrs.get("config") or {}).get("augment") or {}).get("flips"):
+            rot_a = rot_b = None  # flipped or rotated patterns no longer match their orientations
     phase_a, phase_b = maybe("phase_a", 0), maybe("phase_b", 0)
     if rot_a is not None and (phase_a is None or phase_b is None):  # one-phase truth of old
         phase_a = np.where(np.isfinite(rot_a).all(axis=1), 0, -1)
@@ -181,8 +183,8 @@ def _pixel_metrics_chunked(sep_a, sep_b, true_a, true_b, mask, chunk: int | None
     from kdeconv.evaluate.metrics import slice_rows
 
     chunk = chunk or slice_rows(np.shape(sep_a)[-2:], 8, 64.0, 1024)
-    parts = [pair_metrics(sep_a[i:i + chunk], sep_b[i:i + chunk], true_a[i:i + chunk], true_b[i:i + chunk], mask)
-             for i in range(0, len(sep_a), chunk)]
+    rows = [slice(i, i + chunk) for i in range(0, len(sep_a), chunk)]
+    parts = [pair_metrics(sep_a[r], sep_b[r], true_a[r], true_b[r], mask) for r in rows]
     if not parts:
         return pair_metrics(sep_a, sep_b, true_a, true_b, mask)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -190,16 +192,19 @@ def _pixel_metrics_chunked(sep_a, sep_b, true_a, true_b, mask, chunk: int | None
 
 def _index_context(truth: Truth, cfg: EvaluateConfig):
     """(detector, RefPhase list) to index with; the truth's phases, else the config's ``phase``."""
-    from kdeconv.evaluate.indexing import make_detector
     from kdeconv.evaluate.reference import master_spec_for, reference_phases
 
     if truth.rotation_a is None:
-        raise InputError("the truth store has no orientations (rotation_a): use --no-index for pixel metrics only")
-    info = cfg.detector.model_dump() if cfg.detector is not None else truth.detector
-    if not info:
+        raise InputError("the truth store has no orientations (rotation_a): use --no-index for pixel "
+                         "metrics only")
+    if cfg.detector is not None:
+        spec = cfg.detector
+    elif truth.detector and "shape" in truth.detector and "pc" in truth.detector:
+        spec = DetectorSpec.from_attrs(truth.detector, "the truth store's detector")
+    else:
         raise InputError("the truth store has one detector per pattern or none: give detector: in the "
                          "evaluate config, or use --no-index")
-    detector = make_detector(info)
+    detector = spec.single().to_kikuchipy()
     if tuple(detector.shape) != tuple(truth.A.shape[-2:]):
         raise InputError(f"detector shape {list(detector.shape)} does not match the patterns "
                          f"{list(truth.A.shape[-2:])}")
@@ -221,13 +226,13 @@ def _index_unique(patterns: np.ndarray, detector, phases):
                        r.phase_id[inverse])
 
 
-def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, echo) -> tuple[dict, dict, dict]:
+def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: ClaimRule,
+             echo) -> tuple[dict, dict, dict]:
     """Index kdeconv's A/B, the baselines and the truth; return (recovery tables, per-pattern
     claims, notes: the baselines' background decision and the phases)."""
     from kdeconv.cluster import Timer, summary_line
     from kdeconv.evaluate.baselines import prepare_mixtures, raw_baseline, residual_baseline
     from kdeconv.evaluate.indexing import index_patterns
-    from kdeconv.evaluate.recovery import second_claimed
 
     detector, refs = _index_context(truth, cfg)
     phases = [r.phase for r in refs]
@@ -239,29 +244,29 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, echo) -> tu
     # store promises A dominant, but do not rely on it); below the claim weight the other one
     # cannot be claimed whatever its indexing, so it is not indexed (its angles stay NaN).
     b_dominant = (sep_w[:, 1] > sep_w[:, 0])[:, None, None]
-    claimable = sep_w.min(axis=1) >= cfg.claim_weight
+    claimable = sep_w.min(axis=1) >= rule.claim_weight
     with Timer() as t:
         first = index_patterns(np.where(b_dominant, sep_b, sep_a), detector, phases)
         second = index_patterns(np.where(b_dominant, sep_a, sep_b), detector, phases, rows=claimable)
     echo(summary_line(f"indexed kdeconv A and B ({', '.join(r.name for r in refs)})",
                       len(sep_a) + int(claimable.sum()), t.seconds))
     methods["kdeconv"] = {"first": first, "second": second,
-                          "second_claimed": second_claimed(sep_w, second.cm, cfg.claim_weight, cfg.claim_min_cm)}
+                          "second_claimed": rule.claimed(sep_w, second.cm)}
     if cfg.baselines and truth.C is not None:
         with Timer() as t:
             c_ready, notes["baseline_background"] = prepare_mixtures(truth.C, cfg.background)
             methods["raw"] = raw_baseline(c_ready, detector, refs)
-            methods["residual"] = residual_baseline(c_ready, detector, refs, methods["raw"]["first"], mask=mask,
-                                                    min_cm=cfg.residual_min_cm)
-        echo(summary_line("baselines (index C, simulate, subtract, index residual)", 2 * len(c_ready), t.seconds))
+            methods["residual"] = residual_baseline(c_ready, detector, refs, methods["raw"]["first"],
+                                                    mask=mask, min_cm=cfg.residual_min_cm)
+        echo(summary_line("baselines (index C, simulate, subtract, index residual)", 2 * len(c_ready),
+                          t.seconds))
     if cfg.ceiling:
         # The true A and B through the same indexer and claim rule (with the true weights): the
         # most any separation can score with it.
         true_a = _index_unique(truth.A, detector, phases)
         true_b = _index_unique(truth.B, detector, phases)
         methods["truth"] = {"first": true_a, "second": true_b,
-                            "second_claimed": second_claimed(truth.weights, true_b.cm, cfg.claim_weight,
-                                                             cfg.claim_min_cm)}
+                            "second_claimed": rule.claimed(truth.weights, true_b.cm)}
     tables, claims = {}, {}
     names = [r.name for r in refs]
     for name, m in methods.items():
@@ -270,14 +275,17 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, echo) -> tu
                                     truth.phase_b, [r.point_group for r in refs])
         tables[name] = recovery_table(angles, truth.weights, m["second_claimed"], cfg.tolerances_deg,
                                       cfg.pure_below, cfg.mixed_from)
-        tables[name].update(phase_tables(angles, truth.weights, m["second_claimed"], truth.phase_a, truth.phase_b,
-                                         names, cfg.tolerances_deg, cfg.pure_below, cfg.mixed_from))
+        tables[name].update(phase_tables(angles, truth.weights, m["second_claimed"], truth.phase_a,
+                                         truth.phase_b, names, cfg.tolerances_deg, cfg.pure_below,
+                                         cfg.mixed_from))
         strong = truth.weights.min(axis=1) >= max(cfg.strong_from, cfg.mixed_from)
-        tables[name]["strong"] = recovery_table({k: v[strong] for k, v in angles.items()}, truth.weights[strong],
+        tables[name]["strong"] = recovery_table({k: v[strong] for k, v in angles.items()},
+                                                truth.weights[strong],
                                                 np.asarray(m["second_claimed"])[strong], cfg.tolerances_deg,
                                                 cfg.pure_below, cfg.mixed_from)
         tables[name]["strong"]["minority_from"] = max(cfg.strong_from, cfg.mixed_from)
-        tables[name]["indexed_as"] = {n: float(np.mean(m["first"].phase_id == k)) for k, n in enumerate(names)}
+        tables[name]["indexed_as"] = {n: float(np.mean(m["first"].phase_id == k))
+                                      for k, n in enumerate(names)}
         tables[name]["label"] = METHODS[name]
         claims[name] = {"angles": angles, "second_claimed": m["second_claimed"]}
     return tables, claims, notes
@@ -294,6 +302,33 @@ def _mask(shape, cfg: EvaluateConfig, truth: Truth | None = None):
     return circular_mask(tuple(shape))
 
 
+@dataclass
+class EvaluateResult:
+    out: Path            # the report folder: metrics.json, report.md, PNGs, per_pattern.npz
+    patterns: int
+    metrics: dict        # what metrics.json holds
+    seconds: float
+
+
+def run(config: EvaluateConfig | dict | str | Path, *, separated: str | Path, truth: str | Path,
+        out: str | Path, overwrite: bool = False, client=None, progress: bool | None = True,
+        echo=print, warn=None) -> EvaluateResult:
+    """Score the separated store ``separated`` against ``truth`` (a simulate-map truth store or a
+    pairs store) into the report folder ``out`` (``kdeconv.evaluate``).
+
+    ``config``: an ``EvaluateConfig``, a dict or a YAML path. Evaluation runs in this process
+    (``client`` and ``progress`` are taken for a call like every stage's and not used).
+    """
+    import time
+
+    from kdeconv.config import coerce_config
+
+    start = time.perf_counter()
+    metrics = evaluate_stores(separated, truth, out, coerce_config(EvaluateConfig, config),
+                              overwrite=overwrite, echo=echo, warn=warn)
+    return EvaluateResult(Path(out), int(metrics["n_patterns"]), metrics, time.perf_counter() - start)
+
+
 def evaluate_stores(separated: str | Path, truth_path: str | Path, out_dir: str | Path,
                     cfg: EvaluateConfig, overwrite: bool = False, echo=print, warn=None) -> dict:
     """Write metrics.json, PNG panels and report.md to ``out_dir``; return the metrics dict."""
@@ -304,8 +339,9 @@ def evaluate_stores(separated: str | Path, truth_path: str | Path, out_dir: str 
     truth = read_truth(truth_path)
     sep = open_store(separated, "separated", arrays=("A", "B", "weights"))
     _check_shapes(sep, truth, separated, truth_path)
-    claim_rule = resolve_claim_rule(cfg.claim_weight, cfg.claim_min_cm, sep.attrs.get("claim_rule"))
-    cfg = cfg.model_copy(update={k: claim_rule[k] for k in ("claim_weight", "claim_min_cm")})
+    rule, rule_source = ClaimRule.resolve(cfg.claim_weight, cfg.claim_min_cm, sep.attrs.get("claim_rule"))
+    claim_rule = rule.as_dict() | {"source": rule_source}
+    cfg = cfg.model_copy(update=rule.as_dict())  # the report and metrics.json show the rule applied
     if cfg.index:
         _index_context(truth, cfg)  # refuse a truth we cannot index before any work
     staging = prepare_output(out_dir, overwrite, inputs=(separated, truth_path))
@@ -341,7 +377,7 @@ def evaluate_stores(separated: str | Path, truth_path: str | Path, out_dir: str 
     claims: dict = {}
     if cfg.index:
         with Timer() as t_idx:
-            metrics["recovery"], claims, notes = _recover(truth, sep_a, sep_b, sep_w, cfg, echo)
+            metrics["recovery"], claims, notes = _recover(truth, sep_a, sep_b, sep_w, cfg, rule, echo)
         metrics.update(notes)
         metrics["seconds"]["indexing"] = t_idx.seconds
     staging.mkdir()

@@ -16,11 +16,10 @@ import contextlib
 import functools
 import io
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-__all__ = ["IndexResult", "make_detector", "bundled_ni_phase", "index_patterns", "misorientation_deg",
+__all__ = ["IndexResult", "bundled_ni_phase", "index_patterns", "misorientation_deg",
            "reflector_families"]
 
 
@@ -39,25 +38,6 @@ class IndexResult:
     def __post_init__(self):
         if self.phase_id is None:
             self.phase_id = np.where(np.asarray(self.indexed, bool), 0, -1).astype(np.int16)
-
-
-def make_detector(info: dict[str, Any]):
-    """``EBSDDetector`` from a store's detector attrs: shape, pc, sample_tilt, tilt, binning, convention."""
-    from kikuchipy.detectors import EBSDDetector
-
-    if not info or "shape" not in info or "pc" not in info:
-        from kdeconv.errors import InputError
-
-        raise InputError("the truth store has no detector (shape and pc) in its attrs; "
-                         "give detector: in the evaluate config")
-    return EBSDDetector(
-        shape=tuple(int(v) for v in info["shape"]),
-        pc=tuple(float(v) for v in np.asarray(info["pc"], float).reshape(-1)[:3]),
-        sample_tilt=float(info.get("sample_tilt", 70.0)),
-        tilt=float(info.get("tilt", 0.0)),
-        binning=int(info.get("binning", 1)),
-        convention=info.get("convention") or "bruker",
-    )
 
 
 def bundled_ni_phase():

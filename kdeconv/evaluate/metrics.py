@@ -148,7 +148,8 @@ def weight_calibration(true_weights: np.ndarray, pred_weights: np.ndarray, bins,
     rows["pure"] = row(true_min < pure_below)
     last = max(hi for _, hi in bins)
     for lo, hi in bins:
-        rows[f"{lo:.1f}-{hi:.1f}"] = row((true_min >= lo) & ((true_min < hi) if hi < last else (true_min <= hi)))
+        upper = (true_min < hi) if hi < last else (true_min <= hi)
+        rows[f"{lo:.1f}-{hi:.1f}"] = row((true_min >= lo) & upper)
     errors = [abs(r["error"]) for k, r in rows.items() if k != "pure" and r["error"] is not None]
     worst = max(errors) if errors else None
     return {"bins": rows, "max_abs_error": worst, "tolerance": tolerance,

@@ -23,46 +23,14 @@ import numpy as np
 
 from kdeconv.evaluate.indexing import misorientation_deg
 
-__all__ = ["WEIGHT_BINS", "FALLBACK_CLAIM_RULE", "PHASE_MISMATCH_DEG", "resolve_claim_rule", "claim_angles",
-           "phase_claim_angles", "second_claimed", "recovery_table", "phase_tables"]
+__all__ = ["WEIGHT_BINS", "PHASE_MISMATCH_DEG", "claim_angles", "phase_claim_angles", "recovery_table",
+           "phase_tables", "pairs_recovered"]
 
 WEIGHT_BINS = ((0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5))
 
 # The "misorientation" of a claim against a constituent of another phase: no symmetry relates
 # them, so it is never within a tolerance, yet the claim is there (it can be an invented grain).
 PHASE_MISMATCH_DEG = 180.0
-
-
-# For models that carry no claim rule. Fitted to the shipped model (session 4) on two simulated
-# maps: its weight head puts faint minorities (0.10-0.15) near 0.05, so the weight bar is low,
-# and the cm bar drops what then gets through from pure pixels (their B patterns index with
-# cm <= 0.27; true minorities with cm >= 0.36).
-FALLBACK_CLAIM_RULE = {"claim_weight": 0.02, "claim_min_cm": 0.3}
-
-
-def resolve_claim_rule(claim_weight: float | None, claim_min_cm: float | None,
-                       stored: dict | None) -> dict:
-    """The claim rule to use, key by key: the config's value where set, else the rule stored with
-    the model (``stored``: the separated store's ``claim_rule`` attr), else the fallback.
-    ``source`` names where each value came from."""
-    rule, source = {}, {}
-    for key, value in (("claim_weight", claim_weight), ("claim_min_cm", claim_min_cm)):
-        if value is not None:
-            rule[key], source[key] = float(value), "config"
-        elif stored and stored.get(key) is not None:
-            rule[key], source[key] = float(stored[key]), "model"
-        else:
-            rule[key], source[key] = FALLBACK_CLAIM_RULE[key], "fallback"
-    return rule | {"source": source}
-
-
-def second_claimed(weights: np.ndarray, second_cm: np.ndarray, claim_weight: float,
-                   min_cm: float) -> np.ndarray:
-    """Where kdeconv claims its second constituent: its predicted weight (the smaller of each row
-    of ``weights``) is at least ``claim_weight`` and its pattern indexes with confidence metric
-    ``second_cm`` at least ``min_cm`` (an unindexed pattern has cm 0)."""
-    weights = np.asarray(weights)
-    return (weights.min(axis=1) >= claim_weight) & (np.asarray(second_cm) >= min_cm)
 
 
 def claim_angles(first, second, truth_a, truth_b, point_group) -> dict[str, np.ndarray]:
@@ -155,7 +123,8 @@ def recovery_table(angles: dict[str, np.ndarray], true_weights: np.ndarray,
     pure = minority_w < pure_below
     claimed2 = np.asarray(second_claimed, bool).reshape(-1)
     out: dict = {"n_patterns": int(w.shape[0]), "n_mixed": int(mixed.sum()), "n_pure": int(pure.sum()),
-                 "n_faint": int((~mixed & ~pure).sum()), "pure_below": pure_below, "mixed_from": mixed_from, "tolerances_deg": {}}
+                 "n_faint": int((~mixed & ~pure).sum()), "pure_below": pure_below, "mixed_from": mixed_from,
+                 "tolerances_deg": {}}
     # Median misorientation of the closest claim to each truth constituent (NaN claims ignored).
     closest_a = np.fmin(angles["first_a"], np.where(claimed2, angles["second_a"], np.nan))
     closest_b = np.fmin(angles["first_b"], np.where(claimed2, angles["second_b"], np.nan))
@@ -192,3 +161,17 @@ def recovery_table(angles: dict[str, np.ndarray], true_weights: np.ndarray,
                 "n": int(sel.sum()), "both": _frac(both[sel]), "minority": _frac(minority[sel])}
         out["tolerances_deg"][f"{tol:g}"] = row
     return out
+
+
+def pairs_recovered(first, second, truth_a, truth_b, point_group,
+                    tol_deg: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per pattern, for two claims that are both always made (a pairs store's A and B, no claim
+    rule): both truths matched within ``tol_deg`` (either assignment), and at least one of them."""
+    def angle(q, r):
+        return np.nan_to_num(misorientation_deg(q, r, point_group), nan=180.0)
+
+    fa, fb = angle(first, truth_a), angle(first, truth_b)
+    sa, sb = angle(second, truth_a), angle(second, truth_b)
+    both = np.minimum(np.maximum(fa, sb), np.maximum(fb, sa)) <= tol_deg
+    one = np.minimum.reduce([fa, fb, sa, sb]) <= tol_deg
+    return both, one

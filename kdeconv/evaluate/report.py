@@ -7,19 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from kdeconv.evaluate.metrics import minmax01
+from kdeconv.figures import subplots
 
 __all__ = ["write_report", "headline"]
 
 _COLORS = {"kdeconv": "tab:green", "raw": "tab:gray", "residual": "tab:orange", "truth": "tab:blue"}
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _pick_examples(minority: np.ndarray, k: int) -> list[int]:
@@ -39,13 +31,12 @@ def _pick_examples(minority: np.ndarray, k: int) -> list[int]:
 
 
 def _examples_png(path, truth, sep_a, sep_b, sep_w, px, k) -> None:
-    plt = _plt()
     minority = truth.weights.min(axis=1)
     rows = _pick_examples(minority, k)
     has_c = truth.C is not None
     cols = (["C (raw)"] if has_c else []) + ["kdeconv A", "kdeconv B", "truth A", "truth B",
                                               "|A - truth A|", "|B - truth B|"]
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.7 * len(cols), 1.8 * len(rows)),
+    fig, axes = subplots(len(rows), len(cols), figsize=(1.7 * len(cols), 1.8 * len(rows)),
                              squeeze=False, constrained_layout=True)
     for r, i in enumerate(rows):
         sw = bool(px["swapped"][i])
@@ -64,15 +55,13 @@ def _examples_png(path, truth, sep_a, sep_b, sep_w, px, k) -> None:
         axes[r, 0].set_ylabel(f"#{i} w=({tw[0]:.2f},{tw[1]:.2f})\npred ({sep_w[i, 0]:.2f},{sep_w[i, 1]:.2f})",
                               fontsize=7)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def _weights_png(path, true_weights, sep_w, claims, cfg) -> None:
     """Predicted against true minority weight, one dot per pattern, coloured by whether kdeconv
     claimed its second grain; the claim weight as a line and the median per true-weight bin."""
-    plt = _plt()
     true_min, pred_min = true_weights.min(axis=1), sep_w.min(axis=1)
-    fig, ax = plt.subplots(figsize=(4.6, 4.2), constrained_layout=True)
+    fig, ax = subplots(figsize=(4.6, 4.2), constrained_layout=True)
     claimed = np.asarray(claims["kdeconv"]["second_claimed"], bool) if "kdeconv" in claims else None
     if claimed is None:
         ax.scatter(true_min, pred_min, s=4, alpha=0.4, color="tab:green", linewidths=0)
@@ -90,19 +79,18 @@ def _weights_png(path, true_weights, sep_w, claims, cfg) -> None:
     ax.plot(centre, median, "k.-", lw=1, label="median per 0.05 bin")
     ax.plot([0, 0.5], [0, 0.5], color="0.6", lw=0.8, ls=":")
     if cfg.claim_weight is not None:
-        ax.axhline(cfg.claim_weight, color="tab:red", lw=0.8, ls="--", label=f"claim weight {cfg.claim_weight:g}")
+        ax.axhline(cfg.claim_weight, color="tab:red", lw=0.8, ls="--",
+                   label=f"claim weight {cfg.claim_weight:g}")
     ax.set_xlim(-0.01, 0.51), ax.set_ylim(-0.01, 0.51)
     ax.set_xlabel("true minority weight"), ax.set_ylabel("predicted minority weight")
     ax.legend(fontsize=7, loc="upper left", markerscale=3)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _recovery_bins_png(path, recovery: dict, tol: str) -> None:
-    plt = _plt()
     methods = list(recovery)
     bins = list(next(iter(recovery.values()))["tolerances_deg"][tol]["bins"])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True, sharey=True)
+    fig, axes = subplots(1, 2, figsize=(10, 3.6), constrained_layout=True, sharey=True)
     width = 0.8 / len(methods)
     for ax, key, title in ((axes[0], "both", f"both constituents within {tol}°"),
                            (axes[1], "minority", f"minority constituent within {tol}°")):
@@ -116,19 +104,18 @@ def _recovery_bins_png(path, recovery: dict, tol: str) -> None:
     axes[0].set_ylabel("fraction of mixed patterns")
     axes[0].legend(fontsize=8, loc="upper left")
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _recovery_overall_png(path, recovery: dict) -> None:
-    plt = _plt()
     tols = list(next(iter(recovery.values()))["tolerances_deg"])
     groups = []
     for tol in tols:
-        groups += [(f"mixed: both\n≤{tol}°", tol, "mixed_both"), (f"mixed: minority\n≤{tol}°", tol, "mixed_minority")]
+        groups += [(f"mixed: both\n≤{tol}°", tol, "mixed_both"),
+                   (f"mixed: minority\n≤{tol}°", tol, "mixed_minority")]
     groups.append((f"pure: kept, none\ninvented ≤{tols[-1]}°", tols[-1], "pure_ok"))
     methods = list(recovery)
     width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(2 + 1.6 * len(groups), 3.6), constrained_layout=True)
+    fig, ax = subplots(figsize=(2 + 1.6 * len(groups), 3.6), constrained_layout=True)
     for m_i, name in enumerate(methods):
         vals = [recovery[name]["tolerances_deg"][tol][key] or 0.0 for _, tol, key in groups]
         ax.bar(np.arange(len(groups)) + (m_i - (len(methods) - 1) / 2) * width, vals, width,
@@ -138,11 +125,9 @@ def _recovery_overall_png(path, recovery: dict) -> None:
     ax.set_ylabel("fraction of patterns")
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _maps_png(path, truth, sep_w, px, claims, cfg) -> None:
-    plt = _plt()
     ny, nx = truth.nav_shape
     panels = [("truth minority weight", truth.weights.min(axis=1), "magma", (0, 0.5)),
               ("kdeconv minority weight", sep_w.min(axis=1), "magma", (0, 0.5)),
@@ -158,7 +143,7 @@ def _maps_png(path, truth, sep_w, px, claims, cfg) -> None:
         mixed = truth.weights.min(axis=1) >= cfg.mixed_from
         score = np.where(mixed, found[0].astype(int) + found[1].astype(int), np.nan)
         panels.append((f"kdeconv grains found ≤{tol:g}° (mixed)", score, "RdYlGn", (0, 2)))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), constrained_layout=True)
+    fig, axes = subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), constrained_layout=True)
     for ax, (title, values, cmap, lim) in zip(axes, panels):
         im = ax.imshow(np.asarray(values, float).reshape(ny, nx), cmap=cmap, vmin=lim[0], vmax=lim[1],
                        interpolation="nearest")
@@ -166,13 +151,11 @@ def _maps_png(path, truth, sep_w, px, claims, cfg) -> None:
         ax.set_xticks([]), ax.set_yticks([])
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _ncc_hist_png(path, px, minority, cfg) -> None:
-    plt = _plt()
     mixed = minority >= cfg.mixed_from
-    fig, ax = plt.subplots(figsize=(5, 3.2), constrained_layout=True)
+    fig, ax = subplots(figsize=(5, 3.2), constrained_layout=True)
     bins = np.linspace(-0.2, 1, 49)
     ax.hist(px["ncc_a"][mixed], bins=bins, alpha=0.6, label="A (mixed)")
     ax.hist(px["ncc_b"][mixed], bins=bins, alpha=0.6, label="B (mixed)")
@@ -181,7 +164,6 @@ def _ncc_hist_png(path, px, minority, cfg) -> None:
     ax.set_ylabel("patterns")
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _fmt(x, pct=False) -> str:
@@ -206,12 +188,13 @@ def _markdown(metrics: dict, images: list[str]) -> str:
         phases = metrics.get("phases") or []
         listed = ", ".join(f"{p['name']} ({p['point_group']})" for p in phases)
         lines += ["## Orientation recovery (Hough indexing, misorientation with each phase's symmetry)", "",
-                  f"Indexed against {listed}; a claim matches a constituent only in the constituent's phase.", "",
+                  f"Indexed against {listed}; a claim matches a constituent only in the constituent's "
+                  "phase.", "",
                   "| method | " + " | ".join(f"mixed: both ≤{t}° | mixed: minority ≤{t}°" for t in tols)
-                  + f" | mixed, minority ≥ {first_strong}: both ≤{tols[-1]}° | pure: grain kept, none invented "
-                    f"≤{tols[-1]}° |",
+                  + f" | mixed, minority ≥ {first_strong}: both ≤{tols[-1]}° | pure: grain kept, none "
+                    f"invented ≤{tols[-1]}° |",
                   "|---|" + "---|---|" * len(tols) + "---|---|"]
-        for name, r in rec.items():
+        for r in rec.values():
             cells = []
             for t in tols:
                 cells += [_fmt(r["tolerances_deg"][t]["mixed_both"], True),
@@ -221,14 +204,14 @@ def _markdown(metrics: dict, images: list[str]) -> str:
             cells.append(_fmt(r["tolerances_deg"][tols[-1]]["pure_ok"], True))
             lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
         t = tols[-1]
-        bins = list(next(iter(rec.values()))["tolerances_deg"][t]["bins"])
+        first_bins = next(iter(rec.values()))["tolerances_deg"][t]["bins"]
+        bins = list(first_bins)
         lines += ["", f"Both constituents within {t}°, by minority weight:", "",
-                  "| method | " + " | ".join(f"wB {b} (n={next(iter(rec.values()))['tolerances_deg'][t]['bins'][b]['n']})"
-                                           for b in bins) + " |",
+                  "| method | " + " | ".join(f"wB {b} (n={first_bins[b]['n']})" for b in bins) + " |",
                   "|---|" + "---|" * len(bins)]
-        for name, r in rec.items():
-            lines.append(f"| {r['label']} | " + " | ".join(_fmt(r["tolerances_deg"][t]["bins"][b]["both"], True)
-                                                    for b in bins) + " |")
+        for r in rec.values():
+            cells = [_fmt(r["tolerances_deg"][t]["bins"][b]["both"], True) for b in bins]
+            lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
         lines.append("")
         if len(phases) > 1:
             lines += _phase_lines(rec, t)
@@ -237,14 +220,15 @@ def _markdown(metrics: dict, images: list[str]) -> str:
         c_mode = (metrics.get("baseline_background") or {}).get("mode", "raw")
         c_view = ("after static and dynamic background removal" if c_mode == "raw"
                   else "as exported (the map was already background-corrected)")
-        lines += ["How to read this: *kdeconv* claims its dominant constituent, and the other one where its "
-                  f"predicted weight is ≥ {cfg['claim_weight']} and it indexes with PyEBSDIndex's confidence metric "
-                  f"≥ {cfg.get('claim_min_cm', 0)} ({_rule_source(metrics)}). *Index raw C* indexes the mixture "
-                  f"{c_view}, so it names one grain at most. *Residual subtraction* "
+        lines += ["How to read this: *kdeconv* claims its dominant constituent, and the other one where "
+                  f"its predicted weight is ≥ {cfg['claim_weight']} and it indexes with PyEBSDIndex's "
+                  f"confidence metric ≥ {cfg.get('claim_min_cm', 0)} ({_rule_source(metrics)}). *Index raw "
+                  f"C* indexes the mixture {c_view}, so it names one grain at most. *Residual subtraction* "
                   "indexes C, simulates that orientation from the master pattern of the phase it indexed as, "
                   "fits scale + offset by "
                   "least squares, subtracts, and claims the residual's orientation where PyEBSDIndex's "
-                  f"confidence metric is ≥ {cfg['residual_min_cm']}. *True A, B* indexes the true constituents "
+                  f"confidence metric is ≥ {cfg['residual_min_cm']}. *True A, B* indexes the true "
+                  "constituents "
                   "with the same claim rule and the true weights: the most any separation can score with "
                   "this indexer. A pure pattern is scored ok when its grain "
                   "is found and no other grain is claimed.", ""]
@@ -253,7 +237,7 @@ def _markdown(metrics: dict, images: list[str]) -> str:
               "|---|---|---|---|---|---|---|---|"]
     for group in ("mixed", "pure"):
         g = p[group]
-        cell = (lambda k: _fmt((g.get(k) or {}).get("mean")) if g.get(k) else "–")  # noqa: E731
+        cell = (lambda k, g=g: _fmt((g.get(k) or {}).get("mean")) if g.get(k) else "–")
         lines.append(f"| {group} (n={g['n']}) | {cell('ncc_a')} | {cell('ncc_b')} | {cell('psnr_a')} | "
                      f"{cell('psnr_b')} | {cell('ssim_a')} | {cell('ssim_b')} | {cell('weight_error')} |")
     lines += ["", "Means; medians and 10th percentiles are in [metrics.json](metrics.json).", ""]

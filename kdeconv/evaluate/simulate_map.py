@@ -35,7 +35,7 @@ from kdeconv.evaluate.metrics import minmax01
 from kdeconv.evaluate.polycrystal import footprint_samples, grain_fractions, random_seeds, top_two
 from kdeconv.io.store import finalize_output, nav_chunks, prepare_output, store_attrs
 
-__all__ = ["simulate_map", "UP2_NAME", "UP1_NAME", "TRUTH_NAME", "detector_attrs", "assign_phases",
+__all__ = ["simulate_map", "UP2_NAME", "UP1_NAME", "TRUTH_NAME", "assign_phases",
            "record_counts", "camera_effects", "vendor_processed", "detector_background"]
 
 UP2_NAME = "map.up2"
@@ -45,12 +45,6 @@ TRUTH_NAME = "truth.zarr"
 # Seeds of the map's random streams: [seed, k] (k = 0 grain seeds, 1 orientations, 2 noise per
 # pixel, 3 phases of the grains, 4 gain field, 5 defect pixels).
 _GAIN_STREAM, _DEFECT_STREAM = 4, 5
-
-
-def detector_attrs(config: SimulateMapConfig) -> dict:
-    d = config.detector
-    return {"shape": list(d.shape), "pc": list(d.pc), "sample_tilt": d.sample_tilt, "tilt": d.tilt,
-            "binning": 1, "convention": "bruker"}
 
 
 def assign_phases(rng: np.random.Generator, n_grains: int, fractions) -> np.ndarray:
@@ -143,8 +137,8 @@ def vendor_processed(recorded: np.ndarray, static_bg: np.ndarray, spec: Processe
     from kdeconv.preprocess.background import remove_dynamic_background, remove_static_background
     from kdeconv.preprocess.mask import circular_mask
 
-    bg = np.maximum(static_bg, 1e-6 * max(float(static_bg.max()), 1e-12)) if spec.static_operation == "divide" \
-        else static_bg
+    floor = 1e-6 * max(float(static_bg.max()), 1e-12)
+    bg = np.maximum(static_bg, floor) if spec.static_operation == "divide" else static_bg
     out = remove_static_background(recorded.astype(np.float32), bg, operation=spec.static_operation,
                                    dtype_out=np.float32, out_range=(0, 1))
     if spec.dynamic:
@@ -190,7 +184,7 @@ def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool
                  echo=None) -> Path:
     import zarr
 
-    from kdeconv.simulate import make_detector, random_quaternions
+    from kdeconv.simulate import random_quaternions
 
     out_dir = Path(out_dir)
     phases = _load_phases(config)
@@ -213,8 +207,7 @@ def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool
     phase_lookup = np.append(grain_phase, -1).astype(np.int16)
     phase_a, phase_b = phase_lookup[grain_a], phase_lookup[grain_b]
 
-    det = config.detector
-    detector = make_detector(det.shape, det.pc, det.tilt, det.sample_tilt)
+    detector = config.detector.to_kikuchipy()
     lookup = _grain_patterns([m for *_, m in phases], grain_phase, grain_quats, detector, (sy, sx))
     gain_map = camera_effects(config.seed, r, (sy, sx))
 
@@ -268,16 +261,17 @@ def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool
                    for k, (name, spec, fraction, master) in enumerate(phases)]
     source = {"path": map_name, "format": "simulated (kdeconv simulate-map)",
               "scan": {"step_y": config.step, "step_x": config.step, "unit": "um"},
-              "detector": detector_attrs(config)}
+              "detector": config.detector.to_attrs()}
     extra = {"full_scale_counts": full_scale(r, (sy, sx))} if eight_bit and config.style == "raw" else {}
     group.attrs.update(store_attrs(
-        "truth", config, source, detector=detector_attrs(config), phase=phase_attrs[0], phases=phase_attrs,
+        "truth", config, source, detector=config.detector.to_attrs(), phase=phase_attrs[0],
+        phases=phase_attrs,
         style=config.style, map_file=map_name, file_dtype=np.dtype(file_dtype).name,
         grains={"seeds_yx": seeds, "quaternions": grain_quats, "phase": grain_phase}, **extra))
 
     import dask.array as da
 
-    from kdeconv.io.edax import write_up1, write_up2
+    from kdeconv.io.formats.edax_binary import write_up1, write_up2
 
     (write_up1 if eight_bit else write_up2)(staging / map_name, da.from_zarr(arrays["C"]), config.step,
                                             config.step)
@@ -288,8 +282,8 @@ def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool
         n_mixed = int((weights[..., 1] > 0).sum())
         n_cross = int(((weights[..., 1] > 0) & (phase_a != phase_b)).sum())
         listed = " + ".join(f"{p['name']} ({p['n_grains']})" for p in phase_attrs)
-        echo(f"simulate-map: {ny}x{nx} pixels of {sy}x{sx}, {config.n_grains} grains: {listed}; {n_mixed} mixed "
-             f"({n_mixed / (ny * nx):.0%}"
+        echo(f"simulate-map: {ny}x{nx} pixels of {sy}x{sx}, {config.n_grains} grains: {listed}; "
+             f"{n_mixed} mixed ({n_mixed / (ny * nx):.0%}"
              + (f", {n_cross} across phases" if len(phases) > 1 else "")
              + f"), {config.style} -> {out_dir / map_name}, {out_dir / TRUTH_NAME}")
     return out_dir
@@ -297,22 +291,19 @@ def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool
 
 def _overview_png(path: Path, grain_a: np.ndarray, weights: np.ndarray, phase_a: np.ndarray | None,
                   names: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from kdeconv import figures
 
     n = 2 if phase_a is None else 3
-    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.6), constrained_layout=True)
+    fig, axes = figures.subplots(1, n, figsize=(4 * n, 3.6), constrained_layout=True)
     axes[0].imshow(grain_a, cmap="tab20", interpolation="nearest")
     axes[0].set_title("dominant grain")
     im = axes[1].imshow(weights[..., 1], cmap="magma", vmin=0, vmax=0.5, interpolation="nearest")
     axes[1].set_title("minority weight wB")
     fig.colorbar(im, ax=axes[1])
     if phase_a is not None:
-        im = axes[2].imshow(phase_a, cmap="Set1", vmin=0, vmax=max(len(names) - 1, 1), interpolation="nearest")
+        im = axes[2].imshow(phase_a, cmap="Set1", vmin=0, vmax=max(len(names) - 1, 1),
+                            interpolation="nearest")
         axes[2].set_title("dominant phase: " + ", ".join(f"{k} {n}" for k, n in enumerate(names)), fontsize=8)
     for ax in axes:
         ax.set_xticks([]), ax.set_yticks([])
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -28,14 +28,29 @@ import numpy as np
 from kdeconv.config.generate import GenerateConfig, MapSource, SimulateSource
 from kdeconv.errors import InputError
 from kdeconv.generate.augment import AUGMENT_COLUMNS
-from kdeconv.generate.chunk import (bin_patterns, build_pairs, build_raw_pairs, draw_pairs,
-                                    pool_labels, prepare_pure, pure_geometry)
+from kdeconv.generate.chunk import (
+    bin_patterns,
+    build_pairs,
+    build_raw_pairs,
+    draw_pairs,
+    pool_labels,
+    prepare_pure,
+    pure_geometry,
+)
 from kdeconv.io import resume
-from kdeconv.io.store import (EVERY_CHUNK_WRITTEN, check_not_input, lock_output, open_store,
-                              partial_path, release_output, store_attrs)
+from kdeconv.io.store import (
+    EVERY_CHUNK_WRITTEN,
+    check_not_input,
+    lock_output,
+    open_store,
+    partial_path,
+    release_output,
+    store_attrs,
+)
 from kdeconv.preprocess import circular_mask, mask_geometry
 
-__all__ = ["SourcePlan", "plan_source", "check_output", "run_generate", "write_pair_chunk", "write_debug_panels"]
+__all__ = ["run", "GenerateResult", "SourcePlan", "plan_source", "check_output", "run_generate",
+           "write_pair_chunk", "write_debug_panels"]
 
 PURE_CHUNK = 128      # pure patterns simulated per task
 PURE_STORE_CHUNK = 8  # per Zarr chunk: pair tasks read scattered pure patterns
@@ -421,12 +436,14 @@ def _create_store(staging: Path, cfg: GenerateConfig, plan: SourcePlan, n: int, 
         arr("pure_energy", (p,), (PURE_CHUNK,), "float32", float("nan"))
         resume.add_ledger(group, (-(-p // PURE_CHUNK),), PURE_LEDGER)
     elif plan.indices is not None:
-        group.create_array("pool_indices", data=plan.indices, chunks=(max(1, min(len(plan.indices), 1 << 20)),))
+        group.create_array("pool_indices", data=plan.indices,
+                           chunks=(max(1, min(len(plan.indices), 1 << 20)),))
     resume.add_ledger(group, (-(-n // chunk),))
     return group
 
 
 def _attrs(cfg: GenerateConfig, plan: SourcePlan, n_complete: int, pure_complete: bool) -> dict:
+    detector = cfg.pairs_detector()  # fixed geometry: evaluate indexes with it, as simulate-map's
     return store_attrs(
         "pairs", config=cfg, source=plan.info, pipeline=cfg.pipeline, seed=cfg.seed, n=cfg.n,
         n_complete=n_complete, pure_complete=pure_complete, content_key=_content_key(cfg),
@@ -438,7 +455,8 @@ def _attrs(cfg: GenerateConfig, plan: SourcePlan, n_complete: int, pure_complete
         rotation_meaning=("orientation (w, x, y, z) of the pure pattern as simulated, before the "
                           "flip/rot90 recorded in 'augment'; NaN for map sources"),
         index_meaning=("rows of 'pure' (with pure_rotation, pure_pc, pure_tilt = camera, sample)"
-                       if plan.kind == "simulate" else "flat indices into the map's patterns"))
+                       if plan.kind == "simulate" else "flat indices into the map's patterns"),
+        **({"detector": detector.to_attrs()} if detector is not None else {}))
 
 
 def _resume_key(cfg: GenerateConfig) -> dict:
@@ -551,7 +569,7 @@ def _nbytes(cfg: GenerateConfig, plan: SourcePlan) -> int:
 
 
 def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: bool = False,
-                 echo=print) -> dict:
+                 echo=print, progress: bool | None = None) -> dict:
     """Generate ``cfg.n`` pairs into ``out``; returns {"new": pairs written, "n": total, ...}.
 
     Resumable (``kdeconv.io.resume``): each pure task and each pair chunk marks itself done after
@@ -605,7 +623,7 @@ def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: boo
                         dask_key_name=f"kdeconv-pure-{token}-{i * PURE_CHUNK}")
                     for (i,) in resume.pending(group, PURE_LEDGER)]
             if deps:
-                pure_new = compute(client, dask.delayed(_total)(deps))
+                pure_new = compute(client, dask.delayed(_total)(deps), progress=progress)
             resume.require_complete(group, out, PURE_LEDGER)
             group.attrs["pure_complete"] = True
         write = dask.delayed(write_pair_chunk, pure=True)
@@ -613,7 +631,7 @@ def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: boo
         tasks = [write(str(staging), cfg_json, s, e, plan.pool_size,
                        dask_key_name=f"kdeconv-pairs-{token}-{s}-{e}")
                  for s, e in ranges if e > s]
-        written = compute(client, dask.delayed(_total)(tasks)) if tasks else 0
+        written = compute(client, dask.delayed(_total)(tasks), progress=progress) if tasks else 0
     resume.require_complete(group, out)
     attrs = {**_attrs(cfg, plan, n_complete=cfg.n, pure_complete=True), resume.RESUME_KEY: key}
     if not group.attrs.get(EVERY_CHUNK_WRITTEN):  # extends a store of an earlier kdeconv, which
@@ -623,14 +641,46 @@ def run_generate(cfg: GenerateConfig, out: str | Path, client, *, overwrite: boo
     return {"new": written, "n": cfg.n, "seconds": timer.seconds, "base": base, "pure": pure_new}
 
 
+@dataclass
+class GenerateResult:
+    out: Path
+    pairs: int          # pairs written by this run
+    total: int          # pairs in the store
+    pure: int           # pure patterns simulated by this run
+    seconds: float
+
+
+def run(config: GenerateConfig | dict | str | Path, *, out: str | Path, overwrite: bool = False,
+        client=None, cluster=None, progress: bool | None = True, echo=print) -> GenerateResult:
+    """Generate ``config.n`` pairs into the pairs store ``out`` (``kdeconv.generate``).
+
+    ``config``: a ``GenerateConfig``, a dict or a YAML path. A bad source or output is refused
+    before any cluster starts; then the pairs are made on ``client``, else on a cluster started
+    from ``cluster`` (a local one by default). A finished store with the same config grows to a
+    larger ``n``; an interrupted run resumes.
+    """
+    from kdeconv.cluster import client_for, summary_line
+    from kdeconv.config import coerce_config
+
+    cfg = coerce_config(GenerateConfig, config)
+    plan_source(cfg)  # bad source or output: refused before any cluster starts
+    check_output(cfg, out, overwrite)
+    with client_for(client, cluster, echo=echo) as client:
+        result = run_generate(cfg, out, client, overwrite=overwrite, echo=echo, progress=progress)
+    if result["new"]:
+        echo(summary_line("generate", result["new"], result["seconds"], unit="pairs")
+             + (f"; simulated {result['pure']} pure patterns" if result.get("pure") else "")
+             + (f"; store now holds {result['n']}" if result.get("base") else ""))
+    return GenerateResult(Path(out), int(result["new"]), int(result["n"]), int(result.get("pure") or 0),
+                          float(result["seconds"]))
+
+
 def write_debug_panels(store: str | Path, folder: str | Path, count: int = 6) -> list[Path]:
     """PNG per pair: A, B, C, C with the mask boundary, and C - (wA*A + wB*B)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import zarr
+    from matplotlib.patches import Circle
 
+    from kdeconv import figures
     from kdeconv.mixing import from_uint16
     from kdeconv.preprocess import mask_geometry as geometry
 
@@ -646,18 +696,17 @@ def write_debug_panels(store: str | Path, folder: str | Path, count: int = 6) ->
         a, b, c = (from_uint16(group[k][i]) for k in ("A", "B", "C"))
         w = group["weights"][i]
         diff = c - (w[0] * a + w[1] * b)
-        fig, axes = plt.subplots(1, 5, figsize=(15, 3.3))
+        fig, axes = figures.subplots(1, 5, figsize=(15, 3.3))
         for ax, img, title in zip(axes, (a, b, c, c, diff),
                                   (f"A (wA={w[0]:.2f})", f"B (wB={w[1]:.2f})", "C", "C + mask",
                                    "C - (wA A + wB B)")):
             ax.imshow(img, cmap="gray" if title != "C - (wA A + wB B)" else "coolwarm")
             ax.set_title(title, fontsize=9)
             ax.axis("off")
-        axes[3].add_patch(plt.Circle((cx, cy), r, fill=False, color="red", lw=1))
+        axes[3].add_patch(Circle((cx, cy), r, fill=False, color="red", lw=1))
         fig.suptitle(f"pair {i} (masked={bool(group['masked'][i])}, "
                      f"index {int(group['index_a'][i])}/{int(group['index_b'][i])})", fontsize=10)
         path = folder / f"pair_{i:06d}.png"
         fig.savefig(path, dpi=80, bbox_inches="tight")
-        plt.close(fig)
         paths.append(path)
     return paths

@@ -9,8 +9,9 @@ cluster).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -19,11 +20,10 @@ from kdeconv.config.ingest import IngestConfig
 from kdeconv.errors import InputError
 from kdeconv.io.layouts import read_patterns
 from kdeconv.io.sources import Source, open_source
-from kdeconv.io.store import (discard_output, finalize_output, nav_chunks, prepare_output,
-                              store_attrs)
+from kdeconv.io.store import discard_output, finalize_output, nav_chunks, prepare_output, store_attrs
 
-__all__ = ["lazy_patterns", "ingest", "read_block", "read_region", "task_regions", "write_region",
-           "write_tasks", "map_compressors"]
+__all__ = ["lazy_patterns", "ingest", "IngestResult", "read_block", "read_region", "task_regions",
+           "write_region", "write_tasks", "map_compressors"]
 
 
 def _drop_input_error_logs(record: logging.LogRecord) -> bool:
@@ -147,18 +147,32 @@ def map_compressors() -> list:
     return [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")]
 
 
-def ingest(config: IngestConfig, cluster: ClusterConfig | None = None, *,
-           echo: Callable[[str], None] = print) -> Path:
-    """Read ``config.input`` into the map store ``config.output``; return its path.
+@dataclass
+class IngestResult:
+    out: Path
+    patterns: int                 # patterns in the map
+    shape: tuple[int, ...]        # (…nav, sy, sx)
+    dtype: str
+    format: str                   # the input's format (kikuchipy plugin name, tiff, image_folder)
+    seconds: float
 
-    The store is created only once the cluster is up; a failure removes it (nothing that looks
-    like a store is left).
+
+def ingest(config: IngestConfig | dict | str | Path, cluster: ClusterConfig | None = None, *,
+           client=None, progress: bool | None = True,
+           echo: Callable[[str], None] = print) -> IngestResult:
+    """Read ``config.input`` into the map store ``config.output`` (``kdeconv.ingest``).
+
+    ``config``: an ``IngestConfig``, a dict or a YAML path. Runs on ``client``, else on a cluster
+    started from ``cluster`` (a local one by default). The store is created only once the cluster
+    is up; a failure removes it (nothing that looks like a store is left).
     """
     import dask
     import zarr
 
-    from kdeconv.cluster import Timer, compute, open_client, summary_line
+    from kdeconv.cluster import Timer, client_for, compute, summary_line
+    from kdeconv.config import coerce_config
 
+    config = coerce_config(IngestConfig, config)
     source = open_source(config.input, config.nav_shape,
                          allow_size_mismatch=config.allow_size_mismatch)
     if config.dtype is not None and source.dtype != np.dtype(config.dtype):
@@ -168,11 +182,11 @@ def ingest(config: IngestConfig, cluster: ClusterConfig | None = None, *,
         echo(f"Warning: {note}")
     output = Path(config.output)
     patterns = lazy_patterns(source, config.chunk_mb)
-    staging = prepare_output(output, config.overwrite, inputs=(config.input,),
-                             nbytes=source.n_patterns * int(np.prod(source.sig_shape)) * source.dtype.itemsize)
+    nbytes = source.n_patterns * int(np.prod(source.sig_shape)) * source.dtype.itemsize
+    staging = prepare_output(output, config.overwrite, inputs=(config.input,), nbytes=nbytes)
     echo(f"ingest: {source.attrs.get('format')} {tuple(source.shape)} {source.dtype} -> {output}")
     try:
-        with open_client(cluster, echo=echo) as client:
+        with client_for(client, cluster, echo=echo) as client:
             root = zarr.open_group(str(staging), mode="w")
             root.attrs.update(store_attrs("map", config, source.attrs))
             nav_names = ("y", "x") if len(source.nav_shape) == 2 else ("n",)
@@ -184,10 +198,11 @@ def ingest(config: IngestConfig, cluster: ClusterConfig | None = None, *,
             )
             tasks = write_tasks(source, str(Path(staging).resolve() / "patterns"), target.chunks)
             with Timer() as timer:
-                compute(client, dask.delayed(sum)(tasks))
+                compute(client, dask.delayed(sum)(tasks), progress=progress)
         finalize_output(staging, output)
     except BaseException:
         discard_output(staging, output)  # nothing that looks like a store is left
         raise
     echo(summary_line("ingest", source.n_patterns, timer.seconds))
-    return output
+    return IngestResult(output, source.n_patterns, tuple(source.shape), str(source.dtype),
+                        str(source.attrs.get("format")), timer.seconds)

@@ -149,7 +149,8 @@ def _read_raw(layout: RawLayout, start: int, count: int) -> np.ndarray:
         raw = raw[: got * record].reshape(got, record)[:, layout.skip: layout.skip + pattern_bytes]
         data = np.ascontiguousarray(raw).view(dtype)
     if got < count:
-        raise InputError(f"{layout.path} is truncated: pattern {start + got} of {layout.n_patterns} is missing")
+        raise InputError(f"{layout.path} is truncated: pattern {start + got} of {layout.n_patterns} "
+                         "is missing")
     return data.reshape(count, sy, sx)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from kdeconv.errors import EnvironmentFault, InputError
+from kdeconv.serialize import jsonable
 
 __all__ = [
     "DEFAULT_CHUNK_MB", "nav_chunks", "partial_path", "lock_path", "prepare_output",
@@ -271,25 +272,6 @@ def discard_output(staging: Path, path: str | Path | None = None) -> None:
         release_output(path)
 
 
-def jsonable(value: Any) -> Any:
-    """Turn numpy scalars/arrays, paths and tuples into plain JSON for Zarr attrs."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "model_dump"):
-        return jsonable(value.model_dump(mode="json"))
-    return value
-
-
 def write_every_chunk() -> None:
     """Make this process's Zarr write chunks equal to the fill value too (Zarr 3 skips them)."""
     import zarr
@@ -298,7 +280,7 @@ def write_every_chunk() -> None:
         zarr.config.set({"array.write_empty_chunks": True})
 
 
-def open_for_writing(path: str | Path) -> "zarr.Group":  # noqa: F821
+def open_for_writing(path: str | Path) -> zarr.Group:  # noqa: F821
     """A store of kdeconv's opened ``r+`` to write chunks into (from any process, workers too)."""
     import zarr
 
@@ -320,7 +302,7 @@ def store_attrs(kind: str, config: Any = None, source: dict | None = None,
         "kdeconv_version": __version__,
         "command": " ".join(["kdeconv"] + sys.argv[1:]) if Path(sys.argv[0]).name == "kdeconv"
         else " ".join(sys.argv),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": jsonable(config) if config is not None else {},
         "source": jsonable(source or {}),
         EVERY_CHUNK_WRITTEN: True,
@@ -353,7 +335,7 @@ def missing_chunk(array) -> str | None:
 
 
 def open_store(path: str | Path, kind: str | None = None,
-               arrays: tuple[str, ...] = ()) -> "zarr.Group":  # noqa: F821
+               arrays: tuple[str, ...] = ()) -> zarr.Group:  # noqa: F821
     """Open a finished kdeconv store read-only, or raise ``InputError`` saying what is wrong.
 
     Each of ``arrays`` must exist with readable metadata and, in a store kdeconv wrote, all its

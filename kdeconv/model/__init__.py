@@ -9,10 +9,18 @@ import os
 # (measured on 2 busy cores: 2.3 vs 17.9 training samples/s). Only a default; users may override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from kdeconv.model.checkpoint import (DEFAULT_CHECKPOINT, Separator, build_model,  # noqa: E402
-                                      file_sha256, load_separator, model_from_checkpoint,
-                                      read_checkpoint, resolve_device, save_checkpoint,
-                                      set_claim_rule)
+from kdeconv.model.checkpoint import (  # noqa: E402
+    DEFAULT_CHECKPOINT,
+    Separator,
+    build_model,
+    file_sha256,
+    load_separator,
+    model_from_checkpoint,
+    read_checkpoint,
+    resolve_device,
+    save_checkpoint,
+    set_claim_rule,
+)
 from kdeconv.model.inputs import DEFAULT_NORMALIZATION, normalize_like, prepare_inputs  # noqa: E402
 from kdeconv.model.unet import DualDecoderUNet, UNetConfig  # noqa: E402
 

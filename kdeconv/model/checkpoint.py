@@ -21,14 +21,16 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
+from kdeconv.config.claim import ClaimRule
 from kdeconv.errors import InputError
-from kdeconv.model.inputs import (DEFAULT_NORMALIZATION, check_normalization, pattern_mask,
-                                  prepare_inputs)
+from kdeconv.model.device import resolve_device
+from kdeconv.model.inputs import DEFAULT_NORMALIZATION, check_normalization, pattern_mask, prepare_inputs
 from kdeconv.model.precision import autocast, precision_name, resolve_precision
 from kdeconv.model.unet import DualDecoderUNet, UNetConfig
+from kdeconv.serialize import jsonable
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "DEFAULT_CHECKPOINT", "save_checkpoint", "read_checkpoint",
-           "set_claim_rule", "update_checkpoint", "check_claim_rule", "build_model", "resolve_device", "file_sha256",
+           "set_claim_rule", "update_checkpoint", "build_model", "resolve_device", "file_sha256",
            "Separator", "load_separator"]
 
 FORMAT = "kdeconv-separator"
@@ -42,22 +44,6 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> cuda when available else cpu; asking for cuda without CUDA is an InputError."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"unknown device {name!r} (use auto, cpu or cuda)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {name} requested but CUDA is not available on this machine")
-    if dev.type not in ("cpu", "cuda"):
-        raise InputError(f"unsupported device {name!r} (use auto, cpu or cuda)")
-    return dev
 
 
 def build_model(model_config: dict[str, Any] | UNetConfig) -> DualDecoderUNet:
@@ -77,7 +63,6 @@ def save_checkpoint(path: str | Path, model: DualDecoderUNet, *,
                     data: Any = None, training_state: dict[str, Any] | None = None) -> Path:
     """Write ``path`` atomically (temp file in the same folder, then rename)."""
     from kdeconv import __version__
-    from kdeconv.io.store import jsonable
 
     path = Path(path)
     payload = {
@@ -144,7 +129,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     _check_finite(ckpt["state_dict"], path)
     ckpt["normalization"] = check_normalization(ckpt["normalization"])
     if ckpt.get("claim_rule") is not None:
-        ckpt["claim_rule"] = check_claim_rule(ckpt["claim_rule"], f"checkpoint {path}")
+        ckpt["claim_rule"] = ClaimRule.checked(ckpt["claim_rule"], f"checkpoint {path}").as_dict()
     return ckpt
 
 
@@ -165,19 +150,6 @@ def _check_finite(state_dict: Any, path: Path) -> None:
                              "diverged training run; use an earlier checkpoint")
 
 
-def check_claim_rule(rule: Any, where: str = "claim rule") -> dict[str, float]:
-    """``{"claim_weight": 0..0.5, "claim_min_cm": 0..1}`` or a one-line InputError."""
-    try:
-        weight, min_cm = float(rule["claim_weight"]), float(rule["claim_min_cm"])
-    except (TypeError, KeyError, ValueError):
-        raise InputError(f"{where}: claim_rule must hold claim_weight and claim_min_cm, "
-                         f"got {rule!r}") from None
-    if not (0 <= weight <= 0.5 and 0 <= min_cm <= 1):
-        raise InputError(f"{where}: claim_rule out of range (claim_weight 0-0.5, claim_min_cm 0-1): "
-                         f"{weight}, {min_cm}")
-    return {"claim_weight": weight, "claim_min_cm": min_cm}
-
-
 def set_claim_rule(source: str | Path, target: str | Path, claim_weight: float,
                    claim_min_cm: float) -> Path:
     """Write ``source``'s checkpoint to ``target`` (atomically) with this claim rule; the weights
@@ -190,11 +162,10 @@ def update_checkpoint(source: str | Path, target: str | Path, **fields: Any) -> 
     """Write ``source``'s checkpoint to ``target`` (atomically) with metadata ``fields`` added or
     replaced (plain JSON-like values: ``claim_rule``, ``working_range``, provenance); the weights
     are kept as they are. ``source`` is never written unless it is ``target``."""
-    from kdeconv.io.store import jsonable
 
     ckpt = read_checkpoint(source)
     if "claim_rule" in fields:
-        fields["claim_rule"] = check_claim_rule(fields["claim_rule"])
+        fields["claim_rule"] = ClaimRule.checked(fields["claim_rule"]).as_dict()
     if fields.get("working_range") is not None:
         from kdeconv.preprocess.resample import WorkingRange
 

@@ -12,10 +12,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from kdeconv.errors import InputError
-
 from kdeconv.preprocess import circular_mask, detect_masked
 from kdeconv.preprocess.background import (
-    remove_dynamic_background, remove_static_background, rescale_per_pattern,
+    remove_dynamic_background,
+    remove_static_background,
+    rescale_per_pattern,
 )
 from kdeconv.preprocess.resample import resample
 

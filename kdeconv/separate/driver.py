@@ -18,7 +18,7 @@ import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -30,9 +30,11 @@ from kdeconv.io.store import open_for_writing, open_store, release_output, store
 from kdeconv.preprocess.background import static_background_from_mean
 from kdeconv.separate.chunk import blank_frames, preprocess_patterns, separate_patterns
 from kdeconv.separate.inputs import ModelInputPlan, plan_model_input
-from kdeconv.separate.worker import cached_separator, cuda_available, resolve_device
+from kdeconv.separate.worker import cached_separator
 
-__all__ = ["separate_map", "SeparateResult", "open_separate_client"]
+__all__ = ["run", "separate_map", "SeparateResult", "open_separate_client", "check_device",
+           "separate_block", "load_checked", "trial_pattern", "check_model_on", "mean_of_non_blank",
+           "create_store", "resume_key"]
 
 DONE = resume.LEDGER
 STATIC = "static_background"
@@ -55,11 +57,20 @@ class SeparateResult:
 
 # --------------------------------------------------------------------------- task (runs on workers)
 
+def separate_block(block: np.ndarray, *, checkpoint: str | None, sha256: str, device: str,
+                   precision: str, batch_size: int, background: dict, static_bg: np.ndarray | None,
+                   work_shape: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One block (..., sy, sx) of a map -> A, B (its shape and dtype) and weights (..., 2), with
+    this process's cached model: what every task of ``separate`` runs, on a worker or in process."""
+    separator = cached_separator(checkpoint, sha256, device, precision)
+    return separate_patterns(block, separator, batch_size=batch_size, background=background,
+                             static_bg=static_bg, out_dtype=block.dtype, work_shape=work_shape)
+
+
 def _separate_and_write(block: np.ndarray, block_info=None, *, out_path: str, checkpoint: str | None,
                         sha256: str, device: str, batch_size: int, background: dict,
-                        static_token: str = "", loader: Callable | None = None,
-                        precision: str = "auto", work_shape: tuple[int, int] | None = None
-                        ) -> np.ndarray:
+                        static_token: str = "", precision: str = "auto",
+                        work_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Separate one chunk, write its A, B, weights and blank mask, then mark it done. Returns its
     pattern count."""
     info = block_info[0]
@@ -69,9 +80,9 @@ def _separate_and_write(block: np.ndarray, block_info=None, *, out_path: str, ch
     group = open_for_writing(out_path)
     static_bg = (_static_background(out_path, static_token)
                  if background.get("static", "none") != "none" else None)
-    separator = cached_separator(checkpoint, sha256, device, loader, precision)
-    a, b, w = separate_patterns(block, separator, batch_size=batch_size, background=background,
-                                static_bg=static_bg, out_dtype=block.dtype, work_shape=work_shape)
+    a, b, w = separate_block(block, checkpoint=checkpoint, sha256=sha256, device=device,
+                             precision=precision, batch_size=batch_size, background=background,
+                             static_bg=static_bg, work_shape=work_shape)
     _write_chunk(group, region, chunk_index, a, b, w, blank_frames(block))
     return np.full((1,) * nav_ndim, int(np.prod(block.shape[:nav_ndim])), dtype=np.int64)
 
@@ -105,9 +116,8 @@ def _source_array(map_path: str):
 
 def _separate_range(indices: list[tuple[int, ...]], *, map_path: str, out_path: str,
                     checkpoint: str | None, sha256: str, device: str, batch_size: int,
-                    background: dict, static_token: str = "", loader: Callable | None = None,
-                    precision: str = "auto", work_shape: tuple[int, int] | None = None,
-                    pipeline: str = "auto") -> int:
+                    background: dict, static_token: str = "", precision: str = "auto",
+                    work_shape: tuple[int, int] | None = None, pipeline: str = "auto") -> int:
     """Separate the chunks ``indices`` in order on this worker and write each (then mark it done).
 
     A torch model on a GPU (or ``pipeline="device"``, any device) runs the device pipeline
@@ -123,7 +133,7 @@ def _separate_range(indices: list[tuple[int, ...]], *, map_path: str, out_path: 
     group = open_for_writing(out_path)
     static_bg = (_static_background(out_path, static_token)
                  if background.get("static", "none") != "none" else None)
-    separator = cached_separator(checkpoint, sha256, device, loader, precision)
+    separator = cached_separator(checkpoint, sha256, device, precision)
 
     def write(job, a, b, w, blank):
         _write_chunk(group, job.region, job.index, a, b, w, blank)
@@ -136,8 +146,9 @@ def _separate_range(indices: list[tuple[int, ...]], *, map_path: str, out_path: 
         total = 0
         for job in jobs:
             block = np.asarray(src[job.region])
-            a, b, w = separate_patterns(block, separator, batch_size=batch_size, background=background,
-                                        static_bg=static_bg, out_dtype=block.dtype, work_shape=work_shape)
+            a, b, w = separate_block(block, checkpoint=checkpoint, sha256=sha256, device=device,
+                                     precision=precision, batch_size=batch_size, background=background,
+                                     static_bg=static_bg, work_shape=work_shape)
             write(job, a, b, w, blank_frames(block))
             total += int(np.prod(block.shape[:-2]))
         return total
@@ -176,7 +187,7 @@ def _static_background(out_path: str, token: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------- client side
 
-def _trial_pattern(src) -> np.ndarray:
+def trial_pattern(src) -> np.ndarray:
     """The first pattern of the map that is not blank (the first one if all are), as (1, sy, sx)."""
     nav_ndim = src.ndim - 2
     first = np.asarray(src[(0,) * nav_ndim])[None]
@@ -203,7 +214,7 @@ def _chunk_count(block: np.ndarray) -> np.ndarray:
     return np.full((1,) * nav_ndim, np.count_nonzero(kept), np.int64)
 
 
-def _mean_of_non_blank(patterns):
+def mean_of_non_blank(patterns):
     """Dask graph of the mean pattern (float64) over the frames that are not blank (zeros if all
     are blank): a dropped frame must not darken the map's static background."""
     import dask.array as da
@@ -218,19 +229,15 @@ def _mean_of_non_blank(patterns):
     return total / da.maximum(count, 1)
 
 
-def _load_on_client(checkpoint: str | None, loader: Callable | None):
-    """Load the model once here to fail fast (exit 2) on a missing or corrupt checkpoint."""
+def load_checked(checkpoint: str | None):
+    """Load the model once in this process (on the CPU) to fail fast (exit 2) on a missing or
+    corrupt checkpoint; returns it and its sha256."""
+    import kdeconv.model
+
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise InputError(f"checkpoint not found: {checkpoint}")
-    if loader is None:
-        from kdeconv.model import load_separator as loader
-    separator = loader(checkpoint, device="cpu")
-    sha = getattr(separator, "sha256", None)
-    if sha is None:  # a stand-in separator: identify the checkpoint file itself
-        from kdeconv.model.checkpoint import file_sha256
-
-        sha = file_sha256(checkpoint) if checkpoint else "default"
-    return separator, sha
+    separator = kdeconv.model.load_separator(checkpoint, device="cpu")
+    return separator, separator.sha256
 
 
 # Smaller patterns carry too few Kikuchi bands to separate (and the default U-Net would see
@@ -238,8 +245,8 @@ def _load_on_client(checkpoint: str | None, loader: Callable | None):
 MIN_SIDE = 16
 
 
-def _check_shape(separator, patterns: np.ndarray, background: dict, checkpoint_label: str,
-                 work_shape: tuple[int, int] | None = None) -> None:
+def check_model_on(separator, patterns: np.ndarray, background: dict, checkpoint_label: str,
+                   work_shape: tuple[int, int] | None = None) -> None:
     """Run the model on one pattern: a shape the checkpoint cannot take is the user's input error."""
     if min(patterns.shape[-2:]) < MIN_SIDE:
         raise InputError(f"checkpoint {checkpoint_label} cannot take patterns of shape "
@@ -261,10 +268,10 @@ def _check_shape(separator, patterns: np.ndarray, background: dict, checkpoint_l
                          "map: the model is unusable (a diverged training run?)")
 
 
-def _resume_key(map_path: Path, src, sha256: str, config: SeparateConfig,
-                map_created: str | None = None, plan: ModelInputPlan | None = None) -> dict[str, Any]:
+def resume_key(map_path: Path | None, src, sha256: str, config: SeparateConfig,
+               map_created: str | None = None, plan: ModelInputPlan | None = None) -> dict[str, Any]:
     """What must match for a rerun to reuse finished chunks (a re-ingested map does not)."""
-    return {"map": str(map_path.resolve()), "map_created": map_created,
+    return {"map": str(map_path.resolve()) if map_path is not None else None, "map_created": map_created,
             "shape": list(src.shape), "dtype": str(src.dtype),
             "chunks": list(src.chunks), "checkpoint_sha256": sha256,
             "batch_size": config.batch_size, "precision": config.precision,
@@ -278,14 +285,15 @@ def _open_existing(staging: Path, key: dict[str, Any]):
     return resume.reopen(staging, key, needed)
 
 
-def _create_store(staging: Path, src, map_group, key, config: SeparateConfig, sha256: str,
-                  model_normalization: dict | None = None, claim_rule: dict | None = None,
-                  plan: ModelInputPlan | None = None):
-    nav_shape, sig_shape = src.shape[:-2], src.shape[-2:]
-    nav_chunks = src.chunks[:-2]
-    source = dict(map_group.attrs.get("source", {}))
+def create_store(staging: Path, src, source: dict, key, config: SeparateConfig, sha256: str,
+                 model_normalization: dict | None = None, claim_rule: dict | None = None,
+                 plan: ModelInputPlan | None = None):
+    """The separated store's arrays (chunked like ``src``: shape, dtype and nav chunks), attrs
+    (``source``: what is known of the map) and ledger, empty."""
+    nav_shape, sig_shape = tuple(src.shape[:-2]), tuple(src.shape[-2:])
+    nav_chunks = tuple(src.chunks[:-2])
     group = resume.create(staging, store_attrs(
-        "separated", config, source=source, map_store=key["map"], checkpoint_sha256=sha256,
+        "separated", config, source=dict(source), map_store=key["map"], checkpoint_sha256=sha256,
         preprocessing={"background": key["background"],
                        "background_decision": plan.decision if plan else {},
                        "working_size": plan.working_record() if plan else {},
@@ -318,10 +326,15 @@ def _pattern_compressors():
 
 
 @contextlib.contextmanager
-def open_separate_client(cluster: ClusterConfig, device: str, echo=None):
-    """A client for ``device``: LocalCUDACluster (one GPU per worker) when dask-cuda is there."""
+def open_separate_client(cluster: ClusterConfig, device: str, echo=None, client=None):
+    """``client`` when given, else a client for ``device``: LocalCUDACluster (one GPU per worker)
+    when dask-cuda is there."""
     from kdeconv.cluster import open_client
+    from kdeconv.model.device import cuda_available
 
+    if client is not None:
+        yield client
+        return
     remote = cluster.scheduler_address or cluster.scheduler_file
     if not remote and device in ("auto", "cuda") and cuda_available():
         try:
@@ -346,9 +359,17 @@ def open_separate_client(cluster: ClusterConfig, device: str, echo=None):
         yield client
 
 
-def _gpu_workers(client) -> bool:
-    workers = client.scheduler_info().get("workers", {}).values()
-    return any("GPU" in (w.get("resources") or {}) for w in workers)
+def check_device(device: str, precision: str) -> None:
+    """The workers' device and precision rules, checked here first (cuda must exist, fp16 needs
+    CUDA) so that no worker starts for nothing."""
+    import torch
+
+    from kdeconv.model.device import cuda_available, resolve_device
+    from kdeconv.model.precision import resolve_precision
+
+    if device == "cuda":
+        resolve_device("cuda")
+    resolve_precision(precision, torch.device("cuda" if device != "cpu" and cuda_available() else "cpu"))
 
 
 # Chunks per task of the device pipeline: enough tasks per worker to balance several GPUs, few
@@ -362,7 +383,8 @@ def _ranges(pending: list[tuple[int, ...]], workers: int) -> list[list[tuple[int
     return [pending[i:i + size] for i in range(0, len(pending), size)]
 
 
-def _use_device_pipeline(pipeline: str, config: SeparateConfig, cluster: ClusterConfig, client) -> bool:
+def _use_device_pipeline(pipeline: str, config: SeparateConfig, cluster: ClusterConfig | None,
+                         client) -> bool:
     """Range tasks with the device pipeline: asked for, or CUDA workers (dask-cuda or
     ``--resources GPU=1``, or a local cluster on a machine with CUDA)."""
     if pipeline not in ("auto", "chunk", "device"):
@@ -371,17 +393,24 @@ def _use_device_pipeline(pipeline: str, config: SeparateConfig, cluster: Cluster
         return pipeline == "device"
     if config.device == "cpu":
         return False
-    remote = cluster.scheduler_address or cluster.scheduler_file
+    from kdeconv.model.device import cuda_available
+
+    remote = cluster is not None and (cluster.scheduler_address or cluster.scheduler_file)
     return _gpu_workers(client) or (not remote and cuda_available())
+
+
+def _gpu_workers(client) -> bool:
+    workers = client.scheduler_info().get("workers", {}).values()
+    return any("GPU" in (w.get("resources") or {}) for w in workers)
 
 
 def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateConfig,
                  cluster: ClusterConfig | None = None, *, overwrite: bool = False, echo=None,
-                 loader: Callable | None = None, progress: bool | None = None,
-                 pipeline: str = "auto") -> SeparateResult:
-    """Separate every pattern of the map store at ``map_path`` into the store ``out_path``.
+                 progress: bool | None = None, client=None, pipeline: str = "auto") -> SeparateResult:
+    """Separate every pattern of the map store at ``map_path`` into the store ``out_path``, on
+    ``client`` or on a cluster started from ``cluster`` once the output is locked and the model
+    checked.
 
-    ``loader(checkpoint, device)`` replaces ``kdeconv.model.load_separator`` (tests, benchmarks).
     ``pipeline``: "chunk" = one task per chunk with the numpy kernel (the CPU path); "device" =
     tasks over ranges of chunks running the device pipeline (``kdeconv.separate.pipeline``) on
     whatever device the workers resolve, the CPU included; "auto" = "device" when the workers
@@ -415,19 +444,11 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
 
     label = config.checkpoint or "default model"
     try:
-        if config.device == "cuda":
-            resolve_device("cuda")  # fail here, before any worker starts
-        # the workers' rule, checked here first (fp16 needs CUDA) so no worker starts for nothing
-        import torch
-
-        from kdeconv.model.precision import resolve_precision
-
-        resolve_precision(config.precision,
-                          torch.device("cuda" if config.device != "cpu" and cuda_available() else "cpu"))
-        separator, sha256 = _load_on_client(config.checkpoint, loader)
+        check_device(config.device, config.precision)
+        separator, sha256 = load_checked(config.checkpoint)
         plan = plan_model_input(src, getattr(separator, "meta", {}) or {}, config.background,
                                 config.working_size)
-        _check_shape(separator, _trial_pattern(src), plan.background, label, plan.work_shape)
+        check_model_on(separator, trial_pattern(src), plan.background, label, plan.work_shape)
     except BaseException:
         release_output(out_path)
         raise
@@ -436,7 +457,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     del separator
     echo(plan.describe())
 
-    key = _resume_key(map_path, src, sha256, config, map_group.attrs.get("created"), plan)
+    key = resume_key(map_path, src, sha256, config, map_group.attrs.get("created"), plan)
     group = _open_existing(staging, key)
 
     background, work_shape = plan.background, plan.work_shape
@@ -445,13 +466,14 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     checkpoint = str(Path(config.checkpoint).resolve()) if config.checkpoint else None
     src_abs = zarr.open_array(str(map_path.resolve() / "patterns"), mode="r")
     patterns = da.from_zarr(src_abs, chunks=nav_chunks + src.shape[-2:])
-    with open_separate_client(cluster, config.device, echo=echo) as client, Timer() as timer:
+    with open_separate_client(cluster, config.device, echo=echo, client=client) as client, \
+            Timer() as timer:
         if group is None:  # created only now that the cluster is up
-            group = _create_store(staging, src, map_group, key, config, sha256, normalization,
-                                  claim_rule, plan)
+            group = create_store(staging, src, map_group.attrs.get("source", {}), key, config, sha256,
+                                 normalization, claim_rule, plan)
         static = background["static"] != "none"
         if static and np.isnan(group[STATIC][0, 0]):
-            mean = compute(client, _mean_of_non_blank(patterns), progress=progress)
+            mean = compute(client, mean_of_non_blank(patterns), progress=progress)
             group[STATIC][...] = static_background_from_mean(mean, config.background.static_smooth_std)
         static_token = hashlib.sha256(group[STATIC][...].tobytes()).hexdigest() if static else ""
         done = group[DONE][...]
@@ -469,7 +491,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                 tasks = [task(chunk_ids, map_path=str(map_path.resolve() / "patterns"),
                               out_path=str(staging), checkpoint=checkpoint, sha256=sha256,
                               device=config.device, batch_size=config.batch_size,
-                              background=background, static_token=static_token, loader=loader,
+                              background=background, static_token=static_token,
                               precision=config.precision, work_shape=work_shape, pipeline=pipeline,
                               dask_key_name=f"kdeconv-separate-{token}-"
                                             + "-".join(map(str, chunk_ids[0])))
@@ -483,7 +505,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                 chunks=(1,) * nav_ndim, dtype=np.int64, meta=np.empty((0,) * nav_ndim, np.int64),
                 out_path=str(staging), checkpoint=checkpoint, sha256=sha256,
                 device=config.device, batch_size=config.batch_size, background=background,
-                static_token=static_token, loader=loader, precision=config.precision,
+                static_token=static_token, precision=config.precision,
                 work_shape=work_shape)
             if pending and len(pending) == done.size:
                 separated = int(compute(client, counts.sum(), progress=progress))
@@ -505,3 +527,19 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                           chunks_skipped=int(done.sum()), chunks=int(done.size),
                           seconds=timer.seconds, report_files=reports, blank_frames=blank,
                           background=plan.decision["mode"], work_shape=work_shape)
+
+
+def run(config: SeparateConfig | dict | str | Path, *, map_store: str | Path, out: str | Path,
+        overwrite: bool = False, client=None, cluster: ClusterConfig | None = None,
+        progress: bool | None = True, echo=print) -> SeparateResult:
+    """Separate every pattern of the map store ``map_store`` into the separated store ``out``
+    (``kdeconv.separate.run``; what ``kdeconv separate`` runs).
+
+    ``config``: a ``SeparateConfig``, a dict or a YAML path. Runs on ``client``, else on a cluster
+    started from ``cluster`` once the output is locked and the model checked (a local one by
+    default, one GPU per worker with dask-cuda). Rerunning an interrupted run resumes it.
+    """
+    from kdeconv.config import coerce_config
+
+    return separate_map(map_store, out, coerce_config(SeparateConfig, config), cluster, overwrite=overwrite,
+                        echo=echo, progress=progress, client=client)

@@ -19,13 +19,10 @@ def most_mixed(weights: np.ndarray, k: int) -> list[tuple[int, ...]]:
 
 
 def weight_map_png(weights: np.ndarray, path: str | Path, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from kdeconv import figures
 
     wb = weights[..., 1]
-    fig, ax = plt.subplots(figsize=(6, 4.5) if wb.ndim == 2 else (7, 3))
+    fig, ax = figures.subplots(figsize=(6, 4.5) if wb.ndim == 2 else (7, 3))
     if wb.ndim == 2:
         image = ax.imshow(wb, vmin=0, vmax=0.5, cmap="viridis", interpolation="nearest")
         ax.set_xlabel("x (pixels)")
@@ -39,18 +36,14 @@ def weight_map_png(weights: np.ndarray, path: str | Path, title: str = "") -> Pa
     ax.set_title(title or "weight of the minor constituent, wB")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return Path(path)
 
 
 def panels_png(c, a, b, weights, where, path: str | Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from kdeconv import figures
 
     rows = len(where)
-    fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
+    fig, axes = figures.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
     for row, (ci, ai, bi, wi, nav) in enumerate(zip(c, a, b, weights, where)):
         for col, (image, name) in enumerate(((ci, "C (raw)"), (ai, f"A  wA={wi[0]:.2f}"),
                                              (bi, f"B  wB={wi[1]:.2f}"))):
@@ -61,7 +54,6 @@ def panels_png(c, a, b, weights, where, path: str | Path) -> Path:
             ax.set_title(f"{name}" + (f"  @{nav}" if col == 0 else ""), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return Path(path)
 
 

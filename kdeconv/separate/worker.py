@@ -11,49 +11,11 @@ from typing import Any
 
 from kdeconv.errors import InputError
 
-__all__ = ["resolve_device", "cached_separator", "load_count", "loaded_models", "cuda_available",
-           "tune_malloc"]
+__all__ = ["cached_separator", "load_count", "loaded_models", "tune_malloc"]
 
 _CACHE: dict[tuple[str, str, str], Any] = {}
 _LOCK = threading.Lock()
 _LOADS = 0
-
-
-def cuda_available() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
-def _worker_gpu() -> str:
-    """``cuda`` for one visible GPU (dask-cuda pins one per worker), else one GPU per worker."""
-    import torch
-
-    count = torch.cuda.device_count()
-    if count <= 1:
-        return "cuda"
-    try:  # a plain LocalCluster on a multi-GPU host: spread workers by their index
-        from distributed import get_worker
-
-        name = get_worker().name
-        index = int(name) if str(name).isdigit() else sum(map(ord, str(name)))
-    except (ImportError, ValueError):
-        index = 0
-    return f"cuda:{index % count}"
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> a GPU when this process sees one, else ``cpu``; ``cuda`` must exist."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"unknown device {device!r}: use auto, cpu or cuda")
-    if device == "cpu":
-        return "cpu"
-    if cuda_available():
-        return _worker_gpu()
-    if device == "cuda":
-        raise InputError("--device cuda was requested but CUDA is not available "
-                         "(use --device cpu or auto)")
-    return "cpu"
 
 
 # Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which also freezes glibc's mmap
@@ -92,31 +54,25 @@ def _set_torch_threads(device: str) -> None:
         torch.set_num_threads(threads)
 
 
-def cached_separator(checkpoint: str | None, sha256: str, device: str, loader=None,
-                     precision: str = "auto"):
-    """The separator for (checkpoint sha256, device, precision) in this process, loaded on first use.
-
-    ``loader(checkpoint, device)`` replaces ``kdeconv.model.load_separator`` (which also gets
-    ``precision``).
-    """
+def cached_separator(checkpoint: str | None, sha256: str, device: str, precision: str = "auto"):
+    """The separator for (checkpoint sha256, device, precision) in this process, loaded on first use
+    with ``kdeconv.model.load_separator``."""
     global _LOADS
-    resolved = resolve_device(device)
+    from kdeconv.model.device import resolve_device
+
+    resolved = str(resolve_device(device))
     key = (sha256, resolved, precision)
     with _LOCK:
         separator = _CACHE.get(key)
         if separator is None:
             tune_malloc()
             _set_torch_threads(resolved)
-            if loader is None:
-                from kdeconv.model import load_separator
+            import kdeconv.model
 
-                separator = load_separator(checkpoint, device=resolved, precision=precision)
-            else:
-                separator = loader(checkpoint, device=resolved)
-            found = getattr(separator, "sha256", sha256)
-            if found != sha256:
+            separator = kdeconv.model.load_separator(checkpoint, device=resolved, precision=precision)
+            if separator.sha256 != sha256:
                 raise InputError(f"checkpoint {checkpoint} changed while separating "
-                                 f"(sha256 {found[:12]} != {sha256[:12]}): rerun the command")
+                                 f"(sha256 {separator.sha256[:12]} != {sha256[:12]}): rerun the command")
             _CACHE[key] = separator
             _LOADS += 1
     return separator

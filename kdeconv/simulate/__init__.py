@@ -7,11 +7,16 @@
 """
 
 from kdeconv.simulate.library import library_path, library_phases, phase_info
-from kdeconv.simulate.masters import (Master, emsoft_master, kinematic_master, library_master,
-                                      load_master, nickel_master)
-from kdeconv.simulate.project import (make_detector, random_quaternions, simulate_patterns,
-                                      simulate_varied)
+from kdeconv.simulate.masters import (
+    Master,
+    emsoft_master,
+    kinematic_master,
+    library_master,
+    load_master,
+    nickel_master,
+)
+from kdeconv.simulate.project import random_quaternions, simulate_patterns, simulate_varied
 
 __all__ = ["Master", "load_master", "nickel_master", "emsoft_master", "kinematic_master",
            "library_master", "library_path", "library_phases", "phase_info", "simulate_patterns",
-           "simulate_varied", "random_quaternions", "make_detector"]
+           "simulate_varied", "random_quaternions"]

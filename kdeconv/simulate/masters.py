@@ -41,7 +41,9 @@ class Master:
 
 
 def _arrays(signal, energy) -> tuple[np.ndarray, np.ndarray]:
-    upper, lower = signal._get_master_pattern_arrays_from_energy(energy)
+    from kdeconv._kikuchipy import master_arrays
+
+    upper, lower = master_arrays(signal, energy)
     return (np.ascontiguousarray(upper, dtype=np.float32),
             np.ascontiguousarray(lower, dtype=np.float32))
 
@@ -114,7 +116,7 @@ def kinematic_master(phase: Any = None, cif: str | Path | None = None, *, hkl_ma
     if phase is None:
         raise InputError("kinematic master pattern needs a phase or a CIF")
     hkl = np.array([(h, k, l) for h in range(-hkl_max, hkl_max + 1)
-                    for k in range(-hkl_max, hkl_max + 1) for l in range(-hkl_max, hkl_max + 1)
+                    for k in range(-hkl_max, hkl_max + 1) for l in range(-hkl_max, hkl_max + 1)  # noqa: E741
                     if (h, k, l) != (0, 0, 0)])
     try:
         ref = ReciprocalLatticeVector(phase=phase, hkl=hkl).unique(use_symmetry=True)

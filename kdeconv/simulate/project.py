@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from kdeconv.config.detector import DetectorSpec
 from kdeconv.simulate.masters import Master
 
-__all__ = ["simulate_patterns", "simulate_varied", "random_quaternions", "make_detector"]
+__all__ = ["simulate_patterns", "simulate_varied", "random_quaternions"]
 
 
 def random_quaternions(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -27,13 +28,6 @@ def random_quaternions(rng: np.random.Generator, n: int) -> np.ndarray:
                  axis=1)
     q[q[:, 0] < 0] *= -1
     return q
-
-
-def make_detector(shape, pc, tilt: float = 0.0, sample_tilt: float = 70.0):
-    from kikuchipy.detectors import EBSDDetector
-
-    return EBSDDetector(shape=tuple(int(s) for s in shape), pc=np.asarray(pc, dtype=np.float64),
-                        tilt=float(tilt), sample_tilt=float(sample_tilt))
 
 
 def simulate_patterns(master: Master, rotations, detector) -> np.ndarray:
@@ -56,18 +50,17 @@ def simulate_varied(master: Master, quaternions: np.ndarray, pcs: np.ndarray, ti
     """Project pattern i with its own PC ``pcs[i]`` (Bruker convention), camera tilt ``tilts[i]``
     and sample tilt ``sample_tilts[i]``; float32 ``(n, sy, sx)``, raw master intensities.
     """
-    from kikuchipy.signals.util._master_pattern import (
-        _get_direction_cosines_from_detector, _project_patterns_from_master_pattern_with_varying_pc)
+    from kdeconv._kikuchipy import direction_cosines, project_with_varying_pc
 
     q = np.ascontiguousarray(quaternions, dtype=np.float64).reshape(-1, 4)
     n = len(q)
     size = int(shape[0]) * int(shape[1])
     dc = np.empty((n, size, 3), dtype=np.float64)
     for i in range(n):
-        det = make_detector(shape, pcs[i], tilts[i], sample_tilts[i])
-        dc[i] = _get_direction_cosines_from_detector(det)
+        det = DetectorSpec(shape=shape, pc=pcs[i], tilt=tilts[i], sample_tilt=sample_tilts[i]).to_kikuchipy()
+        dc[i] = direction_cosines(det)
     npy, npx = master.upper.shape
-    out = _project_patterns_from_master_pattern_with_varying_pc(
+    out = project_with_varying_pc(
         rotations=q, direction_cosines=dc, master_upper=master.upper, master_lower=master.lower,
         npx=int(npx), npy=int(npy), scale=float((npx - 1) / 2), rescale=False, out_min=1.0,
         out_max=2.0, dtype_out=np.float32)

@@ -9,10 +9,11 @@ separate validation stores are given (``open_validation_sources``).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -185,7 +186,7 @@ class TrainStream:
                         plan.append((k, span, max(0, offset - seen), seen))
                     seen += nb
                 future = pool.submit(self._load, pass_, plan[0][0], plan[0][1]) if plan else None
-                for j, (k, span, first, base) in enumerate(plan):
+                for j, (_k, span, first, base) in enumerate(plan):
                     chunk = future.result()
                     if j + 1 < len(plan):
                         future = pool.submit(self._load, pass_, plan[j + 1][0], plan[j + 1][1])

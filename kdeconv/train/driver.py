@@ -18,9 +18,10 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,14 +33,20 @@ from kdeconv.errors import InputError
 from kdeconv.model.checkpoint import build_model, read_checkpoint, resolve_device, save_checkpoint
 from kdeconv.model.precision import autocast as precision_autocast
 from kdeconv.model.precision import precision_name, resolve_precision
-from kdeconv.train.data import (Batch, PairsSource, TrainStream, load_calibration, load_validation,
-                                open_sources, open_validation_sources)
+from kdeconv.train.data import (
+    Batch,
+    PairsSource,
+    TrainStream,
+    load_calibration,
+    load_validation,
+    open_sources,
+    open_validation_sources,
+)
 from kdeconv.train.loss import pit_loss
 from kdeconv.train.metrics_log import MetricsLog, write_curves
 from kdeconv.train.run_config import coerce_config, resolve_init, resume_config
 from kdeconv.train.schedule import WarmupCosine
-from kdeconv.train.validation import (evaluate_batches, non_finite_tensors, recalibrate_batchnorm,
-                                      to_tensors)
+from kdeconv.train.validation import evaluate_batches, non_finite_tensors, recalibrate_batchnorm, to_tensors
 
 __all__ = ["run", "TrainResult", "Trainer", "TrainingDiverged", "WarmupCosine", "evaluate_batches",
            "recalibrate_batchnorm", "write_curves"]

@@ -17,15 +17,12 @@ VAL_FIELDS = ("loss", "weight_mae", "ncc_a", "ncc_b", "ncc_median")
 
 def write_curves(csv_path: Path, png_path: Path) -> None:
     """Training curves from metrics.csv: loss (train, val) and validation NCC vs step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from kdeconv import figures
 
     rows = list(csv.DictReader(csv_path.open()))
     tr = [r for r in rows if r["kind"] == "train"]
     va = [r for r in rows if r["kind"] == "val"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax1, ax2) = figures.subplots(1, 2, figsize=(10, 4))
     if tr:
         ax1.plot([int(r["step"]) for r in tr], [float(r["loss"]) for r in tr], lw=0.8, label="train")
     if va:
@@ -42,7 +39,6 @@ def write_curves(csv_path: Path, png_path: Path) -> None:
     fig.tight_layout()
     tmp = png_path.with_name(png_path.name + ".tmp.png")
     fig.savefig(tmp, dpi=90)
-    plt.close(fig)
     os.replace(tmp, png_path)
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kdeconv.config import load_config, validate_config
+from kdeconv import config as configs
+from kdeconv.config import validate_config
 from kdeconv.config.model import UNetConfig
 from kdeconv.config.train import BUDGET_KEYS, DEFAULT_INIT, NormalizationConfig, TrainConfig
 from kdeconv.errors import InputError
@@ -25,13 +26,7 @@ def coerce_config(config: TrainConfig | dict[str, Any] | str | Path) -> TrainCon
 
     Keys given in the dict or YAML are the config's ``model_fields_set``.
     """
-    if isinstance(config, TrainConfig):
-        return config
-    if isinstance(config, dict):
-        return validate_config(TrainConfig, config, "(dict)")
-    if isinstance(config, (str, Path)):
-        return load_config(TrainConfig, config)
-    raise TypeError(f"config must be a TrainConfig, dict or YAML path, not {type(config).__name__}")
+    return configs.coerce_config(TrainConfig, config)
 
 
 def _differing(a: dict[str, Any], b: dict[str, Any], keys) -> list[str]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import functools
 
 import pytest
-
 from pure_maps import simulated_map
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached_map(**kwargs):
     return simulated_map(**kwargs)
 

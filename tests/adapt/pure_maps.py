@@ -27,22 +27,24 @@ def simulated_map(nav_shape=(24, 24), n_grains=10, sig_shape=(48, 48), dose=1500
     footprint in raw counts, on a detector background, with Poisson noise."""
     from orix.quaternion import Rotation
 
+    from kdeconv.config.detector import DetectorSpec
     from kdeconv.config.simulate_map import SimulateMapConfig
     from kdeconv.evaluate.metrics import minmax01
     from kdeconv.evaluate.polycrystal import footprint_samples, grain_fractions, random_seeds
-    from kdeconv.evaluate.simulate_map import _counts
-    from kdeconv.simulate import make_detector, nickel_master, random_quaternions, simulate_patterns
+    from kdeconv.evaluate.simulate_map import record_counts
+    from kdeconv.simulate import nickel_master, random_quaternions, simulate_patterns
 
     seeds = random_seeds(np.random.default_rng([seed, 0]), n_grains, nav_shape)
     quats = random_quaternions(np.random.default_rng([seed, 1]), n_grains)
     offsets, weights = footprint_samples("gaussian", radius)
     fractions = grain_fractions(seeds, nav_shape, offsets, weights)
-    detector = make_detector(sig_shape, (0.5, 0.5, 0.5))
+    detector = DetectorSpec(shape=sig_shape).to_kikuchipy()
     pure = minmax01(simulate_patterns(nickel_master(), Rotation(quats), detector)).astype(np.float32)
     mixtures = np.einsum("ng,gyx->nyx", fractions.reshape(-1, n_grains), pure).astype(np.float32)
     config = SimulateMapConfig(seed=seed, nav_shape=nav_shape, n_grains=n_grains,
                                realism={"dose": dose})
-    counts = _counts(mixtures, config).reshape(nav_shape + tuple(sig_shape))
+    recorded = record_counts(mixtures, config.realism, config.seed, np.arange(len(mixtures)))
+    counts = recorded.astype(np.uint16).reshape(nav_shape + tuple(sig_shape))
     return SimulatedMap(counts=counts, fractions=fractions, grain=fractions.argmax(-1),
                         minority=1.0 - fractions.max(-1))
 

@@ -114,8 +114,9 @@ def test_separate_adapt_then_the_adapted_checkpoint_again(tiny_map):
 
 def test_a_map_without_enough_grains_is_refused(tmp_path):
     """Exit 2 with one line, and no run folder that looks finished."""
-    from kdeconv.io.store import store_attrs
     import zarr
+
+    from kdeconv.io.store import store_attrs
 
     rng = np.random.default_rng(0)
     one_grain = np.broadcast_to(rng.random((40, 40)) * 1000, (6, 6, 40, 40)) + rng.random((6, 6, 40, 40))

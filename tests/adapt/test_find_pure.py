@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 import pytest
+from pure_maps import score, write_map
 
 from kdeconv.adapt import PureSelection, find_pure, map_features, read_pure_file
 from kdeconv.errors import InputError
-from pure_maps import score, write_map
 
 PRECISION, COVERAGE = 0.98, 0.80
 

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from kdeconv.adapt.pure import (
-    adaptive_threshold, choose_pure, feature_shape, interior_distance, neighbour_similarity,
-    pattern_features, pure_candidates, relative_similarity, background_settings, segment_grains,
+    adaptive_threshold,
+    background_settings,
+    choose_pure,
+    feature_shape,
+    interior_distance,
+    neighbour_similarity,
+    pattern_features,
+    pure_candidates,
+    relative_similarity,
+    segment_grains,
 )
 from kdeconv.errors import InputError
 from kdeconv.preprocess import circular_mask

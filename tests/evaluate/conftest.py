@@ -27,11 +27,12 @@ def write_separated():
 @pytest.fixture(scope="session")
 def warm_indexer():
     """Compile PyEBSDIndex's numba kernels once per session (~70 s cold; seconds with numba's cache)."""
-    from kdeconv.evaluate.indexing import index_patterns, make_detector
+    from kdeconv.config.detector import DetectorSpec
+    from kdeconv.evaluate.indexing import index_patterns
     from kdeconv.evaluate.reference import load_master_pattern, simulate_at
 
     mp, _ = load_master_pattern("ni")
-    det = make_detector({"shape": [60, 60], "pc": [0.5, 0.5, 0.5], "sample_tilt": 70})
+    det = DetectorSpec(shape=(60, 60)).to_kikuchipy()
     q = np.array([[1.0, 0, 0, 0], [0.9238795, 0, 0.3826834, 0]])
     index_patterns(simulate_at(q, det), det, mp.phase)
     return det, mp.phase

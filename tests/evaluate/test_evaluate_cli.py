@@ -58,7 +58,8 @@ def test_pixel_metrics_perfect_and_swapped(cli, tiny_map, tmp_path, write_separa
         assert (out / "report.md").is_file() and (out / "examples.png").is_file()
     p = scores["perfect"]
     assert p["mixed"]["n"] > 0
-    assert p["mixed"]["ncc_a"]["mean"] == pytest.approx(1.0) and p["mixed"]["ncc_b"]["mean"] == pytest.approx(1.0)
+    assert p["mixed"]["ncc_a"]["mean"] == pytest.approx(1.0)
+    assert p["mixed"]["ncc_b"]["mean"] == pytest.approx(1.0)
     assert p["mixed"]["ssim_b"]["mean"] == pytest.approx(1.0)
     assert p["mixed"]["weight_error"]["mean"] == pytest.approx(0.0)
     s = scores["swapped"]
@@ -69,7 +70,8 @@ def test_pixel_metrics_perfect_and_swapped(cli, tiny_map, tmp_path, write_separa
 
 
 @pytest.mark.slow
-def test_orientation_recovery_perfect_zero_and_baselines(cli, tiny_map, tmp_path, write_separated, warm_indexer):
+def test_orientation_recovery_perfect_zero_and_baselines(cli, tiny_map, tmp_path, write_separated,
+                                                         warm_indexer):
     t = _truth(tiny_map)
     A, B, w = t["A"][...], t["B"][...], t["weights"][...]
     perfect = write_separated(tmp_path / "perfect.zarr", B, A, w[..., ::-1])  # swapped: same score
@@ -94,14 +96,15 @@ def test_orientation_recovery_perfect_zero_and_baselines(cli, tiny_map, tmp_path
 
     # A pairs store (n, sy, sx) works as truth too; its detector comes from the generate config.
     pairs = _pairs_store(tmp_path / "pairs.zarr", t)
-    sep = write_separated(tmp_path / "sep_pairs.zarr", A.reshape(-1, *A.shape[2:]), B.reshape(-1, *B.shape[2:]),
-                          w.reshape(-1, 2))
+    sep = write_separated(tmp_path / "sep_pairs.zarr", A.reshape(-1, *A.shape[2:]),
+                          B.reshape(-1, *B.shape[2:]), w.reshape(-1, 2))
     result = cli("evaluate", sep, "--truth", pairs, "--out", tmp_path / "rpairs", "--no-baselines")
     assert result.exit_code == 0, result.output
     m = json.loads((tmp_path / "rpairs" / "metrics.json").read_text())
     assert m["truth_kind"] == "pairs" and m["recovery"]["kdeconv"]["tolerances_deg"]["3"]["mixed_both"] == 1.0
 
-    result = cli("evaluate", zeros, "--truth", tiny_map / "truth.zarr", "--out", tmp_path / "rz", "--no-baselines")
+    result = cli("evaluate", zeros, "--truth", tiny_map / "truth.zarr", "--out", tmp_path / "rz",
+                 "--no-baselines")
     assert result.exit_code == 0, result.output
     assert "all zeros" in result.output
     m = json.loads((tmp_path / "rz" / "metrics.json").read_text())
@@ -121,8 +124,8 @@ def test_truth_without_detector_needs_no_index(cli, tiny_map, tmp_path, write_se
     attrs["config"]["source"]["pc_x"] = [0.4, 0.6]  # PC varies per pair: no single detector
     g.attrs.update(attrs)
     n = t["A"].shape[0] * t["A"].shape[1]
-    sep = write_separated(tmp_path / "sep.zarr", t["A"][...].reshape(n, 60, 60), t["B"][...].reshape(n, 60, 60),
-                          t["weights"][...].reshape(n, 2))
+    sep = write_separated(tmp_path / "sep.zarr", t["A"][...].reshape(n, 60, 60),
+                          t["B"][...].reshape(n, 60, 60), t["weights"][...].reshape(n, 2))
     result = cli("evaluate", sep, "--truth", pairs, "--out", tmp_path / "r")
     assert result.exit_code == 2 and "--no-index" in result.output and not (tmp_path / "r").exists()
     assert cli("evaluate", sep, "--truth", pairs, "--out", tmp_path / "r", "--no-index").exit_code == 0

@@ -45,12 +45,12 @@ def test_duplex_truth_has_both_phases_in_the_asked_fractions(duplex_maps, tmp_pa
     assert ((pa != pb) & (pb >= 0)).any(), "the map should hold phase boundaries"
 
     # Every grain's clean pattern is its orientation simulated in its own phase.
-    from kdeconv.evaluate.indexing import make_detector
+    from kdeconv.config.detector import DetectorSpec
     from kdeconv.evaluate.metrics import ncc
     from kdeconv.evaluate.reference import reference_phases, simulate_at
 
     refs = reference_phases(phases)
-    det = make_detector(t.attrs["detector"])
+    det = DetectorSpec.from_attrs(t.attrs["detector"]).to_kikuchipy()
     rot = t["rotation_a"][...].reshape(-1, 4)
     sim = simulate_at(rot, det, refs, phase_id=pa.reshape(-1))
     assert ncc(sim, t["A"][...].reshape(-1, 60, 60)).min() > 0.999
@@ -101,7 +101,8 @@ def test_gain_and_stuck_pixels_are_the_same_on_every_pattern(tmp_path):
     ratio = gained / np.maximum(plain, 1)
     assert np.allclose(ratio[bright], np.broadcast_to(gain_map, plain.shape)[bright], rtol=5e-3)
 
-    defects = _truth(simulate_map(_config(**one_grain, realism={"defect_fraction": 0.01}), tmp_path / "defects"))
+    defects = _truth(simulate_map(_config(**one_grain, realism={"defect_fraction": 0.01}),
+                                  tmp_path / "defects"))
     C = defects["C"][...].reshape(12, -1)
     dead = C == 0
     hot = C == C.max(axis=1, keepdims=True)
@@ -150,7 +151,8 @@ def test_phase_claims_match_only_in_their_phase():
     row = recovery_table(right, w, claimed)["tolerances_deg"]["3"]
     assert row["mixed_both"] == 1.0 and row["pure_ok"] == 1.0
     # The same orientations, indexed as the other phase: misses; the pure one is also invented.
-    swapped = phase_claim_angles(q, other, 1 - truth_pa, 1 - truth_pa, q, truth_b, truth_pa, truth_pb, [Oh, Oh])
+    swapped = phase_claim_angles(q, other, 1 - truth_pa, 1 - truth_pa, q, truth_b, truth_pa, truth_pb,
+                                 [Oh, Oh])
     assert swapped["first_a"][0] == PHASE_MISMATCH_DEG and np.isnan(swapped["second_b"][2])
     row = recovery_table(swapped, w, claimed)["tolerances_deg"]["3"]
     assert row["mixed_both"] == 0.0 and row["pure_kept"] == 0.0 and row["pure_invented"] == 1.0
@@ -198,9 +200,9 @@ def test_evaluate_two_phase_map_perfect_and_swapped_phase(cli, duplex_maps, tmp_
                                                           warm_indexer):
     """Perfect separation scores 1.0 on a duplex map; B of every phase boundary simulated at its
     true orientation but in the other phase indexes as that phase and is a miss."""
-    from kdeconv.evaluate.indexing import make_detector
-    from kdeconv.evaluate.reference import reference_phases, simulate_at
+    from kdeconv.config.detector import DetectorSpec
     from kdeconv.evaluate.metrics import minmax01
+    from kdeconv.evaluate.reference import reference_phases, simulate_at
 
     for style in ("raw", "processed"):
         folder = duplex_maps[style]
@@ -226,8 +228,8 @@ def test_evaluate_two_phase_map_perfect_and_swapped_phase(cli, duplex_maps, tmp_
     pa, pb = t["phase_a"][...], t["phase_b"][...]
     cross = (pb >= 0) & (pa != pb)
     refs = reference_phases(t.attrs["phases"])
-    wrong = simulate_at(t["rotation_b"][...][cross], make_detector(t.attrs["detector"]), refs,
-                        phase_id=1 - pb[cross])
+    detector = DetectorSpec.from_attrs(t.attrs["detector"]).to_kikuchipy()
+    wrong = simulate_at(t["rotation_b"][...][cross], detector, refs, phase_id=1 - pb[cross])
     B_wrong = B.copy()
     B_wrong[cross] = np.rint(minmax01(wrong) * 65535).astype(np.uint16)
     sep = write_separated(tmp_path / "wrong.zarr", A, B_wrong, w)

@@ -1,8 +1,13 @@
 import numpy as np
 import pytest
 
-from kdeconv.evaluate.polycrystal import (boundary_distance, footprint_samples, grain_fractions,
-                                          random_seeds, top_two)
+from kdeconv.evaluate.polycrystal import (
+    boundary_distance,
+    footprint_samples,
+    grain_fractions,
+    random_seeds,
+    top_two,
+)
 
 
 @pytest.mark.parametrize("shape", ["gaussian", "disc"])

@@ -27,7 +27,8 @@ def _case():
 def test_perfect_and_swapped_claims_recover_everything(m3m):
     ta, tb, w = _case()
     claimed = w[:, 1] > 0
-    for first, second in ((ta, tb), (np.where(claimed[:, None], tb, ta), np.where(claimed[:, None], ta, np.nan))):
+    swapped = (np.where(claimed[:, None], tb, ta), np.where(claimed[:, None], ta, np.nan))
+    for first, second in ((ta, tb), swapped):
         table = recovery_table(claim_angles(first, second, ta, tb, m3m), w, claimed)
         row = table["tolerances_deg"]["3"]
         assert row["mixed_both"] == 1.0 and row["mixed_minority"] == 1.0
@@ -51,7 +52,8 @@ def test_single_claim_invented_grain_and_nothing(m3m):
     ta, tb, w = _case()
     none = np.zeros(6, bool)
     # Indexing the mixture: always the dominant grain, never a second one.
-    row = recovery_table(claim_angles(ta, np.full((6, 4), np.nan), ta, tb, m3m), w, none)["tolerances_deg"]["3"]
+    angles = claim_angles(ta, np.full((6, 4), np.nan), ta, tb, m3m)
+    row = recovery_table(angles, w, none)["tolerances_deg"]["3"]
     assert row["mixed_both"] == 0.0 and row["mixed_minority"] == 0.0 and row["pure_ok"] == 1.0
     # A second grain claimed on pure patterns is invented.
     second = np.stack([_rot_z(50)] * 6)
@@ -64,22 +66,45 @@ def test_single_claim_invented_grain_and_nothing(m3m):
 
 
 def test_second_claimed_needs_both_the_weight_and_the_indexing_confidence():
-    from kdeconv.evaluate.recovery import second_claimed
+    from kdeconv.config.claim import ClaimRule
 
     w = np.array([[0.99, 0.01], [0.96, 0.04], [0.96, 0.04], [0.3, 0.7], [0.5, 0.5]])
     cm = np.array([0.9, 0.1, 0.5, 0.31, 0.0])  # the last: B could not be indexed
-    assert second_claimed(w, cm, 0.03, 0.3).tolist() == [False, False, True, True, False]
-    assert second_claimed(w, cm, 0.03, 0.0).tolist() == [False, True, True, True, True]
+    strict = ClaimRule(claim_weight=0.03, claim_min_cm=0.3)
+    any_cm = ClaimRule(claim_weight=0.03, claim_min_cm=0.0)
+    assert strict.claimed(w, cm).tolist() == [False, False, True, True, False]
+    assert any_cm.claimed(w, cm).tolist() == [False, True, True, True, True]
 
 
 def test_claim_rule_comes_from_the_config_then_the_model_then_the_fallback():
-    from kdeconv.evaluate.recovery import FALLBACK_CLAIM_RULE, resolve_claim_rule
+    from kdeconv.config.claim import FALLBACK_CLAIM_RULE, ClaimRule
 
     model = {"claim_weight": 0.05, "claim_min_cm": 0.4}
-    assert resolve_claim_rule(None, None, None) == FALLBACK_CLAIM_RULE | {
-        "source": {"claim_weight": "fallback", "claim_min_cm": "fallback"}}
-    assert resolve_claim_rule(None, None, model) == model | {
-        "source": {"claim_weight": "model", "claim_min_cm": "model"}}
-    mixed = resolve_claim_rule(0.01, None, model)
-    assert (mixed["claim_weight"], mixed["claim_min_cm"]) == (0.01, 0.4)
-    assert mixed["source"] == {"claim_weight": "config", "claim_min_cm": "model"}
+    assert ClaimRule.resolve(None, None, None) == (
+        FALLBACK_CLAIM_RULE, {"claim_weight": "fallback", "claim_min_cm": "fallback"})
+    assert ClaimRule.resolve(None, None, model) == (
+        ClaimRule(**model), {"claim_weight": "model", "claim_min_cm": "model"})
+    mixed, source = ClaimRule.resolve(0.01, None, model)
+    assert (mixed.claim_weight, mixed.claim_min_cm) == (0.01, 0.4)
+    assert source == {"claim_weight": "config", "claim_min_cm": "model"}
+
+
+def test_a_stored_claim_rule_out_of_range_is_one_line():
+    from kdeconv.config.claim import ClaimRule
+    from kdeconv.errors import InputError
+
+    with pytest.raises(InputError, match="out of range"):
+        ClaimRule.checked({"claim_weight": 0.9, "claim_min_cm": 0.3}, "checkpoint x.pt")
+    with pytest.raises(InputError, match="must hold claim_weight"):
+        ClaimRule.checked({"claim_weight": 0.1}, "checkpoint x.pt")
+
+
+def test_pairs_recovered_takes_either_assignment():
+    from orix.quaternion.symmetry import Oh
+
+    from kdeconv.evaluate.recovery import pairs_recovered
+
+    eye, turn = np.array([[1.0, 0, 0, 0]]), np.array([[np.cos(0.2), np.sin(0.2), 0, 0]])
+    both, one = pairs_recovered(np.r_[turn, eye, eye], np.r_[eye, np.full((1, 4), np.nan), turn],
+                                np.r_[eye, eye, eye], np.r_[turn, turn, turn], Oh)
+    assert both.tolist() == [True, False, True] and one.tolist() == [True, True, True]

@@ -12,7 +12,8 @@ def test_pure_simulated_a_indexes_to_stored_rotation(tmp_path, cli):
     from orix.crystal_map import PhaseList
     from orix.quaternion import Orientation
 
-    from kdeconv.simulate import make_detector, nickel_master
+    from kdeconv.config.detector import DetectorSpec
+    from kdeconv.simulate import nickel_master
 
     cfg = {"seed": 4, "n": 4, "chunk_size": 2, "pipeline": "mix_then_normalize",
            "source": {"kind": "simulate", "n_pure": 8, "shape": [120, 120],
@@ -32,7 +33,7 @@ def test_pure_simulated_a_indexes_to_stored_rotation(tmp_path, cli):
     for k in range(4):
         j = int(g["index_a"][k])
         pc, tilt = g["pure_pc"][j], g["pure_tilt"][j]
-        det = make_detector((120, 120), pc, tilt=tilt[0], sample_tilt=tilt[1])
+        det = DetectorSpec(shape=(120, 120), pc=pc, tilt=tilt[0], sample_tilt=tilt[1]).to_kikuchipy()
         s = kp.signals.EBSD(g["A"][k].astype(np.float32).reshape(1, 1, 120, 120))
         s.detector = det
         xmap = s.hough_indexing(phase_list=phase_list, indexer=det.get_indexer(phase_list), verbose=0)

@@ -7,9 +7,8 @@ import shutil
 from pathlib import Path
 
 import h5py
-import numpy as np
-
 import kikuchipy
+import numpy as np
 
 KP_DATA = Path(kikuchipy.__file__).parent / "data"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-
 from io_testfiles import KP_DATA, known_uint16
+
 from kdeconv.io import write_up2
 
 

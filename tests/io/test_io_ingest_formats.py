@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import warnings
 
+import kikuchipy as kp
 import numpy as np
 import pytest
 import zarr
-
-import kikuchipy as kp
 from io_testfiles import BUNDLED, KP_DATA, made_h5ebsd
 
 

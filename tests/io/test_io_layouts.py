@@ -9,10 +9,14 @@ import numpy as np
 import pytest
 
 from kdeconv.errors import InputError
-from kdeconv.io.edax import HEADER_BYTES, edax_header
+from kdeconv.io.formats.edax_binary import HEADER_BYTES, edax_header
 from kdeconv.io.ingest import read_block
 from kdeconv.io.layouts import (
-    HDF5Layout, OffsetTableLayout, RawLayout, natural_key, read_patterns,
+    HDF5Layout,
+    OffsetTableLayout,
+    RawLayout,
+    natural_key,
+    read_patterns,
 )
 
 SIG = (3, 4)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import warnings
 
 import imageio.v3 as iio
+import kikuchipy as kp
 import numpy as np
 import pytest
 import tifffile
 import zarr
-
-import kikuchipy as kp
 from io_testfiles import known_uint16
+
 from kdeconv.io import write_up1, write_up2
 
 SHAPE = (4, 5, 30, 40)  # ny, nx, sy, sx

@@ -5,8 +5,15 @@ import pytest
 import torch
 
 from kdeconv.errors import InputError
-from kdeconv.model import (DualDecoderUNet, UNetConfig, file_sha256, load_separator, read_checkpoint,
-                           save_checkpoint, set_claim_rule)
+from kdeconv.model import (
+    DualDecoderUNet,
+    UNetConfig,
+    file_sha256,
+    load_separator,
+    read_checkpoint,
+    save_checkpoint,
+    set_claim_rule,
+)
 
 SMALL = UNetConfig(widths=(8, 16, 24), head_channels=2, weight_hidden=8)
 

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from kdeconv.preprocess.background import (
-    dynamic_background, remove_dynamic_background, remove_static_background, rescale_per_pattern,
+    dynamic_background,
+    remove_dynamic_background,
+    remove_static_background,
+    rescale_per_pattern,
 )
 
 kp = pytest.importorskip("kikuchipy")

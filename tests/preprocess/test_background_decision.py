@@ -4,8 +4,12 @@ import numpy as np
 import pytest
 
 from kdeconv.preprocess import circular_mask
-from kdeconv.preprocess.background import (decide_background, dynamic_background,
-                                           remove_dynamic_background, remove_static_background)
+from kdeconv.preprocess.background import (
+    decide_background,
+    dynamic_background,
+    remove_dynamic_background,
+    remove_static_background,
+)
 
 
 def _raw_map(n=64, size=60, signal=0.3, seed=0):

@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 
 from kdeconv.errors import InputError
-from kdeconv.preprocess.resample import (WorkingRange, resample, resample_matrix, working_range_of,
-                                         working_shape)
+from kdeconv.preprocess.resample import (
+    WorkingRange,
+    resample,
+    resample_matrix,
+    working_range_of,
+    working_shape,
+)
 
 
 @pytest.mark.parametrize("n_in, n_out", [(480, 120), (120, 480), (100, 37), (37, 100), (60, 60)])

@@ -8,10 +8,10 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from reliability_data import digest, no_output, refused
 
 from kdeconv.errors import InputError
 from kdeconv.model.checkpoint import DEFAULT_CHECKPOINT
-from reliability_data import digest, no_output, refused
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,8 @@ def test_a_long_reason_is_cut_at_a_word(cli, map_store, tmp_path):
         assert reason in full
 
 
-def test_a_model_that_returns_nan_is_refused_on_its_trial_batch(map_store, tmp_path):
+def test_a_model_that_returns_nan_is_refused_on_its_trial_batch(map_store, tmp_path, monkeypatch):
+    import kdeconv.model
     from kdeconv.config.separate import SeparateConfig
     from kdeconv.separate.driver import separate_map
 
@@ -82,9 +83,10 @@ def test_a_model_that_returns_nan_is_refused_on_its_trial_batch(map_store, tmp_p
             nan = np.full(patterns.shape, np.nan, np.float32)
             return nan, nan, np.full((len(patterns), 2), np.nan, np.float32)
 
+    monkeypatch.setattr(kdeconv.model, "load_separator", lambda checkpoint, device="cpu": Diverged())
     out = tmp_path / "sep.zarr"
     with pytest.raises(InputError, match="NaN or inf"):
-        separate_map(map_store, out, SeparateConfig(), loader=lambda checkpoint, device="cpu": Diverged())
+        separate_map(map_store, out, SeparateConfig())
     no_output(out)
 
 

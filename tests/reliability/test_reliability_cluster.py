@@ -9,7 +9,6 @@ import socketserver
 import threading
 
 import pytest
-
 from reliability_data import digest, no_output, refused
 
 

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import yaml
 import zarr
-
 from reliability_data import KDECONV, digest, no_output, patterns, refused, subprocess_env, write_map
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="process groups and flock as on Linux")

@@ -10,10 +10,19 @@ import numpy as np
 import pytest
 import yaml
 import zarr
+from reliability_data import (
+    KDECONV,
+    can_drop_permissions,
+    digest,
+    drop_file_permissions,
+    no_output,
+    refused,
+    resize_disk,
+    subprocess_env,
+    write_map,
+)
 
 from kdeconv.errors import EnvironmentFault, environment_fault
-from reliability_data import (KDECONV, can_drop_permissions, digest, drop_file_permissions, no_output,
-                              refused, resize_disk, subprocess_env, write_map)
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,19 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from reliability_data import (
+    KDECONV,
+    KIKUCHIPY_DATA,
+    can_drop_permissions,
+    digest,
+    drop_file_permissions,
+    no_output,
+    patterns,
+    refused,
+    subprocess_env,
+)
 
 from kdeconv.io import write_up2
-from reliability_data import (KDECONV, KIKUCHIPY_DATA, can_drop_permissions, digest,
-                              drop_file_permissions, no_output, patterns, refused, subprocess_env)
 
 EDAX = KIKUCHIPY_DATA / "edax_binary"
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import yaml
 import zarr
-
 from reliability_data import digest, no_output, patterns, refused
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from kdeconv.io.store import store_attrs
 
 SOURCE = {"path": "synthetic", "format": "test",

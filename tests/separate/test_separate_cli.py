@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from separate_maps import blobs, write_map
 
 
@@ -95,7 +94,7 @@ def test_separate_cli_runs_and_resumes_with_overwrite(cli, tmp_path, good_map, d
     sched = str(dask_processes[1])
     out = tmp_path / "out.zarr"
     result = cli("separate", good_map, "--out", out, "--batch-size", "4", "--scheduler-file", sched,
-                 "--config", "configs/separate.yaml")
+                 "--config", "kdeconv/configs/separate.yaml")
     assert result.exit_code == 0, result.output
     assert "separate -> " in result.output and "12 patterns" in result.output
     assert (tmp_path / "out.zarr.weights.png").exists() and (tmp_path / "out.zarr.panels.png").exists()

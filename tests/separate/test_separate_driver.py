@@ -11,9 +11,9 @@ import zarr
 from kdeconv.config.cluster import ClusterConfig
 from kdeconv.config.separate import SeparateConfig
 from kdeconv.model import load_separator
-from kdeconv.separate.chunk import separate_patterns
 from kdeconv.preprocess.background import static_background_from_mean
 from kdeconv.preprocess.resample import working_range_of, working_shape
+from kdeconv.separate.chunk import separate_patterns
 from kdeconv.separate.driver import separate_map
 
 
@@ -139,15 +139,15 @@ def test_resume_redoes_only_unfinished_chunks_and_matches(make_map, tmp_path, da
 
 
 def test_changed_settings_start_over(make_map, tmp_path):
-    from kdeconv.separate.driver import _create_store, _open_existing, _resume_key
+    from kdeconv.separate.driver import _open_existing, create_store, resume_key
 
     map_path, _ = make_map(shape=(4, 6, 32, 32), nav_chunk=(1, 6))
     src = zarr.open_group(str(map_path))["patterns"]
     staging = tmp_path / "out.zarr.partial"
-    key = _resume_key(map_path, src, "f" * 64, SeparateConfig())
-    _create_store(staging, src, zarr.open_group(str(map_path)), key, SeparateConfig(), "f" * 64)
+    key = resume_key(map_path, src, "f" * 64, SeparateConfig())
+    create_store(staging, src, {}, key, SeparateConfig(), "f" * 64)
     assert _open_existing(staging, key) is not None  # same command: resume
-    other = _resume_key(map_path, src, "f" * 64, SeparateConfig(batch_size=3))
+    other = resume_key(map_path, src, "f" * 64, SeparateConfig(batch_size=3))
     assert _open_existing(staging, other) is None and not staging.exists()  # else start over
     (staging / "junk").mkdir(parents=True)
     assert _open_existing(staging, key) is None and not staging.exists()
@@ -165,14 +165,16 @@ def test_rerun_into_same_path_on_a_long_lived_cluster_uses_the_new_background(ma
     assert_close(read(tmp_path / "out.zarr"), reference(data, config), np.uint16)
 
 
-def test_a_model_error_on_the_trial_pattern_is_an_input_error(make_map, tmp_path):
+def test_a_model_error_on_the_trial_pattern_is_an_input_error(make_map, tmp_path, monkeypatch):
     from separate_stub_model import load_stub
 
+    import kdeconv.model
     from kdeconv.errors import InputError
 
+    monkeypatch.setattr(kdeconv.model, "load_separator", load_stub)
     map_path, _ = make_map(shape=(2, 2, 17, 17), nav_chunk=(1, 2))
     with pytest.raises(InputError, match=r"cannot separate patterns of shape \(17, 17\)"):
-        separate_map(map_path, tmp_path / "out.zarr", SeparateConfig(working_size=17), loader=load_stub)
+        separate_map(map_path, tmp_path / "out.zarr", SeparateConfig(working_size=17))
     assert not list(tmp_path.glob("out.zarr*"))
 
 

@@ -122,8 +122,8 @@ def test_up2_ingest_separate_export_index(tmp_path, cli):
     a_right = float((near["a", 0] | near["a", 1]).mean())
     wb = w[..., 1]
     trained = default_model_is_trained()
-    print(f"\n{'trained' if trained else 'placeholder or interim'} default model: mixed pixels with both grains "
-          f"recovered {fraction:.2f}; A indexes to a true grain {a_right:.2f}; mean wB mixed "
+    print(f"\n{'trained' if trained else 'placeholder or interim'} default model: mixed pixels with both "
+          f"grains recovered {fraction:.2f}; A indexes to a true grain {a_right:.2f}; mean wB mixed "
           f"{wb[mixed].mean():.2f} vs pure {wb[~mixed].mean():.2f} (true: "
           f"{np.minimum(w_b, 1 - w_b)[mixed].mean():.2f} vs 0)")
     if trained:

@@ -12,11 +12,11 @@ import time
 import numpy as np
 import pytest
 import zarr
+from separate_maps import blobs, write_map
 
 from kdeconv.config.cluster import ClusterConfig
 from kdeconv.config.separate import SeparateConfig
 from kdeconv.separate.driver import separate_map
-from separate_maps import blobs, write_map
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The per-process model cache and device choice."""
+"""The per-process model cache."""
 
 import pytest
 
@@ -12,47 +12,41 @@ class Loaded:
 
 
 def test_model_is_loaded_once_per_checkpoint_and_device(monkeypatch):
+    import kdeconv.model
+
     monkeypatch.setattr(worker, "_CACHE", {})
     calls = []
 
-    def loader(checkpoint, device):
+    def load_separator(checkpoint, device, precision="auto"):
         calls.append((checkpoint, device))
         return Loaded("a" * 64 if checkpoint == "a.pt" else "b" * 64)
 
-    first = worker.cached_separator("a.pt", "a" * 64, "cpu", loader)
-    assert worker.cached_separator("a.pt", "a" * 64, "cpu", loader) is first
-    assert worker.cached_separator("a.pt", "a" * 64, "auto", loader) is first  # auto -> cpu here
-    worker.cached_separator("b.pt", "b" * 64, "cpu", loader)
+    monkeypatch.setattr(kdeconv.model, "load_separator", load_separator)
+    first = worker.cached_separator("a.pt", "a" * 64, "cpu")
+    assert worker.cached_separator("a.pt", "a" * 64, "cpu") is first
+    assert worker.cached_separator("a.pt", "a" * 64, "auto") is first  # auto -> cpu here
+    worker.cached_separator("b.pt", "b" * 64, "cpu")
     assert calls == [("a.pt", "cpu"), ("b.pt", "cpu")]
 
 
-def test_one_model_per_precision_with_the_real_loader(monkeypatch):
+def test_one_model_per_precision(monkeypatch):
     from kdeconv.model import DEFAULT_CHECKPOINT, file_sha256
 
     monkeypatch.setattr(worker, "_CACHE", {})
     sha = file_sha256(DEFAULT_CHECKPOINT)
-    fp32 = worker.cached_separator(None, sha, "cpu", None, "fp32")
-    bf16 = worker.cached_separator(None, sha, "cpu", None, "bf16")
+    fp32 = worker.cached_separator(None, sha, "cpu", "fp32")
+    bf16 = worker.cached_separator(None, sha, "cpu", "bf16")
     assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
-    assert worker.cached_separator(None, sha, "cpu", None, "bf16") is bf16
+    assert worker.cached_separator(None, sha, "cpu", "bf16") is bf16
 
 
 def test_checkpoint_changed_under_the_run_is_an_input_error(monkeypatch):
+    import kdeconv.model
+
     monkeypatch.setattr(worker, "_CACHE", {})
+    monkeypatch.setattr(kdeconv.model, "load_separator", lambda c, device, precision: Loaded("c" * 64))
     with pytest.raises(InputError, match="changed while separating"):
-        worker.cached_separator("a.pt", "a" * 64, "cpu", lambda c, device: Loaded("c" * 64))
-
-
-def test_devices(monkeypatch):
-    monkeypatch.setattr(worker, "cuda_available", lambda: False)
-    assert worker.resolve_device("auto") == "cpu" and worker.resolve_device("cpu") == "cpu"
-    with pytest.raises(InputError, match="CUDA is not available"):
-        worker.resolve_device("cuda")
-    with pytest.raises(InputError, match="unknown device"):
-        worker.resolve_device("tpu")
-    monkeypatch.setattr(worker, "cuda_available", lambda: True)
-    monkeypatch.setattr(worker, "_worker_gpu", lambda: "cuda:1")
-    assert worker.resolve_device("auto") == "cuda:1" and worker.resolve_device("cuda") == "cuda:1"
+        worker.cached_separator("a.pt", "a" * 64, "cpu")
 
 
 def test_malloc_tuning_is_safe_to_call_twice():

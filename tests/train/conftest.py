@@ -57,7 +57,7 @@ def debug_pairs(tmp_path_factory):
     from kdeconv.cli import main
 
     out = tmp_path_factory.mktemp("generated") / "pairs.zarr"
-    result = CliRunner().invoke(main, ["generate", "--config", "configs/generate_debug.yaml",
+    result = CliRunner().invoke(main, ["generate", "--config", "kdeconv/configs/generate_debug.yaml",
                                        "--out", str(out), "--n", "96", "--workers", "1",
                                        "--threads-per-worker", "1"])
     assert result.exit_code == 0, result.output

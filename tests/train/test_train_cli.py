@@ -11,7 +11,7 @@ import torch
 
 from kdeconv.model import load_separator, read_checkpoint
 
-DEBUG = "configs/train_debug.yaml"
+DEBUG = "kdeconv/configs/train_debug.yaml"
 
 
 def _sha(path):

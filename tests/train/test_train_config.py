@@ -43,10 +43,10 @@ def test_example_configs_are_valid():
     from kdeconv.config.train import TrainConfig
     from kdeconv.train.run_config import resolve_init
 
-    paths = sorted(REPO.glob("configs/train*.yaml"))
+    paths = sorted(REPO.glob("configs/train*.yaml")) + sorted(REPO.glob("kdeconv/configs/train*.yaml"))
     assert len(paths) >= 4
     for path in paths:
         cfg = load_config(TrainConfig, path)
         if cfg.init_checkpoint:
             resolve_init(cfg)  # its sections agree with the checkpoint's
-    assert load_config(TrainConfig, REPO / "configs/train.yaml") == TrainConfig()
+    assert load_config(TrainConfig, REPO / "kdeconv/configs/train.yaml") == TrainConfig()

@@ -20,7 +20,7 @@ def test_split_and_one_pass_covers_train_once(tiny_pairs):
     # Identify pairs by their weight (unique floats) and compare with the store's train split.
     w_all = np.asarray(s.group["weights"][:, 0])
     seen = []
-    for pass_, index, batch in itertools.islice(stream.batches(), stream.batches_per_pass):
+    for pass_, _index, batch in itertools.islice(stream.batches(), stream.batches_per_pass):
         assert pass_ == 0
         seen.extend(batch.w_a.tolist())
     assert sorted(seen) == sorted(w_all[:86].tolist())

@@ -12,7 +12,7 @@ from train_configs import assert_same_weights, small_config, weights_sha256
 from kdeconv.config.train import TrainConfig
 from kdeconv.errors import InputError
 from kdeconv.model import read_checkpoint
-from kdeconv.train import TrainingDiverged, TrainResult, Trainer, run
+from kdeconv.train import Trainer, TrainingDiverged, TrainResult, run
 from kdeconv.train.data import open_sources
 from kdeconv.train.metrics_log import CSV_FIELDS, MetricsLog
 

@@ -1,0 +1,471 @@
+"""``kdeconv.separate(data)``: separate patterns held in Python, with the stage's own kernel.
+
+The same plan (background raw or processed, working size, blank frames, the map-mean static
+background) and the same per-chunk work (``driver.separate_block``: the kernel with the process's
+cached model) as ``kdeconv separate``, over a Dask array of the input:
+
+- in-memory input (a numpy array, an ``EBSD`` signal) is separated at once, in this process, with
+  no cluster: chunks in parallel threads, each model call on one thread, as the single-threaded
+  workers of ``kdeconv separate``'s default cluster run them (the same bits: a model's float
+  results depend on its thread count and batch, and batches follow the chunks);
+- lazy input (a Dask array, a ``LazyEBSD`` signal, a path) stays lazy: only the background
+  decision and the map's mean pattern are computed now (on ``client``, else on Dask's current
+  scheduler, which is the current ``distributed.Client`` when there is one); A, B and the weights
+  are Dask arrays that compute when asked (``Separation.compute``, ``to_zarr``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kdeconv.config.separate import BackgroundConfig, SeparateConfig
+from kdeconv.errors import InputError
+
+__all__ = ["separate", "Separation"]
+
+
+@dataclass
+class _Plan:
+    """What ``to_zarr`` needs to write the separated store as ``kdeconv separate`` does."""
+
+    config: SeparateConfig
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    nav_chunks: tuple[int, ...]
+    sha256: str
+    model_input: Any                        # ModelInputPlan
+    normalization: dict
+    claim_rule: dict | None
+    source: dict
+    map_store: Path | None = None
+    map_created: str | None = None
+    static_background: np.ndarray | None = None
+    model: dict = field(default_factory=dict)   # checkpoint, sha256, device, precision of the tasks
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        return self.nav_chunks + tuple(self.shape[-2:])
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+@dataclass
+class Separation:
+    """The result of ``kdeconv.separate``.
+
+    ``A`` and ``B`` (A the dominant constituent, wA >= wB) are kikuchipy ``EBSD`` signals with the
+    input's detector, scan step and navigation axes when the input was a signal (``LazyEBSD`` for
+    a lazy one), else arrays of the input's shape and dtype (numpy, or Dask for lazy input).
+    ``weights`` is ``(..., 2)`` float32 (wA, wB; NaN on blank frames), ``blank`` ``(...)`` flags
+    the frames of one value, left empty. ``background`` says what was applied ("raw" or
+    "processed") and ``work_shape`` the pattern shape the model saw.
+    """
+
+    A: Any
+    B: Any
+    weights: Any
+    blank: Any
+    background: str
+    work_shape: tuple[int, int]
+    client: Any = field(default=None, repr=False)
+    _plan: _Plan | None = field(default=None, repr=False)
+
+    @property
+    def lazy(self) -> bool:
+        """Whether A, B and the weights are still to compute (Dask arrays or ``LazyEBSD``)."""
+        return hasattr(self.weights, "dask")
+
+    def _arrays(self) -> tuple:
+        return tuple(getattr(x, "data", x) for x in (self.A, self.B)) + (self.weights, self.blank)
+
+    def compute(self) -> Separation:
+        """This separation in memory (the model runs once per chunk for A, B and the weights)."""
+        if not self.lazy:
+            return self
+        import dask
+
+        with self._scheduler():
+            a, b, w, blank = dask.compute(*self._arrays())
+        return replace(self, A=_like(self.A, a), B=_like(self.B, b), weights=w, blank=blank)
+
+    def to_zarr(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the separated store (the layout ``kdeconv separate`` writes; ``kdeconv export`` and
+        ``kdeconv evaluate`` read it). Nothing that looks complete is left if it fails."""
+        from kdeconv.io import resume
+        from kdeconv.io.store import discard_output, prepare_output
+        from kdeconv.separate.driver import BLANK, DONE, STATIC, create_store, resume_key
+
+        plan = self._plan
+        if plan is None:
+            raise InputError("this Separation was not made by kdeconv.separate: nothing to write")
+        n = int(np.prod(plan.shape[:-2]))
+        nbytes = 2 * int(np.prod(plan.shape)) * np.dtype(plan.dtype).itemsize + n * 9
+        inputs = tuple(p for p in (plan.map_store, plan.config.checkpoint) if p)
+        staging = prepare_output(path, overwrite, inputs=inputs, nbytes=nbytes)
+        try:
+            key = resume_key(plan.map_store, plan, plan.sha256, plan.config, plan.map_created,
+                             plan.model_input)
+            group = create_store(staging, plan, plan.source, key, plan.config, plan.sha256,
+                                 plan.normalization, plan.claim_rule, plan.model_input)
+            if plan.static_background is not None:
+                group[STATIC][...] = plan.static_background
+            targets = [group["A"], group["B"], group["weights"], group[BLANK]]
+            if self.lazy:
+                import dask.array as da
+
+                with self._scheduler():
+                    da.store(list(self._arrays()), targets, lock=False)
+            else:
+                for array, target in zip(self._arrays(), targets):
+                    target[...] = array
+            group[DONE][...] = 1
+            group.attrs["blank_frames"] = int(np.count_nonzero(group[BLANK][...]))
+            return resume.finish(staging, path)
+        except BaseException:
+            discard_output(staging, path)
+            raise
+
+    def _scheduler(self):
+        if self.client is not None or self._plan is None:
+            return _scheduler(self.client)
+        return _in_process(self._plan.model)
+
+    def plot(self, ax=None, **kwargs):
+        """Draw the minority weight wB over the scan (a line for a line scan) on ``ax`` (a new
+        figure by default); returns the axes. Lazy weights are computed (the model runs)."""
+        import matplotlib.pyplot as plt
+
+        if self.lazy:
+            with self._scheduler():
+                weights = np.asarray(self.weights.compute())
+        else:
+            weights = np.asarray(self.weights)
+        minority = weights[..., 1]
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 4) if minority.ndim >= 2 else (6, 3))
+        if minority.ndim >= 2:
+            style = {"cmap": "magma", "vmin": 0, "vmax": 0.5, "interpolation": "nearest", **kwargs}
+            image = ax.imshow(minority.reshape(minority.shape[0], -1), **style)
+            ax.figure.colorbar(image, ax=ax, label="wB")
+            ax.set_xticks([]), ax.set_yticks([])
+        else:
+            ax.plot(minority, **kwargs)
+            ax.set_ylim(0, 0.5)
+            ax.set_xlabel("pattern")
+            ax.set_ylabel("wB")
+        ax.set_title("minority weight wB")
+        return ax
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class _Input:
+    patterns: Any            # Dask array (..., sy, sx), whole patterns per chunk
+    sampled: Any             # what the plan reads samples from (the numpy array itself when in memory)
+    lazy: bool
+    signal: Any = None
+    source: dict = field(default_factory=dict)
+    map_store: Path | None = None
+    map_created: str | None = None
+
+
+class _ChunkedArray:
+    """An array (numpy or Dask) with Zarr-like integer ``chunks``: the plan samples by chunks."""
+
+    def __init__(self, array: np.ndarray, chunks: tuple[int, ...]):
+        self.array, self.chunks = array, tuple(int(c) for c in chunks)
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, key):
+        return self.array[key]
+
+
+def _regular(patterns, chunk_mb: float = 32.0):
+    """``patterns`` (Dask) with whole patterns per chunk and regular navigation chunks."""
+    from kdeconv.io.store import nav_chunks
+
+    nav, sig = patterns.shape[:-2], patterns.shape[-2:]
+    chunks = tuple(c[0] for c in patterns.chunks[:-2])
+    irregular = any(len(set(c[:-1])) > 1 or c[-1] > c[0] for c in patterns.chunks[:-2])
+    if irregular or any(len(c) > 1 for c in patterns.chunks[-2:]):
+        chunks = nav_chunks(nav, sig, np.dtype(patterns.dtype).itemsize, chunk_mb)[: len(nav)]
+        patterns = patterns.rechunk(tuple(chunks) + tuple(sig))
+    return patterns, tuple(int(c) for c in chunks)
+
+
+def _lazy_view(patterns, nav_chunks):
+    return _ChunkedArray(patterns, tuple(nav_chunks) + tuple(patterns.shape[-2:]))
+
+
+def _signal_source(signal) -> dict:
+    from kdeconv.config.detector import DetectorSpec
+
+    nav = signal.axes_manager.navigation_axes  # x first
+    steps = {f"step_{a.name}": float(a.scale) for a in nav if a.name in ("x", "y")}
+    source: dict[str, Any] = {"format": "kikuchipy signal", "title": str(signal.metadata.General.title or "")}
+    if steps:
+        unit = next(str(a.units) for a in nav if a.name in ("x", "y"))
+        source["scan"] = {"step_y": steps.get("step_y", steps.get("step_x")), "step_x": steps.get("step_x"),
+                          "unit": unit if unit not in ("", "<undefined>") else "um"}
+    detector = getattr(signal, "detector", None)
+    if detector is not None:
+        source["detector"] = DetectorSpec.from_kikuchipy(detector).to_attrs()
+    return source
+
+
+def _as_input(data) -> _Input:
+    if hasattr(data, "axes_manager") and hasattr(data, "data"):  # a kikuchipy (HyperSpy) signal
+        array = data.data
+        if hasattr(array, "dask"):
+            patterns, chunks = _regular(array)
+            return _Input(patterns, _lazy_view(patterns, chunks), True, data, _signal_source(data))
+        return _in_memory(np.asarray(array), data, _signal_source(data))
+    if hasattr(data, "dask"):
+        patterns, chunks = _regular(data)
+        return _Input(patterns, _lazy_view(patterns, chunks), True, source={"format": "dask array"})
+    if isinstance(data, (str, Path)):
+        return _from_path(Path(data))
+    if isinstance(data, np.ndarray) or hasattr(data, "__array__"):
+        return _in_memory(np.asarray(data), None, {"format": "numpy array"})
+    raise TypeError(f"kdeconv.separate takes a kikuchipy EBSD signal, a numpy or Dask array or a path, "
+                    f"not {type(data).__name__}")
+
+
+def _in_memory(array: np.ndarray, signal, source: dict) -> _Input:
+    import dask.array as da
+
+    from kdeconv.io.store import nav_chunks
+
+    _check_shape(array.shape)
+    chunks = nav_chunks(array.shape[:-2], array.shape[-2:], array.dtype.itemsize)[: array.ndim - 2]
+    patterns = da.from_array(array, chunks=tuple(chunks) + tuple(array.shape[-2:]), asarray=False)
+    sampled = _ChunkedArray(array, tuple(chunks) + tuple(array.shape[-2:]))
+    return _Input(patterns, sampled, False, signal, source)
+
+
+def _from_path(path: Path) -> _Input:
+    import dask.array as da
+    import zarr
+
+    from kdeconv.io.store import open_store
+
+    if path.is_dir() and ((path / "zarr.json").is_file() or (path / ".zgroup").is_file()):
+        group = open_store(path, "map", arrays=("patterns",))
+        src = group["patterns"]
+        array = zarr.open_array(str(path.resolve() / "patterns"), mode="r")
+        patterns = da.from_zarr(array, chunks=tuple(src.chunks[:-2]) + tuple(src.shape[-2:]))
+        return _Input(patterns, src, True, source=dict(group.attrs.get("source", {})),
+                      map_store=path, map_created=group.attrs.get("created"))
+    from kdeconv.io.ingest import lazy_patterns
+    from kdeconv.io.sources import open_source
+
+    source = open_source(path)
+    patterns = lazy_patterns(source)
+    return _Input(patterns, _lazy_view(patterns, tuple(c[0] for c in patterns.chunks[:-2])), True,
+                  source=dict(source.attrs))
+
+
+def _check_shape(shape: tuple[int, ...]) -> None:
+    if len(shape) < 3:
+        raise InputError(f"patterns must be (..., sy, sx) with at least one navigation axis, got shape "
+                         f"{shape}")
+
+
+# --------------------------------------------------------------------------- graph
+
+
+@contextlib.contextmanager
+def _scheduler(client):
+    """Dask's scheduler for kdeconv's own computes: ``client`` when given, else the current one."""
+    if client is None:
+        yield
+        return
+    import dask
+
+    with dask.config.set(scheduler=client.get):
+        yield
+
+
+@contextlib.contextmanager
+def _in_process(model: dict):
+    """Dask's threads in this process, as a local cluster of single-threaded workers: chunks in
+    parallel, every model call on one thread (torch's thread count is restored after)."""
+    import dask
+    import torch
+
+    from kdeconv.cluster import machine_cores
+    from kdeconv.separate.worker import cached_separator
+
+    cached_separator(**model)  # loaded (and torch set up) here, before the tasks run
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with dask.config.set(scheduler="threads", num_workers=machine_cores()):
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _block_parts(block: np.ndarray, **task) -> np.ndarray:
+    """One chunk -> an object cell holding (A, B, weights, blank): the model runs once per chunk
+    for all four arrays."""
+    from kdeconv.separate.chunk import blank_frames
+    from kdeconv.separate.driver import separate_block
+
+    a, b, w = separate_block(block, **task)
+    cell = np.empty((1,) * (block.ndim - 2), dtype=object)
+    cell[(0,) * cell.ndim] = (a, b, w, blank_frames(block))
+    return cell
+
+
+def _part(cell: np.ndarray, index: int) -> np.ndarray:
+    return cell.reshape(-1)[0][index]
+
+
+def _graph(patterns, task: dict):
+    """Dask arrays A, B, weights, blank of ``patterns``, from one task per chunk."""
+    nav_ndim = patterns.ndim - 2
+    nav_chunks = patterns.chunks[:nav_ndim]
+    sig = list(range(nav_ndim, nav_ndim + 2))
+    cells = patterns.map_blocks(_block_parts, drop_axis=sig, chunks=(1,) * nav_ndim, dtype=object,
+                                meta=np.empty((0,) * nav_ndim, object), **task)
+
+    def pick(index, chunks, dtype, new_axis):
+        return cells.map_blocks(_part, index, chunks=chunks, dtype=dtype, new_axis=new_axis,
+                                meta=np.empty((0,) * len(chunks), dtype))
+
+    dtype = patterns.dtype
+    return (pick(0, patterns.chunks, dtype, sig), pick(1, patterns.chunks, dtype, sig),
+            pick(2, nav_chunks + ((2,),), np.float32, [nav_ndim]), pick(3, nav_chunks, bool, None))
+
+
+def _like(template, data):
+    """``data`` as ``template`` is: an EBSD signal with its axes and detector, or the array."""
+    if template is None or not hasattr(template, "axes_manager"):
+        return data
+    import kikuchipy as kp
+
+    axes = template.axes_manager.as_dictionary()
+    cls = kp.signals.LazyEBSD if hasattr(data, "dask") else kp.signals.EBSD
+    detector = getattr(template, "detector", None)
+    extra = {"detector": detector.deepcopy()} if detector is not None else {}
+    signal = cls(data, axes=[axes[f"axis-{i}"] for i in range(data.ndim)], **extra)
+    signal.metadata.General.title = getattr(template.metadata.General, "title", "")
+    return signal
+
+
+def _signal(template, data, name: str):
+    signal = _like(template, data)
+    if signal is not data:
+        title = signal.metadata.General.title
+        signal.metadata.General.title = f"{title} {name}".strip()
+    return signal
+
+
+def _progress_bar(show: bool | None):
+    if not show:
+        return contextlib.nullcontext()
+    from dask.diagnostics import ProgressBar
+
+    return ProgressBar(minimum=2)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto", precision: str = "auto",
+             background: str | dict | BackgroundConfig = "auto", client=None, working_size: int | None = None,
+             batch_size: int = 64, progress: bool | None = True) -> Separation:
+    """Separate every pattern of ``data`` into A, B and weights.
+
+    Parameters
+    ----------
+    data
+        A kikuchipy ``EBSD`` or ``LazyEBSD`` signal, a numpy or Dask array ``(..., sy, sx)``, or a
+        path: a map store (``kdeconv ingest``) or any vendor file ``kdeconv ingest`` reads.
+    checkpoint
+        A model checkpoint (``.pt``); None: the model shipped with kdeconv.
+    device, precision
+        Where the model runs ("auto": a GPU when there is one) and its autocast dtype ("auto":
+        bf16 on GPUs and on CPUs with native bf16, else fp32).
+    background
+        "auto" decides per map whether the patterns still carry the detector background ("raw":
+        the map-mean static and the dynamic background are removed first) or were corrected by
+        vendor software ("processed"); or a ``BackgroundConfig`` (dict) for full control.
+    client
+        A ``distributed.Client`` for lazy input (default: Dask's current scheduler). In-memory
+        input always runs in this process.
+    working_size
+        Shorter side (px) the model sees; A and B are resampled back (default: the model's range).
+    batch_size
+        Patterns per model call.
+    progress
+        Say what was decided (background, resampling) and show the progress of in-memory input.
+
+    Returns
+    -------
+    Separation
+        ``A``, ``B``, ``weights``, ``blank``; ``to_zarr(path)`` writes the separated store,
+        ``plot()`` draws the weight map, ``compute()`` brings lazy results into memory.
+    """
+    import dask
+
+    from kdeconv.preprocess.background import static_background_from_mean
+    from kdeconv.separate.driver import (
+        check_device,
+        check_model_on,
+        load_checked,
+        mean_of_non_blank,
+        trial_pattern,
+    )
+    from kdeconv.separate.inputs import plan_model_input
+
+    if isinstance(background, str):
+        background = {"mode": background}
+    config = SeparateConfig(checkpoint=str(checkpoint) if checkpoint is not None else None, device=device,
+                            precision=precision, working_size=working_size, batch_size=batch_size,
+                            background=background)
+    found = _as_input(data)
+    patterns = found.patterns
+    _check_shape(patterns.shape)
+    check_device(config.device, config.precision)
+    separator, sha256 = load_checked(config.checkpoint)
+    with _scheduler(client) if found.lazy else dask.config.set(scheduler="synchronous"):
+        plan = plan_model_input(found.sampled, separator.meta or {}, config.background, config.working_size)
+        label = config.checkpoint or "default model"
+        check_model_on(separator, trial_pattern(found.sampled), plan.background, label, plan.work_shape)
+        static = None
+        if plan.background["static"] != "none":
+            if int(np.prod(patterns.shape[:-2])) < 2:
+                raise InputError("one pattern has no map mean to take as its static background: give "
+                                 "several patterns, or background='processed'")
+            mean = np.asarray(dask.compute(mean_of_non_blank(patterns))[0])
+            static = static_background_from_mean(mean, config.background.static_smooth_std).astype(np.float32)
+    if progress:
+        print(plan.describe())
+    model = {"checkpoint": str(Path(config.checkpoint).resolve()) if config.checkpoint else None,
+             "sha256": sha256, "device": config.device, "precision": config.precision}
+    task = {**model, "batch_size": config.batch_size, "background": plan.background,
+            "static_bg": dask.delayed(static, pure=True) if static is not None else None,
+            "work_shape": plan.work_shape}
+    arrays = _graph(patterns, task)
+    record = _Plan(config, tuple(patterns.shape), np.dtype(patterns.dtype),
+                   tuple(c[0] for c in patterns.chunks[:-2]), sha256, plan,
+                   dict(separator.normalization or {}), separator.claim_rule, found.source,
+                   found.map_store.resolve() if found.map_store else None, found.map_created, static, model)
+    del separator
+    if not found.lazy:
+        with _in_process(model), _progress_bar(progress):
+            arrays = dask.compute(*arrays)
+    a, b, w, blank = arrays
+    return Separation(_signal(found.signal, a, "A"), _signal(found.signal, b, "B"), w, blank,
+                      plan.decision["mode"], tuple(plan.work_shape), client if found.lazy else None, record)
