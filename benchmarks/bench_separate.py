@@ -86,8 +86,8 @@ def _bare_kernel(map_path: Path, config, threads: int = 1) -> float:
     try:
         separate_patterns(data[0, :4], separator, batch_size=4, background={"static": "none"})
         start = time.perf_counter()
-        static_bg = static_background_from_mean(data.reshape((-1,) + data.shape[-2:]).mean(0, dtype=np.float64),
-                                                config.background.static_smooth_std)
+        mean = data.reshape((-1,) + data.shape[-2:]).mean(0, dtype=np.float64)
+        static_bg = static_background_from_mean(mean, config.background.static_smooth_std)
         separate_patterns(data, separator, batch_size=config.batch_size,
                           background=config.background.model_dump(), static_bg=static_bg)
         return time.perf_counter() - start
@@ -181,7 +181,8 @@ def run(quick: bool = False) -> list[dict]:
         })
         rows.append({
             "stage": "separate", "metric": "patterns/s 120x120 (2 workers, end to end)",
-            "value": round(n / seconds[120], 1), "baseline": "bare kernel 120x120, 2 torch threads, in memory",
+            "value": round(n / seconds[120], 1),
+            "baseline": "bare kernel 120x120, 2 torch threads, in memory",
             "baseline_value": round(n / seconds["bare120"], 1),
             "ratio": round(seconds["bare120"] / seconds[120], 3),
             "note": f"{ny}x{nx} map of 120x120 uint16, background removal included; goal >= 300 patterns/s "

@@ -25,10 +25,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflows"))
 
-# Overrides of configs/train_default.yaml. x0 is the session-1 recipe (L1 + gradient loss, conv
-# decoders, no attention); each later x row adds one change (session 2, all fp32). The y rows
-# start from the session-2 shipped recipe (x3's model with x5's loss) and vary precision and size
-# (session 3).
+# Overrides of configs/train_default.yaml. x0 is the ni-v1 recipe (L1 + gradient loss, conv
+# decoders, no attention); each later x row adds one change (all fp32), which chose ni-v2. The y
+# rows start from the ni-v2 recipe (x3's model with x5's loss) and vary precision and size, which
+# chose ni-v3 and ni-v4 (docs/model_card.md).
 BASE_MODEL = {"decoder_block": "conv", "head_channels": 4, "global_levels": []}
 BASE_LOSS = {"pattern_grad": 0.5, "pattern_ncc": 0.0}
 SHIPPED_V2_MODEL = {"global_levels": [2, 3], "decoder_block": "res", "head_channels": 8}
@@ -37,7 +37,7 @@ FP32 = {"precision": "fp32"}
 BF16 = {"precision": "bf16"}
 WIDER = {**SHIPPED_V2_MODEL, "widths": [32, 64, 96, 128]}
 VARIANTS = {  # name: (change, model, loss, other top-level keys)
-    "x0": ("session-1 recipe", {}, {}, FP32),
+    "x0": ("ni-v1 recipe", {}, {}, FP32),
     "x1": ("+ 1-NCC loss (1.0)", {}, {"pattern_ncc": 1.0}, FP32),
     "x2": ("x1 + attention at 1/16 and bottleneck", {"global_levels": [2, 3]}, {"pattern_ncc": 1.0},
            FP32),
@@ -58,18 +58,18 @@ VARIANTS = {  # name: (change, model, loss, other top-level keys)
 }
 
 
-# What configs/train_default.yaml held when the x and y rows were run (session 2), for the keys
+# What configs/train_default.yaml held when the x and y rows were run (the ni-v2 recipe), for the keys
 # that later changed, so that every row still means what its table says.
-SESSION2_MODEL = {"widths": [24, 48, 64, 96], "full_res_channels": 1, "refine_layers": 1}
-SESSION2_TRAIN = {"batch_size": 16, "steps_per_epoch": 250}
+NI_V2_MODEL = {"widths": [24, 48, 64, 96], "full_res_channels": 1, "refine_layers": 1}
+NI_V2_TRAIN = {"batch_size": 16, "steps_per_epoch": 250}
 
 
 def variant_config(name: str) -> dict:
     cfg = yaml.safe_load((ROOT / "configs" / "train_default.yaml").read_text())
     _, model, loss, other = VARIANTS[name]
-    cfg["model"] = {**cfg["model"], **SESSION2_MODEL, **BASE_MODEL, **model}
+    cfg["model"] = {**cfg["model"], **NI_V2_MODEL, **BASE_MODEL, **model}
     cfg["loss"] = {**cfg["loss"], **BASE_LOSS, **loss}
-    cfg.update({**SESSION2_TRAIN, "val_max": 160, "early_stop_patience": 0, **other})
+    cfg.update({**NI_V2_TRAIN, "val_max": 160, "early_stop_patience": 0, **other})
     return cfg
 
 

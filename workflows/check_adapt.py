@@ -64,12 +64,14 @@ def case_map(case: str, nav, grains: int) -> dict:
 def recovery_row(metrics: dict) -> dict:
     k = metrics["recovery"]["kdeconv"]
     at = k["tolerances_deg"][TOL]
-    boundary = ((k.get("boundaries") or {}).get("phase_boundary") or {}).get("tolerances_deg", {}).get(TOL, {})
+    boundaries = (k.get("boundaries") or {}).get("phase_boundary") or {}
+    boundary = boundaries.get("tolerances_deg", {}).get(TOL, {})
     return {"mixed_both_strong": k["strong"]["tolerances_deg"][TOL]["mixed_both"],
             "mixed_both": at["mixed_both"], "pure_ok": at["pure_ok"],
             "both_0.1_0.2": at["bins"]["0.1-0.2"]["both"],
             "phase_boundary_both": boundary.get("mixed_both"),
-            "weight_pred_median": {b: v["pred_median"] for b, v in metrics["weight_calibration"]["bins"].items()}}
+            "weight_pred_median": {b: v["pred_median"]
+                                   for b, v in metrics["weight_calibration"]["bins"].items()}}
 
 
 def pure_search_score(report: dict, truth_path: Path) -> dict:
@@ -126,7 +128,8 @@ def run_case(case: str, args, cluster) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     quiet = (lambda *_: None)
-    simulate_map(validate_config(SimulateMapConfig, case_map(case, args.nav, args.grains), case), work / "sim")
+    sim_cfg = validate_config(SimulateMapConfig, case_map(case, args.nav, args.grains), case)
+    simulate_map(sim_cfg, work / "sim")
     truth = work / "sim" / TRUTH_NAME
     map_file = work / "sim" / open_store(truth, "truth").attrs["map_file"]
     ingest(validate_config(IngestConfig, {"input": str(map_file), "output": str(work / "map.zarr")}),
@@ -164,10 +167,12 @@ def _pct(x) -> str:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = ["# adapt on maps the base model handles badly", "",
-             f"Base: `{meta['checkpoint'] or 'shipped model'}`; maps {meta['nav'][0]}x{meta['nav'][1]} pixels, "
-             f"{meta['grains']} grains, 120x120 px; adapt budget {meta['minutes']} min. Within 3°, in %.", "",
+             f"Base: `{meta['checkpoint'] or 'shipped model'}`; maps {meta['nav'][0]}x{meta['nav'][1]} "
+             f"pixels, {meta['grains']} grains, 120x120 px; adapt budget {meta['minutes']} min. "
+             "Within 3°, in %.", "",
              "| case | both ≥0.25 before → after | pure ok before → after | both 0.1-0.2 before → after "
-             "| phase bnd before → after | pure search precision / coverage | find pure / generate / fine-tune s |",
+             "| phase bnd before → after | pure search precision / coverage "
+             "| find pure / generate / fine-tune s |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
@@ -178,7 +183,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         ps = r.get("pure_search") or {}
         lines.append(
             f"| {r['case']} | {_pct(b['mixed_both_strong'])} → {_pct(a['mixed_both_strong'])} | "
-            f"{_pct(b['pure_ok'])} → {_pct(a['pure_ok'])} | {_pct(b['both_0.1_0.2'])} → {_pct(a['both_0.1_0.2'])} | "
+            f"{_pct(b['pure_ok'])} → {_pct(a['pure_ok'])} | "
+            f"{_pct(b['both_0.1_0.2'])} → {_pct(a['both_0.1_0.2'])} | "
             f"{_pct(b['phase_boundary_both'])} → {_pct(a['phase_boundary_both'])} | "
             f"{_pct(ps.get('precision'))} / {_pct(ps.get('coverage'))} | "
             f"{s.get('find_pure', 0):.0f} / {s.get('generate', 0):.0f} / {s.get('fine_tune', 0):.0f} |")
@@ -214,7 +220,8 @@ def main(argv=None) -> int:
                 rows.append({"case": case, "error": f"{type(err).__name__}: {err}"})
             meta = {"checkpoint": args.checkpoint, "nav": args.nav, "grains": args.grains,
                     "minutes": args.minutes, "seconds": round(time.perf_counter() - t0)}
-            (args.out / "table.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str))
+            table = json.dumps({"meta": meta, "rows": rows}, indent=1, default=str)
+            (args.out / "table.json").write_text(table)
             (args.out / "table.md").write_text(markdown(rows, meta))
     print((args.out / "table.md").read_text())
     return 0

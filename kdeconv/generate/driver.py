@@ -328,7 +328,7 @@ def map_patterns(path: str | Path, flat: np.ndarray) -> np.ndarray:
         rows = keys == key
         corner = [int(b) * c for b, c in zip(np.unravel_index(key, grid), chunks)]
         region = tuple(slice(o, o + c) for o, c in zip(corner, chunks))
-        block = _MAP_CHUNKS.get((path, stamp, int(key)), lambda: arr[region])
+        block = _MAP_CHUNKS.get((path, stamp, int(key)), lambda region=region: arr[region])
         out[rows] = block[tuple(i[rows] - o for i, o in zip(index, corner))]
     return out
 

@@ -15,5 +15,5 @@ def _cached_map(**kwargs):
 
 @pytest.fixture(scope="session")
 def sim_map():
-    """``sim_map(dose=300, seed=1, ...)``: a simulated map, made once per session."""
+    """``sim_map(dose=300, seed=1, ...)``: a simulated map, made once per test run."""
     return lambda **kwargs: _cached_map(**kwargs)

@@ -1,4 +1,4 @@
-"""Shared fixtures for evaluate tests: one warm-up of PyEBSDIndex per session, a tiny simulated map."""
+"""Shared fixtures for evaluate tests: one warm-up of PyEBSDIndex per test run, a tiny simulated map."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def write_separated():
 
 @pytest.fixture(scope="session")
 def warm_indexer():
-    """Compile PyEBSDIndex's numba kernels once per session (~70 s cold; seconds with numba's cache)."""
+    """Compile PyEBSDIndex's numba kernels once per test run (~70 s cold; seconds with numba's cache)."""
     from kdeconv.config.detector import DetectorSpec
     from kdeconv.evaluate.indexing import index_patterns
     from kdeconv.evaluate.reference import load_master_pattern, simulate_at

@@ -6,8 +6,17 @@ import pytest
 from kdeconv.config import validate_config
 from kdeconv.config.generate import GenerateConfig
 from kdeconv.generate.augment import AUGMENT_COLUMNS, COL
-from kdeconv.generate.chunk import (N_UNIFORMS, STREAM_PURE, _cross_share, _partner, draw_pairs,
-                                    pair_rng, pool_labels, pure_geometry, window_for_group)
+from kdeconv.generate.chunk import (
+    N_UNIFORMS,
+    STREAM_PURE,
+    _cross_share,
+    _partner,
+    draw_pairs,
+    pair_rng,
+    pool_labels,
+    pure_geometry,
+    window_for_group,
+)
 from kdeconv.generate.keyed_rng import keyed_uniforms
 
 
@@ -115,10 +124,11 @@ def test_pure_geometry_equals_the_per_pattern_draws():
         rng = np.random.default_rng([cfg.seed, j, STREAM_PURE])
         np.testing.assert_array_equal(quats[k], random_quaternions(rng, 1)[0])
         u = rng.random(6)
-        lo_hi = lambda r: r[0] + u_ * (r[1] - r[0])  # noqa: E731
-        for value, (u_, r) in zip(pcs[k], zip(u[:3], (src.pc_x, src.pc_y, src.pc_z))):
-            assert value == lo_hi(r)
-        for value, (u_, r) in zip(tilts[k], zip(u[3:5], (src.camera_tilt, src.sample_tilt))):
-            assert value == lo_hi(r)
-        u_ = u[5]
-        assert energies[k] == lo_hi(src.energy)
+        def lo_hi(r, draw):
+            return r[0] + draw * (r[1] - r[0])
+
+        for value, draw, r in zip(pcs[k], u[:3], (src.pc_x, src.pc_y, src.pc_z)):
+            assert value == lo_hi(r, draw)
+        for value, draw, r in zip(tilts[k], u[3:5], (src.camera_tilt, src.sample_tilt)):
+            assert value == lo_hi(r, draw)
+        assert energies[k] == lo_hi(src.energy, u[5])

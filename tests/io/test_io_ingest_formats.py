@@ -1,7 +1,7 @@
 """Every kikuchipy test file through `kdeconv ingest`: the Zarr `patterns` equal kikuchipy.load(file).data.
 
 These run on the real scheduler + worker processes of the `dask_processes` fixture (one cluster
-for the session), which is also what `--scheduler-address` users get.
+for the test run), which is also what `--scheduler-address` users get.
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ def test_full_resolution_head_any_size(shape):
 
 def test_default_head_keeps_the_checkpoint_layout():
     # Defaults of the new head options build exactly the head that checkpoints written before them
-    # hold (the session-2 default model): a 1x1 conv to s*s channels, PixelShuffle, one 3x3 conv on
+    # hold (the ni-v2 model): a 1x1 conv to s*s channels, PixelShuffle, one 3x3 conv on
     # (coarse output, input), then a 1x1 readout; no extra refine convs.
     model = DualDecoderUNet(UNetConfig(widths=[8, 16], stem_factor=4, head_channels=4))
     head = {k: tuple(v.shape) for k, v in model.state_dict().items()

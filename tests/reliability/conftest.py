@@ -11,7 +11,7 @@ from reliability_data import patterns, write_map
 
 @pytest.fixture(scope="session")
 def sched(dask_processes):
-    """``--scheduler-address ADDR`` of the session's real scheduler and 2 worker processes."""
+    """``--scheduler-address ADDR`` of the test run's real scheduler and 2 worker processes."""
     return ["--scheduler-address", dask_processes[0]]
 
 

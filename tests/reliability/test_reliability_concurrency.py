@@ -86,7 +86,7 @@ def test_second_separate_is_refused_ctrl_c_is_one_line_and_the_rerun_resumes(cli
     proc = subprocess.Popen(KDECONV + ["separate", str(map_path), "--out", str(out), "--workers", "1",
                                        "--batch-size", "8"],
                             env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, process_group=0)
     try:
         assert _wait_for(lambda: _markers(staging) >= 1, proc), proc.communicate()
         if proc.poll() is None:
@@ -128,7 +128,7 @@ def test_generate_killed_at_the_pair_stage_resumes_its_finished_chunks(cli, sche
     proc = subprocess.Popen(KDECONV + ["generate", "--config", str(config), "--out", str(out),
                                        "--workers", "1"],
                             env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, process_group=0)
     try:
         assert _wait_for(lambda: _markers(staging) >= 2, proc), proc.communicate()
         os.killpg(proc.pid, signal.SIGKILL)  # the whole run dies at once: no cleanup at all

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 import zarr
+from separate_maps import blobs
 
 from kdeconv.config.cluster import ClusterConfig
 from kdeconv.config.separate import SeparateConfig
@@ -19,7 +20,6 @@ from kdeconv.separate.chunk import blank_frames, separate_patterns
 from kdeconv.separate.device import DeviceKernel, device_batch_size, from_transfer, to_transfer
 from kdeconv.separate.driver import separate_map
 from kdeconv.separate.pipeline import ChunkJob, run_pipeline
-from separate_maps import blobs
 
 RAW = {"mode": "raw", "static": "map_mean", "static_operation": "subtract", "static_smooth_std": "auto",
        "dynamic": True, "dynamic_operation": "subtract", "dynamic_std": None}
