@@ -135,22 +135,26 @@ def weight_calibration(true_weights: np.ndarray, pred_weights: np.ndarray,
     return rows
 
 
-def map_quality(checkpoint: str | None, work: Path) -> dict:
-    """`make demo`'s map (simulated once, kept in ``work``) through ingest, separate (default
-    config) and evaluate (no baselines); both-grains recovery on mixed pixels and pure pixels
-    kept with nothing invented, at 3 degrees, and whether MAP_GATE passes."""
+GATE_MAPS = {"demo_map": ROOT / "configs" / "demo_simulate_map.yaml",
+             "duplex_map": ROOT / "configs" / "gate_duplex_map.yaml"}
+
+
+def map_quality(checkpoint: str | None, work: Path, name: str = "demo_map") -> dict:
+    """A gate map (simulated once, kept in ``work``) through ingest, separate (default config)
+    and evaluate (no baselines); both-grains recovery on mixed pixels and pure pixels kept with
+    nothing invented, at 3 degrees, and whether MAP_GATE passes."""
     kdeconv = str(Path(sys.executable).parent / "kdeconv")
-    sim, ingested = work / "demo_map", work / "demo_map.zarr"
+    sim, ingested = work / name, work / f"{name}.zarr"
     if not (sim / "truth.zarr").exists():
-        subprocess.run([kdeconv, "simulate-map", "--config", str(ROOT / "configs" / "demo_simulate_map.yaml"),
+        subprocess.run([kdeconv, "simulate-map", "--config", str(GATE_MAPS[name]),
                         "--out", str(sim), "--overwrite"], check=True)
     if not ingested.exists():
         subprocess.run([kdeconv, "ingest", str(sim / "map.up2"), str(ingested)], check=True)
-    separated, report = work / "demo_map_separated.zarr", work / "demo_map_report"
+    separated, report = work / f"{name}_separated.zarr", work / f"{name}_report"
     ck = ["--checkpoint", str(checkpoint)] if checkpoint else []
     subprocess.run([kdeconv, "separate", str(ingested), "--out", str(separated), "--overwrite"] + ck,
                    check=True)
-    cfg = work / "demo_map_evaluate.yaml"
+    cfg = work / f"{name}_evaluate.yaml"
     cfg.write_text((ROOT / "configs" / "demo_evaluate.yaml").read_text() + "\nbaselines: false\n")
     subprocess.run([kdeconv, "evaluate", str(separated), "--truth", str(sim / "truth.zarr"),
                     "--out", str(report), "--config", str(cfg), "--overwrite"], check=True)
@@ -232,7 +236,8 @@ def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True,
     result["pure_patterns"] = pure_calibration(sep, make_test_set(work, 200, pure=True), rule["claim_weight"],
                                                rule["claim_min_cm"], *((detector, phase) if index else ()))
     if demo_map:
-        result["demo_map"] = map_quality(checkpoint, work)
+        for name in GATE_MAPS:
+            result[name] = map_quality(checkpoint, work, name)
     if other_shapes:
         # Pixel metrics only; 160 and 240 px are outside the training sizes (60-128 px).
         result["other_shapes"] = {f"{sy}x{sx}": pixel_quality(sep, make_test_set(work, 100, (sy, sx)), 100)

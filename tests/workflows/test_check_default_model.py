@@ -1,5 +1,6 @@
-"""workflows/check_default_model.py: --install refuses a model that failed the demo-map gate; the
-SNR breakdown of the check, and the budget-scaling fits (workflows/budget_scaling.py)."""
+"""workflows/check_default_model.py: --install refuses a model that failed a map gate or regresses
+on the demo map; the SNR breakdown of the check, and the budget-scaling fits
+(workflows/budget_scaling.py)."""
 
 import json
 import sys
@@ -11,16 +12,28 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflows"))
 import check_default_model  # noqa: E402
 
+PASSING = {"pure_ok": 0.99, "mixed_both": 0.95}
 
-@pytest.mark.parametrize("demo_map", [None, {"pure_ok": 0.77, "mixed_both": 0.99, "gate_passed": False}])
-def test_install_refuses_a_failed_or_missing_gate(tmp_path, monkeypatch, demo_map):
+
+@pytest.mark.parametrize("maps, message", [
+    ({}, "demo_map gate"),
+    ({"demo_map": {"pure_ok": 0.77, "mixed_both": 0.99}, "duplex_map": PASSING}, "demo_map gate"),
+    ({"demo_map": PASSING}, "duplex_map gate"),
+    ({"demo_map": PASSING, "duplex_map": {"pure_ok": 0.99, "mixed_both": 0.5}}, "duplex_map gate"),
+    # the installed model (below) scores 0.97 mixed on the demo map: 0.955 is 1.5 points worse
+    ({"demo_map": {"pure_ok": 0.99, "mixed_both": 0.955}, "duplex_map": PASSING}, "regresses by 0.015"),
+])
+def test_install_refuses_a_failed_or_missing_gate_and_a_regression(tmp_path, monkeypatch, maps, message):
     import kdeconv.model
 
     target = tmp_path / "weights" / "default.pt"
+    target.parent.mkdir()
+    target.with_suffix(".json").write_text(json.dumps(
+        {"test_quality": {"demo_map": {"pure_ok": 0.99, "mixed_both": 0.97}}}))
     monkeypatch.setattr(kdeconv.model, "DEFAULT_CHECKPOINT", target)
     check_json = tmp_path / "check.json"
-    check_json.write_text(json.dumps({"median_ncc_a": 0.9} | ({"demo_map": demo_map} if demo_map else {})))
-    with pytest.raises(SystemExit, match="demo-map gate"):
+    check_json.write_text(json.dumps({"median_ncc_a": 0.9} | maps))
+    with pytest.raises(SystemExit, match=message):
         check_default_model.install(tmp_path / "best.pt", check_json, None)
     assert not target.exists()
 
@@ -70,7 +83,7 @@ def test_install_ships_the_claim_rule_the_check_used(tmp_path, monkeypatch):
     target = tmp_path / "weights" / "default.pt"
     monkeypatch.setattr(kdeconv.model, "DEFAULT_CHECKPOINT", target)
     check_json = tmp_path / "check.json"
-    check_json.write_text(json.dumps({"demo_map": {"gate_passed": True},
+    check_json.write_text(json.dumps({"demo_map": PASSING, "duplex_map": PASSING,
                                       "claim_rule": {"claim_weight": 0.04, "claim_min_cm": 0.25,
                                                      "source": {}}}))
     check_default_model.install(best, check_json, None)
