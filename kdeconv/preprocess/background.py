@@ -11,10 +11,12 @@ default ``dtype_out=np.float32`` and ``out_range=(0, 1)`` the result is ready fo
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.fft import irfft2, next_fast_len, rfft2
 
-__all__ = ["remove_static_background", "remove_dynamic_background", "dynamic_background",
+__all__ = ["background_steps", "remove_static_background", "remove_dynamic_background", "dynamic_background",
            "background_evidence", "decide_background", "static_background_from_mean", "defect_pixels",
            "gaussian_window", "rescale_per_pattern", "output_range"]
 
@@ -257,6 +259,15 @@ def background_evidence(patterns: np.ndarray) -> dict[str, float]:
     falloff = float(ring / centre) if abs(centre) > 1e-12 else 1.0
     return {"lowfreq_share": float(np.median(share)), "falloff": falloff,
             "masked": float(masked.mean()), "n": int(len(stack))}
+
+
+def background_steps(background: dict[str, Any]) -> tuple[bool, bool]:
+    """``(static, dynamic)``: which removal steps a map's background plan asks for (none for
+    vendor-processed patterns), as the numpy and the torch kernels both apply them."""
+    processed = background.get("mode") == "processed"
+    static = background.get("static", "none") != "none" and not processed
+    dynamic = bool(background.get("dynamic", False)) and not processed
+    return static, dynamic
 
 
 def decide_background(patterns: np.ndarray) -> tuple[str, dict[str, float]]:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kdeconv.preprocess.background import background_steps
 from kdeconv.preprocess.mask import circular_mask
 from kdeconv.preprocess.resample import resample_matrix
 
@@ -181,9 +182,7 @@ def preprocess_patterns(stack: torch.Tensor, background: dict[str, Any],
     ``masked`` (n,) was decided at the patterns' own size.
     """
     stack = resample(stack, work_shape)
-    processed = background.get("mode") == "processed"
-    static = background.get("static", "none") != "none" and not processed
-    dynamic = bool(background.get("dynamic", False)) and not processed
+    static, dynamic = background_steps(background)
     if static:
         if static_bg is None:
             raise ValueError("static background removal needs the background pattern")

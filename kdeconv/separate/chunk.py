@@ -14,6 +14,7 @@ import numpy as np
 from kdeconv.errors import InputError
 from kdeconv.preprocess import circular_mask, detect_masked
 from kdeconv.preprocess.background import (
+    background_steps,
     remove_dynamic_background,
     remove_static_background,
     rescale_per_pattern,
@@ -73,9 +74,7 @@ def preprocess_patterns(patterns: np.ndarray, background: dict[str, Any],
         stack = resample(stack, work_shape)
         if static_bg is not None:
             static_bg = resample(static_bg, work_shape)
-    processed = background.get("mode") == "processed"
-    static = background.get("static", "none") != "none" and not processed
-    dynamic = bool(background.get("dynamic", False)) and not processed
+    static, dynamic = background_steps(background)
     if static:
         if static_bg is None:
             raise ValueError("static background removal needs the background pattern")

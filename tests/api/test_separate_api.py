@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from same_store import assert_same_store
 
 import kdeconv
 from kdeconv.errors import InputError
@@ -124,22 +125,6 @@ def test_to_zarr_writes_what_kdeconv_separate_writes(map_files, client, cli, tmp
     by_api = kdeconv.separate(store, client=client, progress=False).to_zarr(tmp_path / "api.zarr")
     assert_same_store(by_api, by_cli)
     assert zarr.open_group(str(by_api)).attrs["config"] == zarr.open_group(str(by_cli)).attrs["config"]
-
-
-def assert_same_store(first, second):
-    """Byte-identical stores, but for the root attrs that say when and how each was made."""
-    import json
-
-    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
-    for name in files:
-        if str(name) == "zarr.json":
-            attrs = [json.loads((root / name).read_text())["attributes"] for root in (first, second)]
-            for made in attrs:
-                del made["created"], made["command"]
-            assert attrs[0] == attrs[1]
-        else:
-            assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
 def test_to_zarr_of_in_memory_input_is_a_separated_store(reference, tmp_path, cli):

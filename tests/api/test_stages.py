@@ -4,12 +4,12 @@ stores the API writes."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import numpy as np
 import yaml
+from same_store import assert_same_store
 
 import kdeconv
 from kdeconv.config.cluster import ClusterConfig
@@ -43,20 +43,6 @@ def test_stages_are_callable_and_named_lazily():
         assert callable(getattr(kdeconv, stage)), stage
     assert kdeconv.DetectorSpec.__name__ == "DetectorSpec"
     assert not hasattr(kdeconv, "no_such_name")
-
-
-def assert_same_store(first, second):
-    """Byte-identical stores, but for the root attrs that say when and how each was made."""
-    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
-    for name in files:
-        if str(name) == "zarr.json":
-            attrs = [json.loads((root / name).read_text())["attributes"] for root in (first, second)]
-            for made in attrs:
-                del made["created"], made["command"]
-            assert attrs[0] == attrs[1]
-        else:
-            assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
 def test_generate_from_the_cli_and_from_python_are_byte_identical(cli, tmp_path, dask_processes):
