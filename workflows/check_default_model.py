@@ -266,13 +266,14 @@ def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: 
     provenance = {
         "training": {k: summary.get(k) for k in ("stop_reason", "step", "epoch", "best_step",
                                                    "train_seconds", "samples_per_s", "device")},
-        "command": "bash workflows/train_default.sh  (generate with configs/generate_default.yaml, "
-                   "generate_default_60.yaml, generate_default_96x128.yaml; kdeconv train --config "
-                   f"configs/train_default.yaml --max-minutes {_max_minutes(run)})",
-        "limits": ("Trained only on simulated Ni (fcc) patterns, 60x60 to 120x120 (and 96x128), "
-                   "PC x 0.4-0.6, y 0.3-0.6, z 0.45-0.7, sample tilt 68-72 deg, two constituents. "
-                   "Expect failure on unseen phases/symmetries, real detector artefacts not in "
-                   "the simulation, pattern sizes far outside 60-128 px, and triple junctions."),
+        "command": "bash workflows/train_default.sh  (generate with configs/generate_library.yaml, "
+                   "generate_library_60.yaml, generate_library_96x128.yaml, generate_library_160.yaml; "
+                   f"kdeconv train --config configs/train_library.yaml --max-minutes {_max_minutes(run)})",
+        "limits": ("Trained on simulated pairs from the dynamical master library (12 phases; Zr held "
+                   "out), 10-30 kV, 60x60 to 160x160 px, PC x 0.35-0.65, y 0.15-0.75, z 0.4-0.9, "
+                   "sample tilt 60-75 deg, camera tilt +-10 deg, raw and vendor-processed looks, two "
+                   "constituents. Expect it to be weaker on real detectors (adapt first), on phases "
+                   "far from the library, and on triple junctions."),
     }
     try:
         target = model_install.install_default(checkpoint, checked, force=force, provenance=provenance)
