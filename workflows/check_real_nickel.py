@@ -71,15 +71,16 @@ def kdeconv(*args: str) -> None:
 
 
 def indexer():
-    """(index function, detector with the file's mean PC, Ni phase)."""
+    """(index function, detector with the file's mean PC, Ni as a ``RefPhase`` list)."""
     import kikuchipy as kp
 
     from kdeconv.evaluate.indexing import index_patterns
+    from kdeconv.evaluate.reference import reference_phases
 
     detector = kp.data.nickel_ebsd_small().detector.deepcopy()
     detector.pc = detector.pc_average
-    phase = kp.data.nickel_ebsd_master_pattern_small(projection="lambert").phase
-    return (lambda x: index_patterns(x, detector, phase)), detector, phase
+    refs = reference_phases([{"name": "ni"}])  # kikuchipy's bundled EMsoft Ni
+    return (lambda x: index_patterns(x, detector, refs[0].phase)), detector, refs
 
 
 def score(checkpoint: str | None, work: Path, label: str) -> dict:
@@ -96,10 +97,10 @@ def score(checkpoint: str | None, work: Path, label: str) -> dict:
     group = zarr.open_group(str(sep), mode="r")
     a, b, w = (np.asarray(group[k][...]) for k in ("A", "B", "weights"))
     rule = group.attrs.get("claim_rule") or {"claim_weight": 0.02, "claim_min_cm": 0.3}
-    run, detector, phase = indexer()
+    run, detector, refs = indexer()
     pure = run(background_corrected(patterns[:9]))
     truth = {1: pure.quaternions[GRAIN_1[0]], 2: pure.quaternions[1]}
-    pg = phase.point_group
+    pg = refs[0].point_group
     spread = misorientation_deg(pure.quaternions, np.repeat(truth[1][None], 9, 0), pg)
     first, second = run(a[9:].astype(np.float32)), run(b[9:].astype(np.float32))
     n = len(weight)
@@ -118,7 +119,7 @@ def score(checkpoint: str | None, work: Path, label: str) -> dict:
     claimed = (w[9:, 1] >= rule["claim_weight"]) & (second.cm >= rule["claim_min_cm"])
     c_bc = background_corrected(patterns)[9:]
     raw_first = run(c_bc)
-    residual = residual_baseline(c_bc, detector, phase, raw_first, min_cm=0.4)
+    residual = residual_baseline(c_bc, detector, refs, raw_first, min_cm=0.4)
     res_both = (near(raw_first.quaternions, 1) & near(residual["second"].quaternions, 2)) | \
                (near(raw_first.quaternions, 2) & near(residual["second"].quaternions, 1))
     res_both &= residual["second_claimed"]
