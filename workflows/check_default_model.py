@@ -255,15 +255,18 @@ def _max_minutes(run: Path | None):
     return None
 
 
-def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: bool = False) -> None:
+def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: bool = False,
+            adapt_base: bool = False, name: str | None = None) -> None:
     """Install ``checkpoint`` as the shipped default (kdeconv.model.install), with the training
-    record of ``run``; exits with the reason when the demo-map gate did not pass."""
+    record of ``run``; exits with the reason when the demo-map gate did not pass. ``adapt_base``:
+    as the model adapt starts from instead (no gate)."""
     from kdeconv.errors import InputError
 
     checked = json.loads(check_json.read_text()) if check_json and check_json.exists() else {}
     summary_file = run / "summary.json" if run else None
     summary = json.loads(summary_file.read_text()) if summary_file and summary_file.exists() else {}
     provenance = {
+        "name": name,
         "training": {k: summary.get(k) for k in ("stop_reason", "step", "epoch", "best_step",
                                                    "train_seconds", "samples_per_s", "device")},
         "command": "bash workflows/train_default.sh  (generate with configs/generate_library.yaml, "
@@ -276,7 +279,10 @@ def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: 
                    "far from the library, and on triple junctions."),
     }
     try:
-        target = model_install.install_default(checkpoint, checked, force=force, provenance=provenance)
+        if adapt_base:
+            target = model_install.install_adapt_base(checkpoint, checked, provenance=provenance)
+        else:
+            target = model_install.install_default(checkpoint, checked, force=force, provenance=provenance)
     except InputError as err:
         sys.exit(str(err))
     info = json.loads(target.with_suffix(".json").read_text())
@@ -294,12 +300,16 @@ def main() -> None:
     ap.add_argument("--no-demo-map", action="store_true", help="skip the demo-map gate")
     ap.add_argument("--install", action="store_true", help="copy --checkpoint into the package")
     ap.add_argument("--force", action="store_true", help="install even if the demo-map gate failed")
+    ap.add_argument("--adapt-base", action="store_true",
+                    help="with --install: install as the model adapt starts from (no gate)")
+    ap.add_argument("--name", default=None, help="with --install: the model's name, e.g. lib-v2")
     ap.add_argument("--check-json", default=None)
     ap.add_argument("--run", default=None, help="run folder (for summary.json)")
     args = ap.parse_args()
     if args.install:
         install(Path(args.checkpoint), Path(args.check_json) if args.check_json else None,
-                Path(args.run) if args.run else None, force=args.force)
+                Path(args.run) if args.run else None, force=args.force, adapt_base=args.adapt_base,
+                name=args.name)
         return
     result = check(args.checkpoint, Path(args.work), args.n, index=not args.no_index,
                    other_shapes=not args.no_other_shapes, demo_map=not args.no_demo_map)

@@ -201,7 +201,8 @@ def _pure_from_map(cfg: AdaptConfig, map_path: Path, nav_shape, background: dict
 
 def run(config: AdaptConfig | dict | str | Path, *, client=None, progress: bool = True,
         echo: Callable[[str], None] = print) -> AdaptResult:
-    """Adapt ``config.base`` (None: the shipped model) to the map ``config.map``; see module doc."""
+    """Adapt ``config.base`` (None: the shipped adapt base, ``ADAPT_BASE_CHECKPOINT``) to the
+    map ``config.map``; see module doc."""
     from kdeconv.cluster import open_client
 
     cfg = _as_config(config)
@@ -242,13 +243,16 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
     from kdeconv.config.generate import GenerateConfig
     from kdeconv.generate.driver import run_generate
     from kdeconv.model import load_separator
-    from kdeconv.model.checkpoint import DEFAULT_CHECKPOINT, file_sha256
+    from kdeconv.model.checkpoint import ADAPT_BASE_CHECKPOINT, file_sha256
     from kdeconv.preprocess.background import static_background_from_mean
     from kdeconv.separate.inputs import plan_model_input
     from kdeconv.train import run as train_run
 
 
-    base_path = Path(cfg.base) if cfg.base else DEFAULT_CHECKPOINT
+    base_path = Path(cfg.base) if cfg.base else ADAPT_BASE_CHECKPOINT
+    if not cfg.base and not base_path.is_file():
+        raise InputError(f"the shipped adapt base is missing ({base_path}); reinstall kdeconv "
+                         "or pass --base")
     base = load_separator(base_path, device="cpu", precision="fp32")
     plan = plan_model_input(src, base.meta, cfg.background, cfg.working_size)
     echo(plan.describe())

@@ -27,7 +27,7 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
 @click.option("--config", "config_path", default=None, type=click.Path(),
               help=f"YAML config (example: {example('separate.yaml')}); options given here win.")
 @click.option("--adapt", "adapt_first", is_flag=True,
-              help="First fine-tune the model (--checkpoint, or the shipped one) on this map's own "
+              help="First fine-tune the model (--checkpoint, or the shipped adapt base) on this map's own "
                    "pure patterns into OUT.adapt/, then separate with it.")
 @click.option("--adapt-config", default=None, type=click.Path(dir_okay=False),
               help="YAML for --adapt (configs/adapt.yaml); the adapt options given here win.")

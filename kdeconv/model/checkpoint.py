@@ -29,13 +29,18 @@ from kdeconv.model.precision import autocast, precision_name, resolve_precision
 from kdeconv.model.unet import DualDecoderUNet, UNetConfig
 from kdeconv.serialize import jsonable
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "DEFAULT_CHECKPOINT", "save_checkpoint", "read_checkpoint",
-           "set_claim_rule", "update_checkpoint", "build_model", "resolve_device", "file_sha256",
-           "Separator", "load_separator"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "DEFAULT_CHECKPOINT", "ADAPT_BASE_CHECKPOINT", "save_checkpoint",
+           "read_checkpoint", "set_claim_rule", "update_checkpoint", "build_model", "resolve_device",
+           "file_sha256", "Separator", "load_separator"]
 
 FORMAT = "kdeconv-separator"
 FORMAT_VERSION = 1
 DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "default.pt"
+# What `adapt` starts from when no base is named: the multi-phase model (docs/model_card.md). The
+# install gate keeps it from being the default, because its weight head reads faint minorities
+# differently per phase; adapt refits that head on the map's own pure patterns and derives the
+# claim rule from them.
+ADAPT_BASE_CHECKPOINT = Path(__file__).parent / "weights" / "adapt_base.pt"
 
 
 def file_sha256(path: str | Path) -> str:

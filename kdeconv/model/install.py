@@ -17,7 +17,8 @@ from typing import Any
 from kdeconv.config.claim import FALLBACK_CLAIM_RULE, ClaimRule
 from kdeconv.errors import InputError
 
-__all__ = ["MAP_GATE", "MAX_REGRESSION", "gate_passed", "regression", "install_default"]
+__all__ = ["MAP_GATE", "MAX_REGRESSION", "gate_passed", "regression", "install_default",
+           "install_adapt_base"]
 
 # What a new default model must reach on each gate map (recovery at 3 degrees): pure pixels are
 # most of a map, so a model that invents grains there is worse than one that misses a faint minority.
@@ -70,12 +71,29 @@ def install_default(checkpoint: str | Path, checked: dict[str, Any], *, force: b
             [f"the {name} gate {MAP_GATE} did not pass ({json.dumps(gates[name])})" for name in failed]
             + [f"the demo map regresses by {drop:.3f} in {key} (at most {MAX_REGRESSION})"
                for key, drop in worse.items()]) + "; --force installs anyway")
+    return _write_shipped(checkpoint, Path(model.DEFAULT_CHECKPOINT), checked, provenance)
+
+
+def install_adapt_base(checkpoint: str | Path, checked: dict[str, Any],
+                       provenance: dict[str, Any] | None = None) -> Path:
+    """Write ``checkpoint`` as ``kdeconv.model.ADAPT_BASE_CHECKPOINT``, the model ``adapt``
+    starts from, with ``adapt_base.json`` beside it. No map gate: adapt refits the weight head
+    and the claim rule on each map, so the gate's fixed claim rule does not apply."""
+    import kdeconv.model as model
+
+    return _write_shipped(checkpoint, Path(model.ADAPT_BASE_CHECKPOINT), checked, provenance)
+
+
+def _write_shipped(checkpoint: str | Path, target: Path, checked: dict[str, Any],
+                   provenance: dict[str, Any] | None) -> Path:
+    """``checkpoint`` as ``target`` with the check's claim rule, and its record as JSON beside it."""
+    import kdeconv.model as model
+
     ckpt = model.read_checkpoint(checkpoint)
     if "training_state" in ckpt:
         raise InputError("install best.pt (no optimiser state), not last.pt")
     rule = ClaimRule.checked(checked.get("claim_rule") or ckpt.get("claim_rule") or FALLBACK_CLAIM_RULE,
                              "the check's claim rule")
-    target = Path(model.DEFAULT_CHECKPOINT)
     model.set_claim_rule(checkpoint, target, rule.claim_weight, rule.claim_min_cm)
     stores = (ckpt.get("data") or {}).get("stores", [])
     info = {

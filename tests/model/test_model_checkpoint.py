@@ -76,6 +76,18 @@ def test_default_model_loads():
     assert a.shape == (2, 60, 60) and w.shape == (2, 2)
 
 
+def test_shipped_adapt_base_loads_with_its_record():
+    import json
+
+    from kdeconv.model import ADAPT_BASE_CHECKPOINT, DEFAULT_CHECKPOINT
+
+    base, default = load_separator(ADAPT_BASE_CHECKPOINT, device="cpu"), load_separator(None, device="cpu")
+    record = json.loads(ADAPT_BASE_CHECKPOINT.with_suffix(".json").read_text())
+    assert record["sha256"] == base.sha256 != default.sha256
+    assert record["name"] and base.meta["model_config"] == default.meta["model_config"]
+    assert ADAPT_BASE_CHECKPOINT.stat().st_size < 20e6 and DEFAULT_CHECKPOINT.stat().st_size < 20e6
+
+
 def test_claim_rule_is_stored_without_touching_the_weights(small_ckpt, tmp_path):
     path, _ = small_ckpt
     assert load_separator(path, device="cpu").claim_rule is None

@@ -91,3 +91,24 @@ def test_install_ships_the_claim_rule_the_check_used(tmp_path, monkeypatch):
     info = json.loads(target.with_suffix(".json").read_text())
     assert info["claim_rule"] == {"claim_weight": 0.04, "claim_min_cm": 0.25}
     assert info["sha256"] == kdeconv.model.file_sha256(target)
+
+
+def test_install_adapt_base_needs_no_gate_and_leaves_the_default_alone(tmp_path, monkeypatch):
+    import kdeconv.model
+    from kdeconv.model import DualDecoderUNet, UNetConfig, load_separator, save_checkpoint
+
+    best = save_checkpoint(tmp_path / "best.pt", DualDecoderUNet(UNetConfig(widths=(8, 16), head_channels=2,
+                                                                            weight_hidden=4)))
+    default, base = tmp_path / "weights" / "default.pt", tmp_path / "weights" / "adapt_base.pt"
+    monkeypatch.setattr(kdeconv.model, "DEFAULT_CHECKPOINT", default)
+    monkeypatch.setattr(kdeconv.model, "ADAPT_BASE_CHECKPOINT", base)
+    check_json = tmp_path / "check.json"
+    failing = {"pure_ok": 0.9, "mixed_both": 0.9}
+    check_json.write_text(json.dumps({"demo_map": failing, "duplex_map": failing}))
+    with pytest.raises(SystemExit, match="gate"):
+        check_default_model.install(best, check_json, None)
+    check_default_model.install(best, check_json, None, adapt_base=True, name="lib-v9")
+    assert not default.exists()
+    info = json.loads(base.with_suffix(".json").read_text())
+    assert info["name"] == "lib-v9" and info["sha256"] == kdeconv.model.file_sha256(base)
+    assert load_separator(base, device="cpu").claim_rule == {"claim_weight": 0.02, "claim_min_cm": 0.3}
