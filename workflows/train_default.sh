@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Recipe of the shipped default model (kdeconv/model/weights/default.pt + default.json).
+# Recipe of the multi-phase model: the shipped default when it passes the gate
+# (kdeconv/model/weights/default.pt + default.json), and the adapt base (adapt_base.pt + .json).
 #
 #   bash workflows/train_default.sh            # generate, train, check, install
 #   STAGES="train check" bash workflows/train_default.sh
@@ -62,4 +63,12 @@ fi
 if has install; then
   python workflows/check_default_model.py --checkpoint "$WORK/run/best.pt" \
     --install --check-json "$WORK/check.json" --run "$WORK/run"
+fi
+
+# The same candidate as the base adapt starts from (no gate: adapt refits the weight head and the
+# claim rule per map; docs/model_card.md). Not in the default STAGES:
+#   MAX_MINUTES=90 STAGES="generate train check adapt_base" NAME=lib-v2 bash workflows/train_default.sh
+if has adapt_base; then
+  python workflows/check_default_model.py --checkpoint "$WORK/run/best.pt" --install --adapt-base \
+    --name "${NAME:-lib-v2}" --check-json "$WORK/check.json" --run "$WORK/run"
 fi
