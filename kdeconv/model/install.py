@@ -78,10 +78,22 @@ def install_adapt_base(checkpoint: str | Path, checked: dict[str, Any],
                        provenance: dict[str, Any] | None = None) -> Path:
     """Write ``checkpoint`` as ``kdeconv.model.ADAPT_BASE_CHECKPOINT``, the model ``adapt``
     starts from, with ``adapt_base.json`` beside it. No map gate: adapt refits the weight head
-    and the claim rule on each map, so the gate's fixed claim rule does not apply."""
+    and the claim rule on each map, so the gate's fixed claim rule does not apply. Its weights
+    are stored as fp16 (half the size; they load into the fp32 model), which keeps the package
+    and the tree a GPU check carries small."""
+    import tempfile
+
+    import torch
+
     import kdeconv.model as model
 
-    return _write_shipped(checkpoint, Path(model.ADAPT_BASE_CHECKPOINT), checked, provenance)
+    ckpt = model.read_checkpoint(checkpoint)
+    ckpt["state_dict"] = {k: v.half() if v.dtype == torch.float32 else v
+                          for k, v in ckpt["state_dict"].items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        half = Path(tmp) / "half.pt"
+        torch.save(ckpt, half)
+        return _write_shipped(half, Path(model.ADAPT_BASE_CHECKPOINT), checked, provenance)
 
 
 def _write_shipped(checkpoint: str | Path, target: Path, checked: dict[str, Any],

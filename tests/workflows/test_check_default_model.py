@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflows"))
 import check_default_model  # noqa: E402
@@ -112,3 +113,9 @@ def test_install_adapt_base_needs_no_gate_and_leaves_the_default_alone(tmp_path,
     info = json.loads(base.with_suffix(".json").read_text())
     assert info["name"] == "lib-v9" and info["sha256"] == kdeconv.model.file_sha256(base)
     assert load_separator(base, device="cpu").claim_rule == {"claim_weight": 0.02, "claim_min_cm": 0.3}
+    stored = kdeconv.model.read_checkpoint(base)["state_dict"]  # fp16 on disk, fp32 once loaded
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    x = np.random.default_rng(0).random((2, 64, 64)).astype(np.float32)
+    for full, half in zip(load_separator(best, device="cpu").separate(x),
+                          load_separator(base, device="cpu").separate(x)):
+        assert np.abs(full - half).max() < 0.01
