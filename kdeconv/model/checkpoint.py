@@ -163,12 +163,17 @@ def set_claim_rule(source: str | Path, target: str | Path, claim_weight: float,
                                                          "claim_min_cm": claim_min_cm})
 
 
-def update_checkpoint(source: str | Path, target: str | Path, **fields: Any) -> Path:
+def update_checkpoint(source: str | Path, target: str | Path, *, fp16_weights: bool = False,
+                      **fields: Any) -> Path:
     """Write ``source``'s checkpoint to ``target`` (atomically) with metadata ``fields`` added or
     replaced (plain JSON-like values: ``claim_rule``, ``working_range``, provenance); the weights
-    are kept as they are. ``source`` is never written unless it is ``target``."""
+    are kept as they are, or stored as fp16 with ``fp16_weights`` (half the size; they load into
+    the fp32 model). ``source`` is never written unless it is ``target``."""
 
     ckpt = read_checkpoint(source)
+    if fp16_weights:
+        ckpt["state_dict"] = {k: v.half() if v.dtype == torch.float32 else v
+                              for k, v in ckpt["state_dict"].items()}
     if "claim_rule" in fields:
         fields["claim_rule"] = ClaimRule.checked(fields["claim_rule"]).as_dict()
     if fields.get("working_range") is not None:

@@ -81,23 +81,14 @@ def install_adapt_base(checkpoint: str | Path, checked: dict[str, Any],
     and the claim rule on each map, so the gate's fixed claim rule does not apply. Its weights
     are stored as fp16 (half the size; they load into the fp32 model), which keeps the package
     and the tree a GPU check carries small."""
-    import tempfile
-
-    import torch
-
     import kdeconv.model as model
 
-    ckpt = model.read_checkpoint(checkpoint)
-    ckpt["state_dict"] = {k: v.half() if v.dtype == torch.float32 else v
-                          for k, v in ckpt["state_dict"].items()}
-    with tempfile.TemporaryDirectory() as tmp:
-        half = Path(tmp) / "half.pt"
-        torch.save(ckpt, half)
-        return _write_shipped(half, Path(model.ADAPT_BASE_CHECKPOINT), checked, provenance)
+    return _write_shipped(checkpoint, Path(model.ADAPT_BASE_CHECKPOINT), checked, provenance,
+                          fp16_weights=True)
 
 
 def _write_shipped(checkpoint: str | Path, target: Path, checked: dict[str, Any],
-                   provenance: dict[str, Any] | None) -> Path:
+                   provenance: dict[str, Any] | None, fp16_weights: bool = False) -> Path:
     """``checkpoint`` as ``target`` with the check's claim rule, and its record as JSON beside it."""
     import kdeconv.model as model
 
@@ -106,7 +97,8 @@ def _write_shipped(checkpoint: str | Path, target: Path, checked: dict[str, Any]
         raise InputError("install best.pt (no optimiser state), not last.pt")
     rule = ClaimRule.checked(checked.get("claim_rule") or ckpt.get("claim_rule") or FALLBACK_CLAIM_RULE,
                              "the check's claim rule")
-    model.set_claim_rule(checkpoint, target, rule.claim_weight, rule.claim_min_cm)
+    model.checkpoint.update_checkpoint(checkpoint, target, fp16_weights=fp16_weights,
+                                       claim_rule=rule.as_dict())
     stores = (ckpt.get("data") or {}).get("stores", [])
     info = {
         "file": target.name,
