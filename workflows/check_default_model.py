@@ -255,8 +255,22 @@ def _max_minutes(run: Path | None):
     return None
 
 
+def with_claim_weight(checkpoint: str | None, claim_weight: float, work: Path) -> Path:
+    """A copy of ``checkpoint`` (None: the shipped default) as ``work/candidate.pt`` whose claim
+    rule has this weight bar (the indexing-confidence bar is kept)."""
+    from kdeconv.config.claim import FALLBACK_CLAIM_RULE
+    from kdeconv.model import read_checkpoint, set_claim_rule
+    from kdeconv.model.checkpoint import DEFAULT_CHECKPOINT
+
+    source = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    rule = read_checkpoint(source).get("claim_rule") or FALLBACK_CLAIM_RULE.as_dict()
+    work.mkdir(parents=True, exist_ok=True)
+    return set_claim_rule(source, work / "candidate.pt", claim_weight, rule["claim_min_cm"])
+
+
 def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: bool = False,
-            adapt_base: bool = False, name: str | None = None) -> None:
+            adapt_base: bool = False, name: str | None = None,
+            training_record: Path | None = None) -> None:
     """Install ``checkpoint`` as the shipped default (kdeconv.model.install), with the training
     record of ``run``; exits with the reason when the demo-map gate did not pass. ``adapt_base``:
     as the model adapt starts from instead (no gate)."""
@@ -265,13 +279,16 @@ def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: 
     checked = json.loads(check_json.read_text()) if check_json and check_json.exists() else {}
     summary_file = run / "summary.json" if run else None
     summary = json.loads(summary_file.read_text()) if summary_file and summary_file.exists() else {}
+    record = json.loads(training_record.read_text()) if training_record else {}
     provenance = {
         "name": name,
-        "training": {k: summary.get(k) for k in ("stop_reason", "step", "epoch", "best_step",
-                                                   "train_seconds", "samples_per_s", "device")},
-        "command": "bash workflows/train_default.sh  (generate with configs/generate_library.yaml, "
-                   "generate_library_60.yaml, generate_library_96x128.yaml, generate_library_160.yaml; "
-                   f"kdeconv train --config configs/train_library.yaml --max-minutes {_max_minutes(run)})",
+        "training": record.get("training") or {
+            k: summary.get(k) for k in ("stop_reason", "step", "epoch", "best_step", "train_seconds",
+                                        "samples_per_s", "device")},
+        "command": record.get("command") or (
+            "bash workflows/train_default.sh  (generate with configs/generate_library.yaml, "
+            "generate_library_60.yaml, generate_library_96x128.yaml, generate_library_160.yaml; "
+            f"kdeconv train --config configs/train_library.yaml --max-minutes {_max_minutes(run)})"),
         "limits": ("Trained on simulated pairs from the dynamical master library (12 phases; Zr held "
                    "out), 10-30 kV, 60x60 to 160x160 px, PC x 0.35-0.65, y 0.15-0.75, z 0.4-0.9, "
                    "sample tilt 60-75 deg, camera tilt +-10 deg, raw and vendor-processed looks, two "
@@ -305,12 +322,20 @@ def main() -> None:
     ap.add_argument("--name", default=None, help="with --install: the model's name, e.g. lib-v2")
     ap.add_argument("--check-json", default=None)
     ap.add_argument("--run", default=None, help="run folder (for summary.json)")
+    ap.add_argument("--training-record", default=None,
+                    help="with --install and no --run: a shipped model's JSON whose training record "
+                         "and command the installed model keeps (the same weights, another rule)")
+    ap.add_argument("--claim-weight", type=float, default=None,
+                    help="check a copy of --checkpoint (WORK/candidate.pt) with this claim weight "
+                         "(chosen on validation maps, never on the gate maps)")
     args = ap.parse_args()
     if args.install:
         install(Path(args.checkpoint), Path(args.check_json) if args.check_json else None,
                 Path(args.run) if args.run else None, force=args.force, adapt_base=args.adapt_base,
-                name=args.name)
+                name=args.name, training_record=Path(args.training_record) if args.training_record else None)
         return
+    if args.claim_weight is not None:
+        args.checkpoint = str(with_claim_weight(args.checkpoint, args.claim_weight, Path(args.work)))
     result = check(args.checkpoint, Path(args.work), args.n, index=not args.no_index,
                    other_shapes=not args.no_other_shapes, demo_map=not args.no_demo_map)
     text = json.dumps(result, indent=2)

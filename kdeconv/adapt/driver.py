@@ -25,14 +25,12 @@ import numpy as np
 
 from kdeconv.config import coerce_config, validate_config
 from kdeconv.config.adapt import AdaptConfig
+from kdeconv.config.claim import PURE_MAX, rule_from_held_out
 from kdeconv.errors import InputError
 
-__all__ = ["AdaptResult", "run", "split_groups", "claim_rule_from_pure", "score_pairs"]
+__all__ = ["AdaptResult", "run", "split_groups", "calibration_table", "score_pairs"]
 
-# Claim weight: the 99th percentile of the predicted minority on held-out pure pairs, plus this
-# margin, within these bounds (see claim_rule_from_pure).
-CLAIM_MARGIN = 0.01
-CLAIM_BOUNDS = (0.02, 0.25)
+CALIBRATION_BINS = (0.0, 0.03, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 @dataclass
@@ -102,22 +100,22 @@ def split_groups(groups: np.ndarray, val_fraction: float, seed: int,
     return np.isin(groups, held_groups)
 
 
-def claim_rule_from_pure(pure_minority: np.ndarray, base_rule: dict | None) -> dict:
-    """The adapted model's claim rule, from its predicted minority on held-out pure pairs: the
-    claim weight sits just above what pure patterns get (their 99th percentile plus a margin); the
-    indexing-confidence bar is the base model's (adapt knows no phase to index with)."""
-    from kdeconv.config.claim import FALLBACK_CLAIM_RULE
-
-    values = np.asarray(pure_minority, np.float64)
-    p99 = float(np.percentile(values, 99)) if values.size else FALLBACK_CLAIM_RULE.claim_weight
-    weight = float(np.clip(p99 + CLAIM_MARGIN, *CLAIM_BOUNDS))
-    min_cm = float((base_rule or FALLBACK_CLAIM_RULE.as_dict())["claim_min_cm"])
-    return {"claim_weight": round(weight, 4), "claim_min_cm": min_cm}
+def calibration_table(true_minority: np.ndarray, pred_minority: np.ndarray) -> list[dict]:
+    """Median predicted minority per bin of true minority (``CALIBRATION_BINS``)."""
+    rows = []
+    for lo, hi in zip(CALIBRATION_BINS[:-1], CALIBRATION_BINS[1:]):
+        sel = (true_minority >= lo) & (true_minority < hi if hi < 0.5 else true_minority <= hi)
+        rows.append({"true": [lo, hi], "n": int(sel.sum()),
+                     "predicted_median": round(float(np.median(pred_minority[sel])), 4)
+                     if sel.any() else None})
+    return rows
 
 
-def score_pairs(separator, store: str | Path, batch: int = 64) -> tuple[dict, np.ndarray]:
-    """Median NCC of A and B (best ordering), median weight error and the predicted minority of
-    near-pure pairs (true minority < 0.03) on a pairs store: (summary, pure minorities)."""
+def score_pairs(separator, store: str | Path, batch: int = 64
+                ) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Median NCC of A and B (best ordering), median weight error, the median predicted minority
+    of near-pure pairs and the calibration by bin on a pairs store: (summary, true minority,
+    predicted minority)."""
     import zarr
 
     from kdeconv.evaluate.metrics import pair_metrics, weight_error
@@ -136,12 +134,13 @@ def score_pairs(separator, store: str | Path, batch: int = 64) -> tuple[dict, np
                       pw.min(axis=1)))
     ncc_a, ncc_b, werr, true_min, pred_min = (np.concatenate(x) for x in zip(*parts))
     mixed = true_min >= 0.1
-    pure = true_min < 0.03
+    pure = true_min < PURE_MAX
     summary = {"n": int(n), "ncc_a": float(np.median(ncc_a[mixed])) if mixed.any() else None,
                "ncc_b": float(np.median(ncc_b[mixed])) if mixed.any() else None,
                "weight_error": float(np.median(werr)),
-               "pure_predicted_minority_median": float(np.median(pred_min[pure])) if pure.any() else None}
-    return summary, pred_min[pure]
+               "pure_predicted_minority_median": float(np.median(pred_min[pure])) if pure.any() else None,
+               "calibration": calibration_table(true_min, pred_min)}
+    return summary, true_min, pred_min
 
 
 # ----------------------------------------------------------------------------- driver
@@ -334,10 +333,10 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
 
     # held-out scores, claim rule, checkpoints
     t = time.perf_counter()
-    before, _ = score_pairs(base, stores["val"])
+    before, _, _ = score_pairs(base, stores["val"])
     adapted = load_separator(trained.best, device="cpu", precision="fp32")
-    after, pure_minority = score_pairs(adapted, stores["val"])
-    rule = claim_rule_from_pure(pure_minority, base.claim_rule)
+    after, true_minority, pred_minority = score_pairs(adapted, stores["val"])
+    rule = rule_from_held_out(true_minority, pred_minority, base.claim_rule)
     seconds["score"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
 

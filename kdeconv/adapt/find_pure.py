@@ -32,7 +32,8 @@ from kdeconv.adapt.pure import (
 )
 from kdeconv.errors import InputError
 
-__all__ = ["PureSelection", "find_pure", "map_features", "read_pure_file"]
+__all__ = ["PureSelection", "MapSegmentation", "find_pure", "segment_map", "map_features",
+           "read_pure_file"]
 
 
 @dataclass
@@ -73,6 +74,22 @@ class PureSelection:
                 "seconds": round(float(self.seconds), 3)}
 
 
+@dataclass
+class MapSegmentation:
+    """A map's grains, found from its patterns alone (no indexing, phase or PC)."""
+
+    labels: np.ndarray         # int32 nav shape: grain label per pixel, -1 for boundaries/mixtures
+    interior: np.ndarray       # float32 nav shape: px from the nearest other grain, boundary or edge
+    similarity: np.ndarray     # the neighbour similarity the grains were cut from
+    threshold: float           # the noise-corrected NCC bar derived from this map
+    background: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def in_grain(self) -> np.ndarray:
+        """bool nav shape: pixels inside a grain (not a boundary or mixture)."""
+        return self.labels >= 0
+
+
 # --------------------------------------------------------------------------- task (runs on workers)
 
 def _features_block(block: np.ndarray, *, background: dict, static_bg: np.ndarray | None,
@@ -95,10 +112,11 @@ def _compute(obj, client, progress):
     return compute(client, obj, progress=progress)
 
 
-def map_features(map_store_path: str | Path, *, background: str | dict = "auto", side: int = 16,
+def map_features(map_store_path, *, background: str | dict = "auto", side: int = 16,
                  client=None, progress: bool | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Feature vectors of every pattern of a map store: float32 (ny, nx, k) (or (n, k)), and
-    the background settings they were made with."""
+    """Feature vectors of every pattern of a map store (a path) or of a numpy or Dask array
+    (..., sy, sx): float32 (ny, nx, k) (or (n, k)), and the background settings they were made
+    with."""
     import dask
     import dask.array as da
     import zarr
@@ -108,17 +126,28 @@ def map_features(map_store_path: str | Path, *, background: str | dict = "auto",
     from kdeconv.preprocess.background import static_background_from_mean
     from kdeconv.separate.inputs import resolve_background
 
-    path = Path(map_store_path)
-    group = open_store(path, kind="map", arrays=("patterns",))
-    src = group["patterns"]
+    if isinstance(map_store_path, (str, Path)):
+        path = Path(map_store_path)
+        group = open_store(path, kind="map", arrays=("patterns",))
+        src = group["patterns"]
+        where = str(path)
+    else:
+        import dask.array as da
+
+        path, where = None, "the patterns"
+        src = da.asarray(map_store_path)
+        src = src.rechunk(src.chunks[:-2] + ((src.shape[-2],), (src.shape[-1],)))
     if src.ndim not in (3, 4):
-        raise InputError(f"{path}: patterns must be (n, sy, sx) or (ny, nx, sy, sx), got {src.shape}")
+        raise InputError(f"{where}: patterns must be (n, sy, sx) or (ny, nx, sy, sx), got {src.shape}")
     nav_ndim = src.ndim - 2
     if int(np.prod(src.shape[:nav_ndim])) < 2:
-        raise InputError(f"{path} holds {int(np.prod(src.shape[:nav_ndim]))} pattern(s); finding "
+        raise InputError(f"{where} holds {int(np.prod(src.shape[:nav_ndim]))} pattern(s); finding "
                          "pure patterns needs a map of several grains")
-    patterns = da.from_zarr(zarr.open_array(str(path.resolve() / "patterns"), mode="r"),
-                            chunks=src.chunks[:nav_ndim] + src.shape[-2:])
+    if path is not None:
+        patterns = da.from_zarr(zarr.open_array(str(path.resolve() / "patterns"), mode="r"),
+                                chunks=src.chunks[:nav_ndim] + src.shape[-2:])
+    else:
+        patterns = src
     nav_axes = tuple(range(nav_ndim))
     if isinstance(background, str) and background != "auto":
         raise InputError(f"background must be 'auto' or a dict of background settings, got {background!r}")
@@ -133,12 +162,29 @@ def map_features(map_store_path: str | Path, *, background: str | dict = "auto",
 
     k = int(np.prod(feature_shape(src.shape[-2:], side)))
     features = patterns.map_blocks(
-        _features_block, drop_axis=[nav_ndim + 1], chunks=src.chunks[:nav_ndim] + (k,),
+        _features_block, drop_axis=[nav_ndim + 1], chunks=patterns.chunks[:nav_ndim] + ((k,),),
         dtype=np.float32, meta=np.empty((0,) * (nav_ndim + 1), np.float32),
         # A delayed key: the background travels to each worker once, not inside every task.
         background=settings, static_bg=dask.delayed(static_bg) if static_bg is not None else None,
         side=side)
     return np.asarray(_compute(features, client, progress), np.float32), settings
+
+
+def segment_map(map_store_path, *, background: str | dict = "auto", min_region: int = 9,
+                core_fraction: float | tuple[float, ...] = (0.75, 0.5), client=None,
+                progress: bool | None = None) -> MapSegmentation:
+    """The grains of a map store (or a numpy or Dask array of patterns, as ``map_features``):
+    connected regions of mutually similar patterns
+    (``pure.segment_grains``) and each pixel's distance from their boundaries. Reads the map
+    twice (its mean pattern, then the features); holds 1 KB of features per pattern here."""
+    features, settings = map_features(map_store_path, background=background, client=client,
+                                      progress=progress)
+    similarity = relative_similarity(neighbour_similarity(features))
+    threshold = adaptive_threshold(similarity)
+    labels = segment_grains(similarity, threshold, min_size=min_region, core_fraction=core_fraction)
+    labels = labels.reshape(features.shape[:-1]).astype(np.int32)  # a line scan stays (n,)
+    return MapSegmentation(labels=labels, interior=interior_distance(labels),
+                           similarity=similarity, threshold=float(threshold), background=settings)
 
 
 def find_pure(map_store_path: str | Path, *, background: str | dict = "auto", min_grains: int = 4,
@@ -167,13 +213,10 @@ def find_pure(map_store_path: str | Path, *, background: str | dict = "auto", mi
     count. Raises ``InputError`` when fewer than ``min_grains`` grains hold pure candidates.
     """
     start = time.perf_counter()
-    features, settings = map_features(map_store_path, background=background, client=client,
-                                      progress=progress)
-    nav_shape = features.shape[:-1]
-    similarity = relative_similarity(neighbour_similarity(features))
-    threshold = adaptive_threshold(similarity)
-    labels = segment_grains(similarity, threshold, min_size=min_region, core_fraction=core_fraction)
-    interior = interior_distance(labels)
+    seg = segment_map(map_store_path, background=background, min_region=min_region,
+                      core_fraction=core_fraction, client=client, progress=progress)
+    labels, interior, similarity, threshold = seg.labels, seg.interior, seg.similarity, seg.threshold
+    nav_shape, settings = labels.shape, seg.background
     minority = None
     if predicted_minority is not None:
         minority = np.asarray(predicted_minority, np.float64)

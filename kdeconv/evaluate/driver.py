@@ -227,9 +227,10 @@ def _index_unique(patterns: np.ndarray, detector, phases):
 
 
 def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: ClaimRule,
-             echo) -> tuple[dict, dict, dict]:
+             echo, in_grain: np.ndarray | None = None) -> tuple[dict, dict, dict]:
     """Index kdeconv's A/B, the baselines and the truth; return (recovery tables, per-pattern
-    claims, notes: the baselines' background decision and the phases)."""
+    claims, notes: the baselines' background decision and the phases). ``in_grain`` (flat): the
+    separated store's pixels inside grains, where the rule's in-grain bar applies to kdeconv."""
     from kdeconv.cluster import Timer, summary_line
     from kdeconv.evaluate.baselines import prepare_mixtures, raw_baseline, residual_baseline
     from kdeconv.evaluate.indexing import index_patterns
@@ -251,7 +252,7 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
     echo(summary_line(f"indexed kdeconv A and B ({', '.join(r.name for r in refs)})",
                       len(sep_a) + int(claimable.sum()), t.seconds))
     methods["kdeconv"] = {"first": first, "second": second,
-                          "second_claimed": rule.claimed(sep_w, second.cm)}
+                          "second_claimed": rule.claimed(sep_w, second.cm, in_grain)}
     if cfg.baselines and truth.C is not None:
         with Timer() as t:
             c_ready, notes["baseline_background"] = prepare_mixtures(truth.C, cfg.background)
@@ -377,7 +378,9 @@ def evaluate_stores(separated: str | Path, truth_path: str | Path, out_dir: str 
     claims: dict = {}
     if cfg.index:
         with Timer() as t_idx:
-            metrics["recovery"], claims, notes = _recover(truth, sep_a, sep_b, sep_w, cfg, rule, echo)
+            in_grain = np.asarray(sep["in_grain"][...]).reshape(-1) if "in_grain" in sep else None
+            metrics["recovery"], claims, notes = _recover(truth, sep_a, sep_b, sep_w, cfg, rule, echo,
+                                                          in_grain)
         metrics.update(notes)
         metrics["seconds"]["indexing"] = t_idx.seconds
     staging.mkdir()

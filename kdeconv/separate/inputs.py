@@ -23,7 +23,9 @@ BACKGROUND_SAMPLE_PER_CHUNK = 16
 def sample_patterns(src, chunks: int = BACKGROUND_SAMPLE_CHUNKS,
                     per_chunk: int = BACKGROUND_SAMPLE_PER_CHUNK) -> np.ndarray:
     """A spread sample ``(k, sy, sx)`` of a map's patterns, reading whole chunks (few of them)."""
-    nav_shape, nav_chunks = src.shape[:-2], src.chunks[:-2]
+    nav_shape = src.shape[:-2]
+    # a Zarr array's chunk shape, or a Dask array's first chunk along each axis
+    nav_chunks = tuple(c[0] if isinstance(c, tuple) else c for c in src.chunks[:-2])
     grid = [-(-n // c) for n, c in zip(nav_shape, nav_chunks)]
     n_chunks = int(np.prod(grid))
     picks = np.unique(np.linspace(0, n_chunks - 1, min(chunks, n_chunks)).round().astype(int))

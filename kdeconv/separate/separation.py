@@ -46,6 +46,7 @@ class _Plan:
     map_created: str | None = None
     static_background: np.ndarray | None = None
     model: dict = field(default_factory=dict)   # checkpoint, sha256, device, precision of the tasks
+    patterns: Any = None                        # the input (Dask array): its grains set the in-grain bar
 
     @property
     def chunks(self) -> tuple[int, ...]:
@@ -127,6 +128,13 @@ class Separation:
                     target[...] = array
             group[DONE][...] = 1
             group.attrs["blank_frames"] = int(np.count_nonzero(group[BLANK][...]))
+            if plan.config.in_grain_claims:
+                from kdeconv.separate.claims import write_in_grain_claims
+
+                with self._scheduler():
+                    write_in_grain_claims(group, plan.map_store or plan.patterns,
+                                          plan.model_input.background, client=self.client,
+                                          progress=False)
             return resume.finish(staging, path)
         except BaseException:
             discard_output(staging, path)
@@ -461,7 +469,8 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
     record = _Plan(config, tuple(patterns.shape), np.dtype(patterns.dtype),
                    tuple(c[0] for c in patterns.chunks[:-2]), sha256, plan,
                    dict(separator.normalization or {}), separator.claim_rule, found.source,
-                   found.map_store.resolve() if found.map_store else None, found.map_created, static, model)
+                   found.map_store.resolve() if found.map_store else None, found.map_created, static, model,
+                   patterns)
     del separator
     if not found.lazy:
         with _in_process(model), _progress_bar(progress):

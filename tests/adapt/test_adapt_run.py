@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
-from kdeconv.adapt.driver import claim_rule_from_pure, split_groups
+from kdeconv.adapt.driver import calibration_table, split_groups
+from kdeconv.config.claim import PURE_PASS, rule_from_held_out
 from kdeconv.errors import InputError
 
 KDECONV = str(Path(sys.executable).parent / "kdeconv")
@@ -47,11 +48,44 @@ def test_two_or_three_grains_hold_out_patterns_and_one_grain_is_refused():
         split_groups(np.array([0, 0, 1]), 0.2, seed=0)
 
 
-def test_the_claim_weight_sits_above_what_pure_pairs_get():
-    rule = claim_rule_from_pure(np.linspace(0, 0.05, 200), {"claim_weight": 0.02, "claim_min_cm": 0.3})
+def _held_out(pure_pred, faint_pred):
+    true = np.concatenate([np.full(len(pure_pred), 0.01), np.full(len(faint_pred), 0.15)])
+    return true, np.concatenate([pure_pred, faint_pred])
+
+
+def test_the_claim_weight_sits_between_pure_pairs_and_faint_mixtures():
+    base = {"claim_weight": 0.02, "claim_min_cm": 0.3}
+    rule = rule_from_held_out(*_held_out(np.linspace(0, 0.05, 48), np.linspace(0.08, 0.2, 96)), base)
+    assert rule == {"claim_weight": 0.065, "claim_min_cm": 0.3}  # the middle of the gap
+    # one pure outlier does not push the bar above every faint mixture (the old p99 rule did)
+    pure = np.concatenate([np.linspace(0, 0.05, 47), [0.3]])
+    assert rule_from_held_out(*_held_out(pure, np.linspace(0.08, 0.2, 96)), base)["claim_weight"] == 0.065
+
+
+def test_the_claim_weight_never_lets_many_pure_pairs_through():
+    # overlapping heads: the bar that keeps most faint mixtures would pass 40% of pure pairs
+    pure = np.linspace(0, 0.1, 50)
+    faint = np.linspace(0.05, 0.2, 100)
+    weight = rule_from_held_out(*_held_out(pure, faint), None)["claim_weight"]
+    assert (pure >= weight).mean() <= PURE_PASS
+    assert weight < 0.1
+
+
+def test_without_faint_pairs_the_claim_weight_sits_above_pure_pairs():
+    true = np.full(200, 0.01)
+    rule = rule_from_held_out(true, np.linspace(0, 0.05, 200), {"claim_weight": 0.02, "claim_min_cm": 0.3})
     assert rule["claim_min_cm"] == 0.3
     assert 0.05 < rule["claim_weight"] <= 0.07
-    assert claim_rule_from_pure(np.zeros(10), None)["claim_weight"] == 0.02  # lower bound
+    assert rule_from_held_out(np.full(10, 0.01), np.zeros(10), None)["claim_weight"] == 0.02
+
+
+def test_calibration_table_gives_the_median_per_true_bin():
+    true = np.array([0.0, 0.01, 0.15, 0.15, 0.45])
+    pred = np.array([0.0, 0.02, 0.1, 0.2, 0.4])
+    rows = {tuple(r["true"]): r for r in calibration_table(true, pred)}
+    assert rows[(0.0, 0.03)] == {"true": [0.0, 0.03], "n": 2, "predicted_median": 0.01}
+    assert rows[(0.1, 0.2)]["predicted_median"] == 0.15
+    assert rows[(0.4, 0.5)]["n"] == 1 and rows[(0.2, 0.3)]["predicted_median"] is None
 
 
 def _run(*args, cwd):

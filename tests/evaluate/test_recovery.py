@@ -76,6 +76,29 @@ def test_second_claimed_needs_both_the_weight_and_the_indexing_confidence():
     assert any_cm.claimed(w, cm).tolist() == [False, True, True, True, True]
 
 
+def test_inside_grains_the_higher_bar_applies():
+    from kdeconv.config.claim import ClaimRule
+
+    w = np.array([[0.95, 0.05], [0.95, 0.05], [0.85, 0.15], [0.85, 0.15]])
+    cm = np.full(4, 0.9)
+    in_grain = np.array([False, True, False, True])
+    rule = ClaimRule(claim_weight=0.02, claim_min_cm=0.3, claim_weight_in_grain=0.08)
+    assert rule.claimed(w, cm, in_grain).tolist() == [True, False, True, True]
+    assert rule.claimed(w, cm).tolist() == [True, True, True, True]  # no mask: the model's bar
+    # the in-grain bar never lowers the model's
+    low = ClaimRule(claim_weight=0.1, claim_min_cm=0.3, claim_weight_in_grain=0.01)
+    assert low.claimed(w, cm, in_grain).tolist() == [False, False, True, True]
+
+
+def test_in_grain_bar_sits_above_what_deep_interiors_read():
+    from kdeconv.config.claim import IN_GRAIN_MIN_PIXELS, in_grain_claim_weight
+
+    interiors = np.linspace(0.0, 0.1, 1001)  # p99 = 0.099
+    assert in_grain_claim_weight(interiors) == 0.109
+    assert in_grain_claim_weight(np.r_[interiors, np.nan]) == 0.109  # blank frames are ignored
+    assert in_grain_claim_weight(np.zeros(IN_GRAIN_MIN_PIXELS - 1)) is None
+
+
 def test_claim_rule_comes_from_the_config_then_the_model_then_the_fallback():
     from kdeconv.config.claim import FALLBACK_CLAIM_RULE, ClaimRule
 
@@ -87,6 +110,11 @@ def test_claim_rule_comes_from_the_config_then_the_model_then_the_fallback():
     mixed, source = ClaimRule.resolve(0.01, None, model)
     assert (mixed.claim_weight, mixed.claim_min_cm) == (0.01, 0.4)
     assert source == {"claim_weight": "config", "claim_min_cm": "model"}
+    # the map's in-grain bar (written by separate) is kept whatever the rest comes from
+    stored = {"claim_weight_in_grain": 0.07}
+    rule, source = ClaimRule.resolve(None, None, stored)
+    assert (rule.claim_weight, rule.claim_weight_in_grain) == (FALLBACK_CLAIM_RULE.claim_weight, 0.07)
+    assert source["claim_weight_in_grain"] == "map" and source["claim_weight"] == "fallback"
 
 
 def test_a_stored_claim_rule_out_of_range_is_one_line():
