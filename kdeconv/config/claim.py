@@ -100,7 +100,7 @@ class ClaimRule(StrictModel):
         return cls.checked(rule, "claim rule"), source
 
 
-# For models that carry no rule: fitted to the shipped model on two simulated maps. Its weight head
+# For models that carry no rule: fitted to ni-v4 (the first shipped model) on two simulated maps. Its head
 # puts faint minorities (0.10-0.15) near 0.05, so the weight bar is low, and the cm bar drops what
 # then gets through from pure pixels (their B patterns index with cm <= 0.27; true minorities with
 # cm >= 0.36).
