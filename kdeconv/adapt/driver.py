@@ -25,7 +25,7 @@ import numpy as np
 
 from kdeconv.config import coerce_config, validate_config
 from kdeconv.config.adapt import AdaptConfig
-from kdeconv.config.claim import PURE_MAX, rule_from_held_out
+from kdeconv.config.claim import PURE_MAX, rule_from_held_out, separating_bar
 from kdeconv.errors import InputError
 
 __all__ = ["AdaptResult", "run", "split_groups", "calibration_table", "score_pairs"]
@@ -337,6 +337,7 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
     adapted = load_separator(trained.best, device="cpu", precision="fp32")
     after, true_minority, pred_minority = score_pairs(adapted, stores["val"])
     rule = rule_from_held_out(true_minority, pred_minority, base.claim_rule)
+    after["separating_bar"] = separating_bar(true_minority, pred_minority)
     seconds["score"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from kdeconv.adapt.driver import calibration_table, split_groups
-from kdeconv.config.claim import PURE_PASS, rule_from_held_out
+from kdeconv.config.claim import PURE_PASS, rule_from_held_out, separating_bar
 from kdeconv.errors import InputError
 
 KDECONV = str(Path(sys.executable).parent / "kdeconv")
@@ -53,30 +53,30 @@ def _held_out(pure_pred, faint_pred):
     return true, np.concatenate([pure_pred, faint_pred])
 
 
-def test_the_claim_weight_sits_between_pure_pairs_and_faint_mixtures():
-    base = {"claim_weight": 0.02, "claim_min_cm": 0.3}
-    rule = rule_from_held_out(*_held_out(np.linspace(0, 0.05, 48), np.linspace(0.08, 0.2, 96)), base)
-    assert rule == {"claim_weight": 0.065, "claim_min_cm": 0.3}  # the middle of the gap
-    # one pure outlier does not push the bar above every faint mixture (the old p99 rule did)
+def test_the_separating_bar_sits_between_pure_pairs_and_faint_mixtures():
+    assert separating_bar(*_held_out(np.linspace(0, 0.05, 48), np.linspace(0.08, 0.2, 96))) == 0.065
+    # one pure outlier does not push the bar above every faint mixture (a p99 rule would)
     pure = np.concatenate([np.linspace(0, 0.05, 47), [0.3]])
-    assert rule_from_held_out(*_held_out(pure, np.linspace(0.08, 0.2, 96)), base)["claim_weight"] == 0.065
-
-
-def test_the_claim_weight_never_lets_many_pure_pairs_through():
+    assert separating_bar(*_held_out(pure, np.linspace(0.08, 0.2, 96))) == 0.065
     # overlapping heads: the bar that keeps most faint mixtures would pass 40% of pure pairs
-    pure = np.linspace(0, 0.1, 50)
-    faint = np.linspace(0.05, 0.2, 100)
-    weight = rule_from_held_out(*_held_out(pure, faint), None)["claim_weight"]
-    assert (pure >= weight).mean() <= PURE_PASS
-    assert weight < 0.1
+    pure, faint = np.linspace(0, 0.1, 50), np.linspace(0.05, 0.2, 100)
+    bar = separating_bar(*_held_out(pure, faint))
+    assert (pure >= bar).mean() <= PURE_PASS and bar < 0.1
+    # no faint pairs: just above the pure ones; no pure pairs: nothing to separate
+    assert 0.05 < separating_bar(np.full(200, 0.01), np.linspace(0, 0.05, 200)) <= 0.07
+    assert separating_bar(np.full(10, 0.3), np.full(10, 0.3)) is None
 
 
-def test_without_faint_pairs_the_claim_weight_sits_above_pure_pairs():
-    true = np.full(200, 0.01)
-    rule = rule_from_held_out(true, np.linspace(0, 0.05, 200), {"claim_weight": 0.02, "claim_min_cm": 0.3})
-    assert rule["claim_min_cm"] == 0.3
-    assert 0.05 < rule["claim_weight"] <= 0.07
-    assert rule_from_held_out(np.full(10, 0.01), np.zeros(10), None)["claim_weight"] == 0.02
+def test_adapt_lowers_the_base_models_bar_and_never_raises_it():
+    base = {"claim_weight": 0.02, "claim_min_cm": 0.3}
+    # the adapted head reads pure pairs above the base's bar: the bar stays (claims inside
+    # grains are what keep pure pixels clean), the confidence bar is the base's
+    high = _held_out(np.linspace(0, 0.05, 48), np.linspace(0.08, 0.2, 96))
+    assert rule_from_held_out(*high, base) == base
+    # it reads them all low and faint mixtures just above: the lower separating bar
+    low = _held_out(np.linspace(0, 0.004, 48), np.linspace(0.012, 0.2, 96))
+    assert rule_from_held_out(*low, base) == {"claim_weight": 0.008, "claim_min_cm": 0.3}
+    assert rule_from_held_out(*low, None)["claim_weight"] == 0.008  # the fallback rule as base
 
 
 def test_calibration_table_gives_the_median_per_true_bin():
