@@ -10,6 +10,7 @@ which ``evaluate`` applies; ``in_grain_claims`` in the attrs records how it was 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,9 @@ def write_in_grain_claims(group, map_path: str | Path, background: dict[str, Any
     if len(nav) != 2 or min(nav) < MIN_NAV:
         record["why_none"] = f"needs a 2-D map of at least {MIN_NAV}x{MIN_NAV} pixels"
         return _finish(group, record, None)
+    start = time.perf_counter()
     seg = segment_map(map_path, background=background, client=client, progress=progress)
+    record["seconds"] = round(time.perf_counter() - start, 2)
     minority = np.min(weights, axis=-1)  # NaN on blank frames
     deep = (seg.interior >= DEEP_PX) & np.isfinite(minority)
     bar = in_grain_claim_weight(minority[deep])
@@ -77,4 +80,5 @@ def describe_in_grain_claims(record: dict[str, Any]) -> str:
     p50, p99 = record["deep_minority_p50_p99"]
     return (f"claims inside grains: minority >= {record['bar']:.3f} (deep interiors of "
             f"{record['n_grains']} grains read {p50:.3f} median, {p99:.3f} p99 over "
-            f"{record['n_deep']} pixels; {record['n_in_grain']} pixels inside grains)")
+            f"{record['n_deep']} pixels; {record['n_in_grain']} pixels inside grains; "
+            f"{record['seconds']:.1f} s)")
