@@ -28,10 +28,7 @@ from kdeconv.config.adapt import AdaptConfig
 from kdeconv.config.claim import PURE_MAX, rule_from_held_out, separating_bar
 from kdeconv.errors import InputError
 
-__all__ = ["AdaptResult", "run", "split_groups", "calibration_table", "score_pairs"]
-
-CALIBRATION_BINS = (0.0, 0.03, 0.1, 0.2, 0.3, 0.4, 0.5)
-
+__all__ = ["AdaptResult", "run", "split_groups", "score_pairs"]
 
 @dataclass
 class AdaptResult:
@@ -100,25 +97,15 @@ def split_groups(groups: np.ndarray, val_fraction: float, seed: int,
     return np.isin(groups, held_groups)
 
 
-def calibration_table(true_minority: np.ndarray, pred_minority: np.ndarray) -> list[dict]:
-    """Median predicted minority per bin of true minority (``CALIBRATION_BINS``)."""
-    rows = []
-    for lo, hi in zip(CALIBRATION_BINS[:-1], CALIBRATION_BINS[1:]):
-        sel = (true_minority >= lo) & (true_minority < hi if hi < 0.5 else true_minority <= hi)
-        rows.append({"true": [lo, hi], "n": int(sel.sum()),
-                     "predicted_median": round(float(np.median(pred_minority[sel])), 4)
-                     if sel.any() else None})
-    return rows
-
-
 def score_pairs(separator, store: str | Path, batch: int = 64
                 ) -> tuple[dict, np.ndarray, np.ndarray]:
     """Median NCC of A and B (best ordering), median weight error, the median predicted minority
-    of near-pure pairs and the calibration by bin on a pairs store: (summary, true minority,
-    predicted minority)."""
+    of near-pure pairs and the weight calibration by bin (``evaluate``'s) on a pairs store:
+    (summary, true minority, predicted minority)."""
     import zarr
 
-    from kdeconv.evaluate.metrics import pair_metrics, weight_error
+    from kdeconv.evaluate.metrics import pair_metrics, weight_calibration, weight_error
+    from kdeconv.evaluate.recovery import WEIGHT_BINS
     from kdeconv.mixing import from_uint16
 
     group = zarr.open_group(str(store), mode="r")
@@ -130,16 +117,16 @@ def score_pairs(separator, store: str | Path, batch: int = 64
         w = np.asarray(group["weights"][sl])
         pa, pb, pw = separator.separate(c)
         px = pair_metrics(pa, pb, a, b)
-        parts.append((px["ncc_a"], px["ncc_b"], weight_error(pw, w, px["swapped"]), w.min(axis=1),
-                      pw.min(axis=1)))
-    ncc_a, ncc_b, werr, true_min, pred_min = (np.concatenate(x) for x in zip(*parts))
+        parts.append((px["ncc_a"], px["ncc_b"], weight_error(pw, w, px["swapped"]), w, pw))
+    ncc_a, ncc_b, werr, true_w, pred_w = (np.concatenate(x) for x in zip(*parts))
+    true_min, pred_min = true_w.min(axis=1), pred_w.min(axis=1)
     mixed = true_min >= 0.1
     pure = true_min < PURE_MAX
     summary = {"n": int(n), "ncc_a": float(np.median(ncc_a[mixed])) if mixed.any() else None,
                "ncc_b": float(np.median(ncc_b[mixed])) if mixed.any() else None,
                "weight_error": float(np.median(werr)),
                "pure_predicted_minority_median": float(np.median(pred_min[pure])) if pure.any() else None,
-               "calibration": calibration_table(true_min, pred_min)}
+               "calibration": weight_calibration(true_w, pred_w, WEIGHT_BINS, pure_below=PURE_MAX)}
     return summary, true_min, pred_min
 
 

@@ -113,10 +113,12 @@ def _compute(obj, client, progress):
 
 
 def map_features(map_store_path, *, background: str | dict = "auto", side: int = 16,
-                 client=None, progress: bool | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+                 static_bg: np.ndarray | None = None, client=None,
+                 progress: bool | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Feature vectors of every pattern of a map store (a path) or of a numpy or Dask array
     (..., sy, sx): float32 (ny, nx, k) (or (n, k)), and the background settings they were made
-    with."""
+    with. ``static_bg``: the map's static background when the caller has it already (``separate``
+    does); None: made from the map mean here (one more read of the map)."""
     import dask
     import dask.array as da
     import zarr
@@ -132,8 +134,6 @@ def map_features(map_store_path, *, background: str | dict = "auto", side: int =
         src = group["patterns"]
         where = str(path)
     else:
-        import dask.array as da
-
         path, where = None, "the patterns"
         src = da.asarray(map_store_path)
         src = src.rechunk(src.chunks[:-2] + ((src.shape[-2],), (src.shape[-1],)))
@@ -155,8 +155,9 @@ def map_features(map_store_path, *, background: str | dict = "auto", side: int =
         settings = background_settings(resolve_background(src, BackgroundConfig())[0])
     else:
         settings = background_settings(background)
-    static_bg = None
-    if settings["static"] != "none" and settings.get("mode") != "processed":
+    if settings["static"] == "none" or settings.get("mode") == "processed":
+        static_bg = None
+    elif static_bg is None:
         mean = _compute(patterns.mean(axis=nav_axes, dtype=np.float64), client, progress)
         static_bg = static_background_from_mean(mean, settings["static_smooth_std"])
 
@@ -171,14 +172,16 @@ def map_features(map_store_path, *, background: str | dict = "auto", side: int =
 
 
 def segment_map(map_store_path, *, background: str | dict = "auto", min_region: int = 9,
-                core_fraction: float | tuple[float, ...] = (0.75, 0.5), client=None,
+                core_fraction: float | tuple[float, ...] = (0.75, 0.5),
+                static_bg: np.ndarray | None = None, client=None,
                 progress: bool | None = None) -> MapSegmentation:
     """The grains of a map store (or a numpy or Dask array of patterns, as ``map_features``):
     connected regions of mutually similar patterns
     (``pure.segment_grains``) and each pixel's distance from their boundaries. Reads the map
-    twice (its mean pattern, then the features); holds 1 KB of features per pattern here."""
-    features, settings = map_features(map_store_path, background=background, client=client,
-                                      progress=progress)
+    twice (its mean pattern unless ``static_bg`` is given, then the features); holds 1 KB of
+    features per pattern here."""
+    features, settings = map_features(map_store_path, background=background, static_bg=static_bg,
+                                      client=client, progress=progress)
     similarity = relative_similarity(neighbour_similarity(features))
     threshold = adaptive_threshold(similarity)
     labels = segment_grains(similarity, threshold, min_size=min_region, core_fraction=core_fraction)

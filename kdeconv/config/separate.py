@@ -50,5 +50,5 @@ class SeparateConfig(StrictModel):
     # How many of the most mixed patterns to draw (C, A, B) in the panel PNG; 0 = no PNGs.
     panels: int = Field(default=4, ge=0, le=16)
     # Measure the claim bar inside grains on this map's own grain interiors
-    # (kdeconv.separate.claims; reads the map twice more and holds 1 KB per pattern).
+    # (kdeconv.separate.claims; reads the map once more and holds 1 KB per pattern).
     in_grain_claims: bool = True

@@ -11,7 +11,6 @@ which ``evaluate`` applies; ``in_grain_claims`` in the attrs records how it was 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,13 +25,16 @@ MIN_NAV = 5
 IN_GRAIN = "in_grain"
 
 
-def write_in_grain_claims(group, map_path: str | Path, background: dict[str, Any], client=None,
+def write_in_grain_claims(group, patterns, background: dict[str, Any], client=None,
                           progress: bool | None = None) -> dict[str, Any]:
-    """Segment the map at ``map_path`` and write ``in_grain`` and the in-grain bar into the
-    separated ``group`` (its weights must be complete). Returns the record written to
-    ``group.attrs["in_grain_claims"]`` (``bar`` None where the map could not give one)."""
+    """Segment the map (``patterns``: its store path, or a numpy or Dask array) and write
+    ``in_grain`` and the in-grain bar into the separated ``group`` (its weights must be complete;
+    its static background, when it has one, is reused rather than read from the map again).
+    Returns the record written to ``group.attrs["in_grain_claims"]`` (``bar`` None where the map
+    could not give one)."""
     from kdeconv.adapt.find_pure import segment_map
     from kdeconv.config.claim import IN_GRAIN_MIN_PIXELS, in_grain_claim_weight
+    from kdeconv.separate.driver import STATIC  # the driver imports this module
 
     weights = np.asarray(group["weights"][...], np.float64)
     nav = weights.shape[:-1]
@@ -41,7 +43,11 @@ def write_in_grain_claims(group, map_path: str | Path, background: dict[str, Any
         record["why_none"] = f"needs a 2-D map of at least {MIN_NAV}x{MIN_NAV} pixels"
         return _finish(group, record, None)
     start = time.perf_counter()
-    seg = segment_map(map_path, background=background, client=client, progress=progress)
+    static = np.asarray(group[STATIC][...]) if STATIC in group else None
+    if static is not None and not np.isfinite(static).all():
+        static = None  # not written: made from the map mean instead
+    seg = segment_map(patterns, background=background, static_bg=static, client=client,
+                      progress=progress)
     record["seconds"] = round(time.perf_counter() - start, 2)
     minority = np.min(weights, axis=-1)  # NaN on blank frames
     deep = (seg.interior >= DEEP_PX) & np.isfinite(minority)

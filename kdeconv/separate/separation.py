@@ -132,9 +132,8 @@ class Separation:
                 from kdeconv.separate.claims import write_in_grain_claims
 
                 with self._scheduler():
-                    write_in_grain_claims(group, plan.map_store or plan.patterns,
-                                          plan.model_input.background, client=self.client,
-                                          progress=False)
+                    write_in_grain_claims(group, plan.patterns, plan.model_input.background,
+                                          client=self.client, progress=False)
             return resume.finish(staging, path)
         except BaseException:
             discard_output(staging, path)

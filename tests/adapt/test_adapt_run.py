@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from kdeconv.adapt.driver import calibration_table, split_groups
+from kdeconv.adapt.driver import split_groups
 from kdeconv.config.claim import PURE_PASS, rule_from_held_out, separating_bar
 from kdeconv.errors import InputError
 
@@ -79,15 +79,6 @@ def test_adapt_lowers_the_base_models_bar_and_never_raises_it():
     assert rule_from_held_out(*low, None)["claim_weight"] == 0.008  # the fallback rule as base
 
 
-def test_calibration_table_gives_the_median_per_true_bin():
-    true = np.array([0.0, 0.01, 0.15, 0.15, 0.45])
-    pred = np.array([0.0, 0.02, 0.1, 0.2, 0.4])
-    rows = {tuple(r["true"]): r for r in calibration_table(true, pred)}
-    assert rows[(0.0, 0.03)] == {"true": [0.0, 0.03], "n": 2, "predicted_median": 0.01}
-    assert rows[(0.1, 0.2)]["predicted_median"] == 0.15
-    assert rows[(0.4, 0.5)]["n"] == 1 and rows[(0.2, 0.3)]["predicted_median"] is None
-
-
 def _run(*args, cwd):
     return subprocess.run([KDECONV, *map(str, args)], cwd=cwd, capture_output=True, text=True)
 
@@ -131,6 +122,8 @@ def test_separate_adapt_then_the_adapted_checkpoint_again(tiny_map):
                                "val_grains": len(set(grains[held]))}
     for when in ("before", "after"):
         assert 0 <= report["held_out"][when]["weight_error"] <= 1
+        calibration = report["held_out"][when]["calibration"]["bins"]  # evaluate's table
+        assert sum(row["n"] for row in calibration.values()) <= 32 and "0.1-0.2" in calibration
     assert set(report["seconds"]) >= {"find_pure", "generate", "fine_tune", "total"}
     for name in ("best.pt", "last.pt"):
         assert (run / name).stat().st_size > 0
