@@ -246,6 +246,12 @@ def build_raw_pairs(cfg: GenerateConfig, draws: PairDraws, raw_a: np.ndarray, ra
     return {"C": to_uint16(c), "A": to_uint16(a), "B": to_uint16(b), "masked": masked}
 
 
+# Pairs per block of the mix: ~256k pixels keeps a block's float32 stacks (~1 MB) in the
+# core's cache through the dozen passes of normalise, quantise and mix (about twice the rate of
+# one pass over a whole 500-pair chunk). Every pair's numbers depend only on the pair.
+BLOCK_PIXELS = 1 << 18
+
+
 def build_pairs(cfg: GenerateConfig, start: int, draws: PairDraws, pure_a: np.ndarray,
                 pure_b: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
     """(C, A, B) uint16 and the per-pair ``masked`` flag for prepared pure patterns of the pairs.
@@ -257,18 +263,32 @@ def build_pairs(cfg: GenerateConfig, start: int, draws: PairDraws, pure_a: np.nd
     geo = draws.augment[:, [COL["rot90"], COL["flip"]]].astype(int)
     if geo.any():
         pure_a, pure_b = _geometric_rows(pure_a, geo), _geometric_rows(pure_b, geo)
+    n = len(masked)
+    block = max(1, BLOCK_PIXELS // int(np.prod(np.shape(pure_a)[-2:])))
+    out = {name: np.empty(np.shape(pure_a), np.uint16) for name in ("C", "A", "B")}
+    for s in range(0, n, block):
+        rows = slice(s, min(n, s + block))
+        part = _mix_block(cfg, start + s, draws.weights[rows], draws.augment[rows], masked[rows],
+                          pure_a[rows], pure_b[rows], mask)
+        for name, value in zip(("C", "A", "B"), part):
+            out[name][rows] = value
+    out["masked"] = masked
+    return out
+
+
+def _mix_block(cfg: GenerateConfig, start: int, weights: np.ndarray, augment: np.ndarray,
+               masked: np.ndarray, pure_a: np.ndarray, pure_b: np.ndarray, mask: np.ndarray):
     realism = cfg.augment.realism
 
     def degrade(m: np.ndarray) -> np.ndarray:
-        return np.stack([degrade_one(m[k], draws.augment[k], noise_rng(cfg.seed, start + k),
+        return np.stack([degrade_one(m[k], augment[k], noise_rng(cfg.seed, start + k),
                                      cfg.augment.background_correction) for k in range(len(m))])
 
     norm = cfg.normalize
     # No pair masked: the same numbers without building per-pair mask arrays.
     any_masked = bool(masked.any())
-    c, a, b = mix(cfg.pipeline, pure_a, pure_b, draws.weights, mask=mask if any_masked else None,
-                  masked=masked if any_masked else None,
-                  method=norm.method, smart=norm.smart, percentiles=tuple(norm.percentiles),
-                  degrade=degrade if realism else None,
-                  gamma=draws.augment[:, COL["gamma"]] if realism else None, as_uint16=True)
-    return {"C": c, "A": a, "B": b, "masked": masked}
+    return mix(cfg.pipeline, pure_a, pure_b, weights, mask=mask if any_masked else None,
+               masked=masked if any_masked else None,
+               method=norm.method, smart=norm.smart, percentiles=tuple(norm.percentiles),
+               degrade=degrade if realism else None,
+               gamma=augment[:, COL["gamma"]] if realism else None, as_uint16=True)

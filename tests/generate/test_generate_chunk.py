@@ -41,6 +41,19 @@ def test_draws_do_not_depend_on_how_the_range_is_split():
     assert not np.array_equal(whole.weights, draw_pairs(_cfg(seed=8), 0, 64, 50, True).weights)
 
 
+@pytest.mark.parametrize("realism", [False, True])
+def test_pairs_do_not_depend_on_the_mix_block(monkeypatch, realism):
+    import kdeconv.generate.chunk as chunk
+
+    cfg = _cfg(augment={"realism": realism, "flips": True})
+    pool = _pure(50)
+    _, whole = _build(cfg, 3, 64, pool)
+    monkeypatch.setattr(chunk, "BLOCK_PIXELS", 5 * 32 * 32)  # blocks of 5 pairs, the last short
+    _, blocked = _build(cfg, 3, 64, pool)
+    for name in ("C", "A", "B", "masked"):
+        assert np.array_equal(whole[name], blocked[name]), name
+
+
 def test_draw_ranges_and_windows():
     cfg = _cfg()
     d = draw_pairs(cfg, 0, 64, 50, square=True)
