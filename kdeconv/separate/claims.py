@@ -4,18 +4,22 @@ After every chunk is separated, the map is segmented into grains from its patter
 (``kdeconv.adapt.find_pure.segment_map``: no indexing, phase or PC). The predicted minority of the
 deep grain interiors (at least ``DEEP_PX`` from any boundary, pure by their place) sets the bar
 for every pixel inside a grain (``in_grain_claim_weight``); boundary pixels keep the model's bar.
-The store gets an ``in_grain`` mask and ``claim_weight_in_grain`` in its ``claim_rule`` attr,
-which ``evaluate`` applies; ``in_grain_claims`` in the attrs records how it was found.
+``in_grain_claims`` measures both; the store gets an ``in_grain`` mask and
+``claim_weight_in_grain`` in its ``claim_rule`` attr (``write_in_grain_claims``), which
+``evaluate`` applies; ``in_grain_claims`` in the attrs records how it was found. The Python API's
+``Separation.in_grain`` and ``second_grain`` use the same measurement.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["DEEP_PX", "MIN_NAV", "write_in_grain_claims", "describe_in_grain_claims"]
+__all__ = ["DEEP_PX", "MIN_NAV", "InGrainClaims", "in_grain_claims", "write_in_grain_claims",
+           "describe_in_grain_claims"]
 
 # Interior pixels at least this far (px) from any boundary or the scan edge set the bar: the
 # beam's footprint around them holds one grain only.
@@ -25,28 +29,41 @@ MIN_NAV = 5
 IN_GRAIN = "in_grain"
 
 
-def write_in_grain_claims(group, patterns, background: dict[str, Any], client=None,
-                          progress: bool | None = None) -> dict[str, Any]:
-    """Segment the map (``patterns``: its store path, or a numpy or Dask array) and write
-    ``in_grain`` and the in-grain bar into the separated ``group`` (its weights must be complete;
-    its static background, when it has one, is reused rather than read from the map again).
-    Returns the record written to ``group.attrs["in_grain_claims"]`` (``bar`` None where the map
-    could not give one)."""
+@dataclass(frozen=True)
+class InGrainClaims:
+    """A map's pixels inside grains and the claim bar there (``bar`` None, and ``in_grain`` None,
+    where the map could not give one); ``record`` is what ``kdeconv separate`` writes to its
+    store's ``in_grain_claims`` attr."""
+
+    in_grain: np.ndarray | None
+    record: dict[str, Any]
+
+    @property
+    def bar(self) -> float | None:
+        return self.record["bar"]
+
+
+def in_grain_claims(weights, patterns, background: dict[str, Any], static_bg=None, client=None,
+                    progress: bool | None = None) -> InGrainClaims:
+    """Segment the map (``patterns``: its store path, or a numpy or Dask array) and measure the bar
+    inside its grains from the predicted ``weights`` (``(..., 2)``, NaN on blank frames).
+    ``static_bg``: the static background ``separate`` applied (None, or not finite: the map's
+    mean is read again)."""
     from kdeconv.adapt.find_pure import segment_map
     from kdeconv.config.claim import IN_GRAIN_MIN_PIXELS, in_grain_claim_weight
-    from kdeconv.separate.driver import STATIC  # the driver imports this module
 
-    weights = np.asarray(group["weights"][...], np.float64)
+    weights = np.asarray(weights, np.float64)
     nav = weights.shape[:-1]
     record: dict[str, Any] = {"bar": None, "deep_px": DEEP_PX}
     if len(nav) != 2 or min(nav) < MIN_NAV:
         record["why_none"] = f"needs a 2-D map of at least {MIN_NAV}x{MIN_NAV} pixels"
-        return _finish(group, record, None)
+        return InGrainClaims(None, record)
     start = time.perf_counter()
-    static = np.asarray(group[STATIC][...]) if STATIC in group else None
-    if static is not None and not np.isfinite(static).all():
-        static = None  # not written: made from the map mean instead
-    seg = segment_map(patterns, background=background, static_bg=static, client=client,
+    if static_bg is not None:
+        static_bg = np.asarray(static_bg)
+        if not np.isfinite(static_bg).all():
+            static_bg = None  # a store's placeholder: made from the map mean instead
+    seg = segment_map(patterns, background=background, static_bg=static_bg, client=client,
                       progress=progress)
     record["seconds"] = round(time.perf_counter() - start, 2)
     minority = np.min(weights, axis=-1)  # NaN on blank frames
@@ -59,9 +76,25 @@ def write_in_grain_claims(group, patterns, background: dict[str, Any], client=No
                                            for q in (50, 99)]
     if bar is None:
         record["why_none"] = f"fewer than {IN_GRAIN_MIN_PIXELS} deep grain-interior pixels"
-        return _finish(group, record, None)
+        return InGrainClaims(None, record)
     record["bar"] = bar
-    return _finish(group, record, seg.in_grain)
+    return InGrainClaims(np.asarray(seg.in_grain, bool), record)
+
+
+def write_in_grain_claims(group, patterns, background: dict[str, Any], client=None,
+                          progress: bool | None = None,
+                          found: InGrainClaims | None = None) -> dict[str, Any]:
+    """Write ``in_grain`` and the in-grain bar into the separated ``group``: ``found`` when it was
+    already measured, else ``in_grain_claims`` of the group's weights (they must be complete) and
+    ``patterns``, reusing the group's static background rather than reading the map again.
+    Returns the record written to ``group.attrs["in_grain_claims"]``."""
+    from kdeconv.separate.driver import STATIC  # the driver imports this module
+
+    if found is None:
+        static = group[STATIC][...] if STATIC in group else None
+        found = in_grain_claims(group["weights"][...], patterns, background, static_bg=static,
+                                client=client, progress=progress)
+    return _finish(group, dict(found.record), found.in_grain)
 
 
 def _finish(group, record: dict[str, Any], in_grain: np.ndarray | None) -> dict[str, Any]:

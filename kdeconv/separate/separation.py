@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from kdeconv.config.claim import ClaimRule
 from kdeconv.config.separate import BackgroundConfig, SeparateConfig
 from kdeconv.errors import InputError
 
@@ -67,6 +68,10 @@ class Separation:
     ``weights`` is ``(..., 2)`` float32 (wA, wB; NaN on blank frames), ``blank`` ``(...)`` flags
     the frames of one value, left empty. ``background`` says what was applied ("raw" or
     "processed") and ``work_shape`` the pattern shape the model saw.
+
+    ``second_grain()`` says which pixels the model claims hold a second grain, under
+    ``claim_rule`` (the rule ``kdeconv evaluate`` applies to the store ``to_zarr`` writes) with
+    the higher bar inside grains (``in_grain``, from the map's own segmentation).
     """
 
     A: Any
@@ -77,6 +82,8 @@ class Separation:
     work_shape: tuple[int, int]
     client: Any = field(default=None, repr=False)
     _plan: _Plan | None = field(default=None, repr=False)
+    _claims: Any = field(default=None, repr=False)      # InGrainClaims, once measured
+    _nav_values: tuple | None = field(default=None, repr=False)  # lazy weights, blank in memory
 
     @property
     def lazy(self) -> bool:
@@ -95,6 +102,82 @@ class Separation:
         with self._scheduler():
             a, b, w, blank = dask.compute(*self._arrays())
         return replace(self, A=_like(self.A, a), B=_like(self.B, b), weights=w, blank=blank)
+
+    @property
+    def in_grain(self) -> np.ndarray | None:
+        """Pixels inside grains (bool, the navigation shape), where ``claim_rule``'s higher
+        ``claim_weight_in_grain`` applies: the map segmented from its patterns alone, as
+        ``kdeconv separate`` does (measured on first use; a lazy separation computes its weights).
+        None when ``in_grain_claims`` is off, for a line scan or a map under 5x5 pixels, and
+        where too few deep grain interiors give a bar."""
+        claims = self._in_grain_claims()
+        return None if claims is None else claims.in_grain
+
+    @property
+    def claim_rule(self) -> ClaimRule:
+        """The ``ClaimRule`` that ``second_grain`` applies, resolved as ``kdeconv evaluate``
+        resolves the store's: the model's ``claim_weight`` and ``claim_min_cm`` (kdeconv's
+        fallback rule for a model that carries none) and this map's ``claim_weight_in_grain``
+        (measured with ``in_grain``; None where there is none)."""
+        stored = {k: v for k, v in dict(self._plan.claim_rule or {}).items()
+                  if k != "claim_weight_in_grain"} if self._plan is not None else {}
+        claims = self._in_grain_claims()
+        if claims is not None and claims.bar is not None:
+            stored["claim_weight_in_grain"] = claims.bar
+        return ClaimRule.resolve(None, None, stored or None)[0]
+
+    def second_grain(self, cm=None) -> np.ndarray:
+        """Where a second grain is claimed (bool, the navigation shape): B's weight reaches
+        ``claim_rule.claim_weight`` (``claim_weight_in_grain`` at ``in_grain`` pixels, the higher
+        of the two there) and B indexes with confidence ``cm`` of at least ``claim_min_cm``, as
+        ``kdeconv evaluate`` claims. Blank frames are never claimed.
+
+        ``cm``: the confidence metric of B's indexing per pattern (the navigation shape, or flat
+        in row-major order; 0 or NaN where unindexed), e.g. ``xmap.cm`` from kikuchipy's
+        ``hough_indexing`` of ``B``. None: the weight bars alone, as though every B indexed; that is
+        the most ``evaluate`` can claim, since it also asks B to index."""
+        rule = self.claim_rule
+        weights, blank = self._weights_and_blank()
+        nav = weights.shape[:-1]
+        flat = np.nan_to_num(weights.reshape(-1, 2).astype(np.float64), nan=0.0)
+        if cm is None:
+            second_cm = np.ones(len(flat))
+        else:
+            second_cm = np.nan_to_num(np.asarray(cm, np.float64).reshape(-1), nan=0.0)
+            if second_cm.size != len(flat):
+                raise InputError(f"cm holds {second_cm.size} values for {len(flat)} patterns "
+                                 f"(navigation shape {nav})")
+        in_grain = self.in_grain
+        claimed = rule.claimed(flat, second_cm, None if in_grain is None else in_grain.reshape(-1))
+        return claimed.reshape(nav) & ~np.asarray(blank, bool)
+
+    def _in_grain_claims(self):
+        """The in-grain measurement, made once; None when the plan turns it off."""
+        plan = self._plan
+        if plan is None or not plan.config.in_grain_claims:
+            return None
+        if self._claims is None:
+            from kdeconv.separate.claims import in_grain_claims
+
+            weights, _ = self._weights_and_blank()
+            with self._scheduler():
+                self._claims = in_grain_claims(weights, plan.patterns, plan.model_input.background,
+                                               static_bg=plan.static_background, client=self.client,
+                                               progress=False)
+        return self._claims
+
+    def _weights_and_blank(self) -> tuple[np.ndarray, np.ndarray]:
+        """The weights and blank flags in memory (a lazy separation runs the model for them once,
+        keeping neither A nor B)."""
+        if not self.lazy:
+            return np.asarray(self.weights), np.asarray(self.blank)
+        if self._nav_values is None:
+            import dask
+
+            with self._scheduler():
+                weights, blank = dask.compute(self.weights, self.blank)
+            self._nav_values = (np.asarray(weights), np.asarray(blank))
+        return self._nav_values
 
     def to_zarr(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the separated store (the layout ``kdeconv separate`` writes; ``kdeconv export`` and
@@ -128,12 +211,13 @@ class Separation:
                     target[...] = array
             group[DONE][...] = 1
             group.attrs["blank_frames"] = int(np.count_nonzero(group[BLANK][...]))
+            if self.lazy and self._nav_values is None:  # what the model just wrote: not run again
+                self._nav_values = (np.asarray(group["weights"][...]), np.asarray(group[BLANK][...]))
             if plan.config.in_grain_claims:
                 from kdeconv.separate.claims import write_in_grain_claims
 
-                with self._scheduler():
-                    write_in_grain_claims(group, plan.patterns, plan.model_input.background,
-                                          client=self.client, progress=False)
+                write_in_grain_claims(group, plan.patterns, plan.model_input.background,
+                                      found=self._in_grain_claims())
             return resume.finish(staging, path)
         except BaseException:
             discard_output(staging, path)
@@ -144,17 +228,22 @@ class Separation:
             return _scheduler(self.client)
         return _in_process(self._plan.model)
 
-    def plot(self, ax=None, **kwargs):
+    def plot(self, ax=None, *, claimed=False, **kwargs):
         """Draw the minority weight wB over the scan (a line for a line scan) on ``ax`` (a new
-        figure by default); returns the axes. Lazy weights are computed (the model runs)."""
+        figure by default); returns the axes. Lazy weights are computed (the model runs).
+
+        ``claimed``: True outlines the pixels ``second_grain()`` claims (the weight bars alone);
+        or a bool array of the navigation shape to outline (``second_grain(cm=...)``)."""
         import matplotlib.pyplot as plt
 
-        if self.lazy:
-            with self._scheduler():
-                weights = np.asarray(self.weights.compute())
-        else:
-            weights = np.asarray(self.weights)
-        minority = weights[..., 1]
+        minority = self._weights_and_blank()[0][..., 1]
+        outline = None
+        if claimed is True:
+            outline = self.second_grain()
+        elif claimed is not False and claimed is not None:
+            outline = np.asarray(claimed, bool)
+            if outline.shape != minority.shape:
+                raise InputError(f"claimed has shape {outline.shape}, the scan {minority.shape}")
         if ax is None:
             _, ax = plt.subplots(figsize=(5, 4) if minority.ndim >= 2 else (6, 3))
         if minority.ndim >= 2:
@@ -162,13 +251,31 @@ class Separation:
             image = ax.imshow(minority.reshape(minority.shape[0], -1), **style)
             ax.figure.colorbar(image, ax=ax, label="wB")
             ax.set_xticks([]), ax.set_yticks([])
+            if outline is not None:
+                _outline_pixels(ax, outline.reshape(minority.shape[0], -1))
         else:
             ax.plot(minority, **kwargs)
+            if outline is not None:
+                ax.plot(np.flatnonzero(outline), minority[outline], "o", mfc="none", color="tab:cyan",
+                        label="second grain")
+                ax.legend(loc="upper right")
             ax.set_ylim(0, 0.5)
             ax.set_xlabel("pattern")
             ax.set_ylabel("wB")
         ax.set_title("minority weight wB")
         return ax
+
+
+def _outline_pixels(ax, mask: np.ndarray, color: str = "tab:cyan") -> None:
+    """Draw the edges between pixels in ``mask`` and pixels outside it (image coordinates)."""
+    from matplotlib.collections import LineCollection
+
+    padded = np.pad(np.asarray(mask, bool), 1)
+    ys, xs = np.nonzero(padded[1:-1, 1:] != padded[1:-1, :-1])   # left edge of column x
+    edges = [[(x - 0.5, y - 0.5), (x - 0.5, y + 0.5)] for y, x in zip(ys, xs)]
+    ys, xs = np.nonzero(padded[1:, 1:-1] != padded[:-1, 1:-1])   # top edge of row y
+    edges += [[(x - 0.5, y - 0.5), (x + 0.5, y - 0.5)] for y, x in zip(ys, xs)]
+    ax.add_collection(LineCollection(edges, colors=color, linewidths=1.2, label="second grain"))
 
 
 # --------------------------------------------------------------------------- inputs
@@ -391,7 +498,7 @@ def _progress_bar(show: bool | None):
 
 def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto", precision: str = "auto",
              background: str | dict | BackgroundConfig = "auto", client=None, working_size: int | None = None,
-             batch_size: int = 64, progress: bool | None = True) -> Separation:
+             batch_size: int = 64, in_grain_claims: bool = True, progress: bool | None = True) -> Separation:
     """Separate every pattern of ``data`` into A, B and weights.
 
     Parameters
@@ -415,14 +522,18 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
         Shorter side (px) the model sees; A and B are resampled back (default: the model's range).
     batch_size
         Patterns per model call.
+    in_grain_claims
+        Measure the higher claim bar inside the map's grains (``Separation.in_grain``), as
+        ``kdeconv separate`` does; False: the model's bar everywhere.
     progress
         Say what was decided (background, resampling) and show the progress of in-memory input.
 
     Returns
     -------
     Separation
-        ``A``, ``B``, ``weights``, ``blank``; ``to_zarr(path)`` writes the separated store,
-        ``plot()`` draws the weight map, ``compute()`` brings lazy results into memory.
+        ``A``, ``B``, ``weights``, ``blank``; ``second_grain()`` says where a second grain is
+        claimed; ``to_zarr(path)`` writes the separated store, ``plot()`` draws the weight map,
+        ``compute()`` brings lazy results into memory.
     """
     import dask
 
@@ -440,7 +551,7 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
         background = {"mode": background}
     config = SeparateConfig(checkpoint=str(checkpoint) if checkpoint is not None else None, device=device,
                             precision=precision, working_size=working_size, batch_size=batch_size,
-                            background=background)
+                            background=background, in_grain_claims=in_grain_claims)
     found = _as_input(data)
     patterns = found.patterns
     _check_shape(patterns.shape)

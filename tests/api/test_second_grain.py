@@ -1,0 +1,166 @@
+"""``Separation.second_grain``, ``in_grain`` and ``claim_rule`` on a simulated map of two grains
+with a straight boundary: the claims lie on the boundary, inside grains the map's own bar keeps
+pure pixels clean, and ``to_zarr`` writes what was measured."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import kdeconv
+from kdeconv.errors import InputError
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+NAV = (10, 16)          # grain 0 left of the boundary between columns 7 and 8, grain 1 right of it
+BLANK = ((0, 8), (5, 7))  # frames of one value, on the boundary where a claim would be
+
+
+def two_grain_map(nav=NAV, sig=(60, 60), seed=3):
+    """Raw Ni counts of two grains under a Gaussian beam; returns (counts, true minority)."""
+    from orix.quaternion import Rotation
+
+    from kdeconv.config.detector import DetectorSpec
+    from kdeconv.config.simulate_map import SimulateMapConfig
+    from kdeconv.evaluate.metrics import minmax01
+    from kdeconv.evaluate.polycrystal import footprint_samples, grain_fractions
+    from kdeconv.evaluate.simulate_map import record_counts
+    from kdeconv.simulate import nickel_master, random_quaternions, simulate_patterns
+
+    ny, nx = nav
+    seeds = np.array([[ny / 2 - 0.5, nx / 4 - 0.5], [ny / 2 - 0.5, 3 * nx / 4 - 0.5]])
+    offsets, weights = footprint_samples("gaussian", 1.0)
+    fractions = grain_fractions(seeds, nav, offsets, weights)
+    detector = DetectorSpec(shape=sig).to_kikuchipy()
+    rotations = Rotation(random_quaternions(np.random.default_rng(seed), 2))
+    pure = minmax01(simulate_patterns(nickel_master(), rotations, detector)).astype(np.float32)
+    mixtures = np.einsum("ng,gyx->nyx", fractions.reshape(-1, 2), pure).astype(np.float32)
+    realism = SimulateMapConfig(seed=seed, nav_shape=nav, n_grains=2, realism={"dose": 1500.0}).realism
+    counts = record_counts(mixtures, realism, seed, np.arange(len(mixtures)))
+    counts = counts.astype(np.uint16).reshape(nav + tuple(sig))
+    for y, x in BLANK:
+        counts[y, x] = 0
+    return counts, 1.0 - fractions.max(-1)
+
+
+@pytest.fixture(scope="module")
+def two_grains():
+    counts, minority = two_grain_map()
+    return counts, minority, kdeconv.separate(counts, progress=False)
+
+
+def blank_mask(nav=NAV):
+    mask = np.zeros(nav, bool)
+    mask[tuple(np.array(BLANK).T)] = True
+    return mask
+
+
+def test_claims_lie_on_the_boundary_and_the_map_bar_keeps_grains_clean(two_grains):
+    _, minority, sep = two_grains
+    claimed = sep.second_grain()
+    assert claimed.shape == NAV and claimed.dtype == bool
+    rule, in_grain = sep.claim_rule, sep.in_grain
+    assert in_grain.shape == NAV and in_grain.dtype == bool
+    assert rule.claim_weight_in_grain > rule.claim_weight  # this model reads these grains high
+    # claims on true mixtures only, in every row of the boundary, never on a blank frame
+    blank = blank_mask()
+    assert claimed.any(axis=1).all()
+    assert (minority[claimed] >= 0.05).all()
+    assert not claimed[blank].any()
+    # the model's bar alone would claim the pure grain interiors too
+    w = np.nan_to_num(np.asarray(sep.weights, np.float64).reshape(-1, 2))
+    everywhere = rule.claimed(w, np.ones(len(w))).reshape(NAV)
+    assert everywhere[(minority < 0.01) & ~blank].mean() > 0.9
+    assert not claimed[minority < 0.01].any()
+
+
+def test_cm_gates_the_claims_as_evaluate_does(two_grains):
+    _, _, sep = two_grains
+    claimed = sep.second_grain()
+    rule = sep.claim_rule
+    assert not sep.second_grain(cm=np.zeros(NAV)).any()               # B never indexed
+    np.testing.assert_array_equal(sep.second_grain(cm=np.ones(NAV[0] * NAV[1])), claimed)
+    cm = np.full(NAV, rule.claim_min_cm)
+    y, x = np.argwhere(claimed)[0]
+    cm[y, x] = rule.claim_min_cm - 0.01
+    cm[~claimed] = np.nan                                              # unindexed: not claimed
+    expected = claimed.copy()
+    expected[y, x] = False
+    np.testing.assert_array_equal(sep.second_grain(cm=cm), expected)
+    # evaluate's call on the store's flat arrays
+    w = np.nan_to_num(np.asarray(sep.weights, np.float64).reshape(-1, 2))
+    flat = rule.claimed(w, np.nan_to_num(cm).reshape(-1), sep.in_grain.reshape(-1)).reshape(NAV)
+    np.testing.assert_array_equal(sep.second_grain(cm=cm), flat)
+    with pytest.raises(InputError, match="cm holds 3 values for 160 patterns"):
+        sep.second_grain(cm=np.ones(3))
+
+
+def test_to_zarr_writes_the_measured_in_grain_claims_without_segmenting_again(two_grains, tmp_path,
+                                                                               monkeypatch):
+    import importlib
+
+    import zarr
+
+    from kdeconv.separate.claims import write_in_grain_claims
+
+    find_pure = importlib.import_module("kdeconv.adapt.find_pure")  # the package's find_pure is a function
+
+    counts, _, sep = two_grains
+    in_grain, rule = sep.in_grain, sep.claim_rule  # measured before the store is written
+    segment_map = find_pure.segment_map
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("segmented again")
+
+    monkeypatch.setattr(find_pure, "segment_map", refuse)
+    out = sep.to_zarr(tmp_path / "sep.zarr")
+    group = zarr.open_group(str(out), mode="r+")
+    np.testing.assert_array_equal(group["in_grain"][...], in_grain)
+    assert group.attrs["claim_rule"]["claim_weight_in_grain"] == rule.claim_weight_in_grain
+    assert group.attrs["in_grain_claims"]["bar"] == rule.claim_weight_in_grain
+    # the store path, measuring from the store's weights and static background, agrees
+    monkeypatch.setattr(find_pure, "segment_map", segment_map)
+    record = write_in_grain_claims(group, counts, sep._plan.model_input.background)
+    assert record["bar"] == rule.claim_weight_in_grain
+    np.testing.assert_array_equal(group["in_grain"][...], in_grain)
+
+
+def test_a_lazy_separation_computes_what_the_claims_need(two_grains, tmp_path):
+    import dask.array as da
+    import zarr
+
+    counts, _, reference = two_grains
+    lazy = kdeconv.separate(da.from_array(counts, chunks=counts.shape), progress=False)
+    off = kdeconv.separate(da.from_array(counts, chunks=counts.shape), in_grain_claims=False,
+                           progress=False)
+    assert off.in_grain is None and off.claim_rule.claim_weight_in_grain is None
+    assert off.lazy and off._nav_values is None  # the model did not run
+    assert lazy.lazy
+    np.testing.assert_array_equal(lazy.second_grain(), reference.second_grain())
+    np.testing.assert_array_equal(lazy.in_grain, reference.in_grain)
+    assert lazy.lazy  # A and B are still to compute
+    # writing first: the claims come from what the store holds, and stay for later questions
+    written = kdeconv.separate(da.from_array(counts, chunks=counts.shape), progress=False)
+    group = zarr.open_group(str(written.to_zarr(tmp_path / "lazy.zarr")), mode="r")
+    assert written._claims is not None and written._nav_values is not None
+    np.testing.assert_array_equal(group["in_grain"][...], reference.in_grain)
+    np.testing.assert_array_equal(written.second_grain(), reference.second_grain())
+
+
+def test_plot_outlines_the_claimed_pixels(two_grains):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.collections import LineCollection
+
+    _, _, sep = two_grains
+    ax = sep.plot(claimed=True)
+    outlines = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(outlines) == 1 and len(outlines[0].get_segments()) > 0
+    only_one = np.zeros(NAV, bool)
+    only_one[4, 8] = True
+    ax = sep.plot(claimed=only_one)
+    (outline,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(outline.get_segments()) == 4  # one pixel's four edges
+    with pytest.raises(InputError, match="shape"):
+        sep.plot(claimed=np.zeros((2, 2), bool))
