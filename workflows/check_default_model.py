@@ -255,17 +255,25 @@ def _max_minutes(run: Path | None):
     return None
 
 
-def with_claim_weight(checkpoint: str | None, claim_weight: float, work: Path) -> Path:
-    """A copy of ``checkpoint`` (None: the shipped default) as ``work/candidate.pt`` whose claim
-    rule has this weight bar (the indexing-confidence bar is kept)."""
+def candidate(checkpoint: str | None, work: Path, claim_weight: float | None = None,
+              working_range: list[int] | None = None) -> Path:
+    """A copy of ``checkpoint`` (None: the shipped default) as ``work/candidate.pt`` with this
+    claim weight bar (the indexing-confidence bar is kept) and/or working range (low, high,
+    preferred shorter side in px)."""
     from kdeconv.config.claim import FALLBACK_CLAIM_RULE
-    from kdeconv.model import read_checkpoint, set_claim_rule
-    from kdeconv.model.checkpoint import DEFAULT_CHECKPOINT
+    from kdeconv.model import read_checkpoint
+    from kdeconv.model.checkpoint import DEFAULT_CHECKPOINT, update_checkpoint
 
     source = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-    rule = read_checkpoint(source).get("claim_rule") or FALLBACK_CLAIM_RULE.as_dict()
+    fields = {}
+    if claim_weight is not None:
+        rule = read_checkpoint(source).get("claim_rule") or FALLBACK_CLAIM_RULE.as_dict()
+        fields["claim_rule"] = {"claim_weight": claim_weight, "claim_min_cm": rule["claim_min_cm"]}
+    if working_range is not None:
+        low, high, preferred = working_range
+        fields["working_range"] = {"low": low, "high": high, "preferred": preferred}
     work.mkdir(parents=True, exist_ok=True)
-    return set_claim_rule(source, work / "candidate.pt", claim_weight, rule["claim_min_cm"])
+    return update_checkpoint(source, work / "candidate.pt", **fields)
 
 
 def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: bool = False,
@@ -328,14 +336,19 @@ def main() -> None:
     ap.add_argument("--claim-weight", type=float, default=None,
                     help="check a copy of --checkpoint (WORK/candidate.pt) with this claim weight "
                          "(chosen on validation maps, never on the gate maps)")
+    ap.add_argument("--working-range", type=int, nargs=3, default=None,
+                    metavar=("LOW", "HIGH", "PREFERRED"),
+                    help="check a copy of --checkpoint (WORK/candidate.pt) that runs patterns whose "
+                         "shorter side is outside LOW-HIGH px at PREFERRED px")
     args = ap.parse_args()
     if args.install:
         install(Path(args.checkpoint), Path(args.check_json) if args.check_json else None,
                 Path(args.run) if args.run else None, force=args.force, adapt_base=args.adapt_base,
                 name=args.name, training_record=Path(args.training_record) if args.training_record else None)
         return
-    if args.claim_weight is not None:
-        args.checkpoint = str(with_claim_weight(args.checkpoint, args.claim_weight, Path(args.work)))
+    if args.claim_weight is not None or args.working_range is not None:
+        args.checkpoint = str(candidate(args.checkpoint, Path(args.work), args.claim_weight,
+                                        args.working_range))
     result = check(args.checkpoint, Path(args.work), args.n, index=not args.no_index,
                    other_shapes=not args.no_other_shapes, demo_map=not args.no_demo_map)
     text = json.dumps(result, indent=2)

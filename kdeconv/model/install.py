@@ -91,6 +91,7 @@ def _write_shipped(checkpoint: str | Path, target: Path, checked: dict[str, Any]
                    provenance: dict[str, Any] | None, fp16_weights: bool = False) -> Path:
     """``checkpoint`` as ``target`` with the check's claim rule, and its record as JSON beside it."""
     import kdeconv.model as model
+    from kdeconv.preprocess.resample import working_range_of
 
     ckpt = model.read_checkpoint(checkpoint)
     if "training_state" in ckpt:
@@ -110,6 +111,7 @@ def _write_shipped(checkpoint: str | Path, target: Path, checked: dict[str, Any]
         "parameters": _parameters(ckpt["state_dict"]),
         "normalization": ckpt["normalization"],
         "claim_rule": rule.as_dict(),
+        "working_range": working_range_of(ckpt).as_dict(),
         "validation_metrics": ckpt.get("metrics"),
         "trained_on": [{"store": Path(s["path"]).name, "pairs": s["n"], "train": s["n_train"],
                         "val": s["n_val"], "shape": s["shape"],

@@ -2,8 +2,8 @@
 
 Each axis is a linear map: shrinking averages the input pixels each output pixel covers (area
 weights, so an integer factor is exact binning); enlarging interpolates linearly between pixel
-centres (half-pixel aligned, edges held). A stack ``(n, sy, sx)`` becomes ``Ry @ X @ Rx.T``:
-two small matrix products per pattern, the same on any scheduler, and exact for a constant.
+centres (half-pixel aligned, edges held). A stack ``(n, sy, sx)`` becomes ``Ry @ X @ Rx.T``,
+summed over the few nonzero taps of each row: the same bits on any scheduler, exact for a constant.
 """
 
 from __future__ import annotations
@@ -44,16 +44,44 @@ def resample_matrix(n_in: int, n_out: int) -> np.ndarray:
     return matrix
 
 
+@lru_cache(maxsize=32)
+def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """``resample_matrix`` as taps: ``(k, n_out)`` input indices and float32 weights, the
+    nonzeros of each row in column order (zero-weight taps pad short rows)."""
+    matrix = resample_matrix(n_in, n_out)
+    k = int((matrix != 0).sum(axis=1).max())
+    index = np.zeros((k, n_out), np.intp)
+    weight = np.zeros((k, n_out), np.float32)
+    for i, row in enumerate(matrix):
+        cols = np.flatnonzero(row)
+        index[: len(cols), i] = cols
+        weight[: len(cols), i] = row[cols]
+    return index, weight
+
+
+def _along(x: np.ndarray, axis: int, n_out: int) -> np.ndarray:
+    index, weight = _taps(x.shape[axis], n_out)
+    shape = [1] * x.ndim
+    shape[axis] = n_out
+    out = np.take(x, index[0], axis=axis) * weight[0].reshape(shape)
+    for idx, w in zip(index[1:], weight[1:]):
+        out += np.take(x, idx, axis=axis) * w.reshape(shape)
+    return out
+
+
 def resample(patterns: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Patterns ``(..., sy, sx)`` resampled to ``(..., shape[0], shape[1])``, float32."""
+    """Patterns ``(..., sy, sx)`` resampled to ``(..., shape[0], shape[1])``, float32.
+
+    ``Ry @ X @ Rx.T`` summed tap by tap in a fixed order rather than by BLAS, whose kernels and
+    thread splits round differently: the same bits in a worker and in a notebook's threads.
+    """
     x = np.asarray(patterns, dtype=np.float32)
     sy, sx = x.shape[-2:]
     ty, tx = int(shape[0]), int(shape[1])
     if (sy, sx) == (ty, tx):
         return x
-    ry, rx = resample_matrix(sy, ty), resample_matrix(sx, tx)
     stack = x.reshape((-1, sy, sx))
-    out = np.matmul(np.matmul(ry, stack), rx.T)
+    out = _along(_along(stack, 1, ty), 2, tx)
     return out.reshape(x.shape[:-2] + (ty, tx))
 
 
