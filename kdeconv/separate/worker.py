@@ -11,36 +11,11 @@ from typing import Any
 
 from kdeconv.errors import InputError
 
-__all__ = ["cached_separator", "load_count", "loaded_models", "tune_malloc"]
+__all__ = ["cached_separator", "load_count", "loaded_models"]
 
 _CACHE: dict[tuple[str, str, str], Any] = {}
 _LOCK = threading.Lock()
 _LOADS = 0
-
-
-# Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which also freezes glibc's mmap
-# threshold at 128 kB: every MB-sized torch buffer is then mmap'ed, page-faulted and unmapped on
-# each call, halving the model's speed (measured: 500 vs 1040 patterns/s at 60x60). Restore
-# heap reuse for buffers below 16 MB and keep up to 64 MB free before trimming.
-_MMAP_THRESHOLD = 16 * 2**20
-_TRIM_THRESHOLD = 64 * 2**20
-_MALLOC_TUNED = False
-
-
-def tune_malloc() -> bool:
-    """Let this process reuse heap memory for model buffers (glibc only; no-op elsewhere)."""
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(-3, _MMAP_THRESHOLD) == 1 and libc.mallopt(-1, _TRIM_THRESHOLD) == 1
-    except (OSError, AttributeError):
-        return False
-    _MALLOC_TUNED = ok
-    return ok
 
 
 def _set_torch_threads(device: str) -> None:
@@ -58,6 +33,7 @@ def cached_separator(checkpoint: str | None, sha256: str, device: str, precision
     """The separator for (checkpoint sha256, device, precision) in this process, loaded on first use
     with ``kdeconv.model.load_separator``."""
     global _LOADS
+    from kdeconv.cluster import tune_malloc
     from kdeconv.model.device import resolve_device
 
     resolved = str(resolve_device(device))
@@ -65,7 +41,7 @@ def cached_separator(checkpoint: str | None, sha256: str, device: str, precision
     with _LOCK:
         separator = _CACHE.get(key)
         if separator is None:
-            tune_malloc()
+            tune_malloc()  # workers of a cluster kdeconv did not start
             _set_torch_threads(resolved)
             import kdeconv.model
 

@@ -52,7 +52,9 @@ def test_checkpoint_changed_under_the_run_is_an_input_error(monkeypatch):
 def test_malloc_tuning_is_safe_to_call_twice():
     import platform
 
-    first = worker.tune_malloc()
-    assert worker.tune_malloc() == first
+    from kdeconv.cluster import tune_malloc
+
+    first = tune_malloc()
+    assert tune_malloc() == first
     if platform.libc_ver()[0] == "glibc":
         assert first  # mallopt accepted
