@@ -139,7 +139,7 @@ def run_case(case: str, args, cluster) -> dict:
     for label, checkpoint in (("before", args.checkpoint), ("after", None)):
         if label == "after":
             adapt_cfg = {"map": str(work / "map.zarr"), "out": str(work / "adapt"), "base": args.checkpoint,
-                         "minutes": args.minutes, "seed": 0}
+                         "minutes": args.minutes, "seed": 0, **args.adapt_option}
             if case == "references":
                 adapt_cfg["references"] = str(write_references(truth, work / "map.zarr", work / "refs"))
             t = time.perf_counter()
@@ -200,7 +200,13 @@ def main(argv=None) -> int:
     parser.add_argument("--grains", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/check_adapt"))
+    parser.add_argument("--adapt-option", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="adapt config values to try (YAML values), e.g. lr=0.0006")
     args = parser.parse_args(argv)
+    import yaml
+
+    args.adapt_option = {key: yaml.safe_load(value) for key, value in
+                         (item.split("=", 1) for item in args.adapt_option)}
     args.out.mkdir(parents=True, exist_ok=True)
     import logging
 
