@@ -204,6 +204,15 @@ class PreprocessSpec(StrictModel):
     binning: int = Field(default=1, ge=1, le=8)
     crop: tuple[int, int, int, int] | None = None   # top, bottom, left, right (after binning)
     denoise_sigma: float = Field(default=0.0, ge=0)
+    # C, A and B resampled to this shape after mixing (kdeconv.preprocess.resample), as
+    # `separate` hands a small detector's patterns to a model with a larger working size.
+    resample_to: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _resample_to(self):
+        if self.resample_to is not None and min(self.resample_to) < 8:
+            raise ValueError(f"resample_to {list(self.resample_to)} is smaller than 8 px")
+        return self
 
 
 class AugmentSpec(StrictModel):
@@ -291,12 +300,17 @@ class GenerateConfig(StrictModel):
     def _raw_mix(self):
         if self.pipeline == "raw_mix" and (self.source.kind != "map" or self.model_input is None):
             raise ValueError("pipeline raw_mix needs a map source and model_input")
+        if self.pipeline == "raw_mix" and self.preprocess.resample_to is not None:
+            raise ValueError("pipeline raw_mix resamples with model_input.work_shape, not "
+                             "preprocess.resample_to")
         return self
 
     def pairs_detector(self) -> DetectorSpec | None:
         """The detector of every pair's patterns: a simulated source's fixed detector, when the
         patterns are neither binned nor cropped; else None."""
-        if self.source.kind != "simulate" or self.preprocess.binning != 1 or self.preprocess.crop is not None:
+        pre = self.preprocess
+        if self.source.kind != "simulate" or pre.binning != 1 or pre.crop is not None \
+                or pre.resample_to is not None:
             return None
         return self.source.fixed_detector()
 

@@ -20,7 +20,7 @@ from kdeconv.preprocess import circular_mask, crop, denoise, detect_masked
 __all__ = ["STREAM_PAIR", "STREAM_NOISE", "STREAM_PURE", "STREAM_WINDOW", "STREAM_PHASE",
            "pool_labels", "pair_rng",
            "noise_rng", "window_for_group", "PairDraws", "draw_pairs", "prepare_pure", "bin_patterns",
-           "build_pairs", "build_raw_pairs", "pure_geometry"]
+           "build_pairs", "build_raw_pairs", "pure_geometry", "resample_pairs"]
 
 STREAM_PAIR, STREAM_NOISE, STREAM_PURE, STREAM_WINDOW, STREAM_PHASE = 0, 1, 2, 3, 4
 N_UNIFORMS = 25  # draws 18-24 came with the detector effects; earlier draws are unchanged
@@ -244,6 +244,23 @@ def build_raw_pairs(cfg: GenerateConfig, draws: PairDraws, raw_a: np.ndarray, ra
     if geo.any():
         c, a, b = (_geometric_rows(x, geo) for x in (c, a, b))
     return {"C": to_uint16(c), "A": to_uint16(a), "B": to_uint16(b), "masked": masked}
+
+
+def resample_pairs(pairs: dict[str, np.ndarray], shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """C, A and B (uint16) of built pairs resampled to ``shape`` the way ``separate`` resamples a
+    map's patterns for its model; masked pairs are zeroed outside the mask again at ``shape``."""
+    from kdeconv.mixing import from_uint16, to_uint16
+    from kdeconv.preprocess.resample import resample
+
+    out = dict(pairs)
+    masked = np.asarray(pairs["masked"], bool)
+    outside = ~circular_mask(shape)
+    for name in ("C", "A", "B"):
+        x = np.clip(resample(from_uint16(pairs[name]), shape), 0.0, 1.0)
+        if masked.any():
+            x[masked[:, None, None] & outside] = 0.0
+        out[name] = to_uint16(x)
+    return out
 
 
 # Pairs per block of the mix: ~256k pixels keeps a block's float32 stacks (~1 MB) in the

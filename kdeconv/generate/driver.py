@@ -36,6 +36,7 @@ from kdeconv.generate.chunk import (
     pool_labels,
     prepare_pure,
     pure_geometry,
+    resample_pairs,
 )
 from kdeconv.io import resume
 from kdeconv.io.store import (
@@ -87,6 +88,17 @@ def _shape_after(shape: tuple[int, int], cfg: GenerateConfig, binned: bool) -> t
     return sy, sx
 
 
+def _mixed_shape(cfg: GenerateConfig, out_shape: tuple[int, int]) -> tuple[int, int]:
+    """Shape the pairs are mixed at: the source's after binning and crop (``out_shape`` unless
+    ``preprocess.resample_to`` resamples them afterwards)."""
+    if cfg.preprocess.resample_to is None:
+        return out_shape
+    shape = tuple(cfg.source.shape) if isinstance(cfg.source, SimulateSource) else None
+    if shape is None:
+        return out_shape
+    return _shape_after(shape, cfg, binned=True)
+
+
 def plan_source(cfg: GenerateConfig) -> SourcePlan:
     """Check the source and work out pool size and shapes (raises InputError on bad input)."""
     plan = _plan_source(cfg)
@@ -101,7 +113,8 @@ def _plan_source(cfg: GenerateConfig) -> SourcePlan:
             raise InputError("empty source: n_pure must be at least 2 to make pairs")
         shape = tuple(src.shape)
         phases = src.phase_sources()
-        plan = SourcePlan("simulate", src.n_pure, shape, _shape_after(shape, cfg, binned=True),
+        out_shape = _shape_after(shape, cfg, binned=True)
+        plan = SourcePlan("simulate", src.n_pure, shape, tuple(cfg.preprocess.resample_to or out_shape),
                           {"kind": "simulate", "master": src.master.model_dump(mode="json"),
                            "phases": phase_names(cfg), "n_pure": src.n_pure})
         for phase in phases:
@@ -130,6 +143,8 @@ def _plan_source(cfg: GenerateConfig) -> SourcePlan:
     raw_shape = tuple(int(s) for s in arr.shape[-2:])
     source_attrs = dict(group.attrs.get("source", {}))
     out_shape = _shape_after(raw_shape, cfg, binned=False)
+    mixed_shape = out_shape
+    out_shape = tuple(cfg.preprocess.resample_to or out_shape)
     if cfg.pipeline == "raw_mix":
         spec = cfg.model_input
         if spec.static_background and not Path(spec.static_background).is_file():
@@ -140,7 +155,7 @@ def _plan_source(cfg: GenerateConfig) -> SourcePlan:
     return SourcePlan("map", pool, raw_shape, out_shape,
                       {"kind": "map", "path": str(Path(src.path).resolve()), "pool_size": pool,
                        "map_nav_shape": list(arr.shape[:-2]), "map_dtype": str(arr.dtype),
-                       "map_source": source_attrs}, indices)
+                       "map_source": source_attrs, "mixed_shape": list(mixed_shape)}, indices)
 
 
 def phase_names(cfg: GenerateConfig) -> list[str]:
@@ -342,6 +357,9 @@ def write_pair_chunk(staging: str, cfg_json: str, start: int, stop: int, pool_si
     cfg = GenerateConfig.model_validate_json(cfg_json)
     group = open_for_writing(staging)
     shape = tuple(group["C"].shape[1:])
+    if cfg.preprocess.resample_to is not None:
+        shape = _mixed_shape(cfg, shape) if cfg.source.kind == "simulate" else \
+            tuple(group.attrs["source"]["mixed_shape"])
     labels = _pool_labels_cached(cfg_json, pool_size)
     draws = draw_pairs(cfg, start, stop, pool_size, square=shape[0] == shape[1], labels=labels)
     n = stop - start
@@ -353,6 +371,8 @@ def write_pair_chunk(staging: str, cfg_json: str, start: int, stop: int, pool_si
     else:
         mask = circular_mask(shape, cfg.mask.radius)
         out = build_pairs(cfg, start, draws, pats[:n], pats[n:], mask)
+        if cfg.preprocess.resample_to is not None:
+            out = resample_pairs(out, tuple(cfg.preprocess.resample_to))
     label = np.zeros(2 * n, np.int16) if labels is None else labels[both].astype(np.int16)
     _write_all(group, slice(start, stop), {
         "C": out["C"], "A": out["A"], "B": out["B"], "masked": out["masked"],

@@ -173,6 +173,7 @@ BAD = [
     ({"source": {"kind": "map", "path": "nowhere.zarr"}}, "store not found"),
     ({"mask": {"radius": 40}}, "larger than the pattern"),
     ({"augment": {"dose": [100, 10]}}, "dose"),
+    ({"preprocess": {"resample_to": [4, 4]}}, "resample_to"),
     ({"frobnicate": 1}, "frobnicate"),
 ]
 
@@ -227,3 +228,31 @@ def test_mask_is_on_by_default_and_no_mask_turns_it_off(cli, tmp_path):
     g = zarr.open_group(str(out), mode="r")
     assert not g["masked"][:].any()
     assert g.attrs["config"]["mask"]["fraction"] == 0.0
+
+
+def test_resample_to_gives_the_native_pairs_resampled_as_separate_does(tiny_runs, cli):
+    """Pairs mixed at the detector's 32x32 and resampled to 48x48 afterwards: the same draws and
+    the native store's C, A and B through ``kdeconv.preprocess.resample`` (masked pairs zeroed
+    outside the mask at 48x48); the store says 48x48 and claims no fixed detector."""
+    from kdeconv.mixing import from_uint16, to_uint16
+    from kdeconv.preprocess import circular_mask
+    from kdeconv.preprocess.resample import resample
+
+    tmp, _, runs = tiny_runs
+    native = _arrays(runs["w1_c16"][0])
+    cfg = _write(tmp / "up.yaml", dict(TINY, preprocess={"resample_to": [48, 48]}))
+    out = tmp / "up.zarr"
+    res = cli("generate", "--config", cfg, "--out", out, "--workers", 1, "--chunk-size", 16)
+    assert res.exit_code == 0, res.output
+    up = _arrays(out)
+    attrs = dict(zarr.open_group(str(out), mode="r").attrs)
+    assert attrs["pattern_shape"] == [48, 48] and attrs.get("detector") is None
+    for k in ("weights", "index_a", "index_b", "masked", "augment"):
+        assert np.array_equal(up[k], native[k], equal_nan=True), k
+    masked = native["masked"]
+    assert masked.any() and not masked.all()
+    for k in ("C", "A", "B"):
+        expected = np.clip(resample(from_uint16(native[k]), (48, 48)), 0, 1)
+        expected[masked] *= circular_mask((48, 48))
+        assert up[k].shape == (60, 48, 48)
+        assert np.array_equal(up[k], to_uint16(expected)), k

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# lib-v3: lib-v2 fine-tuned so that small detectors (60x60, run at the model's 120 px) and weak,
+# blurred, 8-bit patterns read as what they are (docs/model_card.md, "lib-v3").
+#
+#   bash workflows/train_small_detectors.sh          # generate, train, check
+#   STAGES="check" bash workflows/train_small_detectors.sh
+#
+# Budget: generation ~5 min + MAX_MINUTES (default 55) of training + checks on 2 cores.
+# Install (only if the gate passes):
+#   python workflows/check_default_model.py --checkpoint runs/lib_v3/run/best.pt --install \
+#     --check-json runs/lib_v3/check.json --run runs/lib_v3/run --working-range 120 160 120
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORK=${WORK:-runs/lib_v3}
+MAX_MINUTES=${MAX_MINUTES:-55}
+STAGES=${STAGES:-"generate train check"}
+LIB_V2_COMMIT=791ad83
+mkdir -p "$WORK"
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+generate() { if [ -d "$2" ]; then echo "kept $2"; else kdeconv generate --config "$1" --out "$2"; fi; }
+
+DATA=("$WORK/pairs60to120.zarr" "$WORK/pairs120.zarr")
+if has generate; then
+  generate configs/generate_library_60to120.yaml "${DATA[0]}"
+  generate configs/generate_library_120_v3.yaml "${DATA[1]}"
+fi
+
+INIT=default
+PINNED=$(sed -n 's/^init_checkpoint_sha256: *//p' configs/train_small_detectors.yaml)
+if [ "$(sha256sum kdeconv/model/weights/default.pt | cut -c1-64)" != "$PINNED" ]; then
+  INIT="$WORK/lib_v2.pt"
+  [ -f "$INIT" ] || git show "$LIB_V2_COMMIT:kdeconv/model/weights/default.pt" > "$INIT"
+fi
+
+if has train; then
+  ARGS=()
+  for d in "${DATA[@]}"; do ARGS+=(--data "$d"); done
+  if [ -f "$WORK/run/last.pt" ]; then
+    kdeconv train --resume --out "$WORK/run" "${ARGS[@]}" --max-minutes "$MAX_MINUTES"
+  else
+    kdeconv train --config configs/train_small_detectors.yaml "${ARGS[@]}" --out "$WORK/run" \
+      --init-checkpoint "$INIT" --max-minutes "$MAX_MINUTES" --overwrite
+  fi
+fi
+
+if has check; then
+  python workflows/check_default_model.py --checkpoint "$WORK/run/best.pt" --out "$WORK/check.json" \
+    --working-range 120 160 120
+fi
