@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEEP_PX", "MIN_NAV", "InGrainClaims", "in_grain_claims", "write_in_grain_claims",
-           "describe_in_grain_claims"]
+__all__ = ["DEEP_PX", "MIN_NAV", "UNFAMILIAR_DEEP_MINORITY", "InGrainClaims", "in_grain_claims",
+           "write_in_grain_claims", "describe_in_grain_claims", "unfamiliar_warning"]
 
 # Interior pixels at least this far (px) from any boundary or the scan edge set the bar: the
 # beam's footprint around them holds one grain only.
@@ -27,6 +27,11 @@ DEEP_PX = 2.0
 # Smaller maps (either side) have too few interiors to measure.
 MIN_NAV = 5
 IN_GRAIN = "in_grain"
+# Deep interiors are pure by their place, and a model that knows the detector reads them near 0
+# (0.006 on simulated Ni, 0.03 on steel). A median above this says the map's patterns are unlike
+# the model's training world (kikuchipy's real Ni patterns and kinematic Ni read 0.46) and its
+# second grains are not to be trusted: the map needs adapt.
+UNFAMILIAR_DEEP_MINORITY = 0.15
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ def in_grain_claims(weights, patterns, background: dict[str, Any], static_bg=Non
     if deep.any():
         record["deep_minority_p50_p99"] = [round(float(np.percentile(minority[deep], q)), 4)
                                            for q in (50, 99)]
+        record["unfamiliar"] = record["deep_minority_p50_p99"][0] > UNFAMILIAR_DEEP_MINORITY
     if bar is None:
         record["why_none"] = f"fewer than {IN_GRAIN_MIN_PIXELS} deep grain-interior pixels"
         return InGrainClaims(None, record)
@@ -121,3 +127,15 @@ def describe_in_grain_claims(record: dict[str, Any]) -> str:
             f"{record['n_grains']} grains read {p50:.3f} median, {p99:.3f} p99 over "
             f"{record['n_deep']} pixels; {record['n_in_grain']} pixels inside grains; "
             f"{record['seconds']:.1f} s)")
+
+
+def unfamiliar_warning(record: dict[str, Any], adapt_hint: str = "kdeconv separate MAP --out OUT --adapt"
+                       ) -> str | None:
+    """One ``Warning:`` line when the model reads the map's pure grain interiors as mixtures
+    (``record["unfamiliar"]``), else None."""
+    if not record.get("unfamiliar"):
+        return None
+    p50 = record["deep_minority_p50_p99"][0]
+    return (f"Warning: the model reads this map's grain interiors, which are pure, as mixtures "
+            f"(median minority {p50:.2f}; a detector it knows reads below {UNFAMILIAR_DEEP_MINORITY}): "
+            f"its second grains here are not to be trusted. Adapt it to the map first: {adapt_hint}")

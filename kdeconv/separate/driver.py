@@ -29,7 +29,7 @@ from kdeconv.io import resume
 from kdeconv.io.store import open_for_writing, open_store, release_output, store_attrs
 from kdeconv.preprocess.background import static_background_from_mean
 from kdeconv.separate.chunk import blank_frames, preprocess_patterns, separate_patterns
-from kdeconv.separate.claims import describe_in_grain_claims, write_in_grain_claims
+from kdeconv.separate.claims import describe_in_grain_claims, unfamiliar_warning, write_in_grain_claims
 from kdeconv.separate.inputs import ModelInputPlan, plan_model_input
 from kdeconv.separate.worker import cached_separator
 
@@ -515,8 +515,10 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                 wanted = da.concatenate([counts.blocks[idx].ravel() for idx in pending]).sum()
                 separated = int(compute(client, wanted, progress=progress))
         if config.in_grain_claims and bool(np.all(group[DONE][...])):
-            echo(describe_in_grain_claims(write_in_grain_claims(group, map_path, background,
-                                                                client, progress)))
+            record = write_in_grain_claims(group, map_path, background, client, progress)
+            echo(describe_in_grain_claims(record))
+            if (warning := unfamiliar_warning(record)) is not None:
+                echo(warning)
     resume.require_complete(group, out_path)  # a worker vanished without raising: keep .partial
     blank = int(np.count_nonzero(group[BLANK][...]))
     group.attrs["blank_frames"] = blank

@@ -157,13 +157,19 @@ class Separation:
         if plan is None or not plan.config.in_grain_claims:
             return None
         if self._claims is None:
-            from kdeconv.separate.claims import in_grain_claims
+            import warnings
+
+            from kdeconv.separate.claims import in_grain_claims, unfamiliar_warning
 
             weights, _ = self._weights_and_blank()
             with self._scheduler():
                 self._claims = in_grain_claims(weights, plan.patterns, plan.model_input.background,
                                                static_bg=plan.static_background, client=self.client,
                                                progress=False)
+            warning = unfamiliar_warning(self._claims.record,
+                                         "kdeconv.adapt(...), then kdeconv.separate(..., checkpoint=...)")
+            if warning is not None:
+                warnings.warn(warning.removeprefix("Warning: "), UserWarning, stacklevel=3)
         return self._claims
 
     def _weights_and_blank(self) -> tuple[np.ndarray, np.ndarray]:

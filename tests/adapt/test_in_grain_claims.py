@@ -10,7 +10,7 @@ from pure_maps import write_map
 
 from kdeconv.adapt import segment_map
 from kdeconv.config.claim import ClaimRule
-from kdeconv.separate.claims import write_in_grain_claims
+from kdeconv.separate.claims import unfamiliar_warning, write_in_grain_claims
 
 
 def _separated(path, minority: np.ndarray, rule: dict | None):
@@ -34,6 +34,7 @@ def test_in_grain_bar_keeps_pure_pixels_clean_and_mixtures_claimed(sim_map, tmp_
     in_grain = np.asarray(group["in_grain"][...])
     assert in_grain.shape == sim.minority.shape and group["in_grain"].chunks == (8, 8)
     assert 0.06 < record["bar"] < 0.1 and record["n_deep"] >= 50
+    assert record["unfamiliar"] is False and unfamiliar_warning(record) is None
     rule = ClaimRule.checked(group.attrs["claim_rule"])
     assert (rule.claim_weight, rule.claim_min_cm, rule.claim_weight_in_grain) == (0.02, 0.3, record["bar"])
     # the segmentation's grains are grains: most pixels inside one are pure in the truth, the
@@ -47,6 +48,20 @@ def test_in_grain_bar_keeps_pure_pixels_clean_and_mixtures_claimed(sim_map, tmp_
     assert before[pure].mean() == 1.0                       # the model's bar alone: all invented
     assert claimed[pure].mean() < 0.5 * before[pure].mean()  # most pure pixels now kept clean
     assert claimed[mixed].all()                              # no strong mixture is lost
+
+
+def test_a_model_that_reads_pure_interiors_as_mixtures_is_told_to_adapt(sim_map, tmp_path):
+    """A weight head that reads every pattern of a map near 50/50 (what an unfamiliar detector's
+    real patterns get): the interiors say so, and one warning line names adapt."""
+    sim = sim_map(dose=1500.0, seed=0)
+    store = write_map(tmp_path / "map.zarr", sim.counts, (8, 24))
+    predicted = np.clip(0.42 + np.random.default_rng(1).normal(0, 0.02, sim.minority.shape), 0, 0.5)
+    group = _separated(tmp_path / "sep.zarr", predicted, {"claim_weight": 0.01, "claim_min_cm": 0.3})
+    record = write_in_grain_claims(group, store, background={})
+    assert record["unfamiliar"] is True and 0.4 < record["deep_minority_p50_p99"][0] < 0.44
+    assert dict(group.attrs["in_grain_claims"])["unfamiliar"] is True
+    line = unfamiliar_warning(record)
+    assert line.startswith("Warning: ") and "\n" not in line and "--adapt" in line and "0.42" in line
 
 
 def test_a_map_too_small_keeps_the_models_bar(tmp_path):
@@ -69,6 +84,7 @@ def test_segment_map_reads_arrays_as_stores(sim_map, tmp_path):
     np.testing.assert_array_equal(from_store.interior, from_array.interior)
 
 
+@pytest.mark.filterwarnings("ignore:the model reads this map's grain interiors")
 def test_separate_writes_the_in_grain_bar_and_the_api_agrees(sim_map, tmp_path):
     from distributed import Client, LocalCluster
 
@@ -89,6 +105,9 @@ def test_separate_writes_the_in_grain_bar_and_the_api_agrees(sim_map, tmp_path):
     rule, source = ClaimRule.resolve(None, None, sep.attrs["claim_rule"])
     assert rule.claim_weight_in_grain == record["bar"] and record["n_deep"] >= 50
     assert source["claim_weight_in_grain"] == "map"
+    # the warning to adapt is printed exactly when the interiors read as mixtures
+    warned = [line for line in lines if line.startswith("Warning: the model reads")]
+    assert len(warned) == int(record["unfamiliar"])
     in_grain = np.asarray(sep["in_grain"][...])
     assert in_grain.sum() == record["n_in_grain"] and sim.minority[in_grain].max() < 0.25
     # the notebook API writes the same store
