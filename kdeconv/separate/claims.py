@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEEP_PX", "MIN_NAV", "UNFAMILIAR_DEEP_MINORITY", "InGrainClaims", "in_grain_claims",
-           "write_in_grain_claims", "describe_in_grain_claims", "unfamiliar_warning"]
+__all__ = ["DEEP_PX", "MIN_NAV", "UNFAMILIAR_DEEP_MINORITY", "MOSTLY_MIXED_MINORITY", "InGrainClaims",
+           "in_grain_claims", "write_in_grain_claims", "describe_in_grain_claims", "unfamiliar_warning",
+           "mostly_mixed_warning"]
 
 # Interior pixels at least this far (px) from any boundary or the scan edge set the bar: the
 # beam's footprint around them holds one grain only.
@@ -32,6 +33,11 @@ IN_GRAIN = "in_grain"
 # the model's training world (kikuchipy's real Ni patterns and kinematic Ni read 0.46) and its
 # second grains are not to be trusted: the map needs adapt.
 UNFAMILIAR_DEEP_MINORITY = 0.15
+# Without interiors to read (a stack, a line scan, a small map): most patterns of a map are pure,
+# so a median predicted minority above this over at least MOSTLY_MIXED_MIN_PATTERNS patterns says
+# the same, unless the patterns were chosen as double patterns (the line says so).
+MOSTLY_MIXED_MINORITY = 0.3
+MOSTLY_MIXED_MIN_PATTERNS = 16
 
 
 @dataclass(frozen=True)
@@ -139,3 +145,20 @@ def unfamiliar_warning(record: dict[str, Any], adapt_hint: str = "kdeconv separa
     return (f"Warning: the model reads this map's grain interiors, which are pure, as mixtures "
             f"(median minority {p50:.2f}; a detector it knows reads below {UNFAMILIAR_DEEP_MINORITY}): "
             f"its second grains here are not to be trusted. Adapt it to the map first: {adapt_hint}")
+
+
+def mostly_mixed_warning(weights, adapt_hint: str = "kdeconv separate MAP --out OUT --adapt "
+                                                    "(--references DIR for a stack)") -> str | None:
+    """One ``Warning:`` line when most of a map's patterns read as near-equal mixtures (median
+    predicted minority above ``MOSTLY_MIXED_MINORITY``; blank frames left out), else None. For
+    maps without grain interiors to read; ``unfamiliar_warning`` serves the others."""
+    minority = np.min(np.asarray(weights, np.float64).reshape(-1, 2), axis=-1)
+    minority = minority[np.isfinite(minority)]
+    if len(minority) < MOSTLY_MIXED_MIN_PATTERNS:
+        return None
+    p50 = float(np.median(minority))
+    if p50 <= MOSTLY_MIXED_MINORITY:
+        return None
+    return (f"Warning: the model reads most of these {len(minority)} patterns as near-equal mixtures "
+            f"(median minority {p50:.2f}). Unless they were chosen as double patterns, the model does "
+            f"not know this detector: adapt it first: {adapt_hint}")

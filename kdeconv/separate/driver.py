@@ -29,7 +29,12 @@ from kdeconv.io import resume
 from kdeconv.io.store import open_for_writing, open_store, release_output, store_attrs
 from kdeconv.preprocess.background import static_background_from_mean
 from kdeconv.separate.chunk import blank_frames, preprocess_patterns, separate_patterns
-from kdeconv.separate.claims import describe_in_grain_claims, unfamiliar_warning, write_in_grain_claims
+from kdeconv.separate.claims import (
+    describe_in_grain_claims,
+    mostly_mixed_warning,
+    unfamiliar_warning,
+    write_in_grain_claims,
+)
 from kdeconv.separate.inputs import ModelInputPlan, plan_model_input
 from kdeconv.separate.worker import cached_separator
 
@@ -517,7 +522,9 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
         if config.in_grain_claims and bool(np.all(group[DONE][...])):
             record = write_in_grain_claims(group, map_path, background, client, progress)
             echo(describe_in_grain_claims(record))
-            if (warning := unfamiliar_warning(record)) is not None:
+            warning = unfamiliar_warning(record) if record.get("bar") is not None \
+                else mostly_mixed_warning(group["weights"][...])
+            if warning is not None:
                 echo(warning)
     resume.require_complete(group, out_path)  # a worker vanished without raising: keep .partial
     blank = int(np.count_nonzero(group[BLANK][...]))

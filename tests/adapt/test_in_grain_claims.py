@@ -10,7 +10,7 @@ from pure_maps import write_map
 
 from kdeconv.adapt import segment_map
 from kdeconv.config.claim import ClaimRule
-from kdeconv.separate.claims import unfamiliar_warning, write_in_grain_claims
+from kdeconv.separate.claims import mostly_mixed_warning, unfamiliar_warning, write_in_grain_claims
 
 
 def _separated(path, minority: np.ndarray, rule: dict | None):
@@ -62,6 +62,22 @@ def test_a_model_that_reads_pure_interiors_as_mixtures_is_told_to_adapt(sim_map,
     assert dict(group.attrs["in_grain_claims"])["unfamiliar"] is True
     line = unfamiliar_warning(record)
     assert line.startswith("Warning: ") and "\n" not in line and "--adapt" in line and "0.42" in line
+
+
+def test_a_stack_read_as_mostly_mixtures_is_told_to_adapt():
+    def weights(minority):
+        minority = np.asarray(minority, np.float64)
+        return np.stack([1 - minority, minority], axis=-1)
+
+    line = mostly_mixed_warning(weights(np.full(20, 0.45)))
+    assert line.startswith("Warning: ") and "20 patterns" in line and "0.45" in line and "--adapt" in line
+    assert mostly_mixed_warning(weights(np.full(20, 0.05))) is None      # a familiar detector
+    assert mostly_mixed_warning(weights(np.full(10, 0.45))) is None      # too few to say
+    blank = weights(np.r_[np.full(12, 0.02), np.full(8, 0.45)])
+    blank[:12] = np.nan                                                   # blank frames say nothing
+    assert mostly_mixed_warning(blank) is None
+    mixed = weights(np.r_[np.full(12, 0.02), np.full(20, 0.45)])
+    assert "20 patterns" not in mostly_mixed_warning(mixed) and "32 patterns" in mostly_mixed_warning(mixed)
 
 
 def test_a_map_too_small_keeps_the_models_bar(tmp_path):
