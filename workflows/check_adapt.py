@@ -3,12 +3,14 @@
     python workflows/check_adapt.py [--checkpoint CKPT] [--cases zr hostile processed references] \
         [--minutes 10] [--nav 40 40] [--grains 20] [--out runs/check_adapt]
 
-Cases (each a simulate-map at 120x120 px with its truth):
+Cases (each a simulate-map at 120x120 px with its truth, but ``binned``):
 
 - ``zr``: a phase the multi-phase model never saw (hcp Zr, held out of its training);
 - ``hostile``: a detector unlike training: strong fixed-pattern gain, hot and dead pixels, 8-bit,
   weak bands at low counts, an unusual PC;
 - ``processed``: a duplex steel (ferrite + austenite) exported in the vendor-processed style;
+- ``binned``: the duplex steel through a binned real camera (60x60, weak blurred bands, 8 bits:
+  ``configs/check_map_real_binned.yaml``), which the base reads as mixtures;
 - ``references``: the duplex map adapted on 5 + 5 pure reference patterns given as a folder with
   ``bcc/`` and ``fcc/`` labels (one pattern from each grain's interior), not on the map's own.
 
@@ -53,6 +55,15 @@ def case_map(case: str, nav, grains: int) -> dict:
     elif case == "processed":
         config["phases"] = DUPLEX
         config["style"] = "processed"
+    elif case == "binned":
+        # a binned real camera (configs/check_map_real_binned.yaml) on duplex steel at 60x60
+        import yaml
+
+        camera = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs"
+                                 / "check_map_real_binned.yaml").read_text())
+        config["phases"] = DUPLEX
+        config["detector"] = {**camera["detector"], "shape": [60, 60]}
+        config["realism"] = camera["realism"]
     elif case == "references":
         config["phases"] = DUPLEX
         config["n_grains"] = 10  # 5 + 5 grains: one reference from each
