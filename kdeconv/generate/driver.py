@@ -88,17 +88,6 @@ def _shape_after(shape: tuple[int, int], cfg: GenerateConfig, binned: bool) -> t
     return sy, sx
 
 
-def _mixed_shape(cfg: GenerateConfig, out_shape: tuple[int, int]) -> tuple[int, int]:
-    """Shape the pairs are mixed at: the source's after binning and crop (``out_shape`` unless
-    ``preprocess.resample_to`` resamples them afterwards)."""
-    if cfg.preprocess.resample_to is None:
-        return out_shape
-    shape = tuple(cfg.source.shape) if isinstance(cfg.source, SimulateSource) else None
-    if shape is None:
-        return out_shape
-    return _shape_after(shape, cfg, binned=True)
-
-
 def plan_source(cfg: GenerateConfig) -> SourcePlan:
     """Check the source and work out pool size and shapes (raises InputError on bad input)."""
     plan = _plan_source(cfg)
@@ -113,10 +102,11 @@ def _plan_source(cfg: GenerateConfig) -> SourcePlan:
             raise InputError("empty source: n_pure must be at least 2 to make pairs")
         shape = tuple(src.shape)
         phases = src.phase_sources()
-        out_shape = _shape_after(shape, cfg, binned=True)
-        plan = SourcePlan("simulate", src.n_pure, shape, tuple(cfg.preprocess.resample_to or out_shape),
+        mixed_shape = _shape_after(shape, cfg, binned=True)
+        plan = SourcePlan("simulate", src.n_pure, shape, tuple(cfg.preprocess.resample_to or mixed_shape),
                           {"kind": "simulate", "master": src.master.model_dump(mode="json"),
-                           "phases": phase_names(cfg), "n_pure": src.n_pure})
+                           "phases": phase_names(cfg), "n_pure": src.n_pure,
+                           "mixed_shape": list(mixed_shape)})
         for phase in phases:
             if phase.master.kind != "nickel":
                 from kdeconv.simulate import load_master
@@ -142,9 +132,8 @@ def _plan_source(cfg: GenerateConfig) -> SourcePlan:
         raise InputError("empty source: at least 2 pure patterns are needed to make pairs")
     raw_shape = tuple(int(s) for s in arr.shape[-2:])
     source_attrs = dict(group.attrs.get("source", {}))
-    out_shape = _shape_after(raw_shape, cfg, binned=False)
-    mixed_shape = out_shape
-    out_shape = tuple(cfg.preprocess.resample_to or out_shape)
+    mixed_shape = _shape_after(raw_shape, cfg, binned=False)
+    out_shape = tuple(cfg.preprocess.resample_to or mixed_shape)
     if cfg.pipeline == "raw_mix":
         spec = cfg.model_input
         if spec.static_background and not Path(spec.static_background).is_file():
@@ -357,9 +346,8 @@ def write_pair_chunk(staging: str, cfg_json: str, start: int, stop: int, pool_si
     cfg = GenerateConfig.model_validate_json(cfg_json)
     group = open_for_writing(staging)
     shape = tuple(group["C"].shape[1:])
-    if cfg.preprocess.resample_to is not None:
-        shape = _mixed_shape(cfg, shape) if cfg.source.kind == "simulate" else \
-            tuple(group.attrs["source"]["mixed_shape"])
+    if cfg.preprocess.resample_to is not None:  # mixed at the source's shape, resampled after
+        shape = tuple(group.attrs["source"]["mixed_shape"])
     labels = _pool_labels_cached(cfg_json, pool_size)
     draws = draw_pairs(cfg, start, stop, pool_size, square=shape[0] == shape[1], labels=labels)
     n = stop - start
