@@ -19,10 +19,7 @@ TRAIN_CONFIG=${TRAIN_CONFIG:-configs/train_library.yaml}
 STAGES=${STAGES:-"generate train check install"}
 mkdir -p "$WORK"
 
-has() { [[ " $STAGES " == *" $1 "* ]]; }
-generate() {  # config, store
-  if [ -d "$2" ]; then echo "kept $2"; else kdeconv generate --config "$1" --out "$2"; fi
-}
+source workflows/train_stages.sh
 
 DATA=("$WORK/pairs120.zarr" "$WORK/pairs60.zarr" "$WORK/pairs96x128.zarr" "$WORK/pairs160.zarr")
 if has generate; then
@@ -35,22 +32,10 @@ fi
 # The recipe starts from ni-v4 (the sha256 train_library.yaml pins); once a newer default is
 # installed, ni-v4 comes from the commit that shipped it.
 NI_V4_COMMIT=2b2eed1
-INIT=default
-PINNED=$(sed -n 's/^init_checkpoint_sha256: *//p' "$TRAIN_CONFIG")
-if [ -n "$PINNED" ] && [ "$(sha256sum kdeconv/model/weights/default.pt | cut -c1-64)" != "$PINNED" ]; then
-  INIT="$WORK/ni_v4.pt"
-  [ -f "$INIT" ] || git show "$NI_V4_COMMIT:kdeconv/model/weights/default.pt" > "$INIT"
-fi
+INIT=$(init_checkpoint "$TRAIN_CONFIG" "$NI_V4_COMMIT" "$WORK/ni_v4.pt")
 
 if has train; then
-  ARGS=()
-  for d in "${DATA[@]}"; do ARGS+=(--data "$d"); done
-  if [ -f "$WORK/run/last.pt" ]; then
-    kdeconv train --resume --out "$WORK/run" "${ARGS[@]}" --max-minutes "$MAX_MINUTES"
-  else
-    kdeconv train --config "$TRAIN_CONFIG" "${ARGS[@]}" --out "$WORK/run" \
-      --init-checkpoint "$INIT" --max-minutes "$MAX_MINUTES" --overwrite
-  fi
+  train_or_resume "$WORK/run" "$TRAIN_CONFIG" "$INIT" "$MAX_MINUTES" "${DATA[@]}"
 fi
 
 # Quality on a fresh simulated test set (never used in training) and the demo-map gate (pure pixels

@@ -18,8 +18,7 @@ MAX_MINUTES=${MAX_MINUTES:-75}
 STAGES=${STAGES:-"generate train check"}
 LIB_V2_COMMIT=791ad83
 mkdir -p "$WORK"
-has() { [[ " $STAGES " == *" $1 "* ]]; }
-generate() { if [ -d "$2" ]; then echo "kept $2"; else kdeconv generate --config "$1" --out "$2"; fi; }
+source workflows/train_stages.sh
 
 DATA=("$WORK/pairs60to120.zarr" "$WORK/pairs120.zarr" "$WORK/kinematic60to120.zarr" "$WORK/kinematic120.zarr")
 if has generate; then
@@ -29,22 +28,10 @@ if has generate; then
   generate configs/generate_kinematic_120.yaml "${DATA[3]}"
 fi
 
-INIT=default
-PINNED=$(sed -n 's/^init_checkpoint_sha256: *//p' configs/train_small_detectors.yaml)
-if [ "$(sha256sum kdeconv/model/weights/default.pt | cut -c1-64)" != "$PINNED" ]; then
-  INIT="$WORK/lib_v2.pt"
-  [ -f "$INIT" ] || git show "$LIB_V2_COMMIT:kdeconv/model/weights/default.pt" > "$INIT"
-fi
+INIT=$(init_checkpoint configs/train_small_detectors.yaml "$LIB_V2_COMMIT" "$WORK/lib_v2.pt")
 
 if has train; then
-  ARGS=()
-  for d in "${DATA[@]}"; do ARGS+=(--data "$d"); done
-  if [ -f "$WORK/run/last.pt" ]; then
-    kdeconv train --resume --out "$WORK/run" "${ARGS[@]}" --max-minutes "$MAX_MINUTES"
-  else
-    kdeconv train --config configs/train_small_detectors.yaml "${ARGS[@]}" --out "$WORK/run" \
-      --init-checkpoint "$INIT" --max-minutes "$MAX_MINUTES" --overwrite
-  fi
+  train_or_resume "$WORK/run" configs/train_small_detectors.yaml "$INIT" "$MAX_MINUTES" "${DATA[@]}"
 fi
 
 if has check; then
