@@ -87,6 +87,7 @@ def run(quick: bool = False) -> list[dict]:
     from benchmarks.common import make_row
     from kdeconv.model import load_separator
     from kdeconv.model.precision import autocast
+    from kdeconv.separate.chunk import effective_batch_size
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     sep = load_separator(None, device="cpu")  # precision auto, as `kdeconv separate` runs it
@@ -109,16 +110,23 @@ def run(quick: bool = False) -> list[dict]:
         rows.append(make_row("model", f"MFLOP/pattern {size}x{size}", round(mf, 1), "classic U-Net",
                              round(cmf, 1), note="torch FlopCounterMode; ratio = classic/shipped",
                              higher_is_better=False))
+        batch = effective_batch_size(None, (size, size), "cpu")
         with torch.inference_mode():
             sep_rate = _rate(lambda counts=counts: sep.separate(counts), n, min_s)
+            whole_rate = _rate(lambda counts=counts, n=n: sep.separate(counts, batch_size=n), n, min_s)
+            rows.append(make_row("model", f"patterns/s separate {size}x{size}, CPU batch", round(sep_rate, 1),
+                                 f"one batch of {n}", round(whole_rate, 1),
+                                 note=f"separate's CPU batch ({batch} patterns, ~2**18 pixels) against "
+                                      f"all {n} in one call, 2 threads, {sep.precision}"))
             with autocast(sep.device, sep.autocast_dtype):
-                net_rate = _rate(lambda x_cl=x_cl: net(x_cl), n, min_s)
+                net_rate = _rate(lambda x_cl=x_cl, n=n, b=batch: [net(x_cl[i:i + b]) for i in range(0, n, b)],
+                                 n, min_s)
             if size == 120 or not quick:
                 classic_rate = _rate(lambda x=x: classic(x), n, min_s)
                 rows.append(make_row("model", f"patterns/s separate {size}x{size}", round(sep_rate, 1),
                                      "classic U-Net forward only", round(classic_rate, 1),
                                      note="separate = normalise + network + dominant ordering, batch "
-                                          f"{n}, 2 threads, {sep.precision}; baseline is its bare "
+                                          f"{batch}, 2 threads, {sep.precision}; baseline is its bare "
                                           "fp32 forward pass"))
             if sep.precision != "fp32":
                 rows.append(make_row("model", f"patterns/s separate {sep.precision} {size}x{size}",

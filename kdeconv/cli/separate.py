@@ -17,7 +17,9 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
               help="auto (CUDA when present, one GPU per worker), cpu or cuda.")
 @click.option("--precision", default=None, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               help="Autocast dtype: auto = bf16 on GPUs and on CPUs with native bf16, else fp32.")
-@click.option("--batch-size", default=None, type=int, help="Patterns per model call (default 64).")
+@click.option("--batch-size", default=None, type=int,
+              help="Patterns per model call (default: the device's own; on a CPU ~2**18 pixels, "
+                   "16 patterns at 120x120).")
 @click.option("--background", default=None, type=click.Choice(["auto", "raw", "processed"]),
               help="auto (default): decide per map whether the patterns still carry the detector "
                    "background (raw: static + dynamic removal) or were corrected by vendor software.")

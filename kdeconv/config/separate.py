@@ -42,7 +42,9 @@ class SeparateConfig(StrictModel):
     # autocast dtype (kdeconv.model.precision): auto = bf16 on GPUs and on CPUs with native bf16
     # (AMX; 1.6x the fp32 rate at 120x120 here, same median NCC), else fp32
     precision: Precision = "auto"
-    batch_size: int = Field(default=64, ge=1)  # patterns per model call inside a chunk
+    # Patterns per model call inside a chunk; None: the device's own (on a CPU ~2**18 pixels, the
+    # fastest measured; on a GPU as many as fit its memory).
+    batch_size: int | None = Field(default=None, ge=1)
     # Shorter side (px) the model sees; patterns are resampled to it and A, B back to the map's
     # size. None: the model's own working range decides (patterns inside it are left alone).
     working_size: int | None = Field(default=None, ge=16, le=2048)

@@ -215,10 +215,6 @@ class Separator:
         # channels_last roughly doubles CPU conv throughput (oneDNN's native layout).
         self.model = self.model.to(memory_format=torch.channels_last)
 
-    @property
-    def default_batch_size(self) -> int:
-        return 256 if self.device.type == "cuda" else 64
-
     def separate(self, patterns: np.ndarray, batch_size: int | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(n, sy, sx)`` -> ``A, B`` float32 (n, sy, sx) in [0, 1] and weights (n, 2), wA >= wB.
@@ -233,7 +229,9 @@ class Separator:
         a_out = np.empty((n, sy, sx), dtype=np.float32)
         b_out = np.empty((n, sy, sx), dtype=np.float32)
         w_out = np.empty((n, 2), dtype=np.float32)
-        step = int(batch_size or self.default_batch_size)
+        from kdeconv.separate.chunk import effective_batch_size
+
+        step = effective_batch_size(batch_size, (sy, sx), self.device.type)
         for start in range(0, n, step):
             stop = min(n, start + step)
             x, masked = prepare_inputs(stack[start:stop], self.normalization)

@@ -96,16 +96,16 @@ DEVICE_MEMORY_SHARE = 0.35
 MAX_DEVICE_BATCH = 2048
 
 
-def device_batch_size(separator, work_shape: tuple[int, int], requested: int) -> int:
+def device_batch_size(separator, work_shape: tuple[int, int], requested: int | None) -> int:
     """Patterns per model call. On a GPU: as many as fit ``DEVICE_MEMORY_SHARE`` of its memory,
     measured with one probe batch (a multiple of 64, at least ``requested``, and less when other
-    processes hold the card's memory); elsewhere ``requested`` as the CPU path bounds it.
-    Measured once per process, card and shape."""
+    processes hold the card's memory); elsewhere ``requested`` (None: the CPU's own) as the CPU
+    path bounds it. Measured once per process, card and shape."""
     from kdeconv.separate.chunk import effective_batch_size
 
     device = separator.device
     if device.type != "cuda":
-        return effective_batch_size(requested, work_shape)
+        return effective_batch_size(requested, work_shape, device.type)
     key = (str(device), tuple(work_shape), getattr(separator, "sha256", ""), str(separator.autocast_dtype))
     if key not in _BATCHES:
         probe = 32
@@ -121,7 +121,7 @@ def device_batch_size(separator, work_shape: tuple[int, int], requested: int) ->
         # Other processes on the card (several workers on one GPU) leave less than its share.
         budget = min(DEVICE_MEMORY_SHARE * total, 0.6 * (free + torch.cuda.memory_reserved(device)))
         fit = int(budget / per_pattern) // 64 * 64
-        _BATCHES[key] = max(int(requested), min(MAX_DEVICE_BATCH, max(64, fit)))
+        _BATCHES[key] = max(int(requested or 64), min(MAX_DEVICE_BATCH, max(64, fit)))
     return _BATCHES[key]
 
 

@@ -504,7 +504,8 @@ def _progress_bar(show: bool | None):
 
 def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto", precision: str = "auto",
              background: str | dict | BackgroundConfig = "auto", client=None, working_size: int | None = None,
-             batch_size: int = 64, in_grain_claims: bool = True, progress: bool | None = True) -> Separation:
+             batch_size: int | None = None, in_grain_claims: bool = True,
+             progress: bool | None = True) -> Separation:
     """Separate every pattern of ``data`` into A, B and weights.
 
     Parameters
@@ -527,7 +528,8 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
     working_size
         Shorter side (px) the model sees; A and B are resampled back (default: the model's range).
     batch_size
-        Patterns per model call.
+        Patterns per model call; None: the device's own (on a CPU about 2**18 pixels per call,
+        the fastest measured; on a GPU as many as fit its memory).
     in_grain_claims
         Measure the higher claim bar inside the map's grains (``Separation.in_grain``), as
         ``kdeconv separate`` does; False: the model's bar everywhere.

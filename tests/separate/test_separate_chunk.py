@@ -108,3 +108,16 @@ def test_nan_patterns_are_an_input_error():
     block[1, 4, 4] = np.nan
     with pytest.raises(InputError, match="NaN"):
         separate_patterns(block, Mirror(), batch_size=4, background=NO_BG)
+
+
+def test_batch_size_default_is_the_devices_own():
+    from kdeconv.separate.chunk import CPU_BATCH_PIXELS, effective_batch_size
+
+    # a CPU's fastest batch holds ~2**18 pixels; a GPU's starts at 256 (then probed)
+    assert effective_batch_size(None, (120, 120), "cpu") == CPU_BATCH_PIXELS // (120 * 120) == 18
+    assert effective_batch_size(None, (240, 240), "cpu") == 4
+    assert effective_batch_size(None, (1024, 1024), "cpu") == 1
+    assert effective_batch_size(None, (120, 120), "cuda") == 256
+    # an explicit batch is kept, bounded only by memory
+    assert effective_batch_size(64, (120, 120), "cpu") == 64
+    assert effective_batch_size(64, (2048, 2048), "cuda") == 4
