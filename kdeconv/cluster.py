@@ -25,7 +25,7 @@ from kdeconv.config.cluster import ClusterConfig
 from kdeconv.errors import InputError
 
 __all__ = ["ClusterConfig", "open_client", "compute", "worker_threads", "machine_cores",
-           "check_cluster_config", "sigint_ignored", "tune_malloc"]
+           "check_cluster_config", "sigint_ignored", "tune_malloc", "environment_kept"]
 
 
 def machine_cores() -> int:
@@ -91,6 +91,25 @@ def tune_malloc() -> bool:
     _malloc_tuned = (mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES) == 1
                      and mallopt(m_trim_threshold, TRIM_THRESHOLD_BYTES) == 1)
     return _malloc_tuned
+
+
+@contextlib.contextmanager
+def environment_kept() -> Iterator[None]:
+    """Give this process its environment back after starting or stopping a LocalCluster.
+
+    Its nannies run in this process and put Dask's worker environment (MALLOC_TRIM_THRESHOLD_,
+    OMP_NUM_THREADS=1, ...) into ``os.environ`` before spawning a worker, and leave it there: a
+    process started from here later would inherit it and run torch on one thread at about half
+    speed (``tune_malloc``). The workers keep theirs."""
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(before):
+            del os.environ[key]
+        for key, value in before.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
 
 
 def _register_worker_setup(client) -> None:
@@ -247,7 +266,7 @@ def open_client(config: ClusterConfig | None = None, *, echo=None) -> Iterator[A
     cores = machine_cores()
     threads = config.threads_per_worker or 1
     workers = config.workers or max(1, cores // threads)
-    with sigint_ignored():
+    with sigint_ignored(), environment_kept():
         cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
                                dashboard_address=":0", silence_logs=logging.WARNING)
     client = Client(cluster)
@@ -260,8 +279,9 @@ def open_client(config: ClusterConfig | None = None, *, echo=None) -> Iterator[A
         _quiet_distributed(logging.CRITICAL)  # the shutdown's warnings are no news after Ctrl-C
         raise
     finally:
-        client.close()
-        cluster.close()
+        with environment_kept():  # a worker restarted meanwhile set it again
+            client.close()
+            cluster.close()
 
 
 @contextlib.contextmanager

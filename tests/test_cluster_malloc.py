@@ -54,3 +54,28 @@ def test_a_worker_with_dask_settings_alone_maps_every_such_array():
         with Client(cluster) as client:
             mapped = client.run(mapped_bytes_for_an_array)
     assert list(mapped.values())[0] >= 4 * 2**20
+
+
+def _environment_of_worker() -> dict:
+    import os
+
+    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")}
+
+
+def test_a_kdeconv_cluster_leaves_this_process_environment_as_it_was(monkeypatch):
+    # Dask's nannies run in this process and set their workers' environment here; a process
+    # spawned from here later must not inherit it (one thread, half-speed torch)
+    pytest.importorskip("distributed")
+    import os
+
+    from kdeconv.cluster import ClusterConfig, open_client
+
+    for key in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(key, raising=False)
+    before = dict(os.environ)
+    with open_client(ClusterConfig(workers=1)) as client:
+        inside = dict(os.environ)
+        worker = list(client.run(_environment_of_worker).values())[0]
+    assert inside == before
+    assert dict(os.environ) == before
+    assert worker == {"MALLOC_TRIM_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}  # the workers keep theirs

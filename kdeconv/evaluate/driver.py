@@ -288,7 +288,8 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
         tables[name]["indexed_as"] = {n: float(np.mean(m["first"].phase_id == k))
                                       for k, n in enumerate(names)}
         tables[name]["label"] = METHODS[name]
-        claims[name] = {"angles": angles, "second_claimed": m["second_claimed"]}
+        claims[name] = {"angles": angles, "second_claimed": m["second_claimed"],
+                        "second_cm": np.asarray(m["second"].cm, np.float32)}
     return tables, claims, notes
 
 

@@ -318,6 +318,8 @@ def _per_pattern_npz(path, truth, sep_w, px, claims) -> None:
         for key, angle in c["angles"].items():
             arrays[f"{method}_angle_{key}_deg"] = angle
         arrays[f"{method}_second_claimed"] = np.asarray(c["second_claimed"])
+        if c.get("second_cm") is not None:  # the indexer's confidence in the second pattern
+            arrays[f"{method}_second_cm"] = np.asarray(c["second_cm"])
     np.savez_compressed(path, **arrays)
 
 

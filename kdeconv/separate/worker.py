@@ -18,13 +18,17 @@ _LOCK = threading.Lock()
 _LOADS = 0
 
 
-def _set_torch_threads(device: str) -> None:
+def _set_torch_threads() -> None:
+    """Inside a Dask worker: torch gets the worker's thread share, so N workers x T threads never
+    oversubscribe the cores. Elsewhere (this process's own threads) the caller decides."""
     import torch
 
-    from kdeconv.cluster import machine_cores, worker_threads
+    try:
+        from distributed import get_worker
 
-    # The worker's thread share, so N workers x T threads never oversubscribe the cores.
-    threads = worker_threads(default=machine_cores())
+        threads = max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        return
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
@@ -42,7 +46,6 @@ def cached_separator(checkpoint: str | None, sha256: str, device: str, precision
         separator = _CACHE.get(key)
         if separator is None:
             tune_malloc()  # workers of a cluster kdeconv did not start
-            _set_torch_threads(resolved)
             import kdeconv.model
 
             separator = kdeconv.model.load_separator(checkpoint, device=resolved, precision=precision)
@@ -51,6 +54,9 @@ def cached_separator(checkpoint: str | None, sha256: str, device: str, precision
                                  f"(sha256 {separator.sha256[:12]} != {sha256[:12]}): rerun the command")
             _CACHE[key] = separator
             _LOADS += 1
+    # Every call, not only the first: a model loaded outside a task (``client.run``, a warm-up)
+    # saw no worker, and torch kept every core.
+    _set_torch_threads()
     return separator
 
 

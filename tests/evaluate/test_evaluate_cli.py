@@ -93,6 +93,11 @@ def test_orientation_recovery_perfect_zero_and_baselines(cli, tiny_map, tmp_path
         assert (tmp_path / "rp" / png).is_file()
     assert "residual subtraction" in (tmp_path / "rp" / "report.md").read_text()
     assert rec["kdeconv"]["median_error_deg_b_mixed"] < 0.5
+    # per pattern, the indexer's confidence in each second pattern: a claim needs the rule's bar
+    per = np.load(tmp_path / "rp" / "per_pattern.npz")
+    claimed, cm = per["kdeconv_second_claimed"], per["kdeconv_second_cm"]
+    assert cm.shape == claimed.shape and claimed.any()
+    assert (cm[claimed] >= m["claim_rule"]["claim_min_cm"]).all()
 
     # A pairs store (n, sy, sx) works as truth too; its detector comes from the generate config.
     pairs = _pairs_store(tmp_path / "pairs.zarr", t)

@@ -58,3 +58,23 @@ def test_malloc_tuning_is_safe_to_call_twice():
     assert tune_malloc() == first
     if platform.libc_ver()[0] == "glibc":
         assert first  # mallopt accepted
+
+
+def _load_default_model() -> int:
+    import torch
+
+    from kdeconv.model import DEFAULT_CHECKPOINT, file_sha256
+
+    worker.cached_separator(None, file_sha256(DEFAULT_CHECKPOINT), "cpu", "fp32")
+    return torch.get_num_threads()
+
+
+def test_a_worker_runs_torch_on_its_own_threads_even_after_a_warm_up_outside_a_task():
+    # client.run is not a task: the model loaded there sees no worker and torch keeps every core;
+    # the first task must still bring torch down to the worker's single thread
+    pytest.importorskip("distributed")
+    from kdeconv.cluster import ClusterConfig, open_client
+
+    with open_client(ClusterConfig(workers=1, threads_per_worker=1)) as client:
+        client.run(_load_default_model)
+        assert client.submit(_load_default_model, pure=False).result() == 1
