@@ -68,7 +68,7 @@ def _bare_loop(cfg, batches, steps: int, window: int, precision: str | None = No
     from kdeconv.train.loss import pit_loss
 
     cpu = torch.device("cpu")
-    dtype = resolve_precision(precision or cfg.precision, cpu)
+    dtype = resolve_precision(precision or cfg.precision, cpu, training=True)
 
     torch.manual_seed(0)
     model = build_model(cfg.model).to(memory_format=torch.channels_last).train()

@@ -16,7 +16,8 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
 @click.option("--device", default=None, type=click.Choice(["auto", "cpu", "cuda"]),
               help="auto (CUDA when present, one GPU per worker), cpu or cuda.")
 @click.option("--precision", default=None, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-              help="Autocast dtype: auto = bf16 on GPUs and on CPUs with native bf16, else fp32.")
+              help="Autocast dtype: auto = bf16 on GPUs and on CPUs with AMX or AVX512-BF16, "
+                   "else fp32.")
 @click.option("--batch-size", default=None, type=int,
               help="Patterns per model call (default: the device's own; on a CPU ~2**18 pixels, "
                    "16 patterns at 120x120).")

@@ -19,7 +19,7 @@ __all__ = ["StrictModel", "Precision", "Device", "load_config", "validate_config
 M = TypeVar("M", bound=BaseModel)
 
 # Autocast dtype (kdeconv.model.precision): auto = bf16 on GPUs (fp16 + loss scaling before
-# Ampere) and on CPUs with native bf16 (AMX), fp32 elsewhere.
+# Ampere) and on CPUs with AMX; for inference also on CPUs with AVX512-BF16; fp32 elsewhere.
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 # auto = cuda when available, else cpu.
 Device = Literal["auto", "cpu", "cuda"]

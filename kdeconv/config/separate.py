@@ -39,8 +39,8 @@ class BackgroundConfig(StrictModel):
 class SeparateConfig(StrictModel):
     checkpoint: str | None = None  # None = the default model shipped in kdeconv/model/weights/
     device: Device = "auto"
-    # autocast dtype (kdeconv.model.precision): auto = bf16 on GPUs and on CPUs with native bf16
-    # (AMX; 1.6x the fp32 rate at 120x120 here, same median NCC), else fp32
+    # autocast dtype (kdeconv.model.precision): auto = bf16 on GPUs and on CPUs with bf16 dot
+    # products (AMX or AVX512-BF16: 1.6-2x the fp32 rate at 120x120, same median NCC), else fp32
     precision: Precision = "auto"
     # Patterns per model call inside a chunk; None: the device's own (on a CPU ~2**18 pixels, the
     # fastest measured; on a GPU as many as fit its memory).

@@ -517,7 +517,7 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
         A model checkpoint (``.pt``); None: the model shipped with kdeconv.
     device, precision
         Where the model runs ("auto": a GPU when there is one) and its autocast dtype ("auto":
-        bf16 on GPUs and on CPUs with native bf16, else fp32).
+        bf16 on GPUs and on CPUs with AMX or AVX512-BF16, else fp32).
     background
         "auto" decides per map whether the patterns still carry the detector background ("raw":
         the map-mean static and the dynamic background are removed first) or were corrected by

@@ -119,7 +119,7 @@ class Trainer:
         self.schedule = WarmupCosine(self.optimizer, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.amp_dtype = resolve_precision(cfg.precision, self.device)
+        self.amp_dtype = resolve_precision(cfg.precision, self.device, training=True)
         # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         # the counters saved in last.pt's training_state
@@ -404,7 +404,8 @@ def _set_up(config, data: list[str], out: Path, resume: bool, overwrite: bool,
                              "or --overwrite to replace it)")
         if not out.parent.exists():
             raise InputError(f"output folder does not exist: {out.parent}")
-    resolve_precision(cfg.precision, resolve_device(cfg.device))  # bad device/precision: say so now
+    # a bad device or precision: say so now
+    resolve_precision(cfg.precision, resolve_device(cfg.device), training=True)
     if cfg.val_data:
         both = {Path(p).resolve() for p in data} & {Path(p).resolve() for p in cfg.val_data}
         if both:

@@ -15,9 +15,15 @@ CPU = torch.device("cpu")
 def test_resolve_precision_on_cpu(monkeypatch):
     assert resolve_precision("fp32", CPU) is None
     assert resolve_precision("bf16", CPU) is torch.bfloat16
-    monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: True)  # AMX
     assert resolve_precision("auto", CPU) is torch.bfloat16
+    assert resolve_precision("auto", CPU, training=True) is torch.bfloat16
     monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    # AVX512-BF16 only: bf16 for the forward pass, fp32 for training (no bf16 backward kernels)
+    assert resolve_precision("auto", CPU) is torch.bfloat16
+    assert resolve_precision("auto", CPU, training=True) is None
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     assert resolve_precision("auto", CPU) is None  # emulated bf16 is slower than fp32
     with pytest.raises(InputError, match="CUDA only"):
         resolve_precision("fp16", CPU)
@@ -25,8 +31,9 @@ def test_resolve_precision_on_cpu(monkeypatch):
         resolve_precision("int4", CPU)
 
 
-def test_cpu_probe_is_a_bool():
+def test_cpu_probes_are_bools():
     assert isinstance(precision_mod.cpu_has_native_bf16(), bool)
+    assert isinstance(precision_mod.cpu_infers_in_bf16(), bool)
 
 
 def _ncc(x, y):
