@@ -42,8 +42,8 @@ class SeparateConfig(StrictModel):
     # autocast dtype (kdeconv.model.precision): auto = bf16 on GPUs and on CPUs with bf16 dot
     # products (AMX or AVX512-BF16: 1.6-2x the fp32 rate at 120x120, same median NCC), else fp32
     precision: Precision = "auto"
-    # Patterns per model call inside a chunk; None: the device's own (on a CPU ~2**18 pixels, the
-    # fastest measured; on a GPU as many as fit its memory).
+    # Patterns per model call inside a chunk; None: the device's own (on a CPU 1 MiB of input at
+    # its precision, the fastest measured; on a GPU as many as fit its memory).
     batch_size: int | None = Field(default=None, ge=1)
     # Shorter side (px) the model sees; patterns are resampled to it and A, B back to the map's
     # size. None: the model's own working range decides (patterns inside it are left alone).

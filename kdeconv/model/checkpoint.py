@@ -231,7 +231,7 @@ class Separator:
         w_out = np.empty((n, 2), dtype=np.float32)
         from kdeconv.separate.chunk import effective_batch_size
 
-        step = effective_batch_size(batch_size, (sy, sx), self.device.type)
+        step = effective_batch_size(batch_size, (sy, sx), self.device.type, self.precision)
         for start in range(0, n, step):
             stop = min(n, start + step)
             x, masked = prepare_inputs(stack[start:stop], self.normalization)

@@ -105,7 +105,7 @@ def device_batch_size(separator, work_shape: tuple[int, int], requested: int | N
 
     device = separator.device
     if device.type != "cuda":
-        return effective_batch_size(requested, work_shape, device.type)
+        return effective_batch_size(requested, work_shape, device.type, separator.precision)
     key = (str(device), tuple(work_shape), getattr(separator, "sha256", ""), str(separator.autocast_dtype))
     if key not in _BATCHES:
         probe = 32

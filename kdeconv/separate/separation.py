@@ -528,8 +528,8 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
     working_size
         Shorter side (px) the model sees; A and B are resampled back (default: the model's range).
     batch_size
-        Patterns per model call; None: the device's own (on a CPU about 2**18 pixels per call,
-        the fastest measured; on a GPU as many as fit its memory).
+        Patterns per model call; None: the device's own (on a CPU 1 MiB of input at its
+        precision, the fastest measured; on a GPU as many as fit its memory).
     in_grain_claims
         Measure the higher claim bar inside the map's grains (``Separation.in_grain``), as
         ``kdeconv separate`` does; False: the model's bar everywhere.

@@ -111,11 +111,13 @@ def test_nan_patterns_are_an_input_error():
 
 
 def test_batch_size_default_is_the_devices_own():
-    from kdeconv.separate.chunk import CPU_BATCH_PIXELS, effective_batch_size
+    from kdeconv.separate.chunk import effective_batch_size
 
-    # a CPU's fastest batch holds ~2**18 pixels; a GPU's starts at 256 (then probed)
-    assert effective_batch_size(None, (120, 120), "cpu") == CPU_BATCH_PIXELS // (120 * 120) == 18
+    # a CPU's fastest batch holds ~2**20 bytes of input at its precision; a GPU's starts at 256
+    assert effective_batch_size(None, (120, 120), "cpu") == 2**18 // (120 * 120) == 18
+    assert effective_batch_size(None, (120, 120), "cpu", "bf16") == 36
     assert effective_batch_size(None, (240, 240), "cpu") == 4
+    assert effective_batch_size(None, (240, 240), "cpu", "bf16") == 9
     assert effective_batch_size(None, (1024, 1024), "cpu") == 1
     assert effective_batch_size(None, (120, 120), "cuda") == 256
     # an explicit batch is kept, bounded only by memory
