@@ -6,7 +6,7 @@ Measured in one run (ratios; the machine is shared and noisy):
   (evaluation and checkpoint time excluded, first window dropped as warm-up);
 - against a bare loop: same model config, precision, loss and optimiser on tensors already in
   memory, best window of the same length;
-- the bare loop at the default precision (bf16 autocast on CPUs with AMX) against fp32.
+- the bare loop at the default training precision (bf16 autocast on CPUs with AMX) against fp32.
 """
 
 from __future__ import annotations
@@ -145,7 +145,8 @@ def run(quick: bool = False) -> list[dict]:
         driver_rate = max(float(r["samples_per_s"]) for r in rows[1:])
 
         bare_rate = max(bare_rate, _bare_loop(cfg, batch, steps // 2, log_every))
-        default_precision = precision_name(resolve_precision(cfg.precision, torch.device("cpu")))
+        default_precision = precision_name(
+            resolve_precision(cfg.precision, torch.device("cpu"), training=True))
         fp32_rate = (_bare_loop(cfg, batch, steps // 2, log_every, "fp32")
                      if default_precision != "fp32" else None)
 
