@@ -23,11 +23,10 @@ def _set_torch_threads() -> None:
     oversubscribe the cores. Elsewhere (this process's own threads) the caller decides."""
     import torch
 
-    try:
-        from distributed import get_worker
+    from kdeconv.cluster import worker_threads
 
-        threads = max(1, int(get_worker().state.nthreads))
-    except (ImportError, ValueError, AttributeError):
+    threads = worker_threads(default=0)
+    if threads == 0:  # not in a worker
         return
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
