@@ -71,8 +71,9 @@ def _write_map(path: Path, ny: int, nx: int, rows_per_chunk: int, sig=SIG) -> Pa
 
 
 
-def _bare_kernel(map_path: Path, config, threads: int = 1) -> float:
-    """Seconds for the kernel alone on the whole map in this process, ``threads`` torch threads."""
+def _bare_kernel(map_path: Path, config, threads: int = 1, ready=None) -> float:
+    """Seconds for the kernel alone on the whole map in this process, ``threads`` torch threads;
+    ``ready()`` is called when everything but the timed work is done (data, model, first call)."""
     import torch
     import zarr
 
@@ -90,6 +91,8 @@ def _bare_kernel(map_path: Path, config, threads: int = 1) -> float:
     try:
         separate_patterns(data[0, :4], separator, batch_size=4, background={"static": "none"},
                           work_shape=work)
+        if ready is not None:
+            ready()
         start = time.perf_counter()
         mean = data.reshape((-1,) + data.shape[-2:]).mean(0, dtype=np.float64)
         static_bg = static_background_from_mean(mean, config.background.static_smooth_std)
@@ -112,9 +115,7 @@ def _bare_kernel_process(map_path, config, barrier, results) -> None:
     # about half speed here.
     tune_malloc()
     torch.set_num_threads(1)
-    _bare_kernel(map_path, config, threads=1)  # imports, model and first calls warm
-    barrier.wait()
-    results.put(_bare_kernel(map_path, config, threads=1))
+    results.put(_bare_kernel(map_path, config, threads=1, ready=barrier.wait))
 
 
 def _bare_kernel_concurrent(map_path: Path, config, processes: int = 2) -> float:
