@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # run as a script: make the `benchmarks` package 
 from benchmarks.common import PeakRSS  # noqa: E402
 
 SIG = (120, 120)  # uint16: 28.8 kB per pattern
+REPEATS = 3
 MB = 2**20
 
 
@@ -99,26 +100,33 @@ def run(quick: bool = False) -> list[dict]:
         up2 = _synthetic_up2(work / "map.up2", n)
         size_mb = up2.stat().st_size / MB
         with open_client() as client:
-            # workers up and kdeconv's readers imported there before anything is timed
-            from kdeconv.cluster import compute
-            from kdeconv.io.ingest import lazy_patterns
-            from kdeconv.io.sources import open_source
-
-            compute(client, lazy_patterns(open_source(up2))[:2], progress=False)
-            # the file is in the page cache for both: read once before either is timed
+            # Workers up, and the whole write path (readers, Zarr, its codecs) imported there by a
+            # small ingest before anything is timed: a first-call import is not throughput.
+            _ingest(_synthetic_up2(work / "warm.up2", 300), work / "warm.zarr", client)
+            shutil.rmtree(work / "warm.zarr")
+            # the file is in the page cache for all: read once before anything is timed
             np.fromfile(up2, dtype=np.uint8)
-            start = time.perf_counter()
-            baseline = np.fromfile(up2, dtype="<u2", offset=42).reshape(n, *SIG)
-            t_numpy = time.perf_counter() - start
-            t_read = _read_only(up2, client)
+            # Interleaved repeats, best of each: the page cache's write-back makes any single
+            # write on this machine vary by 2x.
+            t_numpy = t_tofile = t_read = t_ingest = float("inf")
+            for _ in range(REPEATS):
+                start = time.perf_counter()
+                baseline = np.fromfile(up2, dtype="<u2", offset=42).reshape(n, *SIG)
+                t_numpy = min(t_numpy, time.perf_counter() - start)
+                start = time.perf_counter()
+                baseline.tofile(work / "numpy.raw")
+                t_tofile = min(t_tofile, time.perf_counter() - start)
+                (work / "numpy.raw").unlink()
+                t_read = min(t_read, _read_only(up2, client))
+                shutil.rmtree(work / "map.zarr", ignore_errors=True)
+                t_ingest = min(t_ingest, _ingest(up2, work / "map.zarr", client))
             rows.append({
                 "stage": "ingest", "metric": "patterns/s read only", "value": round(n / t_read, 1),
                 "baseline": "numpy.fromfile", "baseline_value": round(n / t_numpy, 1),
                 "ratio": round(t_numpy / t_read, 3),
                 "note": "kdeconv's per-chunk readers on the 2 workers, each block reduced to a "
-                        "checksum (no store): the cost of distributed-safe reading",
+                        f"checksum (no store): the cost of distributed-safe reading; best of {REPEATS}",
             })
-            t_ingest = _ingest(up2, work / "map.zarr", client)
             rows.append({
                 "stage": "ingest", "metric": "patterns/s", "value": round(n / t_ingest, 1),
                 "baseline": "numpy.fromfile", "baseline_value": round(n / t_numpy, 1),
@@ -129,17 +137,14 @@ def run(quick: bool = False) -> list[dict]:
             })
             zarr_patterns = zarr.open_group(str(work / "map.zarr"), mode="r")["patterns"]
             np.testing.assert_array_equal(zarr_patterns[-5:], baseline[-5:])
-            start = time.perf_counter()
-            baseline.tofile(work / "numpy.raw")
-            t_tofile = time.perf_counter() - start
             del baseline
             rows.append({
                 "stage": "ingest", "metric": "patterns/s vs raw copy", "value": round(n / t_ingest, 1),
                 "baseline": "numpy.fromfile + ndarray.tofile",
                 "baseline_value": round(n / (t_numpy + t_tofile), 1),
                 "ratio": round((t_numpy + t_tofile) / t_ingest, 3),
-                "note": "the same ingest against copying the file's patterns to disk with numpy "
-                        "(disk writes bound both on this machine)",
+                "note": f"the same ingest against copying the file's patterns to disk with numpy; best of "
+                        f"{REPEATS} interleaved runs each",
             })
             start = time.perf_counter()
             write_up2(work / "again.up2", da.from_zarr(zarr_patterns), 0.5, 0.5, client=client)
@@ -151,7 +156,7 @@ def run(quick: bool = False) -> list[dict]:
                 "note": "Zarr -> UP2 chunk by chunk through np.memmap on workers; baseline writes "
                         "the patterns already in memory",
             })
-        for path in (work / "numpy.raw", work / "again.up2", up2):
+        for path in (work / "again.up2", up2, work / "warm.up2"):
             path.unlink()
         shutil.rmtree(work / "map.zarr")
 

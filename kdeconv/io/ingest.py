@@ -1,9 +1,8 @@
 """``kdeconv ingest``: a vendor file or image folder -> map store ``patterns``, chunk by chunk.
 
 Each write task opens the file and reads only its own patterns (``kdeconv.io.layouts``), a run
-of whole store chunks, and writes them with one Zarr call that compresses them in threads; the
-graph stays small whatever the file size, and it runs on any scheduler (local processes, a remote
-cluster).
+of whole store chunks, and writes them with one Zarr call; the graph stays small whatever the
+file size, and it runs on any scheduler (local processes, a remote cluster).
 """
 
 from __future__ import annotations
@@ -76,9 +75,10 @@ def check_finite(block: np.ndarray, location=None) -> np.ndarray:
 
 
 # A write task reads about this much in one run (whole store chunks, contiguous in the file) and
-# writes it with one Zarr call, which compresses the chunks in threads: fewer, bigger reads, and
-# compression off the reading thread.
-TASK_MB = 128
+# writes it with one Zarr call. One default (32 MB) chunk per task: each worker then alternates
+# one read and one compression, and the workers overlap; bigger tasks ran several compressions
+# per worker at once on the same cores and ingested 0.8x as fast (measured on 2 workers).
+TASK_MB = 32
 
 
 def task_regions(nav_shape: tuple[int, ...], chunks: tuple[int, ...], pattern_bytes: int,
