@@ -3,7 +3,7 @@
 Rows:
 - map source pairs/s (2-worker LocalCluster, realism off, whole driver: read, mix, write Zarr)
   vs a bare numpy min-max mix-and-normalise of the same arrays in memory (one process);
-- the same map source vs that bare mix writing C, A and B to Zarr with generate's codec (one
+- the same map source vs that bare mix writing C, A and B to Zarr as generate stores them (one
   process), with the bound that storing alone puts on the first ratio;
 - the same kernel (draw_pairs + build_pairs) in this process on in-memory arrays vs that numpy
   baseline: splits the gap into kernel cost (keyed draws, mask detection, quantised targets)
@@ -30,6 +30,7 @@ if __package__ in (None, ""):  # run as a script: make the `benchmarks` package 
 from benchmarks.common import PeakRSS  # noqa: E402
 
 SHAPE = (60, 60)
+REPEATS = 2
 
 
 
@@ -71,17 +72,15 @@ def _numpy_mix(pats: np.ndarray, ia: np.ndarray, ib: np.ndarray, w: np.ndarray, 
 def _numpy_mix_store(pats: np.ndarray, ia: np.ndarray, ib: np.ndarray, w: np.ndarray, path: Path,
                      chunk: int) -> tuple[float, float]:
     """The bare computation plus storing it: C and the stretched A and B (uint16) into a Zarr
-    group with generate's codec and chunks, one process. Returns (seconds in all, seconds of the
-    Zarr writes alone)."""
+    group with generate's chunks, uncompressed as generate stores them, one process. Returns
+    (seconds in all, seconds of the Zarr writes alone)."""
     import zarr
-
-    from kdeconv.io.ingest import map_compressors
 
     stretch = _stretch
     n, shape = len(ia), pats.shape[1:]
     g = zarr.open_group(str(path), mode="w")
     arrays = [g.create_array(name, shape=(n,) + shape, chunks=(chunk,) + shape, dtype="uint16",
-                             compressors=map_compressors()) for name in ("C", "A", "B")]
+                             compressors=None) for name in ("C", "A", "B")]
     writing = 0.0
     t = time.perf_counter()
     for s in range(0, n, chunk):
@@ -131,20 +130,25 @@ def run(quick: bool = False) -> list[dict]:
 
             cfg = _cfg(n=n_pairs, chunk_size=500, seed=1,
                        source={"kind": "map", "path": str(tmp / "map.zarr")})
-            res = run_generate(cfg, tmp / "map_pairs.zarr", client, echo=lambda *_: None)
-            rate = res["new"] / res["seconds"]
-            g = zarr.open_group(str(tmp / "map_pairs.zarr"), mode="r")
-            ia, ib, w = g["index_a"][:], g["index_b"][:], g["weights"][:]
-            t = time.perf_counter()
-            ref = _numpy_mix(pats, ia, ib, w)
-            base_rate = len(ia) / (time.perf_counter() - t)
+            # Interleaved repeats, best of each: one run of either varies by 1.4x on this machine.
+            rate = base_rate = 0.0
+            for _ in range(REPEATS):
+                shutil.rmtree(tmp / "map_pairs.zarr", ignore_errors=True)
+                res = run_generate(cfg, tmp / "map_pairs.zarr", client, echo=lambda *_: None)
+                rate = max(rate, res["new"] / res["seconds"])
+                g = zarr.open_group(str(tmp / "map_pairs.zarr"), mode="r")
+                ia, ib, w = g["index_a"][:], g["index_b"][:], g["weights"][:]
+                t = time.perf_counter()
+                ref = _numpy_mix(pats, ia, ib, w)
+                base_rate = max(base_rate, len(ia) / (time.perf_counter() - t))
             same = int(np.abs(ref.astype(np.int64) - g["C"][:]).max())
             rows.append({"stage": "generate", "metric": "pairs/s (map source, 60x60)", "value": rate,
                          "baseline": "numpy mix+normalise in memory (1 process)",
                          "baseline_value": base_rate, "ratio": rate / base_rate,
-                         "note": f"{n_pairs} pairs, 2 workers, writes Zarr; max |C - numpy C| = {same} LSB"})
-            # What storing costs: the same bare mix writing C, A and B with generate's codec and
-            # chunks. Mixing as the bare code does plus these writes bounds what 2 workers can reach.
+                         "note": f"{n_pairs} pairs, 2 workers, writes Zarr; max |C - numpy C| = {same} LSB; "
+                                 f"best of {REPEATS} interleaved runs each"})
+            # What storing costs: the same bare mix writing C, A and B as generate does (chunks, no
+            # codec). Mixing as the bare code does plus these writes bounds what 2 workers can reach.
             stored, writing = _numpy_mix_store(pats, ia, ib, w, tmp / "bare_pairs.zarr", 500)
             rows.append({"stage": "generate", "metric": "pairs/s (map source, 60x60) vs bare mix + store",
                          "value": rate, "baseline": "numpy mix+normalise writing C, A, B to Zarr (1 process)",
@@ -171,7 +175,8 @@ def run(quick: bool = False) -> list[dict]:
             per_pair = _du(tmp / "map_pairs.zarr") / n_pairs
             rows.append({"stage": "generate", "metric": "bytes on disk per pair (60x60)",
                          "value": per_pair, "baseline": "raw uint16 C+A+B", "baseline_value": 3 * 2 * 3600,
-                         "ratio": per_pair / (3 * 2 * 3600), "note": "Zarr default codecs"})
+                         "ratio": per_pair / (3 * 2 * 3600),
+                         "note": "C, A, B uncompressed (full-range noisy uint16 saved 3-5%)"})
 
             sim_cfg = dict(seed=2, chunk_size=250, source={
                 "kind": "simulate", "n_pure": n_sim // 5, "shape": [120, 120],

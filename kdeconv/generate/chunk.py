@@ -19,7 +19,8 @@ from kdeconv.preprocess import circular_mask, crop, denoise, detect_masked
 
 __all__ = ["STREAM_PAIR", "STREAM_NOISE", "STREAM_PURE", "STREAM_WINDOW", "STREAM_PHASE",
            "pool_labels", "pair_rng",
-           "noise_rng", "window_for_group", "PairDraws", "draw_pairs", "prepare_pure", "bin_patterns",
+           "noise_rng", "window_for_group", "PairDraws", "draw_pairs", "nothing_to_prepare",
+           "prepare_pure", "bin_patterns",
            "build_pairs", "build_raw_pairs", "pure_geometry", "resample_pairs"]
 
 STREAM_PAIR, STREAM_NOISE, STREAM_PURE, STREAM_WINDOW, STREAM_PHASE = 0, 1, 2, 3, 4
@@ -203,8 +204,21 @@ def bin_patterns(patterns: np.ndarray, factor: int) -> np.ndarray:
     return x.reshape(n, sy // factor, factor, sx // factor, factor).mean(axis=(2, 4))
 
 
+def nothing_to_prepare(cfg: GenerateConfig, binned: bool) -> bool:
+    """True when ``prepare_pure`` has no binning, crop or denoise to do."""
+    pre = cfg.preprocess
+    return (binned or pre.binning == 1) and pre.crop is None and pre.denoise_sigma <= 0
+
+
 def prepare_pure(raw: np.ndarray, cfg: GenerateConfig, binned: bool) -> np.ndarray:
-    """Raw pure patterns -> float32 ready to mix: bin (unless ``binned``), crop, denoise."""
+    """Raw pure patterns -> ready to mix: bin (unless ``binned``), crop, denoise (float32).
+
+    With none of these to do the patterns come back as they are: the mix converts each block
+    of pairs to float32 while it is in cache, with the same numbers (integers are exact in
+    float32), instead of a pass over the whole stack at twice its size first.
+    """
+    if nothing_to_prepare(cfg, binned):
+        return np.asarray(raw)
     x = np.asarray(raw, dtype=np.float32)
     if not binned:
         x = bin_patterns(x, cfg.preprocess.binning)

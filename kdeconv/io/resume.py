@@ -91,10 +91,13 @@ def resize_ledger(group, grid: tuple[int, ...], name: str = LEDGER) -> None:
         ledger.resize(tuple(grid))
 
 
-def mark_done(group, index: tuple[int, ...] | int, name: str = LEDGER) -> None:
-    """Mark one chunk done. Call it only after all of the chunk's data is written."""
+def mark_done(group, index: tuple[int, ...] | int, name: str = LEDGER, ledger=None) -> None:
+    """Mark one chunk done. Call it only after all of the chunk's data is written.
+
+    ``ledger``: the ledger array, when the caller has it open already.
+    """
     index = (index,) if isinstance(index, (int, np.integer)) else tuple(index)
-    group[name][index] = 1
+    (group[name] if ledger is None else ledger)[index] = 1
 
 
 def pending(group, name: str = LEDGER) -> list[tuple[int, ...]]:
