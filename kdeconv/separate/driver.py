@@ -58,6 +58,7 @@ class SeparateResult:
     report_files: list[Path]
     blank_frames: int = 0  # patterns of one value, left empty (A = B = 0, weights NaN)
     background: str = "raw"                     # "raw" or "processed", as applied
+    precision: str = "fp32"                     # what the model ran at: fp32, bf16 or fp16
     work_shape: tuple[int, int] | None = None   # the pattern shape the model saw
 
 
@@ -275,12 +276,16 @@ def check_model_on(separator, patterns: np.ndarray, background: dict, checkpoint
 
 
 def resume_key(map_path: Path | None, src, sha256: str, config: SeparateConfig,
-               map_created: str | None = None, plan: ModelInputPlan | None = None) -> dict[str, Any]:
-    """What must match for a rerun to reuse finished chunks (a re-ingested map does not)."""
+               map_created: str | None = None, plan: ModelInputPlan | None = None,
+               precision: str | None = None) -> dict[str, Any]:
+    """What must match for a rerun to reuse finished chunks (a re-ingested map does not).
+
+    ``precision``: what the tasks run at (``run_precision``), ``config.precision`` when None.
+    """
     return {"map": str(map_path.resolve()) if map_path is not None else None, "map_created": map_created,
             "shape": list(src.shape), "dtype": str(src.dtype),
             "chunks": list(src.chunks), "checkpoint_sha256": sha256,
-            "batch_size": config.batch_size, "precision": config.precision,
+            "batch_size": config.batch_size, "precision": precision or config.precision,
             "background": plan.background if plan else config.background.model_dump(mode="json"),
             "work_shape": list(plan.work_shape if plan else src.shape[-2:])}
 
@@ -308,7 +313,7 @@ def create_store(staging: Path, src, source: dict, key, config: SeparateConfig, 
                        "model_normalization": model_normalization or {}},
         output_scaling=("float [0, 1] -> full dtype range" if np.dtype(src.dtype).kind in "ui"
                         else "float [0, 1]"),
-        claim_rule=claim_rule), key)
+        claim_rule=claim_rule, precision=key["precision"]), key)
     for name in ("A", "B"):
         group.create_array(name, shape=src.shape, chunks=nav_chunks + sig_shape, dtype=src.dtype,
                            fill_value=0, compressors=_pattern_compressors())
@@ -376,6 +381,23 @@ def check_device(device: str, precision: str) -> None:
     if device == "cuda":
         resolve_device("cuda")
     resolve_precision(precision, torch.device("cuda" if device != "cpu" and cuda_available() else "cpu"))
+
+
+def run_precision(client, device: str, precision: str) -> str:
+    """The one precision every task runs at: ``precision`` itself, or what ``auto`` resolves to
+    on the workers of ``client`` (on this process when None). Workers that resolve it differently
+    (a bf16 GPU node beside an fp32 CPU node) are refused: one map would mix chunks of both."""
+    from kdeconv.separate.worker import resolved_precision
+
+    if precision != "auto":
+        return precision
+    found = client.run(resolved_precision, device, precision) if client is not None else {}
+    kinds = sorted(set(found.values())) or [resolved_precision(device, precision)]
+    if len(kinds) > 1:
+        means = ", ".join(f"{kind} on {sum(v == kind for v in found.values())} worker(s)" for kind in kinds)
+        raise InputError(f"precision auto means {means}: pass --precision fp32 or bf16 so that every "
+                         "chunk of the map is computed alike")
+    return kinds[0]
 
 
 # Chunks per task of the device pipeline: enough tasks per worker to balance several GPUs, few
@@ -463,8 +485,6 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     del separator
     echo(plan.describe())
 
-    key = resume_key(map_path, src, sha256, config, map_group.attrs.get("created"), plan)
-    group = _open_existing(staging, key)
 
     background, work_shape = plan.background, plan.work_shape
     nav_chunks = src.chunks[:-2]
@@ -474,6 +494,16 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     patterns = da.from_zarr(src_abs, chunks=nav_chunks + src.shape[-2:])
     with open_separate_client(cluster, config.device, echo=echo, client=client) as client, \
             Timer() as timer:
+        # `auto` resolved once, on the workers: the store records it, and a rerun that would
+        # resolve it otherwise (another machine) does not resume into a mix of precisions.
+        precision = run_precision(client, config.device, config.precision)
+        echo(f"model precision: {precision}" + (" (auto)" if config.precision == "auto" else ""))
+        key = resume_key(map_path, src, sha256, config, map_group.attrs.get("created"), plan, precision)
+        leftover = staging.exists()
+        group = _open_existing(staging, key)
+        if leftover and group is None:
+            echo(f"{staging.name}: an interrupted run with other settings (map, model, precision, "
+                 "background or chunks); starting over")
         if group is None:  # created only now that the cluster is up
             group = create_store(staging, src, map_group.attrs.get("source", {}), key, config, sha256,
                                  normalization, claim_rule, plan)
@@ -498,7 +528,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                               out_path=str(staging), checkpoint=checkpoint, sha256=sha256,
                               device=config.device, batch_size=config.batch_size,
                               background=background, static_token=static_token,
-                              precision=config.precision, work_shape=work_shape, pipeline=pipeline,
+                              precision=precision, work_shape=work_shape, pipeline=pipeline,
                               dask_key_name=f"kdeconv-separate-{token}-"
                                             + "-".join(map(str, chunk_ids[0])))
                          for chunk_ids in ranges]
@@ -511,7 +541,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                 chunks=(1,) * nav_ndim, dtype=np.int64, meta=np.empty((0,) * nav_ndim, np.int64),
                 out_path=str(staging), checkpoint=checkpoint, sha256=sha256,
                 device=config.device, batch_size=config.batch_size, background=background,
-                static_token=static_token, precision=config.precision,
+                static_token=static_token, precision=precision,
                 work_shape=work_shape)
             if pending and len(pending) == done.size:
                 separated = int(compute(client, counts.sum(), progress=progress))
@@ -539,7 +569,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     return SeparateResult(out=out_path, patterns=separated, total=total,
                           chunks_skipped=int(done.sum()), chunks=int(done.size),
                           seconds=timer.seconds, report_files=reports, blank_frames=blank,
-                          background=plan.decision["mode"], work_shape=work_shape)
+                          background=plan.decision["mode"], work_shape=work_shape, precision=precision)
 
 
 def run(config: SeparateConfig | dict | str | Path, *, map_store: str | Path, out: str | Path,

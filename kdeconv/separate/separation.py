@@ -201,7 +201,7 @@ class Separation:
         staging = prepare_output(path, overwrite, inputs=inputs, nbytes=nbytes)
         try:
             key = resume_key(plan.map_store, plan, plan.sha256, plan.config, plan.map_created,
-                             plan.model_input)
+                             plan.model_input, plan.model["precision"])
             group = create_store(staging, plan, plan.source, key, plan.config, plan.sha256,
                                  plan.normalization, plan.claim_rule, plan.model_input)
             if plan.static_background is not None:
@@ -551,6 +551,7 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
         check_model_on,
         load_checked,
         mean_of_non_blank,
+        run_precision,
         trial_pattern,
     )
     from kdeconv.separate.inputs import plan_model_input
@@ -578,8 +579,10 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
             static = static_background_from_mean(mean, config.background.static_smooth_std).astype(np.float32)
     if progress:
         print(plan.describe())
+    # `auto` resolved once (on the client's workers for lazy input), so every chunk runs alike
     model = {"checkpoint": str(Path(config.checkpoint).resolve()) if config.checkpoint else None,
-             "sha256": sha256, "device": config.device, "precision": config.precision}
+             "sha256": sha256, "device": config.device,
+             "precision": run_precision(client if found.lazy else None, config.device, config.precision)}
     task = {**model, "batch_size": config.batch_size, "background": plan.background,
             "static_bg": dask.delayed(static, pure=True) if static is not None else None,
             "work_shape": plan.work_shape}

@@ -11,7 +11,7 @@ from typing import Any
 
 from kdeconv.errors import InputError
 
-__all__ = ["cached_separator", "load_count", "loaded_models"]
+__all__ = ["cached_separator", "load_count", "loaded_models", "resolved_precision"]
 
 _CACHE: dict[tuple[str, str, str], Any] = {}
 _LOCK = threading.Lock()
@@ -57,6 +57,14 @@ def cached_separator(checkpoint: str | None, sha256: str, device: str, precision
     # saw no worker, and torch kept every core.
     _set_torch_threads()
     return separator
+
+
+def resolved_precision(device: str, precision: str) -> str:
+    """What ``precision`` means for inference on this process's ``device``: fp32, bf16 or fp16."""
+    from kdeconv.model.device import resolve_device
+    from kdeconv.model.precision import precision_name, resolve_precision
+
+    return precision_name(resolve_precision(precision, resolve_device(device)))
 
 
 def loaded_models() -> list[tuple[str, str, str]]:

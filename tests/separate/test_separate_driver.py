@@ -189,3 +189,48 @@ def test_large_patterns_run_at_the_working_size_and_come_back_whole(make_map, tm
     assert working["map_shape"] == [240, 240] and working["model_shape"] == [120, 120]
     assert attrs["preprocessing"]["background_decision"] == {"requested": "processed", "mode": "processed"}
     assert "static_background" not in zarr.open_group(str(tmp_path / "sep.zarr"), mode="r")
+
+
+def test_workers_that_resolve_auto_precision_differently_are_refused():
+    from kdeconv.errors import InputError
+    from kdeconv.separate.driver import run_precision
+    from kdeconv.separate.worker import resolved_precision
+
+    class Workers:
+        def __init__(self, *found):
+            self.found = {f"tcp://10.0.0.{k}:8786": name for k, name in enumerate(found)}
+
+        def run(self, function, *args):
+            return self.found
+
+    with pytest.raises(InputError, match="bf16 on 1 worker.*fp32 on 1 worker.*--precision"):
+        run_precision(Workers("bf16", "fp32"), "auto", "auto")
+    assert run_precision(Workers("bf16", "fp32"), "auto", "fp32") == "fp32"  # pinned: asked as is
+    assert run_precision(Workers("bf16", "bf16"), "auto", "auto") == "bf16"
+    assert run_precision(None, "cpu", "auto") == resolved_precision("cpu", "auto")
+
+
+def test_auto_precision_is_resolved_once_recorded_and_keyed(make_map, tmp_path, dask_processes):
+    from kdeconv.separate.worker import resolved_precision
+
+    map_path, _ = make_map(shape=(4, 6, 32, 32), nav_chunk=(1, 6))
+    cluster = ClusterConfig(scheduler_file=str(dask_processes[1]))
+    config = SeparateConfig(batch_size=4, panels=0)  # precision auto
+    expected = resolved_precision("cpu", "auto")  # the workers run on this machine
+    lines: list[str] = []
+    result = separate_map(map_path, tmp_path / "out.zarr", config, cluster, echo=lines.append)
+    attrs = read(tmp_path / "out.zarr")[3]
+    assert result.precision == attrs["precision"] == attrs["resume_key"]["precision"] == expected
+    assert f"model precision: {expected} (auto)" in lines
+
+    # An interrupted run whose auto meant the other precision (another machine): its finished
+    # chunks are not mixed into this one's; it starts over and says so.
+    partial = tmp_path / "again.zarr.partial"
+    shutil.copytree(tmp_path / "out.zarr", partial)
+    group = zarr.open_group(str(partial), mode="r+")
+    group.attrs["resume_key"] = {**attrs["resume_key"], "precision": "fp32" if expected == "bf16" else "bf16"}
+    group["chunk_done"][3, 0] = 0
+    lines.clear()
+    result = separate_map(map_path, tmp_path / "again.zarr", config, cluster, echo=lines.append)
+    assert result.chunks_skipped == 0 and result.patterns == 24
+    assert any("interrupted run with other settings" in line for line in lines)
