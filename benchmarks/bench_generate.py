@@ -183,8 +183,6 @@ def run(quick: bool = False) -> list[dict]:
                 "pc_x": [0.4, 0.6], "pc_y": [0.3, 0.6], "pc_z": [0.45, 0.7],
                 "camera_tilt": [-5, 5], "sample_tilt": [68, 72]},
                 augment={"realism": True, "flips": True}, mask={"fraction": 0.3})
-            res = run_generate(_cfg(n=n_sim, **sim_cfg), tmp / "sim.zarr", client, echo=lambda *_: None)
-            sim_rate = res["new"] / res["seconds"]
             from orix.quaternion import Rotation
 
             from kdeconv.config.detector import DetectorSpec
@@ -192,16 +190,22 @@ def run(quick: bool = False) -> list[dict]:
 
             master = nickel_master()
             det = DetectorSpec(shape=(120, 120)).to_kikuchipy()
-            # kikuchipy's own dask graph on local threads (all cores), not on our cluster.
-            with dask.config.set(scheduler="threads"):
-                simulate_patterns(master, Rotation.random(10), det)
-                t = time.perf_counter()
-                simulate_patterns(master, Rotation.random(n_sim // 5), det)
-                kp_rate = (n_sim // 5) / (time.perf_counter() - t)
+            sim_rate = kp_rate = 0.0
+            for _ in range(REPEATS):  # interleaved, best of each
+                shutil.rmtree(tmp / "sim.zarr", ignore_errors=True)
+                res = run_generate(_cfg(n=n_sim, **sim_cfg), tmp / "sim.zarr", client, echo=lambda *_: None)
+                sim_rate = max(sim_rate, res["new"] / res["seconds"])
+                # kikuchipy's own dask graph on local threads (all cores), not on our cluster.
+                with dask.config.set(scheduler="threads"):
+                    simulate_patterns(master, Rotation.random(10), det)
+                    t = time.perf_counter()
+                    simulate_patterns(master, Rotation.random(n_sim // 5), det)
+                    kp_rate = max(kp_rate, (n_sim // 5) / (time.perf_counter() - t))
             rows.append({"stage": "generate", "metric": "pairs/s (simulated Ni, 120x120, realism)",
                          "value": sim_rate, "baseline": "kikuchipy get_patterns patterns/s (120x120)",
                          "baseline_value": kp_rate, "ratio": sim_rate / kp_rate,
-                         "note": f"{n_sim} pairs from {n_sim // 5} pure patterns, incl. simulating them"})
+                         "note": f"{n_sim} pairs from {n_sim // 5} pure patterns, incl. simulating them; "
+                                 f"best of {REPEATS} interleaved runs each"})
             pure = _du(tmp / "sim.zarr" / "pure")
             rows.append({"stage": "generate", "metric": "bytes on disk per pair (120x120)",
                          "value": _du(tmp / "sim.zarr", skip=("pure",)) / n_sim,

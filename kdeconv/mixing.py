@@ -60,6 +60,16 @@ def from_uint16(u: np.ndarray) -> np.ndarray:
     return x
 
 
+def _quantize_in_place(x: np.ndarray) -> np.ndarray:
+    """``to_uint16(x)`` for a float32 ``x`` of normalised values in [0, 1], which is left equal
+    to ``from_uint16`` of the result: the same numbers in fewer passes, without new stacks."""
+    x *= np.float32(UINT16_MAX)
+    np.rint(x, out=x)
+    u = x.astype(np.uint16)
+    x /= np.float32(UINT16_MAX)
+    return u
+
+
 def _normalize_rows(x, mask, rows, **kw) -> np.ndarray:
     # Masked pairs take their statistics inside the mask; the others over the whole pattern.
     if mask is None or rows.all():
@@ -114,8 +124,7 @@ def mix(pipeline: str, a: np.ndarray, b: np.ndarray, weights: np.ndarray, *,
     ua = ub = None
     if quantize or as_uint16:
         # Mix the targets exactly as they will be stored, so C follows from the stored A and B.
-        ua, ub = to_uint16(an), to_uint16(bn)
-        an, bn = from_uint16(ua), from_uint16(ub)
+        ua, ub = _quantize_in_place(an), _quantize_in_place(bn)
     c = combine(pipeline, an, bn, w, mask=mask, masked=rows, method=method, smart=smart,
                 percentiles=percentiles, degrade=degrade, gamma=gamma)
     if as_uint16:

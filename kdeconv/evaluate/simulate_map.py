@@ -103,7 +103,8 @@ def record_counts(mixtures: np.ndarray, r: RealismSpec, seed: int, pixel_index: 
     out = np.empty(mixtures.shape, np.float64)
     for k, m in enumerate(mixtures):
         rng = np.random.default_rng([seed, 2, int(pixel_index[k])])
-        scaled = degrade_one(m, params, rng, background_correction=False)  # counts / dose
+        scaled = degrade_one(m, params, rng, background_correction=False,  # counts / dose
+                             exact_counts=True)
         counts = np.rint(scaled.astype(np.float64) * r.dose)
         if gain_map is not None:
             counts = counts * gain_map

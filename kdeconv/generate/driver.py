@@ -251,11 +251,17 @@ def simulate_pure_chunk(staging: str, cfg_json: str, start: int, stop: int) -> i
     return stop - start
 
 
-def _read_pure(group, cfg: GenerateConfig, positions: np.ndarray):
-    """Pure patterns at pool ``positions``: (prepared float32 stack, source indices, quaternions)."""
+def _read_pure(group, cfg: GenerateConfig, positions: np.ndarray, staging: str | None = None):
+    """Pure patterns at pool ``positions``: (prepared stack, source indices, quaternions).
+
+    ``group``: the staging store's arrays (``pure``, ``pure_rotation``, ``pool_indices``);
+    ``staging``: its path, which keys the cache of the simulated pool's decoded chunks.
+    """
     uniq, inverse = np.unique(positions, return_inverse=True)
     if isinstance(cfg.source, SimulateSource):
-        raw = group["pure"].oindex[uniq]
+        pure = group["pure"]
+        raw = (cached_rows(pure, _stamped(staging, "pure"), uniq) if staging is not None
+               else pure.oindex[uniq])
         quats = group["pure_rotation"].oindex[uniq]
         pats = prepare_pure(raw, cfg, binned=True)
         return pats[inverse], uniq[inverse], quats[inverse]
@@ -267,10 +273,11 @@ def _read_pure(group, cfg: GenerateConfig, positions: np.ndarray):
     return prepare_pure(map_patterns(src.path, idx), cfg, binned=False)[inverse], idx[inverse], quats
 
 
-# Decoded map chunks kept per worker process: the pairs of a group draw from one window of the
-# map, so consecutive tasks read the same few chunks; without the cache each task decoded all of
-# them again (the map source's main cost). Least recently used chunks go first.
-MAP_CACHE_BYTES = 512 * 2**20
+# Decoded chunks kept per worker process, of the map (map source) or of the simulated pool: the
+# pairs of a group draw from one window of it, so consecutive tasks read the same chunks; without
+# the cache each task decoded them all again (a simulated pool of a few thousand patterns: every
+# task read all of it). Least recently used chunks go first.
+CHUNK_CACHE_BYTES = 512 * 2**20
 
 
 class _ChunkCache:
@@ -303,7 +310,16 @@ class _ChunkCache:
             self.nbytes = 0
 
 
-_MAP_CHUNKS = _ChunkCache(MAP_CACHE_BYTES)
+_CHUNKS = _ChunkCache(CHUNK_CACHE_BYTES)
+
+
+def _stamped(store: str | Path, name: str) -> tuple:
+    """(store, array, mtime and size of its metadata): a rewritten array is another array."""
+    import os
+
+    store = str(Path(store).resolve())
+    meta = os.stat(os.path.join(store, name, "zarr.json"))
+    return store, name, meta.st_mtime_ns, meta.st_size
 
 
 @functools.lru_cache(maxsize=4)
@@ -316,12 +332,13 @@ def _map_array(path: str, stamp: tuple):
 def map_patterns(path: str | Path, flat: np.ndarray) -> np.ndarray:
     """The map's patterns at flat navigation indices ``flat`` (any order, repeats allowed), read
     whole chunk by whole chunk through this process's cache of decoded chunks."""
-    import os
+    key = _stamped(path, "patterns")
+    return cached_rows(_map_array(key[0], key), key, flat)
 
-    path = str(Path(path).resolve())
-    meta = os.stat(os.path.join(path, "patterns", "zarr.json"))
-    stamp = (meta.st_mtime_ns, meta.st_size)  # a rewritten map is another map
-    arr = _map_array(path, stamp)
+
+def cached_rows(arr, key: tuple, flat: np.ndarray) -> np.ndarray:
+    """``arr``'s patterns at flat navigation indices ``flat`` (any order, repeats allowed), whole
+    chunks decoded once per process (``key`` names the array: ``_stamped``)."""
     flat = np.asarray(flat, np.int64)
     nav = arr.shape[:-2]
     index = np.unravel_index(flat, nav)
@@ -329,11 +346,11 @@ def map_patterns(path: str | Path, flat: np.ndarray) -> np.ndarray:
     grid = [-(-n // c) for n, c in zip(nav, chunks)]
     keys = np.ravel_multi_index(tuple(i // c for i, c in zip(index, chunks)), grid)
     out = np.empty((len(flat),) + tuple(arr.shape[-2:]), dtype=arr.dtype)
-    for key in np.unique(keys):
-        rows = keys == key
-        corner = [int(b) * c for b, c in zip(np.unravel_index(key, grid), chunks)]
+    for chunk in np.unique(keys):
+        rows = keys == chunk
+        corner = [int(b) * c for b, c in zip(np.unravel_index(chunk, grid), chunks)]
         region = tuple(slice(o, o + c) for o, c in zip(corner, chunks))
-        block = _MAP_CHUNKS.get((path, stamp, int(key)), lambda region=region: arr[region])
+        block = _CHUNKS.get(key + (int(chunk),), lambda region=region: arr[region])
         out[rows] = block[tuple(i[rows] - o for i, o in zip(index, corner))]
     return out
 
@@ -360,7 +377,7 @@ def write_pair_chunk(staging: str, cfg_json: str, start: int, stop: int, pool_si
     draws = draw_pairs(cfg, start, stop, pool_size, square=shape[0] == shape[1], labels=labels)
     n = stop - start
     both = np.concatenate([draws.pos_a, draws.pos_b])
-    pats, index, quats = _read_pure(arrays, cfg, both)
+    pats, index, quats = _read_pure(arrays, cfg, both, staging)
     if cfg.pipeline == "raw_mix":
         out = build_raw_pairs(cfg, draws, pats[:n], pats[n:],
                               _static_background(cfg.model_input.static_background))

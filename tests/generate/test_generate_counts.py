@@ -1,0 +1,32 @@
+"""Recorded counts: Poisson noise plus read noise, drawn in its normal limit at high counts."""
+
+import numpy as np
+
+from kdeconv.generate.augment import NORMAL_LIMIT_COUNTS, recorded_counts
+
+
+def test_counts_have_poisson_mean_and_variance_plus_read_noise():
+    rng = np.random.default_rng(0)
+    for expected, read in ((5.0, 0.0), (20.0, 3.0), (400.0, 0.0), (2500.0, 5.0)):
+        counts = recorded_counts(np.full((200, 200), expected, np.float32), read, rng)
+        assert counts.dtype == np.float32
+        assert abs(counts.mean() - expected) < 4 * np.sqrt((expected + read**2) / counts.size)
+        assert abs(counts.var() / (expected + read**2) - 1) < 0.03  # 40,000 draws: ~0.7% std
+
+
+def test_low_counts_are_exact_poisson_integers():
+    expected = np.array([[0.5, 3.0, NORMAL_LIMIT_COUNTS - 1, NORMAL_LIMIT_COUNTS + 100]], np.float32)
+    counts = recorded_counts(np.repeat(expected, 5000, axis=0), 0.0, np.random.default_rng(1))
+    low = counts[:, :3]
+    assert (low == np.rint(low)).all() and (low >= 0).all()  # Poisson: whole counts, never negative
+    assert np.mean(counts[:, 0] == 0) > 0.55  # P(K = 0) = exp(-0.5) = 0.61
+    assert (counts[:, 3] != np.rint(counts[:, 3])).any()  # the normal limit above
+
+
+def test_exact_counts_draw_poisson_everywhere_and_are_keyed():
+    expected = np.full((64, 64), 900.0, np.float32)
+    a = recorded_counts(expected, 0.0, np.random.default_rng([3, 7]), exact=True)
+    b = recorded_counts(expected, 0.0, np.random.default_rng([3, 7]), exact=True)
+    assert (a == np.rint(a)).all() and np.array_equal(a, b)
+    c = recorded_counts(expected, 2.0, np.random.default_rng([3, 7]))
+    assert np.array_equal(c, recorded_counts(expected, 2.0, np.random.default_rng([3, 7])))
