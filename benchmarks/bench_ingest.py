@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a script: make the `benchmarks` package 
 from benchmarks.common import PeakRSS  # noqa: E402
 
 SIG = (120, 120)  # uint16: 28.8 kB per pattern
-REPEATS = 3
+REPEATS = 5
 MB = 2**20
 
 
@@ -146,15 +146,18 @@ def run(quick: bool = False) -> list[dict]:
                 "note": f"the same ingest against copying the file's patterns to disk with numpy; best of "
                         f"{REPEATS} interleaved runs each",
             })
-            start = time.perf_counter()
-            write_up2(work / "again.up2", da.from_zarr(zarr_patterns), 0.5, 0.5, client=client)
-            t_export = time.perf_counter() - start
+            t_export = float("inf")
+            for _ in range(REPEATS):
+                (work / "again.up2").unlink(missing_ok=True)
+                start = time.perf_counter()
+                write_up2(work / "again.up2", da.from_zarr(zarr_patterns), 0.5, 0.5, client=client)
+                t_export = min(t_export, time.perf_counter() - start)
             rows.append({
                 "stage": "export", "metric": "patterns/s", "value": round(n / t_export, 1),
                 "baseline": "ndarray.tofile", "baseline_value": round(n / t_tofile, 1),
                 "ratio": round(t_tofile / t_export, 3),
-                "note": "Zarr -> UP2 chunk by chunk through np.memmap on workers; baseline writes "
-                        "the patterns already in memory",
+                "note": "Zarr -> UP2 chunk by chunk (decode, positional writes) on workers; baseline "
+                        f"writes the patterns already in memory; best of {REPEATS} each",
             })
         for path in (work / "again.up2", up2, work / "warm.up2"):
             path.unlink()

@@ -3,8 +3,9 @@ reader parses it (little-endian).
 
 Header (42 bytes): uint32 version=3, uint32 sx, uint32 sy, uint32 pattern offset=42, 1 byte,
 uint32 nx, uint32 ny, uint8 hex flag=0, float64 dx, float64 dy; then the patterns row-major,
-uint16 (UP2) or uint8 (UP1). The body is filled chunk by chunk through ``np.memmap``, so a Dask
-array is written with bounded memory, in parallel on workers that share the file system.
+uint16 (UP2) or uint8 (UP1). The body is filled chunk by chunk with positional writes (whole
+patterns; ``np.memmap`` for any other region), so a Dask array is written with bounded memory, in
+parallel on workers that share the file system.
 """
 
 from __future__ import annotations
@@ -35,17 +36,59 @@ def edax_header(sy: int, sx: int, ny: int, nx: int, step_x: float, step_y: float
 
 @dataclass(frozen=True)
 class _BodyTarget:
-    """``da.store`` target: writes each region into the file body through a memmap (picklable)."""
+    """``da.store`` target: writes each region into the file body (picklable). Whole patterns go
+    in with ``os.pwrite`` (page cache, as ``ndarray.tofile``): a memmap flushed per chunk waited
+    for the disk."""
 
     path: str
     shape: tuple[int, ...]
     dtype: str
 
     def __setitem__(self, key, value) -> None:
-        body = np.memmap(self.path, dtype=self.dtype, mode="r+", offset=HEADER_BYTES, shape=self.shape)
-        body[key] = value
-        body.flush()
-        del body
+        runs = self._runs(key)
+        if runs is None:  # a region cut across patterns: through a memmap
+            body = np.memmap(self.path, dtype=self.dtype, mode="r+", offset=HEADER_BYTES, shape=self.shape)
+            body[key] = value
+            body.flush()
+            del body
+            return
+        data = np.ascontiguousarray(value, dtype=self.dtype)
+        flat = data.reshape(-1, int(np.prod(self.shape[-2:])))
+        pattern_bytes = flat.shape[1] * flat.itemsize
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            done = 0
+            for first, count in runs:  # whole patterns, contiguous in the file: plain writes
+                view = memoryview(flat[done:done + count]).cast("B")
+                offset = HEADER_BYTES + first * pattern_bytes
+                while view:
+                    written = os.pwrite(fd, view, offset)
+                    view, offset = view[written:], offset + written
+                done += count
+        finally:
+            os.close(fd)
+
+    def _runs(self, key) -> list[tuple[int, int]] | None:
+        """(first pattern, count) of each contiguous run of the file that region ``key`` covers,
+        in the region's order; None when it does not hold whole patterns."""
+        key = key if isinstance(key, tuple) else (key,)
+        nav = len(self.shape) - 2
+        bounds = []
+        for axis, size in enumerate(self.shape):
+            k = key[axis] if axis < len(key) else slice(None)
+            if not isinstance(k, slice) or k.step not in (None, 1):
+                return None
+            start, stop, _ = k.indices(size)
+            if axis >= nav and (start, stop) != (0, size):
+                return None
+            bounds.append((start, stop))
+        if nav == 1:
+            return [(bounds[0][0], bounds[0][1] - bounds[0][0])]
+        (r0, r1), (c0, c1) = bounds[:2]
+        nx = self.shape[1]
+        if (c0, c1) == (0, nx):
+            return [(r0 * nx, (r1 - r0) * nx)]
+        return [(r * nx + c0, c1 - c0) for r in range(r0, r1)]
 
 
 def _allocate(f, size: int) -> None:
