@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 __all__ = ["SUPPORTED", "plugins", "plugin_from_footprints", "plugin_reader", "h5ebsd_writer",
-           "direction_cosines", "project_with_varying_pc", "master_arrays"]
+           "direction_cosines", "detector_to_sample_matrix", "project_with_varying_pc", "master_arrays"]
 
 # kikuchipy versions this module was checked with (pyproject: kikuchipy>=0.11,<0.14).
 SUPPORTED = ((0, 11), (0, 14))
@@ -67,6 +67,20 @@ def direction_cosines(detector):
     from kikuchipy.signals.util._master_pattern import _get_direction_cosines_from_detector
 
     return _get_direction_cosines_from_detector(detector)
+
+
+def detector_to_sample_matrix(detector) -> Any:
+    """The (3, 3) matrix that turns detector-frame vectors into the sample frame, as kikuchipy's
+    direction cosines use it (``~detector.sample_to_detector``), without orix's quaternion
+    round trip (the transpose of kikuchipy's sample-to-detector matrix)."""
+    import numpy as np
+
+    try:
+        from kikuchipy.detectors._ebsd_detector import _sample_to_detector_matrix
+    except ImportError:  # a kikuchipy without it: through orix
+        return np.asarray((~detector.sample_to_detector).to_matrix(), np.float64).reshape(3, 3)
+    angles = np.deg2rad([detector.sample_tilt, detector.tilt, detector.azimuthal, detector.twist])
+    return np.ascontiguousarray(_sample_to_detector_matrix(*(float(a) for a in angles)).T)
 
 
 def project_with_varying_pc(**kwargs):

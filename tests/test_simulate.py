@@ -131,3 +131,18 @@ def test_emsoft_master_file_matches_bundled_ni(ni):
     args = (np.tile((0.5, 0.5, 0.5), (2, 1)), np.zeros(2), np.full(2, 70.0), (32, 32))
     np.testing.assert_allclose(normalize(simulate_varied(master, q, *args)),
                                normalize(simulate_varied(ni, q, *args)), atol=1e-5)
+
+
+def test_direction_cosines_of_many_detectors_equal_kikuchipys():
+    from kdeconv._kikuchipy import direction_cosines
+    from kdeconv.simulate.project import direction_cosines_of
+
+    rng = np.random.default_rng(4)
+    detectors = [DetectorSpec(shape=(23, 31), pc=tuple(rng.uniform([0.35, 0.15, 0.4], [0.65, 0.75, 0.9])),
+                              tilt=float(rng.uniform(-10, 10)), sample_tilt=float(rng.uniform(60, 75)),
+                              azimuthal=float(rng.uniform(-2, 2)), twist=float(rng.uniform(-1, 1))
+                              ).to_kikuchipy() for _ in range(5)]
+    got = direction_cosines_of(detectors)
+    assert got.shape == (5, 23 * 31, 3)
+    for k, detector in enumerate(detectors):
+        np.testing.assert_allclose(got[k], direction_cosines(detector), rtol=0, atol=1e-12)

@@ -240,14 +240,13 @@ def simulate_pure_chunk(staging: str, cfg_json: str, start: int, stop: int) -> i
         used[rows] = [np.nan if e is None else float(e) for e in
                       (specs[k].get("energy", master.energy) for k in np.flatnonzero(rows))]
     group = open_for_writing(staging)
-    group["pure"][start:stop] = pats
-    group["pure_rotation"][start:stop] = quats.astype(np.float32)
-    group["pure_pc"][start:stop] = pcs.astype(np.float32)
-    group["pure_tilt"][start:stop] = tilts.astype(np.float32)
-    group["pure_phase"][start:stop] = labels.astype(np.int16)
-    group["pure_energy"][start:stop] = used
-    if PURE_LEDGER in group:
-        resume.mark_done(group, start // PURE_CHUNK, PURE_LEDGER)
+    values = {"pure": pats, "pure_rotation": quats.astype(np.float32), "pure_pc": pcs.astype(np.float32),
+              "pure_tilt": tilts.astype(np.float32), "pure_phase": labels.astype(np.int16),
+              "pure_energy": used}
+    arrays = _open_arrays(group, tuple(values) + (PURE_LEDGER,))
+    _write_all(arrays, slice(start, stop), values)
+    if arrays[PURE_LEDGER] is not None:
+        resume.mark_done(group, start // PURE_CHUNK, PURE_LEDGER, ledger=arrays[PURE_LEDGER])
     return stop - start
 
 

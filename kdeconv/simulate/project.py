@@ -53,11 +53,13 @@ def direction_cosines_of(detectors) -> np.ndarray:
     in gnomonic coordinates times PCz, turned into the sample frame, normalised), computed for
     all detectors in a few array operations: one call per detector cost half of a projection.
     """
+    from kdeconv._kikuchipy import detector_to_sample_matrix
+
     n = len(detectors)
     nrows, ncols = detectors[0].shape
     bounds = np.stack([np.asarray(d.gnomonic_bounds, np.float64).reshape(4) for d in detectors])
     pcz = np.array([float(np.asarray(d.pcz).reshape(-1)[0]) for d in detectors])
-    rotation = np.stack([(~d.sample_to_detector).to_matrix().reshape(3, 3) for d in detectors])
+    rotation = np.stack([detector_to_sample_matrix(d) for d in detectors])
     x_scale = (bounds[:, 1] - bounds[:, 0]) / ncols
     y_scale = (bounds[:, 3] - bounds[:, 2]) / nrows
     x = (bounds[:, :1] + x_scale[:, None] * np.arange(ncols) + x_scale[:, None] / 2) * pcz[:, None]
