@@ -164,6 +164,7 @@ def main(argv=None) -> int:
         module_started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         rows, info = run_module(module, args.quick, timeout)
         info["started"] = module_started
+        info["cpu_model"] = machine["cpu_model"]  # merged files hold modules run on other machines
         all_rows += rows
         per_module[module] = info
         status = "ok" if info["ok"] else f"FAILED: {info['error']}"
