@@ -154,6 +154,24 @@ def _pairs_config(cfg: AdaptConfig, pool: str, indices: np.ndarray, groups: np.n
     }
 
 
+def _grain_mean_targets(gen, grains: np.ndarray, path: Path) -> Path:
+    """Write the grain mean of each listed pure pattern of ``gen``'s source, preprocessed as its
+    pairs are (``model_input``), to the Zarr array ``path``; returns it."""
+    import zarr
+
+    from kdeconv.generate.chunk import grain_means
+    from kdeconv.generate.driver import map_patterns
+    from kdeconv.separate.chunk import preprocess_patterns
+
+    spec = gen.model_input
+    static = None if spec.static_background is None else np.load(spec.static_background).astype(np.float32)
+    work = tuple(spec.work_shape) if spec.work_shape else None
+    raw = map_patterns(gen.source.path, np.asarray(gen.source.indices, np.int64))
+    prepared = preprocess_patterns(raw, spec.recipe(), static, work)
+    zarr.save_array(str(path), grain_means(prepared, grains), zarr_format=3)
+    return path
+
+
 def _pure_from_map(cfg: AdaptConfig, map_path: Path, nav_shape, background: dict, client, progress,
                    echo) -> tuple[np.ndarray, np.ndarray, dict]:
     """(flat indices, grain id per index, record) of the map's pure patterns."""
@@ -290,8 +308,11 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
     stores = {}
     for name, keep, n, seed in (("train", ~held, cfg.n_pairs, cfg.seed),
                                 ("val", held, cfg.n_val_pairs, cfg.seed + 1)):
-        gen = validate_config(GenerateConfig, _pairs_config(cfg, pool, indices[keep], grains[keep], n,
-                                                            seed, model_input), "adapt pairs")
+        pairs = _pairs_config(cfg, pool, indices[keep], grains[keep], n, seed, model_input)
+        if cfg.targets == "grain_mean":
+            pairs["source"]["targets"] = str(_grain_mean_targets(
+                GenerateConfig.model_validate(pairs), grains[keep], out / f"targets_{name}.zarr"))
+        gen = validate_config(GenerateConfig, pairs, "adapt pairs")
         stores[name] = out / f"pairs_{name}.zarr"
         run_generate(gen, stores[name], client, overwrite=True, echo=lambda *_: None)
     seconds["generate"] = time.perf_counter() - t
@@ -299,6 +320,7 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
     echo(f"pairs: {cfg.n_pairs} from {len(np.unique(grains[~held]))} grains, {cfg.n_val_pairs} held "
          + (f"out from {len(np.unique(grains[held]))} other grains" if whole else
             f"out from {int(held.sum())} patterns of the same grains (too few grains to spare whole ones)")
+         + (", towards grain means" if cfg.targets == "grain_mean" else "")
          + f" ({seconds['generate']:.0f} s)")
 
     # fine-tune
@@ -336,7 +358,8 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
         "pure": {**record, "indices": indices.tolist(), "grains": grains.tolist(),
                  "held_out": held.tolist(), "n": int(len(indices)),
                  "n_grains": int(len(np.unique(grains)))},
-        "pairs": {"train": cfg.n_pairs, "val": cfg.n_val_pairs, "held_out_whole_grains": bool(whole),
+        "pairs": {"train": cfg.n_pairs, "val": cfg.n_val_pairs, "targets": cfg.targets,
+                  "held_out_whole_grains": bool(whole),
                   "train_grains": int(len(np.unique(grains[~held]))),
                   "val_grains": int(len(np.unique(grains[held])))},
         "fine_tune": {"steps": trained.steps, "stop_reason": trained.stop_reason,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from kdeconv.config import Device, Precision, StrictModel
@@ -36,6 +38,10 @@ class AdaptConfig(StrictModel):
     minority: tuple[float, float] = (0.05, 0.5)      # minority weight range of the pairs
     pure_fraction: float = Field(default=0.1, ge=0, le=0.5)  # near-pure pairs (wB < 0.03)
     flips: bool = True
+    # What A and B are trained towards: the mean of each pure pattern's grain ("grain_mean": the
+    # same bands, the detector noise averaged out), or each pattern as recorded ("own").
+    # Binned 8-bit camera: both grains 53.3% -> 64.8%; held-out Zr 94.9% (see the model card).
+    targets: Literal["grain_mean", "own"] = "grain_mean"
 
     minutes: float = Field(default=10.0, gt=0)       # fine-tuning budget (wall time)
     max_steps: int = Field(default=3000, ge=1)

@@ -134,6 +134,10 @@ class MapSource(StrictModel):
     labels: list[int] | None = None
     label_names: list[str] | None = None
     cross_label: float = Field(default=0.0, ge=0, le=1)
+    # raw_mix only: the targets A and B are trained on, one per listed index (in the order of
+    # `indices`), instead of each pattern's own preprocessed copy. A Zarr array (n, sy, sx) in
+    # [0, 1] at the model's working shape (adapt: the mean of each pattern's grain).
+    targets: str | None = None
 
     @field_validator("indices")
     @classmethod
@@ -146,6 +150,8 @@ class MapSource(StrictModel):
 
     @model_validator(mode="after")
     def _labels(self):
+        if self.targets is not None and (self.indices is None or len(set(self.indices)) != len(self.indices)):
+            raise ValueError("targets need indices, one target per index, none repeated")
         if self.labels is None:
             if self.cross_label > 0:
                 raise ValueError("cross_label needs labels")

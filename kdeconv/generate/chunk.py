@@ -21,7 +21,7 @@ __all__ = ["STREAM_PAIR", "STREAM_NOISE", "STREAM_PURE", "STREAM_WINDOW", "STREA
            "pool_labels", "pair_rng",
            "noise_rng", "window_for_group", "PairDraws", "draw_pairs", "nothing_to_prepare",
            "prepare_pure", "bin_patterns",
-           "build_pairs", "build_raw_pairs", "pure_geometry", "resample_pairs"]
+           "build_pairs", "build_raw_pairs", "grain_means", "pure_geometry", "resample_pairs"]
 
 STREAM_PAIR, STREAM_NOISE, STREAM_PURE, STREAM_WINDOW, STREAM_PHASE = 0, 1, 2, 3, 4
 N_UNIFORMS = 25  # draws 18-24 came with the detector effects; earlier draws are unchanged
@@ -237,10 +237,14 @@ def _geometric_rows(stack: np.ndarray, geo: np.ndarray) -> np.ndarray:
 
 
 def build_raw_pairs(cfg: GenerateConfig, draws: PairDraws, raw_a: np.ndarray, raw_b: np.ndarray,
-                    static_bg: np.ndarray | None) -> dict[str, np.ndarray]:
+                    static_bg: np.ndarray | None, targets_a: np.ndarray | None = None,
+                    targets_b: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """``pipeline: raw_mix``: C = wA*A + wB*B of raw map patterns (a detector sums the two
     crystals' electrons), then C, A and B each get separate's preprocessing (``model_input``);
-    flips come last, so the static background is removed where the detector put it."""
+    flips come last, so the static background is removed where the detector put it.
+
+    ``targets_a``, ``targets_b``: A and B as given (preprocessed already, at the working shape;
+    e.g. grain means), instead of the preprocessed raw patterns themselves."""
     from kdeconv.mixing import to_uint16
     from kdeconv.separate.chunk import preprocess_patterns
 
@@ -253,11 +257,32 @@ def build_raw_pairs(cfg: GenerateConfig, draws: PairDraws, raw_a: np.ndarray, ra
     masked = detect_masked(a, mask) | detect_masked(b, mask)
     recipe = spec.recipe()
     work = tuple(spec.work_shape) if spec.work_shape else None
-    c, a, b = (preprocess_patterns(x, recipe, static_bg, work, masked) for x in (c, a, b))
+    c = preprocess_patterns(c, recipe, static_bg, work, masked)
+    if targets_a is None:
+        a, b = (preprocess_patterns(x, recipe, static_bg, work, masked) for x in (a, b))
+    else:
+        a, b = (np.array(t, dtype=np.float32) for t in (targets_a, targets_b))
+        if masked.any():
+            a[masked] *= circular_mask(a.shape[-2:])
+            b[masked] *= circular_mask(b.shape[-2:])
     geo = draws.augment[:, [COL["rot90"], COL["flip"]]].astype(int)
     if geo.any():
         c, a, b = (_geometric_rows(x, geo) for x in (c, a, b))
     return {"C": to_uint16(c), "A": to_uint16(a), "B": to_uint16(b), "masked": masked}
+
+
+def grain_means(prepared: np.ndarray, grains: np.ndarray) -> np.ndarray:
+    """For each of ``prepared`` patterns (n, sy, sx) in [0, 1], the mean of all patterns of its
+    grain (``grains`` (n,) ids), stretched to [0, 1] again: averaging a grain's patterns keeps its
+    bands and cuts the detector noise by the square root of their number."""
+    from kdeconv.preprocess.background import rescale_per_pattern
+
+    grains = np.asarray(grains)
+    out = np.empty(prepared.shape, np.float32)
+    for grain in np.unique(grains):
+        rows = grains == grain
+        out[rows] = prepared[rows].mean(axis=0, dtype=np.float64).astype(np.float32)
+    return rescale_per_pattern(out, 0.0, 1.0)
 
 
 def resample_pairs(pairs: dict[str, np.ndarray], shape: tuple[int, int]) -> dict[str, np.ndarray]:

@@ -378,8 +378,10 @@ def write_pair_chunk(staging: str, cfg_json: str, start: int, stop: int, pool_si
     both = np.concatenate([draws.pos_a, draws.pos_b])
     pats, index, quats = _read_pure(arrays, cfg, both, staging)
     if cfg.pipeline == "raw_mix":
+        targets = _pair_targets(cfg_json, cfg.source, both)
         out = build_raw_pairs(cfg, draws, pats[:n], pats[n:],
-                              _static_background(cfg.model_input.static_background))
+                              _static_background(cfg.model_input.static_background),
+                              *((None, None) if targets is None else (targets[:n], targets[n:])))
     else:
         mask = circular_mask(shape, cfg.mask.radius)
         out = build_pairs(cfg, start, draws, pats[:n], pats[n:], mask)
@@ -394,6 +396,30 @@ def write_pair_chunk(staging: str, cfg_json: str, start: int, stop: int, pool_si
     if arrays.get(resume.LEDGER) is not None:
         resume.mark_done(group, start // arrays["C"].chunks[0], ledger=arrays[resume.LEDGER])
     return n
+
+
+def _pair_targets(cfg_json: str, src, positions: np.ndarray) -> np.ndarray | None:
+    """The given targets (``MapSource.targets``) of pool ``positions``, or None."""
+    if getattr(src, "targets", None) is None:
+        return None
+    path = Path(src.targets).resolve()
+    key = _stamped(path.parent, path.name)
+    rows = _pool_order(cfg_json)[np.asarray(positions, np.int64)]
+    return cached_rows(_zarr_array(str(path), key), key, rows)
+
+
+@functools.lru_cache(maxsize=2)
+def _pool_order(cfg_json: str) -> np.ndarray:
+    # pool position -> position in the config's `indices` (the pool is the indices sorted)
+    indices = GenerateConfig.model_validate_json(cfg_json).source.indices
+    return np.argsort(np.asarray(indices, np.int64), kind="stable")
+
+
+@functools.lru_cache(maxsize=4)
+def _zarr_array(path: str, stamp: tuple):
+    import zarr
+
+    return zarr.open_array(path, mode="r")
 
 
 @functools.lru_cache(maxsize=2)

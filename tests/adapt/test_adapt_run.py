@@ -117,7 +117,7 @@ def test_separate_adapt_then_the_adapted_checkpoint_again(tiny_map):
     held = np.array(pure["held_out"])
     grains = np.array(pure["grains"])
     assert not set(grains[held]) & set(grains[~held])  # whole grains held out
-    assert report["pairs"] == {"train": 96, "val": 32, "held_out_whole_grains": True,
+    assert report["pairs"] == {"train": 96, "val": 32, "targets": "grain_mean", "held_out_whole_grains": True,
                                "train_grains": len(set(grains[~held])),
                                "val_grains": len(set(grains[held]))}
     for when in ("before", "after"):

@@ -62,3 +62,48 @@ def test_processed_maps_are_mixed_as_they_are_and_resampled_to_the_working_shape
     binned = mixed.reshape(6, 40, 2, 40, 2).mean(axis=(2, 4))
     lo, hi = binned.min(axis=(1, 2), keepdims=True), binned.max(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose(from_uint16(out["C"]), (binned - lo) / (hi - lo), atol=2e-4)
+
+
+def test_grain_means_average_out_the_noise_and_keep_the_bands():
+    from kdeconv.generate.chunk import grain_means
+
+    clean = _bands(2, seed=5)
+    grains = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1])
+    rng = np.random.default_rng(6)
+    noisy = clean[grains] + rng.normal(0, 0.6, (16, 40, 40)).astype(np.float32)
+    noisy = (noisy - noisy.min(axis=(1, 2), keepdims=True)) / np.ptp(noisy, axis=(1, 2), keepdims=True)
+    means = grain_means(noisy, grains)
+    assert means.shape == noisy.shape and means.dtype == np.float32
+    assert (means[:8] == means[0]).all() and (means[8:] == means[8]).all()  # one target per grain
+    assert means.min() == 0 and means.max() == 1  # stretched to [0, 1] again
+
+    def ncc(a, b):
+        a, b = a - a.mean(), b - b.mean()
+        return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+    for k, grain in ((0, 0), (8, 1)):  # 8 patterns: the noise down by ~sqrt(8)
+        assert ncc(means[k], clean[grain]) > 0.75 > ncc(noisy[k], clean[grain]) + 0.1
+
+
+def test_given_targets_replace_a_and_b_while_c_mixes_the_raw_patterns():
+    cfg = _cfg({"background": "processed"})
+    raw = _bands(8, seed=7) * 50
+    targets = _bands(8, seed=8)
+    targets /= targets.max(axis=(1, 2), keepdims=True)
+    draws = draw_pairs(cfg, 0, 6, 8, square=True)
+    out = build_raw_pairs(cfg, draws, raw[draws.pos_a], raw[draws.pos_b], None,
+                          targets[draws.pos_a], targets[draws.pos_b])
+    np.testing.assert_allclose(from_uint16(out["A"]), targets[draws.pos_a], atol=1e-5)
+    np.testing.assert_allclose(from_uint16(out["B"]), targets[draws.pos_b], atol=1e-5)
+    same = build_raw_pairs(cfg, draws, raw[draws.pos_a], raw[draws.pos_b], None)
+    assert np.array_equal(out["C"], same["C"])  # C is the raw mixture either way
+
+
+def test_targets_need_listed_indices():
+    import pytest
+
+    with pytest.raises(Exception, match="targets need indices"):
+        _cfg({"background": "processed"}, source={"kind": "map", "path": "m.zarr", "targets": "t.zarr"})
+    with pytest.raises(Exception, match="targets need indices"):
+        _cfg({"background": "processed"},
+             source={"kind": "map", "path": "m.zarr", "indices": [1, 1], "targets": "t.zarr"})
