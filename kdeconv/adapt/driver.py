@@ -160,13 +160,15 @@ def _grain_mean_targets(gen, grains: np.ndarray, path: Path) -> Path:
     import zarr
 
     from kdeconv.generate.chunk import grain_means
-    from kdeconv.generate.driver import map_patterns
+    from kdeconv.generate.driver import rows_at
     from kdeconv.separate.chunk import preprocess_patterns
 
     spec = gen.model_input
     static = None if spec.static_background is None else np.load(spec.static_background).astype(np.float32)
     work = tuple(spec.work_shape) if spec.work_shape else None
-    raw = map_patterns(gen.source.path, np.asarray(gen.source.indices, np.int64))
+    # read once, not through the workers' chunk cache: nothing stays held while adapt trains here
+    patterns = zarr.open_group(gen.source.path, mode="r")["patterns"]
+    raw = rows_at(patterns, np.asarray(gen.source.indices, np.int64))
     prepared = preprocess_patterns(raw, spec.recipe(), static, work)
     zarr.save_array(str(path), grain_means(prepared, grains), zarr_format=3)
     return path

@@ -259,8 +259,7 @@ def _read_pure(group, cfg: GenerateConfig, positions: np.ndarray, staging: str |
     uniq, inverse = np.unique(positions, return_inverse=True)
     if isinstance(cfg.source, SimulateSource):
         pure = group["pure"]
-        raw = (cached_rows(pure, _stamped(staging, "pure"), uniq) if staging is not None
-               else pure.oindex[uniq])
+        raw = rows_at(pure, uniq, _stamped(staging, "pure")) if staging is not None else pure.oindex[uniq]
         quats = group["pure_rotation"].oindex[uniq]
         pats = prepare_pure(raw, cfg, binned=True)
         return pats[inverse], uniq[inverse], quats[inverse]
@@ -332,12 +331,13 @@ def map_patterns(path: str | Path, flat: np.ndarray) -> np.ndarray:
     """The map's patterns at flat navigation indices ``flat`` (any order, repeats allowed), read
     whole chunk by whole chunk through this process's cache of decoded chunks."""
     key = _stamped(path, "patterns")
-    return cached_rows(_map_array(key[0], key), key, flat)
+    return rows_at(_map_array(key[0], key), flat, key)
 
 
-def cached_rows(arr, key: tuple, flat: np.ndarray) -> np.ndarray:
-    """``arr``'s patterns at flat navigation indices ``flat`` (any order, repeats allowed), whole
-    chunks decoded once per process (``key`` names the array: ``_stamped``)."""
+def rows_at(arr, flat: np.ndarray, key: tuple | None = None) -> np.ndarray:
+    """``arr``'s patterns at flat navigation indices ``flat`` (any order, repeats allowed), read
+    whole chunk by whole chunk; with ``key`` (naming the array: ``_stamped``) each chunk is
+    decoded once per process and kept in its cache."""
     flat = np.asarray(flat, np.int64)
     nav = arr.shape[:-2]
     index = np.unravel_index(flat, nav)
@@ -349,7 +349,8 @@ def cached_rows(arr, key: tuple, flat: np.ndarray) -> np.ndarray:
         rows = keys == chunk
         corner = [int(b) * c for b, c in zip(np.unravel_index(chunk, grid), chunks)]
         region = tuple(slice(o, o + c) for o, c in zip(corner, chunks))
-        block = _CHUNKS.get(key + (int(chunk),), lambda region=region: arr[region])
+        block = (arr[region] if key is None
+                 else _CHUNKS.get(key + (int(chunk),), lambda region=region: arr[region]))
         out[rows] = block[tuple(i[rows] - o for i, o in zip(index, corner))]
     return out
 
@@ -405,7 +406,7 @@ def _pair_targets(cfg_json: str, src, positions: np.ndarray) -> np.ndarray | Non
     path = Path(src.targets).resolve()
     key = _stamped(path.parent, path.name)
     rows = _pool_order(cfg_json)[np.asarray(positions, np.int64)]
-    return cached_rows(_zarr_array(str(path), key), key, rows)
+    return rows_at(_zarr_array(str(path), key), rows, key)
 
 
 @functools.lru_cache(maxsize=2)

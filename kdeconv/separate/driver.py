@@ -485,7 +485,6 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     del separator
     echo(plan.describe())
 
-
     background, work_shape = plan.background, plan.work_shape
     nav_chunks = src.chunks[:-2]
     # Absolute paths in the graph: remote workers do not share this process's working directory.
