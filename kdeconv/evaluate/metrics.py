@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from kdeconv.preprocess.mask import pixels_in
+
 __all__ = ["minmax01", "ncc", "psnr", "ssim", "best_ordering", "pair_metrics", "weight_error",
            "weight_calibration", "slice_rows"]
 
@@ -37,7 +39,7 @@ def minmax01(patterns: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray
     """Scale each pattern to [0, 1] using its min/max inside ``mask``; flat patterns become 0."""
     x = _as3d(patterns)
     m = _mask_or_all(mask, x.shape[-2:])
-    inside = x[:, m]
+    inside = pixels_in(x, m)
     lo = inside.min(axis=1)[:, None, None]
     span = inside.max(axis=1)[:, None, None] - lo
     out = np.where(span > _EPS, (x - lo) / np.where(span > _EPS, span, 1.0), 0.0)
@@ -48,8 +50,8 @@ def ncc(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None) -> 
     """Zero-mean normalised cross-correlation per pattern, in [-1, 1]; 0 when either is flat."""
     p, t = _as3d(pred), _as3d(truth)
     m = _mask_or_all(mask, p.shape[-2:])
-    p = p[:, m]
-    t = t[:, m]
+    p = pixels_in(p, m)
+    t = pixels_in(t, m)
     p = p - p.mean(axis=1, keepdims=True)
     t = t - t.mean(axis=1, keepdims=True)
     denom = np.sqrt((p * p).sum(axis=1) * (t * t).sum(axis=1))
@@ -62,7 +64,7 @@ def psnr(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None,
     """PSNR in dB of min-max scaled patterns (data range 1); identical patterns give ``cap_db``."""
     m = _mask_or_all(mask, np.shape(pred)[-2:])
     p, t = minmax01(pred, m), minmax01(truth, m)
-    mse = ((p - t)[:, m] ** 2).mean(axis=1)
+    mse = (pixels_in(p - t, m) ** 2).mean(axis=1)
     with np.errstate(divide="ignore"):
         db = 10.0 * np.log10(1.0 / np.maximum(mse, 10.0 ** (-cap_db / 10.0)))
     return np.minimum(db, cap_db)
@@ -80,7 +82,7 @@ def ssim(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None,
     vy = blur(y * y) - my * my
     cxy = blur(x * y) - mx * my
     smap = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return smap[:, m].mean(axis=1)
+    return pixels_in(smap, m).mean(axis=1)
 
 
 def best_ordering(pred_a, pred_b, true_a, true_b, mask=None) -> np.ndarray:

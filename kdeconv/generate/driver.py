@@ -260,7 +260,9 @@ def _read_pure(group, cfg: GenerateConfig, positions: np.ndarray, staging: str |
     if isinstance(cfg.source, SimulateSource):
         pure = group["pure"]
         raw = rows_at(pure, uniq, _stamped(staging, "pure")) if staging is not None else pure.oindex[uniq]
-        quats = group["pure_rotation"].oindex[uniq]
+        rotation = group["pure_rotation"]
+        quats = (rotation.oindex[uniq] if staging is None else
+                 _CHUNKS.get(_stamped(staging, "pure_rotation"), lambda: rotation[:])[uniq])
         pats = prepare_pure(raw, cfg, binned=True)
         return pats[inverse], uniq[inverse], quats[inverse]
     src = cfg.source

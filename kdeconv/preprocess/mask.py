@@ -13,7 +13,7 @@ import numpy as np
 
 from kdeconv.errors import InputError
 
-__all__ = ["circular_mask", "mask_geometry", "detect_masked", "apply_mask"]
+__all__ = ["circular_mask", "mask_geometry", "detect_masked", "apply_mask", "pixels_in"]
 
 
 def mask_geometry(shape: tuple[int, int], radius: float | None = None) -> tuple[float, float, float]:
@@ -39,6 +39,15 @@ def circular_mask(shape: tuple[int, int], radius: float | None = None) -> np.nda
     return y * y + x * x <= r * r + 1e-9
 
 
+def pixels_in(stack: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The pixels of each pattern of ``(n, sy, sx)`` where ``mask`` is True, as a C-ordered
+    ``(n, k)`` array in row-major pixel order: what ``stack[:, mask]`` holds. Boolean indexing
+    returns it column-major, where a reduction along a pattern runs ~20x slower."""
+    stack = np.asarray(stack)
+    flat = stack.reshape(len(stack), -1)
+    return np.take(flat, np.flatnonzero(np.asarray(mask, bool)), axis=1)
+
+
 def detect_masked(patterns: np.ndarray, mask: np.ndarray, rel_tol: float = 0.01,
                   min_fraction: float = 0.99) -> np.ndarray:
     """True for each pattern of ``(n, sy, sx)`` (or one ``(sy, sx)``) that is already masked.
@@ -62,7 +71,7 @@ def detect_masked(patterns: np.ndarray, mask: np.ndarray, rel_tol: float = 0.01,
     peak = stack.max(axis=(1, 2)).astype(np.float64)
     if stack.dtype.kind != "u":
         peak = np.maximum(peak, -stack.min(axis=(1, 2)).astype(np.float64))
-    out_vals = stack[:, outside]
+    out_vals = pixels_in(stack, outside)
     if stack.dtype.kind != "u":
         out_vals = np.abs(out_vals)
     near_zero = out_vals <= (rel_tol * peak)[:, None]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from kdeconv.errors import InputError
+from kdeconv.preprocess.mask import pixels_in
 
 __all__ = ["normalize", "normalize_limits", "crop", "denoise"]
 
@@ -26,7 +27,7 @@ def normalize_limits(patterns: np.ndarray, mask: np.ndarray | None = None, metho
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != stack.shape[-2:]:
             raise InputError(f"mask shape {mask.shape} does not match patterns {stack.shape[-2:]}")
-        values = stack[:, mask]
+        values = pixels_in(stack, mask)
     else:
         values = stack.reshape(len(stack), -1)
     if method == "minmax":

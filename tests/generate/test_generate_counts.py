@@ -30,3 +30,27 @@ def test_exact_counts_draw_poisson_everywhere_and_are_keyed():
     assert (a == np.rint(a)).all() and np.array_equal(a, b)
     c = recorded_counts(expected, 2.0, np.random.default_rng([3, 7]))
     assert np.array_equal(c, recorded_counts(expected, 2.0, np.random.default_rng([3, 7])))
+
+
+def test_box_muller_draws_are_standard_normal_and_keyed():
+    from scipy import stats
+
+    from kdeconv.generate.augment import standard_normal_f32
+
+    z = standard_normal_f32(np.random.default_rng(5), (301, 333))  # odd size: half a pair unused
+    assert z.shape == (301, 333) and z.dtype == np.float32 and np.isfinite(z).all()
+    flat = z.ravel().astype(np.float64)
+    assert abs(flat.mean()) < 4 / np.sqrt(flat.size) and abs(flat.var() - 1) < 0.02
+    assert abs(stats.skew(flat)) < 0.03 and abs(stats.kurtosis(flat)) < 0.06
+    assert stats.kstest(flat, "norm").pvalue > 1e-3
+    assert np.array_equal(z, standard_normal_f32(np.random.default_rng(5), (301, 333)))
+
+
+def test_gaussian_blur_is_scipys_nearest_filter():
+    from scipy.ndimage import gaussian_filter
+
+    from kdeconv.generate.augment import gaussian_blur
+
+    pattern = np.random.default_rng(2).random((40, 52), dtype=np.float32)
+    for sigma in (0.05, 0.4, 0.99, 2.5):
+        assert np.array_equal(gaussian_blur(pattern, sigma), gaussian_filter(pattern, sigma, mode="nearest"))
