@@ -24,7 +24,9 @@ pytestmark = pytest.mark.slow
 def test_ctrl_c_then_rerun_resumes_and_matches(tmp_path, dask_processes):
     map_path = write_map(tmp_path / "map.zarr", blobs((20, 24, 64, 64), np.uint16, seed=3), (1, 24))
     command = [sys.executable, "-m", "kdeconv.cli", "separate", str(map_path), "--out",
-               str(tmp_path / "out.zarr"), "--workers", "1", "--batch-size", "8"]
+               str(tmp_path / "out.zarr"), "--workers", "1", "--batch-size", "8",
+               # at the map's own size: resuming is what is tested, not the model's working range
+               "--working-size", "64"]
     env = dict(os.environ, KDECONV_PROGRESS="0")
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     markers = tmp_path / "out.zarr.partial" / "chunk_done" / "c"
@@ -52,7 +54,7 @@ def test_ctrl_c_then_rerun_resumes_and_matches(tmp_path, dask_processes):
 
     # Uninterrupted reference on other (real) worker processes, same settings.
     ref = tmp_path / "ref.zarr"
-    separate_map(map_path, ref, SeparateConfig(batch_size=8, panels=0),
+    separate_map(map_path, ref, SeparateConfig(batch_size=8, panels=0, working_size=64),
                  ClusterConfig(scheduler_file=str(dask_processes[1])))
     got, want = zarr.open_group(str(tmp_path / "out.zarr")), zarr.open_group(str(ref))
     for name in ("A", "B", "weights", "chunk_done", "static_background"):
