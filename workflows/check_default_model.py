@@ -288,6 +288,9 @@ def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: 
     summary_file = run / "summary.json" if run else None
     summary = json.loads(summary_file.read_text()) if summary_file and summary_file.exists() else {}
     record = json.loads(training_record.read_text()) if training_record else {}
+    from kdeconv.model import read_checkpoint
+
+    refit = read_checkpoint(checkpoint).get("weight_head_refit")
     provenance = {
         "name": name,
         "training": record.get("training") or {
@@ -297,6 +300,8 @@ def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: 
             "bash workflows/train_default.sh  (generate with configs/generate_library.yaml, "
             "generate_library_60.yaml, generate_library_96x128.yaml, generate_library_160.yaml; "
             f"kdeconv train --config configs/train_library.yaml --max-minutes {_max_minutes(run)})"),
+        **({"weight_head_refit": refit,
+            "weight_head_command": "bash workflows/refit_weight_head.sh"} if refit else {}),
         "limits": ("Trained on simulated pairs from the dynamical master library (12 phases; Zr held "
                    "out), 10-30 kV, 60x60 to 160x160 px, PC x 0.35-0.65, y 0.15-0.75, z 0.4-0.9, "
                    "sample tilt 60-75 deg, camera tilt +-10 deg, raw and vendor-processed looks, two "

@@ -164,13 +164,20 @@ def set_claim_rule(source: str | Path, target: str | Path, claim_weight: float,
 
 
 def update_checkpoint(source: str | Path, target: str | Path, *, fp16_weights: bool = False,
-                      **fields: Any) -> Path:
+                      state_dict: dict[str, torch.Tensor] | None = None, **fields: Any) -> Path:
     """Write ``source``'s checkpoint to ``target`` (atomically) with metadata ``fields`` added or
     replaced (plain JSON-like values: ``claim_rule``, ``working_range``, provenance); the weights
     are kept as they are, or stored as fp16 with ``fp16_weights`` (half the size; they load into
-    the fp32 model). ``source`` is never written unless it is ``target``."""
+    the fp32 model). ``source`` is never written unless it is ``target``.
 
+    ``state_dict`` replaces the weights (same names and shapes, e.g. a refitted weight head);
+    it is checked against the model config before anything is written.
+    """
     ckpt = read_checkpoint(source)
+    if state_dict is not None:
+        ckpt["state_dict"] = dict(state_dict)
+        _check_finite(ckpt["state_dict"], Path(target))
+        model_from_checkpoint(ckpt, source)  # names and shapes must fit the model config
     if fp16_weights:
         ckpt["state_dict"] = {k: v.half() if v.dtype == torch.float32 else v
                               for k, v in ckpt["state_dict"].items()}

@@ -144,7 +144,8 @@ class DualDecoderUNet(nn.Module):
     def multiple(self) -> int:
         return self.cfg.multiple
 
-    def forward(self, x: torch.Tensor):
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """``x`` (N,1,H,W) -> (bottleneck, skips, x padded to a multiple of ``multiple``)."""
         h, w = x.shape[-2:]
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
@@ -158,9 +159,17 @@ class DualDecoderUNet(nn.Module):
             y = enc(y)
             skips.append(y)
             y = down(y)
-        y = self.bottleneck(y)
-        pooled = torch.cat([y.mean(dim=(2, 3)), y.amax(dim=(2, 3))], dim=1)
-        w_a = torch.sigmoid(self.weight_head(pooled)).squeeze(1)
+        return self.bottleneck(y), skips, x
+
+    @staticmethod
+    def pooled(bottom: torch.Tensor) -> torch.Tensor:
+        """What the weight head reads: the bottleneck's mean and max over the pattern, (N, 2C)."""
+        return torch.cat([bottom.mean(dim=(2, 3)), bottom.amax(dim=(2, 3))], dim=1)
+
+    def forward(self, x: torch.Tensor):
+        h, w = x.shape[-2:]
+        y, skips, x = self.encode(x)
+        w_a = torch.sigmoid(self.weight_head(self.pooled(y))).squeeze(1)
         a = self.dec_a(y, skips, x)[..., :h, :w]
         b = self.dec_b(y, skips, x)[..., :h, :w]
         return a, b, w_a
