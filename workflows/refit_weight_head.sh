@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Recipe of lib-v2.1: lib-v2 (the trunk and both decoders unchanged) with its weight head refitted
-# on 80 simulated calibration maps read through separate's own input path
-# (workflows/refit_weight_head.py), then the install gate.
+# Recipe of a refitted weight head: lib-v2 (the trunk and both decoders unchanged) with its weight
+# head refitted on simulated calibration maps read through separate's own input path (80 made, the
+# 53 at 120 px and up fitted; workflows/refit_weight_head.py), then the install gate, which refused
+# the candidate this recipe made (lib-v2.1; docs/model_card.md): install runs only when it passes.
 #
 #   bash workflows/refit_weight_head.sh                  # features, fit, check, install
 #   STAGES="fit check" bash workflows/refit_weight_head.sh
@@ -48,6 +49,6 @@ fi
 
 if has install; then
   python workflows/check_default_model.py --checkpoint "$WORK/candidate.pt" --install \
-    --check-json "$WORK/check.json" --name lib-v2.1 \
+    --check-json "$WORK/check.json" --name "${NAME:-lib-v2.1}" \
     --training-record kdeconv/model/weights/default.json
 fi
