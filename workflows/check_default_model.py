@@ -290,7 +290,8 @@ def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: 
     record = json.loads(training_record.read_text()) if training_record else {}
     from kdeconv.model import read_checkpoint
 
-    refit = read_checkpoint(checkpoint).get("weight_head_refit")
+    # a missing file is refused by the install itself, after the gate
+    refit = read_checkpoint(checkpoint).get("weight_head_refit") if checkpoint.is_file() else None
     provenance = {
         "name": name,
         "training": record.get("training") or {

@@ -9,6 +9,7 @@ from kdeconv.errors import InputError
 from kdeconv.model import DualDecoderUNet, UNetConfig, load_separator, read_checkpoint, save_checkpoint
 from kdeconv.model.checkpoint import update_checkpoint
 from kdeconv.train.weight_head import (
+    balanced_weights,
     calibration_by_bin,
     fit_weight_head,
     pooled_features,
@@ -32,7 +33,7 @@ def _synthetic(n_maps=12, per_map=200, seed=0):
 def test_fit_recovers_a_known_minority_per_bin():
     features, minority, groups = _synthetic()
     state, record = fit_weight_head(features, minority, hidden=8, groups=groups, epochs=50, lr=1e-2,
-                                    batch_size=64, seed=0)
+                                    batch_size=64, seed=0, balance=False)
     head = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.SiLU(), torch.nn.Linear(8, 1))
     head.load_state_dict(state)
     with torch.no_grad():
@@ -44,6 +45,17 @@ def test_fit_recovers_a_known_minority_per_bin():
     for name, cell in by_bin.items():
         assert abs(cell["predicted"] - cell["true"]) < 0.03, (name, cell)
     assert record["val_mae"] < 0.03
+
+
+def test_balanced_weights_give_every_minority_bin_the_same_total():
+    minority = np.array([0.0] * 6 + [0.12, 0.14, 0.18] + [0.3] + [0.45, 0.47])
+    weights = balanced_weights(minority)
+    assert weights.mean() == pytest.approx(1.0)
+    totals = [weights[minority == 0].sum(), weights[(minority > 0.05) & (minority < 0.15)].sum(),
+              weights[(minority >= 0.15) & (minority < 0.25)].sum(), weights[minority == 0.3].sum(),
+              weights[minority >= 0.45].sum()]
+    # bins: pure, 0.05-0.15 (2 rows), 0.15-0.25 (1), 0.25-0.35 (1), 0.45+ (2)
+    np.testing.assert_allclose(totals, totals[0], rtol=1e-6)
 
 
 def test_fit_refuses_rows_that_do_not_line_up():
