@@ -145,7 +145,7 @@ def features_stage(args) -> int:
                       silence_logs=logging.WARNING) as cluster, Client(cluster) as client:
         for seed in range(args.first_seed, args.first_seed + args.maps):
             target = out_dir / f"map_{seed}.npz"
-            if target.exists():
+            if target.exists() or min(map_config(seed)["detector"]["shape"]) < args.min_size:
                 continue
             part = one_map(seed, args.work, model, ckpt, client)
             tmp = out_dir / f".map_{seed}.tmp.npz"
@@ -271,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--min-size", type=int, default=120,
-                        help="fit: only calibration maps whose patterns are at least this size (px); "
-                             "upsampled small maps pulled hcp readings down (0.22 at a true 0.35)")
+                        help="only calibration maps whose patterns are at least this size (px): features "
+                             "skips the others, fit leaves them out; upsampled small maps pulled hcp "
+                             "readings down (0.22 at a true 0.35)")
     parser.add_argument("--min-minority", type=float, default=0.005,
                         help="fit: the reading pure patterns aim at (keeps the sigmoid off its flat end)")
     parser.add_argument("--fresh", dest="warm_start", action="store_false",

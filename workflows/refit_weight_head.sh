@@ -7,7 +7,8 @@
 #   bash workflows/refit_weight_head.sh                  # features, fit, check, install
 #   STAGES="fit check" bash workflows/refit_weight_head.sh
 #
-# Budget on 2 cores: features ~25 min (two processes, 40 maps each; a rerun skips maps done),
+# Budget on 2 cores: features ~17 min (two processes, 40 seeds each, the 53 maps at 120 px and up;
+# a rerun skips maps done),
 # fit ~1 min, check ~10 min. SOURCE is the model refitted (default: lib-v2 from the commit that
 # shipped it, or the installed default when that is lib-v2 still).
 set -euo pipefail
