@@ -278,10 +278,11 @@ def candidate(checkpoint: str | None, work: Path, claim_weight: float | None = N
 
 def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: bool = False,
             adapt_base: bool = False, name: str | None = None,
-            training_record: Path | None = None) -> None:
+            training_record: Path | None = None, claim_choice: Path | None = None) -> None:
     """Install ``checkpoint`` as the shipped default (kdeconv.model.install), with the training
     record of ``run``; exits with the reason when the demo-map gate did not pass. ``adapt_base``:
-    as the model adapt starts from instead (no gate)."""
+    as the model adapt starts from instead (no gate). ``claim_choice``: the JSON of
+    workflows/choose_claim_weight.py that chose the model's claim weight, kept with it."""
     from kdeconv.errors import InputError
 
     checked = json.loads(check_json.read_text()) if check_json and check_json.exists() else {}
@@ -303,6 +304,8 @@ def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: 
             f"kdeconv train --config configs/train_library.yaml --max-minutes {_max_minutes(run)})"),
         **({"weight_head_refit": refit,
             "weight_head_command": "bash workflows/refit_weight_head.sh"} if refit else {}),
+        **({"claim_weight_choice": json.loads(claim_choice.read_text()),
+            "claim_weight_command": "python workflows/choose_claim_weight.py"} if claim_choice else {}),
         "limits": ("Trained on simulated pairs from the dynamical master library (12 phases; Zr held "
                    "out), 10-30 kV, 60x60 to 160x160 px, PC x 0.35-0.65, y 0.15-0.75, z 0.4-0.9, "
                    "sample tilt 60-75 deg, camera tilt +-10 deg, raw and vendor-processed looks, two "
@@ -339,6 +342,8 @@ def main() -> None:
     ap.add_argument("--training-record", default=None,
                     help="with --install and no --run: a shipped model's JSON whose training record "
                          "and command the installed model keeps (the same weights, another rule)")
+    ap.add_argument("--claim-choice", default=None,
+                    help="with --install: the choose_claim_weight.py JSON behind --claim-weight")
     ap.add_argument("--claim-weight", type=float, default=None,
                     help="check a copy of --checkpoint (WORK/candidate.pt) with this claim weight "
                          "(chosen on validation maps, never on the gate maps)")
@@ -350,7 +355,8 @@ def main() -> None:
     if args.install:
         install(Path(args.checkpoint), Path(args.check_json) if args.check_json else None,
                 Path(args.run) if args.run else None, force=args.force, adapt_base=args.adapt_base,
-                name=args.name, training_record=Path(args.training_record) if args.training_record else None)
+                name=args.name, training_record=Path(args.training_record) if args.training_record else None,
+                claim_choice=Path(args.claim_choice) if args.claim_choice else None)
         return
     if args.claim_weight is not None or args.working_range is not None:
         args.checkpoint = str(candidate(args.checkpoint, Path(args.work), args.claim_weight,

@@ -1,7 +1,7 @@
 """Choose a model's boundary claim weight on validation maps: the gate maps' recipes with another seed.
 
     python workflows/choose_claim_weight.py --checkpoint runs/weight_head/candidate.pt \
-        --bars 0.003 0.005 0.0075 0.01 --work runs/claim_weight --out runs/claim_weight/choice.json
+        --work runs/claim_weight --out runs/claim_weight/choice.json
 
 Each gate map of ``workflows/check_default_model.py`` (the Ni demo map and the duplex map) is
 simulated with ``--seed`` (default 1; the gate maps use 0, so the bar is never fitted on them),
@@ -70,7 +70,7 @@ def choose(table: dict[float, dict[str, dict]], min_pure_ok: float) -> float | N
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--bars", type=float, nargs="+", default=[0.003, 0.005, 0.0075, 0.01, 0.02])
+    ap.add_argument("--bars", type=float, nargs="+", default=[0.002, 0.003, 0.005, 0.0075, 0.01])
     ap.add_argument("--seed", type=int, default=1, help="the validation maps' seed (the gate maps use 0)")
     ap.add_argument("--min-pure-ok", type=float, default=0.997)
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "claim_weight")

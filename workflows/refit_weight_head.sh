@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
-# Recipe of a refitted weight head: lib-v2 (the trunk and both decoders unchanged) with its weight
-# head refitted on simulated calibration maps read through separate's own input path (80 made, the
-# 53 at 120 px and up fitted; workflows/refit_weight_head.py), then the install gate, which refused
-# the candidate this recipe made (lib-v2.1; docs/model_card.md): install runs only when it passes.
+# Recipe of the shipped model lib-v2.1: lib-v2 (the trunk and both decoders unchanged) with its
+# weight head refitted on simulated calibration maps read through separate's own input path (80
+# seeds, the 53 maps at 120 px and up; workflows/refit_weight_head.py), a boundary claim weight
+# chosen for that head on validation maps (workflows/choose_claim_weight.py), then the install
+# gate (docs/model_card.md): install runs only when it passes.
 #
-#   bash workflows/refit_weight_head.sh                  # features, fit, check, install
-#   STAGES="fit check" bash workflows/refit_weight_head.sh
+#   bash workflows/refit_weight_head.sh                  # features, fit, choose, check, install
+#   STAGES="check install" bash workflows/refit_weight_head.sh
 #
-# Budget on 2 cores: features ~17 min (two processes, 40 seeds each, the 53 maps at 120 px and up;
-# a rerun skips maps done),
-# fit ~1 min, check ~10 min. SOURCE is the model refitted (default: lib-v2 from the commit that
-# shipped it, or the installed default when that is lib-v2 still).
+# Budget on 2 cores: features ~6-17 min (two processes, 40 seeds each; a rerun skips maps done),
+# fit ~1 min, choose ~10 min, check ~9 min. SOURCE is the model refitted (default: lib-v2 from the
+# commit that shipped it, or the installed default when that is lib-v2 still).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WORK=${WORK:-runs/weight_head}
-STAGES=${STAGES:-"features fit check install"}
+STAGES=${STAGES:-"features fit choose check install"}
 LIB_V2_SHA=6bca9f6e3b10ef7b9f282b965b8fafa464609a90b86b76017152c5e4a81c59a2
 LIB_V2_COMMIT=ed8a327
 mkdir -p "$WORK"
@@ -43,13 +43,21 @@ if has fit; then
   python workflows/refit_weight_head.py fit --checkpoint "$SOURCE" --work "$WORK" --out "$WORK/candidate.pt"
 fi
 
-# The same gate as every default model (demo and duplex maps must not regress).
+if has choose; then
+  python workflows/choose_claim_weight.py --checkpoint "$WORK/candidate.pt" --work "$WORK/claim_weight" \
+    --out "$WORK/claim_choice.json"
+fi
+
+# The same gate as every default model (demo and duplex maps must not regress), at the chosen bar.
 if has check; then
-  python workflows/check_default_model.py --checkpoint "$WORK/candidate.pt" --out "$WORK/check.json"
+  CLAIM=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['chosen'])" "$WORK/claim_choice.json")
+  python workflows/check_default_model.py --checkpoint "$WORK/candidate.pt" --claim-weight "$CLAIM" \
+    --work "$WORK/check" --out "$WORK/check.json"
 fi
 
 if has install; then
-  python workflows/check_default_model.py --checkpoint "$WORK/candidate.pt" --install \
-    --check-json "$WORK/check.json" --name "${NAME:-lib-v2.1}" \
-    --training-record kdeconv/model/weights/default.json
+  [ -f "$WORK/lib_v2.json" ] || git show "$LIB_V2_COMMIT:kdeconv/model/weights/default.json" > "$WORK/lib_v2.json"
+  python workflows/check_default_model.py --checkpoint "$WORK/check/candidate.pt" --install \
+    --check-json "$WORK/check.json" --name "${NAME:-lib-v2.1}" --training-record "$WORK/lib_v2.json" \
+    --claim-choice "$WORK/claim_choice.json"
 fi

@@ -11,9 +11,9 @@ boundaries, where the beam's footprint spans two grains; a pixel that the map's 
 (``kdeconv.adapt.find_pure.segment_map``) places inside a grain is pure unless its minority stands
 out from what that map's deep grain interiors read. ``separate`` measures those and writes
 ``claim_weight_in_grain`` (``in_grain_claim_weight``) with an ``in_grain`` mask; the bar there is
-the higher of the two. On the simulated duplex steel gate map this keeps 99.7% of lib-v2's pure
-pixels clean (91.6% with one bar of 0.02 everywhere) while its boundary bar can be as low as 0.01
-(docs/model_card.md).
+the higher of the two. On the simulated duplex steel gate map this keeps 99.65% of the shipped
+model's pure pixels clean (lib-v2 with one bar of 0.02 everywhere: 91.6%) while its boundary bar
+is as low as 0.0075 (docs/model_card.md).
 
 The derivations live here too: ``in_grain_claim_weight`` (a map's interiors) and
 ``rule_from_held_out`` (``adapt``'s held-out pairs).
