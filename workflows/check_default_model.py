@@ -139,30 +139,57 @@ GATE_MAPS = {"demo_map": ROOT / "configs" / "demo_simulate_map.yaml",
              "duplex_map": ROOT / "configs" / "gate_duplex_map.yaml"}
 
 
-def map_quality(checkpoint: str | None, work: Path, name: str = "demo_map") -> dict:
-    """A gate map (simulated once, kept in ``work``) through ingest, separate (default config)
-    and evaluate (no baselines); both-grains recovery on mixed pixels and pure pixels kept with
-    nothing invented, at 3 degrees, and whether MAP_GATE passes."""
-    kdeconv = str(Path(sys.executable).parent / "kdeconv")
-    sim, ingested = work / name, work / f"{name}.zarr"
+def _kdeconv(*args: str) -> None:
+    subprocess.run([str(Path(sys.executable).parent / "kdeconv"), *args], check=True)
+
+
+def separated_gate_map(checkpoint: str | None, work: Path, name: str = "demo_map",
+                       seed: int | None = None) -> tuple[Path, Path]:
+    """Gate map ``name`` (or its recipe with another ``seed``: a validation map), simulated and
+    ingested once per ``work`` folder, then separated with ``checkpoint`` (default config), as a
+    user would; returns the separated store and the truth store."""
+    import yaml
+
+    stem = name if seed is None else f"{name}_seed{seed}"
+    sim, ingested = work / stem, work / f"{stem}.zarr"
     if not (sim / "truth.zarr").exists():
-        subprocess.run([kdeconv, "simulate-map", "--config", str(GATE_MAPS[name]),
-                        "--out", str(sim), "--overwrite"], check=True)
+        config = GATE_MAPS[name]
+        if seed is not None:
+            config = work / f"{stem}.yaml"
+            config.write_text(yaml.safe_dump(yaml.safe_load(GATE_MAPS[name].read_text()) | {"seed": seed},
+                                             sort_keys=False))
+        _kdeconv("simulate-map", "--config", str(config), "--out", str(sim), "--overwrite")
     if not ingested.exists():
-        subprocess.run([kdeconv, "ingest", str(sim / "map.up2"), str(ingested)], check=True)
-    separated, report = work / f"{name}_separated.zarr", work / f"{name}_report"
+        _kdeconv("ingest", str(sim / "map.up2"), str(ingested))
+    separated = work / f"{stem}_separated.zarr"
     ck = ["--checkpoint", str(checkpoint)] if checkpoint else []
-    subprocess.run([kdeconv, "separate", str(ingested), "--out", str(separated), "--overwrite"] + ck,
-                   check=True)
-    cfg = work / f"{name}_evaluate.yaml"
-    cfg.write_text((ROOT / "configs" / "demo_evaluate.yaml").read_text() + "\nbaselines: false\n")
-    subprocess.run([kdeconv, "evaluate", str(separated), "--truth", str(sim / "truth.zarr"),
-                    "--out", str(report), "--config", str(cfg), "--overwrite"], check=True)
+    _kdeconv("separate", str(ingested), "--out", str(separated), "--overwrite", *ck)
+    return separated, sim / "truth.zarr"
+
+
+def recovery_at_3deg(separated: Path, truth: Path, report: Path, evaluate_settings: str = "") -> dict:
+    """``evaluate`` of a separated gate map (no baselines; ``evaluate_settings``: YAML lines
+    added to the config, e.g. a claim weight): both-grains recovery on mixed pixels and pure pixels
+    kept with nothing invented, at 3 degrees."""
+    cfg = report.parent / f"{report.name}_evaluate.yaml"
+    cfg.write_text((ROOT / "configs" / "demo_evaluate.yaml").read_text() + "\nbaselines: false\n"
+                   + evaluate_settings)
+    _kdeconv("evaluate", str(separated), "--truth", str(truth), "--out", str(report), "--config", str(cfg),
+             "--overwrite")
     rec = json.loads((report / "metrics.json").read_text())["recovery"]["kdeconv"]
     at3 = rec["tolerances_deg"]["3"]
-    result = {"n_mixed": rec["n_mixed"], "n_pure": rec["n_pure"], "mixed_both": at3["mixed_both"],
-              "mixed_both_0.1_0.2": at3["bins"]["0.1-0.2"]["both"], "pure_ok": at3["pure_ok"],
-              "pure_invented": at3["pure_invented"], "gate": MAP_GATE}
+    return {"n_mixed": rec["n_mixed"], "n_pure": rec["n_pure"], "mixed_both": at3["mixed_both"],
+            "mixed_both_0.1_0.2": at3["bins"]["0.1-0.2"]["both"], "pure_ok": at3["pure_ok"],
+            "pure_invented": at3["pure_invented"]}
+
+
+def map_quality(checkpoint: str | None, work: Path, name: str = "demo_map") -> dict:
+    """A gate map through ingest, separate (default config) and evaluate (no baselines);
+    both-grains recovery on mixed pixels and pure pixels kept with nothing invented, at 3
+    degrees, and whether MAP_GATE passes."""
+    separated, truth = separated_gate_map(checkpoint, work, name)
+    report = work / f"{name}_report"
+    result = recovery_at_3deg(separated, truth, report) | {"gate": MAP_GATE}
     scores = np.load(report / "per_pattern.npz")
     result["weight_calibration"] = weight_calibration(scores["true_weights"], scores["pred_weights"])
     result["gate_passed"] = model_install.gate_passed(result)

@@ -15,48 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_default_model import GATE_MAPS  # noqa: E402
-
-
-def kdeconv(*args: str) -> None:
-    subprocess.run([str(Path(sys.executable).parent / "kdeconv"), *args], check=True)
-
-
-def separated_map(name: str, seed: int, checkpoint: str, work: Path) -> tuple[Path, Path]:
-    """The validation map ``name`` at ``seed``, separated with ``checkpoint`` (simulated and
-    ingested once per work folder), and its truth store."""
-    config = yaml.safe_load(GATE_MAPS[name].read_text()) | {"seed": seed}
-    sim, ingested = work / f"{name}_seed{seed}", work / f"{name}_seed{seed}.zarr"
-    if not (sim / "truth.zarr").exists():
-        cfg = work / f"{name}_seed{seed}.yaml"
-        cfg.write_text(yaml.safe_dump(config, sort_keys=False))
-        kdeconv("simulate-map", "--config", str(cfg), "--out", str(sim), "--overwrite")
-    if not ingested.exists():
-        kdeconv("ingest", str(sim / "map.up2"), str(ingested))
-    separated = work / f"{name}_seed{seed}_separated.zarr"
-    kdeconv("separate", str(ingested), "--out", str(separated), "--checkpoint", checkpoint, "--overwrite")
-    return separated, sim / "truth.zarr"
-
-
-def scores_at(separated: Path, truth: Path, bar: float, work: Path) -> dict:
-    """evaluate's recovery at 3 degrees with boundary claim weight ``bar``."""
-    cfg = work / f"evaluate_{bar}.yaml"
-    cfg.write_text((ROOT / "configs" / "demo_evaluate.yaml").read_text()
-                   + f"\nbaselines: false\nceiling: false\nclaim_weight: {bar}\n")
-    report = work / f"{separated.stem}_report_{bar}"
-    kdeconv("evaluate", str(separated), "--truth", str(truth), "--out", str(report), "--config", str(cfg),
-            "--overwrite")
-    at3 = json.loads((report / "metrics.json").read_text())["recovery"]["kdeconv"]["tolerances_deg"]["3"]
-    return {"mixed_both": at3["mixed_both"], "mixed_both_0.1_0.2": at3["bins"]["0.1-0.2"]["both"],
-            "pure_ok": at3["pure_ok"], "pure_invented": at3["pure_invented"]}
+from check_default_model import GATE_MAPS, recovery_at_3deg, separated_gate_map  # noqa: E402
 
 
 def choose(table: dict[float, dict[str, dict]], min_pure_ok: float) -> float | None:
@@ -81,9 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     table: dict[float, dict[str, dict]] = {bar: {} for bar in args.bars}
     for name in GATE_MAPS:
-        separated, truth = separated_map(name, args.seed, args.checkpoint, args.work)
+        separated, truth = separated_gate_map(args.checkpoint, args.work, name, seed=args.seed)
         for bar in args.bars:
-            table[bar][name] = scores_at(separated, truth, bar, args.work)
+            report = args.work / f"{separated.stem}_report_{bar}"
+            scores = recovery_at_3deg(separated, truth, report, f"ceiling: false\nclaim_weight: {bar}\n")
+            table[bar][name] = {k: scores[k] for k in ("mixed_both", "mixed_both_0.1_0.2", "pure_ok",
+                                                       "pure_invented")}
     chosen = choose(table, args.min_pure_ok)
     for bar, maps in table.items():
         cells = "  ".join(f"{name} {s['mixed_both']:.3f} / {s['mixed_both_0.1_0.2']:.3f} / {s['pure_ok']:.4f}"
