@@ -132,6 +132,16 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _device_checks(path: Path) -> dict:
+    """The ``gpu_check`` record of an existing results file: the device check runs on another
+    machine (``benchmarks/gpu_check.sh``), so a CPU run keeps its figures rather than erase them."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"gpu_check": old["gpu_check"]} if isinstance(old, dict) and "gpu_check" in old else {}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (< 60 s per module)")
@@ -176,6 +186,7 @@ def main(argv=None) -> int:
         results = merge_results(old, results)
         print(f"merged into {args.out}: {', '.join(per_module)} rerun, "
               f"{len(results['modules']) - len(per_module)} module(s) kept", file=sys.stderr)
+    results.update(_device_checks(Path(args.out)))
     Path(args.out).write_text(json.dumps(results, indent=2, default=_jsonable))
     print(f"Machine: {machine['cpu_model']}, {machine['cores_usable']} usable cores, "
           f"{machine['ram_gb']} GB RAM, "

@@ -13,9 +13,11 @@ next one runs):
    fp32) on the same patterns: bf16 tolerance at the default precision, and fp32 on the device;
 4. ``bare_forward``: the network alone on device-resident batches of the size the pipeline uses,
    and the device kernel on a device-resident chunk (preprocessing + network, no I/O);
+4b. ``pipeline_alone``: the separation pass without Dask (read, device, write), with where it waits;
 5. ``train``: ``kdeconv.train.run`` for ``GPU_CHECK_TRAIN_SECONDS`` with AMP on a synthetic pairs
    store; checks that the loss falls and that the checkpoint round-trips;
-6. ``adapt``: ``kdeconv adapt`` for a short budget on the map, when time is left (optional).
+6. ``adapt``: ``kdeconv adapt`` for a short budget on a small map of the same kind (60x40), when
+   time is left (optional).
 
 Environment: ``GPU_CHECK_DEVICE`` (cuda | cpu; cpu is the dry run with tiny sizes),
 ``GPU_CHECK_N``, ``GPU_CHECK_SIZE``, ``GPU_CHECK_TRAIN_SECONDS``, ``GPU_CHECK_ADAPT`` (0 skips),
@@ -226,17 +228,24 @@ def separate(map_path: Path, out: Path, report: Report) -> dict:
     from kdeconv.separate.driver import separate_map
 
     config = SeparateConfig(device=DEVICE, panels=0, background={"mode": "raw"})
-    threads = 2 if DRY else max(2, min(8, (os.cpu_count() or 8) // 2))
+    # One worker for the one card, with every core: the passes besides the model (the static
+    # background's mean, the in-grain segmentation) run on the worker's threads.
+    threads = 2 if DRY else max(2, min(16, os.cpu_count() or 8))
     cluster = ClusterConfig(workers=1, threads_per_worker=threads)
     t0 = time.perf_counter()
     result = separate_map(map_path, out, config, cluster, echo=lambda line: print("  " + line, flush=True),
                           progress=False, pipeline="device" if DRY else "auto")
     wall = time.perf_counter() - t0
     rate = result.patterns / result.seconds
+    phases = dict(result.phase_seconds)
+    separation_rate = result.patterns / phases["separation"] if phases.get("separation") else None
     print(f"separate: {result.patterns} patterns {SIZE}x{SIZE} in {result.seconds:.1f} s = "
-          f"{rate:,.0f} patterns/s (end to end, Zarr in and out)", flush=True)
+          f"{rate:,.0f} patterns/s (end to end, Zarr in and out); passes {phases}", flush=True)
     report.data["separate_patterns_per_s"] = rate
+    report.data["separation_pass_patterns_per_s"] = separation_rate
     return {"patterns": result.patterns, "chunks": result.chunks, "patterns_per_s": round(rate, 1),
+            "phase_seconds": phases,
+            "separation_pass_patterns_per_s": None if separation_rate is None else round(separation_rate, 1),
             "compute_seconds": round(result.seconds, 2), "wall_seconds_with_cluster_start": round(wall, 2),
             "work_shape": list(result.work_shape or ()), "background": result.background,
             "cluster": f"1 worker x {threads} threads", "goal_patterns_per_s": GOAL_RATE,
@@ -347,13 +356,62 @@ def bare_forward(map_path: Path, out: Path, report: Report) -> dict:
     kernel_rate = len(chunk) / _timed(lambda: kernel(raw), separator.device, max(1, repeats // 4))
     pipeline = report.data.get("separate_patterns_per_s")
     ratio = pipeline / bare if pipeline else None
+    separation = report.data.get("separation_pass_patterns_per_s")
+    pass_ratio = separation / bare if separation else None
     shown = "-" if ratio is None else f"{ratio:.3f}"
+    shown_pass = "-" if pass_ratio is None else f"{pass_ratio:.3f}"
     print(f"bare forward: {bare:,.0f} patterns/s (batch {batch}, {separator.precision}); device "
-          f"kernel without I/O {kernel_rate:,.0f}/s; pipeline/bare = {shown}", flush=True)
+          f"kernel without I/O {kernel_rate:,.0f}/s; pipeline/bare = {shown} end to end, "
+          f"{shown_pass} for the separation pass alone", flush=True)
     return {"bare_forward_patterns_per_s": round(bare, 1), "batch": batch, "precision": separator.precision,
             "device_kernel_patterns_per_s": round(kernel_rate, 1),
-            "pipeline_over_bare": None if ratio is None else round(ratio, 3), "goal_ratio": GOAL_RATIO,
+            "pipeline_over_bare": None if ratio is None else round(ratio, 3),
+            "separation_pass_over_bare": None if pass_ratio is None else round(pass_ratio, 3),
+            "goal_ratio": GOAL_RATIO,
             "meets_goal": None if DRY or ratio is None else ratio >= GOAL_RATIO}
+
+
+def pipeline_alone(map_path: Path, out: Path) -> dict:
+    """The separation pass without Dask: ``run_pipeline`` in this process over every chunk of the
+    map, writing into the separated store again (the same values), with the default reader and
+    writer threads and then with more. Where the loop waits says which stage bounds the rate."""
+    import zarr
+
+    from kdeconv.model import load_separator
+    from kdeconv.separate.device import DeviceKernel, device_batch_size
+    from kdeconv.separate.driver import _chunk_region, _write_chunk
+    from kdeconv.separate.pipeline import ChunkJob, pipeline_threads, run_pipeline
+
+    separator = load_separator(None, device=DEVICE, precision="auto")
+    src = zarr.open_group(str(map_path), mode="r")["patterns"]
+    group = zarr.open_group(str(out), mode="r+")
+    attrs = dict(group.attrs)
+    work = tuple(attrs["preprocessing"]["working_size"]["model_shape"])
+    static = group["static_background"][...] if "static_background" in group else None
+    nav_shape, nav_chunks = src.shape[:-2], src.chunks[:-2]
+    grid = [-(-n // c) for n, c in zip(nav_shape, nav_chunks)]
+    jobs = [ChunkJob(idx, _chunk_region(idx, nav_shape, nav_chunks)) for idx in np.ndindex(*grid)]
+    kernel = DeviceKernel(separator, sig_shape=src.shape[-2:], work_shape=work,
+                          background=attrs["preprocessing"]["background"], static_bg=static,
+                          dtype=src.dtype, batch_size=device_batch_size(separator, work, 64))
+    patterns = int(np.prod(nav_shape))
+    default_readers, default_writers, _ = pipeline_threads(kernel.device)
+    result: dict = {"patterns": patterns, "chunk_patterns": int(np.prod(nav_chunks))}
+    def write(job, a, b, w, blank):
+        _write_chunk(group, job.region, job.index, a, b, w, blank)
+
+    for label, threads in (("default", (default_readers, default_writers)),
+                           ("more_threads", (2 * default_readers, 2 * default_writers))):
+        waits: dict = {}
+        t0 = time.perf_counter()
+        run_pipeline(jobs, read=lambda job: src[job.region], kernel=kernel, write=write,
+                     readers=threads[0], writers=threads[1], waits=waits)
+        seconds = time.perf_counter() - t0
+        result[label] = {"patterns_per_s": round(patterns / seconds, 1), "seconds": round(seconds, 2),
+                         **waits}
+        print(f"pipeline alone ({label}: {threads[0]} readers, {threads[1]} writers): "
+              f"{patterns / seconds:,.0f} patterns/s; {waits}", flush=True)
+    return result
 
 
 def train(work: Path) -> dict:
@@ -398,14 +456,20 @@ def train(work: Path) -> dict:
             "ok": bool(tail < head and same and finite)}
 
 
-def adapt(map_path: Path, work: Path) -> dict:
-    """``kdeconv adapt`` on the map for a short budget (the CLI in a child process)."""
+ADAPT_PATTERNS = 2400  # a 60x40 map: adapt's search and pairs on a map of a size users adapt on
+
+
+def adapt(work: Path) -> dict:
+    """``kdeconv adapt`` for a short budget (the CLI in a child process) on a small map of the same
+    kind as the separated one."""
     minutes = 0.5
+    map_path = work / "adapt_map.zarr"
+    write_map(map_path, ADAPT_PATTERNS, SIZE, 2 if DRY else 8)
     cmd = [sys.executable, "-m", "kdeconv", "adapt", str(map_path), "--out", str(work / "adapt_run"),
            "--minutes", str(minutes), "--workers", "1"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150, cwd=REPO)
-    tail = (proc.stdout + proc.stderr).strip().splitlines()[-6:]
+    tail = (proc.stdout + proc.stderr).strip().splitlines()[-10:]
     return {"returncode": proc.returncode, "wall_seconds": round(time.perf_counter() - t0, 1),
             "output_tail": tail, "ok": proc.returncode == 0}
 
@@ -433,9 +497,10 @@ def main() -> int:
         if report.step("separate", separate, map_path, sep_out, report)["ok"]:
             report.step("compare_cpu", compare_cpu, map_path, sep_out)
             report.step("bare_forward", bare_forward, map_path, sep_out, report)
+            report.step("pipeline_alone", pipeline_alone, map_path, sep_out)
         report.step("train", train, work)
         if ADAPT:
-            report.step("adapt", adapt, map_path, work)
+            report.step("adapt", adapt, work)
         steps = report.data["steps"]
         report.data["ok"] = all(s.get("ok") for name, s in steps.items() if name != "adapt")
         report.save()

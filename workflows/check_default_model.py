@@ -305,11 +305,13 @@ def candidate(checkpoint: str | None, work: Path, claim_weight: float | None = N
 
 def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: bool = False,
             adapt_base: bool = False, name: str | None = None,
-            training_record: Path | None = None, claim_choice: Path | None = None) -> None:
+            training_record: Path | None = None, claim_choice: Path | None = None,
+            command: str | None = None) -> None:
     """Install ``checkpoint`` as the shipped default (kdeconv.model.install), with the training
     record of ``run``; exits with the reason when the demo-map gate did not pass. ``adapt_base``:
     as the model adapt starts from instead (no gate). ``claim_choice``: the JSON of
-    workflows/choose_claim_weight.py that chose the model's claim weight, kept with it."""
+    workflows/choose_claim_weight.py that chose the model's claim weight, kept with it.
+    ``command``: the recipe that trained ``run`` (default: workflows/train_default.sh's)."""
     from kdeconv.errors import InputError
 
     checked = json.loads(check_json.read_text()) if check_json and check_json.exists() else {}
@@ -325,7 +327,7 @@ def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: 
         "training": record.get("training") or {
             k: summary.get(k) for k in ("stop_reason", "step", "epoch", "best_step", "train_seconds",
                                         "samples_per_s", "device")},
-        "command": record.get("command") or (
+        "command": record.get("command") or command or (
             "bash workflows/train_default.sh  (generate with configs/generate_library.yaml, "
             "generate_library_60.yaml, generate_library_96x128.yaml, generate_library_160.yaml; "
             f"kdeconv train --config configs/train_library.yaml --max-minutes {_max_minutes(run)})"),
@@ -369,6 +371,8 @@ def main() -> None:
     ap.add_argument("--training-record", default=None,
                     help="with --install and no --run: a shipped model's JSON whose training record "
                          "and command the installed model keeps (the same weights, another rule)")
+    ap.add_argument("--command", default=None,
+                    help="with --install and --run: the recipe that trained the run")
     ap.add_argument("--claim-choice", default=None,
                     help="with --install: the choose_claim_weight.py JSON behind --claim-weight")
     ap.add_argument("--claim-weight", type=float, default=None,
@@ -383,7 +387,8 @@ def main() -> None:
         install(Path(args.checkpoint), Path(args.check_json) if args.check_json else None,
                 Path(args.run) if args.run else None, force=args.force, adapt_base=args.adapt_base,
                 name=args.name, training_record=Path(args.training_record) if args.training_record else None,
-                claim_choice=Path(args.claim_choice) if args.claim_choice else None)
+                claim_choice=Path(args.claim_choice) if args.claim_choice else None,
+                command=args.command)
         return
     if args.claim_weight is not None or args.working_range is not None:
         args.checkpoint = str(candidate(args.checkpoint, Path(args.work), args.claim_weight,

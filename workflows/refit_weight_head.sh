@@ -10,7 +10,8 @@
 #
 # Budget on 2 cores: features ~6-17 min (two processes, 40 seeds each; a rerun skips maps done),
 # fit ~1 min, choose ~10 min, check ~9 min. SOURCE is the model refitted (default: lib-v2 from the
-# commit that shipped it, or the installed default when that is lib-v2 still).
+# commit that shipped it, or the installed default when that is lib-v2 still); NAME the installed
+# model's name; RUN and COMMAND the training run behind SOURCE and its recipe, when not lib-v2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,9 +56,16 @@ if has check; then
     --work "$WORK/check" --out "$WORK/check.json"
 fi
 
+# The installed model keeps its trunk's training record: RUN's (with COMMAND, the recipe that
+# trained it) when SOURCE came from a run, else lib-v2's.
 if has install; then
-  [ -f "$WORK/lib_v2.json" ] || git show "$LIB_V2_COMMIT:kdeconv/model/weights/default.json" > "$WORK/lib_v2.json"
+  if [ -n "${RUN:-}" ]; then
+    record=(--run "$RUN" --command "${COMMAND:?COMMAND: the recipe that trained RUN}")
+  else
+    [ -f "$WORK/lib_v2.json" ] || git show "$LIB_V2_COMMIT:kdeconv/model/weights/default.json" > "$WORK/lib_v2.json"
+    record=(--training-record "$WORK/lib_v2.json")
+  fi
   python workflows/check_default_model.py --checkpoint "$WORK/check/candidate.pt" --install \
-    --check-json "$WORK/check.json" --name "${NAME:-lib-v2.1}" --training-record "$WORK/lib_v2.json" \
+    --check-json "$WORK/check.json" --name "${NAME:-lib-v2.1}" "${record[@]}" \
     --claim-choice "$WORK/claim_choice.json"
 fi

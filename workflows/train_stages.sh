@@ -1,5 +1,5 @@
-# Stages the model recipes share (sourced by workflows/train_default.sh and
-# workflows/train_small_detectors.sh; run from the repository root).
+# Stages the model recipes share (sourced by workflows/train_default.sh, train_hcp.sh and
+# train_small_detectors.sh; run from the repository root).
 
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 

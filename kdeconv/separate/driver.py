@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,8 @@ class SeparateResult:
     background: str = "raw"                     # "raw" or "processed", as applied
     precision: str = "fp32"                     # what the model ran at: fp32, bf16 or fp16
     work_shape: tuple[int, int] | None = None   # the pattern shape the model saw
+    # wall seconds of each pass over the map: static_background, separation, in_grain_claims
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- task (runs on workers)
@@ -507,15 +510,19 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
             group = create_store(staging, src, map_group.attrs.get("source", {}), key, config, sha256,
                                  normalization, claim_rule, plan)
         static = background["static"] != "none"
+        phases: dict[str, float] = {}
         if static and np.isnan(group[STATIC][0, 0]):
-            mean = compute(client, mean_of_non_blank(patterns), progress=progress)
-            group[STATIC][...] = static_background_from_mean(mean, config.background.static_smooth_std)
+            with Timer() as phase:
+                mean = compute(client, mean_of_non_blank(patterns), progress=progress)
+                group[STATIC][...] = static_background_from_mean(mean, config.background.static_smooth_std)
+            phases["static_background"] = round(phase.seconds, 2)
         static_token = hashlib.sha256(group[STATIC][...].tobytes()).hexdigest() if static else ""
         done = group[DONE][...]
         pending = [tuple(int(i) for i in idx) for idx in np.argwhere(done == 0)]
         # GPU workers (dask-cuda, or `dask worker --resources GPU=1`) take one task per GPU.
         gpu = config.device != "cpu" and _gpu_workers(client)
         separated = 0
+        separation_start = time.perf_counter()
         if _use_device_pipeline(pipeline, config, cluster, client):
             ranges = _ranges(pending, len(client.scheduler_info().get("workers", {})) or 1)
             if ranges:
@@ -548,13 +555,20 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                 # Only the unfinished chunks: dask culls the reads of the finished ones.
                 wanted = da.concatenate([counts.blocks[idx].ravel() for idx in pending]).sum()
                 separated = int(compute(client, wanted, progress=progress))
+        phases["separation"] = round(time.perf_counter() - separation_start, 2)
         if config.in_grain_claims and bool(np.all(group[DONE][...])):
             record = write_in_grain_claims(group, map_path, background, client, progress)
+            phases["in_grain_claims"] = record.get("seconds", 0.0)
             echo(describe_in_grain_claims(record))
             warning = unfamiliar_warning(record) if record.get("bar") is not None \
                 else mostly_mixed_warning(group["weights"][...])
             if warning is not None:
                 echo(warning)
+    if separated and len(phases) > 1:
+        echo("passes over the map: " + ", ".join(
+            f"{name.replace('_', ' ')} {seconds:.1f} s" + (
+                f" ({separated / seconds:,.0f} patterns/s)" if name == "separation" and seconds > 0 else "")
+            for name, seconds in phases.items()))
     resume.require_complete(group, out_path)  # a worker vanished without raising: keep .partial
     blank = int(np.count_nonzero(group[BLANK][...]))
     group.attrs["blank_frames"] = blank
@@ -568,7 +582,8 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     return SeparateResult(out=out_path, patterns=separated, total=total,
                           chunks_skipped=int(done.sum()), chunks=int(done.size),
                           seconds=timer.seconds, report_files=reports, blank_frames=blank,
-                          background=plan.decision["mode"], work_shape=work_shape, precision=precision)
+                          background=plan.decision["mode"], work_shape=work_shape, precision=precision,
+                          phase_seconds=phases)
 
 
 def run(config: SeparateConfig | dict | str | Path, *, map_store: str | Path, out: str | Path,

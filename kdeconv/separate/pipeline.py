@@ -17,6 +17,7 @@ the first error is raised. On the CPU the same code runs without streams.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -94,12 +95,15 @@ def run_pipeline(jobs: list[ChunkJob], *, read: Callable[[ChunkJob], np.ndarray]
                  kernel: DeviceKernel,
                  write: Callable[[ChunkJob, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None],
                  readers: int | None = None, writers: int | None = None,
-                 in_flight: int | None = None) -> list[int]:
+                 in_flight: int | None = None, waits: dict[str, float] | None = None) -> list[int]:
     """Separate ``jobs`` in order; returns the pattern count of each.
 
     ``read(job)`` returns the chunk's raw patterns ``(...nav, sy, sx)``; ``write(job, a, b,
     weights, blank)`` writes its region (and marks it done). ``in_flight`` bounds the chunks
-    read ahead and those waiting to be written (memory: a few chunks).
+    read ahead and those waiting to be written (memory: a few chunks). ``waits``, when given,
+    gets the seconds the loop spent waiting for reads, launching chunks and waiting for writes
+    (the stage that bounds the rate is the one waited for), and the writer threads' summed
+    seconds waiting for the device and writing.
     """
     default_readers, default_writers, default_depth = pipeline_threads(kernel.device)
     readers, writers = readers or default_readers, writers or default_writers
@@ -107,14 +111,23 @@ def run_pipeline(jobs: list[ChunkJob], *, read: Callable[[ChunkJob], np.ndarray]
     launch = _Launcher(kernel)
     out_dtype = kernel.out_dtype
 
+    reader_seconds: list[float] = []
+
     def load(job: ChunkJob):
+        t0 = time.perf_counter()
         block = np.asarray(read(job))
         host = to_transfer(block.reshape((-1,) + block.shape[-2:]))
-        return block.shape, (host.pin_memory() if launch.cuda else host)
+        host = host.pin_memory() if launch.cuda else host
+        reader_seconds.append(time.perf_counter() - t0)
+        return block.shape, host
+
+    writer_seconds: list[tuple[float, float]] = []  # (waiting for the device, writing) per chunk
 
     def finish(job: ChunkJob, shape, outputs, ready) -> None:
+        t0 = time.perf_counter()
         if ready is not None:
             ready.synchronize()
+        t1 = time.perf_counter()
         a, b, weights, blank, bad_input, bad_model = outputs
         if bool(bad_input):
             raise InputError("the map holds NaN or inf values; fix or mask them before separating")
@@ -124,25 +137,42 @@ def run_pipeline(jobs: list[ChunkJob], *, read: Callable[[ChunkJob], np.ndarray]
         nav = tuple(shape[:-2])
         write(job, from_transfer(a, out_dtype).reshape(shape), from_transfer(b, out_dtype).reshape(shape),
               weights.numpy().reshape(nav + (2,)), blank.numpy().reshape(nav))
+        writer_seconds.append((t1 - t0, time.perf_counter() - t1))
 
     counts: list[int] = []
     read_pool = ThreadPoolExecutor(readers, thread_name_prefix="kdeconv-read")
     write_pool = ThreadPoolExecutor(writers, thread_name_prefix="kdeconv-write")
     reads: deque[Future] = deque(read_pool.submit(load, job) for job in jobs[:depth])
     writes: deque[Future] = deque()
+    waited = {"reads": 0.0, "launches": 0.0, "writes": 0.0}
+    clock = time.perf_counter
     try:
         for k, job in enumerate(jobs):
+            t0 = clock()
             shape, host = reads.popleft().result()
+            t1 = clock()
             if k + depth < len(jobs):
                 reads.append(read_pool.submit(load, jobs[k + depth]))
             outputs, ready = launch(host)
             del host
+            t2 = clock()
             writes.append(write_pool.submit(finish, job, shape, outputs, ready))
             counts.append(int(np.prod(shape[:-2])))
             while writes and (len(writes) > depth or writes[0].done()):
                 writes.popleft().result()  # raises a writer's error here, in order
+            waited["reads"] += t1 - t0
+            waited["launches"] += t2 - t1
+            waited["writes"] += clock() - t2
+        t0 = clock()
         while writes:
             writes.popleft().result()
+        waited["writes"] += clock() - t0
+        if waits is not None:
+            waits.update({f"loop_waiting_for_{k}": round(v, 3) for k, v in waited.items()})
+            waits["writers_waiting_for_device"] = round(sum(w for w, _ in writer_seconds), 3)
+            waits["writers_writing"] = round(sum(w for _, w in writer_seconds), 3)
+            waits["readers_reading"] = round(sum(reader_seconds), 3)
+            waits["readers"], waits["writers"] = readers, writers
     except BaseException:
         for future in reads:
             future.cancel()

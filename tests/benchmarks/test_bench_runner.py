@@ -9,7 +9,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.__main__ import format_table, merge_results, run_module  # noqa: E402
+from benchmarks.__main__ import _device_checks, format_table, merge_results, run_module  # noqa: E402
 from benchmarks.common import check_rows, machine_description, make_row  # noqa: E402
 
 
@@ -54,3 +54,12 @@ def test_only_merges_into_existing_results():
     assert [(r["module"], r["metric"], r["value"]) for r in merged["rows"]] == [
         ("bench_a", "x", 1.0), ("bench_b", "y", 9.0)]
     assert merged["modules"]["bench_a"]["seconds"] == 10.0 and merged["seconds"] == 15.0
+
+
+def test_a_cpu_run_keeps_the_device_checks_record(tmp_path):
+    out = tmp_path / "results.json"
+    assert _device_checks(out) == {}  # no file yet
+    out.write_text('{"rows": [], "gpu_check": {"card": "NVIDIA H200", "summary": {"x": 1}}}')
+    assert _device_checks(out) == {"gpu_check": {"card": "NVIDIA H200", "summary": {"x": 1}}}
+    out.write_text("not json")
+    assert _device_checks(out) == {}

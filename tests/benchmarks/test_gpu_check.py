@@ -24,8 +24,12 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     failed = {k: v.get("error") for k, v in result["steps"].items() if not v.get("ok")}
     assert proc.returncode == 0 and result["ok"], (failed, proc.stdout[-2000:], proc.stderr[-2000:])
     steps = result["steps"]
-    assert list(steps) == ["environment", "map", "separate", "compare_cpu", "bare_forward", "train"]
+    assert list(steps) == ["environment", "map", "separate", "compare_cpu", "bare_forward",
+                           "pipeline_alone", "train"]
     assert steps["separate"]["patterns"] == 80 and steps["separate"]["patterns_per_s"] > 0
+    assert steps["separate"]["separation_pass_patterns_per_s"] > 0
+    assert steps["pipeline_alone"]["patterns"] == 80
+    assert steps["pipeline_alone"]["default"]["writers_writing"] >= 0
     assert steps["compare_cpu"]["device_fp32_A_max_lsb"] <= 1
     assert steps["bare_forward"]["bare_forward_patterns_per_s"] > 0
     assert steps["train"]["loss_falls"] and steps["train"]["checkpoint_roundtrip"]

@@ -71,6 +71,10 @@ def test_same_result_on_1_and_2_workers_and_real_processes(make_map, tmp_path, d
         out = tmp_path / f"{name}.zarr"
         result = separate_map(map_path, out, config, cluster)
         assert result.patterns == result.total == 48 and result.chunks == 3
+        # One timing per pass over the map: the static background's mean, the separation, the
+        # in-grain claims (a 6x8 map is large enough to segment).
+        assert set(result.phase_seconds) == {"static_background", "separation", "in_grain_claims"}
+        assert all(s >= 0 for s in result.phase_seconds.values())
         got = read(out)
         assert_close(got, ref, dtype, atol)
         attrs = got[3]

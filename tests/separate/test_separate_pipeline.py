@@ -111,9 +111,16 @@ def test_pipeline_keeps_order_and_marks_a_chunk_only_after_its_data(separator):
         with lock:
             marked.append(job.index[0])
 
+    waits = {}
     counts = run_pipeline(make_jobs(10, rows), read=read, kernel=kernel, write=write, readers=3,
-                          writers=3, in_flight=3)
+                          writers=3, in_flight=3, waits=waits)
     assert counts == [rows] * 10 and sorted(marked) == list(range(10))
+    # Where it waited: each reader slept its delay, each writer its own (plus the write itself).
+    assert waits["readers"] == waits["writers"] == 3
+    assert waits["readers_reading"] >= delays[:10].sum() * 0.9
+    assert waits["writers_writing"] >= delays[20:30].sum() * 0.9
+    assert min(waits[k] for k in ("loop_waiting_for_reads", "loop_waiting_for_launches",
+                                  "loop_waiting_for_writes", "writers_waiting_for_device")) >= 0
     want_a, _, want_w = separate_patterns(data, separator, batch_size=8, background=PROCESSED)
     assert np.abs(out["A"].astype(np.int64) - want_a).max() <= 1
     np.testing.assert_allclose(out["W"], want_w, atol=1e-5)
