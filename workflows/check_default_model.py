@@ -89,10 +89,12 @@ def pure_calibration(sep, store: Path, claim_weight: float, claim_min_cm: float,
                      detector=None, phase=None) -> dict:
     """What the model says of pure patterns: its predicted minority weight, how often `evaluate`
     would claim a second constituent there by weight alone, and (with ``detector``) by its rule of
-    weight and indexing confidence, and how often that claim is a grain that is not there."""
+    weight and indexing confidence, and how often that claim is a grain that is not there; and
+    (with ``detector``) the bar for patterns without a map's grain context that keeps those
+    inventions rare (``isolated_claim_weight``)."""
     import zarr
 
-    from kdeconv.config.claim import ClaimRule
+    from kdeconv.config.claim import ClaimRule, isolated_claim_weight
     from kdeconv.evaluate.indexing import index_patterns, misorientation_deg
 
     g = zarr.open_group(str(store), mode="r")
@@ -109,6 +111,9 @@ def pure_calibration(sep, store: Path, claim_weight: float, claim_min_cm: float,
         other = np.nan_to_num(misorientation_deg(ib.quaternions, np.asarray(g["rotation_a"][...]),
                                                  phase.point_group), nan=180.0) > TOL_DEG
         out.update(claimed_fraction=float(claimed.mean()), invented_fraction=float((claimed & other).mean()))
+        bar, shares = isolated_claim_weight(minority, other & (np.asarray(ib.cm) >= claim_min_cm),
+                                            claim_weight)
+        out["isolated"] = {"claim_weight_isolated": bar, "invented_fraction_by_bar": shares}
     return out
 
 
@@ -260,8 +265,15 @@ def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True,
 
     rule, source = ClaimRule.resolve(None, None, sep.claim_rule)
     result["claim_rule"] = rule = rule.as_dict() | {"source": source}
-    result["pure_patterns"] = pure_calibration(sep, make_test_set(work, 200, pure=True), rule["claim_weight"],
-                                               rule["claim_min_cm"], *((detector, phase) if index else ()))
+    result["pure_patterns"] = pure = pure_calibration(
+        sep, make_test_set(work, 200, pure=True), rule["claim_weight"], rule["claim_min_cm"],
+        *((detector, phase) if index else ()))
+    if "isolated" in pure:  # measured here: the rule install stores carries this model's own
+        rule.pop("claim_weight_isolated", None)
+        rule["source"].pop("claim_weight_isolated", None)
+        if pure["isolated"]["claim_weight_isolated"] is not None:
+            rule["claim_weight_isolated"] = pure["isolated"]["claim_weight_isolated"]
+            rule["source"]["claim_weight_isolated"] = "isolated pure patterns"
     if demo_map:
         for name in GATE_MAPS:
             result[name] = map_quality(checkpoint, work, name)

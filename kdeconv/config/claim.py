@@ -11,12 +11,19 @@ boundaries, where the beam's footprint spans two grains; a pixel that the map's 
 (``kdeconv.adapt.find_pure.segment_map``) places inside a grain is pure unless its minority stands
 out from what that map's deep grain interiors read. ``separate`` measures those and writes
 ``claim_weight_in_grain`` (``in_grain_claim_weight``) with an ``in_grain`` mask; the bar there is
-the higher of the two. On the simulated duplex steel gate map this keeps 99.65% of the shipped
+the higher of the two. On the simulated duplex steel gate map this keeps 99.8% of the shipped
 model's pure pixels clean (lib-v2 with one bar of 0.02 everywhere: 91.6%) while its boundary bar
-is as low as 0.0075 (docs/model_card.md).
+is as low as 0.003 (docs/model_card.md).
 
-The derivations live here too: ``in_grain_claim_weight`` (a map's interiors) and
-``rule_from_held_out`` (``adapt``'s held-out pairs).
+A pattern without that context (a stack, a line scan, a map too small to segment, or one whose
+segmentation found no interiors) has nothing to protect it from a low boundary bar. A model's rule
+may carry ``claim_weight_isolated`` for those (``isolated_claim_weight``: the lowest bar at which
+its isolated pure check patterns get at most ``ISOLATED_MAX_INVENTED`` invented grains); where the
+map gives an ``in_grain`` mask it does not apply.
+
+The derivations live here too: ``in_grain_claim_weight`` (a map's interiors),
+``isolated_claim_weight`` (a model's isolated pure patterns) and ``rule_from_held_out``
+(``adapt``'s held-out pairs).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from kdeconv.config import StrictModel
 from kdeconv.errors import InputError
 
 __all__ = ["ClaimRule", "ClaimWeight", "ClaimMinCm", "FALLBACK_CLAIM_RULE", "in_grain_claim_weight",
-           "rule_from_held_out", "separating_bar", "IN_GRAIN_MIN_PIXELS"]
+           "isolated_claim_weight", "rule_from_held_out", "separating_bar", "IN_GRAIN_MIN_PIXELS"]
 
 # The second constituent is the minority, so its weight is at most 0.5.
 ClaimWeight = Annotated[float, Field(ge=0, le=0.5)]
@@ -42,24 +49,31 @@ class ClaimRule(StrictModel):
     claim_min_cm: ClaimMinCm
     # the bar inside grains of this map (None: the model's bar everywhere); see module doc
     claim_weight_in_grain: ClaimWeight | None = None
+    # the model's bar for patterns without a map's grain context (None: claim_weight); module doc
+    claim_weight_isolated: ClaimWeight | None = None
 
     def claimed(self, weights: np.ndarray, second_cm: np.ndarray,
                 in_grain: np.ndarray | None = None) -> np.ndarray:
         """Where the second constituent is claimed: its weight (the smaller of each row of
         ``weights``) reaches the bar and its pattern indexes with confidence ``second_cm`` at least
         ``claim_min_cm`` (an unindexed pattern has cm 0). The bar is ``claim_weight``, and the
-        higher ``claim_weight_in_grain`` where ``in_grain`` (flat, one per row) is True."""
+        higher ``claim_weight_in_grain`` where ``in_grain`` (flat, one per row) is True. Without
+        ``in_grain`` (no grain context) it is the higher ``claim_weight_isolated`` where set."""
         weights = np.asarray(weights)
         bar = np.full(len(weights), float(self.claim_weight))
-        if in_grain is not None and self.claim_weight_in_grain is not None:
+        if in_grain is None:
+            if self.claim_weight_isolated is not None:
+                bar[:] = max(float(self.claim_weight), float(self.claim_weight_isolated))
+        elif self.claim_weight_in_grain is not None:
             inside = np.asarray(in_grain, bool).reshape(-1)
             bar[inside] = max(float(self.claim_weight), float(self.claim_weight_in_grain))
         return (weights.min(axis=1) >= bar) & (np.asarray(second_cm) >= self.claim_min_cm)
 
     def as_dict(self) -> dict[str, float]:
         out = {"claim_weight": float(self.claim_weight), "claim_min_cm": float(self.claim_min_cm)}
-        if self.claim_weight_in_grain is not None:
-            out["claim_weight_in_grain"] = float(self.claim_weight_in_grain)
+        for key in ("claim_weight_in_grain", "claim_weight_isolated"):
+            if getattr(self, key) is not None:
+                out[key] = float(getattr(self, key))
         return out
 
     @classmethod
@@ -72,13 +86,14 @@ class ClaimRule(StrictModel):
         except (TypeError, KeyError, ValueError):
             raise InputError(f"{where}: claim_rule must hold claim_weight and claim_min_cm, "
                              f"got {rule!r}") from None
-        in_grain = rule.get("claim_weight_in_grain") if hasattr(rule, "get") else None
+        extra = {key: rule.get(key) if hasattr(rule, "get") else None
+                 for key in ("claim_weight_in_grain", "claim_weight_isolated")}
         try:
             return cls(claim_weight=weight, claim_min_cm=min_cm,
-                       claim_weight_in_grain=None if in_grain is None else float(in_grain))
+                       **{key: None if value is None else float(value) for key, value in extra.items()})
         except (ValidationError, TypeError, ValueError):
             raise InputError(f"{where}: claim_rule out of range (claim_weight 0-0.5, claim_min_cm "
-                             f"0-1): {weight}, {min_cm}") from None
+                             f"0-1): {weight}, {min_cm}, {extra}") from None
 
     @classmethod
     def resolve(cls, claim_weight: float | None, claim_min_cm: float | None,
@@ -86,7 +101,9 @@ class ClaimRule(StrictModel):
         """The rule to use, key by key: the config's value where set, else the rule stored with the
         model (``stored``: a separated store's ``claim_rule`` attr), else ``FALLBACK_CLAIM_RULE``.
         Also returns where each value came from ("config", "model" or "fallback"); a stored
-        ``claim_weight_in_grain`` (the map's, written by ``separate``) is kept ("map")."""
+        ``claim_weight_in_grain`` (the map's, written by ``separate``) is kept ("map"), and the
+        model's ``claim_weight_isolated`` unless the config sets ``claim_weight`` (a bar asked
+        for is the bar)."""
         rule, source = {}, {}
         for key, value in (("claim_weight", claim_weight), ("claim_min_cm", claim_min_cm)):
             if value is not None:
@@ -98,6 +115,9 @@ class ClaimRule(StrictModel):
         if stored and stored.get("claim_weight_in_grain") is not None:
             rule["claim_weight_in_grain"] = stored["claim_weight_in_grain"]
             source["claim_weight_in_grain"] = "map"
+        if claim_weight is None and stored and stored.get("claim_weight_isolated") is not None:
+            rule["claim_weight_isolated"] = stored["claim_weight_isolated"]
+            source["claim_weight_isolated"] = "model"
         return cls.checked(rule, "claim rule"), source
 
 
@@ -125,6 +145,31 @@ def in_grain_claim_weight(interior_minority: np.ndarray) -> float | None:
     if values.size < IN_GRAIN_MIN_PIXELS:
         return None
     return round(float(min(0.5, np.percentile(values, IN_GRAIN_QUANTILE) + IN_GRAIN_MARGIN)), 4)
+
+
+# The isolated bar: the lowest of these at or above the model's claim_weight at which at most
+# ISOLATED_MAX_INVENTED of its isolated pure check patterns get an invented grain.
+ISOLATED_MAX_INVENTED = 0.005
+ISOLATED_BARS = (0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1)
+
+
+def isolated_claim_weight(pure_minority: np.ndarray, invented_at: np.ndarray,
+                          claim_weight: float) -> tuple[float | None, dict[str, float]]:
+    """A model's bar for patterns without grain context, from isolated pure patterns:
+    ``pure_minority`` their predicted minority, ``invented_at`` True where their B would be a grain
+    that is not there if claimed (it indexes elsewhere, with the rule's confidence). Returns the
+    lowest bar of ``ISOLATED_BARS`` (none below ``claim_weight``) that keeps the invented share at
+    most ``ISOLATED_MAX_INVENTED``, None when ``claim_weight`` already does, and the invented share
+    at each bar tried."""
+    minority = np.asarray(pure_minority, np.float64).reshape(-1)
+    invented_at = np.asarray(invented_at, bool).reshape(-1)
+    bars = [float(claim_weight)] + [b for b in ISOLATED_BARS if b > claim_weight]
+    shares = {f"{b:g}": float(((minority >= b) & invented_at).mean()) if minority.size else 0.0
+              for b in bars}
+    for b in bars:
+        if shares[f"{b:g}"] <= ISOLATED_MAX_INVENTED:
+            return (None if b == float(claim_weight) else b), shares
+    return bars[-1], shares
 
 
 # How adapt's held-out pairs tell pure pairs (true minority < PURE_MAX) from faint mixtures (true

@@ -124,9 +124,14 @@ def _finish(group, record: dict[str, Any], in_grain: np.ndarray | None) -> dict[
     return record
 
 
-def describe_in_grain_claims(record: dict[str, Any]) -> str:
-    """One line for the log: the bar inside grains and where it came from."""
+def describe_in_grain_claims(record: dict[str, Any], claim_rule: dict[str, Any] | None = None) -> str:
+    """One line for the log: the bar inside grains and where it came from (without grains, the
+    model's bar for isolated patterns when ``claim_rule`` has one)."""
     if record.get("bar") is None:
+        isolated = (claim_rule or {}).get("claim_weight_isolated")
+        if isolated is not None:
+            return (f"claims: the model's bar for patterns without grains, minority >= "
+                    f"{float(isolated):g}, everywhere ({record.get('why_none')})")
         return f"claims inside grains: the model's bar everywhere ({record.get('why_none')})"
     p50, p99 = record["deep_minority_p50_p99"]
     return (f"claims inside grains: minority >= {record['bar']:.3f} (deep interiors of "

@@ -559,7 +559,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
         if config.in_grain_claims and bool(np.all(group[DONE][...])):
             record = write_in_grain_claims(group, map_path, background, client, progress)
             phases["in_grain_claims"] = record.get("seconds", 0.0)
-            echo(describe_in_grain_claims(record))
+            echo(describe_in_grain_claims(record, group.attrs.get("claim_rule")))
             warning = unfamiliar_warning(record) if record.get("bar") is not None \
                 else mostly_mixed_warning(group["weights"][...])
             if warning is not None:

@@ -10,7 +10,12 @@ from pure_maps import write_map
 
 from kdeconv.adapt import segment_map
 from kdeconv.config.claim import ClaimRule
-from kdeconv.separate.claims import mostly_mixed_warning, unfamiliar_warning, write_in_grain_claims
+from kdeconv.separate.claims import (
+    describe_in_grain_claims,
+    mostly_mixed_warning,
+    unfamiliar_warning,
+    write_in_grain_claims,
+)
 
 
 def _separated(path, minority: np.ndarray, rule: dict | None):
@@ -83,12 +88,18 @@ def test_a_stack_read_as_mostly_mixtures_is_told_to_adapt():
 def test_a_map_too_small_keeps_the_models_bar(tmp_path):
     counts = np.random.default_rng(0).integers(0, 1000, (3, 8, 16, 16)).astype(np.uint16)
     store = write_map(tmp_path / "map.zarr", counts, (3, 8))
-    rule = {"claim_weight": 0.02, "claim_min_cm": 0.3}
+    rule = {"claim_weight": 0.003, "claim_min_cm": 0.3, "claim_weight_isolated": 0.02}
     group = _separated(tmp_path / "sep.zarr", np.full((3, 8), 0.05), rule)
     record = write_in_grain_claims(group, store, background={})
     assert record["bar"] is None and "5x5" in record["why_none"]
     assert "in_grain" not in group
-    assert dict(group.attrs["claim_rule"]) == rule
+    assert dict(group.attrs["claim_rule"]) == rule  # the model's isolated bar is kept
+    line = describe_in_grain_claims(record, dict(group.attrs["claim_rule"]))
+    assert "patterns without grains, minority >= 0.02" in line
+    # a pattern reading 0.01 is claimed at the map's boundary bar but not without grains
+    claims = ClaimRule.checked(rule)
+    assert claims.claimed(np.array([[0.99, 0.01]]), np.ones(1)).tolist() == [False]
+    assert claims.claimed(np.array([[0.99, 0.01]]), np.ones(1), np.zeros(1, bool)).tolist() == [True]
 
 
 def test_segment_map_reads_arrays_as_stores(sim_map, tmp_path):

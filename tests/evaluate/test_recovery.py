@@ -90,6 +90,41 @@ def test_inside_grains_the_higher_bar_applies():
     assert low.claimed(w, cm, in_grain).tolist() == [False, False, True, True]
 
 
+def test_without_grain_context_the_isolated_bar_applies():
+    from kdeconv.config.claim import ClaimRule
+
+    w = np.array([[0.995, 0.005], [0.95, 0.05], [0.85, 0.15]])
+    cm = np.full(3, 0.9)
+    rule = ClaimRule(claim_weight=0.003, claim_min_cm=0.3, claim_weight_isolated=0.02)
+    assert rule.claimed(w, cm).tolist() == [False, True, True]  # a stack: the isolated bar
+    # a map with its grains: boundary pixels keep the low bar, the isolated one does not apply
+    assert rule.claimed(w, cm, np.zeros(3, bool)).tolist() == [True, True, True]
+    assert ClaimRule.checked(rule.as_dict()) == rule  # stored and read back
+    # the model's isolated bar travels with its rule, unless a bar is asked for
+    stored = {"claim_weight": 0.003, "claim_min_cm": 0.3, "claim_weight_isolated": 0.02}
+    got, source = ClaimRule.resolve(None, None, stored)
+    assert got == rule and source["claim_weight_isolated"] == "model"
+    asked, source = ClaimRule.resolve(0.01, None, stored)
+    assert asked.claim_weight_isolated is None and "claim_weight_isolated" not in source
+
+
+def test_isolated_bar_is_the_lowest_that_keeps_inventions_rare():
+    from kdeconv.config.claim import ISOLATED_MAX_INVENTED, isolated_claim_weight
+
+    # 200 isolated pure patterns: 12 read 0.004 and 4 read 0.012, all of them inventing a grain
+    # if claimed; the rest read 0.001.
+    minority = np.r_[np.full(12, 0.004), np.full(4, 0.012), np.full(184, 0.001)]
+    invented = minority > 0.002
+    bar, shares = isolated_claim_weight(minority, invented, 0.003)
+    assert shares["0.003"] == 16 / 200 and shares["0.01"] == 4 / 200 and shares["0.015"] == 0.0
+    assert bar == 0.015 and shares["0.015"] <= ISOLATED_MAX_INVENTED
+    # a model whose own bar already keeps them clean needs none
+    assert isolated_claim_weight(minority, np.zeros(200, bool), 0.003)[0] is None
+    # a B that indexes where A is (not invented) does not raise the bar
+    assert isolated_claim_weight(minority, minority > 0.01, 0.003)[0] == 0.015
+    assert isolated_claim_weight(minority, minority > 0.011, 0.0075)[0] == 0.015
+
+
 def test_in_grain_bar_sits_above_what_deep_interiors_read():
     from kdeconv.config.claim import IN_GRAIN_MIN_PIXELS, in_grain_claim_weight
 
