@@ -371,10 +371,47 @@ def bare_forward(map_path: Path, out: Path, report: Report) -> dict:
             "meets_goal": None if DRY or ratio is None else ratio >= GOAL_RATIO}
 
 
+def launch_probe(kernel, src) -> dict:
+    """One chunk through the device kernel: the seconds until the call returns against those until
+    the card is done (a launch that returns only at the end waits on the card somewhere), and on
+    CUDA the host syncs that torch reports in it (``torch.cuda.set_sync_debug_mode``)."""
+    import warnings
+
+    import torch
+
+    from kdeconv.separate.device import to_transfer
+
+    chunk = np.asarray(src[: src.chunks[0]]).reshape((-1,) + src.shape[-2:])
+    raw = to_transfer(chunk).to(kernel.device)
+    cuda = kernel.device.type == "cuda"
+    kernel(raw)  # warm: allocator, cuDNN plans
+    if cuda:
+        torch.cuda.synchronize(kernel.device)
+    syncs: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if cuda:
+            torch.cuda.set_sync_debug_mode("warn")
+        t0 = time.perf_counter()
+        try:
+            kernel(raw)
+            returned = time.perf_counter() - t0
+        finally:
+            if cuda:
+                torch.cuda.set_sync_debug_mode(0)
+        if cuda:
+            torch.cuda.synchronize(kernel.device)
+        done = time.perf_counter() - t0
+        syncs = sorted({str(w.message).splitlines()[0][:160] for w in caught})
+    return {"patterns": int(len(chunk)), "launch_returned_s": round(returned, 4),
+            "device_done_s": round(done, 4), "host_syncs": len(syncs), "sync_messages": syncs[:5]}
+
+
 def pipeline_alone(map_path: Path, out: Path) -> dict:
     """The separation pass without Dask: ``run_pipeline`` in this process over every chunk of the
     map, writing into the separated store again (the same values), with the default reader and
-    writer threads and then with more. Where the loop waits says which stage bounds the rate."""
+    writer threads, more, fewer, and without the writes; and a probe of one chunk's launch. Where
+    the loop waits says which stage bounds the rate."""
     import zarr
 
     from kdeconv.model import load_separator
@@ -396,15 +433,26 @@ def pipeline_alone(map_path: Path, out: Path) -> dict:
                           dtype=src.dtype, batch_size=device_batch_size(separator, work, 64))
     patterns = int(np.prod(nav_shape))
     default_readers, default_writers, _ = pipeline_threads(kernel.device)
-    result: dict = {"patterns": patterns, "chunk_patterns": int(np.prod(nav_chunks))}
+    result: dict = {"patterns": patterns, "chunk_patterns": int(np.prod(nav_chunks)),
+                    "launch": launch_probe(kernel, src)}
+
     def write(job, a, b, w, blank):
         _write_chunk(group, job.region, job.index, a, b, w, blank)
 
-    for label, threads in (("default", (default_readers, default_writers)),
-                           ("more_threads", (2 * default_readers, 2 * default_writers))):
+    def skip_write(job, a, b, w, blank):  # the rate without the Zarr writes (nothing is marked)
+        pass
+
+    # More threads: are readers and writers short? Fewer: do their threads slow the launches
+    # (the GIL)? No writes: what the write side costs.
+    variants = (("default", default_readers, default_writers, write),
+                ("more_threads", 2 * default_readers, 2 * default_writers, write),
+                ("fewer_threads", 2, 2, write),
+                ("no_writes", default_readers, default_writers, skip_write))
+    for label, readers, writers, writer in variants:
+        threads = (readers, writers)
         waits: dict = {}
         t0 = time.perf_counter()
-        run_pipeline(jobs, read=lambda job: src[job.region], kernel=kernel, write=write,
+        run_pipeline(jobs, read=lambda job: src[job.region], kernel=kernel, write=writer,
                      readers=threads[0], writers=threads[1], waits=waits)
         seconds = time.perf_counter() - t0
         result[label] = {"patterns_per_s": round(patterns / seconds, 1), "seconds": round(seconds, 2),

@@ -30,6 +30,9 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     assert steps["separate"]["separation_pass_patterns_per_s"] > 0
     assert steps["pipeline_alone"]["patterns"] == 80
     assert steps["pipeline_alone"]["default"]["writers_writing"] >= 0
+    assert {"more_threads", "fewer_threads", "no_writes"} <= set(steps["pipeline_alone"])
+    launch = steps["pipeline_alone"]["launch"]
+    assert launch["device_done_s"] >= launch["launch_returned_s"] > 0 and launch["host_syncs"] == 0
     assert steps["compare_cpu"]["device_fp32_A_max_lsb"] <= 1
     assert steps["bare_forward"]["bare_forward_patterns_per_s"] > 0
     assert steps["train"]["loss_falls"] and steps["train"]["checkpoint_roundtrip"]
