@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import traceback
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -260,6 +261,32 @@ def _ncc(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (x * y).sum(1) / np.maximum(np.sqrt((x * x).sum(1) * (y * y).sum(1)), 1e-12)
 
 
+def separated_preprocessing(group) -> tuple[tuple[int, int], dict, np.ndarray | None]:
+    """What a separated store says its patterns went through: the model's working shape, the
+    background settings and the static background (None when there is none)."""
+    attrs = dict(group.attrs)
+    work = tuple(attrs["preprocessing"]["working_size"]["model_shape"])
+    static = group["static_background"][...] if "static_background" in group else None
+    return work, attrs["preprocessing"]["background"], static
+
+
+def device_kernel(separator, group, sig_shape, dtype, batch_size: int):
+    """The device kernel ``separate`` ran for the separated store ``group``."""
+    from kdeconv.separate.device import DeviceKernel
+
+    work, background, static = separated_preprocessing(group)
+    return DeviceKernel(separator, sig_shape=tuple(sig_shape), work_shape=work, background=background,
+                        static_bg=static, dtype=dtype, batch_size=batch_size)
+
+
+@lru_cache(maxsize=1)
+def default_separator():
+    """The shipped model on the checked device at the default precision, loaded once."""
+    from kdeconv.model import load_separator
+
+    return load_separator(None, device=DEVICE, precision="auto")
+
+
 def compare_cpu(map_path: Path, out: Path) -> dict:
     """The device output of the first patterns against the CPU path on the same patterns."""
     import torch
@@ -267,14 +294,11 @@ def compare_cpu(map_path: Path, out: Path) -> dict:
 
     from kdeconv.model import load_separator
     from kdeconv.separate.chunk import from_dtype, separate_patterns
-    from kdeconv.separate.device import DeviceKernel, from_transfer, to_transfer
+    from kdeconv.separate.device import from_transfer, to_transfer
 
     src = zarr.open_group(str(map_path), mode="r")["patterns"]
     got = zarr.open_group(str(out), mode="r")
-    attrs = dict(got.attrs)
-    background = attrs["preprocessing"]["background"]
-    work = tuple(attrs["preprocessing"]["working_size"]["model_shape"])
-    static = got["static_background"][...] if "static_background" in got else None
+    work, background, static = separated_preprocessing(got)
     rows = max(1, COMPARE_N // src.shape[1])
     raw = src[:rows].reshape((-1,) + src.shape[-2:])
     cpu = load_separator(None, device="cpu", precision="fp32")
@@ -299,8 +323,7 @@ def compare_cpu(map_path: Path, out: Path) -> dict:
     tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        kernel = DeviceKernel(fp32, sig_shape=raw.shape[-2:], work_shape=work, background=background,
-                              static_bg=static, dtype=raw.dtype, batch_size=256)
+        kernel = device_kernel(fp32, got, raw.shape[-2:], raw.dtype, batch_size=256)
         res = kernel(to_transfer(raw).to(fp32.device))
         a32 = from_transfer(res.a.cpu(), raw.dtype)
         b32 = from_transfer(res.b.cpu(), raw.dtype)
@@ -335,12 +358,11 @@ def bare_forward(map_path: Path, out: Path, report: Report) -> dict:
     import torch
     import zarr
 
-    from kdeconv.model import load_separator
-    from kdeconv.separate.device import DeviceKernel, device_batch_size, to_transfer
+    from kdeconv.separate.device import device_batch_size, to_transfer
 
-    separator = load_separator(None, device=DEVICE, precision="auto")
+    separator = default_separator()
     got = zarr.open_group(str(out), mode="r")
-    work = tuple(got.attrs["preprocessing"]["working_size"]["model_shape"])
+    work = separated_preprocessing(got)[0]
     batch = device_batch_size(separator, work, 64) if not DRY else 16
     x = torch.rand((batch,) + work, device=separator.device)
     repeats = 1 if DRY else 20
@@ -348,10 +370,7 @@ def bare_forward(map_path: Path, out: Path, report: Report) -> dict:
     bare = batch / seconds
     src = zarr.open_group(str(map_path), mode="r")["patterns"]
     chunk = src[: src.chunks[0]].reshape((-1,) + src.shape[-2:])[: 32 if DRY else None]
-    static = got["static_background"][...] if "static_background" in got else None
-    kernel = DeviceKernel(separator, sig_shape=chunk.shape[-2:], work_shape=work,
-                          background=got.attrs["preprocessing"]["background"], static_bg=static,
-                          dtype=chunk.dtype, batch_size=batch)
+    kernel = device_kernel(separator, got, chunk.shape[-2:], chunk.dtype, batch)
     raw = to_transfer(chunk).to(separator.device)
     kernel_rate = len(chunk) / _timed(lambda: kernel(raw), separator.device, max(1, repeats // 4))
     pipeline = report.data.get("separate_patterns_per_s")
@@ -414,23 +433,18 @@ def pipeline_alone(map_path: Path, out: Path) -> dict:
     the loop waits says which stage bounds the rate."""
     import zarr
 
-    from kdeconv.model import load_separator
-    from kdeconv.separate.device import DeviceKernel, device_batch_size
+    from kdeconv.separate.device import device_batch_size
     from kdeconv.separate.driver import _chunk_region, _write_chunk
     from kdeconv.separate.pipeline import ChunkJob, pipeline_threads, run_pipeline
 
-    separator = load_separator(None, device=DEVICE, precision="auto")
+    separator = default_separator()
     src = zarr.open_group(str(map_path), mode="r")["patterns"]
     group = zarr.open_group(str(out), mode="r+")
-    attrs = dict(group.attrs)
-    work = tuple(attrs["preprocessing"]["working_size"]["model_shape"])
-    static = group["static_background"][...] if "static_background" in group else None
     nav_shape, nav_chunks = src.shape[:-2], src.chunks[:-2]
     grid = [-(-n // c) for n, c in zip(nav_shape, nav_chunks)]
     jobs = [ChunkJob(idx, _chunk_region(idx, nav_shape, nav_chunks)) for idx in np.ndindex(*grid)]
-    kernel = DeviceKernel(separator, sig_shape=src.shape[-2:], work_shape=work,
-                          background=attrs["preprocessing"]["background"], static_bg=static,
-                          dtype=src.dtype, batch_size=device_batch_size(separator, work, 64))
+    batch = device_batch_size(separator, separated_preprocessing(group)[0], 64)
+    kernel = device_kernel(separator, group, src.shape[-2:], src.dtype, batch)
     patterns = int(np.prod(nav_shape))
     default_readers, default_writers, _ = pipeline_threads(kernel.device)
     result: dict = {"patterns": patterns, "chunk_patterns": int(np.prod(nav_chunks)),
