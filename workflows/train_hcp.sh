@@ -32,9 +32,6 @@ if has train; then
 fi
 
 if has refit; then
-  run="$WORK/run"
-  STAGES=${REFIT_STAGES:-"features fit choose check install"} \
-    SOURCE="$run/best.pt" WORK="$WORK/weight_head" NAME=lib-v2.2 RUN="$run" \
-    COMMAND="bash workflows/train_hcp.sh  (kdeconv generate --config configs/generate_library_hcp.yaml; kdeconv train --config configs/train_hcp.yaml --init-checkpoint lib-v2 --max-minutes $MAX_MINUTES; bash workflows/refit_weight_head.sh)" \
-    bash workflows/refit_weight_head.sh
+  refit_run "$WORK/run" "$WORK/weight_head" lib-v2.2 \
+    "bash workflows/train_hcp.sh  (kdeconv generate --config configs/generate_library_hcp.yaml; kdeconv train --config configs/train_hcp.yaml --init-checkpoint lib-v2 --max-minutes $MAX_MINUTES; bash workflows/refit_weight_head.sh)"
 fi

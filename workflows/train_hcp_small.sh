@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Recipe of the lib-v2.3 candidate (not shipped; docs/model_card.md): lib-v2.2 fine-tuned on its hcp-weighted 120x120 pairs plus hcp-weighted
-# pairs made at 60x60 and resampled to 120x120 as separate runs them
-# (configs/generate_library_hcp.yaml, configs/generate_library_hcp_60to120.yaml,
-# configs/train_hcp_small.yaml), then its weight head refitted and its claim weight chosen on
-# maps, then the install gate (workflows/refit_weight_head.sh): install runs only when it passes.
+# Recipe of the lib-v2.3 candidate (not shipped; docs/model_card.md): lib-v2.2 fine-tuned on its
+# hcp-weighted 120x120 pairs plus hcp-weighted pairs made at 60x60 and resampled to 120x120 as
+# separate runs them (configs/generate_library_hcp.yaml, configs/generate_library_hcp_60to120.yaml,
+# configs/train_hcp_small.yaml), then its weight head refitted, its claim weight chosen on maps
+# and the gate (workflows/refit_weight_head.sh). It stops before install: the candidate lost Si.
 #
-#   bash workflows/train_hcp_small.sh                # generate, train, refit (+ choose, check, install)
+#   bash workflows/train_hcp_small.sh                # generate, train, refit (+ choose, check)
 #   STAGES="refit" REFIT_STAGES="check install" bash workflows/train_hcp_small.sh
 #
 # Budget on 2 cores: generation ~3 min (96,000 + 24,000 pairs, 10.5 GB), training MAX_MINUTES
@@ -35,9 +35,6 @@ if has train; then
 fi
 
 if has refit; then
-  run="$WORK/run"
-  STAGES=${REFIT_STAGES:-"features fit choose check install"} \
-    SOURCE="$run/best.pt" WORK="$WORK/weight_head" NAME=lib-v2.3 RUN="$run" \
-    COMMAND="bash workflows/train_hcp_small.sh  (kdeconv generate --config configs/generate_library_hcp.yaml; kdeconv generate --config configs/generate_library_hcp_60to120.yaml; kdeconv train --config configs/train_hcp_small.yaml --init-checkpoint lib-v2.2 --max-minutes $MAX_MINUTES; bash workflows/refit_weight_head.sh)" \
-    bash workflows/refit_weight_head.sh
+  REFIT_STAGES=${REFIT_STAGES:-"features fit choose check"} refit_run "$WORK/run" "$WORK/weight_head" lib-v2.3 \
+    "bash workflows/train_hcp_small.sh  (kdeconv generate --config configs/generate_library_hcp.yaml; kdeconv generate --config configs/generate_library_hcp_60to120.yaml; kdeconv train --config configs/train_hcp_small.yaml --init-checkpoint lib-v2.2 --max-minutes $MAX_MINUTES; bash workflows/refit_weight_head.sh)"
 fi

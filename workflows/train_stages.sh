@@ -35,3 +35,12 @@ train_or_resume() {
       --max-minutes "$minutes" --overwrite
   fi
 }
+
+# Refit RUN's best.pt head, choose its claim weight, gate it and (with install in REFIT_STAGES)
+# install it as NAME with COMMAND as its recipe (workflows/refit_weight_head.sh), under WORK.
+#   refit_run RUN WORK NAME COMMAND
+refit_run() {
+  STAGES=${REFIT_STAGES:-"features fit choose check install"} \
+    SOURCE="$1/best.pt" WORK="$2" NAME="$3" RUN="$1" COMMAND="$4" \
+    bash workflows/refit_weight_head.sh
+}
