@@ -27,6 +27,9 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
 @click.option("--working-size", default=None, type=click.IntRange(min=16),
               help="Shorter side (px) the model sees; A and B are resampled back (default: the "
                    "model's own range decides).")
+@click.option("--residual-pass", default=None,
+              help="Minority weight from which B is separated again from the residual of C after A "
+                   "(default 0.3), or 'off' for one pass.")
 @click.option("--config", "config_path", default=None, type=click.Path(),
               help=f"YAML config (example: {example('separate.yaml')}); options given here win.")
 @click.option("--adapt", "adapt_first", is_flag=True,
@@ -38,8 +41,8 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
 @overwrite_option
 @cluster_options
 def separate(map_store, out, checkpoint, device, precision, batch_size, background, working_size,
-             config_path, adapt_first, adapt_config, base, pure, references, reference_labels, minutes,
-             max_steps, seed, overwrite, cluster):
+             residual_pass, config_path, adapt_first, adapt_config, base, pure, references,
+             reference_labels, minutes, max_steps, seed, overwrite, cluster):
     """Separate every pattern of MAP_STORE into A, B and weights (resumable: rerun to continue).
 
     Writes OUT with arrays A, B (shape and dtype of the map's patterns) and weights (wA >= wB),
@@ -60,6 +63,8 @@ def separate(map_store, out, checkpoint, device, precision, batch_size, backgrou
                          precision=precision, batch_size=batch_size, working_size=working_size)
     if background is not None:
         config.background.mode = background
+    if residual_pass is not None:
+        config = config.model_copy(update={"residual_pass": _residual_pass(residual_pass)})
     if adapt_first:
         config.checkpoint = str(_adapt(map_store, out, config, adapt_config, base, pure, references,
                                        reference_labels, minutes, max_steps, seed, overwrite, cluster))
@@ -112,3 +117,18 @@ def _adapt(map_store, out, config, adapt_config, base, pure, references, referen
     data["background"] = config.background.model_dump(mode="json")
     with open_client(cluster, echo=click.echo) as client:
         return run(data, client=client, echo=click.echo).best
+
+
+def _residual_pass(value: str) -> float | None:
+    """``--residual-pass``: "off" (None) or a minority weight in [0, 0.5]."""
+    from kdeconv.errors import InputError
+
+    if value.strip().lower() == "off":
+        return None
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = -1.0
+    if not 0.0 <= weight <= 0.5:
+        raise InputError(f"--residual-pass {value!r} is neither a minority weight in [0, 0.5] nor 'off'")
+    return weight

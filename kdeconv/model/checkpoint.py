@@ -26,6 +26,7 @@ from kdeconv.errors import InputError
 from kdeconv.model.device import resolve_device
 from kdeconv.model.inputs import DEFAULT_NORMALIZATION, check_normalization, pattern_mask, prepare_inputs
 from kdeconv.model.precision import autocast, precision_name, resolve_precision
+from kdeconv.model.residual_pass import residual_pass as residual_pass_kernel
 from kdeconv.model.unet import DualDecoderUNet, UNetConfig
 from kdeconv.serialize import jsonable
 
@@ -222,12 +223,12 @@ class Separator:
         # channels_last roughly doubles CPU conv throughput (oneDNN's native layout).
         self.model = self.model.to(memory_format=torch.channels_last)
 
-    def separate(self, patterns: np.ndarray, batch_size: int | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def separate(self, patterns: np.ndarray, batch_size: int | None = None,
+                 residual_pass: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(n, sy, sx)`` -> ``A, B`` float32 (n, sy, sx) in [0, 1] and weights (n, 2), wA >= wB.
 
         Patterns should be background-corrected already; the checkpoint's own normalisation
-        (and mask handling) is applied here.
+        (and mask handling) is applied here. ``residual_pass``: see ``forward_tensor``.
         """
         stack = np.asarray(patterns)
         if stack.ndim != 3:
@@ -242,7 +243,7 @@ class Separator:
         for start in range(0, n, step):
             stop = min(n, start + step)
             x, masked = prepare_inputs(stack[start:stop], self.normalization)
-            a, b, w_a = self._forward(x)
+            a, b, w_a = self._forward(x, residual_pass)
             swap = w_a < 0.5
             a[swap], b[swap] = b[swap].copy(), a[swap].copy()
             w_a = np.where(swap, 1.0 - w_a, w_a)
@@ -255,17 +256,35 @@ class Separator:
             w_out[start:stop, 1] = 1.0 - w_a
         return a_out, b_out, w_out
 
-    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _forward(self, x: np.ndarray, residual_pass: float | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         tensor = torch.from_numpy(np.ascontiguousarray(x))
         if self.device.type == "cuda":  # page-locked batch: one async host->device copy
             tensor = tensor.pin_memory()
-        a, b, w_a = self.forward_tensor(tensor.to(self.device, non_blocking=True))
+        a, b, w_a = self.forward_tensor(tensor.to(self.device, non_blocking=True), residual_pass)
         return a.cpu().numpy(), b.cpu().numpy(), w_a.cpu().numpy()
 
-    def forward_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward_tensor(self, x: torch.Tensor, residual_pass: float | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The network on normalised inputs already on its device: float32 ``(n, sy, sx)`` ->
         ``A, B`` float32 ``(n, sy, sx)`` and ``wA`` float32 ``(n,)``, all on the device (no
-        dominance ordering, no mask; ``separate`` and the device pipeline add those)."""
+        mask; ``separate`` and the device pipeline add it).
+
+        ``residual_pass``: the minority weight from which B is separated again from the residual
+        of C after A (``kdeconv.model.residual_pass``; A dominant then); None: one pass."""
+        a, b, w_a = self._network(x)
+        if residual_pass is None:
+            return a, b, w_a
+        spec = self.normalization
+        percentiles = tuple(spec["percentiles"]) if spec["method"] == "percentile" else (0.0, 100.0)
+        circle = torch.from_numpy(pattern_mask(tuple(x.shape[-2:]))).to(x.device)
+        if spec["mask"] == "none":
+            circle = torch.ones_like(circle)
+        with torch.inference_mode():
+            return residual_pass_kernel(self._network, x, a, b, w_a, residual_pass, circle=circle,
+                                        percentiles=percentiles)
+
+    def _network(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         tensor = x[:, None].contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.device, self.autocast_dtype):
             a, b, w_a = self.model(tensor)

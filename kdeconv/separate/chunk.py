@@ -124,22 +124,24 @@ def runs_on(separator) -> tuple[str, str]:
             str(getattr(separator, "precision", "fp32")))
 
 
-def _takes_batch_size(separator) -> bool:
+def _takes(separator, name: str) -> bool:
     try:
-        return "batch_size" in inspect.signature(separator.separate).parameters
+        return name in inspect.signature(separator.separate).parameters
     except (TypeError, ValueError):
         return False
 
 
 def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_size: int | None,
                       background: dict[str, Any], static_bg: np.ndarray | None = None,
-                      out_dtype=None, work_shape: tuple[int, int] | None = None
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      out_dtype=None, work_shape: tuple[int, int] | None = None,
+                      residual_pass: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Separate a block ``(..., sy, sx)`` of raw patterns in batches of ``batch_size`` (None:
     the device's own, ``effective_batch_size``).
 
     The model runs at ``work_shape`` (default: the patterns' own shape); A and B are resampled
-    back. Returns A and B shaped like ``patterns`` in ``out_dtype`` (default: the input dtype,
+    back. ``residual_pass``: the minority weight from which the model separates B again from the
+    residual of C after A (``kdeconv.model.residual_pass``; None, or a separator without the
+    option: one pass). Returns A and B shaped like ``patterns`` in ``out_dtype`` (default: the input dtype,
     full range) and weights ``(..., 2)`` float32 with wA >= wB. Blank frames (``blank_frames``)
     are not given to the model: their A and B stay 0 and their weights NaN. A model that returns
     NaN or inf is refused (``InputError``): nothing invented is written.
@@ -154,7 +156,9 @@ def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_s
     resampled = work_shape != tuple(sig_shape)
     native_mask = circular_mask(sig_shape) if min(sig_shape) >= 3 else None
     batch_size = effective_batch_size(batch_size, work_shape, *runs_on(separator))
-    model_kw = {"batch_size": batch_size} if _takes_batch_size(separator) else {}
+    model_kw = {"batch_size": batch_size} if _takes(separator, "batch_size") else {}
+    if residual_pass is not None and _takes(separator, "residual_pass"):
+        model_kw["residual_pass"] = residual_pass
     a_out = np.zeros(stack.shape, dtype=out_dtype)
     b_out = np.zeros(stack.shape, dtype=out_dtype)
     w_out = np.full((n, 2), np.nan, dtype=np.float32)

@@ -147,12 +147,14 @@ class DeviceKernel:
 
     ``static_bg`` is the map's static background at the map's pattern size (as the CPU path
     gets it); it is resampled to ``work_shape`` by the same numpy code and kept on the device.
+    ``residual_pass``: as ``kdeconv.model.Separator.forward_tensor``.
     """
 
     def __init__(self, separator, *, sig_shape: tuple[int, int], work_shape: tuple[int, int],
                  background: dict[str, Any], static_bg: np.ndarray | None, dtype,
-                 out_dtype=None, batch_size: int = 64):
+                 out_dtype=None, batch_size: int = 64, residual_pass: float | None = None):
         self.separator = separator
+        self.residual_pass = residual_pass
         self.device = separator.device
         self.sig_shape = tuple(int(v) for v in sig_shape)
         self.work_shape = tuple(int(v) for v in (work_shape or sig_shape))
@@ -222,7 +224,7 @@ class DeviceKernel:
     def _separate(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``Separator.separate`` on the device: normalise, network, dominance, mask; weights (n, 2)."""
         x, masked = tk.prepare_inputs(pre, self.normalization)
-        a, b, w_a = self.separator.forward_tensor(x)
+        a, b, w_a = self.separator.forward_tensor(x, self.residual_pass)
         swap = w_a < 0.5
         a, b = torch.where(swap[:, None, None], b, a), torch.where(swap[:, None, None], a, b)
         w_a = torch.where(swap, 1.0 - w_a, w_a)

@@ -69,18 +69,21 @@ class SeparateResult:
 
 def separate_block(block: np.ndarray, *, checkpoint: str | None, sha256: str, device: str,
                    precision: str, batch_size: int, background: dict, static_bg: np.ndarray | None,
-                   work_shape: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   work_shape: tuple[int, int] | None, residual_pass: float | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One block (..., sy, sx) of a map -> A, B (its shape and dtype) and weights (..., 2), with
     this process's cached model: what every task of ``separate`` runs, on a worker or in process."""
     separator = cached_separator(checkpoint, sha256, device, precision)
     return separate_patterns(block, separator, batch_size=batch_size, background=background,
-                             static_bg=static_bg, out_dtype=block.dtype, work_shape=work_shape)
+                             static_bg=static_bg, out_dtype=block.dtype, work_shape=work_shape,
+                             residual_pass=residual_pass)
 
 
 def _separate_and_write(block: np.ndarray, block_info=None, *, out_path: str, checkpoint: str | None,
                         sha256: str, device: str, batch_size: int, background: dict,
                         static_token: str = "", precision: str = "auto",
-                        work_shape: tuple[int, int] | None = None) -> np.ndarray:
+                        work_shape: tuple[int, int] | None = None,
+                        residual_pass: float | None = None) -> np.ndarray:
     """Separate one chunk, write its A, B, weights and blank mask, then mark it done. Returns its
     pattern count."""
     info = block_info[0]
@@ -92,7 +95,7 @@ def _separate_and_write(block: np.ndarray, block_info=None, *, out_path: str, ch
                  if background.get("static", "none") != "none" else None)
     a, b, w = separate_block(block, checkpoint=checkpoint, sha256=sha256, device=device,
                              precision=precision, batch_size=batch_size, background=background,
-                             static_bg=static_bg, work_shape=work_shape)
+                             static_bg=static_bg, work_shape=work_shape, residual_pass=residual_pass)
     _write_chunk(group, region, chunk_index, a, b, w, blank_frames(block))
     return np.full((1,) * nav_ndim, int(np.prod(block.shape[:nav_ndim])), dtype=np.int64)
 
@@ -127,7 +130,8 @@ def _source_array(map_path: str):
 def _separate_range(indices: list[tuple[int, ...]], *, map_path: str, out_path: str,
                     checkpoint: str | None, sha256: str, device: str, batch_size: int,
                     background: dict, static_token: str = "", precision: str = "auto",
-                    work_shape: tuple[int, int] | None = None, pipeline: str = "auto") -> int:
+                    work_shape: tuple[int, int] | None = None, pipeline: str = "auto",
+                    residual_pass: float | None = None) -> int:
     """Separate the chunks ``indices`` in order on this worker and write each (then mark it done).
 
     A torch model on a GPU (or ``pipeline="device"``, any device) runs the device pipeline
@@ -158,7 +162,8 @@ def _separate_range(indices: list[tuple[int, ...]], *, map_path: str, out_path: 
             block = np.asarray(src[job.region])
             a, b, w = separate_block(block, checkpoint=checkpoint, sha256=sha256, device=device,
                                      precision=precision, batch_size=batch_size, background=background,
-                                     static_bg=static_bg, work_shape=work_shape)
+                                     static_bg=static_bg, work_shape=work_shape,
+                                     residual_pass=residual_pass)
             write(job, a, b, w, blank_frames(block))
             total += int(np.prod(block.shape[:-2]))
         return total
@@ -168,7 +173,8 @@ def _separate_range(indices: list[tuple[int, ...]], *, map_path: str, out_path: 
     with _device_lock(str(separator.device)):
         kernel = DeviceKernel(separator, sig_shape=src.shape[-2:], work_shape=work,
                               background=background, static_bg=static_bg, dtype=src.dtype,
-                              batch_size=device_batch_size(separator, work, batch_size))
+                              batch_size=device_batch_size(separator, work, batch_size),
+                              residual_pass=residual_pass)
         return sum(run_pipeline(jobs, read=lambda job: src[job.region], kernel=kernel, write=write))
 
 
@@ -290,7 +296,8 @@ def resume_key(map_path: Path | None, src, sha256: str, config: SeparateConfig,
             "chunks": list(src.chunks), "checkpoint_sha256": sha256,
             "batch_size": config.batch_size, "precision": precision or config.precision,
             "background": plan.background if plan else config.background.model_dump(mode="json"),
-            "work_shape": list(plan.work_shape if plan else src.shape[-2:])}
+            "work_shape": list(plan.work_shape if plan else src.shape[-2:]),
+            "residual_pass": config.residual_pass}
 
 
 def _open_existing(staging: Path, key: dict[str, Any]):
@@ -535,6 +542,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                               device=config.device, batch_size=config.batch_size,
                               background=background, static_token=static_token,
                               precision=precision, work_shape=work_shape, pipeline=pipeline,
+                              residual_pass=config.residual_pass,
                               dask_key_name=f"kdeconv-separate-{token}-"
                                             + "-".join(map(str, chunk_ids[0])))
                          for chunk_ids in ranges]
@@ -548,7 +556,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                 out_path=str(staging), checkpoint=checkpoint, sha256=sha256,
                 device=config.device, batch_size=config.batch_size, background=background,
                 static_token=static_token, precision=precision,
-                work_shape=work_shape)
+                work_shape=work_shape, residual_pass=config.residual_pass)
             if pending and len(pending) == done.size:
                 separated = int(compute(client, counts.sum(), progress=progress))
             elif pending:

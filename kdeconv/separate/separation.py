@@ -505,7 +505,7 @@ def _progress_bar(show: bool | None):
 def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto", precision: str = "auto",
              background: str | dict | BackgroundConfig = "auto", client=None, working_size: int | None = None,
              batch_size: int | None = None, in_grain_claims: bool = True,
-             progress: bool | None = True) -> Separation:
+             residual_pass: float | None = 0.3, progress: bool | None = True) -> Separation:
     """Separate every pattern of ``data`` into A, B and weights.
 
     Parameters
@@ -530,6 +530,9 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
     batch_size
         Patterns per model call; None: the device's own (on a CPU 1 MiB of input at its
         precision, the fastest measured; on a GPU as many as fit its memory).
+    residual_pass
+        The minority weight from which B is separated again from the residual of C after A
+        (``kdeconv.model.residual_pass``); None: one pass.
     in_grain_claims
         Measure the higher claim bar inside the map's grains (``Separation.in_grain``), as
         ``kdeconv separate`` does; False: the model's bar everywhere.
@@ -560,7 +563,8 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
         background = {"mode": background}
     config = SeparateConfig(checkpoint=str(checkpoint) if checkpoint is not None else None, device=device,
                             precision=precision, working_size=working_size, batch_size=batch_size,
-                            background=background, in_grain_claims=in_grain_claims)
+                            background=background, in_grain_claims=in_grain_claims,
+                            residual_pass=residual_pass)
     found = _as_input(data)
     patterns = found.patterns
     _check_shape(patterns.shape)
@@ -585,7 +589,7 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
              "precision": run_precision(client if found.lazy else None, config.device, config.precision)}
     task = {**model, "batch_size": config.batch_size, "background": plan.background,
             "static_bg": dask.delayed(static, pure=True) if static is not None else None,
-            "work_shape": plan.work_shape}
+            "work_shape": plan.work_shape, "residual_pass": config.residual_pass}
     arrays = _graph(patterns, task)
     record = _Plan(config, tuple(patterns.shape), np.dtype(patterns.dtype),
                    tuple(c[0] for c in patterns.chunks[:-2]), sha256, plan,

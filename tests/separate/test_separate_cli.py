@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import zarr
 from separate_maps import blobs, write_map
 
 
@@ -80,6 +81,13 @@ def test_fp16_on_cpu(cli, tmp_path, good_map):
     assert_nothing_written(tmp_path)
 
 
+def test_bad_residual_pass(cli, tmp_path, good_map):
+    for value in ("0.7", "twice"):
+        line = error_line(cli("separate", good_map, "--out", tmp_path / "out.zarr", "--residual-pass", value))
+        assert "--residual-pass" in line and "'off'" in line
+    assert_nothing_written(tmp_path)
+
+
 def test_existing_output_and_bad_config(cli, tmp_path, good_map):
     (tmp_path / "out.zarr").mkdir()
     line = error_line(cli("separate", good_map, "--out", tmp_path / "out.zarr"))
@@ -98,8 +106,11 @@ def test_separate_cli_runs_and_resumes_with_overwrite(cli, tmp_path, good_map, d
     assert result.exit_code == 0, result.output
     assert "separate -> " in result.output and "12 patterns" in result.output
     assert (tmp_path / "out.zarr.weights.png").exists() and (tmp_path / "out.zarr.panels.png").exists()
-    result = cli("separate", good_map, "--out", out, "--overwrite", "--scheduler-file", sched)
+    assert zarr.open_group(str(out), mode="r").attrs["config"]["residual_pass"] == 0.3
+    result = cli("separate", good_map, "--out", out, "--overwrite", "--scheduler-file", sched,
+                 "--residual-pass", "off")
     assert result.exit_code == 0 and "12 patterns" in result.output
+    assert zarr.open_group(str(out), mode="r").attrs["config"]["residual_pass"] is None
 
 
 def test_relative_paths_work_on_workers_with_another_cwd(cli, tmp_path, good_map, dask_processes,

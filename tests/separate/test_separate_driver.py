@@ -25,7 +25,7 @@ def reference(data: np.ndarray, config: SeparateConfig):
     work_shape = working_shape(data.shape[-2:], working_range_of(separator.meta), config.working_size)
     return separate_patterns(data, separator, batch_size=config.batch_size,
                              background=config.background.model_dump(), static_bg=static_bg,
-                             work_shape=work_shape)
+                             work_shape=work_shape, residual_pass=config.residual_pass)
 
 
 def read(path):

@@ -77,6 +77,32 @@ def test_device_kernel_equals_the_numpy_kernel(separator, background, shape, wor
     assert (a[[2, 5, 6]][:, outside] == 0).all()
 
 
+@pytest.mark.parametrize("background", [RAW, PROCESSED])
+def test_device_kernel_runs_the_residual_pass_as_the_numpy_kernel(separator, background):
+    """Every pattern separated twice (bar 0): the least-squares fit and the stretch amplify float
+    rounding a little, so the two paths agree to 1e-4 of the range rather than one step."""
+    shape, work = (9, 32, 32), (48, 48)
+    block = chunk_with_everything(shape, np.uint16)
+    static = static_background_from_mean(block.mean(0, dtype=np.float64), "auto") \
+        if background["static"] != "none" else None
+    once = separate_patterns(block, separator, batch_size=4, background=background, static_bg=static,
+                             work_shape=work)
+    want_a, want_b, want_w = separate_patterns(block, separator, batch_size=4, background=background,
+                                               static_bg=static, work_shape=work, residual_pass=0.0)
+    kernel = DeviceKernel(separator, sig_shape=shape[-2:], work_shape=work, background=background,
+                          static_bg=static, dtype=np.uint16, batch_size=4, residual_pass=0.0)
+    a, b, w, _ = device_run(kernel, block)
+    np.testing.assert_array_equal(want_a, once[0])          # A and the weights are the first pass's
+    np.testing.assert_array_equal(want_w, once[2])
+    assert np.abs(want_b.astype(np.int64) - once[1]).max() > 1000
+    top = np.iinfo(np.uint16).max
+    assert np.abs(a.astype(np.int64) - want_a).max() <= 1
+    assert np.abs(b.astype(np.int64) - want_b).max() <= 1e-4 * top
+    np.testing.assert_allclose(w, want_w, atol=1e-5)
+    outside = ~circular_mask(shape[-2:])
+    assert (b[[2, 5, 6]][:, outside] == 0).all()
+
+
 def test_nan_input_and_batch_size(separator):
     block = blobs((3, 32, 32), np.float32)
     block[2, 3, 3] = np.nan
@@ -163,7 +189,10 @@ def _chunk_files(path):
 
 def test_driver_device_pipeline_matches_the_chunk_path_and_resumes(make_map, tmp_path, dask_processes):
     map_path, data = make_map(shape=(6, 8, 32, 32), nav_chunk=(1, 8))
-    config = SeparateConfig(batch_size=5, panels=0, precision="fp32", background={"mode": "raw"})
+    # one pass: the residual pass amplifies the two paths' float rounding past one step
+    # (test_device_kernel_runs_the_residual_pass_as_the_numpy_kernel)
+    config = SeparateConfig(batch_size=5, panels=0, precision="fp32", background={"mode": "raw"},
+                            residual_pass=None)
     cluster = ClusterConfig(scheduler_file=str(dask_processes[1]))
     chunked = separate_map(map_path, tmp_path / "chunk.zarr", config, cluster, pipeline="chunk")
     full = tmp_path / "device.zarr"

@@ -1,0 +1,86 @@
+"""The residual pass: the minority pattern separated again from what the dominant one leaves.
+
+Near equal weights the network's minority output B carries its crystal's bands less cleanly
+than the dominant output A carries its own. For every pattern whose minority weight reaches
+``min_weight``, C is fitted by least squares as ``alpha*A + beta*B + gamma`` (the network's
+inputs and outputs are each stretched to [0, 1], so C is a mixture of A and B only up to gain
+and offset); the residual ``C - alpha*A - gamma`` holds B and what A missed. Stretched as the
+network's inputs are, it is separated once more, and that pass's dominant output replaces B.
+The weights and A stay the first pass's. Below ``min_weight`` the residual is mostly noise and
+the first B is better, so it is kept.
+
+Pure torch on normalised network inputs; ``kdeconv.model.Separator.forward_tensor`` calls it on
+the CPU and in the device pipeline alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["residual_pass", "fit_residual"]
+
+Network = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def _dominant_first(a: torch.Tensor, b: torch.Tensor, w_a: torch.Tensor):
+    swap = w_a < 0.5
+    return (torch.where(swap[:, None, None], b, a), torch.where(swap[:, None, None], a, b),
+            torch.where(swap, 1.0 - w_a, w_a))
+
+
+def fit_residual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                 inside: torch.Tensor | None = None) -> torch.Tensor:
+    """``C - alpha*A - gamma`` per pattern, where ``alpha*A + beta*B + gamma`` is C's least-squares
+    fit (float32 ``(n, sy, sx)``). ``inside`` ``(n, sy, sx)`` bool: the pixels fitted (a masked
+    pattern's circle); the residual is 0 elsewhere."""
+    n, shape = c.shape[0], c.shape
+    c, a, b = c.float().reshape(n, -1), a.float().reshape(n, -1), b.float().reshape(n, -1)
+    keep = torch.ones_like(c) if inside is None else inside.reshape(n, -1).float()
+    design = torch.stack([a * keep, b * keep, keep], dim=-1)            # (n, p, 3)
+    gram = design.transpose(1, 2) @ design                              # (n, 3, 3)
+    # a ridge of 1e-6 of the diagonal keeps the solve defined when A and B coincide
+    ridge = 1e-6 * gram.diagonal(dim1=1, dim2=2).mean(1).clamp_min(1e-12)
+    gram = gram + ridge[:, None, None] * torch.eye(3, dtype=gram.dtype, device=gram.device)
+    coef = torch.linalg.solve(gram, design.transpose(1, 2) @ (c * keep)[..., None])[..., 0]
+    residual = (c - coef[:, 0:1] * a - coef[:, 2:3]) * keep
+    return residual.reshape(shape)
+
+
+def _stretch(x: torch.Tensor, inside: torch.Tensor, percentiles: tuple[float, float]) -> torch.Tensor:
+    """Per-pattern stretch of ``x`` to [0, 1] between its percentiles inside ``inside`` (as
+    ``kdeconv.model.inputs.prepare_inputs`` stretches the network's inputs); 0 outside."""
+    flat = torch.where(inside, x, torch.full_like(x, float("nan"))).reshape(len(x), -1)
+    q = torch.tensor([percentiles[0] / 100.0, percentiles[1] / 100.0], dtype=x.dtype, device=x.device)
+    lo, hi = torch.nanquantile(flat, q, dim=1)
+    out = (x - lo[:, None, None]) / (hi - lo).clamp_min(1e-6)[:, None, None]
+    return torch.where(inside, out.clamp(0.0, 1.0), torch.zeros_like(out))
+
+
+def residual_pass(network: Network, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, w_a: torch.Tensor,
+                  min_weight: float, *, circle: torch.Tensor,
+                  percentiles: tuple[float, float] = (0.5, 99.5)
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A, B and wA (A dominant) after the residual pass on the patterns whose minority weight is
+    at least ``min_weight``.
+
+    ``network``: normalised inputs ``(n, sy, sx)`` -> (A, B, wA) in any order; ``x``: the inputs
+    ``a, b, w_a`` came from; ``circle``: the ``(sy, sx)`` circular mask (bool), applied to the
+    patterns that arrive masked (zero everywhere outside it), as the network saw them.
+    """
+    a, b, w_a = _dominant_first(a, b, w_a)
+    rows = torch.nonzero(1.0 - w_a >= min_weight).flatten()
+    if rows.numel() == 0:
+        return a, b, w_a
+    c = x[rows].float()
+    outside = ~circle
+    masked = (c[:, outside] == 0).all(dim=1) if bool(outside.any()) else torch.zeros(
+        len(c), dtype=torch.bool, device=c.device)
+    inside = circle[None] | ~masked[:, None, None]
+    residual = fit_residual(c, a[rows], b[rows], inside)
+    again_a, again_b, again_w = network(_stretch(residual, inside, percentiles))
+    b_new, _, _ = _dominant_first(again_a.float(), again_b.float(), again_w.float())
+    b = b.clone()
+    b[rows] = torch.where(inside, b_new, torch.zeros_like(b_new))
+    return a, b, w_a
