@@ -1,6 +1,7 @@
 """Separation of real two-grain mixtures: kikuchipy's real Ni patterns, mixed in raw counts.
 
-    python workflows/check_real_nickel.py [--checkpoint CKPT] [--adapt [--minutes M] [--held-out]] [--out DIR]
+    python workflows/check_real_nickel.py [--checkpoint CKPT] [--adapt [--minutes M] [--held-out]] \
+        [--residual-pass W|off] [--out DIR]
 
 ``kikuchipy.data.nickel_ebsd_small()`` (real, 3x3, 60x60, 8-bit, PC in the file) holds two grains
 33.6 deg apart: patterns 0, 3 and 6, and the other six. One raw pattern of each grain, summed in
@@ -89,7 +90,8 @@ def indexer():
     return (lambda x: index_patterns(x, detector, refs[0].phase)), detector, refs
 
 
-def score(checkpoint: str | None, work: Path, label: str, held_out: tuple[int, ...] | None = None) -> dict:
+def score(checkpoint: str | None, work: Path, label: str, held_out: tuple[int, ...] | None = None,
+          separate_options: tuple[str, ...] = ()) -> dict:
     """The figures of one checkpoint; with ``held_out`` (pure pattern indices), only over the
     mixtures made of those patterns alone."""
     import zarr
@@ -100,7 +102,7 @@ def score(checkpoint: str | None, work: Path, label: str, held_out: tuple[int, .
     patterns, minor_grain, weight, pairs = mixtures()
     map_path = write_map(work / "map.zarr", patterns)
     sep = work / f"separated_{label}.zarr"
-    args = ["separate", str(map_path), "--out", str(sep), "--overwrite", "--workers", "1"]
+    args = ["separate", str(map_path), "--out", str(sep), "--overwrite", "--workers", "1", *separate_options]
     kdeconv(*(args + (["--checkpoint", checkpoint] if checkpoint else [])))
     group = zarr.open_group(str(sep), mode="r")
     a, b, w = (np.asarray(group[k][...]) for k in ("A", "B", "weights"))
@@ -162,10 +164,12 @@ def main() -> int:
     parser.add_argument("--held-out", action="store_true",
                         help=f"adapt on patterns {list(ADAPT_ON)} only and score the mixtures of "
                              f"the others {list(HELD_OUT)}: pattern instances adapt never saw")
+    parser.add_argument("--residual-pass", default=None, help="separate's --residual-pass (W or off)")
     args = parser.parse_args()
+    options = ("--residual-pass", args.residual_pass) if args.residual_pass else ()
     args.out.mkdir(parents=True, exist_ok=True)
     held_out = HELD_OUT if args.held_out else None
-    results = [score(args.checkpoint, args.out, "base", held_out)]
+    results = [score(args.checkpoint, args.out, "base", held_out, options)]
     if args.adapt:
         patterns, *_ = mixtures()
         write_map(args.out / "map.zarr", patterns)
@@ -176,7 +180,7 @@ def main() -> int:
         kdeconv("adapt", str(args.out / "map.zarr"), "--out", str(args.out / "adapt"), "--overwrite",
                 "--references", str(refs), "--reference-labels", str(labels), "--minutes", args.minutes,
                 "--workers", "1", *(["--base", args.checkpoint] if args.checkpoint else []))
-        results.append(score(str(args.out / "adapt" / "best.pt"), args.out, "adapted", held_out))
+        results.append(score(str(args.out / "adapt" / "best.pt"), args.out, "adapted", held_out, options))
     (args.out / "real_nickel.json").write_text(json.dumps(results, indent=1))
     for r in results:
         print(f"{r['model']}: both grains {r['both']:.2f} (claimed {r['both_claimed']:.2f}), minority found "

@@ -505,7 +505,7 @@ def _progress_bar(show: bool | None):
 def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto", precision: str = "auto",
              background: str | dict | BackgroundConfig = "auto", client=None, working_size: int | None = None,
              batch_size: int | None = None, in_grain_claims: bool = True,
-             residual_pass: float | None = 0.3, progress: bool | None = True) -> Separation:
+             residual_pass: float | None = 0.2, progress: bool | None = True) -> Separation:
     """Separate every pattern of ``data`` into A, B and weights.
 
     Parameters
@@ -532,7 +532,8 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
         precision, the fastest measured; on a GPU as many as fit its memory).
     residual_pass
         The minority weight from which B is separated again from the residual of C after A
-        (``kdeconv.model.residual_pass``); None: one pass.
+        (``kdeconv.model.residual_pass``: averaged with the first B below 0.3, replacing it
+        above); None: one pass.
     in_grain_claims
         Measure the higher claim bar inside the map's grains (``Separation.in_grain``), as
         ``kdeconv separate`` does; False: the model's bar everywhere.

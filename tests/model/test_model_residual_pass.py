@@ -8,7 +8,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from kdeconv.model import load_separator
-from kdeconv.model.residual_pass import fit_residual, residual_pass
+from kdeconv.model.residual_pass import REPLACE_FROM, fit_residual, residual_pass
 from kdeconv.preprocess import circular_mask
 
 SHAPE = (48, 48)
@@ -50,6 +50,19 @@ def test_residual_recovers_what_the_first_b_missed():
     assert _corr(b_out, b_true) > 0.99
     assert torch.equal(a_out, a) and torch.equal(w_out, torch.tensor([0.6]))
     assert float(b_out.min()) >= 0.0 and float(b_out.max()) <= 1.0
+
+
+def test_faint_minorities_average_the_two_bs():
+    """Between the bar and REPLACE_FROM the second B is averaged with the first."""
+    c, a, b_first, _ = _case()
+    circle = torch.ones(SHAPE, dtype=torch.bool)
+    w_a = torch.tensor([1.0 - (0.2 + REPLACE_FROM) / 2])
+    _, replaced, _ = residual_pass(_identity_network, c, a, b_first, torch.tensor([0.6]), 0.2, circle=circle)
+    _, averaged, _ = residual_pass(_identity_network, c, a, b_first, w_a, 0.2, circle=circle)
+    np.testing.assert_allclose(averaged.numpy(), (0.5 * (replaced + b_first)).numpy(), atol=1e-6)
+    # a bar above REPLACE_FROM replaces from the bar itself
+    _, above, _ = residual_pass(_identity_network, c, a, b_first, torch.tensor([0.6]), 0.35, circle=circle)
+    assert torch.equal(above, replaced)
 
 
 def test_fit_residual_of_an_exact_mixture_is_the_scaled_minority():

@@ -106,7 +106,7 @@ def test_separate_cli_runs_and_resumes_with_overwrite(cli, tmp_path, good_map, d
     assert result.exit_code == 0, result.output
     assert "separate -> " in result.output and "12 patterns" in result.output
     assert (tmp_path / "out.zarr.weights.png").exists() and (tmp_path / "out.zarr.panels.png").exists()
-    assert zarr.open_group(str(out), mode="r").attrs["config"]["residual_pass"] == 0.3
+    assert zarr.open_group(str(out), mode="r").attrs["config"]["residual_pass"] == 0.2
     result = cli("separate", good_map, "--out", out, "--overwrite", "--scheduler-file", sched,
                  "--residual-pass", "off")
     assert result.exit_code == 0 and "12 patterns" in result.output
