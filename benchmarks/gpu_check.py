@@ -261,22 +261,24 @@ def _ncc(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (x * y).sum(1) / np.maximum(np.sqrt((x * x).sum(1) * (y * y).sum(1)), 1e-12)
 
 
-def separated_preprocessing(group) -> tuple[tuple[int, int], dict, np.ndarray | None]:
+def separated_preprocessing(group) -> tuple[tuple[int, int], dict, np.ndarray | None, float | None]:
     """What a separated store says its patterns went through: the model's working shape, the
-    background settings and the static background (None when there is none)."""
+    background settings, the static background (None when there is none) and the residual pass
+    (None: one pass)."""
     attrs = dict(group.attrs)
     work = tuple(attrs["preprocessing"]["working_size"]["model_shape"])
     static = group["static_background"][...] if "static_background" in group else None
-    return work, attrs["preprocessing"]["background"], static
+    residual_pass = (attrs.get("config") or {}).get("residual_pass")
+    return work, attrs["preprocessing"]["background"], static, residual_pass
 
 
 def device_kernel(separator, group, sig_shape, dtype, batch_size: int):
     """The device kernel ``separate`` ran for the separated store ``group``."""
     from kdeconv.separate.device import DeviceKernel
 
-    work, background, static = separated_preprocessing(group)
+    work, background, static, residual_pass = separated_preprocessing(group)
     return DeviceKernel(separator, sig_shape=tuple(sig_shape), work_shape=work, background=background,
-                        static_bg=static, dtype=dtype, batch_size=batch_size)
+                        static_bg=static, dtype=dtype, batch_size=batch_size, residual_pass=residual_pass)
 
 
 @lru_cache(maxsize=1)
@@ -298,12 +300,12 @@ def compare_cpu(map_path: Path, out: Path) -> dict:
 
     src = zarr.open_group(str(map_path), mode="r")["patterns"]
     got = zarr.open_group(str(out), mode="r")
-    work, background, static = separated_preprocessing(got)
+    work, background, static, residual_pass = separated_preprocessing(got)
     rows = max(1, COMPARE_N // src.shape[1])
     raw = src[:rows].reshape((-1,) + src.shape[-2:])
     cpu = load_separator(None, device="cpu", precision="fp32")
     ref_a, ref_b, ref_w = separate_patterns(raw, cpu, batch_size=64, background=background,
-                                            static_bg=static, work_shape=work)
+                                            static_bg=static, work_shape=work, residual_pass=residual_pass)
     dev_a = got["A"][:rows].reshape(raw.shape)
     dev_w = got["weights"][:rows].reshape(-1, 2)
 

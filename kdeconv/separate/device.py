@@ -112,7 +112,8 @@ def device_batch_size(separator, work_shape: tuple[int, int], requested: int | N
         torch.cuda.synchronize(device)
         before = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
-        separator.forward_tensor(torch.zeros((probe,) + tuple(work_shape), device=device))
+        # with the residual pass on every pattern: the most a batch can hold at once
+        separator.forward_tensor(torch.zeros((probe,) + tuple(work_shape), device=device), 0.0)
         torch.cuda.synchronize(device)
         per_pattern = max(1, (torch.cuda.max_memory_allocated(device) - before) / probe)
         # The preprocessing of a batch holds ~16 float32 copies of it (sort, matrices, outputs).
