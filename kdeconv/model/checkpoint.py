@@ -275,14 +275,8 @@ class Separator:
         a, b, w_a = self._network(x)
         if residual_pass is None:
             return a, b, w_a
-        spec = self.normalization
-        percentiles = tuple(spec["percentiles"]) if spec["method"] == "percentile" else (0.0, 100.0)
-        circle = torch.from_numpy(pattern_mask(tuple(x.shape[-2:]))).to(x.device)
-        if spec["mask"] == "none":
-            circle = torch.ones_like(circle)
         with torch.inference_mode():
-            return residual_pass_kernel(self._network, x, a, b, w_a, residual_pass, circle=circle,
-                                        percentiles=percentiles)
+            return residual_pass_kernel(self._network, x, a, b, w_a, residual_pass, self.normalization)
 
     def _network(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         tensor = x[:, None].contiguous(memory_format=torch.channels_last)

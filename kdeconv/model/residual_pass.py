@@ -4,8 +4,8 @@ Near equal weights the network's minority output B carries its crystal's bands l
 than the dominant output A carries its own. For every pattern whose minority weight reaches
 ``min_weight``, C is fitted by least squares as ``alpha*A + beta*B + gamma`` (the network's
 inputs and outputs are each stretched to [0, 1], so C is a mixture of A and B only up to gain
-and offset); the residual ``C - alpha*A - gamma`` holds B and what A missed. Stretched as the
-network's inputs are, it is separated once more, and that pass's dominant output replaces B
+and offset); the residual ``C - alpha*A - gamma`` holds B and what A missed. Made into inputs by
+the checkpoint's own recipe, it is separated once more, and that pass's dominant output replaces B
 from minority ``REPLACE_FROM`` (0.3) up; between ``min_weight`` and 0.3 the two Bs are averaged
 (there each holds errors of its own). The weights and A stay the first pass's. Below
 ``min_weight`` the residual is mostly noise and the first B is kept.
@@ -17,8 +17,11 @@ the CPU and in the device pipeline alike.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
+
+from kdeconv.preprocess import torch_kernels as tk
 
 __all__ = ["residual_pass", "fit_residual", "REPLACE_FROM"]
 
@@ -54,38 +57,26 @@ def fit_residual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
     return residual.reshape(shape)
 
 
-def _stretch(x: torch.Tensor, inside: torch.Tensor, percentiles: tuple[float, float]) -> torch.Tensor:
-    """Per-pattern stretch of ``x`` to [0, 1] between its percentiles inside ``inside`` (as
-    ``kdeconv.model.inputs.prepare_inputs`` stretches the network's inputs); 0 outside."""
-    flat = torch.where(inside, x, torch.full_like(x, float("nan"))).reshape(len(x), -1)
-    q = torch.tensor([percentiles[0] / 100.0, percentiles[1] / 100.0], dtype=x.dtype, device=x.device)
-    lo, hi = torch.nanquantile(flat, q, dim=1)
-    out = (x - lo[:, None, None]) / (hi - lo).clamp_min(1e-6)[:, None, None]
-    return torch.where(inside, out.clamp(0.0, 1.0), torch.zeros_like(out))
-
-
 def residual_pass(network: Network, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, w_a: torch.Tensor,
-                  min_weight: float, *, circle: torch.Tensor,
-                  percentiles: tuple[float, float] = (0.5, 99.5)
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  min_weight: float, spec: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A, B and wA (A dominant) after the residual pass on the patterns whose minority weight is
     at least ``min_weight`` (the second B averaged with the first below ``REPLACE_FROM``).
 
     ``network``: normalised inputs ``(n, sy, sx)`` -> (A, B, wA) in any order; ``x``: the inputs
-    ``a, b, w_a`` came from; ``circle``: the ``(sy, sx)`` circular mask (bool), applied to the
-    patterns that arrive masked (zero everywhere outside it), as the network saw them.
+    ``a, b, w_a`` came from, made by the checkpoint's normalisation recipe ``spec``
+    (``kdeconv.model.inputs``); the residual is made into inputs by the same recipe, keeping
+    the circular mask of the patterns that arrived masked.
     """
     a, b, w_a = _dominant_first(a, b, w_a)
     rows = torch.nonzero(1.0 - w_a >= min_weight).flatten()
     if rows.numel() == 0:
         return a, b, w_a
     c = x[rows].float()
-    outside = ~circle
-    masked = (c[:, outside] == 0).all(dim=1) if bool(outside.any()) else torch.zeros(
-        len(c), dtype=torch.bool, device=c.device)
-    inside = circle[None] | ~masked[:, None, None]
+    masked = (tk.detect_masked(c) if spec["mask"] == "auto"
+              else torch.zeros(len(c), dtype=torch.bool, device=c.device))
+    inside = tk.mask_tensor(tuple(c.shape[-2:]), c.device)[None] | ~masked[:, None, None]
     residual = fit_residual(c, a[rows], b[rows], inside)
-    again_a, again_b, again_w = network(_stretch(residual, inside, percentiles))
+    again_a, again_b, again_w = network(tk.prepare_inputs(residual, spec, masked)[0])
     b_new, _, _ = _dominant_first(again_a.float(), again_b.float(), again_w.float())
     faint = (1.0 - w_a[rows] < max(REPLACE_FROM, min_weight))[:, None, None]
     b_new = torch.where(faint, 0.5 * (b_new + b[rows]), b_new)

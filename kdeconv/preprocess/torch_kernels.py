@@ -248,15 +248,16 @@ def _limits(stack: torch.Tensor, masked: torch.Tensor, mask: torch.Tensor, metho
     return limits[0], limits[1]
 
 
-def prepare_inputs(stack: torch.Tensor, spec: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def prepare_inputs(stack: torch.Tensor, spec: dict[str, Any], masked: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Float32 ``(n, sy, sx)`` -> (float32 [0, 1] model inputs, bool (n,) "was masked"), as
-    ``model.inputs.prepare_inputs`` with a checked recipe ``spec``."""
+    ``model.inputs.prepare_inputs`` with a checked recipe ``spec``. ``masked``: which rows are
+    masked when the caller already knows (else detected as ``spec`` says)."""
     stack = torch.nan_to_num(stack.float())
     mask = mask_tensor(tuple(stack.shape[-2:]), stack.device)
-    if spec["mask"] == "auto" and stack.shape[0]:
-        masked = detect_masked(stack)
-    else:
-        masked = torch.zeros(stack.shape[0], dtype=torch.bool, device=stack.device)
+    if masked is None:
+        masked = (detect_masked(stack) if spec["mask"] == "auto" and stack.shape[0]
+                  else torch.zeros(stack.shape[0], dtype=torch.bool, device=stack.device))
     lo, hi = _limits(stack, masked, mask, spec["method"], tuple(spec["percentiles"]))
     span = hi - lo
     scale = torch.where(span > 0, 1.0 / torch.where(span > 0, span, torch.ones_like(span)),

@@ -8,10 +8,12 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from kdeconv.model import load_separator
+from kdeconv.model.inputs import DEFAULT_NORMALIZATION
 from kdeconv.model.residual_pass import REPLACE_FROM, fit_residual, residual_pass
 from kdeconv.preprocess import circular_mask
 
 SHAPE = (48, 48)
+SPEC = dict(DEFAULT_NORMALIZATION)  # the shipped recipe: percentile stretch, masks detected
 
 
 def _smooth_fields(n: int, seed: int) -> np.ndarray:
@@ -46,7 +48,7 @@ def test_residual_recovers_what_the_first_b_missed():
     c, a, b_first, b_true = _case()
     assert _corr(b_first, b_true) < 0.8
     a_out, b_out, w_out = residual_pass(_identity_network, c, a, b_first, torch.tensor([0.6]),
-                                        0.3, circle=torch.ones(SHAPE, dtype=torch.bool))
+                                        0.3, SPEC)
     assert _corr(b_out, b_true) > 0.99
     assert torch.equal(a_out, a) and torch.equal(w_out, torch.tensor([0.6]))
     assert float(b_out.min()) >= 0.0 and float(b_out.max()) <= 1.0
@@ -55,13 +57,12 @@ def test_residual_recovers_what_the_first_b_missed():
 def test_faint_minorities_average_the_two_bs():
     """Between the bar and REPLACE_FROM the second B is averaged with the first."""
     c, a, b_first, _ = _case()
-    circle = torch.ones(SHAPE, dtype=torch.bool)
     w_a = torch.tensor([1.0 - (0.2 + REPLACE_FROM) / 2])
-    _, replaced, _ = residual_pass(_identity_network, c, a, b_first, torch.tensor([0.6]), 0.2, circle=circle)
-    _, averaged, _ = residual_pass(_identity_network, c, a, b_first, w_a, 0.2, circle=circle)
+    _, replaced, _ = residual_pass(_identity_network, c, a, b_first, torch.tensor([0.6]), 0.2, SPEC)
+    _, averaged, _ = residual_pass(_identity_network, c, a, b_first, w_a, 0.2, SPEC)
     np.testing.assert_allclose(averaged.numpy(), (0.5 * (replaced + b_first)).numpy(), atol=1e-6)
     # a bar above REPLACE_FROM replaces from the bar itself
-    _, above, _ = residual_pass(_identity_network, c, a, b_first, torch.tensor([0.6]), 0.35, circle=circle)
+    _, above, _ = residual_pass(_identity_network, c, a, b_first, torch.tensor([0.6]), 0.35, SPEC)
     assert torch.equal(above, replaced)
 
 
@@ -76,8 +77,7 @@ def test_below_the_bar_and_order():
     c, a, b_first, _ = _case()
     c2, a2, b2 = (torch.cat([t, t]) for t in (c, a, b_first))
     w_a = torch.tensor([0.9, 0.35])  # minority 0.1 (kept), and A, B given the wrong way round
-    a_out, b_out, w_out = residual_pass(_identity_network, c2, a2, b2, w_a, 0.3,
-                                        circle=torch.ones(SHAPE, dtype=torch.bool))
+    a_out, b_out, w_out = residual_pass(_identity_network, c2, a2, b2, w_a, 0.3, SPEC)
     assert torch.equal(b_out[0], b_first[0])
     assert torch.equal(a_out[1], b_first[0])          # the heavier one (0.65) is now A
     np.testing.assert_allclose(w_out.numpy(), [0.9, 0.65])
@@ -88,7 +88,7 @@ def test_masked_patterns_stay_masked():
     c, a, b_first, _ = _case()
     circle = torch.from_numpy(circular_mask(SHAPE))
     c, a, b_first = (t * circle for t in (c, a, b_first))
-    _, b_out, _ = residual_pass(_identity_network, c, a, b_first, torch.tensor([0.55]), 0.3, circle=circle)
+    _, b_out, _ = residual_pass(_identity_network, c, a, b_first, torch.tensor([0.55]), 0.3, SPEC)
     assert float(b_out[0][~circle].abs().max()) == 0.0
     assert float(b_out[0][circle].max()) == pytest.approx(1.0)
 
