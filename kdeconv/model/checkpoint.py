@@ -276,13 +276,19 @@ class Separator:
         if residual_pass is None:
             return a, b, w_a
         with torch.inference_mode():
-            return residual_pass_kernel(self._network, x, a, b, w_a, residual_pass, self.normalization)
+            return residual_pass_kernel(self._dominant, x, a, b, w_a, residual_pass, self.normalization)
 
     def _network(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         tensor = x[:, None].contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.device, self.autocast_dtype):
             a, b, w_a = self.model(tensor)
         return a[:, 0].float(), b[:, 0].float(), w_a.float()
+
+    def _dominant(self, x: torch.Tensor) -> torch.Tensor:
+        tensor = x[:, None].contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast(self.device, self.autocast_dtype):
+            dominant, _ = self.model.forward_dominant(tensor)
+        return dominant[:, 0].float()
 
     def __repr__(self) -> str:
         return (f"Separator({self.path}, device={self.device}, precision={self.precision}, "

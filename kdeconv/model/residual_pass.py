@@ -30,7 +30,8 @@ __all__ = ["residual_pass", "fit_residual", "REPLACE_FROM"]
 # there gained 2-10 (kdeconv's model card).
 REPLACE_FROM = 0.3
 
-Network = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+# normalised inputs (n, sy, sx) -> the heavier constituent of each (n, sy, sx)
+Dominant = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _dominant_first(a: torch.Tensor, b: torch.Tensor, w_a: torch.Tensor):
@@ -57,12 +58,13 @@ def fit_residual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
     return residual.reshape(shape)
 
 
-def residual_pass(network: Network, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, w_a: torch.Tensor,
+def residual_pass(dominant: Dominant, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, w_a: torch.Tensor,
                   min_weight: float, spec: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A, B and wA (A dominant) after the residual pass on the patterns whose minority weight is
     at least ``min_weight`` (the second B averaged with the first below ``REPLACE_FROM``).
 
-    ``network``: normalised inputs ``(n, sy, sx)`` -> (A, B, wA) in any order; ``x``: the inputs
+    ``dominant``: normalised inputs ``(n, sy, sx)`` -> the heavier constituent of each (only it
+    is used from the second pass, so a network need decode nothing else); ``x``: the inputs
     ``a, b, w_a`` came from, made by the checkpoint's normalisation recipe ``spec``
     (``kdeconv.model.inputs``); the residual is made into inputs by the same recipe, keeping
     the circular mask of the patterns that arrived masked.
@@ -76,8 +78,7 @@ def residual_pass(network: Network, x: torch.Tensor, a: torch.Tensor, b: torch.T
               else torch.zeros(len(c), dtype=torch.bool, device=c.device))
     inside = tk.mask_tensor(tuple(c.shape[-2:]), c.device)[None] | ~masked[:, None, None]
     residual = fit_residual(c, a[rows], b[rows], inside)
-    again_a, again_b, again_w = network(tk.prepare_inputs(residual, spec, masked)[0])
-    b_new, _, _ = _dominant_first(again_a.float(), again_b.float(), again_w.float())
+    b_new = dominant(tk.prepare_inputs(residual, spec, masked)[0]).float()
     faint = (1.0 - w_a[rows] < max(REPLACE_FROM, min_weight))[:, None, None]
     b_new = torch.where(faint, 0.5 * (b_new + b[rows]), b_new)
     b = b.clone()

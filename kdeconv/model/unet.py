@@ -173,3 +173,23 @@ class DualDecoderUNet(nn.Module):
         a = self.dec_a(y, skips, x)[..., :h, :w]
         b = self.dec_b(y, skips, x)[..., :h, :w]
         return a, b, w_a
+
+    def forward_dominant(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` (N,1,H,W) -> the heavier constituent (N,1,H,W) and its weight (N,), as ``forward``
+        orders them, with each pattern through only the decoder that holds it: half the decoding."""
+        h, w = x.shape[-2:]
+        y, skips, x = self.encode(x)
+        w_a = torch.sigmoid(self.weight_head(self.pooled(y))).squeeze(1)
+        on_a = w_a >= 0.5
+        w_dominant = torch.where(on_a, w_a, 1.0 - w_a)
+        if bool(on_a.all()) or not bool(on_a.any()):
+            decoder = self.dec_a if bool(on_a.all()) else self.dec_b
+            return decoder(y, skips, x)[..., :h, :w], w_dominant
+        out = None
+        for decoder, rows in ((self.dec_a, on_a), (self.dec_b, ~on_a)):
+            idx = torch.nonzero(rows).flatten()
+            part = decoder(y[idx], [s[idx] for s in skips], x[idx])[..., :h, :w]
+            if out is None:
+                out = part.new_empty((len(rows),) + tuple(part.shape[1:]))
+            out[idx] = part
+        return out, w_dominant

@@ -41,6 +41,33 @@ def test_two_decoders_are_independent(model):
     assert any(not torch.equal(pa[k], pb[k]) for k in pa)
 
 
+class _FixedLogits(torch.nn.Module):
+    """A weight head that reads a preset logit per pattern, whatever the features."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.tensor(logits)[:, None]
+
+    def forward(self, pooled):
+        return pooled[:, :1] * 0 + self.logits
+
+
+@pytest.mark.parametrize("logits", [[2.0, -1.0, 0.5, -3.0], [1.0, 2.0, 3.0, 0.1], [-1.0, -2.0, -0.5, -4.0]])
+def test_forward_dominant_is_forwards_heavier_output(logits):
+    """Each pattern through its own dominant decoder gives what the full forward gives."""
+    torch.manual_seed(1)
+    net = DualDecoderUNet(UNetConfig()).eval()
+    net.weight_head = _FixedLogits(logits)
+    x = torch.rand(4, 1, 61, 75)
+    with torch.inference_mode():
+        a, b, w_a = net(x)
+        dominant, w_dominant = net.forward_dominant(x)
+    heavier = torch.where((w_a >= 0.5)[:, None, None, None], a, b)
+    assert dominant.shape == (4, 1, 61, 75)
+    torch.testing.assert_close(dominant, heavier, rtol=0, atol=1e-5)
+    torch.testing.assert_close(w_dominant, torch.maximum(w_a, 1 - w_a))
+
+
 def test_multiple_follows_config():
     cfg = UNetConfig(stem_factor=2, widths=(8, 16, 24))
     assert cfg.multiple == 8
