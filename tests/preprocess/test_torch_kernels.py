@@ -71,7 +71,9 @@ def test_preprocess_equals_numpy(background, shape, work, masked_rows):
 
 
 @pytest.mark.parametrize("spec", [DEFAULT_NORMALIZATION, {"method": "minmax", "mask": "auto"},
-                                  {"method": "percentile", "percentiles": [2, 98], "mask": "none"}])
+                                  {"method": "percentile", "percentiles": [2, 98], "mask": "none"},
+                                  # ranks far from both ends: a full sort instead of topk
+                                  {"method": "percentile", "percentiles": [30, 70], "mask": "auto"}])
 @pytest.mark.parametrize("shape", [(40, 40), (33, 41)])
 def test_model_inputs_equal_numpy(spec, shape):
     spec = check_normalization(spec)
