@@ -223,9 +223,10 @@ def _order_statistics(flat: torch.Tensor, out_of_stats: torch.Tensor, masked: to
                       counts: tuple[int, int], ranks: list[tuple[int, int]]):
     """``value_at(rank_masked, rank_unmasked)``: each row's value of that ascending rank among its
     own pixels (a masked row has ``counts[0]`` of them, the others ``counts[1]``; ``out_of_stats``
-    marks the rest). ``ranks``: every ``(rank_masked, rank_unmasked)`` to be asked for. A stretch asks for ranks near both
-    ends, so they come from the few smallest and largest values (``topk``: the same values as a
-    sort of every pixel, in a sixth of the time); ranks far from both ends fall back to the sort."""
+    marks the rest). ``ranks``: every ``(rank_masked, rank_unmasked)`` to be asked for. A stretch
+    asks for ranks near both ends, so they come from the few smallest and largest values (``topk``:
+    the same values as a sort of every pixel, in a quarter of the time); ranks far from both ends
+    fall back to the sort."""
     size = flat.shape[1]
     need = [(r, c) for pair in ranks for r, c in zip(pair, counts)]
     k_low = 1 + max((r for r, c in need if r < c / 2), default=-1)
@@ -237,8 +238,9 @@ def _order_statistics(flat: torch.Tensor, out_of_stats: torch.Tensor, masked: to
         def from_sort(rank_masked: int, rank_unmasked: int) -> torch.Tensor:
             return ordered.gather(1, torch.where(masked, rank_masked, rank_unmasked)[:, None])[:, 0]
         return from_sort
-    smallest = torch.where(out_of_stats, inf, flat).topk(k_low, dim=1, largest=False).values if k_low else None
-    largest = torch.where(out_of_stats, -inf, flat).topk(k_high, dim=1).values if k_high else None
+    low_first, high_first = torch.where(out_of_stats, inf, flat), torch.where(out_of_stats, -inf, flat)
+    smallest = low_first.topk(k_low, dim=1, largest=False).values if k_low else None
+    largest = high_first.topk(k_high, dim=1).values if k_high else None
 
     def from_ends(rank_masked: int, rank_unmasked: int) -> torch.Tensor:
         picked = [smallest[:, r] if r < c / 2 else largest[:, c - 1 - r]
