@@ -3,12 +3,14 @@
     python workflows/check_adapt.py [--checkpoint CKPT] [--cases zr hostile processed references] \
         [--minutes 10] [--nav 40 40] [--grains 20] [--out runs/check_adapt]
 
-Cases (each a simulate-map at 120x120 px with its truth, but ``binned``):
+Cases (each a simulate-map at 120x120 px with its truth, but ``binned`` and ``small_ti``):
 
 - ``zr``: a phase the multi-phase model never saw (hcp Zr, held out of its training);
 - ``hostile``: a detector unlike training: strong fixed-pattern gain, hot and dead pixels, 8-bit,
   weak bands at low counts, an unusual PC;
 - ``processed``: a duplex steel (ferrite + austenite) exported in the vendor-processed style;
+- ``processed_mg``: hcp Mg in the vendor-processed style; ``small_ti``: hcp alpha-Ti at 60x60 px
+  (the trained phases and look where the shipped model is weakest);
 - ``binned``: the duplex steel through a binned real camera (60x60, weak blurred bands, 8 bits:
   ``configs/check_map_real_binned.yaml``), which the base reads as mixtures;
 - ``references``: the duplex map adapted on 5 + 5 pure reference patterns given as a folder with
@@ -55,6 +57,14 @@ def case_map(case: str, nav, grains: int) -> dict:
     elif case == "processed":
         config["phases"] = DUPLEX
         config["style"] = "processed"
+    elif case == "processed_mg":
+        # an hcp phase in the vendor-processed look, where the base is weakest among trained phases
+        config["phase"] = "mg"
+        config["style"] = "processed"
+    elif case == "small_ti":
+        # hcp alpha-Ti at 60x60 px, where the base (run at 120 px) is weakest among the sizes
+        config["phase"] = "ti_alpha"
+        config["detector"]["shape"] = [60, 60]
     elif case == "binned":
         # a binned real camera (configs/check_map_real_binned.yaml) on duplex steel at 60x60
         import yaml
