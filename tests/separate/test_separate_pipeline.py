@@ -14,6 +14,7 @@ from separate_maps import blobs
 from kdeconv.config.cluster import ClusterConfig
 from kdeconv.config.separate import SeparateConfig
 from kdeconv.model import load_separator
+from kdeconv.model.residual_pass import A_AGAIN_FROM
 from kdeconv.preprocess import circular_mask
 from kdeconv.preprocess.background import static_background_from_mean
 from kdeconv.separate.chunk import blank_frames, separate_patterns
@@ -79,8 +80,9 @@ def test_device_kernel_equals_the_numpy_kernel(separator, background, shape, wor
 
 @pytest.mark.parametrize("background", [RAW, PROCESSED])
 def test_device_kernel_runs_the_residual_pass_as_the_numpy_kernel(separator, background):
-    """Every pattern separated twice (bar 0): the least-squares fit and the stretch amplify float
-    rounding a little, so the two paths agree to 1e-4 of the range rather than one step."""
+    """Every pattern separated again (bar 0): the least-squares fits and the stretches amplify
+    float rounding a little, so the two paths agree to 1e-4 of the range for B and 4e-4 for A
+    (made again from B's residual where the two are near equal) rather than one step."""
     shape, work = (9, 32, 32), (48, 48)
     block = chunk_with_everything(shape, np.uint16)
     static = static_background_from_mean(block.mean(0, dtype=np.float64), "auto") \
@@ -92,11 +94,12 @@ def test_device_kernel_runs_the_residual_pass_as_the_numpy_kernel(separator, bac
     kernel = DeviceKernel(separator, sig_shape=shape[-2:], work_shape=work, background=background,
                           static_bg=static, dtype=np.uint16, batch_size=4, residual_pass=0.0)
     a, b, w, _ = device_run(kernel, block)
-    np.testing.assert_array_equal(want_a, once[0])          # A and the weights are the first pass's
+    clear = once[2][:, 1] < A_AGAIN_FROM                    # A there and the weights: the first pass's
+    np.testing.assert_array_equal(want_a[clear], once[0][clear])
     np.testing.assert_array_equal(want_w, once[2])
     assert np.abs(want_b.astype(np.int64) - once[1]).max() > 1000
     top = np.iinfo(np.uint16).max
-    assert np.abs(a.astype(np.int64) - want_a).max() <= 1
+    assert np.abs(a.astype(np.int64) - want_a).max() <= 4e-4 * top
     assert np.abs(b.astype(np.int64) - want_b).max() <= 1e-4 * top
     np.testing.assert_allclose(w, want_w, atol=1e-5)
     outside = ~circular_mask(shape[-2:])
