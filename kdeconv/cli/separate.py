@@ -29,7 +29,8 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
                    "model's own range decides).")
 @click.option("--residual-pass", default=None,
               help="Minority weight from which B is separated again from the residual of C after A "
-                   "(default 0.2; averaged with the first B below 0.3), or 'off' for one pass.")
+                   "(default 0.2; averaged with the first B below 0.3; from 0.3 A is made again "
+                   "from what the new B leaves), or 'off' for one pass.")
 @click.option("--config", "config_path", default=None, type=click.Path(),
               help=f"YAML config (example: {example('separate.yaml')}); options given here win.")
 @click.option("--adapt", "adapt_first", is_flag=True,

@@ -50,9 +50,9 @@ class SeparateConfig(StrictModel):
     working_size: int | None = Field(default=None, ge=16, le=2048)
     background: BackgroundConfig = BackgroundConfig()
     # Minority weight from which B is separated a second time, from the residual of C after A
-    # (kdeconv.model.residual_pass; averaged with the first B below 0.3, replacing it above):
-    # near equal weights the first B is the weaker output. Costs one more model call for those
-    # patterns only. None: one pass.
+    # (kdeconv.model.residual_pass; averaged with the first B below 0.3, replacing it above, and
+    # A then separated again from what the new B leaves): near equal weights the first B is the
+    # weaker output. Costs one more model call (two from 0.3) for those patterns only. None: one pass.
     residual_pass: float | None = Field(default=0.2, ge=0.0, le=0.5)
     # How many of the most mixed patterns to draw (C, A, B) in the panel PNG; 0 = no PNGs.
     panels: int = Field(default=4, ge=0, le=16)
