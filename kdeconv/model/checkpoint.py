@@ -278,16 +278,18 @@ class Separator:
         with torch.inference_mode():
             return residual_pass_kernel(self._dominant, x, a, b, w_a, residual_pass, self.normalization)
 
-    def _network(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _run(self, method, x: torch.Tensor):
+        """``method`` of the model on ``x`` (n, sy, sx) as one channel, at the autocast precision."""
         tensor = x[:, None].contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.device, self.autocast_dtype):
-            a, b, w_a = self.model(tensor)
+            return method(tensor)
+
+    def _network(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        a, b, w_a = self._run(self.model, x)
         return a[:, 0].float(), b[:, 0].float(), w_a.float()
 
     def _dominant(self, x: torch.Tensor) -> torch.Tensor:
-        tensor = x[:, None].contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), autocast(self.device, self.autocast_dtype):
-            dominant, _ = self.model.forward_dominant(tensor)
+        dominant, _ = self._run(self.model.forward_dominant, x)
         return dominant[:, 0].float()
 
     def __repr__(self) -> str:

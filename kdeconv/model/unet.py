@@ -166,10 +166,14 @@ class DualDecoderUNet(nn.Module):
         """What the weight head reads: the bottleneck's mean and max over the pattern, (N, 2C)."""
         return torch.cat([bottom.mean(dim=(2, 3)), bottom.amax(dim=(2, 3))], dim=1)
 
+    def weight_of(self, bottom: torch.Tensor) -> torch.Tensor:
+        """wA (N,): the weight head on the bottleneck."""
+        return torch.sigmoid(self.weight_head(self.pooled(bottom))).squeeze(1)
+
     def forward(self, x: torch.Tensor):
         h, w = x.shape[-2:]
         y, skips, x = self.encode(x)
-        w_a = torch.sigmoid(self.weight_head(self.pooled(y))).squeeze(1)
+        w_a = self.weight_of(y)
         a = self.dec_a(y, skips, x)[..., :h, :w]
         b = self.dec_b(y, skips, x)[..., :h, :w]
         return a, b, w_a
@@ -179,7 +183,7 @@ class DualDecoderUNet(nn.Module):
         orders them, with each pattern through only the decoder that holds it: half the decoding."""
         h, w = x.shape[-2:]
         y, skips, x = self.encode(x)
-        w_a = torch.sigmoid(self.weight_head(self.pooled(y))).squeeze(1)
+        w_a = self.weight_of(y)
         on_a = w_a >= 0.5
         w_dominant = torch.where(on_a, w_a, 1.0 - w_a)
         if bool(on_a.all()) or not bool(on_a.any()):
