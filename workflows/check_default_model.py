@@ -94,12 +94,12 @@ def pure_calibration(sep, store: Path, claim_weight: float, claim_min_cm: float,
     inventions rare (``isolated_claim_weight``)."""
     import zarr
 
-    from kdeconv.config.claim import ClaimRule, isolated_claim_weight
+    from kdeconv.config.claim import ClaimRule, cm_bars, isolated_claim_weight
     from kdeconv.evaluate.indexing import index_patterns, misorientation_deg
 
     g = zarr.open_group(str(store), mode="r")
     C = np.asarray(g["C"][...], np.float32)
-    _, pb, pw = sep.separate(C)
+    pa, pb, pw = sep.separate(C)
     minority = pw[:, 1]
     out = {"n": int(len(C)), "claim_weight": claim_weight, "claim_min_cm": claim_min_cm,
            "median_predicted_minority": float(np.median(minority)),
@@ -107,11 +107,13 @@ def pure_calibration(sep, store: Path, claim_weight: float, claim_min_cm: float,
            "claimed_by_weight_fraction": float((minority >= claim_weight).mean())}
     if detector is not None:
         ib = index_patterns(pb, detector, phase)
-        claimed = ClaimRule(claim_weight=claim_weight, claim_min_cm=claim_min_cm).claimed(pw, ib.cm)
+        # B's confidence bar as evaluate sets it for this stack (from how its A patterns index)
+        cm_bar, _ = cm_bars(claim_min_cm, index_patterns(pa, detector, phase).cm)
+        claimed = ClaimRule(claim_weight=claim_weight, claim_min_cm=claim_min_cm).claimed(pw, ib.cm, cm_bar=cm_bar)
         other = np.nan_to_num(misorientation_deg(ib.quaternions, np.asarray(g["rotation_a"][...]),
                                                  phase.point_group), nan=180.0) > TOL_DEG
         out.update(claimed_fraction=float(claimed.mean()), invented_fraction=float((claimed & other).mean()))
-        bar, shares = isolated_claim_weight(minority, other & (np.asarray(ib.cm) >= claim_min_cm),
+        bar, shares = isolated_claim_weight(minority, other & (np.asarray(ib.cm) >= cm_bar),
                                             claim_weight)
         out["isolated"] = {"claim_weight_isolated": bar, "invented_fraction_by_bar": shares}
     return out

@@ -97,6 +97,7 @@ def score(checkpoint: str | None, work: Path, label: str, held_out: tuple[int, .
     import zarr
 
     from kdeconv.evaluate.baselines import background_corrected, residual_baseline
+    from kdeconv.config.claim import cm_bars
     from kdeconv.evaluate.indexing import misorientation_deg
 
     patterns, minor_grain, weight, pairs = mixtures()
@@ -126,7 +127,8 @@ def score(checkpoint: str | None, work: Path, label: str, held_out: tuple[int, .
                       + near(first.quaternions, 2) * (minor_grain == 2)
                       + near(second.quaternions, 1) * (minor_grain == 1)
                       + near(second.quaternions, 2) * (minor_grain == 2))
-    claimed = (w[9:, 1] >= rule["claim_weight"]) & (second.cm >= rule["claim_min_cm"])
+    cm_bar, _ = cm_bars(rule["claim_min_cm"], first.cm)  # one phase: the map's own level
+    claimed = (w[9:, 1] >= rule["claim_weight"]) & (second.cm >= cm_bar)
     c_bc = background_corrected(patterns)[9:]
     raw_first = run(c_bc)
     residual = residual_baseline(c_bc, detector, refs, raw_first, min_cm=0.4)

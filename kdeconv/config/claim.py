@@ -15,6 +15,14 @@ the higher of the two. On the simulated duplex steel gate map this keeps 99.8% o
 model's pure pixels clean (lib-v2 with one bar of 0.02 everywhere: 91.6%) while its boundary bar
 is as low as 0.003 (docs/model_card.md).
 
+The confidence bar follows how well the map's patterns of a phase index at all. PyEBSDIndex's ``cm``
+depends on the phase: on simulated 120 px maps the dominant patterns of the fcc phases and Si
+index at a median cm of 0.72-0.77, of the bcc phases at 0.64-0.70 and of the hcp phases at
+0.52-0.59, and a right B follows (10th percentile 0.65-0.73 fcc, 0.25-0.37 hcp) while a pure
+pattern's wrong B stays low (at most 0.45-0.5 fcc, 0.25-0.29 hcp). ``claim_min_cm`` holds for a
+phase that indexes at ``CM_LEVEL`` or better; one that indexes lower gets a bar lower by as much,
+never below ``CM_FLOOR`` (``cm_bars``).
+
 A pattern without that context (a stack, a line scan, a map too small to segment, or one whose
 segmentation found no interiors) has nothing to protect it from a low boundary bar. A model's rule
 may carry ``claim_weight_isolated`` for those (``isolated_claim_weight``: the lowest bar at which
@@ -36,7 +44,8 @@ from pydantic import Field, ValidationError
 from kdeconv.config import StrictModel
 from kdeconv.errors import InputError
 
-__all__ = ["ClaimRule", "ClaimWeight", "ClaimMinCm", "FALLBACK_CLAIM_RULE", "in_grain_claim_weight",
+__all__ = ["ClaimRule", "ClaimWeight", "ClaimMinCm", "FALLBACK_CLAIM_RULE", "in_grain_claim_weight", "cm_bars",
+           "indexing_levels", "CM_LEVEL", "CM_FLOOR",
            "isolated_claim_weight", "rule_from_held_out", "separating_bar", "IN_GRAIN_MIN_PIXELS"]
 
 # The second constituent is the minority, so its weight is at most 0.5.
@@ -53,12 +62,13 @@ class ClaimRule(StrictModel):
     claim_weight_isolated: ClaimWeight | None = None
 
     def claimed(self, weights: np.ndarray, second_cm: np.ndarray,
-                in_grain: np.ndarray | None = None) -> np.ndarray:
+                in_grain: np.ndarray | None = None, cm_bar: np.ndarray | float | None = None) -> np.ndarray:
         """Where the second constituent is claimed: its weight (the smaller of each row of
         ``weights``) reaches the bar and its pattern indexes with confidence ``second_cm`` at least
-        ``claim_min_cm`` (an unindexed pattern has cm 0). The bar is ``claim_weight``, and the
-        higher ``claim_weight_in_grain`` where ``in_grain`` (flat, one per row) is True. Without
-        ``in_grain`` (no grain context) it is the higher ``claim_weight_isolated`` where set."""
+        ``cm_bar`` (per row, from ``cm_bars``; None: ``claim_min_cm``; an unindexed pattern has cm
+        0). The weight bar is ``claim_weight``, and the higher ``claim_weight_in_grain`` where
+        ``in_grain`` (flat, one per row) is True. Without ``in_grain`` (no grain context) it is the
+        higher ``claim_weight_isolated`` where set."""
         weights = np.asarray(weights)
         bar = np.full(len(weights), float(self.claim_weight))
         if in_grain is None:
@@ -67,7 +77,8 @@ class ClaimRule(StrictModel):
         elif self.claim_weight_in_grain is not None:
             inside = np.asarray(in_grain, bool).reshape(-1)
             bar[inside] = max(float(self.claim_weight), float(self.claim_weight_in_grain))
-        return (weights.min(axis=1) >= bar) & (np.asarray(second_cm) >= self.claim_min_cm)
+        min_cm = self.claim_min_cm if cm_bar is None else np.asarray(cm_bar, np.float64)
+        return (weights.min(axis=1) >= bar) & (np.asarray(second_cm) >= min_cm)
 
     def as_dict(self) -> dict[str, float]:
         out = {"claim_weight": float(self.claim_weight), "claim_min_cm": float(self.claim_min_cm)}
@@ -129,6 +140,48 @@ FALLBACK_CLAIM_RULE = ClaimRule(claim_weight=0.02, claim_min_cm=0.3)
 
 
 # ----------------------------------------------------------------------------- derivations
+
+# The confidence bar by phase (module doc): claim_min_cm applies as is to a phase whose patterns
+# index at a median cm of CM_LEVEL or more, and is lowered by what the phase falls short of it,
+# down to CM_FLOOR. On the simulated library maps a proportional bar (0.3 * level / 0.75) gave the
+# same hcp claims but cost the bcc phases their pure pixels (Mo 99.6 -> 98.7%); the bcc phases
+# index at 0.64-0.70 and their wrong Bs as high as the fcc ones'. A level needs
+# CM_LEVEL_MIN_PATTERNS indexed patterns.
+CM_LEVEL = 0.65
+CM_FLOOR = 0.2
+CM_LEVEL_MIN_PATTERNS = 20
+
+
+def indexing_levels(first_cm: np.ndarray, first_phase: np.ndarray | None = None) -> dict[int, float]:
+    """The median cm of the dominant patterns that index, per phase id (``first_phase``; None: one
+    level for the whole map, under id -1); phases with fewer than ``CM_LEVEL_MIN_PATTERNS``
+    indexed patterns get none."""
+    cm = np.nan_to_num(np.asarray(first_cm, np.float64).reshape(-1), nan=0.0)
+    phase = (np.full(cm.shape, -1) if first_phase is None
+             else np.asarray(first_phase).reshape(-1).astype(np.int64))
+    levels = {}
+    for pid in np.unique(phase[cm > 0]):
+        values = cm[(phase == pid) & (cm > 0)]
+        if values.size >= CM_LEVEL_MIN_PATTERNS:
+            levels[int(pid)] = float(np.median(values))
+    return levels
+
+
+def cm_bars(claim_min_cm: float, first_cm: np.ndarray, first_phase: np.ndarray | None = None,
+            second_phase: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, float]]:
+    """The confidence bar per pattern for its second constituent, and the bar per phase id: the
+    phase B indexes as (``second_phase``; None: one level for the map) sets it from that phase's
+    ``indexing_levels``, ``claim_min_cm - (CM_LEVEL - level)`` within ``[CM_FLOOR,
+    claim_min_cm]``; a phase without a level keeps ``claim_min_cm``."""
+    levels = indexing_levels(first_cm, first_phase if second_phase is not None else None)
+    floor = min(CM_FLOOR, claim_min_cm)
+    by_phase = {pid: round(float(np.clip(claim_min_cm - (CM_LEVEL - level), floor, claim_min_cm)), 4)
+                for pid, level in levels.items()}
+    n = np.asarray(first_cm).reshape(-1).size
+    phase = (np.full(n, -1) if second_phase is None
+             else np.asarray(second_phase).reshape(-1).astype(np.int64))
+    bars = np.array([by_phase.get(int(pid), claim_min_cm) for pid in phase], np.float64)
+    return bars, by_phase
 
 # The in-grain bar: the 99th percentile of the minority over a map's deep grain interiors plus
 # this margin, from at least IN_GRAIN_MIN_PIXELS of them (fewer: no in-grain bar).

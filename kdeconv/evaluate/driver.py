@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from kdeconv.config.claim import ClaimRule
+from kdeconv.config.claim import ClaimRule, cm_bars
 from kdeconv.config.detector import DetectorSpec
 from kdeconv.config.evaluate import EvaluateConfig
 from kdeconv.config.generate import GenerateConfig
@@ -237,6 +237,7 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
 
     detector, refs = _index_context(truth, cfg)
     phases = [r.phase for r in refs]
+    phases_named = {k: r.name for k, r in enumerate(refs)}
     mask = _mask(truth.A.shape[-2:], cfg, truth)
     methods: dict[str, dict] = {}
     notes: dict[str, Any] = {"phases": [{"name": r.name, "master": r.spec, "point_group": r.point_group.name,
@@ -251,8 +252,11 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
         second = index_patterns(np.where(b_dominant, sep_a, sep_b), detector, phases, rows=claimable)
     echo(summary_line(f"indexed kdeconv A and B ({', '.join(r.name for r in refs)})",
                       len(sep_a) + int(claimable.sum()), t.seconds))
+    # B's confidence bar follows how well the map's own dominant patterns of its phase index
+    cm_bar, bar_by_phase = cm_bars(rule.claim_min_cm, first.cm, first.phase_id, second.phase_id)
+    notes["claim_min_cm_by_phase"] = {phases_named[pid]: bar for pid, bar in bar_by_phase.items()}
     methods["kdeconv"] = {"first": first, "second": second,
-                          "second_claimed": rule.claimed(sep_w, second.cm, in_grain)}
+                          "second_claimed": rule.claimed(sep_w, second.cm, in_grain, cm_bar)}
     if cfg.baselines and truth.C is not None:
         with Timer() as t:
             c_ready, notes["baseline_background"] = prepare_mixtures(truth.C, cfg.background)
@@ -266,8 +270,9 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
         # most any separation can score with it.
         true_a = _index_unique(truth.A, detector, phases)
         true_b = _index_unique(truth.B, detector, phases)
+        true_bar, _ = cm_bars(rule.claim_min_cm, true_a.cm, true_a.phase_id, true_b.phase_id)
         methods["truth"] = {"first": true_a, "second": true_b,
-                            "second_claimed": rule.claimed(truth.weights, true_b.cm)}
+                            "second_claimed": rule.claimed(truth.weights, true_b.cm, cm_bar=true_bar)}
     tables, claims = {}, {}
     names = [r.name for r in refs]
     for name, m in methods.items():

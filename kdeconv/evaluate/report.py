@@ -220,9 +220,14 @@ def _markdown(metrics: dict, images: list[str]) -> str:
         c_mode = (metrics.get("baseline_background") or {}).get("mode", "raw")
         c_view = ("after static and dynamic background removal" if c_mode == "raw"
                   else "as exported (the map was already background-corrected)")
+        by_phase = metrics.get("claim_min_cm_by_phase") or {}
+        scaled = "".join(f"; {bar:g} for {name}" for name, bar in by_phase.items()
+                         if bar < cfg.get("claim_min_cm", 0))
         lines += ["How to read this: *kdeconv* claims its dominant constituent, and the other one where "
                   f"its predicted weight is ≥ {cfg['claim_weight']} and it indexes with PyEBSDIndex's "
-                  f"confidence metric ≥ {cfg.get('claim_min_cm', 0)} ({_rule_source(metrics)}). *Index raw "
+                  f"confidence metric ≥ {cfg.get('claim_min_cm', 0)}{scaled} ({_rule_source(metrics)}; "
+                  "the bar is lower for a phase whose own dominant patterns index at a lower median "
+                  "confidence). *Index raw "
                   f"C* indexes the mixture {c_view}, so it names one grain at most. *Residual subtraction* "
                   "indexes C, simulates that orientation from the master pattern of the phase it indexed as, "
                   "fits scale + offset by "

@@ -126,7 +126,7 @@ class Separation:
             stored["claim_weight_in_grain"] = claims.bar
         return ClaimRule.resolve(None, None, stored or None)[0]
 
-    def second_grain(self, cm=None) -> np.ndarray:
+    def second_grain(self, cm=None, cm_a=None, phase_a=None, phase_b=None) -> np.ndarray:
         """Where a second grain is claimed (bool, the navigation shape): B's weight reaches
         ``claim_rule.claim_weight`` (``claim_weight_in_grain`` at ``in_grain`` pixels, the higher
         of the two there) and B indexes with confidence ``cm`` of at least ``claim_min_cm``, as
@@ -135,20 +135,38 @@ class Separation:
         ``cm``: the confidence metric of B's indexing per pattern (the navigation shape, or flat
         in row-major order; 0 or NaN where unindexed), e.g. ``xmap.cm`` from kikuchipy's
         ``hough_indexing`` of ``B``. None: the weight bars alone, as though every B indexed; that is
-        the most ``evaluate`` can claim, since it also asks B to index."""
+        the most ``evaluate`` can claim, since it also asks B to index.
+
+        ``cm_a``: A's confidence metric, the same way. Given, the confidence bar follows how well
+        the map's own dominant patterns index, as in ``evaluate`` (``kdeconv.config.claim.cm_bars``:
+        lower for a phase that indexes lower, such as hcp): per phase with ``phase_a`` and
+        ``phase_b`` (A's and B's phase ids, e.g. ``xmap.phase_id``), else one level for the map."""
+        from kdeconv.config.claim import cm_bars
+
         rule = self.claim_rule
         weights, blank = self._weights_and_blank()
         nav = weights.shape[:-1]
         flat = np.nan_to_num(weights.reshape(-1, 2).astype(np.float64), nan=0.0)
+
+        def per_pattern(values, name):
+            values = np.asarray(values).reshape(-1)
+            if values.size != len(flat):
+                raise InputError(f"{name} holds {values.size} values for {len(flat)} patterns "
+                                 f"(navigation shape {nav})")
+            return values
+
+        cm_bar = None
         if cm is None:
             second_cm = np.ones(len(flat))
         else:
-            second_cm = np.nan_to_num(np.asarray(cm, np.float64).reshape(-1), nan=0.0)
-            if second_cm.size != len(flat):
-                raise InputError(f"cm holds {second_cm.size} values for {len(flat)} patterns "
-                                 f"(navigation shape {nav})")
+            second_cm = np.nan_to_num(per_pattern(cm, "cm").astype(np.float64), nan=0.0)
+            if cm_a is not None:
+                first_cm = np.nan_to_num(per_pattern(cm_a, "cm_a").astype(np.float64), nan=0.0)
+                phases = (None, None) if phase_a is None or phase_b is None else \
+                    (per_pattern(phase_a, "phase_a"), per_pattern(phase_b, "phase_b"))
+                cm_bar, _ = cm_bars(rule.claim_min_cm, first_cm, *phases)
         in_grain = self.in_grain
-        claimed = rule.claimed(flat, second_cm, None if in_grain is None else in_grain.reshape(-1))
+        claimed = rule.claimed(flat, second_cm, None if in_grain is None else in_grain.reshape(-1), cm_bar)
         return claimed.reshape(nav) & ~np.asarray(blank, bool)
 
     def _in_grain_claims(self):

@@ -164,3 +164,27 @@ def test_plot_outlines_the_claimed_pixels(two_grains):
     assert len(outline.get_segments()) == 4  # one pixel's four edges
     with pytest.raises(InputError, match="shape"):
         sep.plot(claimed=np.zeros((2, 2), bool))
+
+
+def test_a_phase_that_indexes_lower_gets_a_lower_confidence_bar(two_grains):
+    from kdeconv.config.claim import CM_LEVEL
+
+    _, _, sep = two_grains
+    claimed = sep.second_grain()
+    rule = sep.claim_rule
+    cm = np.where(claimed, 0.25, 0.0)                        # every claimed B at cm 0.25 < 0.3
+    assert rule.claim_min_cm == 0.3 and not sep.second_grain(cm=cm).any()
+    # A indexes like the fcc maps the bar was chosen on: the model's bar stays
+    assert not sep.second_grain(cm=cm, cm_a=np.full(NAV, 0.8)).any()
+    # A indexes at 0.55 (as hcp phases do): the bar is 0.3 - (CM_LEVEL - 0.55) = 0.2
+    assert 0.3 - (CM_LEVEL - 0.55) < 0.25
+    np.testing.assert_array_equal(sep.second_grain(cm=cm, cm_a=np.full(NAV, 0.55)), claimed)
+    # per phase: only B of the phase that indexes low is claimed
+    phase_a = np.zeros(NAV, int)
+    phase_a[:, : NAV[1] // 2] = 1
+    cm_a = np.where(phase_a == 1, 0.55, 0.8)
+    assert (claimed & (phase_a == 1)).any() and (claimed & (phase_a == 0)).any()
+    np.testing.assert_array_equal(sep.second_grain(cm=cm, cm_a=cm_a, phase_a=phase_a, phase_b=phase_a),
+                                  claimed & (phase_a == 1))
+    with pytest.raises(InputError, match="cm_a holds 3 values for 160 patterns"):
+        sep.second_grain(cm=cm, cm_a=np.ones(3))

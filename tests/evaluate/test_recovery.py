@@ -76,6 +76,33 @@ def test_second_claimed_needs_both_the_weight_and_the_indexing_confidence():
     assert any_cm.claimed(w, cm).tolist() == [False, True, True, True, True]
 
 
+def test_the_confidence_bar_follows_how_the_phase_indexes():
+    from kdeconv.config.claim import CM_FLOOR, CM_LEVEL, ClaimRule, cm_bars, indexing_levels
+
+    # phase 0 indexes like the fcc maps the bar was chosen on, phase 1 (an hcp phase) at 0.58,
+    # phase 2 (a hostile detector) at 0.1; 25 dominant patterns each, plus unindexed ones
+    first_cm = np.concatenate([np.full(25, 0.8), np.full(25, 0.58), np.full(25, 0.1), np.zeros(5)])
+    first_phase = np.repeat([0, 1, 2, -1], [25, 25, 25, 5])
+    assert indexing_levels(first_cm, first_phase) == pytest.approx({0: 0.8, 1: 0.58, 2: 0.1})
+    second_phase = np.roll(first_phase, 10)  # B of another phase than A in places
+    bars, by_phase = cm_bars(0.3, first_cm, first_phase, second_phase)
+    assert by_phase == pytest.approx({0: 0.3, 1: 0.3 - (CM_LEVEL - 0.58), 2: CM_FLOOR})
+    assert by_phase[1] == pytest.approx(0.23)
+    assert bars.tolist() == pytest.approx([{-1: 0.3}.get(p, by_phase.get(p)) for p in second_phase])
+    # too few indexed patterns of a phase: no level, the model's bar
+    assert cm_bars(0.3, np.full(5, 0.5), np.zeros(5, int), np.zeros(5, int))[1] == {}
+    assert cm_bars(0.3, np.full(5, 0.5))[0].tolist() == [0.3] * 5
+    # without phases, one level for the map; a model bar under the floor is never raised
+    assert cm_bars(0.3, np.full(30, 0.6))[1] == pytest.approx({-1: 0.25})
+    assert cm_bars(0.1, np.full(30, 0.3))[1] == pytest.approx({-1: 0.1})
+    # a B of the hcp phase at cm 0.25 is claimed under its scaled bar, not under the model's
+    rule = ClaimRule(claim_weight=0.03, claim_min_cm=0.3)
+    w = np.array([[0.6, 0.4], [0.6, 0.4]])
+    cm = np.array([0.25, 0.25])
+    assert rule.claimed(w, cm).tolist() == [False, False]
+    assert rule.claimed(w, cm, cm_bar=np.array([0.3, 0.23])).tolist() == [False, True]
+
+
 def test_inside_grains_the_higher_bar_applies():
     from kdeconv.config.claim import ClaimRule
 
