@@ -109,7 +109,8 @@ def pure_calibration(sep, store: Path, claim_weight: float, claim_min_cm: float,
         ib = index_patterns(pb, detector, phase)
         # B's confidence bar as evaluate sets it for this stack (from how its A patterns index)
         cm_bar, _ = cm_bars(claim_min_cm, index_patterns(pa, detector, phase).cm)
-        claimed = ClaimRule(claim_weight=claim_weight, claim_min_cm=claim_min_cm).claimed(pw, ib.cm, cm_bar=cm_bar)
+        rule = ClaimRule(claim_weight=claim_weight, claim_min_cm=claim_min_cm)
+        claimed = rule.claimed(pw, ib.cm, cm_bar=cm_bar)
         other = np.nan_to_num(misorientation_deg(ib.quaternions, np.asarray(g["rotation_a"][...]),
                                                  phase.point_group), nan=180.0) > TOL_DEG
         out.update(claimed_fraction=float(claimed.mean()), invented_fraction=float((claimed & other).mean()))

@@ -96,8 +96,8 @@ def score(checkpoint: str | None, work: Path, label: str, held_out: tuple[int, .
     mixtures made of those patterns alone."""
     import zarr
 
-    from kdeconv.evaluate.baselines import background_corrected, residual_baseline
     from kdeconv.config.claim import cm_bars
+    from kdeconv.evaluate.baselines import background_corrected, residual_baseline
     from kdeconv.evaluate.indexing import misorientation_deg
 
     patterns, minor_grain, weight, pairs = mixtures()

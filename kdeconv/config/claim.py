@@ -44,9 +44,9 @@ from pydantic import Field, ValidationError
 from kdeconv.config import StrictModel
 from kdeconv.errors import InputError
 
-__all__ = ["ClaimRule", "ClaimWeight", "ClaimMinCm", "FALLBACK_CLAIM_RULE", "in_grain_claim_weight", "cm_bars",
-           "indexing_levels", "CM_LEVEL", "CM_FLOOR",
-           "isolated_claim_weight", "rule_from_held_out", "separating_bar", "IN_GRAIN_MIN_PIXELS"]
+__all__ = ["ClaimRule", "ClaimWeight", "ClaimMinCm", "FALLBACK_CLAIM_RULE", "in_grain_claim_weight",
+           "cm_bars", "indexing_levels", "CM_LEVEL", "CM_FLOOR", "isolated_claim_weight",
+           "rule_from_held_out", "separating_bar", "IN_GRAIN_MIN_PIXELS"]
 
 # The second constituent is the minority, so its weight is at most 0.5.
 ClaimWeight = Annotated[float, Field(ge=0, le=0.5)]
