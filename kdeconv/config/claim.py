@@ -159,9 +159,10 @@ def indexing_levels(first_cm: np.ndarray, first_phase: np.ndarray | None = None)
     cm = np.nan_to_num(np.asarray(first_cm, np.float64).reshape(-1), nan=0.0)
     phase = (np.full(cm.shape, -1) if first_phase is None
              else np.asarray(first_phase).reshape(-1).astype(np.int64))
+    indexed = cm > 0
     levels = {}
-    for pid in np.unique(phase[cm > 0]):
-        values = cm[(phase == pid) & (cm > 0)]
+    for pid in np.unique(phase[indexed]):
+        values = cm[indexed & (phase == pid)]
         if values.size >= CM_LEVEL_MIN_PATTERNS:
             levels[int(pid)] = float(np.median(values))
     return levels
@@ -180,7 +181,9 @@ def cm_bars(claim_min_cm: float, first_cm: np.ndarray, first_phase: np.ndarray |
     n = np.asarray(first_cm).reshape(-1).size
     phase = (np.full(n, -1) if second_phase is None
              else np.asarray(second_phase).reshape(-1).astype(np.int64))
-    bars = np.array([by_phase.get(int(pid), claim_min_cm) for pid in phase], np.float64)
+    bars = np.full(n, float(claim_min_cm))
+    for pid, bar in by_phase.items():
+        bars[phase == pid] = bar
     return bars, by_phase
 
 # The in-grain bar: the 99th percentile of the minority over a map's deep grain interiors plus

@@ -160,9 +160,12 @@ class Separation:
             second_cm = np.ones(len(flat))
         else:
             second_cm = np.nan_to_num(per_pattern(cm, "cm").astype(np.float64), nan=0.0)
+            if (phase_a is None) != (phase_b is None):
+                raise InputError("phase_a and phase_b go together: give both (A's and B's phase ids) "
+                                 "or neither (one confidence level for the whole map)")
             if cm_a is not None:
                 first_cm = np.nan_to_num(per_pattern(cm_a, "cm_a").astype(np.float64), nan=0.0)
-                phases = (None, None) if phase_a is None or phase_b is None else \
+                phases = (None, None) if phase_a is None else \
                     (per_pattern(phase_a, "phase_a"), per_pattern(phase_b, "phase_b"))
                 cm_bar, _ = cm_bars(rule.claim_min_cm, first_cm, *phases)
         in_grain = self.in_grain

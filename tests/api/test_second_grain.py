@@ -188,3 +188,5 @@ def test_a_phase_that_indexes_lower_gets_a_lower_confidence_bar(two_grains):
                                   claimed & (phase_a == 1))
     with pytest.raises(InputError, match="cm_a holds 3 values for 160 patterns"):
         sep.second_grain(cm=cm, cm_a=np.ones(3))
+    with pytest.raises(InputError, match="phase_a and phase_b go together"):
+        sep.second_grain(cm=cm, cm_a=cm_a, phase_a=phase_a)
