@@ -212,8 +212,11 @@ def defect_pixels(mean: np.ndarray, z: float = DEFECT_Z) -> np.ndarray:
 # lies at scales above a quarter of their width, or when their mean falls off from the centre to
 # the rim: vendor processing removes both. Measured (share, falloff): raw real Ni 0.52, 0.78; raw
 # simulated maps 0.03-0.08, 0.92-0.93; processed <= 0.01, >= 0.95 on maps of many grains (a
-# 9-pattern map filtered with std = width / 3 gave 0.07, 0.86). Removing a background that is
-# not there costs little; leaving one in costs the separation, so doubtful maps count as raw.
+# 9-pattern map filtered with std = width / 3 gave 0.07, 0.86). The fine structure every pattern
+# shares (fixed-pattern gain, dust, stuck pixels) is left out of the share: it is the camera's, and
+# a raw map through a camera with strong gain read 0.03 with it (processed), 0.2 without.
+# Removing a background that is not there costs little; leaving one in costs the separation, so
+# doubtful maps count as raw.
 RAW_LOWFREQ_SHARE = 0.05
 RAW_FALLOFF = 0.93
 
@@ -223,7 +226,8 @@ def background_evidence(patterns: np.ndarray) -> dict[str, float]:
 
     ``patterns`` is a sample ``(n, sy, sx)`` of the map (a few hundred spread over it).
     ``lowfreq_share``: median share of a pattern's variance in its Gaussian blur (std = width / 4)
-    inside the detector; ``falloff``: the blurred sample mean on a ring at 0.75-0.95 of the
+    inside the detector, the fine structure all patterns share (the camera's) left out;
+    ``falloff``: the blurred sample mean on a ring at 0.75-0.95 of the
     detector radius over its centre; ``masked``: share of patterns already circular-masked.
     """
     from kdeconv.preprocess.mask import circular_mask, detect_masked
@@ -246,6 +250,7 @@ def background_evidence(patterns: np.ndarray) -> dict[str, float]:
     else:
         smooth = dynamic_background(stack, std=std)
     fine = stack - smooth
+    fine -= fine.mean(axis=0)  # the fixed pattern is the camera's, not the crystal's
     s_in, f_in = smooth[:, inner], fine[:, inner]
     s_var, f_var = s_in.var(axis=1), f_in.var(axis=1)
     share = s_var / np.maximum(s_var + f_var, 1e-12)

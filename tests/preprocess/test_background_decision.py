@@ -12,11 +12,14 @@ from kdeconv.preprocess.background import (
 )
 
 
-def _raw_map(n=64, size=60, signal=0.3, seed=0):
-    """Kikuchi-like band patterns (random orientations) on a bright-centre detector background."""
+def _raw_map(n=64, size=60, signal=0.3, seed=0, width=0.6, gain=0.0):
+    """Kikuchi-like band patterns (random orientations) on a bright-centre detector background,
+    through a camera whose pixels differ in gain by ``gain`` (std)."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[:size, :size] / size - 0.5
-    background = np.exp(-((y + 0.05) ** 2 + x**2) / (2 * 0.6**2))
+    background = np.exp(-((y + 0.05) ** 2 + x**2) / (2 * width**2))
+    pixel_gain = 1 + gain * np.random.default_rng(seed + 1).normal(size=x.shape)
+    background = background * np.clip(pixel_gain, 0.05, None)
     out = np.empty((n, size, size), np.float32)
     for i in range(n):
         bands = np.zeros((size, size))
@@ -49,6 +52,16 @@ def test_the_same_map_processed_is_processed(mask, bits8):
     mode, evidence = decide_background(_processed(_raw_map(), mask, bits8))
     assert mode == "processed", evidence
     assert evidence["masked"] == (1.0 if mask else 0.0)
+
+
+def test_a_flat_raw_map_through_a_camera_with_strong_pixel_gain_is_raw():
+    # a broad background barely falls off to the rim; the pixels' gain is fine structure every
+    # pattern shares, which is the camera's and must not pass for the crystal's bands
+    raw = _raw_map(signal=0.2, width=1.2, gain=0.15)
+    mode, evidence = decide_background(raw)
+    assert evidence["falloff"] > 0.93
+    assert mode == "raw", evidence
+    assert decide_background(_processed(raw))[0] == "processed"
 
 
 def test_real_raw_nickel_patterns_are_raw_and_their_processed_copy_is_not():
