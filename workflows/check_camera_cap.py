@@ -37,26 +37,25 @@ def camera_cap(truth_path: str | Path, minority_from: float = 0.25) -> dict:
     from kdeconv.evaluate.driver import read_truth
     from kdeconv.evaluate.indexing import index_patterns, misorientation_deg
     from kdeconv.evaluate.reference import reference_phases
-    from kdeconv.evaluate.simulate_map import camera_effects, expected_recording
+    from kdeconv.evaluate.simulate_map import camera_effects, expected_recording, recording_unit
 
     truth = read_truth(truth_path)
-    attrs = dict(zarr.open_group(str(truth_path), mode="r").attrs)
-    if attrs.get("style") != "raw":
-        raise SystemExit(f"{truth_path}: style {attrs.get('style')!r}; the oracle needs a raw map")
-    config = SimulateMapConfig.model_validate(attrs["config"])
+    if truth.style != "raw":
+        raise SystemExit(f"{truth_path}: style {truth.style!r}; the oracle needs a raw map")
+    config = SimulateMapConfig.model_validate(zarr.open_group(str(truth_path), mode="r").attrs["config"])
+    r = config.realism
     shape = tuple(truth.A.shape[-2:])
     minority = truth.weights.min(axis=1)
     rows = np.flatnonzero(minority >= min(minority_from, BINS[0][0]))
     a = truth.A[rows].astype(np.float32) / 65535.0   # the clean patterns, [0, 1] as mixed
     b = truth.B[rows].astype(np.float32) / 65535.0
     w = truth.weights[rows]
-    gain = camera_effects(config.seed, config.realism, shape)
-    unit = expected_recording(np.ones((1,) + shape, np.float32), config.realism, gain)[0] \
-        - expected_recording(np.zeros((1,) + shape, np.float32), config.realism, gain)[0]
-    residual = (truth.C[rows].astype(np.float64)
-                - expected_recording(w[:, :1, None] * a, config.realism, gain)) / unit  # wB·blur(B) + noise
-    clean_b = (expected_recording(w[:, 1:, None] * b, config.realism, gain)
-               - expected_recording(np.zeros((1,) + shape, np.float32), config.realism, gain)) / unit
+    gain = camera_effects(config.seed, r, shape)
+    unit = recording_unit(r, shape, gain)
+    dark = unit * (1.0 - r.signal_fraction)   # the recording of a pattern with no bands
+    unit = unit * r.signal_fraction           # per unit of (blurred) pattern
+    residual = (truth.C[rows].astype(np.float64) - expected_recording(w[:, :1, None] * a, r, gain)) / unit
+    clean_b = (expected_recording(w[:, 1:, None] * b, r, gain) - dark) / unit  # wB·blur(B)
     noise = (residual - clean_b).reshape(len(rows), -1)
     band_to_noise = clean_b.reshape(len(rows), -1).std(axis=1) / np.maximum(noise.std(axis=1), 1e-12)
 

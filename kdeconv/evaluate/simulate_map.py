@@ -36,7 +36,8 @@ from kdeconv.evaluate.polycrystal import footprint_samples, grain_fractions, ran
 from kdeconv.io.store import finalize_output, nav_chunks, prepare_output, store_attrs
 
 __all__ = ["simulate_map", "UP2_NAME", "UP1_NAME", "TRUTH_NAME", "assign_phases",
-           "record_counts", "expected_recording", "camera_effects", "vendor_processed", "detector_background"]
+           "record_counts", "expected_recording", "recording_unit", "camera_effects", "vendor_processed",
+           "detector_background"]
 
 UP2_NAME = "map.up2"
 UP1_NAME = "map.up1"
@@ -117,38 +118,42 @@ def record_counts(mixtures: np.ndarray, r: RealismSpec, seed: int, pixel_index: 
     return np.clip(np.rint(out), 0, 65535)
 
 
+def recording_unit(r: RealismSpec, shape: tuple[int, int], gain_map: np.ndarray | None = None,
+                   level: float = 1.0) -> np.ndarray:
+    """What the camera records (sy, sx), in the file's units, for a uniform ``s*M + 1 - s`` of
+    ``level``: the dose over its background field, through its gain and an 8-bit camera's full
+    scale."""
+    from kdeconv.generate.augment import background_field
+
+    unit = r.dose * background_field(tuple(shape), r.background_width, r.background_dy, r.background_dx)
+    unit = unit * level
+    if gain_map is not None:
+        unit = unit * gain_map
+    if r.bits == 8:
+        unit = unit * (255.0 / full_scale(r, shape))
+    return unit
+
+
 def expected_recording(mixtures: np.ndarray, r: RealismSpec, gain_map: np.ndarray | None = None
                        ) -> np.ndarray:
     """The noise-free mean of ``record_counts`` for clean mixtures (n, sy, sx) in [0, 1], in the
     file's units: what the camera would record with no shot or read noise, no rounding and no
     stuck pixels (``gain_map`` as ``camera_effects`` gives it)."""
-    from kdeconv.generate.augment import background_field, gaussian_blur
+    from kdeconv.generate.augment import gaussian_blur
 
     m = np.asarray(mixtures, np.float32)
     shape = tuple(m.shape[-2:])
     if r.blur_sigma > 0:
         m = np.stack([gaussian_blur(p, r.blur_sigma) for p in m.reshape((-1,) + shape)]).reshape(m.shape)
-    unit = r.dose * background_field(shape, r.background_width, r.background_dy, r.background_dx)
-    if gain_map is not None:
-        unit = unit * gain_map
-    if r.bits == 8:
-        unit = unit * (255.0 / full_scale(r, shape))
-    return unit * (r.signal_fraction * m.astype(np.float64) + (1.0 - r.signal_fraction))
+    return recording_unit(r, shape, gain_map) * (r.signal_fraction * m.astype(np.float64)
+                                                 + (1.0 - r.signal_fraction))
 
 
 def detector_background(r: RealismSpec, shape: tuple[int, int], gain_map: np.ndarray | None,
                         mean_signal: float) -> np.ndarray:
     """The camera's own static background (sy, sx) in recorded units: the expected recording of a
     pattern with no bands (``mean_signal`` everywhere), as a background acquisition gives it."""
-    from kdeconv.generate.augment import background_field
-
-    g = background_field(tuple(shape), r.background_width, r.background_dy, r.background_dx)
-    bg = r.dose * g * ((1 - r.signal_fraction) + r.signal_fraction * mean_signal)
-    if gain_map is not None:
-        bg = bg * gain_map
-    if r.bits == 8:
-        bg = bg * (255.0 / full_scale(r, shape))
-    return bg
+    return recording_unit(r, shape, gain_map, (1 - r.signal_fraction) + r.signal_fraction * mean_signal)
 
 
 def vendor_processed(recorded: np.ndarray, static_bg: np.ndarray, spec: ProcessedSpec) -> np.ndarray:
