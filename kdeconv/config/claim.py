@@ -46,7 +46,8 @@ from kdeconv.errors import InputError
 
 __all__ = ["ClaimRule", "ClaimWeight", "ClaimMinCm", "FALLBACK_CLAIM_RULE", "in_grain_claim_weight",
            "cm_bars", "indexing_levels", "CM_LEVEL", "CM_FLOOR", "isolated_claim_weight",
-           "rule_from_held_out", "separating_bar", "IN_GRAIN_MIN_PIXELS"]
+           "rule_from_held_out", "separating_bar", "IN_GRAIN_MIN_PIXELS", "neighbour_supported",
+           "NEIGHBOUR_PX", "NEIGHBOUR_DEG"]
 
 # The second constituent is the minority, so its weight is at most 0.5.
 ClaimWeight = Annotated[float, Field(ge=0, le=0.5)]
@@ -279,3 +280,56 @@ def rule_from_held_out(true_minority: np.ndarray, pred_minority: np.ndarray,
     bar = separating_bar(true_minority, pred_minority)
     weight = base.claim_weight if bar is None else min(base.claim_weight, bar)
     return {"claim_weight": round(float(weight), 4), "claim_min_cm": float(base.claim_min_cm)}
+
+
+# ----------------------------------------------------------------------------- neighbours
+
+# A second grain is the neighbour the beam's footprint reaches: on a map it is seen nearby as
+# the dominant grain of some pixel. Within NEIGHBOUR_PX (Euclidean, in scan steps) and
+# NEIGHBOUR_DEG of that grain's orientation, in the same phase (module doc of evaluate).
+NEIGHBOUR_PX = 3.0
+NEIGHBOUR_DEG = 5.0
+
+
+def neighbour_supported(second_q: np.ndarray, second_phase: np.ndarray, first_q: np.ndarray,
+                        first_phase: np.ndarray, nav_shape: tuple[int, ...], point_groups,
+                        radius_px: float = NEIGHBOUR_PX, tol_deg: float = NEIGHBOUR_DEG,
+                        rows: np.ndarray | None = None) -> np.ndarray | None:
+    """Where each pattern's second orientation (``second_q``, flat ``(n, 4)`` quaternions in
+    row-major map order, NaN where unindexed) is some other pixel's first orientation within
+    ``radius_px``: same phase id (an index into ``point_groups``; -1: unindexed, a None entry: a
+    phase never matched) and within ``tol_deg`` with
+    that phase's symmetry. ``rows``: only these are asked (the others are False). None when the
+    map is not 2-D (a stack or a line scan has no neighbours to ask)."""
+    from kdeconv.evaluate.indexing import misorientation_deg
+
+    if len(nav_shape) != 2 or min(nav_shape) < 2:
+        return None
+    ny, nx = (int(v) for v in nav_shape)
+    second_q = np.asarray(second_q, np.float64).reshape(-1, 4)
+    first_q = np.asarray(first_q, np.float64).reshape(-1, 4)
+    second_phase = np.asarray(second_phase).reshape(-1).astype(np.int64)
+    first_phase = np.asarray(first_phase).reshape(-1).astype(np.int64)
+    ask = np.isfinite(second_q).all(axis=1) & (second_phase >= 0)
+    if rows is not None:
+        ask &= np.asarray(rows, bool).reshape(-1)
+    supported = np.zeros(ny * nx, bool)
+    r = int(np.floor(radius_px))
+    offsets = sorted(((dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)
+                      if 0 < dy * dy + dx * dx <= radius_px ** 2), key=lambda o: o[0] ** 2 + o[1] ** 2)
+    for dy, dx in offsets:
+        todo = np.flatnonzero(ask & ~supported)
+        if not todo.size:
+            break
+        y, x = np.divmod(todo, nx)
+        y, x = y + dy, x + dx
+        inside = (y >= 0) & (y < ny) & (x >= 0) & (x < nx)
+        todo, other = todo[inside], (y * nx + x)[inside]
+        for k, point_group in enumerate(point_groups):
+            if point_group is None:
+                continue
+            sel = (second_phase[todo] == k) & (first_phase[other] == k)
+            if sel.any():
+                angle = misorientation_deg(second_q[todo[sel]], first_q[other[sel]], point_group)
+                supported[todo[sel][np.nan_to_num(angle, nan=np.inf) <= tol_deg]] = True
+    return supported

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from kdeconv.config.claim import ClaimRule, cm_bars
+from kdeconv.config.claim import ClaimRule, cm_bars, neighbour_supported
 from kdeconv.config.detector import DetectorSpec
 from kdeconv.config.evaluate import EvaluateConfig
 from kdeconv.config.generate import GenerateConfig
@@ -273,12 +273,27 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
         true_bar, _ = cm_bars(rule.claim_min_cm, true_a.cm, true_a.phase_id, true_b.phase_id)
         methods["truth"] = {"first": true_a, "second": true_b,
                             "second_claimed": rule.claimed(truth.weights, true_b.cm, cm_bar=true_bar)}
+    # every method's second grain must be seen nearby as some pixel's dominant grain
+    point_groups = [r.point_group for r in refs]
+    if cfg.claim_neighbour_px is not None:
+        notes["neighbour_claims"] = {"radius_px": cfg.claim_neighbour_px, "tol_deg": cfg.claim_neighbour_deg}
+        for name, m in methods.items():
+            claimed = np.asarray(m["second_claimed"], bool)
+            seen = neighbour_supported(m["second"].quaternions, m["second"].phase_id, m["first"].quaternions,
+                                       m["first"].phase_id, truth.nav_shape, point_groups,
+                                       cfg.claim_neighbour_px, cfg.claim_neighbour_deg, rows=claimed)
+            if seen is None:
+                notes["neighbour_claims"]["why_none"] = "not a 2-D map"
+                break
+            m["second_claimed"] = claimed & seen
+            notes["neighbour_claims"][name] = {"claimed": int(claimed.sum()),
+                                               "unseen_nearby": int((claimed & ~seen).sum())}
     tables, claims = {}, {}
     names = [r.name for r in refs]
     for name, m in methods.items():
         angles = phase_claim_angles(m["first"].quaternions, m["second"].quaternions, m["first"].phase_id,
                                     m["second"].phase_id, truth.rotation_a, truth.rotation_b, truth.phase_a,
-                                    truth.phase_b, [r.point_group for r in refs])
+                                    truth.phase_b, point_groups)
         tables[name] = recovery_table(angles, truth.weights, m["second_claimed"], cfg.tolerances_deg,
                                       cfg.pure_below, cfg.mixed_from)
         tables[name].update(phase_tables(angles, truth.weights, m["second_claimed"], truth.phase_a,

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from kdeconv.config.claim import ClaimRule
+from kdeconv.config.claim import NEIGHBOUR_PX, ClaimRule
 from kdeconv.config.separate import BackgroundConfig, SeparateConfig
 from kdeconv.errors import InputError
 
@@ -126,7 +126,8 @@ class Separation:
             stored["claim_weight_in_grain"] = claims.bar
         return ClaimRule.resolve(None, None, stored or None)[0]
 
-    def second_grain(self, cm=None, cm_a=None, phase_a=None, phase_b=None) -> np.ndarray:
+    def second_grain(self, cm=None, cm_a=None, phase_a=None, phase_b=None, xmap_a=None, xmap_b=None,
+                     neighbour_px: float | None = NEIGHBOUR_PX) -> np.ndarray:
         """Where a second grain is claimed (bool, the navigation shape): B's weight reaches
         ``claim_rule.claim_weight`` (``claim_weight_in_grain`` at ``in_grain`` pixels, the higher
         of the two there) and B indexes with confidence ``cm`` of at least ``claim_min_cm``, as
@@ -140,7 +141,14 @@ class Separation:
         ``cm_a``: A's confidence metric, the same way. Given, the confidence bar follows how well
         the map's own dominant patterns index, as in ``evaluate`` (``kdeconv.config.claim.cm_bars``:
         lower for a phase that indexes lower, such as hcp): per phase with ``phase_a`` and
-        ``phase_b`` (A's and B's phase ids, e.g. ``xmap.phase_id``), else one level for the map."""
+        ``phase_b`` (A's and B's phase ids, e.g. ``xmap.phase_id``), else one level for the map.
+
+        ``xmap_a``, ``xmap_b``: orix ``CrystalMap``s of A and B indexed with one phase list (e.g.
+        kikuchipy's ``hough_indexing``), all the map's points in row-major order. They give ``cm``,
+        ``cm_a`` and the phase ids not passed, and on a 2-D map a second grain then counts only
+        where some pixel within ``neighbour_px`` scan steps has it as its dominant grain (same
+        phase, within ``NEIGHBOUR_DEG``), as ``evaluate`` claims (``kdeconv.config.claim.
+        neighbour_supported``; ``neighbour_px=None``: off)."""
         from kdeconv.config.claim import cm_bars
 
         rule = self.claim_rule
@@ -155,6 +163,13 @@ class Separation:
                                  f"(navigation shape {nav})")
             return values
 
+        if (xmap_a is None) != (xmap_b is None):
+            raise InputError("xmap_a and xmap_b go together: give both (A's and B's indexing) or neither")
+        if xmap_b is not None:
+            cm = _xmap_prop(xmap_b, "cm") if cm is None else cm
+            cm_a = _xmap_prop(xmap_a, "cm") if cm_a is None else cm_a
+            if phase_a is None and phase_b is None:
+                phase_a, phase_b = np.asarray(xmap_a.phase_id), np.asarray(xmap_b.phase_id)
         cm_bar = None
         if cm is None:
             second_cm = np.ones(len(flat))
@@ -170,6 +185,10 @@ class Separation:
                 cm_bar, _ = cm_bars(rule.claim_min_cm, first_cm, *phases)
         in_grain = self.in_grain
         claimed = rule.claimed(flat, second_cm, None if in_grain is None else in_grain.reshape(-1), cm_bar)
+        if xmap_b is not None and neighbour_px is not None:
+            seen = _seen_nearby(xmap_a, xmap_b, nav, neighbour_px, claimed)
+            if seen is not None:
+                claimed &= seen
         return claimed.reshape(nav) & ~np.asarray(blank, bool)
 
     def _in_grain_claims(self):
@@ -625,3 +644,32 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
     a, b, w, blank = arrays
     return Separation(_signal(found.signal, a, "A"), _signal(found.signal, b, "B"), w, blank,
                       plan.decision["mode"], tuple(plan.work_shape), client if found.lazy else None, record)
+
+
+def _xmap_prop(xmap, name: str) -> np.ndarray:
+    try:
+        return np.asarray(xmap.prop[name])
+    except (AttributeError, KeyError):
+        raise InputError(f"the crystal map holds no {name!r} property (index with kikuchipy's "
+                         "hough_indexing, or pass cm= and cm_a=)") from None
+
+
+def _seen_nearby(xmap_a, xmap_b, nav, radius_px: float, rows: np.ndarray) -> np.ndarray | None:
+    """``neighbour_supported`` for two crystal maps of one phase list: B's orientation against
+    the dominant (A's) orientations around it."""
+    from kdeconv.config.claim import NEIGHBOUR_DEG, neighbour_supported
+
+    n = int(np.prod(nav))
+    for name, xmap in (("xmap_a", xmap_a), ("xmap_b", xmap_b)):
+        if xmap.size != n or xmap.rotations.size != n:
+            raise InputError(f"{name} holds {xmap.size} points for {n} patterns (navigation shape {nav}): "
+                             "index every pattern of the map")
+    ids_a, ids_b = np.asarray(xmap_a.phase_id).astype(np.int64), np.asarray(xmap_b.phase_id).astype(np.int64)
+    top = int(max(ids_a.max(initial=-1), ids_b.max(initial=-1)))
+    point_groups = []
+    for pid in range(top + 1):
+        phases = [x.phases[pid] for x in (xmap_a, xmap_b) if pid in x.phases.ids]
+        point_groups.append(phases[0].point_group if phases else None)
+    quats = [np.asarray(x.rotations.data, np.float64).reshape(-1, 4) for x in (xmap_a, xmap_b)]
+    return neighbour_supported(quats[1], ids_b, quats[0], ids_a, nav, point_groups, radius_px, NEIGHBOUR_DEG,
+                               rows=rows)

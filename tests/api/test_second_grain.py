@@ -190,3 +190,37 @@ def test_a_phase_that_indexes_lower_gets_a_lower_confidence_bar(two_grains):
         sep.second_grain(cm=cm, cm_a=np.ones(3))
     with pytest.raises(InputError, match="phase_a and phase_b go together"):
         sep.second_grain(cm=cm, cm_a=cm_a, phase_a=phase_a)
+
+
+def _xmap(quaternions, cm):
+    from orix.crystal_map import CrystalMap, Phase, PhaseList
+    from orix.quaternion import Rotation
+
+    ny, nx = NAV
+    y, x = np.divmod(np.arange(ny * nx), nx)
+    return CrystalMap(Rotation(quaternions), phase_id=np.zeros(ny * nx, int), x=x.astype(float),
+                      y=y.astype(float), phase_list=PhaseList(Phase("ni", point_group="m-3m")),
+                      prop={"cm": np.asarray(cm, float).reshape(-1)})
+
+
+def test_with_crystal_maps_a_second_grain_must_be_seen_nearby(two_grains):
+    from orix.quaternion import Rotation
+
+    _, _, sep = two_grains
+    claimed = sep.second_grain()
+    grains = Rotation.from_axes_angles([[0, 0, 1], [1, 1, 0]], np.deg2rad([20, 35])).data
+    left = np.arange(NAV[0] * NAV[1]) % NAV[1] < 8
+    q_a = np.where(left[:, None], grains[0], grains[1])
+    q_b = np.where(left[:, None], grains[1], grains[0])        # each pixel's B: the grain next door
+    invented = np.flatnonzero(claimed.reshape(-1))[0]
+    q_b[invented] = Rotation.from_axes_angles([1, 2, 3], np.deg2rad(50)).data  # held by no pixel
+    xmap_a, xmap_b = _xmap(q_a, np.full(NAV, 0.8)), _xmap(q_b, np.full(NAV, 0.8))
+    expected = claimed.copy().reshape(-1)
+    expected[invented] = False
+    np.testing.assert_array_equal(sep.second_grain(xmap_a=xmap_a, xmap_b=xmap_b).reshape(-1), expected)
+    # off, the crystal maps give the confidences only
+    np.testing.assert_array_equal(sep.second_grain(xmap_a=xmap_a, xmap_b=xmap_b, neighbour_px=None), claimed)
+    with pytest.raises(InputError, match="go together"):
+        sep.second_grain(xmap_b=xmap_b)
+    with pytest.raises(InputError, match="48 values for 160 patterns"):
+        sep.second_grain(xmap_a=xmap_a[:3], xmap_b=xmap_b[:3])  # three rows of the map

@@ -198,3 +198,32 @@ def test_pairs_recovered_takes_either_assignment():
     both, one = pairs_recovered(np.r_[turn, eye, eye], np.r_[eye, np.full((1, 4), np.nan), turn],
                                 np.r_[eye, eye, eye], np.r_[turn, turn, turn], Oh)
     assert both.tolist() == [True, False, True] and one.tolist() == [True, True, True]
+
+
+def test_a_second_grain_counts_where_a_neighbour_has_it_as_its_dominant_grain(m3m):
+    from kdeconv.config.claim import neighbour_supported
+
+    # a 5x6 map: grain 10° left of column 3, grain 30° from it; column 2 holds both
+    nav = (5, 6)
+    first = np.stack([_rot_z(10) if x < 3 else _rot_z(30) for _ in range(5) for x in range(6)])
+    phase = np.zeros(30, int)
+    second = np.full((30, 4), np.nan)
+    second[2] = _rot_z(31)                      # 1° off the grain next door: seen
+    second[8] = _rot_z(30 + 90)                 # the same grain by cubic symmetry: seen
+    second[12] = _rot_z(55)                     # no pixel holds it: invented
+    second[0] = _rot_z(30)                      # three steps from the grain: seen at radius 3 only
+    seen = neighbour_supported(second, phase, first, phase, nav, [m3m], radius_px=3, tol_deg=5)
+    assert seen.tolist() == [i in (0, 2, 8) for i in range(30)]
+    assert not neighbour_supported(second, phase, first, phase, nav, [m3m], radius_px=2)[0]
+    # another phase never matches; rows limit the work
+    other = phase.copy()
+    other[8] = 1
+    seen = neighbour_supported(second, other, first, phase, nav, [m3m, m3m], rows=np.arange(30) != 2)
+    assert seen[[0, 2, 8]].tolist() == [True, False, False]
+    # a pixel is not its own neighbour
+    second[20] = first[20]
+    first[[14, 19, 21, 26]] = _rot_z(70)
+    assert not neighbour_supported(second, phase, first, phase, nav, [m3m], radius_px=1)[20]
+    assert neighbour_supported(second, phase, first, phase, nav, [m3m], radius_px=1.5)[20]
+    # a line scan or a stack has no neighbours to ask
+    assert neighbour_supported(second[:6], phase[:6], first[:6], phase[:6], (6,), [m3m]) is None
