@@ -47,7 +47,7 @@ from kdeconv.errors import InputError
 __all__ = ["ClaimRule", "ClaimWeight", "ClaimMinCm", "FALLBACK_CLAIM_RULE", "in_grain_claim_weight",
            "cm_bars", "indexing_levels", "CM_LEVEL", "CM_FLOOR", "isolated_claim_weight",
            "rule_from_held_out", "separating_bar", "IN_GRAIN_MIN_PIXELS", "neighbour_supported",
-           "NEIGHBOUR_PX", "NEIGHBOUR_DEG"]
+           "NEIGHBOUR_PX", "NEIGHBOUR_DEG", "NEIGHBOUR_MIN_CM"]
 
 # The second constituent is the minority, so its weight is at most 0.5.
 ClaimWeight = Annotated[float, Field(ge=0, le=0.5)]
@@ -285,10 +285,13 @@ def rule_from_held_out(true_minority: np.ndarray, pred_minority: np.ndarray,
 # ----------------------------------------------------------------------------- neighbours
 
 # A second grain is the neighbour the beam's footprint reaches: on a map it is seen nearby as
-# the dominant grain of some pixel. Within NEIGHBOUR_PX (Euclidean, in scan steps) and
-# NEIGHBOUR_DEG of that grain's orientation, in the same phase (module doc of evaluate).
+# the dominant grain of some pixel, within NEIGHBOUR_PX (Euclidean, in scan steps) and
+# NEIGHBOUR_DEG of that grain's orientation, in the same phase. Seen there, B need only index at
+# NEIGHBOUR_MIN_CM: on the simulated library maps an invented B seldom matches a neighbour,
+# while right Bs of hcp phases often index below 0.3 (module doc).
 NEIGHBOUR_PX = 3.0
 NEIGHBOUR_DEG = 5.0
+NEIGHBOUR_MIN_CM = 0.1
 
 
 def neighbour_supported(second_q: np.ndarray, second_phase: np.ndarray, first_q: np.ndarray,

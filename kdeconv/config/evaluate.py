@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from kdeconv.config import StrictModel
-from kdeconv.config.claim import NEIGHBOUR_DEG, NEIGHBOUR_PX, ClaimMinCm, ClaimWeight
+from kdeconv.config.claim import NEIGHBOUR_DEG, NEIGHBOUR_MIN_CM, NEIGHBOUR_PX, ClaimMinCm, ClaimWeight
 from kdeconv.config.detector import DetectorSpec
 
 
@@ -32,12 +32,15 @@ class EvaluateConfig(StrictModel):
     # minorities against grains invented on pure pixels.
     claim_weight: ClaimWeight | None = None
     claim_min_cm: ClaimMinCm | None = None
-    # A second grain counts only where some pixel within claim_neighbour_px scan steps has it as
-    # its dominant grain (same phase, within claim_neighbour_deg): the beam's footprint reaches
-    # neighbours, and a B that matches none is invented. null: off (a grain below the surface or
-    # a twin thinner than the step is then claimable, and so is an invented one).
+    # On a 2-D map a second grain counts only where some pixel within claim_neighbour_px scan
+    # steps has it as its dominant grain (same phase, within claim_neighbour_deg): the beam's
+    # footprint reaches neighbours, and a B that matches none is invented. That is B's evidence,
+    # so it need only index at claim_neighbour_min_cm rather than claim_min_cm (every method,
+    # the baselines too). null: off, and claim_min_cm applies (a grain below the surface or a
+    # twin thinner than the step is then claimable, and so is an invented one).
     claim_neighbour_px: float | None = Field(default=NEIGHBOUR_PX, ge=1, le=20)
     claim_neighbour_deg: float = Field(default=NEIGHBOUR_DEG, gt=0, le=20)
+    claim_neighbour_min_cm: ClaimMinCm = NEIGHBOUR_MIN_CM
     residual_min_cm: float = Field(default=0.4, ge=0, le=1)   # residual baseline claims a 2nd grain above
     # Score (and fit) inside the circular detector mask only; null: where the truth map was
     # exported masked (simulate-map's processed style).

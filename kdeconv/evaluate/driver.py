@@ -252,17 +252,27 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
         second = index_patterns(np.where(b_dominant, sep_a, sep_b), detector, phases, rows=claimable)
     echo(summary_line(f"indexed kdeconv A and B ({', '.join(r.name for r in refs)})",
                       len(sep_a) + int(claimable.sum()), t.seconds))
-    # B's confidence bar follows how well the map's own dominant patterns of its phase index
-    cm_bar, bar_by_phase = cm_bars(rule.claim_min_cm, first.cm, first.phase_id, second.phase_id)
-    notes["claim_min_cm_by_phase"] = {phases_named[pid]: bar for pid, bar in bar_by_phase.items()}
+    # On a 2-D map B's evidence is a neighbour that has it as its dominant grain (below), and B
+    # need only index at claim_neighbour_min_cm; elsewhere B's confidence bar follows how well the
+    # map's own dominant patterns of its phase index.
+    point_groups = [r.point_group for r in refs]
+    nav = tuple(truth.nav_shape)
+    neighbours = cfg.claim_neighbour_px is not None and len(nav) == 2 and min(nav) >= 2
+    if neighbours:
+        cm_bar = cfg.claim_neighbour_min_cm
+    else:
+        cm_bar, bar_by_phase = cm_bars(rule.claim_min_cm, first.cm, first.phase_id, second.phase_id)
+        notes["claim_min_cm_by_phase"] = {phases_named[pid]: bar for pid, bar in bar_by_phase.items()}
     methods["kdeconv"] = {"first": first, "second": second,
                           "second_claimed": rule.claimed(sep_w, second.cm, in_grain, cm_bar)}
     if cfg.baselines and truth.C is not None:
         with Timer() as t:
             c_ready, notes["baseline_background"] = prepare_mixtures(truth.C, cfg.background)
             methods["raw"] = raw_baseline(c_ready, detector, refs)
+            residual_cm = min(cfg.residual_min_cm, cfg.claim_neighbour_min_cm) if neighbours \
+                else cfg.residual_min_cm
             methods["residual"] = residual_baseline(c_ready, detector, refs, methods["raw"]["first"],
-                                                    mask=mask, min_cm=cfg.residual_min_cm)
+                                                    mask=mask, min_cm=residual_cm)
         echo(summary_line("baselines (index C, simulate, subtract, index residual)", 2 * len(c_ready),
                           t.seconds))
     if cfg.ceiling:
@@ -270,23 +280,20 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
         # most any separation can score with it.
         true_a = _index_unique(truth.A, detector, phases)
         true_b = _index_unique(truth.B, detector, phases)
-        true_bar, _ = cm_bars(rule.claim_min_cm, true_a.cm, true_a.phase_id, true_b.phase_id)
+        true_bar = cm_bar if neighbours else cm_bars(rule.claim_min_cm, true_a.cm, true_a.phase_id,
+                                                     true_b.phase_id)[0]
         methods["truth"] = {"first": true_a, "second": true_b,
                             "second_claimed": rule.claimed(truth.weights, true_b.cm, cm_bar=true_bar)}
-    # every method's second grain must be seen nearby as some pixel's dominant grain
-    point_groups = [r.point_group for r in refs]
-    if cfg.claim_neighbour_px is not None:
-        notes["neighbour_claims"] = {"radius_px": cfg.claim_neighbour_px, "tol_deg": cfg.claim_neighbour_deg}
+    if neighbours:  # the same evidence for every method
+        notes["neighbour_claims"] = {"radius_px": cfg.claim_neighbour_px, "tol_deg": cfg.claim_neighbour_deg,
+                                     "min_cm": cfg.claim_neighbour_min_cm}
         for name, m in methods.items():
             claimed = np.asarray(m["second_claimed"], bool)
             seen = neighbour_supported(m["second"].quaternions, m["second"].phase_id, m["first"].quaternions,
-                                       m["first"].phase_id, truth.nav_shape, point_groups,
-                                       cfg.claim_neighbour_px, cfg.claim_neighbour_deg, rows=claimed)
-            if seen is None:
-                notes["neighbour_claims"]["why_none"] = "not a 2-D map"
-                break
+                                       m["first"].phase_id, nav, point_groups, cfg.claim_neighbour_px,
+                                       cfg.claim_neighbour_deg, rows=claimed)
             m["second_claimed"] = claimed & seen
-            notes["neighbour_claims"][name] = {"claimed": int(claimed.sum()),
+            notes["neighbour_claims"][name] = {"claimed": int(m["second_claimed"].sum()),
                                                "unseen_nearby": int((claimed & ~seen).sum())}
     tables, claims = {}, {}
     names = [r.name for r in refs]

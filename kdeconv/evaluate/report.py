@@ -220,19 +220,28 @@ def _markdown(metrics: dict, images: list[str]) -> str:
         c_mode = (metrics.get("baseline_background") or {}).get("mode", "raw")
         c_view = ("after static and dynamic background removal" if c_mode == "raw"
                   else "as exported (the map was already background-corrected)")
-        by_phase = metrics.get("claim_min_cm_by_phase") or {}
-        scaled = "".join(f"; {bar:g} for {name}" for name, bar in by_phase.items()
-                         if bar < cfg.get("claim_min_cm", 0))
+        neighbours = metrics.get("neighbour_claims")
+        if neighbours:
+            confidence = (f"it indexes with PyEBSDIndex's confidence metric ≥ {neighbours['min_cm']:g} "
+                          f"as a grain that some pixel within {neighbours['radius_px']:g} scan steps has "
+                          f"as its dominant grain (same phase, within {neighbours['tol_deg']:g}°; every "
+                          f"method's second grain must be seen so) ({_rule_source(metrics)})")
+            residual_cm = min(cfg["residual_min_cm"], neighbours["min_cm"])
+        else:
+            by_phase = metrics.get("claim_min_cm_by_phase") or {}
+            scaled = "".join(f"; {bar:g} for {name}" for name, bar in by_phase.items()
+                             if bar < cfg.get("claim_min_cm", 0))
+            confidence = (f"it indexes with PyEBSDIndex's confidence metric ≥ {cfg.get('claim_min_cm', 0)}"
+                          f"{scaled} ({_rule_source(metrics)}; the bar is lower for a phase whose own "
+                          "dominant patterns index at a lower median confidence)")
+            residual_cm = cfg["residual_min_cm"]
         lines += ["How to read this: *kdeconv* claims its dominant constituent, and the other one where "
-                  f"its predicted weight is ≥ {cfg['claim_weight']} and it indexes with PyEBSDIndex's "
-                  f"confidence metric ≥ {cfg.get('claim_min_cm', 0)}{scaled} ({_rule_source(metrics)}; "
-                  "the bar is lower for a phase whose own dominant patterns index at a lower median "
-                  "confidence). *Index raw "
+                  f"its predicted weight is ≥ {cfg['claim_weight']} and {confidence}. *Index raw "
                   f"C* indexes the mixture {c_view}, so it names one grain at most. *Residual subtraction* "
                   "indexes C, simulates that orientation from the master pattern of the phase it indexed as, "
                   "fits scale + offset by "
                   "least squares, subtracts, and claims the residual's orientation where PyEBSDIndex's "
-                  f"confidence metric is ≥ {cfg['residual_min_cm']}. *True A, B* indexes the true "
+                  f"confidence metric is ≥ {residual_cm:g}. *True A, B* indexes the true "
                   "constituents "
                   "with the same claim rule and the true weights: the most any separation can score with "
                   "this indexer. A pure pattern is scored ok when its grain "

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from kdeconv.config.claim import NEIGHBOUR_PX, ClaimRule
+from kdeconv.config.claim import NEIGHBOUR_MIN_CM, NEIGHBOUR_PX, ClaimRule
 from kdeconv.config.separate import BackgroundConfig, SeparateConfig
 from kdeconv.errors import InputError
 
@@ -147,8 +147,9 @@ class Separation:
         kikuchipy's ``hough_indexing``), all the map's points in row-major order. They give ``cm``,
         ``cm_a`` and the phase ids not passed, and on a 2-D map a second grain then counts only
         where some pixel within ``neighbour_px`` scan steps has it as its dominant grain (same
-        phase, within ``NEIGHBOUR_DEG``), as ``evaluate`` claims (``kdeconv.config.claim.
-        neighbour_supported``; ``neighbour_px=None``: off)."""
+        phase, within ``NEIGHBOUR_DEG``); seen so, B need only index at ``NEIGHBOUR_MIN_CM``
+        rather than the confidence bar, as ``evaluate`` claims (``kdeconv.config.claim.
+        neighbour_supported``; ``neighbour_px=None``: off, the confidence bar applies)."""
         from kdeconv.config.claim import cm_bars
 
         rule = self.claim_rule
@@ -183,12 +184,13 @@ class Separation:
                 phases = (None, None) if phase_a is None else \
                     (per_pattern(phase_a, "phase_a"), per_pattern(phase_b, "phase_b"))
                 cm_bar, _ = cm_bars(rule.claim_min_cm, first_cm, *phases)
-        in_grain = self.in_grain
-        claimed = rule.claimed(flat, second_cm, None if in_grain is None else in_grain.reshape(-1), cm_bar)
-        if xmap_b is not None and neighbour_px is not None:
-            seen = _seen_nearby(xmap_a, xmap_b, nav, neighbour_px, claimed)
-            if seen is not None:
-                claimed &= seen
+        in_grain = None if self.in_grain is None else self.in_grain.reshape(-1)
+        if xmap_b is not None and neighbour_px is not None and len(nav) == 2 and min(nav) >= 2:
+            # B seen nearby as a neighbour's dominant grain need only index (evaluate's rule)
+            claimed = rule.claimed(flat, second_cm, in_grain, NEIGHBOUR_MIN_CM)
+            claimed &= _seen_nearby(xmap_a, xmap_b, nav, neighbour_px, claimed)
+        else:
+            claimed = rule.claimed(flat, second_cm, in_grain, cm_bar)
         return claimed.reshape(nav) & ~np.asarray(blank, bool)
 
     def _in_grain_claims(self):
@@ -654,7 +656,7 @@ def _xmap_prop(xmap, name: str) -> np.ndarray:
                          "hough_indexing, or pass cm= and cm_a=)") from None
 
 
-def _seen_nearby(xmap_a, xmap_b, nav, radius_px: float, rows: np.ndarray) -> np.ndarray | None:
+def _seen_nearby(xmap_a, xmap_b, nav, radius_px: float, rows: np.ndarray) -> np.ndarray:
     """``neighbour_supported`` for two crystal maps of one phase list: B's orientation against
     the dominant (A's) orientations around it."""
     from kdeconv.config.claim import NEIGHBOUR_DEG, neighbour_supported

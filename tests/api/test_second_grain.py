@@ -220,6 +220,11 @@ def test_with_crystal_maps_a_second_grain_must_be_seen_nearby(two_grains):
     np.testing.assert_array_equal(sep.second_grain(xmap_a=xmap_a, xmap_b=xmap_b).reshape(-1), expected)
     # off, the crystal maps give the confidences only
     np.testing.assert_array_equal(sep.second_grain(xmap_a=xmap_a, xmap_b=xmap_b, neighbour_px=None), claimed)
+    # B seen nearby need only index: at cm 0.15 it is claimed, below the bar of 0.3 without neighbours
+    faint_b = _xmap(q_b, np.full(NAV, 0.15))
+    np.testing.assert_array_equal(sep.second_grain(xmap_a=xmap_a, xmap_b=faint_b).reshape(-1), expected)
+    assert not sep.second_grain(xmap_a=xmap_a, xmap_b=faint_b, neighbour_px=None).any()
+    assert not sep.second_grain(xmap_a=xmap_a, xmap_b=_xmap(q_b, np.full(NAV, 0.05))).any()
     with pytest.raises(InputError, match="go together"):
         sep.second_grain(xmap_b=xmap_b)
     with pytest.raises(InputError, match="48 values for 160 patterns"):

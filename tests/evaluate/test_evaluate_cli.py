@@ -97,8 +97,7 @@ def test_orientation_recovery_perfect_zero_and_baselines(cli, tiny_map, tmp_path
     per = np.load(tmp_path / "rp" / "per_pattern.npz")
     claimed, cm = per["kdeconv_second_claimed"], per["kdeconv_second_cm"]
     assert cm.shape == claimed.shape and claimed.any()
-    lowest = min([m["claim_rule"]["claim_min_cm"], *m["claim_min_cm_by_phase"].values()])
-    assert (cm[claimed] >= lowest).all()
+    assert (cm[claimed] >= m["neighbour_claims"]["min_cm"]).all()
 
     # A pairs store (n, sy, sx) works as truth too; its detector comes from the generate config.
     pairs = _pairs_store(tmp_path / "pairs.zarr", t)
@@ -118,6 +117,42 @@ def test_orientation_recovery_perfect_zero_and_baselines(cli, tiny_map, tmp_path
     row = m["recovery"]["kdeconv"]["tolerances_deg"]["3"]
     assert row["mixed_both"] == 0.0 and row["mixed_minority"] == 0.0 and row["pure_kept"] == 0.0
     assert m["pixel"]["mixed"]["ncc_a"]["mean"] == 0.0
+
+
+@pytest.mark.slow
+def test_a_second_grain_that_no_neighbour_holds_is_not_claimed(cli, tiny_map, tmp_path, write_separated,
+                                                               warm_indexer):
+    """Pure pixels given a confident B of an orientation no grain of the map has: claimed (and
+    invented) with the neighbour rule off, refused with it on; B of the grain next door is seen."""
+    from orix.quaternion import Rotation
+
+    from kdeconv.config.detector import DetectorSpec
+    from kdeconv.evaluate.metrics import minmax01
+    from kdeconv.evaluate.reference import simulate_at
+
+    t = _truth(tiny_map)
+    A, B, w = t["A"][...], t["B"][...], t["weights"][...].copy()
+    pure = w.min(axis=-1) < 0.05
+    foreign = (Rotation(t["rotation_a"][...][pure][:1]) * Rotation.from_axes_angles([1, 2, 3], 0.6)).data
+    detector = DetectorSpec.from_attrs(t.attrs["detector"]).to_kikuchipy()
+    B = B.copy()
+    B[pure] = np.rint(minmax01(simulate_at(foreign, detector, "ni")) * 65535).astype(B.dtype)
+    w[pure] = [0.7, 0.3]
+    sep = write_separated(tmp_path / "foreign.zarr", A, B, w)
+    (tmp_path / "off.yaml").write_text("claim_neighbour_px: null\n")
+    reports = {}
+    for name, extra in (("on", []), ("off", ["--config", tmp_path / "off.yaml"])):
+        result = cli("evaluate", sep, "--truth", tiny_map / "truth.zarr", "--out", tmp_path / name,
+                     "--no-baselines", *extra)
+        assert result.exit_code == 0, result.output
+        reports[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    off = reports["off"]["recovery"]["kdeconv"]["tolerances_deg"]["3"]
+    on = reports["on"]["recovery"]["kdeconv"]["tolerances_deg"]["3"]
+    assert off["pure_invented"] == 1.0 and on["pure_invented"] == 0.0 and on["pure_ok"] == 1.0
+    assert on["mixed_both"] == off["mixed_both"] == 1.0  # the mixed pixels' Bs are the neighbours
+    counts = reports["on"]["neighbour_claims"]["kdeconv"]
+    assert counts["unseen_nearby"] == int(pure.sum()) and "neighbour_claims" not in reports["off"]
+    assert "scan steps has as its dominant grain" in (tmp_path / "on" / "report.md").read_text()
 
 
 def test_truth_without_detector_needs_no_index(cli, tiny_map, tmp_path, write_separated):
