@@ -293,6 +293,7 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
                                        m["first"].phase_id, nav, point_groups, cfg.claim_neighbour_px,
                                        cfg.claim_neighbour_deg, rows=claimed)
             m["second_claimed"] = claimed & seen
+            m["unseen_nearby"] = claimed & ~seen
             notes["neighbour_claims"][name] = {"claimed": int(m["second_claimed"].sum()),
                                                "unseen_nearby": int((claimed & ~seen).sum())}
     tables, claims = {}, {}
@@ -316,7 +317,8 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
                                       for k, n in enumerate(names)}
         tables[name]["label"] = METHODS[name]
         claims[name] = {"angles": angles, "second_claimed": m["second_claimed"],
-                        "second_cm": np.asarray(m["second"].cm, np.float32)}
+                        "second_cm": np.asarray(m["second"].cm, np.float32),
+                        "unseen_nearby": m.get("unseen_nearby")}
     return tables, claims, notes
 
 

@@ -143,6 +143,11 @@ def _maps_png(path, truth, sep_w, px, claims, cfg) -> None:
         mixed = truth.weights.min(axis=1) >= cfg.mixed_from
         score = np.where(mixed, found[0].astype(int) + found[1].astype(int), np.nan)
         panels.append((f"kdeconv grains found ≤{tol:g}° (mixed)", score, "RdYlGn", (0, 2)))
+        unseen = claims["kdeconv"].get("unseen_nearby")
+        if unseen is not None:
+            # 1: a second grain claimed; 0: one dropped, no pixel nearby holds its grain
+            state = np.where(claimed, 1.0, np.where(unseen, 0.0, np.nan))
+            panels.append(("second grain: claimed (green) / no neighbour (red)", state, "RdYlGn", (0, 1)))
     fig, axes = subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), constrained_layout=True)
     for ax, (title, values, cmap, lim) in zip(axes, panels):
         im = ax.imshow(np.asarray(values, float).reshape(ny, nx), cmap=cmap, vmin=lim[0], vmax=lim[1],
@@ -334,6 +339,8 @@ def _per_pattern_npz(path, truth, sep_w, px, claims) -> None:
         arrays[f"{method}_second_claimed"] = np.asarray(c["second_claimed"])
         if c.get("second_cm") is not None:  # the indexer's confidence in the second pattern
             arrays[f"{method}_second_cm"] = np.asarray(c["second_cm"])
+        if c.get("unseen_nearby") is not None:  # claims the neighbour rule dropped
+            arrays[f"{method}_second_unseen_nearby"] = np.asarray(c["unseen_nearby"])
     np.savez_compressed(path, **arrays)
 
 

@@ -153,6 +153,9 @@ def test_a_second_grain_that_no_neighbour_holds_is_not_claimed(cli, tiny_map, tm
     counts = reports["on"]["neighbour_claims"]["kdeconv"]
     assert counts["unseen_nearby"] == int(pure.sum()) and "neighbour_claims" not in reports["off"]
     assert "scan steps has as its dominant grain" in (tmp_path / "on" / "report.md").read_text()
+    per = np.load(tmp_path / "on" / "per_pattern.npz")
+    np.testing.assert_array_equal(per["kdeconv_second_unseen_nearby"], pure.reshape(-1))
+    assert "kdeconv_second_unseen_nearby" not in np.load(tmp_path / "off" / "per_pattern.npz")
 
 
 def test_truth_without_detector_needs_no_index(cli, tiny_map, tmp_path, write_separated):
