@@ -47,7 +47,7 @@ from kdeconv.errors import InputError
 __all__ = ["ClaimRule", "ClaimWeight", "ClaimMinCm", "FALLBACK_CLAIM_RULE", "in_grain_claim_weight",
            "cm_bars", "indexing_levels", "CM_LEVEL", "CM_FLOOR", "isolated_claim_weight",
            "rule_from_held_out", "separating_bar", "IN_GRAIN_MIN_PIXELS", "neighbour_supported",
-           "NEIGHBOUR_PX", "NEIGHBOUR_DEG", "NEIGHBOUR_MIN_CM"]
+           "has_neighbours", "NEIGHBOUR_PX", "NEIGHBOUR_DEG", "NEIGHBOUR_MIN_CM"]
 
 # The second constituent is the minority, so its weight is at most 0.5.
 ClaimWeight = Annotated[float, Field(ge=0, le=0.5)]
@@ -294,6 +294,12 @@ NEIGHBOUR_DEG = 5.0
 NEIGHBOUR_MIN_CM = 0.1
 
 
+def has_neighbours(nav_shape: tuple[int, ...]) -> bool:
+    """A 2-D map of at least 2x2 pixels: its pixels have neighbours to ask (a stack or a line
+    scan has none)."""
+    return len(nav_shape) == 2 and min(nav_shape) >= 2
+
+
 def neighbour_supported(second_q: np.ndarray, second_phase: np.ndarray, first_q: np.ndarray,
                         first_phase: np.ndarray, nav_shape: tuple[int, ...], point_groups,
                         radius_px: float = NEIGHBOUR_PX, tol_deg: float = NEIGHBOUR_DEG,
@@ -301,12 +307,11 @@ def neighbour_supported(second_q: np.ndarray, second_phase: np.ndarray, first_q:
     """Where each pattern's second orientation (``second_q``, flat ``(n, 4)`` quaternions in
     row-major map order, NaN where unindexed) is some other pixel's first orientation within
     ``radius_px``: same phase id (an index into ``point_groups``; -1: unindexed, a None entry: a
-    phase never matched) and within ``tol_deg`` with
-    that phase's symmetry. ``rows``: only these are asked (the others are False). None when the
-    map is not 2-D (a stack or a line scan has no neighbours to ask)."""
+    phase never matched) and within ``tol_deg`` with that phase's symmetry. ``rows``: only these
+    are asked (the others are False). None without neighbours (``has_neighbours``)."""
     from kdeconv.evaluate.indexing import misorientation_deg
 
-    if len(nav_shape) != 2 or min(nav_shape) < 2:
+    if not has_neighbours(nav_shape):
         return None
     ny, nx = (int(v) for v in nav_shape)
     second_q = np.asarray(second_q, np.float64).reshape(-1, 4)

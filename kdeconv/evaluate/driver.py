@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from kdeconv.config.claim import ClaimRule, cm_bars, neighbour_supported
+from kdeconv.config.claim import ClaimRule, cm_bars, has_neighbours, neighbour_supported
 from kdeconv.config.detector import DetectorSpec
 from kdeconv.config.evaluate import EvaluateConfig
 from kdeconv.config.generate import GenerateConfig
@@ -257,9 +257,13 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
     # map's own dominant patterns of its phase index.
     point_groups = [r.point_group for r in refs]
     nav = tuple(truth.nav_shape)
-    neighbours = cfg.claim_neighbour_px is not None and len(nav) == 2 and min(nav) >= 2
+    neighbours = cfg.claim_neighbour_px is not None and has_neighbours(nav)
+    residual_cm = cfg.residual_min_cm
     if neighbours:
         cm_bar = cfg.claim_neighbour_min_cm
+        residual_cm = min(residual_cm, cm_bar)
+        notes["neighbour_claims"] = {"radius_px": cfg.claim_neighbour_px, "tol_deg": cfg.claim_neighbour_deg,
+                                     "min_cm": cm_bar, "residual_min_cm": residual_cm}
     else:
         cm_bar, bar_by_phase = cm_bars(rule.claim_min_cm, first.cm, first.phase_id, second.phase_id)
         notes["claim_min_cm_by_phase"] = {phases_named[pid]: bar for pid, bar in bar_by_phase.items()}
@@ -269,8 +273,6 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
         with Timer() as t:
             c_ready, notes["baseline_background"] = prepare_mixtures(truth.C, cfg.background)
             methods["raw"] = raw_baseline(c_ready, detector, refs)
-            residual_cm = min(cfg.residual_min_cm, cfg.claim_neighbour_min_cm) if neighbours \
-                else cfg.residual_min_cm
             methods["residual"] = residual_baseline(c_ready, detector, refs, methods["raw"]["first"],
                                                     mask=mask, min_cm=residual_cm)
         echo(summary_line("baselines (index C, simulate, subtract, index residual)", 2 * len(c_ready),
@@ -285,8 +287,6 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
         methods["truth"] = {"first": true_a, "second": true_b,
                             "second_claimed": rule.claimed(truth.weights, true_b.cm, cm_bar=true_bar)}
     if neighbours:  # the same evidence for every method
-        notes["neighbour_claims"] = {"radius_px": cfg.claim_neighbour_px, "tol_deg": cfg.claim_neighbour_deg,
-                                     "min_cm": cfg.claim_neighbour_min_cm}
         for name, m in methods.items():
             claimed = np.asarray(m["second_claimed"], bool)
             seen = neighbour_supported(m["second"].quaternions, m["second"].phase_id, m["first"].quaternions,
@@ -295,7 +295,7 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
             m["second_claimed"] = claimed & seen
             m["unseen_nearby"] = claimed & ~seen
             notes["neighbour_claims"][name] = {"claimed": int(m["second_claimed"].sum()),
-                                               "unseen_nearby": int((claimed & ~seen).sum())}
+                                               "unseen_nearby": int(m["unseen_nearby"].sum())}
     tables, claims = {}, {}
     names = [r.name for r in refs]
     for name, m in methods.items():

@@ -231,7 +231,7 @@ def _markdown(metrics: dict, images: list[str]) -> str:
                           f"as a grain that some pixel within {neighbours['radius_px']:g} scan steps has "
                           f"as its dominant grain (same phase, within {neighbours['tol_deg']:g}°; every "
                           f"method's second grain must be seen so) ({_rule_source(metrics)})")
-            residual_cm = min(cfg["residual_min_cm"], neighbours["min_cm"])
+            residual_cm = neighbours["residual_min_cm"]
         else:
             by_phase = metrics.get("claim_min_cm_by_phase") or {}
             scaled = "".join(f"; {bar:g} for {name}" for name, bar in by_phase.items()

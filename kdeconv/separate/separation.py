@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from kdeconv.config.claim import NEIGHBOUR_MIN_CM, NEIGHBOUR_PX, ClaimRule
+from kdeconv.config.claim import NEIGHBOUR_MIN_CM, NEIGHBOUR_PX, ClaimRule, has_neighbours
 from kdeconv.config.separate import BackgroundConfig, SeparateConfig
 from kdeconv.errors import InputError
 
@@ -185,7 +185,7 @@ class Separation:
                     (per_pattern(phase_a, "phase_a"), per_pattern(phase_b, "phase_b"))
                 cm_bar, _ = cm_bars(rule.claim_min_cm, first_cm, *phases)
         in_grain = None if self.in_grain is None else self.in_grain.reshape(-1)
-        if xmap_b is not None and neighbour_px is not None and len(nav) == 2 and min(nav) >= 2:
+        if xmap_b is not None and neighbour_px is not None and has_neighbours(nav):
             # B seen nearby as a neighbour's dominant grain need only index (evaluate's rule)
             claimed = rule.claimed(flat, second_cm, in_grain, NEIGHBOUR_MIN_CM)
             claimed &= _seen_nearby(xmap_a, xmap_b, nav, neighbour_px, claimed)
@@ -663,7 +663,7 @@ def _seen_nearby(xmap_a, xmap_b, nav, radius_px: float, rows: np.ndarray) -> np.
 
     n = int(np.prod(nav))
     for name, xmap in (("xmap_a", xmap_a), ("xmap_b", xmap_b)):
-        if xmap.size != n or xmap.rotations.size != n:
+        if xmap.size != n:
             raise InputError(f"{name} holds {xmap.size} points for {n} patterns (navigation shape {nav}): "
                              "index every pattern of the map")
     ids_a, ids_b = np.asarray(xmap_a.phase_id).astype(np.int64), np.asarray(xmap_b.phase_id).astype(np.int64)
