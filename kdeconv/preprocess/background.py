@@ -11,6 +11,7 @@ default ``dtype_out=np.float32`` and ``out_range=(0, 1)`` the result is ready fo
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from scipy.fft import irfft2, next_fast_len, rfft2
 
 __all__ = ["background_steps", "remove_static_background", "remove_dynamic_background", "dynamic_background",
            "background_evidence", "decide_background", "static_background_from_mean", "defect_pixels",
-           "gaussian_window", "rescale_per_pattern", "output_range"]
+           "gaussian_window", "rescale_per_pattern", "output_range", "fill_outside_mask", "known_region"]
 
 _OPERATIONS = ("subtract", "divide")
 
@@ -163,6 +164,57 @@ def remove_dynamic_background(patterns: np.ndarray, operation: str = "subtract",
     return _finish(stack, shape, dtype_out, out_range)
 
 
+def known_region(shape: tuple[int, int]) -> np.ndarray:
+    """Boolean ``(sy, sx)``: the pixels of a circular-masked pattern that hold the detector's
+    signal, the mask less a 2 px rim (resampling softens the mask's edge by a pixel or two)."""
+    from kdeconv.preprocess.mask import circular_mask
+
+    return circular_mask(shape, radius=max(min(shape) / 2 - 2, 0.5))
+
+
+# Outward fill of a masked pattern: normalised Gaussian averages at these fractions of its width,
+# finest first, each filling the pixels it sees with at least FILL_MIN_WEIGHT of known signal (the
+# last fills the rest). The fine steps continue the rim's own level; one blur at width / 8 alone
+# pulls the rim towards the brighter centre. Measured on masked raw patterns, NCC inside the mask
+# with the unmasked patterns' correction: 0.59 unfilled, 0.94 one step, 0.99 these.
+FILL_WIDTH_FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4)
+FILL_MIN_WEIGHT = 0.02
+
+
+@lru_cache(maxsize=16)
+def fill_steps(shape: tuple[int, int]) -> tuple[tuple[float, np.ndarray, np.ndarray, np.ndarray], ...]:
+    """``(std, known, weight, to_fill)`` per step of ``fill_outside_mask`` for patterns of
+    ``shape``: the blur's std, the float32 map of pixels known before the step, its blur and the
+    pixels the step fills (read-only, cached per shape)."""
+    known = known_region(shape).astype(np.float32)
+    steps = []
+    for k, fraction in enumerate(FILL_WIDTH_FRACTIONS):
+        std = max(shape[-1] * fraction, 0.5)
+        weight = dynamic_background(known[None], std=std)[0]
+        last = k == len(FILL_WIDTH_FRACTIONS) - 1
+        to_fill = (known == 0) & ((weight > FILL_MIN_WEIGHT) | last)
+        for array in (known, weight, to_fill):
+            array.setflags(write=False)
+        steps.append((std, known, np.maximum(weight, 1e-6), to_fill))
+        known = np.maximum(known, to_fill.astype(np.float32))
+    return tuple(steps)
+
+
+def fill_outside_mask(patterns: np.ndarray) -> np.ndarray:
+    """Circular-masked ``(n, sy, sx)`` patterns with the outside of the mask filled outward by
+    normalised Gaussian averages of the signal inside it (``FILL_WIDTH_FRACTIONS``).
+
+    Background removal blurs; on a masked pattern the zeros outside the mask would pull the
+    blurred background down along the rim and print a bright ring into every pattern. Filled,
+    the rim sees the detector's own background continued."""
+    stack, shape = _as_stack(patterns)
+    out = stack.astype(np.float32, copy=True)
+    for std, known, weight, to_fill in fill_steps(tuple(out.shape[1:])):
+        average = dynamic_background(out * known, std=std) / weight
+        out[:, to_fill] = average[:, to_fill]
+    return out.reshape(shape)
+
+
 # A pixel of the map mean this many robust standard deviations below its 5x5 median is a dark
 # fixed-pattern defect of the detector (dust on the phosphor, a dead pixel or corner), not a band.
 # Measured on kikuchipy's real Ni map: at 6 the dust spots and dark corners, and no band.
@@ -179,11 +231,16 @@ def static_background_from_mean(mean: np.ndarray, smooth_std: float | str | None
     dust, dead pixels and corners, the same on every pattern) the mean itself is kept, so
     subtracting it removes those defects too.
     """
+    from kdeconv.preprocess.mask import circular_mask, detect_masked
+
     mean = np.asarray(mean, dtype=np.float32)
     if smooth_std == "auto":
         smooth_std = mean.shape[-1] / 8
     if not smooth_std:
         return mean
+    if min(mean.shape) >= 3 and detect_masked(mean[None], circular_mask(mean.shape))[0]:
+        # a masked map's mean: blur the detector's background continued, not the mask's zeros
+        mean = fill_outside_mask(mean[None])[0]
     blurred = dynamic_background(mean[None], std=smooth_std)[0]
     if keep_defects:
         defects = defect_pixels(mean)

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdeconv.preprocess.background import background_steps
+from kdeconv.preprocess.background import background_steps, fill_steps
 from kdeconv.preprocess.mask import circular_mask
 from kdeconv.preprocess.resample import resample_matrix
 
-__all__ = ["blur_matrix", "on_device", "mask_tensor", "rescale_per_pattern",
+__all__ = ["blur_matrix", "on_device", "mask_tensor", "rescale_per_pattern", "fill_outside_mask",
            "remove_static_background", "dynamic_background", "remove_dynamic_background", "resample",
            "blank_frames",
            "detect_masked", "preprocess_patterns", "prepare_inputs", "to_dtype", "torch_dtype"]
@@ -135,6 +135,20 @@ def remove_dynamic_background(stack: torch.Tensor, operation: str = "subtract",
     return rescale_per_pattern(out)
 
 
+def fill_outside_mask(stack: torch.Tensor) -> torch.Tensor:
+    """As ``preprocess.background.fill_outside_mask``: the outside of the mask filled outward by
+    normalised Gaussian averages of the signal inside it."""
+    shape = tuple(stack.shape[-2:])
+    out = stack
+    for k, (std, known, weight, to_fill) in enumerate(fill_steps(shape)):
+        known_t, weight_t, fill_t = (on_device((name, shape, k), lambda a=a: a, stack.device)
+                                     for name, a in (("fill_known", known), ("fill_weight", weight),
+                                                     ("fill_to", to_fill)))
+        average = dynamic_background(out * known_t, std=std) / weight_t
+        out = torch.where(fill_t, average, out)
+    return out
+
+
 def resample(stack: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """Float32 ``(n, sy, sx)`` resampled to ``(n, *shape)`` with ``preprocess.resample``'s matrices."""
     sy, sx = stack.shape[-2:]
@@ -183,6 +197,10 @@ def preprocess_patterns(stack: torch.Tensor, background: dict[str, Any],
     """
     stack = resample(stack, work_shape)
     static, dynamic = background_steps(background)
+    if (static or dynamic) and min(stack.shape[-2:]) >= 3 and bool(masked.any()):
+        # the blurs of background removal must see the detector's background, not the mask's zeros
+        stack = torch.where(masked[:, None, None],
+                            fill_outside_mask(stack), stack)
     if static:
         if static_bg is None:
             raise ValueError("static background removal needs the background pattern")

@@ -15,6 +15,7 @@ from kdeconv.errors import InputError
 from kdeconv.preprocess import circular_mask, detect_masked
 from kdeconv.preprocess.background import (
     background_steps,
+    fill_outside_mask,
     remove_dynamic_background,
     remove_static_background,
     rescale_per_pattern,
@@ -76,6 +77,9 @@ def preprocess_patterns(patterns: np.ndarray, background: dict[str, Any],
         if static_bg is not None:
             static_bg = resample(static_bg, work_shape)
     static, dynamic = background_steps(background)
+    if (static or dynamic) and masked.any() and min(stack.shape[-2:]) >= 3:
+        # the blurs of background removal must see the detector's background, not the mask's zeros
+        stack[masked] = fill_outside_mask(stack[masked])
     if static:
         if static_bg is None:
             raise ValueError("static background removal needs the background pattern")

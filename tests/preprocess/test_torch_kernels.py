@@ -64,7 +64,9 @@ def test_preprocess_equals_numpy(background, shape, work, masked_rows):
     static_work = t(resample(static, work))
     got = tk.preprocess_patterns(t(raw).float(), background, static_work, work, t(native)).numpy()
     assert got.shape == want.shape == (6,) + tuple(work)
-    np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
+    # a masked row's fill divides by its blurred known region (down to 0.02), which magnifies
+    # the two blurs' float32 rounding
+    np.testing.assert_allclose(got, want, atol=4 * TOL if masked_rows else TOL, rtol=0)
     if masked_rows:
         outside = ~circular_mask(work)
         assert (got[list(masked_rows)][:, outside] == 0).all()
