@@ -26,23 +26,34 @@ def background_corrected(patterns: np.ndarray, static_background: np.ndarray | N
 
     The static background defaults to what ``kdeconv separate`` uses (the stack's mean pattern,
     blurred to its smooth detector part), so the baselines see the same input as the model.
+    Circular-masked patterns are filled outside the mask first and masked again after, as
+    ``separate`` does.
     """
     from kdeconv.evaluate.metrics import slice_rows
     from kdeconv.preprocess.background import (
+        fill_outside_mask,
         remove_dynamic_background,
         remove_static_background,
         static_background_from_mean,
     )
+    from kdeconv.preprocess.mask import circular_mask, detect_masked
 
     stack = np.asarray(patterns).reshape((-1,) + tuple(np.shape(patterns)[-2:]))
     if static_background is None:
         static_background = static_background_from_mean(stack.mean(axis=0, dtype=np.float64), "auto")
+    mask = circular_mask(stack.shape[-2:]) if min(stack.shape[-2:]) >= 3 else None
     out = np.empty(stack.shape, np.float32)
     step = slice_rows(stack.shape[-2:], 4, 128.0)
     for i in range(0, len(stack), step):  # per pattern, so slices change nothing but memory
-        part = remove_static_background(stack[i:i + step], static_background, dtype_out=np.float32,
-                                        out_range=(0, 1))
-        out[i:i + step] = remove_dynamic_background(part, dtype_out=np.float32, out_range=(0, 1))
+        part = stack[i:i + step].astype(np.float32)
+        masked = detect_masked(part, mask) if mask is not None else np.zeros(len(part), bool)
+        if masked.any():
+            part[masked] = fill_outside_mask(part[masked])
+        part = remove_static_background(part, static_background, dtype_out=np.float32, out_range=(0, 1))
+        part = remove_dynamic_background(part, dtype_out=np.float32, out_range=(0, 1))
+        if masked.any():
+            part[masked] *= mask
+        out[i:i + step] = part
     return out
 
 

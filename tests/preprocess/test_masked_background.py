@@ -71,3 +71,14 @@ def test_the_static_background_of_a_masked_map_is_the_unmasked_one_inside(size):
     inside = known_region((size, size))
     # within 0.1 everywhere inside; the mask's zeros blurred in made the rim's background 0.4 low
     assert np.abs(got[inside] / want[inside] - 1).max() < 0.1
+
+
+def test_the_baselines_correct_masked_patterns_as_separate_does():
+    from kdeconv.evaluate.baselines import background_corrected
+
+    raw = _raw_map(n=6)
+    mask = circular_mask(raw.shape[-2:])
+    want, got = background_corrected(raw), background_corrected(raw * mask)
+    inside = known_region(raw.shape[-2:])
+    assert np.median([_ncc(w[inside], g[inside]) for w, g in zip(want, got)]) >= 0.97
+    assert (got[:, ~mask] == 0).all()
