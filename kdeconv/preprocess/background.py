@@ -193,9 +193,10 @@ def fill_steps(shape: tuple[int, int]) -> tuple[tuple[float, np.ndarray, np.ndar
         weight = dynamic_background(known[None], std=std)[0]
         last = k == len(FILL_WIDTH_FRACTIONS) - 1
         to_fill = (known == 0) & ((weight > FILL_MIN_WEIGHT) | last)
+        weight = np.maximum(weight, 1e-6)
         for array in (known, weight, to_fill):
             array.setflags(write=False)
-        steps.append((std, known, np.maximum(weight, 1e-6), to_fill))
+        steps.append((std, known, weight, to_fill))
         known = np.maximum(known, to_fill.astype(np.float32))
     return tuple(steps)
 

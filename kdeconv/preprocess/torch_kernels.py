@@ -199,8 +199,7 @@ def preprocess_patterns(stack: torch.Tensor, background: dict[str, Any],
     static, dynamic = background_steps(background)
     if (static or dynamic) and min(stack.shape[-2:]) >= 3 and bool(masked.any()):
         # the blurs of background removal must see the detector's background, not the mask's zeros
-        stack = torch.where(masked[:, None, None],
-                            fill_outside_mask(stack), stack)
+        stack = torch.where(masked[:, None, None], fill_outside_mask(stack), stack)
     if static:
         if static_bg is None:
             raise ValueError("static background removal needs the background pattern")
