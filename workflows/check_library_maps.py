@@ -1,13 +1,15 @@
 """A separation model on simulated maps of every library phase, a duplex map and a held-out phase.
 
     python workflows/check_library_maps.py [--checkpoint CKPT] [--out runs/library_maps] \
-        [--phases ni fe_alpha duplex] [--held-out zr] [--styles raw processed] \
-        [--sizes 60 96 120 240 480] [--nav 30 30] [--grains 12] [--workers 2]
+        [--phases ni fe_alpha duplex] [--held-out zr] [--styles raw processed masked] \
+        [--sizes 60 96 120 240 480] [--nav 30 30] [--grains 12] [--workers 2] \
+        [--background auto|raw|processed]
 
 For each map (a library phase, ``duplex`` = fe_alpha + fe_gamma half each, the held-out phase),
-style (``raw``: camera counts; ``processed``: the vendor-exported look) and pattern size (made by
-the simulator at that size): ``simulate-map``, ``ingest`` of the map file, ``separate`` with
-its defaults (background auto, the model's own working size) and ``evaluate``. One table,
+style (``raw``: camera counts; ``processed``: the vendor-exported look; ``masked``: the raw map
+with only the circular mask applied) and pattern size (made by the simulator at that size):
+``simulate-map``, ``ingest`` of the map file, ``separate`` with its defaults (background auto
+unless ``--background`` says, the model's own working size) and ``evaluate``. One table,
 ``OUT/table.json`` and ``OUT/table.md``, one row per map:
 
 - both grains within 3 deg on mixed pixels with minority >= 0.25, and pure pixels that keep their
@@ -65,7 +67,7 @@ def map_config(name: str, style: str, size: int, nav: tuple[int, int], grains: i
         config["phases"] = [{"master": {"kind": "library", "phase": p}, "fraction": 0.5} for p in DUPLEX]
     else:
         config["phase"] = name
-    config.update(nav_shape=list(nav), n_grains=grains, style=style)
+    config.update(nav_shape=list(nav), n_grains=grains, style="raw" if style == "masked" else style)
     config["detector"] = {**config.get("detector", {}), "shape": [size, size]}
     return config
 
@@ -100,10 +102,20 @@ def run_one(name: str, style: str, size: int, args, base: dict, cluster) -> dict
     t = time.perf_counter()
     ingest(validate_config(IngestConfig, {"input": str(map_file), "output": str(work / "map.zarr")}), cluster,
            echo=quiet)
+    if style == "masked":  # the raw counts with only the circular mask applied
+        import numpy as np
+        import zarr
+
+        from kdeconv.preprocess import circular_mask
+
+        patterns = zarr.open_group(str(work / "map.zarr"), mode="r+")["patterns"]
+        masked = np.asarray(patterns[...]) * circular_mask(patterns.shape[-2:])
+        patterns[...] = masked.astype(patterns.dtype)
     seconds["ingest"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    sep_cfg = validate_config(SeparateConfig, {"checkpoint": args.checkpoint, "panels": 0}, "separate")
+    sep_cfg = validate_config(SeparateConfig, {"checkpoint": args.checkpoint, "panels": 0,
+                                               "background": {"mode": args.background}}, "separate")
     result = separate_map(work / "map.zarr", work / "separated.zarr", sep_cfg, cluster, echo=quiet,
                           progress=False)
     seconds["separate"] = time.perf_counter() - t
@@ -205,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
                              "and the held-out phase).")
     parser.add_argument("--held-out", default="zr",
                         help="A phase kept out of training, added to the default maps.")
-    parser.add_argument("--styles", nargs="+", default=["raw", "processed"], choices=["raw", "processed"])
+    parser.add_argument("--styles", nargs="+", default=["raw", "processed"],
+                        choices=["raw", "processed", "masked"])
+    parser.add_argument("--background", default="auto", choices=["auto", "raw", "processed"],
+                        help="separate's background mode (default auto: decided per map)")
     parser.add_argument("--sizes", nargs="+", type=int, default=[120], help="Pattern sizes (square, px).")
     parser.add_argument("--nav", nargs=2, type=int, default=[30, 30], metavar=("NY", "NX"))
     parser.add_argument("--grains", type=int, default=12)
