@@ -41,15 +41,14 @@ def sample_patterns(src, chunks: int = BACKGROUND_SAMPLE_CHUNKS,
 
 def resolve_background(src, background: BackgroundConfig) -> tuple[dict, dict]:
     """The background recipe the workers apply (mode "raw" or "processed") and the decision record."""
-    from kdeconv.preprocess.background import RAW_FALLOFF, RAW_LOWFREQ_SHARE, decide_background
+    from kdeconv.preprocess.background import decide_background, decision_rule
 
     recipe = background.model_dump(mode="json")
     requested = recipe["mode"]
     decision: dict[str, Any] = {"requested": requested}
     if requested == "auto":
         mode, evidence = decide_background(sample_patterns(src))
-        decision.update(mode=mode, evidence=evidence,
-                        rule=f"raw when lowfreq_share >= {RAW_LOWFREQ_SHARE} or falloff <= {RAW_FALLOFF}")
+        decision.update(mode=mode, evidence=evidence, rule=decision_rule(evidence))
     else:
         mode = requested
         decision["mode"] = mode

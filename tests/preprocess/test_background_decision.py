@@ -77,3 +77,15 @@ def test_blank_frames_are_ignored():
     with_blank = np.concatenate([stack, np.zeros((8, 60, 60), np.float32)])
     assert decide_background(with_blank)[1]["n"] == 16
     assert decide_background(np.zeros((4, 60, 60)))[1]["n"] == 0
+
+
+@pytest.mark.parametrize("width", [0.8, 1.0])
+def test_a_raw_map_with_only_the_circular_mask_is_raw(width):
+    # broad backgrounds, strong bands (share ~0.03): the normalised blur read their rim at
+    # 0.95-0.96 of the centre (processed); the ring lies inside the mask, so the plain sample mean
+    # measures the detector's falloff (0.84-0.90)
+    raw = _raw_map(signal=0.6, width=width) * circular_mask((60, 60))
+    mode, evidence = decide_background(raw)
+    assert evidence["masked"] == 1.0 and evidence["lowfreq_share"] < 0.05
+    assert evidence["falloff"] < 0.92
+    assert mode == "raw", evidence
