@@ -1,7 +1,8 @@
 """Separation of real two-grain mixtures: kikuchipy's real Ni patterns, mixed in raw counts.
 
-    python workflows/check_real_nickel.py [--checkpoint CKPT] [--adapt [--minutes M] [--held-out]] \
-        [--processed] [--background auto|raw|processed] [--residual-pass W|off] [--out DIR]
+    python workflows/check_real_nickel.py [--checkpoint CKPT] \
+        [--adapt [--minutes M] [--seed S] [--held-out]] [--processed] \
+        [--background auto|raw|processed] [--residual-pass W|off] [--out DIR]
 
 ``kikuchipy.data.nickel_ebsd_small()`` (real, 3x3, 60x60, 8-bit, PC in the file) holds two grains
 33.6 deg apart: patterns 0, 3 and 6, and the other six. One raw pattern of each grain, summed in
@@ -178,6 +179,7 @@ def main() -> int:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--adapt", action="store_true", help="adapt on the 9 pure patterns first")
     parser.add_argument("--minutes", default="3")
+    parser.add_argument("--seed", default="0", help="adapt's seed")
     parser.add_argument("--out", type=Path, default=Path("runs/real_nickel"))
     parser.add_argument("--held-out", action="store_true",
                         help=f"adapt on patterns {list(ADAPT_ON)} only and score the mixtures of "
@@ -205,6 +207,7 @@ def main() -> int:
         labels.write_text("\n".join("g1" if i in GRAIN_1 else "g2" for i in refs_idx) + "\n")
         kdeconv("adapt", str(args.out / "map.zarr"), "--out", str(args.out / "adapt"), "--overwrite",
                 "--references", str(refs), "--reference-labels", str(labels), "--minutes", args.minutes,
+                "--seed", args.seed,
                 "--workers", "1", *background, *(["--base", args.checkpoint] if args.checkpoint else []))
         results.append(score(str(args.out / "adapt" / "best.pt"), args.out, "adapted", held_out, options,
                              args.processed))
