@@ -317,15 +317,15 @@ def background_evidence(patterns: np.ndarray) -> dict[str, float]:
     s_in, f_in = smooth[:, inner], fine[:, inner]
     s_var, f_var = s_in.var(axis=1), f_in.var(axis=1)
     share = s_var / np.maximum(s_var + f_var, 1e-12)
-    # the sample mean's smooth part: its outer ring over its centre
+    # the sample mean's outer ring over its centre
     radius = np.hypot(*np.meshgrid(np.arange(shape[0]) - (shape[0] - 1) / 2,
                                    np.arange(shape[1]) - (shape[1] - 1) / 2, indexing="ij"))
     radius /= min(shape) / 2
     # On masked patterns the normalised blur pulls the rim towards the centre (raw maps read 0.96
     # instead of 0.88-0.92); the ring lies inside the mask, so take the plain sample mean there.
-    mean_smooth = stack.mean(axis=0) if masked.mean() > 0.5 else smooth.mean(axis=0)
-    centre = mean_smooth[radius <= 0.35].mean()
-    ring = mean_smooth[(radius >= 0.75) & (radius <= 0.95)].mean()
+    mean = stack.mean(axis=0) if masked.mean() > 0.5 else smooth.mean(axis=0)
+    centre = mean[radius <= 0.35].mean()
+    ring = mean[(radius >= 0.75) & (radius <= 0.95)].mean()
     falloff = float(ring / centre) if abs(centre) > 1e-12 else 1.0
     return {"lowfreq_share": float(np.median(share)), "falloff": falloff,
             "masked": float(masked.mean()), "n": int(len(stack))}
