@@ -3,6 +3,7 @@ continued past the mask, not its zeros."""
 
 import numpy as np
 import pytest
+from test_background_decision import _raw_map as band_patterns
 
 from kdeconv.preprocess import circular_mask
 from kdeconv.preprocess.background import (
@@ -18,18 +19,7 @@ RAW = {"mode": "raw", "static": "map_mean", "static_operation": "subtract", "dyn
 
 def _raw_map(n=16, size=120, seed=0):
     """Band patterns on a bright-centre detector background, Poisson counts."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[:size, :size] / size - 0.5
-    background = np.exp(-((y + 0.05) ** 2 + x**2) / (2 * 0.6**2))
-    out = np.empty((n, size, size), np.float32)
-    for i in range(n):
-        bands = np.zeros((size, size))
-        for _ in range(6):
-            theta, offset = rng.uniform(0, np.pi), rng.uniform(-0.4, 0.4)
-            d = x * np.cos(theta) + y * np.sin(theta) - offset
-            bands += np.abs(d) < rng.uniform(0.02, 0.05)
-        out[i] = rng.poisson(2000 * background * (0.7 + 0.3 * bands / 3))
-    return out
+    return band_patterns(n=n, size=size, signal=0.3, seed=seed)
 
 
 def _ncc(a, b):
