@@ -1,16 +1,17 @@
 """A separation model on simulated maps of every library phase, a duplex map and a held-out phase.
 
     python workflows/check_library_maps.py [--checkpoint CKPT] [--out runs/library_maps] \
-        [--phases ni fe_alpha duplex] [--held-out zr] [--styles raw processed masked] \
-        [--sizes 60 96 120 240 480] [--nav 30 30] [--grains 12] [--workers 2] \
+        [--phases ni fe_alpha duplex] [--held-out zr] [--styles raw processed masked screen] \
+        [--sizes 60 96 120 240 480 120x160 480x640] [--nav 30 30] [--grains 12] [--workers 2] \
         [--background auto|raw|processed]
 
 For each map (a library phase, ``duplex`` = fe_alpha + fe_gamma half each, the held-out phase),
 style (``raw``: camera counts; ``processed``: the vendor-exported look; ``masked``: the raw map
-with only the circular mask applied) and pattern size (made by the simulator at that size):
-``simulate-map``, ``ingest`` of the map file, ``separate`` with its defaults (background auto
-unless ``--background`` says, the model's own working size) and ``evaluate``. One table,
-``OUT/table.json`` and ``OUT/table.md``, one row per map:
+with only the circular mask applied; ``screen``: the raw map seen through a round phosphor
+screen wider than the inscribed circle, its corners dark but not zero) and pattern size (made by
+the simulator at that size): ``simulate-map``, ``ingest`` of the map file, ``separate`` with its
+defaults (background auto unless ``--background`` says, the model's own working size) and
+``evaluate``. One table, ``OUT/table.json`` and ``OUT/table.md``, one row per map:
 
 - both grains within 3 deg on mixed pixels with minority >= 0.25, and pure pixels that keep their
   grain with none invented (the issue's figures), both grains per 0.1 weight bin;
@@ -59,7 +60,36 @@ def map_names(phases: list[str] | None, held_out: str | None) -> list[str]:
     return names
 
 
-def map_config(name: str, style: str, size: int, nav: tuple[int, int], grains: int, base: dict) -> dict:
+# A round phosphor screen imaged onto the sensor: radius in half shorter sides (1 = inscribed
+# circle), an edge of EDGE px, stray light SCREEN_FLOOR of the signal beyond.
+SCREEN_RADIUS, SCREEN_EDGE, SCREEN_FLOOR = 1.15, 2.0, 0.03
+
+
+def screen_window(shape):
+    """(sy, sx) light through a round screen: 1 inside, a soft edge, SCREEN_FLOOR outside."""
+    import numpy as np
+
+    sy, sx = shape
+    r = np.hypot(*np.meshgrid(np.arange(sy) - (sy - 1) / 2, np.arange(sx) - (sx - 1) / 2, indexing="ij"))
+    edge = SCREEN_RADIUS * min(sy, sx) / 2
+    return SCREEN_FLOOR + (1 - SCREEN_FLOOR) / (1 + np.exp((r - edge) / (SCREEN_EDGE / 4)))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """A pattern size: ``120`` (square) or ``SYxSX`` such as ``480x640`` (rows x columns)."""
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"size must be N or SYxSX, got {text!r}")
+    sy, sx = (int(parts[0]),) * 2 if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    return sy, sx
+
+
+def size_label(size: tuple[int, int]) -> str:
+    return str(size[0]) if size[0] == size[1] else f"{size[0]}x{size[1]}"
+
+
+def map_config(name: str, style: str, size: tuple[int, int], nav: tuple[int, int], grains: int,
+               base: dict) -> dict:
     """simulate-map config (a dict) of one map."""
     config = json.loads(json.dumps(base))
     config.pop("phase", None), config.pop("phases", None)
@@ -67,12 +97,13 @@ def map_config(name: str, style: str, size: int, nav: tuple[int, int], grains: i
         config["phases"] = [{"master": {"kind": "library", "phase": p}, "fraction": 0.5} for p in DUPLEX]
     else:
         config["phase"] = name
-    config.update(nav_shape=list(nav), n_grains=grains, style="raw" if style == "masked" else style)
-    config["detector"] = {**config.get("detector", {}), "shape": [size, size]}
+    config.update(nav_shape=list(nav), n_grains=grains,
+                  style="raw" if style in ("masked", "screen") else style)
+    config["detector"] = {**config.get("detector", {}), "shape": list(size)}
     return config
 
 
-def run_one(name: str, style: str, size: int, args, base: dict, cluster) -> dict:
+def run_one(name: str, style: str, size: tuple[int, int], args, base: dict, cluster) -> dict:
     """simulate-map, ingest, separate, evaluate for one map; its row of the table."""
     from kdeconv.config import validate_config
     from kdeconv.config.evaluate import EvaluateConfig
@@ -85,7 +116,7 @@ def run_one(name: str, style: str, size: int, args, base: dict, cluster) -> dict
     from kdeconv.io.store import open_store
     from kdeconv.separate.driver import separate_map
 
-    work = args.out / "runs" / f"{name}_{style}_{size}"
+    work = args.out / "runs" / f"{name}_{style}_{size_label(size)}"
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -102,15 +133,18 @@ def run_one(name: str, style: str, size: int, args, base: dict, cluster) -> dict
     t = time.perf_counter()
     ingest(validate_config(IngestConfig, {"input": str(map_file), "output": str(work / "map.zarr")}), cluster,
            echo=quiet)
-    if style == "masked":  # the raw counts with only the circular mask applied
+    if style in ("masked", "screen"):
         import numpy as np
         import zarr
 
         from kdeconv.preprocess import circular_mask
 
         patterns = zarr.open_group(str(work / "map.zarr"), mode="r+")["patterns"]
-        masked = np.asarray(patterns[...]) * circular_mask(patterns.shape[-2:])
-        patterns[...] = masked.astype(patterns.dtype)
+        # masked: the raw counts with only the circular mask applied; screen: through a round
+        # screen with its edge at SCREEN_RADIUS, light falling to SCREEN_FLOOR beyond it
+        window = (circular_mask(patterns.shape[-2:]) if style == "masked"
+                  else screen_window(patterns.shape[-2:]))
+        patterns[...] = np.rint(np.asarray(patterns[...]) * window).astype(patterns.dtype)
     seconds["ingest"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -138,13 +172,15 @@ def _tol(table: dict | None, key: str, part: str | None = None):
     return ((table.get("tolerances_deg") or {}).get(TOL) or {}).get(key)
 
 
-def table_row(name: str, style: str, size: int, metrics: dict, result, seconds: dict, work: Path) -> dict:
+def table_row(name: str, style: str, size: tuple[int, int], metrics: dict, result, seconds: dict,
+              work: Path) -> dict:
     rec = metrics["recovery"]
     k, truth, raw, residual = rec["kdeconv"], rec.get("truth"), rec.get("raw"), rec.get("residual")
     bins = k["tolerances_deg"][TOL]["bins"]
     cal = metrics["weight_calibration"]
     return {
-        "map": name, "phases": [p["name"] for p in metrics.get("phases", [])], "style": style, "size": size,
+        "map": name, "phases": [p["name"] for p in metrics.get("phases", [])], "style": style,
+        "size": size_label(size),
         "background": result.background, "work_shape": list(result.work_shape or []),
         "n_mixed": k["n_mixed"], "n_strong": k["strong"]["n_mixed"], "n_pure": k["n_pure"],
         "mixed_both_strong": _tol(k, "mixed_both", "strong"),
@@ -218,10 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--held-out", default="zr",
                         help="A phase kept out of training, added to the default maps.")
     parser.add_argument("--styles", nargs="+", default=["raw", "processed"],
-                        choices=["raw", "processed", "masked"])
+                        choices=["raw", "processed", "masked", "screen"])
     parser.add_argument("--background", default="auto", choices=["auto", "raw", "processed"],
                         help="separate's background mode (default auto: decided per map)")
-    parser.add_argument("--sizes", nargs="+", type=int, default=[120], help="Pattern sizes (square, px).")
+    parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(120, 120)],
+                        help="Pattern sizes: N (square) or SYxSX (rows x columns, e.g. 480x640).")
     parser.add_argument("--nav", nargs=2, type=int, default=[30, 30], metavar=("NY", "NX"))
     parser.add_argument("--grains", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
@@ -254,18 +291,19 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     start = time.perf_counter()
     meta = {"checkpoint": args.checkpoint or "shipped default", "nav": list(args.nav), "grains": args.grains,
-            "seed": args.seed, "sizes": args.sizes, "styles": args.styles, "missing": missing}
+            "seed": args.seed, "sizes": [size_label(s) for s in args.sizes], "styles": args.styles,
+            "missing": missing}
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=logging.WARNING) as local:
         cluster = ClusterConfig(scheduler_address=local.scheduler_address)
         for name in names:
             for size in args.sizes:
                 for style in args.styles:
-                    print(f"== {name} {style} {size}px", flush=True)
+                    print(f"== {name} {style} {size_label(size)}px", flush=True)
                     try:
                         rows.append(run_one(name, style, size, args, base, cluster))
                     except Exception as err:  # one failed map must not lose the others' rows
-                        rows.append({"map": name, "style": style, "size": size,
+                        rows.append({"map": name, "style": style, "size": size_label(size),
                                      "error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"})
                     r = rows[-1]
                     print(f"   both>=0.25 {_pct(r.get('mixed_both_strong'))} "

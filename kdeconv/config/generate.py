@@ -230,8 +230,8 @@ class AugmentSpec(StrictModel):
     blur_sigma: Range = (0.0, 1.0)           # px
     gamma: Range = (1.0, 1.0)
     signal_fraction: Range = (0.3, 0.8)      # Kikuchi contrast share on top of the background
-    background_width: Range = (0.5, 1.2)     # Gaussian background std, in pattern widths
-    background_shift: float = Field(default=0.2, ge=0, le=1)  # centre offset, in pattern widths
+    background_width: Range = (0.5, 1.2)     # Gaussian background std, in pattern heights
+    background_shift: float = Field(default=0.2, ge=0, le=1)  # centre offset, in pattern heights
     background_correction: bool = True       # divide the true background out, as static correction would
     # Share of pairs whose C then also loses its dynamic background (C - Gaussian blur of C), as
     # `kdeconv separate` does to map patterns by default; the std is drawn in pattern widths

@@ -26,8 +26,9 @@ Detector effects, each on the pairs drawn for it:
                                                 1.5x the pattern maximum or at zero, half each
     8 bits                                      R quantised to 256 levels over its range
 
-with S = max(sy, sx), (cy, cx) the pattern centre shifted by (background_dy, background_dx) * S,
-w = background_width and s = signal_fraction. The noise comes from ``noise_rng(seed, i)``.
+with S = sy (the detector's height, the unit of Bruker's PCz: a wider detector sees more of the
+same background, not a broader one), (cy, cx) the pattern centre shifted by (background_dy,
+background_dx) * S, w = background_width and s = signal_fraction. The noise comes from ``noise_rng(seed, i)``.
 
 (*) Pairs draw K as E + sqrt(E + read_noise^2) Z where E >= 30 counts (the normal limit: the
 same mean and variance, skewness below 0.19), exactly below: a third of the cost of Poisson
@@ -60,7 +61,7 @@ def geometric(pattern: np.ndarray, rot90: int, flip: int) -> np.ndarray:
 def background_field(shape: tuple[int, int], width: float, dy: float, dx: float) -> np.ndarray:
     """G (float32): the Gaussian is separable, so one row and one column of exponentials."""
     sy, sx = shape
-    size = max(sy, sx)
+    size = sy  # the background's angular width is the camera's distance, in heights (PCz)
     cy = (sy - 1) / 2 + dy * size
     cx = (sx - 1) / 2 + dx * size
     k = -1.0 / (2 * (width * size) ** 2)

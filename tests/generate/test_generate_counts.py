@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from kdeconv.generate.augment import NORMAL_LIMIT_COUNTS, recorded_counts
+from kdeconv.generate.augment import NORMAL_LIMIT_COUNTS, background_field, recorded_counts
 
 
 def test_counts_have_poisson_mean_and_variance_plus_read_noise():
@@ -54,3 +54,12 @@ def test_gaussian_blur_is_scipys_nearest_filter():
     pattern = np.random.default_rng(2).random((40, 52), dtype=np.float32)
     for sigma in (0.05, 0.4, 0.99, 2.5):
         assert np.array_equal(gaussian_blur(pattern, sigma), gaussian_filter(pattern, sigma, mode="nearest"))
+
+
+def test_a_wider_detector_sees_more_of_the_same_background():
+    # the background's width is the camera distance, in detector heights: a 4:3 detector's
+    # centre square holds the square detector's background, and its side columns fall off further
+    square = background_field((120, 120), 0.8, 0.05, 0.0)
+    wide = background_field((120, 160), 0.8, 0.05, 0.0)
+    np.testing.assert_allclose(wide[:, 20:140], square, rtol=1e-6)
+    assert wide[60, 0] < square[60, 0]

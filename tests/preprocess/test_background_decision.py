@@ -12,17 +12,20 @@ from kdeconv.preprocess.background import (
 )
 
 
-def _raw_map(n=64, size=60, signal=0.3, seed=0, width=0.6, gain=0.0):
+def _raw_map(n=64, size=60, signal=0.3, seed=0, width=0.6, gain=0.0, width_px=None):
     """Kikuchi-like band patterns (random orientations) on a bright-centre detector background,
-    through a camera whose pixels differ in gain by ``gain`` (std)."""
+    through a camera whose pixels differ in gain by ``gain`` (std); ``width_px`` makes the
+    detector wider than high (coordinates and background in heights)."""
     rng = np.random.default_rng(seed)
-    y, x = np.mgrid[:size, :size] / size - 0.5
+    sx = width_px or size
+    y, x = np.mgrid[:size, :sx] / size
+    y, x = y - 0.5, x - sx / size / 2
     background = np.exp(-((y + 0.05) ** 2 + x**2) / (2 * width**2))
     pixel_gain = 1 + gain * np.random.default_rng(seed + 1).normal(size=x.shape)
     background = background * np.clip(pixel_gain, 0.05, None)
-    out = np.empty((n, size, size), np.float32)
+    out = np.empty((n, size, sx), np.float32)
     for i in range(n):
-        bands = np.zeros((size, size))
+        bands = np.zeros((size, sx))
         for _ in range(6):
             theta, offset = rng.uniform(0, np.pi), rng.uniform(-0.4, 0.4)
             d = x * np.cos(theta) + y * np.sin(theta) - offset
@@ -45,6 +48,13 @@ def _processed(stack, mask=True, bits8=True):
 def test_a_raw_map_is_raw(signal):
     mode, evidence = decide_background(_raw_map(signal=signal))
     assert mode == "raw", evidence
+
+
+def test_a_raw_map_of_a_wide_detector_is_raw_and_its_processed_copy_is_not():
+    raw = _raw_map(size=60, width_px=80)
+    mode, evidence = decide_background(raw)
+    assert mode == "raw", evidence
+    assert decide_background(_processed(raw))[0] == "processed"
 
 
 @pytest.mark.parametrize("mask, bits8", [(True, True), (False, True), (False, False)])
