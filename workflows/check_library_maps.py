@@ -181,7 +181,8 @@ def table_row(name: str, style: str, size: tuple[int, int], metrics: dict, resul
     return {
         "map": name, "phases": [p["name"] for p in metrics.get("phases", [])], "style": style,
         "size": size_label(size),
-        "background": result.background, "work_shape": list(result.work_shape or []),
+        "background": result.background + ("+circle" if result.mask == "circle" else ""),
+        "work_shape": list(result.work_shape or []),
         "n_mixed": k["n_mixed"], "n_strong": k["strong"]["n_mixed"], "n_pure": k["n_pure"],
         "mixed_both_strong": _tol(k, "mixed_both", "strong"),
         "mixed_both": _tol(k, "mixed_both"),

@@ -272,13 +272,14 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
         mean = compute(client, patterns.mean(axis=tuple(range(len(nav_shape))), dtype=np.float64),
                        progress=progress)
         static_path = out / "static_background.npy"
-        np.save(static_path, static_background_from_mean(mean, cfg.background.static_smooth_std))
+        np.save(static_path, static_background_from_mean(mean, cfg.background.static_smooth_std,
+                                                         background=plan.background))
     model_input = {"background": plan.background["mode"],
                    "static_background": str(static_path.resolve()) if static_path else None,
                    "static_operation": plan.background["static_operation"],
                    "dynamic": bool(plan.background["dynamic"]),
                    "dynamic_operation": plan.background["dynamic_operation"],
-                   "work_shape": list(plan.work_shape)}
+                   "mask": plan.background["mask"], "work_shape": list(plan.work_shape)}
     if plan.background["dynamic_std"] is not None and plan.resampled:
         scale = plan.work_shape[1] / plan.map_shape[1]
         model_input["dynamic_std"] = plan.background["dynamic_std"] * scale

@@ -50,6 +50,8 @@ def adapt_config_data(config_path, **options) -> dict:
 @click.option("--precision", default=None, type=click.Choice(["auto", "fp32", "bf16", "fp16"]))
 @click.option("--background", default=None, type=click.Choice(["auto", "raw", "processed"]),
               help="As separate: auto decides per map.")
+@click.option("--mask", default=None, type=click.Choice(["auto", "circle", "none"]),
+              help="As separate: circle masks the raw patterns first (a round screen's dark corners).")
 @click.option("--working-size", default=None, type=click.IntRange(min=16),
               help="Shorter side the model sees (default: the model's own range).")
 @click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
@@ -57,7 +59,7 @@ def adapt_config_data(config_path, **options) -> dict:
 @overwrite_option
 @cluster_options
 def adapt(map_store, out, base, pure, references, reference_labels, minutes, max_steps, seed, device,
-          precision, background, working_size, config_path, overwrite, cluster):
+          precision, background, mask, working_size, config_path, overwrite, cluster):
     """Fine-tune the model on MAP_STORE's own pure patterns (its detector, its phases), for minutes.
 
     Writes OUT/best.pt (use it with `kdeconv separate --checkpoint OUT/best.pt`), OUT/last.pt and
@@ -74,5 +76,7 @@ def adapt(map_store, out, base, pure, references, reference_labels, minutes, max
                              overwrite=overwrite or None)
     if background is not None:
         data["background"]["mode"] = background
+    if mask is not None:
+        data["background"]["mask"] = mask
     with open_client(cluster, echo=click.echo) as client:
         run(data, client=client, echo=click.echo)

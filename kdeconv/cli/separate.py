@@ -24,6 +24,10 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
 @click.option("--background", default=None, type=click.Choice(["auto", "raw", "processed"]),
               help="auto (default): decide per map whether the patterns still carry the detector "
                    "background (raw: static + dynamic removal) or were corrected by vendor software.")
+@click.option("--mask", default=None, type=click.Choice(["auto", "circle", "none"]),
+              help="circle: zero the raw patterns outside the inscribed circle first, for a camera "
+                   "that sees a round screen (dark corners); auto (default) does so when the map "
+                   "shows such corners.")
 @click.option("--working-size", default=None, type=click.IntRange(min=16),
               help="Shorter side (px) the model sees; A and B are resampled back (default: the "
                    "model's own range decides).")
@@ -41,7 +45,7 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
 @adapt_options
 @overwrite_option
 @cluster_options
-def separate(map_store, out, checkpoint, device, precision, batch_size, background, working_size,
+def separate(map_store, out, checkpoint, device, precision, batch_size, background, mask, working_size,
              residual_pass, config_path, adapt_first, adapt_config, base, pure, references,
              reference_labels, minutes, max_steps, seed, overwrite, cluster):
     """Separate every pattern of MAP_STORE into A, B and weights (resumable: rerun to continue).
@@ -64,6 +68,8 @@ def separate(map_store, out, checkpoint, device, precision, batch_size, backgrou
                          precision=precision, batch_size=batch_size, working_size=working_size)
     if background is not None:
         config.background.mode = background
+    if mask is not None:
+        config.background.mask = mask
     if residual_pass is not None:
         config = config.model_copy(update={"residual_pass": _residual_pass(residual_pass)})
     if adapt_first:

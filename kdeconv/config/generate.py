@@ -273,6 +273,7 @@ class ModelInputSpec(StrictModel):
     dynamic_operation: Literal["subtract", "divide"] = "subtract"
     dynamic_std: float | None = Field(default=None, gt=0)  # px at the working size; None = width/8
     work_shape: tuple[int, int] | None = None  # the model's pattern shape; None = the map's
+    mask: Literal["circle", "none"] = "none"   # "circle": raw patterns windowed first (a round screen)
 
     def recipe(self) -> dict:
         """The background keys of kdeconv.config.separate.BackgroundConfig."""
@@ -280,7 +281,8 @@ class ModelInputSpec(StrictModel):
         return {"mode": self.background,
                 "static": "map_mean" if raw and self.static_background else "none",
                 "static_operation": self.static_operation, "dynamic": raw and self.dynamic,
-                "dynamic_operation": self.dynamic_operation, "dynamic_std": self.dynamic_std}
+                "dynamic_operation": self.dynamic_operation, "dynamic_std": self.dynamic_std,
+                "mask": self.mask}
 
 
 class GenerateConfig(StrictModel):

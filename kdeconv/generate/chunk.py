@@ -16,6 +16,7 @@ from kdeconv.config.generate import GenerateConfig
 from kdeconv.generate.augment import AUGMENT_COLUMNS, COL, degrade_one
 from kdeconv.mixing import mix
 from kdeconv.preprocess import circular_mask, crop, denoise, detect_masked
+from kdeconv.preprocess.mask import window_patterns
 
 __all__ = ["STREAM_PAIR", "STREAM_NOISE", "STREAM_PURE", "STREAM_WINDOW", "STREAM_PHASE",
            "pool_labels", "pair_rng",
@@ -250,13 +251,13 @@ def build_raw_pairs(cfg: GenerateConfig, draws: PairDraws, raw_a: np.ndarray, ra
     from kdeconv.separate.chunk import preprocess_patterns
 
     spec = cfg.model_input
-    a = np.asarray(raw_a, np.float32)
-    b = np.asarray(raw_b, np.float32)
+    recipe = spec.recipe()
+    a = window_patterns(np.asarray(raw_a, np.float32), recipe)
+    b = window_patterns(np.asarray(raw_b, np.float32), recipe)
     w = draws.weights.astype(np.float32)
     c = a * w[:, 0, None, None] + b * w[:, 1, None, None]
     mask = circular_mask(a.shape[-2:])
     masked = detect_masked(a, mask) | detect_masked(b, mask)
-    recipe = spec.recipe()
     work = tuple(spec.work_shape) if spec.work_shape else None
     c = preprocess_patterns(c, recipe, static_bg, work, masked)
     if targets_a is None:

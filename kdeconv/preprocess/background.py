@@ -20,7 +20,7 @@ from scipy.fft import irfft2, next_fast_len, rfft2
 __all__ = ["background_steps", "remove_static_background", "remove_dynamic_background", "dynamic_background",
            "background_evidence", "decide_background", "static_background_from_mean", "defect_pixels",
            "gaussian_window", "rescale_per_pattern", "output_range", "fill_outside_mask", "known_region",
-           "decision_rule"]
+           "decision_rule", "decide_mask", "dark_outside_share"]
 
 _OPERATIONS = ("subtract", "divide")
 
@@ -225,17 +225,18 @@ DEFECT_WINDOW = 5
 
 
 def static_background_from_mean(mean: np.ndarray, smooth_std: float | str | None,
-                                keep_defects: bool = True) -> np.ndarray:
+                                keep_defects: bool = True, background: dict | None = None) -> np.ndarray:
     """The static background pattern (float32) from a map's mean pattern.
 
     Blurred (``"auto"``: std = width / 8) so that the bands of the map's few grains do not print
     into every pattern; but where the mean is sharply darker than around it (``defect_pixels``:
     dust, dead pixels and corners, the same on every pattern) the mean itself is kept, so
-    subtracting it removes those defects too.
+    subtracting it removes those defects too. A map whose recipe ``background`` windows its
+    patterns (``mask: circle``) has its mean windowed alike.
     """
-    from kdeconv.preprocess.mask import circular_mask, detect_masked
+    from kdeconv.preprocess.mask import circular_mask, detect_masked, window_patterns
 
-    mean = np.asarray(mean, dtype=np.float32)
+    mean = window_patterns(np.asarray(mean, dtype=np.float32), background)
     if smooth_std == "auto":
         smooth_std = mean.shape[-1] / 8
     if not smooth_std:
@@ -282,6 +283,47 @@ RAW_FALLOFF = 0.93
 # strong pixel gain), processed 0.965-1.05 on centred detectors (an off-centre PC reads ~1.02 raw,
 # which the share catches).
 RAW_FALLOFF_MASKED = 0.95
+
+
+# A camera that sees a round phosphor screen records its corners dark but not zero. Such a map is
+# windowed (its raw patterns circular-masked) when at least SCREEN_MIN_SHARE of the pixels outside
+# the inscribed circle are, on the sample mean, below SCREEN_DARK of its centre. A raw detector
+# background's corners read 0.3 or more of the centre (simulated widths 0.5-1.2; real Ni 0.6).
+SCREEN_DARK = 0.1
+SCREEN_MIN_SHARE = 0.05
+
+
+def dark_outside_share(mean: np.ndarray) -> float:
+    """Share of the pixels outside the inscribed circle where ``mean`` (sy, sx) is below
+    ``SCREEN_DARK`` of its centre (radius <= 0.35 of the circle's)."""
+    from kdeconv.preprocess.mask import circular_mask
+
+    mean = np.asarray(mean, np.float64)
+    if min(mean.shape) < 3:
+        return 0.0
+    outside = ~circular_mask(mean.shape)
+    centre = mean[circular_mask(mean.shape, radius=0.35 * min(mean.shape) / 2)].mean()
+    if not outside.any() or centre <= 0:
+        return 0.0
+    return float((mean[outside] < SCREEN_DARK * centre).mean())
+
+
+def decide_mask(patterns: np.ndarray) -> tuple[str, dict[str, float]]:
+    """``("circle", evidence)`` for a sample ``(n, sy, sx)`` of a map whose corners are dark but
+    not masked (a round screen), else ``("none", evidence)``: maps already masked keep their own
+    zeros. ``evidence``: ``dark_outside`` of the sample mean and the share already ``masked``."""
+    from kdeconv.preprocess.mask import circular_mask, detect_masked
+
+    stack = np.asarray(patterns, dtype=np.float32)
+    stack = stack.reshape((-1,) + stack.shape[-2:])
+    flat = stack.reshape(len(stack), -1)
+    stack = stack[flat.max(axis=1) > flat.min(axis=1)]  # blank frames say nothing
+    if len(stack) == 0 or min(stack.shape[1:]) < 3:
+        return "none", {"dark_outside": 0.0, "masked": 0.0}
+    evidence = {"dark_outside": dark_outside_share(stack.mean(axis=0)),
+                "masked": float(detect_masked(stack, circular_mask(stack.shape[1:])).mean())}
+    screen = evidence["dark_outside"] >= SCREEN_MIN_SHARE and evidence["masked"] <= 0.5
+    return ("circle" if screen else "none"), evidence
 
 
 def background_evidence(patterns: np.ndarray) -> dict[str, float]:

@@ -13,7 +13,8 @@ import numpy as np
 
 from kdeconv.errors import InputError
 
-__all__ = ["circular_mask", "mask_geometry", "detect_masked", "apply_mask", "pixels_in"]
+__all__ = ["circular_mask", "mask_geometry", "detect_masked", "apply_mask", "pixels_in", "window_patterns",
+           "windowed"]
 
 
 def mask_geometry(shape: tuple[int, int], radius: float | None = None) -> tuple[float, float, float]:
@@ -82,3 +83,17 @@ def detect_masked(patterns: np.ndarray, mask: np.ndarray, rel_tol: float = 0.01,
 def apply_mask(patterns: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Zero the pixels outside ``mask`` (returns a new array of the same dtype)."""
     return np.where(mask, patterns, np.zeros((), dtype=np.asarray(patterns).dtype))
+
+
+def windowed(background: dict | None) -> bool:
+    """True when a map's background recipe asks for the circular window on its raw patterns."""
+    return bool(background) and background.get("mask") == "circle"
+
+
+def window_patterns(patterns: np.ndarray, background: dict | None) -> np.ndarray:
+    """Raw patterns ``(..., sy, sx)`` with the circular mask applied when the recipe says
+    ``mask: circle`` (a round screen's dark corners become the mask every step knows), else as
+    given."""
+    if not windowed(background) or min(np.shape(patterns)[-2:]) < 3:
+        return patterns
+    return apply_mask(patterns, circular_mask(np.shape(patterns)[-2:]))

@@ -20,6 +20,7 @@ from kdeconv.preprocess.background import (
     remove_static_background,
     rescale_per_pattern,
 )
+from kdeconv.preprocess.mask import window_patterns, windowed
 from kdeconv.preprocess.resample import resample
 
 __all__ = ["SeparatorLike", "preprocess_patterns", "separate_patterns", "effective_batch_size",
@@ -66,8 +67,11 @@ def preprocess_patterns(patterns: np.ndarray, background: dict[str, Any],
     "processed" skips the static and dynamic removal (the vendor has done them). Patterns are
     resampled first (background removal is linear, so it commutes with resampling up to the
     blur's edges, and it is far cheaper at the working size). ``masked`` (n,) says which
-    patterns carry the circular mask, decided at their own size when the caller resamples.
+    patterns carry the circular mask, decided at their own size when the caller resamples. A
+    recipe with ``mask: circle`` masks every pattern first (``preprocess.mask.window_patterns``).
     """
+    if windowed(background):
+        patterns, masked = window_patterns(patterns, background), None
     if masked is None:
         masked = detect_masked(patterns, circular_mask(patterns.shape[-2:])) \
             if min(patterns.shape[-2:]) >= 3 else np.zeros(len(patterns), bool)
@@ -170,7 +174,7 @@ def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_s
     # Batches are fixed by (chunk, batch_size), so a rerun feeds the model identical batches.
     for first in range(0, len(kept), batch_size):
         rows = kept[first: first + batch_size]
-        raw = stack[rows]
+        raw = window_patterns(stack[rows], background)
         masked = detect_masked(raw, native_mask) if native_mask is not None else np.zeros(len(raw), bool)
         batch = preprocess_patterns(raw, background, static_bg, work_shape, masked)
         a, b, w = separator.separate(batch, **model_kw)

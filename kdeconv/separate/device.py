@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from kdeconv.preprocess import torch_kernels as tk
+from kdeconv.preprocess.mask import windowed
 from kdeconv.preprocess.resample import resample
 
 __all__ = ["DeviceKernel", "DeviceResult", "to_transfer", "from_transfer", "device_batch_size",
@@ -180,6 +181,8 @@ class DeviceKernel:
         n = raw.shape[0]
         exact = _widen(raw, self.dtype)
         blank = tk.blank_frames(exact)
+        if windowed(self.background) and min(self.sig_shape) >= 3:  # a round screen's corners
+            exact = exact * tk.mask_tensor(self.sig_shape, self.device).to(exact.dtype)
         if self.dtype.kind == "f":
             bad_input = ~torch.isfinite(exact).all()
         else:

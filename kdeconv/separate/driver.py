@@ -59,6 +59,7 @@ class SeparateResult:
     report_files: list[Path]
     blank_frames: int = 0  # patterns of one value, left empty (A = B = 0, weights NaN)
     background: str = "raw"                     # "raw" or "processed", as applied
+    mask: str = "none"                          # "circle": raw patterns masked first (a round screen)
     precision: str = "fp32"                     # what the model ran at: fp32, bf16 or fp16
     work_shape: tuple[int, int] | None = None   # the pattern shape the model saw
     # wall seconds of each pass over the map: static_background, separation, in_grain_claims
@@ -521,7 +522,8 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
         if static and np.isnan(group[STATIC][0, 0]):
             with Timer() as phase:
                 mean = compute(client, mean_of_non_blank(patterns), progress=progress)
-                group[STATIC][...] = static_background_from_mean(mean, config.background.static_smooth_std)
+                group[STATIC][...] = static_background_from_mean(mean, config.background.static_smooth_std,
+                                                                 background=background)
             phases["static_background"] = round(phase.seconds, 2)
         static_token = hashlib.sha256(group[STATIC][...].tobytes()).hexdigest() if static else ""
         done = group[DONE][...]
@@ -590,8 +592,8 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     return SeparateResult(out=out_path, patterns=separated, total=total,
                           chunks_skipped=int(done.sum()), chunks=int(done.size),
                           seconds=timer.seconds, report_files=reports, blank_frames=blank,
-                          background=plan.decision["mode"], work_shape=work_shape, precision=precision,
-                          phase_seconds=phases)
+                          background=plan.decision["mode"], mask=plan.background["mask"],
+                          work_shape=work_shape, precision=precision, phase_seconds=phases)
 
 
 def run(config: SeparateConfig | dict | str | Path, *, map_store: str | Path, out: str | Path,

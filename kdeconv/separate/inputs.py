@@ -40,14 +40,21 @@ def sample_patterns(src, chunks: int = BACKGROUND_SAMPLE_CHUNKS,
 
 
 def resolve_background(src, background: BackgroundConfig) -> tuple[dict, dict]:
-    """The background recipe the workers apply (mode "raw" or "processed") and the decision record."""
-    from kdeconv.preprocess.background import decide_background, decision_rule
+    """The background recipe the workers apply (mode "raw" or "processed", mask "circle" or
+    "none") and the decision record."""
+    from kdeconv.preprocess.background import decide_background, decide_mask, decision_rule
+    from kdeconv.preprocess.mask import window_patterns
 
     recipe = background.model_dump(mode="json")
     requested = recipe["mode"]
-    decision: dict[str, Any] = {"requested": requested}
+    decision: dict[str, Any] = {"requested": requested, "requested_mask": recipe["mask"]}
+    sample = sample_patterns(src) if "auto" in (requested, recipe["mask"]) else None
+    if recipe["mask"] == "auto":
+        recipe["mask"], decision["mask_evidence"] = decide_mask(sample)
+    decision["mask"] = recipe["mask"]
     if requested == "auto":
-        mode, evidence = decide_background(sample_patterns(src))
+        # decided on what the model's steps will see: the window applied first
+        mode, evidence = decide_background(window_patterns(sample, recipe))
         decision.update(mode=mode, evidence=evidence, rule=decision_rule(evidence))
     else:
         mode = requested
@@ -84,6 +91,9 @@ class ModelInputPlan:
             f" (decided from {evidence['n']} sampled patterns: low-frequency share "
             f"{evidence['lowfreq_share']:.3f}, rim/centre {evidence['falloff']:.2f})"
             if evidence else " (as asked)")
+        if self.decision.get("mask") == "circle":
+            line += ("; raw patterns circular-masked (" + ("dark corners: a round screen"
+                     if self.decision.get("requested_mask") == "auto" else "as asked") + ")")
         if self.resampled:
             line += (f"; patterns resampled {self.map_shape[0]}x{self.map_shape[1]} -> "
                      f"{self.work_shape[0]}x{self.work_shape[1]} for the model (its range "

@@ -623,7 +623,8 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
                 raise InputError("one pattern has no map mean to take as its static background: give "
                                  "several patterns, or background='processed'")
             mean = np.asarray(dask.compute(mean_of_non_blank(patterns))[0])
-            static = static_background_from_mean(mean, config.background.static_smooth_std).astype(np.float32)
+            static = static_background_from_mean(mean, config.background.static_smooth_std,
+                                                  background=plan.background).astype(np.float32)
     if progress:
         print(plan.describe())
     # `auto` resolved once (on the client's workers for lazy input), so every chunk runs alike

@@ -16,8 +16,9 @@ def test_library_maps_table(tmp_path, warm_indexer):
     workflow = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(workflow)
     out = tmp_path / "maps"
-    code = workflow.main(["--phases", "duplex", "--styles", "processed", "--sizes", "60x80", "--nav", "5", "5",
-                          "--grains", "3", "--workers", "1", "--no-baselines", "--out", str(out)])
+    code = workflow.main(["--phases", "duplex", "--styles", "processed", "--sizes", "60x80",
+                          "--nav", "5", "5", "--grains", "3", "--workers", "1", "--no-baselines",
+                          "--out", str(out)])
     assert code == 0
     table = json.loads((out / "table.json").read_text())
     (row,) = table["rows"]

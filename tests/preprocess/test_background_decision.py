@@ -6,6 +6,7 @@ import pytest
 from kdeconv.preprocess import circular_mask
 from kdeconv.preprocess.background import (
     decide_background,
+    decide_mask,
     dynamic_background,
     remove_dynamic_background,
     remove_static_background,
@@ -99,3 +100,41 @@ def test_a_raw_map_with_only_the_circular_mask_is_raw(width):
     assert evidence["masked"] == 1.0 and evidence["lowfreq_share"] < 0.05
     assert evidence["falloff"] < 0.92
     assert mode == "raw", evidence
+
+
+def _screened(stack, radius=1.15, floor=0.03):
+    """``stack`` seen through a round phosphor screen wider than the inscribed circle: light falls
+    to ``floor`` beyond its edge (the corners dark, but not zero)."""
+    sy, sx = stack.shape[-2:]
+    r = np.hypot(*np.meshgrid(np.arange(sy) - (sy - 1) / 2, np.arange(sx) - (sx - 1) / 2, indexing="ij"))
+    window = np.where(r <= radius * min(sy, sx) / 2, 1.0, floor)
+    return (stack * window).astype(np.float32)
+
+
+@pytest.mark.parametrize("width_px", [None, 80])
+def test_a_round_screens_dark_corners_are_masked_and_nothing_else_is(width_px):
+    raw = _raw_map(width_px=width_px)
+    mode, evidence = decide_mask(_screened(raw))
+    assert mode == "circle", evidence
+    # a raw detector background (even a narrow one), a processed map, one already masked: none
+    for stack in (raw, _raw_map(width=0.5, width_px=width_px), _processed(raw, mask=False),
+                  _processed(raw, mask=True)):
+        assert decide_mask(stack)[0] == "none"
+    # the background is then decided on the windowed patterns: still raw
+    assert decide_background(_screened(raw) * circular_mask(raw.shape[-2:]))[0] == "raw"
+
+
+def test_a_windowed_recipe_masks_the_raw_patterns_and_their_mean():
+    from kdeconv.preprocess.background import static_background_from_mean
+    from kdeconv.separate.chunk import preprocess_patterns
+
+    screened = _screened(_raw_map(n=8))
+    mask = circular_mask(screened.shape[-2:])
+    recipe = {"mode": "raw", "static": "map_mean", "static_operation": "subtract", "dynamic": True,
+              "dynamic_operation": "subtract", "dynamic_std": None}
+    windowed = {**recipe, "mask": "circle"}
+    static = static_background_from_mean(screened.mean(0), "auto", background=windowed)
+    np.testing.assert_array_equal(static, static_background_from_mean((screened * mask).mean(0), "auto"))
+    np.testing.assert_array_equal(preprocess_patterns(screened, windowed, static),
+                                  preprocess_patterns(screened * mask, recipe, static))
+    assert (preprocess_patterns(screened, windowed, static)[:, ~mask] == 0).all()

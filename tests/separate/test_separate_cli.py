@@ -107,10 +107,17 @@ def test_separate_cli_runs_and_resumes_with_overwrite(cli, tmp_path, good_map, d
     assert "separate -> " in result.output and "12 patterns" in result.output
     assert (tmp_path / "out.zarr.weights.png").exists() and (tmp_path / "out.zarr.panels.png").exists()
     assert zarr.open_group(str(out), mode="r").attrs["config"]["residual_pass"] == 0.2
+    assert zarr.open_group(str(out), mode="r").attrs["preprocessing"]["background"]["mask"] == "none"
     result = cli("separate", good_map, "--out", out, "--overwrite", "--scheduler-file", sched,
-                 "--residual-pass", "off")
+                 "--residual-pass", "off", "--mask", "circle")
     assert result.exit_code == 0 and "12 patterns" in result.output
-    assert zarr.open_group(str(out), mode="r").attrs["config"]["residual_pass"] is None
+    assert "raw patterns circular-masked (as asked)" in result.output
+    store = zarr.open_group(str(out), mode="r")
+    assert store.attrs["config"]["residual_pass"] is None
+    assert store.attrs["preprocessing"]["background"]["mask"] == "circle"
+    from kdeconv.preprocess import circular_mask
+
+    assert (np.asarray(store["A"][...])[..., ~circular_mask((32, 32))] == 0).all()
 
 
 def test_relative_paths_work_on_workers_with_another_cwd(cli, tmp_path, good_map, dask_processes,

@@ -200,7 +200,8 @@ def test_large_patterns_run_at_the_working_size_and_come_back_whole(make_map, tm
     assert a.shape == b.shape == data.shape and a.dtype == data.dtype
     working = attrs["preprocessing"]["working_size"]
     assert working["map_shape"] == [240, 240] and working["model_shape"] == [120, 120]
-    assert attrs["preprocessing"]["background_decision"] == {"requested": "processed", "mode": "processed"}
+    decision = attrs["preprocessing"]["background_decision"]
+    assert decision["requested"] == decision["mode"] == "processed" and decision["mask"] == "none"
     assert "static_background" not in zarr.open_group(str(tmp_path / "sep.zarr"), mode="r")
 
 

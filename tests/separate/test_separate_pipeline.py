@@ -25,6 +25,7 @@ from kdeconv.separate.pipeline import ChunkJob, run_pipeline
 RAW = {"mode": "raw", "static": "map_mean", "static_operation": "subtract", "static_smooth_std": "auto",
        "dynamic": True, "dynamic_operation": "subtract", "dynamic_std": None}
 PROCESSED = {**RAW, "mode": "processed", "static": "none", "dynamic": False}
+WINDOWED = {**RAW, "mask": "circle"}  # a round screen's corners: every raw pattern masked first
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +52,13 @@ def device_run(kernel, block):
             from_transfer(b, kernel.out_dtype).reshape(block.shape), w.numpy(), blank.numpy())
 
 
-@pytest.mark.parametrize("background", [RAW, PROCESSED])
+@pytest.mark.parametrize("background", [RAW, PROCESSED, WINDOWED])
 @pytest.mark.parametrize("shape,work,dtype", [((9, 32, 32), (60, 60), np.uint16),   # resampled up
                                               ((9, 64, 64), (48, 48), np.uint8),    # down
                                               ((9, 40, 40), None, np.float32)])     # as is
 def test_device_kernel_equals_the_numpy_kernel(separator, background, shape, work, dtype):
     block = chunk_with_everything(shape, dtype)
-    static = static_background_from_mean(block.mean(0, dtype=np.float64), "auto") \
+    static = static_background_from_mean(block.mean(0, dtype=np.float64), "auto", background=background) \
         if background["static"] != "none" else None
     want_a, want_b, want_w = separate_patterns(block, separator, batch_size=4, background=background,
                                                static_bg=static, work_shape=work)
@@ -76,6 +77,9 @@ def test_device_kernel_equals_the_numpy_kernel(separator, background, shape, wor
     np.testing.assert_allclose(w, want_w, atol=1e-5)
     outside = ~circular_mask(shape[-2:])
     assert (a[[2, 5, 6]][:, outside] == 0).all()
+    if background is WINDOWED:  # every pattern was masked, and the blank ones stayed blank
+        assert (a[:, outside] == 0).all() and (b[:, outside] == 0).all()
+        assert not np.isnan(w[[0, 3, 7, 8]]).any()
 
 
 @pytest.mark.parametrize("background", [RAW, PROCESSED])
