@@ -107,3 +107,22 @@ def test_targets_need_listed_indices():
     with pytest.raises(Exception, match="targets need indices"):
         _cfg({"background": "processed"},
              source={"kind": "map", "path": "m.zarr", "indices": [1, 1], "targets": "t.zarr"})
+
+
+def test_a_windowed_map_is_masked_before_it_is_mixed():
+    # a round screen's dark corners: the raw patterns are masked first, so C, A and B are the
+    # pairs of the masked patterns, zero outside the circle, flagged masked
+    from kdeconv.preprocess import circular_mask
+
+    raw = _bands(8) * 100 + 50
+    cfg = _cfg({"background": "raw", "dynamic": True, "mask": "circle"})
+    draws = draw_pairs(cfg, 0, 4, 8, square=True)
+    out = build_raw_pairs(cfg, draws, raw[draws.pos_a], raw[draws.pos_b], None)
+    mask = circular_mask((40, 40))
+    masked = raw * mask
+    plain = _cfg({"background": "raw", "dynamic": True})
+    want = build_raw_pairs(plain, draws, masked[draws.pos_a], masked[draws.pos_b], None)
+    assert out["masked"].all()
+    for name in ("C", "A", "B"):
+        np.testing.assert_array_equal(out[name], want[name])
+        assert (out[name][:, ~mask] == 0).all()
