@@ -61,15 +61,19 @@ def prepare_mixtures(patterns: np.ndarray, mode: str = "auto") -> tuple[np.ndarr
     """C ready for indexing -> (float32 [0, 1] (n, sy, sx), decision record).
 
     ``mode`` ``auto`` decides per map (``decide_background``): ``raw`` removes the static and
-    dynamic background (``background_corrected``), ``processed`` only stretches each pattern.
+    dynamic background (``background_corrected``), ``processed`` only stretches each pattern. A
+    round screen's dark corners are masked first (``decide_mask``), as ``separate`` does.
     """
-    from kdeconv.preprocess.background import decide_background, rescale_per_pattern
+    from kdeconv.preprocess.background import decide_background, decide_mask, rescale_per_pattern
+    from kdeconv.preprocess.mask import window_patterns
 
     stack = np.asarray(patterns).reshape((-1,) + tuple(np.shape(patterns)[-2:]))
     decision: dict = {"requested": mode}
+    # a spread-out sample, about as many patterns as separate decides on (16 x 16)
+    take = np.unique(np.linspace(0, len(stack) - 1, min(len(stack), 256)).round().astype(int))
+    decision["mask"], decision["mask_evidence"] = decide_mask(stack[take])
+    stack = window_patterns(stack, decision)
     if mode == "auto":
-        # a spread-out sample, about as many patterns as separate decides on (16 x 16)
-        take = np.unique(np.linspace(0, len(stack) - 1, min(len(stack), 256)).round().astype(int))
         mode, evidence = decide_background(stack[take])
         decision["evidence"] = evidence
     decision["mode"] = mode
