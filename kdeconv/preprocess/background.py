@@ -20,7 +20,7 @@ from scipy.fft import irfft2, next_fast_len, rfft2
 __all__ = ["background_steps", "remove_static_background", "remove_dynamic_background", "dynamic_background",
            "background_evidence", "decide_background", "static_background_from_mean", "defect_pixels",
            "gaussian_window", "rescale_per_pattern", "output_range", "fill_outside_mask", "known_region",
-           "decision_rule", "decide_mask", "dark_outside_share"]
+           "decision_rule", "decide_mask", "dead_outside_share"]
 
 _OPERATIONS = ("subtract", "divide")
 
@@ -285,33 +285,42 @@ RAW_FALLOFF = 0.93
 RAW_FALLOFF_MASKED = 0.95
 
 
-# A camera that sees a round phosphor screen records its corners dark but not zero. Such a map is
-# windowed (its raw patterns circular-masked) when at least SCREEN_MIN_SHARE of the pixels outside
-# the inscribed circle are, on the sample mean, below SCREEN_DARK of its centre. A raw detector
-# background's corners read 0.3 or more of the centre (simulated widths 0.5-1.2; real Ni 0.6).
+# A camera that sees a round phosphor screen records its corners dark but not zero; a vendor may
+# fill a mask with a constant other than zero. Such a map is windowed (its raw patterns
+# circular-masked) when at least SCREEN_MIN_SHARE of the pixels outside the inscribed circle see
+# nothing: below SCREEN_DARK of the centre on the sample mean, or the same value in every sampled
+# pattern. A raw detector background's corners read 0.3 or more of the centre (simulated widths
+# 0.5-1.2; real Ni 0.6); stuck pixels are a few per thousand.
 SCREEN_DARK = 0.1
 SCREEN_MIN_SHARE = 0.05
 
 
-def dark_outside_share(mean: np.ndarray) -> float:
-    """Share of the pixels outside the inscribed circle where ``mean`` (sy, sx) is below
-    ``SCREEN_DARK`` of its centre (radius <= 0.35 of the circle's)."""
+def dead_outside_share(patterns: np.ndarray) -> float:
+    """Share of the pixels outside the inscribed circle that see nothing in a sample ``(n, sy,
+    sx)``: their mean below ``SCREEN_DARK`` of the centre's (radius <= 0.35 of the circle's), or
+    one value in every pattern (n >= 2)."""
     from kdeconv.preprocess.mask import circular_mask
 
-    mean = np.asarray(mean, np.float64)
-    if min(mean.shape) < 3:
+    stack = np.asarray(patterns, np.float64).reshape((-1,) + np.shape(patterns)[-2:])
+    shape = stack.shape[1:]
+    if min(shape) < 3 or len(stack) == 0:
         return 0.0
-    outside = ~circular_mask(mean.shape)
-    centre = mean[circular_mask(mean.shape, radius=0.35 * min(mean.shape) / 2)].mean()
+    outside = ~circular_mask(shape)
+    mean = stack.mean(axis=0)
+    centre = mean[circular_mask(shape, radius=0.35 * min(shape) / 2)].mean()
     if not outside.any() or centre <= 0:
         return 0.0
-    return float((mean[outside] < SCREEN_DARK * centre).mean())
+    dead = mean[outside] < SCREEN_DARK * centre
+    if len(stack) >= 2:
+        dead |= np.ptp(stack[:, outside], axis=0) == 0
+    return float(dead.mean())
 
 
 def decide_mask(patterns: np.ndarray) -> tuple[str, dict[str, float]]:
-    """``("circle", evidence)`` for a sample ``(n, sy, sx)`` of a map whose corners are dark but
-    not masked (a round screen), else ``("none", evidence)``: maps already masked keep their own
-    zeros. ``evidence``: ``dark_outside`` of the sample mean and the share already ``masked``."""
+    """``("circle", evidence)`` for a sample ``(n, sy, sx)`` of a map whose corners see nothing
+    but are not zero-masked (a round screen, a mask filled with a constant), else ``("none",
+    evidence)``: maps already masked keep their own zeros. ``evidence``: ``dead_outside``
+    (``dead_outside_share``) and the share already ``masked``."""
     from kdeconv.preprocess.mask import circular_mask, detect_masked
 
     stack = np.asarray(patterns, dtype=np.float32)
@@ -319,10 +328,10 @@ def decide_mask(patterns: np.ndarray) -> tuple[str, dict[str, float]]:
     flat = stack.reshape(len(stack), -1)
     stack = stack[flat.max(axis=1) > flat.min(axis=1)]  # blank frames say nothing
     if len(stack) == 0 or min(stack.shape[1:]) < 3:
-        return "none", {"dark_outside": 0.0, "masked": 0.0}
-    evidence = {"dark_outside": dark_outside_share(stack.mean(axis=0)),
+        return "none", {"dead_outside": 0.0, "masked": 0.0}
+    evidence = {"dead_outside": dead_outside_share(stack),
                 "masked": float(detect_masked(stack, circular_mask(stack.shape[1:])).mean())}
-    screen = evidence["dark_outside"] >= SCREEN_MIN_SHARE and evidence["masked"] <= 0.5
+    screen = evidence["dead_outside"] >= SCREEN_MIN_SHARE and evidence["masked"] <= 0.5
     return ("circle" if screen else "none"), evidence
 
 

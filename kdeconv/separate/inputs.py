@@ -92,8 +92,9 @@ class ModelInputPlan:
             f"{evidence['lowfreq_share']:.3f}, rim/centre {evidence['falloff']:.2f})"
             if evidence else " (as asked)")
         if self.decision.get("mask") == "circle":
-            line += ("; raw patterns circular-masked (" + ("dark corners: a round screen"
-                     if self.decision.get("requested_mask") == "auto" else "as asked") + ")")
+            why = ("its corners see nothing: a round screen or a filled mask"
+                   if self.decision.get("requested_mask") == "auto" else "as asked")
+            line += f"; raw patterns circular-masked ({why})"
         if self.resampled:
             line += (f"; patterns resampled {self.map_shape[0]}x{self.map_shape[1]} -> "
                      f"{self.work_shape[0]}x{self.work_shape[1]} for the model (its range "

@@ -124,6 +124,15 @@ def test_a_round_screens_dark_corners_are_masked_and_nothing_else_is(width_px):
     assert decide_background(_screened(raw) * circular_mask(raw.shape[-2:]))[0] == "raw"
 
 
+def test_a_mask_filled_with_a_constant_is_masked_again_with_zeros():
+    # a vendor export whose outside is mid-grey: the same value in every pattern
+    processed = _processed(_raw_map(), mask=False)
+    grey = np.where(circular_mask(processed.shape[-2:]), processed, np.uint8(128))
+    mode, evidence = decide_mask(grey)
+    assert mode == "circle" and evidence["dead_outside"] == 1.0, evidence
+    assert decide_background(grey * circular_mask(grey.shape[-2:]))[0] == "processed"
+
+
 def test_a_windowed_recipe_masks_the_raw_patterns_and_their_mean():
     from kdeconv.preprocess.background import static_background_from_mean
     from kdeconv.separate.chunk import preprocess_patterns
