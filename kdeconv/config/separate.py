@@ -34,9 +34,10 @@ class BackgroundConfig(StrictModel):
     dynamic_operation: Literal["subtract", "divide"] = "subtract"
     # Gaussian std in pixels; None = pattern width / 8 (kikuchipy's default).
     dynamic_std: float | None = Field(default=None, gt=0)
-    # "circle": zero every raw pattern outside the inscribed circle before anything else, for a
-    # camera that sees a round phosphor screen (dark, but not zero, beyond it); "auto": when a
-    # sample of the map shows such dark corners (kdeconv.preprocess.background.decide_mask).
+    # "circle": zero every pattern outside the inscribed circle before anything else, for a
+    # camera that sees a round phosphor screen (dark, but not zero, beyond it) or a mask filled
+    # with a constant; "auto": when a sample of the map shows such corners
+    # (kdeconv.preprocess.background.decide_mask).
     mask: Literal["auto", "circle", "none"] = "auto"
 
 

@@ -94,7 +94,7 @@ class ModelInputPlan:
         if self.decision.get("mask") == "circle":
             why = ("its corners see nothing: a round screen or a filled mask"
                    if self.decision.get("requested_mask") == "auto" else "as asked")
-            line += f"; raw patterns circular-masked ({why})"
+            line += f"; patterns masked to the inscribed circle first ({why})"
         if self.resampled:
             line += (f"; patterns resampled {self.map_shape[0]}x{self.map_shape[1]} -> "
                      f"{self.work_shape[0]}x{self.work_shape[1]} for the model (its range "

@@ -111,7 +111,7 @@ def test_separate_cli_runs_and_resumes_with_overwrite(cli, tmp_path, good_map, d
     result = cli("separate", good_map, "--out", out, "--overwrite", "--scheduler-file", sched,
                  "--residual-pass", "off", "--mask", "circle")
     assert result.exit_code == 0 and "12 patterns" in result.output
-    assert "raw patterns circular-masked (as asked)" in result.output
+    assert "patterns masked to the inscribed circle first (as asked)" in result.output
     store = zarr.open_group(str(out), mode="r")
     assert store.attrs["config"]["residual_pass"] is None
     assert store.attrs["preprocessing"]["background"]["mask"] == "circle"
