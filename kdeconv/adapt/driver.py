@@ -262,6 +262,8 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
     base = load_separator(base_path, device="cpu", precision="fp32")
     plan = plan_model_input(src, base.meta, cfg.background, cfg.working_size)
     echo(plan.describe())
+    if plan.warning():
+        echo(plan.warning())
 
     # the map's static background, as separate computes it
     static_path = None

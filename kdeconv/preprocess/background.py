@@ -20,7 +20,7 @@ from scipy.fft import irfft2, next_fast_len, rfft2
 __all__ = ["background_steps", "remove_static_background", "remove_dynamic_background", "dynamic_background",
            "background_evidence", "decide_background", "static_background_from_mean", "defect_pixels",
            "gaussian_window", "rescale_per_pattern", "output_range", "fill_outside_mask", "known_region",
-           "decision_rule", "decide_mask", "dead_outside_share"]
+           "decision_rule", "decide_mask", "dead_outside_share", "dead_rim_share"]
 
 _OPERATIONS = ("subtract", "divide")
 
@@ -316,11 +316,28 @@ def dead_outside_share(patterns: np.ndarray) -> float:
     return float(dead.mean())
 
 
+def dead_rim_share(mean: np.ndarray) -> float:
+    """Share of the inscribed circle's rim (0.8-0.97 of its radius) where a sample mean (sy, sx)
+    is below ``SCREEN_DARK`` of its centre: a screen smaller than the circle, or off its centre,
+    which masking with the inscribed circle does not cover."""
+    from kdeconv.preprocess.mask import circular_mask
+
+    mean = np.asarray(mean, np.float64)
+    if min(mean.shape) < 8:
+        return 0.0
+    half = min(mean.shape) / 2
+    rim = circular_mask(mean.shape, radius=0.97 * half) & ~circular_mask(mean.shape, radius=0.8 * half)
+    centre = mean[circular_mask(mean.shape, radius=0.35 * half)].mean()
+    if centre <= 0:
+        return 0.0
+    return float((mean[rim] < SCREEN_DARK * centre).mean())
+
+
 def decide_mask(patterns: np.ndarray) -> tuple[str, dict[str, float]]:
     """``("circle", evidence)`` for a sample ``(n, sy, sx)`` of a map whose corners see nothing
     but are not zero-masked (a round screen, a mask filled with a constant), else ``("none",
     evidence)``: maps already masked keep their own zeros. ``evidence``: ``dead_outside``
-    (``dead_outside_share``) and the share already ``masked``."""
+    (``dead_outside_share``), the share already ``masked`` and ``dead_rim`` (``dead_rim_share``)."""
     from kdeconv.preprocess.mask import circular_mask, detect_masked
 
     stack = np.asarray(patterns, dtype=np.float32)
@@ -328,9 +345,10 @@ def decide_mask(patterns: np.ndarray) -> tuple[str, dict[str, float]]:
     flat = stack.reshape(len(stack), -1)
     stack = stack[flat.max(axis=1) > flat.min(axis=1)]  # blank frames say nothing
     if len(stack) == 0 or min(stack.shape[1:]) < 3:
-        return "none", {"dead_outside": 0.0, "masked": 0.0}
+        return "none", {"dead_outside": 0.0, "masked": 0.0, "dead_rim": 0.0}
     evidence = {"dead_outside": dead_outside_share(stack),
-                "masked": float(detect_masked(stack, circular_mask(stack.shape[1:])).mean())}
+                "masked": float(detect_masked(stack, circular_mask(stack.shape[1:])).mean()),
+                "dead_rim": dead_rim_share(stack.mean(axis=0))}
     screen = evidence["dead_outside"] >= SCREEN_MIN_SHARE and evidence["masked"] <= 0.5
     return ("circle" if screen else "none"), evidence
 

@@ -495,6 +495,8 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     claim_rule = getattr(separator, "claim_rule", None)  # evaluate's rule for this model
     del separator
     echo(plan.describe())
+    if plan.warning():
+        echo(plan.warning())
 
     background, work_shape = plan.background, plan.work_shape
     nav_chunks = src.chunks[:-2]

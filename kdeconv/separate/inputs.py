@@ -18,6 +18,9 @@ __all__ = ["ModelInputPlan", "plan_model_input", "sample_patterns", "resolve_bac
 # Patterns read to decide raw or processed: a few from each of up to this many chunks.
 BACKGROUND_SAMPLE_CHUNKS = 16
 BACKGROUND_SAMPLE_PER_CHUNK = 16
+# Share of the detector circle's rim that may be dark before `separate` warns (stuck pixels and a
+# raw background's falloff stay far below it).
+DEAD_RIM_WARN = 0.05
 
 
 def sample_patterns(src, chunks: int = BACKGROUND_SAMPLE_CHUNKS,
@@ -83,6 +86,17 @@ class ModelInputPlan:
         return {"map_shape": list(self.map_shape), "model_shape": list(self.work_shape),
                 "model_range": self.working.as_dict(), "requested": self.requested_size,
                 "method": "area average down, linear up (kdeconv.preprocess.resample)"}
+
+    def warning(self) -> str | None:
+        """A ``Warning:`` line when part of the detector circle's rim sees nothing on the sampled
+        mean (a screen smaller than the pattern, or off its centre): the mask leaves it in."""
+        rim = (self.decision.get("mask_evidence") or {}).get("dead_rim", 0.0)
+        if rim < DEAD_RIM_WARN:
+            return None
+        return (f"Warning: {100 * rim:.0f}% of the rim of the detector circle is dark in every "
+                "pattern (a screen smaller than the pattern, or off its centre); only the outside of "
+                "the inscribed circle is masked, so the model sees that dark edge and A, B may be "
+                "poor near it")
 
     def describe(self) -> str:
         """One line for the user: what was decided, and why."""

@@ -627,6 +627,10 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
                                                   background=plan.background).astype(np.float32)
     if progress:
         print(plan.describe())
+    if plan.warning():
+        import warnings
+
+        warnings.warn(plan.warning().removeprefix("Warning: "), UserWarning, stacklevel=2)
     # `auto` resolved once (on the client's workers for lazy input), so every chunk runs alike
     model = {"checkpoint": str(Path(config.checkpoint).resolve()) if config.checkpoint else None,
              "sha256": sha256, "device": config.device,

@@ -147,3 +147,19 @@ def test_a_windowed_recipe_masks_the_raw_patterns_and_their_mean():
     np.testing.assert_array_equal(preprocess_patterns(screened, windowed, static),
                                   preprocess_patterns(screened * mask, recipe, static))
     assert (preprocess_patterns(screened, windowed, static)[:, ~mask] == 0).all()
+
+
+def test_a_screen_smaller_than_the_circle_is_warned_of_not_masked_over():
+    import dask.array as da
+
+    from kdeconv.config.separate import BackgroundConfig
+    from kdeconv.preprocess.resample import WorkingRange
+    from kdeconv.separate.inputs import ModelInputPlan, resolve_background
+
+    raw = _raw_map()
+    for stack, dark_rim in ((_screened(raw, radius=0.88), True), (_screened(raw), False), (raw, False)):
+        recipe, decision = resolve_background(da.from_array(stack, chunks=(16, 60, 60)), BackgroundConfig())
+        plan = ModelInputPlan(recipe, decision, (60, 60), (60, 60), WorkingRange(60, 120, 120))
+        assert (plan.warning() is not None) == dark_rim, decision
+        if dark_rim:
+            assert plan.warning().startswith("Warning: ") and "smaller than the pattern" in plan.warning()
