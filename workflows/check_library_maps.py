@@ -3,7 +3,7 @@
     python workflows/check_library_maps.py [--checkpoint CKPT] [--out runs/library_maps] \
         [--phases ni fe_alpha duplex] [--held-out zr] [--styles raw processed masked screen] \
         [--sizes 60 96 120 240 480 120x160 480x640] [--nav 30 30] [--grains 12] [--workers 2] \
-        [--background auto|raw|processed]
+        [--background auto|raw|processed] [--mask auto|circle|none]
 
 For each map (a library phase, ``duplex`` = fe_alpha + fe_gamma half each, the held-out phase),
 style (``raw``: camera counts; ``processed``: the vendor-exported look; ``masked``: the raw map
@@ -60,19 +60,9 @@ def map_names(phases: list[str] | None, held_out: str | None) -> list[str]:
     return names
 
 
-# A round phosphor screen imaged onto the sensor: radius in half shorter sides (1 = inscribed
-# circle), an edge of EDGE px, stray light SCREEN_FLOOR of the signal beyond.
-SCREEN_RADIUS, SCREEN_EDGE, SCREEN_FLOOR = 1.15, 2.0, 0.03
-
-
-def screen_window(shape):
-    """(sy, sx) light through a round screen: 1 inside, a soft edge, SCREEN_FLOOR outside."""
-    import numpy as np
-
-    sy, sx = shape
-    r = np.hypot(*np.meshgrid(np.arange(sy) - (sy - 1) / 2, np.arange(sx) - (sx - 1) / 2, indexing="ij"))
-    edge = SCREEN_RADIUS * min(sy, sx) / 2
-    return SCREEN_FLOOR + (1 - SCREEN_FLOOR) / (1 + np.exp((r - edge) / (SCREEN_EDGE / 4)))
+# The `screen` style's round phosphor screen (simulate-map's realism): radius in half shorter
+# sides (1 = the inscribed circle), stray light beyond it.
+SCREEN_RADIUS, SCREEN_FLOOR = 1.15, 0.03
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -99,6 +89,9 @@ def map_config(name: str, style: str, size: tuple[int, int], nav: tuple[int, int
         config["phase"] = name
     config.update(nav_shape=list(nav), n_grains=grains,
                   style="raw" if style in ("masked", "screen") else style)
+    if style == "screen":
+        config["realism"] = {**config.get("realism", {}), "screen_radius": SCREEN_RADIUS,
+                             "screen_floor": SCREEN_FLOOR}
     config["detector"] = {**config.get("detector", {}), "shape": list(size)}
     return config
 
@@ -133,23 +126,21 @@ def run_one(name: str, style: str, size: tuple[int, int], args, base: dict, clus
     t = time.perf_counter()
     ingest(validate_config(IngestConfig, {"input": str(map_file), "output": str(work / "map.zarr")}), cluster,
            echo=quiet)
-    if style in ("masked", "screen"):
+    if style == "masked":  # the raw counts with only the circular mask applied
         import numpy as np
         import zarr
 
         from kdeconv.preprocess import circular_mask
 
         patterns = zarr.open_group(str(work / "map.zarr"), mode="r+")["patterns"]
-        # masked: the raw counts with only the circular mask applied; screen: through a round
-        # screen with its edge at SCREEN_RADIUS, light falling to SCREEN_FLOOR beyond it
-        window = (circular_mask(patterns.shape[-2:]) if style == "masked"
-                  else screen_window(patterns.shape[-2:]))
-        patterns[...] = np.rint(np.asarray(patterns[...]) * window).astype(patterns.dtype)
+        masked = np.asarray(patterns[...]) * circular_mask(patterns.shape[-2:])
+        patterns[...] = masked.astype(patterns.dtype)
     seconds["ingest"] = time.perf_counter() - t
 
     t = time.perf_counter()
     sep_cfg = validate_config(SeparateConfig, {"checkpoint": args.checkpoint, "panels": 0,
-                                               "background": {"mode": args.background}}, "separate")
+                                               "background": {"mode": args.background,
+                                                              "mask": args.mask}}, "separate")
     result = separate_map(work / "map.zarr", work / "separated.zarr", sep_cfg, cluster, echo=quiet,
                           progress=False)
     seconds["separate"] = time.perf_counter() - t
@@ -258,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["raw", "processed", "masked", "screen"])
     parser.add_argument("--background", default="auto", choices=["auto", "raw", "processed"],
                         help="separate's background mode (default auto: decided per map)")
+    parser.add_argument("--mask", default="auto", choices=["auto", "circle", "none"],
+                        help="separate's mask mode (default auto: a round screen's corners masked)")
     parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(120, 120)],
                         help="Pattern sizes: N (square) or SYxSX (rows x columns, e.g. 480x640).")
     parser.add_argument("--nav", nargs=2, type=int, default=[30, 30], metavar=("NY", "NX"))

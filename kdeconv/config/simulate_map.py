@@ -38,6 +38,10 @@ class RealismSpec(StrictModel):
     gain: float = Field(default=0.0, ge=0, le=1)       # std of the fixed-pattern gain (0: none)
     defect_fraction: float = Field(default=0.0, ge=0, le=0.05)  # share of hot/dead pixels
     bits: Literal[8, 16] = 16                          # 8: an 8-bit camera (written as UP1)
+    # A round phosphor screen imaged onto the sensor: its radius in half shorter sides (1 = the
+    # inscribed circle; None = no screen), light falling to `screen_floor` beyond its edge.
+    screen_radius: float | None = Field(default=None, gt=0)
+    screen_floor: float = Field(default=0.03, ge=0, le=1)
 
 
 class ProcessedSpec(StrictModel):

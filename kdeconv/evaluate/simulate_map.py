@@ -36,8 +36,8 @@ from kdeconv.evaluate.polycrystal import footprint_samples, grain_fractions, ran
 from kdeconv.io.store import finalize_output, nav_chunks, prepare_output, store_attrs
 
 __all__ = ["simulate_map", "UP2_NAME", "UP1_NAME", "TRUTH_NAME", "assign_phases",
-           "record_counts", "expected_recording", "recording_unit", "camera_effects", "vendor_processed",
-           "detector_background"]
+           "record_counts", "expected_recording", "recording_unit", "camera_effects", "screen_window",
+           "vendor_processed", "detector_background"]
 
 UP2_NAME = "map.up2"
 UP1_NAME = "map.up1"
@@ -83,14 +83,32 @@ def full_scale(r: RealismSpec, shape: tuple[int, int]) -> float:
     return 1.2 * r.dose * float(g.max())
 
 
-def camera_effects(seed: int, r: RealismSpec, shape: tuple[int, int]) -> np.ndarray | None:
-    """The map's one fixed-pattern gain (sy, sx) (``1 + gain * F``), or None without gain."""
-    if r.gain <= 0:
-        return None
-    from kdeconv.generate.augment import gain_field
+# A round screen's edge: the light falls over about this many pixels.
+SCREEN_EDGE_PX = 2.0
 
-    field = gain_field(tuple(shape), np.random.default_rng([seed, _GAIN_STREAM]))
-    return np.clip(1.0 + r.gain * field, 0.05, None)
+
+def screen_window(shape: tuple[int, int], radius: float, floor: float) -> np.ndarray:
+    """(sy, sx) light through a round screen of ``radius`` half shorter sides: 1 inside, a soft
+    edge, ``floor`` beyond."""
+    sy, sx = shape
+    r = np.hypot(*np.meshgrid(np.arange(sy) - (sy - 1) / 2, np.arange(sx) - (sx - 1) / 2, indexing="ij"))
+    edge = radius * min(sy, sx) / 2
+    return floor + (1 - floor) / (1 + np.exp((r - edge) / (SCREEN_EDGE_PX / 4)))
+
+
+def camera_effects(seed: int, r: RealismSpec, shape: tuple[int, int]) -> np.ndarray | None:
+    """The map's one fixed-pattern gain (sy, sx): ``1 + gain * F``, times the light through a
+    round screen when it has one; None with neither."""
+    out = None
+    if r.gain > 0:
+        from kdeconv.generate.augment import gain_field
+
+        field = gain_field(tuple(shape), np.random.default_rng([seed, _GAIN_STREAM]))
+        out = np.clip(1.0 + r.gain * field, 0.05, None)
+    if r.screen_radius is not None:
+        window = screen_window(tuple(shape), r.screen_radius, r.screen_floor)
+        out = window if out is None else out * window
+    return out
 
 
 def record_counts(mixtures: np.ndarray, r: RealismSpec, seed: int, pixel_index: np.ndarray,

@@ -114,6 +114,22 @@ def test_gain_and_stuck_pixels_are_the_same_on_every_pattern(tmp_path):
     assert (tmp_path / "eight" / "map.up1").is_file()
 
 
+def test_a_round_screen_darkens_the_corners_and_separate_masks_them(tmp_path):
+    from kdeconv.evaluate.simulate_map import simulate_map
+    from kdeconv.preprocess import circular_mask
+    from kdeconv.preprocess.background import decide_mask
+
+    cfg = _config(phases=None, phase="ni", realism={"screen_radius": 1.15, "screen_floor": 0.03},
+                  detector={"shape": (60, 80), "pc": (0.5, 0.45, 0.55)})
+    C = _truth(simulate_map(cfg, tmp_path / "screen"))["C"][...].reshape(-1, 60, 80).astype(float)
+    mean = C.mean(axis=0)
+    centre = mean[25:35, 35:45].mean()
+    assert mean[0, 0] < 0.05 * centre and mean[:, 0].max() < 0.05 * centre  # beyond 1.15 x 30 px
+    assert mean[30, 40 - 33] > 0.3 * centre                                  # inside it
+    assert (mean[~circular_mask((60, 80))] > 0).all()                         # dark, not zero
+    assert decide_mask(C)[0] == "circle"
+
+
 def test_simulate_map_cli_phase_shape_and_style(cli, tmp_path):
     out = tmp_path / "fe"
     result = cli("simulate-map", "--out", out, "--phase", "fe_alpha", "--nav-shape", 3, 4, "--n-grains", 2,
