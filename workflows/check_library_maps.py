@@ -3,7 +3,7 @@
     python workflows/check_library_maps.py [--checkpoint CKPT] [--out runs/library_maps] \
         [--phases ni fe_alpha duplex] [--held-out zr] [--styles raw processed masked screen] \
         [--sizes 60 96 120 240 480 120x160 480x640] [--nav 30 30] [--grains 12] [--workers 2] \
-        [--background auto|raw|processed] [--mask auto|circle|none]
+        [--background auto|raw|processed] [--mask auto|circle|none] [--screen-radius R]
 
 For each map (a library phase, ``duplex`` = fe_alpha + fe_gamma half each, the held-out phase),
 style (``raw``: camera counts; ``processed``: the vendor-exported look; ``masked``: the raw map
@@ -79,7 +79,7 @@ def size_label(size: tuple[int, int]) -> str:
 
 
 def map_config(name: str, style: str, size: tuple[int, int], nav: tuple[int, int], grains: int,
-               base: dict) -> dict:
+               base: dict, screen_radius: float = SCREEN_RADIUS) -> dict:
     """simulate-map config (a dict) of one map."""
     config = json.loads(json.dumps(base))
     config.pop("phase", None), config.pop("phases", None)
@@ -90,7 +90,7 @@ def map_config(name: str, style: str, size: tuple[int, int], nav: tuple[int, int
     config.update(nav_shape=list(nav), n_grains=grains,
                   style="raw" if style in ("masked", "screen") else style)
     if style == "screen":
-        config["realism"] = {**config.get("realism", {}), "screen_radius": SCREEN_RADIUS,
+        config["realism"] = {**config.get("realism", {}), "screen_radius": screen_radius,
                              "screen_floor": SCREEN_FLOOR}
     config["detector"] = {**config.get("detector", {}), "shape": list(size)}
     return config
@@ -116,8 +116,8 @@ def run_one(name: str, style: str, size: tuple[int, int], args, base: dict, clus
     quiet = (lambda *_: None)
     seconds = {}
     t = time.perf_counter()
-    sim_cfg = validate_config(SimulateMapConfig, map_config(name, style, size, args.nav, args.grains, base),
-                              name)
+    config = map_config(name, style, size, args.nav, args.grains, base, args.screen_radius)
+    sim_cfg = validate_config(SimulateMapConfig, config, name)
     simulate_map(sim_cfg, work / "sim", echo=print)
     truth = work / "sim" / TRUTH_NAME
     map_file = work / "sim" / open_store(truth, "truth").attrs["map_file"]
@@ -249,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["raw", "processed", "masked", "screen"])
     parser.add_argument("--background", default="auto", choices=["auto", "raw", "processed"],
                         help="separate's background mode (default auto: decided per map)")
+    parser.add_argument("--screen-radius", type=float, default=SCREEN_RADIUS,
+                        help="The screen style's radius in half shorter sides (1 = the inscribed circle).")
     parser.add_argument("--mask", default="auto", choices=["auto", "circle", "none"],
                         help="separate's mask mode (default auto: a round screen's corners masked)")
     parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(120, 120)],
