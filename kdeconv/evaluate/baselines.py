@@ -64,19 +64,15 @@ def prepare_mixtures(patterns: np.ndarray, mode: str = "auto") -> tuple[np.ndarr
     dynamic background (``background_corrected``), ``processed`` only stretches each pattern. A
     round screen's dark corners are masked first (``decide_mask``), as ``separate`` does.
     """
-    from kdeconv.preprocess.background import decide_background, decide_mask, rescale_per_pattern
+    from kdeconv.preprocess.background import decide_input, rescale_per_pattern
     from kdeconv.preprocess.mask import window_patterns
 
     stack = np.asarray(patterns).reshape((-1,) + tuple(np.shape(patterns)[-2:]))
-    decision: dict = {"requested": mode}
     # a spread-out sample, about as many patterns as separate decides on (16 x 16)
     take = np.unique(np.linspace(0, len(stack) - 1, min(len(stack), 256)).round().astype(int))
-    decision["mask"], decision["mask_evidence"] = decide_mask(stack[take])
+    decision = {"requested": mode, **decide_input(stack[take], mode, "auto")}
     stack = window_patterns(stack, decision)
-    if mode == "auto":
-        mode, evidence = decide_background(stack[take])
-        decision["evidence"] = evidence
-    decision["mode"] = mode
+    mode = decision["mode"]
     if mode == "raw":
         return background_corrected(stack), decision
     return rescale_per_pattern(stack.astype(np.float32), 0.0, 1.0), decision

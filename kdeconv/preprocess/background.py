@@ -20,7 +20,7 @@ from scipy.fft import irfft2, next_fast_len, rfft2
 __all__ = ["background_steps", "remove_static_background", "remove_dynamic_background", "dynamic_background",
            "background_evidence", "decide_background", "static_background_from_mean", "defect_pixels",
            "gaussian_window", "rescale_per_pattern", "output_range", "fill_outside_mask", "known_region",
-           "decision_rule", "decide_mask", "dead_outside_share", "dead_rim_share"]
+           "decision_rule", "decide_mask", "dead_outside_share", "dead_rim_share", "decide_input"]
 
 _OPERATIONS = ("subtract", "divide")
 
@@ -398,6 +398,23 @@ def background_evidence(patterns: np.ndarray) -> dict[str, float]:
     falloff = float(ring / centre) if abs(centre) > 1e-12 else 1.0
     return {"lowfreq_share": float(np.median(share)), "falloff": falloff,
             "masked": float(masked.mean()), "n": int(len(stack))}
+
+
+def decide_input(sample: np.ndarray | None, mode: str = "auto", mask: str = "auto") -> dict[str, Any]:
+    """What a map's patterns need before a model, decided on a ``sample`` (n, sy, sx) of them
+    where ``mode`` or ``mask`` is "auto" (else the sample may be None): ``{"mode": "raw" |
+    "processed", "mask": "circle" | "none"}``, with the evidence of what was decided. The mask
+    comes first and the background is decided on the masked sample, as the model's steps see it."""
+    from kdeconv.preprocess.mask import window_patterns
+
+    decision: dict[str, Any] = {"mask": mask}
+    if mask == "auto":
+        decision["mask"], decision["mask_evidence"] = decide_mask(sample)
+    decision["mode"] = mode
+    if mode == "auto":
+        decision["mode"], evidence = decide_background(window_patterns(sample, decision))
+        decision.update(evidence=evidence, rule=decision_rule(evidence))
+    return decision
 
 
 def decision_rule(evidence: dict[str, float]) -> str:

@@ -20,7 +20,7 @@ from kdeconv.preprocess.background import (
     remove_static_background,
     rescale_per_pattern,
 )
-from kdeconv.preprocess.mask import window_patterns, windowed
+from kdeconv.preprocess.mask import window_patterns
 from kdeconv.preprocess.resample import resample
 
 __all__ = ["SeparatorLike", "preprocess_patterns", "separate_patterns", "effective_batch_size",
@@ -67,12 +67,12 @@ def preprocess_patterns(patterns: np.ndarray, background: dict[str, Any],
     "processed" skips the static and dynamic removal (the vendor has done them). Patterns are
     resampled first (background removal is linear, so it commutes with resampling up to the
     blur's edges, and it is far cheaper at the working size). ``masked`` (n,) says which
-    patterns carry the circular mask, decided at their own size when the caller resamples. A
-    recipe with ``mask: circle`` masks every pattern first (``preprocess.mask.window_patterns``).
+    patterns carry the circular mask, decided at their own size when the caller resamples; a
+    caller that gives it has applied the recipe's window already. Otherwise a recipe with
+    ``mask: circle`` masks every pattern first (``preprocess.mask.window_patterns``).
     """
-    if windowed(background):
-        patterns, masked = window_patterns(patterns, background), None
     if masked is None:
+        patterns = window_patterns(patterns, background)
         masked = detect_masked(patterns, circular_mask(patterns.shape[-2:])) \
             if min(patterns.shape[-2:]) >= 3 else np.zeros(len(patterns), bool)
     stack = patterns.astype(np.float32)

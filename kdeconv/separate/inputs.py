@@ -6,7 +6,6 @@ model is fine-tuned on exactly the input it will separate.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -45,25 +44,15 @@ def sample_patterns(src, chunks: int = BACKGROUND_SAMPLE_CHUNKS,
 def resolve_background(src, background: BackgroundConfig) -> tuple[dict, dict]:
     """The background recipe the workers apply (mode "raw" or "processed", mask "circle" or
     "none") and the decision record."""
-    from kdeconv.preprocess.background import decide_background, decide_mask, decision_rule
-    from kdeconv.preprocess.mask import window_patterns
+    from kdeconv.preprocess.background import decide_input
 
     recipe = background.model_dump(mode="json")
-    requested = recipe["mode"]
-    decision: dict[str, Any] = {"requested": requested, "requested_mask": recipe["mask"]}
-    sample = sample_patterns(src) if "auto" in (requested, recipe["mask"]) else None
-    if recipe["mask"] == "auto":
-        recipe["mask"], decision["mask_evidence"] = decide_mask(sample)
-    decision["mask"] = recipe["mask"]
-    if requested == "auto":
-        # decided on what the model's steps will see: the window applied first
-        mode, evidence = decide_background(window_patterns(sample, recipe))
-        decision.update(mode=mode, evidence=evidence, rule=decision_rule(evidence))
-    else:
-        mode = requested
-        decision["mode"] = mode
-    recipe["mode"] = mode
-    if mode == "processed":
+    requested, requested_mask = recipe["mode"], recipe["mask"]
+    sample = sample_patterns(src) if "auto" in (requested, requested_mask) else None
+    decision = {"requested": requested, "requested_mask": requested_mask,
+                **decide_input(sample, requested, requested_mask)}
+    recipe.update(mask=decision["mask"], mode=decision["mode"])
+    if recipe["mode"] == "processed":
         recipe.update(static="none", dynamic=False)
     return recipe, decision
 
