@@ -3,12 +3,14 @@
     python workflows/check_library_maps.py [--checkpoint CKPT] [--out runs/library_maps] \
         [--phases ni fe_alpha duplex] [--held-out zr] [--styles raw processed masked screen] \
         [--sizes 60 96 120 240 480 120x160 480x640] [--nav 30 30] [--grains 12] [--workers 2] \
-        [--background auto|raw|processed] [--mask auto|circle|none] [--screen-radius R]
+        [--background auto|raw|processed] [--mask auto|circle|none] [--screen-radius R] \
+        [--screen-offset DY DX]
 
 For each map (a library phase, ``duplex`` = fe_alpha + fe_gamma half each, the held-out phase),
 style (``raw``: camera counts; ``processed``: the vendor-exported look; ``masked``: the raw map
 with only the circular mask applied; ``screen``: the raw map seen through a round phosphor
-screen wider than the inscribed circle, its corners dark but not zero) and pattern size (made by
+screen, by default wider than the inscribed circle, its corners dark but not zero;
+``--screen-radius`` and ``--screen-offset`` give a smaller or off-centre one) and pattern size (made by
 the simulator at that size): ``simulate-map``, ``ingest`` of the map file, ``separate`` with its
 defaults (background auto unless ``--background`` says, the model's own working size) and
 ``evaluate``. One table, ``OUT/table.json`` and ``OUT/table.md``, one row per map:
@@ -79,7 +81,8 @@ def size_label(size: tuple[int, int]) -> str:
 
 
 def map_config(name: str, style: str, size: tuple[int, int], nav: tuple[int, int], grains: int,
-               base: dict, screen_radius: float = SCREEN_RADIUS) -> dict:
+               base: dict, screen_radius: float = SCREEN_RADIUS,
+               screen_offset: tuple[float, float] = (0.0, 0.0)) -> dict:
     """simulate-map config (a dict) of one map."""
     config = json.loads(json.dumps(base))
     config.pop("phase", None), config.pop("phases", None)
@@ -91,7 +94,7 @@ def map_config(name: str, style: str, size: tuple[int, int], nav: tuple[int, int
                   style="raw" if style in ("masked", "screen") else style)
     if style == "screen":
         config["realism"] = {**config.get("realism", {}), "screen_radius": screen_radius,
-                             "screen_floor": SCREEN_FLOOR}
+                             "screen_floor": SCREEN_FLOOR, "screen_offset": list(screen_offset)}
     config["detector"] = {**config.get("detector", {}), "shape": list(size)}
     return config
 
@@ -116,7 +119,8 @@ def run_one(name: str, style: str, size: tuple[int, int], args, base: dict, clus
     quiet = (lambda *_: None)
     seconds = {}
     t = time.perf_counter()
-    config = map_config(name, style, size, args.nav, args.grains, base, args.screen_radius)
+    config = map_config(name, style, size, args.nav, args.grains, base, args.screen_radius,
+                        tuple(args.screen_offset))
     sim_cfg = validate_config(SimulateMapConfig, config, name)
     simulate_map(sim_cfg, work / "sim", echo=print)
     truth = work / "sim" / TRUTH_NAME
@@ -172,7 +176,8 @@ def table_row(name: str, style: str, size: tuple[int, int], metrics: dict, resul
     return {
         "map": name, "phases": [p["name"] for p in metrics.get("phases", [])], "style": style,
         "size": size_label(size),
-        "background": result.background + ("+circle" if result.mask == "circle" else ""),
+        "background": result.background + ("+screen" if result.screen else
+                                           "+circle" if result.mask == "circle" else ""),
         "work_shape": list(result.work_shape or []),
         "n_mixed": k["n_mixed"], "n_strong": k["strong"]["n_mixed"], "n_pure": k["n_pure"],
         "mixed_both_strong": _tol(k, "mixed_both", "strong"),
@@ -251,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="separate's background mode (default auto: decided per map)")
     parser.add_argument("--screen-radius", type=float, default=SCREEN_RADIUS,
                         help="The screen style's radius in half shorter sides (1 = the inscribed circle).")
+    parser.add_argument("--screen-offset", type=float, nargs=2, default=[0.0, 0.0], metavar=("DY", "DX"),
+                        help="The screen style's centre off the pattern's, in half shorter sides.")
     parser.add_argument("--mask", default="auto", choices=["auto", "circle", "none"],
                         help="separate's mask mode (default auto: a round screen's corners masked)")
     parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(120, 120)],

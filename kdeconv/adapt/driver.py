@@ -281,9 +281,10 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
                    "static_operation": plan.background["static_operation"],
                    "dynamic": bool(plan.background["dynamic"]),
                    "dynamic_operation": plan.background["dynamic_operation"],
-                   "mask": plan.background["mask"], "work_shape": list(plan.work_shape)}
+                   "mask": plan.background["mask"], "screen": plan.background["screen"],
+                   "work_shape": list(plan.work_shape)}
     if plan.background["dynamic_std"] is not None and plan.resampled:
-        scale = plan.work_shape[1] / plan.map_shape[1]
+        scale = plan.work_shape[1] / plan.screen_shape[1]
         model_input["dynamic_std"] = plan.background["dynamic_std"] * scale
     else:
         model_input["dynamic_std"] = plan.background["dynamic_std"]

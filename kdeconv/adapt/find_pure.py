@@ -126,6 +126,7 @@ def map_features(map_store_path, *, background: str | dict = "auto", side: int =
     from kdeconv.config.separate import BackgroundConfig
     from kdeconv.io.store import open_store
     from kdeconv.preprocess.background import static_background_from_mean
+    from kdeconv.preprocess.mask import screen_shape
     from kdeconv.separate.inputs import resolve_background
 
     if isinstance(map_store_path, (str, Path)):
@@ -159,9 +160,9 @@ def map_features(map_store_path, *, background: str | dict = "auto", side: int =
         static_bg = None
     elif static_bg is None:
         mean = _compute(patterns.mean(axis=nav_axes, dtype=np.float64), client, progress)
-        static_bg = static_background_from_mean(mean, settings["static_smooth_std"])
+        static_bg = static_background_from_mean(mean, settings["static_smooth_std"], background=settings)
 
-    k = int(np.prod(feature_shape(src.shape[-2:], side)))
+    k = int(np.prod(feature_shape(screen_shape(src.shape[-2:], settings), side)))
     features = patterns.map_blocks(
         _features_block, drop_axis=[nav_ndim + 1], chunks=patterns.chunks[:nav_ndim] + ((k,),),
         dtype=np.float32, meta=np.empty((0,) * (nav_ndim + 1), np.float32),

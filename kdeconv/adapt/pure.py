@@ -82,24 +82,26 @@ def pattern_features(patterns: np.ndarray, background: dict[str, Any] | None,
     are 0. A flat pattern gives the zero vector (NCC 0 with everything).
     """
     from kdeconv.preprocess import circular_mask, detect_masked
+    from kdeconv.preprocess.mask import window_patterns
     from kdeconv.separate.chunk import preprocess_patterns
 
     patterns = np.asarray(patterns)
-    sig_shape = patterns.shape[-2:]
-    stack = patterns.reshape((-1,) + sig_shape)
+    settings = background_settings(background)
+    stack = window_patterns(patterns.reshape((-1,) + patterns.shape[-2:]), settings)
+    sig_shape = stack.shape[-2:]  # a round screen's square when the recipe cuts to one
     ty, tx = feature_shape(sig_shape, side)
     if len(stack) == 0:
         return np.zeros((0, ty * tx), np.float32)
-    settings = background_settings(background)
-    corrected = preprocess_patterns(stack, settings, static_bg)
-    rows = _area_matrix(sig_shape[0], ty).astype(np.float32)
-    cols_t = _area_matrix(sig_shape[1], tx).T.astype(np.float32).copy()
-
     use_mask = np.zeros(len(stack), bool)
     if min(sig_shape) >= 3:
         mask = circular_mask(sig_shape)
         use_mask = (detect_masked(stack, mask) if masked is None
                     else np.full(len(stack), bool(masked)))
+    corrected = preprocess_patterns(stack, settings, static_bg, masked=use_mask)
+    rows = _area_matrix(sig_shape[0], ty).astype(np.float32)
+    cols_t = _area_matrix(sig_shape[1], tx).T.astype(np.float32).copy()
+
+    if min(sig_shape) >= 3:
         inside_fraction = (rows @ mask.astype(np.float32) @ cols_t).reshape(-1).astype(np.float64)
         inside = inside_fraction >= 0.5  # bins at least half inside the circle
     binned = np.empty((len(stack), ty * tx), np.float64)

@@ -44,3 +44,25 @@ def cluster_options(func):
 
 overwrite_option = click.option("--overwrite", is_flag=True,
                                 help="Replace an existing output instead of refusing.")
+
+
+screen_option = click.option(
+    "--screen", default=None, metavar="TOP,LEFT,SIDE",
+    help="A round screen smaller than the pattern or off its centre: the square around it in "
+         "pixels. Patterns are cut to it and masked to its circle; A and B are put back in place, "
+         "zero around it (default: found by --mask auto).")
+
+
+def parse_screen(value: str | None) -> tuple[int, int, int] | None:
+    """``--screen TOP,LEFT,SIDE`` -> three ints (None when not given)."""
+    from kdeconv.errors import InputError
+
+    if value is None:
+        return None
+    try:
+        box = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 3 or min(box) < 0:
+        raise InputError(f"--screen {value!r} is not TOP,LEFT,SIDE (three pixel counts, e.g. 10,30,100)")
+    return box

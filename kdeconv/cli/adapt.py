@@ -6,7 +6,7 @@ import os
 
 import click
 
-from kdeconv.cli._common import cluster_options, example, overwrite_option
+from kdeconv.cli._common import cluster_options, example, overwrite_option, parse_screen, screen_option
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see kdeconv.cli.train
 
@@ -52,6 +52,7 @@ def adapt_config_data(config_path, **options) -> dict:
               help="As separate: auto decides per map.")
 @click.option("--mask", default=None, type=click.Choice(["auto", "circle", "none"]),
               help="As separate: circle masks the raw patterns first (a round screen's dark corners).")
+@screen_option
 @click.option("--working-size", default=None, type=click.IntRange(min=16),
               help="Shorter side the model sees (default: the model's own range).")
 @click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
@@ -59,7 +60,7 @@ def adapt_config_data(config_path, **options) -> dict:
 @overwrite_option
 @cluster_options
 def adapt(map_store, out, base, pure, references, reference_labels, minutes, max_steps, seed, device,
-          precision, background, mask, working_size, config_path, overwrite, cluster):
+          precision, background, mask, screen, working_size, config_path, overwrite, cluster):
     """Fine-tune the model on MAP_STORE's own pure patterns (its detector, its phases), for minutes.
 
     Writes OUT/best.pt (use it with `kdeconv separate --checkpoint OUT/best.pt`), OUT/last.pt and
@@ -78,5 +79,7 @@ def adapt(map_store, out, base, pure, references, reference_labels, minutes, max
         data["background"]["mode"] = background
     if mask is not None:
         data["background"]["mask"] = mask
+    if screen is not None:
+        data["background"]["screen"] = parse_screen(screen)
     with open_client(cluster, echo=click.echo) as client:
         run(data, client=client, echo=click.echo)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kdeconv.cli._common import cluster_options, example, overwrite_option
+from kdeconv.cli._common import cluster_options, example, overwrite_option, parse_screen, screen_option
 from kdeconv.cli.adapt import adapt_config_data, adapt_options
 
 
@@ -28,6 +28,7 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
               help="circle: zero the raw patterns outside the inscribed circle first, for a camera "
                    "that sees a round screen (dark corners); auto (default) does so when the map "
                    "shows such corners.")
+@screen_option
 @click.option("--working-size", default=None, type=click.IntRange(min=16),
               help="Shorter side (px) the model sees; A and B are resampled back (default: the "
                    "model's own range decides).")
@@ -45,8 +46,8 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
 @adapt_options
 @overwrite_option
 @cluster_options
-def separate(map_store, out, checkpoint, device, precision, batch_size, background, mask, working_size,
-             residual_pass, config_path, adapt_first, adapt_config, base, pure, references,
+def separate(map_store, out, checkpoint, device, precision, batch_size, background, mask, screen,
+             working_size, residual_pass, config_path, adapt_first, adapt_config, base, pure, references,
              reference_labels, minutes, max_steps, seed, overwrite, cluster):
     """Separate every pattern of MAP_STORE into A, B and weights (resumable: rerun to continue).
 
@@ -70,6 +71,8 @@ def separate(map_store, out, checkpoint, device, precision, batch_size, backgrou
         config.background.mode = background
     if mask is not None:
         config.background.mask = mask
+    if screen is not None:
+        config.background.screen = parse_screen(screen)
     if residual_pass is not None:
         config = config.model_copy(update={"residual_pass": _residual_pass(residual_pass)})
     if adapt_first:

@@ -274,6 +274,8 @@ class ModelInputSpec(StrictModel):
     dynamic_std: float | None = Field(default=None, gt=0)  # px at the working size; None = width/8
     work_shape: tuple[int, int] | None = None  # the model's pattern shape; None = the map's
     mask: Literal["circle", "none"] = "none"   # "circle": raw patterns windowed first (a round screen)
+    # with mask "circle": a round screen's square [top, left, side] that patterns are cut to first
+    screen: tuple[int, int, int] | None = None
 
     def recipe(self) -> dict:
         """The background keys of kdeconv.config.separate.BackgroundConfig."""
@@ -282,7 +284,7 @@ class ModelInputSpec(StrictModel):
                 "static": "map_mean" if raw and self.static_background else "none",
                 "static_operation": self.static_operation, "dynamic": raw and self.dynamic,
                 "dynamic_operation": self.dynamic_operation, "dynamic_std": self.dynamic_std,
-                "mask": self.mask}
+                "mask": self.mask, "screen": list(self.screen) if self.screen else None}
 
 
 class GenerateConfig(StrictModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from kdeconv.config import Device, Precision, StrictModel
 
@@ -39,6 +39,18 @@ class BackgroundConfig(StrictModel):
     # with a constant; "auto": when a sample of the map shows such corners
     # (kdeconv.preprocess.background.decide_mask).
     mask: Literal["auto", "circle", "none"] = "auto"
+    # A round screen smaller than the pattern, or off its centre: the square around it as [top,
+    # left, side] in pixels. Patterns are cut to it and masked to its circle, and A and B are
+    # put back in place (zero around it). None: found by mask "auto" where a sample shows one.
+    screen: tuple[int, int, int] | None = None
+
+    @model_validator(mode="after")
+    def _screen_is_a_window(self):
+        if self.screen is not None and self.mask == "none":
+            raise ValueError("screen is a window: it needs mask 'circle' or 'auto', not 'none'")
+        if self.screen is not None and (min(self.screen[:2]) < 0 or self.screen[2] < 8):
+            raise ValueError("screen [top, left, side] needs top, left >= 0 and side >= 8")
+        return self
 
 
 class SeparateConfig(StrictModel):

@@ -42,6 +42,8 @@ class RealismSpec(StrictModel):
     # inscribed circle; None = no screen), light falling to `screen_floor` beyond its edge.
     screen_radius: float | None = Field(default=None, gt=0)
     screen_floor: float = Field(default=0.03, ge=0, le=1)
+    # the screen's centre off the pattern's (dy, dx), in half shorter sides
+    screen_offset: tuple[float, float] = (0.0, 0.0)
 
 
 class ProcessedSpec(StrictModel):

@@ -65,17 +65,19 @@ def prepare_mixtures(patterns: np.ndarray, mode: str = "auto") -> tuple[np.ndarr
     round screen's dark corners are masked first (``decide_mask``), as ``separate`` does.
     """
     from kdeconv.preprocess.background import decide_input, rescale_per_pattern
-    from kdeconv.preprocess.mask import window_patterns
+    from kdeconv.preprocess.mask import from_screen, window_patterns
 
     stack = np.asarray(patterns).reshape((-1,) + tuple(np.shape(patterns)[-2:]))
     # a spread-out sample, about as many patterns as separate decides on (16 x 16)
     take = np.unique(np.linspace(0, len(stack) - 1, min(len(stack), 256)).round().astype(int))
     decision = {"requested": mode, **decide_input(stack[take], mode, "auto")}
-    stack = window_patterns(stack, decision)
-    mode = decision["mode"]
-    if mode == "raw":
-        return background_corrected(stack), decision
-    return rescale_per_pattern(stack.astype(np.float32), 0.0, 1.0), decision
+    seen = window_patterns(stack, decision)
+    if decision["mode"] == "raw":
+        out = background_corrected(seen)
+    else:
+        out = rescale_per_pattern(seen.astype(np.float32), 0.0, 1.0)
+    # back in the detector's frame (zero around a round screen's square), where the PC holds
+    return from_screen(out, stack.shape[-2:], decision), decision
 
 
 def fit_subtract(mixture: np.ndarray, model: np.ndarray,

@@ -227,7 +227,7 @@ def _index_unique(patterns: np.ndarray, detector, phases):
 
 
 def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: ClaimRule,
-             echo, in_grain: np.ndarray | None = None, windowed: bool = False) -> tuple[dict, dict, dict]:
+             echo, in_grain: np.ndarray | None = None, window: dict | None = None) -> tuple[dict, dict, dict]:
     """Index kdeconv's A/B, the baselines and the truth; return (recovery tables, per-pattern
     claims, notes: the baselines' background decision and the phases). ``in_grain`` (flat): the
     separated store's pixels inside grains, where the rule's in-grain bar applies to kdeconv."""
@@ -238,7 +238,7 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
     detector, refs = _index_context(truth, cfg)
     phases = [r.phase for r in refs]
     phases_named = {k: r.name for k, r in enumerate(refs)}
-    mask = _mask(truth.A.shape[-2:], cfg, truth, windowed)
+    mask = _mask(truth.A.shape[-2:], cfg, truth, window)
     methods: dict[str, dict] = {}
     notes: dict[str, Any] = {"phases": [{"name": r.name, "master": r.spec, "point_group": r.point_group.name,
                                          "space_group": r.phase.space_group.number} for r in refs]}
@@ -322,17 +322,18 @@ def _recover(truth: Truth, sep_a, sep_b, sep_w, cfg: EvaluateConfig, rule: Claim
     return tables, claims, notes
 
 
-def _mask(shape, cfg: EvaluateConfig, truth: Truth | None = None, windowed: bool = False):
+def _mask(shape, cfg: EvaluateConfig, truth: Truth | None = None, window: dict | None = None):
     """The circular detector mask to score inside: as configured, or (``mask: null``) where the
     truth map was exported masked (simulate-map's processed style) or ``separate`` masked the
-    raw patterns (``windowed``: a round screen's dark corners)."""
+    raw patterns (``window``, its background recipe with ``mask: circle``: a round screen's dark
+    surround; inside the screen's own circle when it cut to one)."""
+    from kdeconv.preprocess.mask import circular_mask, screen_mask, windowed
+
     use = cfg.mask if cfg.mask is not None else (
-        windowed or (truth is not None and truth.style == "processed"))
+        windowed(window) or (truth is not None and truth.style == "processed"))
     if not use:
         return None
-    from kdeconv.preprocess.mask import circular_mask
-
-    return circular_mask(tuple(shape))
+    return screen_mask(tuple(shape), window) if windowed(window) else circular_mask(tuple(shape))
 
 
 @dataclass
@@ -392,8 +393,8 @@ def evaluate_stores(separated: str | Path, truth_path: str | Path, out_dir: str 
     for w in warnings:
         warn(f"Warning: {w}")
 
-    windowed = ((sep.attrs.get("preprocessing") or {}).get("background") or {}).get("mask") == "circle"
-    mask = _mask(truth.A.shape[-2:], cfg, truth, windowed)
+    window = (sep.attrs.get("preprocessing") or {}).get("background") or {}
+    mask = _mask(truth.A.shape[-2:], cfg, truth, window)
     with Timer() as t_px:
         px = _pixel_metrics_chunked(sep_a, sep_b, truth.A, truth.B, mask)
         werr = weight_error(sep_w, truth.weights, px["swapped"])
@@ -413,7 +414,7 @@ def evaluate_stores(separated: str | Path, truth_path: str | Path, out_dir: str 
         with Timer() as t_idx:
             in_grain = np.asarray(sep["in_grain"][...]).reshape(-1) if "in_grain" in sep else None
             metrics["recovery"], claims, notes = _recover(truth, sep_a, sep_b, sep_w, cfg, rule, echo,
-                                                          in_grain, windowed)
+                                                          in_grain, window)
         metrics.update(notes)
         metrics["seconds"]["indexing"] = t_idx.seconds
     staging.mkdir()

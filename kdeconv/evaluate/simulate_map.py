@@ -87,12 +87,16 @@ def full_scale(r: RealismSpec, shape: tuple[int, int]) -> float:
 SCREEN_EDGE_PX = 2.0
 
 
-def screen_window(shape: tuple[int, int], radius: float, floor: float) -> np.ndarray:
-    """(sy, sx) light through a round screen of ``radius`` half shorter sides: 1 inside, a soft
-    edge, ``floor`` beyond."""
+def screen_window(shape: tuple[int, int], radius: float, floor: float,
+                  offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """(sy, sx) light through a round screen of ``radius`` half shorter sides, its centre
+    ``offset`` (dy, dx) half shorter sides off the pattern's: 1 inside, a soft edge, ``floor``
+    beyond."""
     sy, sx = shape
-    r = np.hypot(*np.meshgrid(np.arange(sy) - (sy - 1) / 2, np.arange(sx) - (sx - 1) / 2, indexing="ij"))
-    edge = radius * min(sy, sx) / 2
+    half = min(sy, sx) / 2
+    cy, cx = (sy - 1) / 2 + offset[0] * half, (sx - 1) / 2 + offset[1] * half
+    r = np.hypot(*np.meshgrid(np.arange(sy) - cy, np.arange(sx) - cx, indexing="ij"))
+    edge = radius * half
     return floor + (1 - floor) / (1 + np.exp((r - edge) / (SCREEN_EDGE_PX / 4)))
 
 
@@ -106,7 +110,7 @@ def camera_effects(seed: int, r: RealismSpec, shape: tuple[int, int]) -> np.ndar
         field = gain_field(tuple(shape), np.random.default_rng([seed, _GAIN_STREAM]))
         out = np.clip(1.0 + r.gain * field, 0.05, None)
     if r.screen_radius is not None:
-        window = screen_window(tuple(shape), r.screen_radius, r.screen_floor)
+        window = screen_window(tuple(shape), r.screen_radius, r.screen_floor, r.screen_offset)
         out = window if out is None else out * window
     return out
 

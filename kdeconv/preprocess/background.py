@@ -333,11 +333,58 @@ def dead_rim_share(mean: np.ndarray) -> float:
     return float((mean[rim] < SCREEN_DARK * centre).mean())
 
 
-def decide_mask(patterns: np.ndarray) -> tuple[str, dict[str, float]]:
+# A screen is cut to when its disc (fitted to the pixels that see light) matches them (IoU) at
+# least this well, lies inside the pattern, and is smaller than the inscribed circle or off its
+# centre by these margins; otherwise masking with the inscribed circle is the window.
+SCREEN_FIT_IOU = 0.9
+SCREEN_SMALLER = 0.96
+SCREEN_OFF_CENTRE_PX = 1.5
+
+
+def find_screen(patterns: np.ndarray) -> list[int] | None:
+    """``[top, left, side]`` of the square around a round screen seen whole inside the patterns
+    of a sample ``(n, sy, sx)`` but smaller than their inscribed circle or off its centre, else
+    None. Light is what ``dead_outside_share`` does not call dead; the disc of the same area and
+    centroid must match it, and its soft edge's last pixel is left out."""
+    stack = np.asarray(patterns, np.float64).reshape((-1,) + np.shape(patterns)[-2:])
+    sy, sx = stack.shape[1:]
+    if min(sy, sx) < 16 or len(stack) == 0:
+        return None
+    mean = stack.mean(axis=0)
+    half = min(sy, sx) / 2
+    y, x = np.mgrid[:sy, :sx]
+    centre_zone = (y - (sy - 1) / 2) ** 2 + (x - (sx - 1) / 2) ** 2 <= (0.35 * half) ** 2
+    centre = mean[centre_zone].mean()
+    if centre <= 0:
+        return None
+    light = mean >= SCREEN_DARK * centre
+    if len(stack) >= 2:
+        light &= np.ptp(stack, axis=0) > 0
+    area = int(light.sum())
+    if area == light.size or area < 64:
+        return None
+    cy, cx = y[light].mean(), x[light].mean()
+    radius = np.sqrt(area / np.pi)
+    disc = (y - cy) ** 2 + (x - cx) ** 2 <= radius ** 2
+    if (light & disc).sum() / (light | disc).sum() < SCREEN_FIT_IOU:
+        return None
+    side = int(np.floor(2 * (radius - 1.0)))
+    top, left = int(round(cy - (side - 1) / 2)), int(round(cx - (side - 1) / 2))
+    if side < 16 or top < 0 or left < 0 or top + side > sy or left + side > sx:
+        return None
+    off = np.hypot(cy - (sy - 1) / 2, cx - (sx - 1) / 2)
+    if radius >= SCREEN_SMALLER * half and off <= SCREEN_OFF_CENTRE_PX:
+        return None  # the inscribed circle is this screen
+    return [top, left, side]
+
+
+def decide_mask(patterns: np.ndarray) -> tuple[str, dict[str, Any]]:
     """``("circle", evidence)`` for a sample ``(n, sy, sx)`` of a map whose corners see nothing
-    but are not zero-masked (a round screen, a mask filled with a constant), else ``("none",
-    evidence)``: maps already masked keep their own zeros. ``evidence``: ``dead_outside``
-    (``dead_outside_share``), the share already ``masked`` and ``dead_rim`` (``dead_rim_share``)."""
+    but are not zero-masked (a round screen, a mask filled with a constant), or that sees a round
+    screen smaller than its inscribed circle or off its centre (``find_screen``; zero-masked or
+    not), else ``("none", evidence)``: maps masked to the inscribed circle keep their own zeros.
+    ``evidence``: ``dead_outside`` (``dead_outside_share``), the share already ``masked``,
+    ``dead_rim`` (``dead_rim_share``) and ``screen`` (``find_screen``)."""
     from kdeconv.preprocess.mask import circular_mask, detect_masked
 
     stack = np.asarray(patterns, dtype=np.float32)
@@ -345,12 +392,13 @@ def decide_mask(patterns: np.ndarray) -> tuple[str, dict[str, float]]:
     flat = stack.reshape(len(stack), -1)
     stack = stack[flat.max(axis=1) > flat.min(axis=1)]  # blank frames say nothing
     if len(stack) == 0 or min(stack.shape[1:]) < 3:
-        return "none", {"dead_outside": 0.0, "masked": 0.0, "dead_rim": 0.0}
+        return "none", {"dead_outside": 0.0, "masked": 0.0, "dead_rim": 0.0, "screen": None}
     evidence = {"dead_outside": dead_outside_share(stack),
                 "masked": float(detect_masked(stack, circular_mask(stack.shape[1:])).mean()),
-                "dead_rim": dead_rim_share(stack.mean(axis=0))}
+                "dead_rim": dead_rim_share(stack.mean(axis=0)),
+                "screen": find_screen(stack)}
     screen = evidence["dead_outside"] >= SCREEN_MIN_SHARE and evidence["masked"] <= 0.5
-    return ("circle" if screen else "none"), evidence
+    return ("circle" if screen or evidence["screen"] else "none"), evidence
 
 
 def background_evidence(patterns: np.ndarray) -> dict[str, float]:
@@ -400,16 +448,21 @@ def background_evidence(patterns: np.ndarray) -> dict[str, float]:
             "masked": float(masked.mean()), "n": int(len(stack))}
 
 
-def decide_input(sample: np.ndarray | None, mode: str = "auto", mask: str = "auto") -> dict[str, Any]:
+def decide_input(sample: np.ndarray | None, mode: str = "auto", mask: str = "auto",
+                 screen=None) -> dict[str, Any]:
     """What a map's patterns need before a model, decided on a ``sample`` (n, sy, sx) of them
     where ``mode`` or ``mask`` is "auto" (else the sample may be None): ``{"mode": "raw" |
-    "processed", "mask": "circle" | "none"}``, with the evidence of what was decided. The mask
+    "processed", "mask": "circle" | "none", "screen": [top, left, side] | None}``, with the
+    evidence of what was decided. A ``screen`` given is the window (mask "circle"). The mask
     comes first and the background is decided on the masked sample, as the model's steps see it."""
     from kdeconv.preprocess.mask import window_patterns
 
-    decision: dict[str, Any] = {"mask": mask}
-    if mask == "auto":
+    decision: dict[str, Any] = {"mask": mask, "screen": None if screen is None else list(screen)}
+    if screen is not None:
+        decision["mask"] = "circle"
+    elif mask == "auto":
         decision["mask"], decision["mask_evidence"] = decide_mask(sample)
+        decision["screen"] = decision["mask_evidence"]["screen"]
     decision["mode"] = mode
     if mode == "auto":
         decision["mode"], evidence = decide_background(window_patterns(sample, decision))

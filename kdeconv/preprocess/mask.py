@@ -14,7 +14,8 @@ import numpy as np
 from kdeconv.errors import InputError
 
 __all__ = ["circular_mask", "mask_geometry", "detect_masked", "apply_mask", "pixels_in", "window_patterns",
-           "windowed"]
+           "windowed", "screen_box", "screen_shape", "check_screen", "to_screen", "from_screen",
+           "screen_mask"]
 
 
 def mask_geometry(shape: tuple[int, int], radius: float | None = None) -> tuple[float, float, float]:
@@ -90,10 +91,67 @@ def windowed(background: dict | None) -> bool:
     return bool(background) and background.get("mask") == "circle"
 
 
+def screen_box(background: dict | None) -> tuple[int, int, int] | None:
+    """``(top, left, side)`` of the square around a round screen smaller than the pattern (or off
+    its centre), when the recipe windows to one; None: the window is the inscribed circle."""
+    box = (background or {}).get("screen") if windowed(background) else None
+    return None if box is None else tuple(int(v) for v in box)
+
+
+def check_screen(box, shape: tuple[int, int]) -> None:
+    """InputError unless the square ``box`` (top, left, side) lies inside patterns of ``shape``."""
+    if box is None:
+        return
+    top, left, side = (int(v) for v in box)
+    sy, sx = (int(v) for v in shape)
+    if side < 8 or top < 0 or left < 0 or top + side > sy or left + side > sx:
+        raise InputError(f"screen [top, left, side] = [{top}, {left}, {side}] does not fit "
+                         f"{sy}x{sx} patterns (the square must lie inside them, side >= 8)")
+
+
+def screen_shape(shape: tuple[int, int], background: dict | None) -> tuple[int, int]:
+    """The pattern shape the model's steps see: the screen's square, or ``shape`` itself."""
+    box = screen_box(background)
+    return tuple(int(v) for v in shape) if box is None else (box[2], box[2])
+
+
+def to_screen(patterns, background: dict | None):
+    """Patterns ``(..., sy, sx)`` (numpy or torch) cut to the screen's square, so that its circle
+    is the inscribed one every step knows; as given without a screen."""
+    box = screen_box(background)
+    if box is None:
+        return patterns
+    top, left, side = box
+    return patterns[..., top: top + side, left: left + side]
+
+
+def from_screen(patterns: np.ndarray, shape: tuple[int, int], background: dict | None) -> np.ndarray:
+    """Inverse of ``to_screen``: the square's patterns put back in ``shape``, zero around them
+    (nothing is invented where the screen sends no light)."""
+    box = screen_box(background)
+    if box is None:
+        return patterns
+    top, left, side = box
+    out = np.zeros(patterns.shape[:-2] + tuple(int(v) for v in shape), patterns.dtype)
+    out[..., top: top + side, left: left + side] = patterns
+    return out
+
+
+def screen_mask(shape: tuple[int, int], background: dict | None) -> np.ndarray:
+    """Boolean ``shape``: True inside the window the recipe applies (the screen's circle, or the
+    inscribed one), in the patterns' own frame."""
+    box = screen_box(background)
+    if box is None:
+        return circular_mask(shape)
+    return from_screen(circular_mask((box[2], box[2])), shape, background)
+
+
 def window_patterns(patterns: np.ndarray, background: dict | None) -> np.ndarray:
-    """Raw patterns ``(..., sy, sx)`` with the circular mask applied when the recipe says
-    ``mask: circle`` (a round screen's dark corners become the mask every step knows), else as
-    given."""
+    """Raw patterns ``(..., sy, sx)`` as the model's steps see them when the recipe says ``mask:
+    circle``: cut to the screen's square if it has one (``to_screen``), and zero outside the
+    inscribed circle (a round screen's dark surround becomes the mask every step knows); else
+    as given."""
     if not windowed(background) or min(np.shape(patterns)[-2:]) < 3:
         return patterns
+    patterns = to_screen(patterns, background)
     return apply_mask(patterns, circular_mask(np.shape(patterns)[-2:]))

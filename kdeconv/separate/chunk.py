@@ -20,7 +20,7 @@ from kdeconv.preprocess.background import (
     remove_static_background,
     rescale_per_pattern,
 )
-from kdeconv.preprocess.mask import window_patterns
+from kdeconv.preprocess.mask import from_screen, screen_shape, window_patterns
 from kdeconv.preprocess.resample import resample
 
 __all__ = ["SeparatorLike", "preprocess_patterns", "separate_patterns", "effective_batch_size",
@@ -69,7 +69,8 @@ def preprocess_patterns(patterns: np.ndarray, background: dict[str, Any],
     blur's edges, and it is far cheaper at the working size). ``masked`` (n,) says which
     patterns carry the circular mask, decided at their own size when the caller resamples; a
     caller that gives it has applied the recipe's window already. Otherwise a recipe with
-    ``mask: circle`` masks every pattern first (``preprocess.mask.window_patterns``).
+    ``mask: circle`` masks every pattern first (``preprocess.mask.window_patterns``; a round
+    screen's square is cut out, so the output is at its size unless ``work_shape`` is given).
     """
     if masked is None:
         patterns = window_patterns(patterns, background)
@@ -146,8 +147,9 @@ def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_s
     """Separate a block ``(..., sy, sx)`` of raw patterns in batches of ``batch_size`` (None:
     the device's own, ``effective_batch_size``).
 
-    The model runs at ``work_shape`` (default: the patterns' own shape); A and B are resampled
-    back. ``residual_pass``: the minority weight from which the model separates B again from the
+    The model runs at ``work_shape`` (default: the patterns' own shape, or a round screen's
+    square that the recipe cuts to); A and B are resampled back and put in place (zero around a
+    screen's square). ``residual_pass``: the minority weight from which the model separates B again from the
     residual of C after A (``kdeconv.model.residual_pass``; None, or a separator without the
     option: one pass). Returns A and B shaped like ``patterns`` in ``out_dtype`` (default: the input dtype,
     full range) and weights ``(..., 2)`` float32 with wA >= wB. Blank frames (``blank_frames``)
@@ -160,9 +162,10 @@ def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_s
     out_dtype = np.dtype(out_dtype or patterns.dtype)
     stack = patterns.reshape((-1,) + sig_shape)
     n = stack.shape[0]
-    work_shape = tuple(int(v) for v in (work_shape or sig_shape))
-    resampled = work_shape != tuple(sig_shape)
-    native_mask = circular_mask(sig_shape) if min(sig_shape) >= 3 else None
+    seen_shape = screen_shape(sig_shape, background)  # what the window leaves of a pattern
+    work_shape = tuple(int(v) for v in (work_shape or seen_shape))
+    resampled = work_shape != seen_shape
+    native_mask = circular_mask(seen_shape) if min(seen_shape) >= 3 else None
     batch_size = effective_batch_size(batch_size, work_shape, *runs_on(separator))
     model_kw = {"batch_size": batch_size} if _takes(separator, "batch_size") else {}
     if residual_pass is not None and _takes(separator, "residual_pass"):
@@ -192,10 +195,11 @@ def separate_patterns(patterns: np.ndarray, separator: SeparatorLike, *, batch_s
             a[swap], b[swap] = b[swap], a[swap]
             w[swap] = w[swap][:, ::-1]
         if resampled:
-            a, b = resample(a, sig_shape), resample(b, sig_shape)
+            a, b = resample(a, seen_shape), resample(b, seen_shape)
             if masked.any():
                 a[masked] *= native_mask
                 b[masked] *= native_mask
+        a, b = from_screen(a, sig_shape, background), from_screen(b, sig_shape, background)
         a_out[rows] = to_dtype(a, out_dtype)
         b_out[rows] = to_dtype(b, out_dtype)
         w_out[rows] = w

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from kdeconv.preprocess import torch_kernels as tk
-from kdeconv.preprocess.mask import windowed
+from kdeconv.preprocess.mask import screen_box, screen_shape, to_screen, windowed
 from kdeconv.preprocess.resample import resample
 
 __all__ = ["DeviceKernel", "DeviceResult", "to_transfer", "from_transfer", "device_batch_size",
@@ -147,8 +147,9 @@ class DeviceResult:
 class DeviceKernel:
     """``kernel(raw)`` separates one chunk ``(n, sy, sx)`` (from ``to_transfer``, on the device).
 
-    ``static_bg`` is the map's static background at the map's pattern size (as the CPU path
-    gets it); it is resampled to ``work_shape`` by the same numpy code and kept on the device.
+    ``static_bg`` is the map's static background at the size the recipe's window leaves (the
+    map's pattern size, or a round screen's square; as the CPU path gets it); it is resampled to
+    ``work_shape`` by the same numpy code and kept on the device.
     ``residual_pass``: as ``kdeconv.model.Separator.forward_tensor``.
     """
 
@@ -159,14 +160,16 @@ class DeviceKernel:
         self.residual_pass = residual_pass
         self.device = separator.device
         self.sig_shape = tuple(int(v) for v in sig_shape)
-        self.work_shape = tuple(int(v) for v in (work_shape or sig_shape))
         self.background = dict(background)
+        self.screen = screen_box(self.background)
+        self.seen_shape = screen_shape(self.sig_shape, self.background)
+        self.work_shape = tuple(int(v) for v in (work_shape or self.seen_shape))
         self.dtype = np.dtype(dtype)
         self.out_dtype = np.dtype(out_dtype or dtype)
         self.batch_size = int(batch_size)
         self.normalization = separator.normalization
-        self.resampled = self.work_shape != self.sig_shape
-        self.native_masking = min(self.sig_shape) >= 3
+        self.resampled = self.work_shape != self.seen_shape
+        self.native_masking = min(self.seen_shape) >= 3
         self.carrier = _carrier(self.out_dtype, self.device) if self.out_dtype.kind in "ui" else None
         self.static_bg = None
         if static_bg is not None:
@@ -181,8 +184,9 @@ class DeviceKernel:
         n = raw.shape[0]
         exact = _widen(raw, self.dtype)
         blank = tk.blank_frames(exact)
-        if windowed(self.background) and min(self.sig_shape) >= 3:  # a round screen's corners
-            exact = exact * tk.mask_tensor(self.sig_shape, self.device).to(exact.dtype)
+        if windowed(self.background) and min(self.sig_shape) >= 3:  # a round screen's surround
+            exact = to_screen(exact, self.background)
+            exact = exact * tk.mask_tensor(self.seen_shape, self.device).to(exact.dtype)
         if self.dtype.kind == "f":
             bad_input = ~torch.isfinite(exact).all()
         else:
@@ -193,11 +197,15 @@ class DeviceKernel:
             native = torch.zeros(n, dtype=torch.bool, device=self.device)
         stack = exact.float()
         out_torch = self.carrier or tk.torch_dtype(self.out_dtype) or torch.float64
-        a_out = torch.empty((n,) + self.sig_shape, dtype=out_torch, device=self.device)
-        b_out = torch.empty_like(a_out)
+        # around a screen's square nothing is written: zero
+        a_out = (torch.zeros if self.screen else torch.empty)((n,) + self.sig_shape, dtype=out_torch,
+                                                              device=self.device)
+        b_out = (torch.zeros if self.screen else torch.empty)((n,) + self.sig_shape, dtype=out_torch,
+                                                              device=self.device)
+        a_put, b_put = to_screen(a_out, self.background), to_screen(b_out, self.background)
         w_out = torch.empty((n, 2), dtype=torch.float32, device=self.device)
         bad_rows = torch.zeros(n, dtype=torch.bool, device=self.device)
-        native_mask = tk.mask_tensor(self.sig_shape, self.device) if self.native_masking else None
+        native_mask = tk.mask_tensor(self.seen_shape, self.device) if self.native_masking else None
         for first in range(0, n, self.batch_size):
             rows = slice(first, min(n, first + self.batch_size))
             masked = native[rows]
@@ -212,7 +220,7 @@ class DeviceKernel:
             a, b = torch.where(swap[:, None, None], b, a), torch.where(swap[:, None, None], a, b)
             w = torch.where(swap[:, None], w.flip(1), w)
             if self.resampled:
-                a, b = tk.resample(a, self.sig_shape), tk.resample(b, self.sig_shape)
+                a, b = tk.resample(a, self.seen_shape), tk.resample(b, self.seen_shape)
                 if native_mask is not None:
                     a = torch.where(masked[:, None, None], a * native_mask, a)
                     b = torch.where(masked[:, None, None], b * native_mask, b)
@@ -220,8 +228,8 @@ class DeviceKernel:
             # output dtype sees no arithmetic: some devices only copy uint16).
             a = torch.where(keep[:, None, None], a, torch.zeros_like(a))
             b = torch.where(keep[:, None, None], b, torch.zeros_like(b))
-            a_out[rows] = tk.to_dtype(a, self.out_dtype, self.carrier)
-            b_out[rows] = tk.to_dtype(b, self.out_dtype, self.carrier)
+            a_put[rows] = tk.to_dtype(a, self.out_dtype, self.carrier)
+            b_put[rows] = tk.to_dtype(b, self.out_dtype, self.carrier)
             w_out[rows] = torch.where(keep[:, None], w, torch.full_like(w, float("nan")))
         return DeviceResult(a_out, b_out, w_out, blank, bad_input, bad_rows.any())
 

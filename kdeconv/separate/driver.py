@@ -29,6 +29,7 @@ from kdeconv.errors import InputError
 from kdeconv.io import resume
 from kdeconv.io.store import open_for_writing, open_store, release_output, store_attrs
 from kdeconv.preprocess.background import static_background_from_mean
+from kdeconv.preprocess.mask import screen_shape
 from kdeconv.separate.chunk import blank_frames, preprocess_patterns, separate_patterns
 from kdeconv.separate.claims import (
     describe_in_grain_claims,
@@ -60,6 +61,7 @@ class SeparateResult:
     blank_frames: int = 0  # patterns of one value, left empty (A = B = 0, weights NaN)
     background: str = "raw"                     # "raw" or "processed", as applied
     mask: str = "none"                          # "circle": raw patterns masked first (a round screen)
+    screen: tuple[int, int, int] | None = None  # the round screen's square they were cut to first
     precision: str = "fp32"                     # what the model ran at: fp32, bf16 or fp16
     work_shape: tuple[int, int] | None = None   # the pattern shape the model saw
     # wall seconds of each pass over the map: static_background, separation, in_grain_claims
@@ -333,8 +335,8 @@ def create_store(staging: Path, src, source: dict, key, config: SeparateConfig, 
     group.create_array(BLANK, shape=nav_shape, chunks=nav_chunks, dtype="bool", fill_value=False)
     resume.add_ledger(group, tuple(-(-n // c) for n, c in zip(nav_shape, nav_chunks)))
     if key["background"]["static"] != "none":
-        group.create_array(STATIC, shape=sig_shape, chunks=sig_shape, dtype="float32",
-                           fill_value=np.nan)
+        seen = screen_shape(sig_shape, key["background"])  # a round screen's square, or the pattern
+        group.create_array(STATIC, shape=seen, chunks=seen, dtype="float32", fill_value=np.nan)
     return group
 
 
@@ -595,6 +597,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                           chunks_skipped=int(done.sum()), chunks=int(done.size),
                           seconds=timer.seconds, report_files=reports, blank_frames=blank,
                           background=plan.decision["mode"], mask=plan.background["mask"],
+                          screen=tuple(plan.background["screen"]) if plan.background["screen"] else None,
                           work_shape=work_shape, precision=precision, phase_seconds=phases)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kdeconv.config.separate import BackgroundConfig
+from kdeconv.preprocess.mask import screen_shape
 from kdeconv.preprocess.resample import WorkingRange, working_range_of, working_shape
 
 __all__ = ["ModelInputPlan", "plan_model_input", "sample_patterns", "resolve_background"]
@@ -43,15 +44,18 @@ def sample_patterns(src, chunks: int = BACKGROUND_SAMPLE_CHUNKS,
 
 def resolve_background(src, background: BackgroundConfig) -> tuple[dict, dict]:
     """The background recipe the workers apply (mode "raw" or "processed", mask "circle" or
-    "none") and the decision record."""
+    "none", the screen's square or None) and the decision record."""
     from kdeconv.preprocess.background import decide_input
+    from kdeconv.preprocess.mask import check_screen
 
     recipe = background.model_dump(mode="json")
     requested, requested_mask = recipe["mode"], recipe["mask"]
+    check_screen(recipe["screen"], src.shape[-2:])
     sample = sample_patterns(src) if "auto" in (requested, requested_mask) else None
     decision = {"requested": requested, "requested_mask": requested_mask,
-                **decide_input(sample, requested, requested_mask)}
-    recipe.update(mask=decision["mask"], mode=decision["mode"])
+                "requested_screen": recipe["screen"],
+                **decide_input(sample, requested, requested_mask, recipe["screen"])}
+    recipe.update(mask=decision["mask"], mode=decision["mode"], screen=decision["screen"])
     if recipe["mode"] == "processed":
         recipe.update(static="none", dynamic=False)
     return recipe, decision
@@ -67,12 +71,18 @@ class ModelInputPlan:
     requested_size: int | None = None
 
     @property
+    def screen_shape(self) -> tuple[int, int]:
+        """The shape the model's steps cut patterns to: a round screen's square, or the map's."""
+        return screen_shape(self.map_shape, self.background)
+
+    @property
     def resampled(self) -> bool:
-        return self.work_shape != self.map_shape
+        return self.work_shape != self.screen_shape
 
     def working_record(self) -> dict:
         """For store attrs and provenance files."""
-        return {"map_shape": list(self.map_shape), "model_shape": list(self.work_shape),
+        return {"map_shape": list(self.map_shape), "screen": self.background.get("screen"),
+                "model_shape": list(self.work_shape),
                 "model_range": self.working.as_dict(), "requested": self.requested_size,
                 "method": "area average down, linear up (kdeconv.preprocess.resample)"}
 
@@ -80,7 +90,7 @@ class ModelInputPlan:
         """A ``Warning:`` line when part of the detector circle's rim sees nothing on the sampled
         mean (a screen smaller than the pattern, or off its centre): the mask leaves it in."""
         rim = (self.decision.get("mask_evidence") or {}).get("dead_rim", 0.0)
-        if rim < DEAD_RIM_WARN:
+        if rim < DEAD_RIM_WARN or self.background.get("screen") is not None:
             return None
         return (f"Warning: {100 * rim:.0f}% of the rim of the detector circle is dark in every "
                 "pattern (a screen smaller than the pattern, or off its centre); only the outside of "
@@ -94,12 +104,18 @@ class ModelInputPlan:
             f" (decided from {evidence['n']} sampled patterns: low-frequency share "
             f"{evidence['lowfreq_share']:.3f}, rim/centre {evidence['falloff']:.2f})"
             if evidence else " (as asked)")
-        if self.decision.get("mask") == "circle":
+        box = self.background.get("screen")
+        if box is not None:
+            why = ("a round screen inside the pattern" if self.decision.get("requested_mask") == "auto"
+                   and self.decision.get("requested_screen") is None else "as asked")
+            line += (f"; patterns cut to the screen's {box[2]}x{box[2]} square at row {box[0]}, "
+                     f"column {box[1]} and masked to its circle first ({why})")
+        elif self.decision.get("mask") == "circle":
             why = ("its corners see nothing: a round screen or a filled mask"
                    if self.decision.get("requested_mask") == "auto" else "as asked")
             line += f"; patterns masked to the inscribed circle first ({why})"
         if self.resampled:
-            line += (f"; patterns resampled {self.map_shape[0]}x{self.map_shape[1]} -> "
+            line += (f"; patterns resampled {self.screen_shape[0]}x{self.screen_shape[1]} -> "
                      f"{self.work_shape[0]}x{self.work_shape[1]} for the model (its range "
                      f"{self.working.low}-{self.working.high} px)")
         return line
@@ -111,5 +127,6 @@ def plan_model_input(src, model_meta: dict, background: BackgroundConfig,
     map_shape = tuple(int(v) for v in src.shape[-2:])
     working = working_range_of(model_meta or {})
     recipe, decision = resolve_background(src, background)
-    return ModelInputPlan(recipe, decision, map_shape, working_shape(map_shape, working, working_size),
+    return ModelInputPlan(recipe, decision, map_shape,
+                          working_shape(screen_shape(map_shape, recipe), working, working_size),
                           working, working_size)

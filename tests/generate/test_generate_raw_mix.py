@@ -126,3 +126,21 @@ def test_a_windowed_map_is_masked_before_it_is_mixed():
     for name in ("C", "A", "B"):
         np.testing.assert_array_equal(out[name], want[name])
         assert (out[name][:, ~mask] == 0).all()
+
+
+def test_a_map_seen_through_a_small_screen_is_cut_to_its_square_before_it_is_mixed():
+    # the pairs of the screen's square alone (masked to its circle), at the working shape
+    from kdeconv.preprocess import circular_mask
+
+    raw = _bands(8, (48, 48)) * 100 + 50
+    cfg = _cfg({"background": "raw", "dynamic": True, "mask": "circle", "screen": [6, 2, 36],
+                "work_shape": [40, 40]})
+    draws = draw_pairs(cfg, 0, 4, 8, square=True)
+    out = build_raw_pairs(cfg, draws, raw[draws.pos_a], raw[draws.pos_b], None)
+    square = raw[:, 6:42, 2:38]
+    plain = _cfg({"background": "raw", "dynamic": True, "mask": "circle", "work_shape": [40, 40]})
+    want = build_raw_pairs(plain, draws, square[draws.pos_a], square[draws.pos_b], None)
+    assert out["masked"].all() and out["C"].shape == (4, 40, 40)
+    for name in ("C", "A", "B"):
+        np.testing.assert_array_equal(out[name], want[name])
+        assert (out[name][:, ~circular_mask((40, 40))] == 0).all()

@@ -102,12 +102,15 @@ def test_a_raw_map_with_only_the_circular_mask_is_raw(width):
     assert mode == "raw", evidence
 
 
-def _screened(stack, radius=1.15, floor=0.03):
-    """``stack`` seen through a round phosphor screen wider than the inscribed circle: light falls
-    to ``floor`` beyond its edge (the corners dark, but not zero)."""
+def _screened(stack, radius=1.15, floor=0.03, offset=(0.0, 0.0)):
+    """``stack`` seen through a round phosphor screen (radius and centre offset in half shorter
+    sides; by default wider than the inscribed circle): light falls to ``floor`` beyond its edge
+    (the corners dark, but not zero)."""
     sy, sx = stack.shape[-2:]
-    r = np.hypot(*np.meshgrid(np.arange(sy) - (sy - 1) / 2, np.arange(sx) - (sx - 1) / 2, indexing="ij"))
-    window = np.where(r <= radius * min(sy, sx) / 2, 1.0, floor)
+    half = min(sy, sx) / 2
+    cy, cx = (sy - 1) / 2 + offset[0] * half, (sx - 1) / 2 + offset[1] * half
+    r = np.hypot(*np.meshgrid(np.arange(sy) - cy, np.arange(sx) - cx, indexing="ij"))
+    window = np.where(r <= radius * half, 1.0, floor)
     return (stack * window).astype(np.float32)
 
 
@@ -149,7 +152,37 @@ def test_a_windowed_recipe_masks_the_raw_patterns_and_their_mean():
     assert (preprocess_patterns(screened, windowed, static)[:, ~mask] == 0).all()
 
 
-def test_a_screen_smaller_than_the_circle_is_warned_of_not_masked_over():
+@pytest.mark.parametrize("width_px,radius,offset", [(None, 0.85, (0.0, 0.0)), (80, 0.85, (0.0, 0.0)),
+                                                    (None, 0.75, (0.15, -0.1)), (80, 0.9, (0.0, 0.2))])
+def test_a_round_screen_inside_the_pattern_is_found_where_it_lies(width_px, radius, offset):
+    from kdeconv.preprocess.background import find_screen
+
+    raw = _raw_map(width_px=width_px)
+    sy, sx = raw.shape[-2:]
+    half = sy / 2
+    mode, evidence = decide_mask(_screened(raw, radius=radius, offset=offset))
+    assert mode == "circle" and evidence["screen"] is not None, evidence
+    top, left, side = evidence["screen"]
+    # the square holds the screen: its side the diameter less its soft last pixel (and rounding),
+    # its centre the screen's (within a pixel)
+    assert -3.5 <= side - 2 * radius * half <= 1
+    assert abs(top + (side - 1) / 2 - ((sy - 1) / 2 + offset[0] * half)) <= 1
+    assert abs(left + (side - 1) / 2 - ((sx - 1) / 2 + offset[1] * half)) <= 1
+    # the same map already zero-masked to that circle: found alike
+    zeroed = _screened(raw, radius=radius, floor=0.0, offset=offset)
+    assert find_screen(zeroed) == evidence["screen"]
+
+
+def test_no_screen_is_found_where_the_inscribed_circle_is_the_window():
+    from kdeconv.preprocess.background import find_screen
+
+    raw = _raw_map()
+    for stack in (raw, _raw_map(width=0.5), _processed(raw, mask=False), _processed(raw, mask=True),
+                  _screened(raw), _screened(raw, radius=1.0), _screened(_raw_map(width_px=80))):
+        assert find_screen(stack) is None
+
+
+def test_a_screen_that_the_pattern_clips_is_warned_of_not_masked_over():
     import dask.array as da
 
     from kdeconv.config.separate import BackgroundConfig
@@ -157,9 +190,34 @@ def test_a_screen_smaller_than_the_circle_is_warned_of_not_masked_over():
     from kdeconv.separate.inputs import ModelInputPlan, resolve_background
 
     raw = _raw_map()
-    for stack, dark_rim in ((_screened(raw, radius=0.88), True), (_screened(raw), False), (raw, False)):
+    for stack, dark_rim in ((_screened(raw, radius=0.88, offset=(0.0, 0.3)), True),
+                            (_screened(raw, radius=0.88), False), (_screened(raw), False), (raw, False)):
         recipe, decision = resolve_background(da.from_array(stack, chunks=(16, 60, 60)), BackgroundConfig())
         plan = ModelInputPlan(recipe, decision, (60, 60), (60, 60), WorkingRange(60, 120, 120))
         assert (plan.warning() is not None) == dark_rim, decision
         if dark_rim:
             assert plan.warning().startswith("Warning: ") and "smaller than the pattern" in plan.warning()
+
+
+def test_a_screen_inside_the_pattern_is_cut_to_and_said():
+    import dask.array as da
+
+    from kdeconv.config.separate import BackgroundConfig
+    from kdeconv.preprocess.resample import working_range_of, working_shape
+    from kdeconv.separate.inputs import plan_model_input
+
+    stack = _screened(_raw_map(), radius=0.8)
+    src = da.from_array(stack, chunks=(16, 60, 60))
+    plan = plan_model_input(src, {}, BackgroundConfig())
+    side = plan.background["screen"][2]
+    assert plan.background["mask"] == "circle" and plan.screen_shape == (side, side)
+    assert plan.work_shape == working_shape((side, side), working_range_of({}), None)
+    assert f"cut to the screen's {side}x{side} square" in plan.describe()
+    assert plan.working_record()["screen"] == plan.background["screen"]
+    # given by hand: used as given, and checked against the patterns
+    given = plan_model_input(src, {}, BackgroundConfig(screen=(10, 10, 40)))
+    assert given.background["screen"] == [10, 10, 40] and "as asked" in given.describe()
+    from kdeconv.errors import InputError
+
+    with pytest.raises(InputError, match="does not fit 60x60"):
+        plan_model_input(src, {}, BackgroundConfig(screen=(30, 30, 40)))

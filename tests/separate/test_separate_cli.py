@@ -118,6 +118,20 @@ def test_separate_cli_runs_and_resumes_with_overwrite(cli, tmp_path, good_map, d
     from kdeconv.preprocess import circular_mask
 
     assert (np.asarray(store["A"][...])[..., ~circular_mask((32, 32))] == 0).all()
+    result = cli("separate", good_map, "--out", out, "--overwrite", "--scheduler-file", sched,
+                 "--residual-pass", "off", "--screen", "4,2,24")
+    assert result.exit_code == 0 and "12 patterns" in result.output
+    assert "patterns cut to the screen's 24x24 square at row 4, column 2" in result.output
+    store = zarr.open_group(str(out), mode="r")
+    assert store.attrs["preprocessing"]["background"]["screen"] == [4, 2, 24]
+    assert store["static_background"].shape == (24, 24)
+    a = np.asarray(store["A"][...])
+    assert a.shape[-2:] == (32, 32) and (a[..., :4, :] == 0).all() and (a[..., 28:, :] == 0).all()
+    assert (a[..., 4:28, 2:26][..., circular_mask((24, 24))] > 0).mean() > 0.5
+    for bad in ("4,2", "a,b,c", "20,20,24"):
+        result = cli("separate", good_map, "--out", tmp_path / "bad.zarr", "--screen", bad)
+        assert result.exit_code == 2 and result.output.count("Error:") == 1, result.output
+        assert "Traceback" not in result.output
 
 
 def test_relative_paths_work_on_workers_with_another_cwd(cli, tmp_path, good_map, dask_processes,

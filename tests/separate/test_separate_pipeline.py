@@ -17,6 +17,7 @@ from kdeconv.model import load_separator
 from kdeconv.model.residual_pass import A_AGAIN_FROM
 from kdeconv.preprocess import circular_mask
 from kdeconv.preprocess.background import static_background_from_mean
+from kdeconv.preprocess.mask import screen_mask, screen_shape
 from kdeconv.separate.chunk import blank_frames, separate_patterns
 from kdeconv.separate.device import DeviceKernel, device_batch_size, from_transfer, to_transfer
 from kdeconv.separate.driver import separate_map
@@ -26,6 +27,8 @@ RAW = {"mode": "raw", "static": "map_mean", "static_operation": "subtract", "sta
        "dynamic": True, "dynamic_operation": "subtract", "dynamic_std": None}
 PROCESSED = {**RAW, "mode": "processed", "static": "none", "dynamic": False}
 WINDOWED = {**RAW, "mask": "circle"}  # a round screen's corners: every raw pattern masked first
+# a round screen smaller than the pattern and off its centre: cut to its square, then masked
+SCREENED = {**WINDOWED, "screen": [3, 1, 24]}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +55,7 @@ def device_run(kernel, block):
             from_transfer(b, kernel.out_dtype).reshape(block.shape), w.numpy(), blank.numpy())
 
 
-@pytest.mark.parametrize("background", [RAW, PROCESSED, WINDOWED])
+@pytest.mark.parametrize("background", [RAW, PROCESSED, WINDOWED, SCREENED])
 @pytest.mark.parametrize("shape,work,dtype", [((9, 32, 32), (60, 60), np.uint16),   # resampled up
                                               ((9, 64, 64), (48, 48), np.uint8),    # down
                                               ((9, 40, 40), None, np.float32)])     # as is
@@ -62,8 +65,9 @@ def test_device_kernel_equals_the_numpy_kernel(separator, background, shape, wor
         if background["static"] != "none" else None
     want_a, want_b, want_w = separate_patterns(block, separator, batch_size=4, background=background,
                                                static_bg=static, work_shape=work)
-    kernel = DeviceKernel(separator, sig_shape=shape[-2:], work_shape=work or shape[-2:],
-                          background=background, static_bg=static, dtype=dtype, batch_size=4)
+    kernel = DeviceKernel(separator, sig_shape=shape[-2:],
+                          work_shape=work or screen_shape(shape[-2:], background), background=background,
+                          static_bg=static, dtype=dtype, batch_size=4)
     a, b, w, blank = device_run(kernel, block)
     assert a.dtype == b.dtype == np.dtype(dtype) and a.shape == block.shape
     np.testing.assert_array_equal(blank, blank_frames(block))
@@ -75,11 +79,35 @@ def test_device_kernel_equals_the_numpy_kernel(separator, background, shape, wor
         np.testing.assert_allclose(a, want_a, atol=2e-5)
         np.testing.assert_allclose(b, want_b, atol=2e-5)
     np.testing.assert_allclose(w, want_w, atol=1e-5)
-    outside = ~circular_mask(shape[-2:])
+    outside = ~screen_mask(shape[-2:], background)  # the inscribed circle, or the screen's
     assert (a[[2, 5, 6]][:, outside] == 0).all()
-    if background is WINDOWED:  # every pattern was masked, and the blank ones stayed blank
+    if background.get("mask") == "circle":  # every pattern was masked, and the blank ones stayed blank
         assert (a[:, outside] == 0).all() and (b[:, outside] == 0).all()
         assert not np.isnan(w[[0, 3, 7, 8]]).any()
+
+
+def test_a_screen_is_cut_out_separated_and_put_back(separator):
+    """Known answer: a map seen through a round screen smaller than the pattern separates as its
+    screen's square alone (masked to its circle), put back in place with zeros around it."""
+    shape = (6, 40, 40)
+    block = blobs(shape, np.uint16, seed=3)
+    top, left, side = SCREENED["screen"]
+    square = block[:, top: top + side, left: left + side]
+    static = static_background_from_mean(block.mean(0, dtype=np.float64), "auto", background=SCREENED)
+    assert static.shape == (side, side)
+    np.testing.assert_array_equal(
+        static, static_background_from_mean(square.mean(0, dtype=np.float64), "auto", background=WINDOWED))
+    a, b, w = separate_patterns(block, separator, batch_size=4, background=SCREENED, static_bg=static,
+                                work_shape=(48, 48))
+    want_a, want_b, want_w = separate_patterns(square, separator, batch_size=4, background=WINDOWED,
+                                               static_bg=static, work_shape=(48, 48))
+    assert a.shape == block.shape and a.dtype == block.dtype
+    np.testing.assert_array_equal(a[:, top: top + side, left: left + side], want_a)
+    np.testing.assert_array_equal(b[:, top: top + side, left: left + side], want_b)
+    np.testing.assert_array_equal(w, want_w)
+    outside = ~screen_mask(shape[-2:], SCREENED)
+    assert (a[:, outside] == 0).all() and (b[:, outside] == 0).all()
+    assert (a[:, ~outside] > 0).mean() > 0.5
 
 
 @pytest.mark.parametrize("background", [RAW, PROCESSED])
