@@ -81,6 +81,16 @@ def test_masked_patterns_do_not_correlate_through_their_mask():
     assert (unmasked @ unmasked.T)[~np.eye(6, dtype=bool)].min() > 0.5
 
 
+def test_a_screens_patterns_are_compared_inside_its_square_and_circle():
+    rng = np.random.default_rng(3)
+    patterns = rng.poisson(200, size=(4, 48, 48)).astype(np.uint16)
+    screened = {**NO_BACKGROUND, "mask": "circle", "screen": [5, 9, 32]}
+    features = pattern_features(patterns, screened)
+    square = patterns[:, 5:37, 9:41]
+    np.testing.assert_array_equal(features, pattern_features(square * circular_mask((32, 32)), NO_BACKGROUND))
+    assert features.shape == (4, 256)
+
+
 def test_flat_pattern_gives_the_zero_vector():
     patterns = np.full((2, 32, 32), 7, np.uint16)
     assert np.all(pattern_features(patterns, NO_BACKGROUND) == 0)
