@@ -295,6 +295,22 @@ SCREEN_DARK = 0.1
 SCREEN_MIN_SHARE = 0.05
 
 
+# Patterns are signed when their 1st percentile lies below -SIGNED_SHARE of their largest
+# magnitude (99th percentile of |v|): zero-mean patterns read about -0.7, a rescale to [-1, 1]
+# -0.9; a raw camera's dark-subtracted noise dips a few thousandths below zero.
+SIGNED_SHARE = 0.05
+
+
+def signed(patterns: np.ndarray) -> bool:
+    """True when patterns hold substantial negative values: software made them (kikuchipy's
+    ``normalize_intensity``, a rescale to [-1, 1]); a detector counts from zero."""
+    values = np.asarray(patterns, np.float32).reshape(-1)
+    if values.size == 0 or float(values.min()) >= 0:
+        return False
+    low, top = np.percentile(values, 1), np.percentile(np.abs(values), 99)
+    return bool(low < -SIGNED_SHARE * top)
+
+
 def dead_outside_share(patterns: np.ndarray) -> float:
     """Share of the pixels outside the inscribed circle that see nothing in a sample ``(n, sy,
     sx)``: their mean below ``SCREEN_DARK`` of the centre's (radius <= 0.35 of the circle's), or
@@ -306,9 +322,13 @@ def dead_outside_share(patterns: np.ndarray) -> float:
     if min(shape) < 3 or len(stack) == 0:
         return 0.0
     outside = ~circular_mask(shape)
+    if not outside.any():
+        return 0.0
+    if signed(stack):  # no zero level to be dark against: only a constant says nothing is seen
+        return float((np.ptp(stack[:, outside], axis=0) == 0).mean()) if len(stack) >= 2 else 0.0
     mean = stack.mean(axis=0)
     centre = mean[circular_mask(shape, radius=0.35 * min(shape) / 2)].mean()
-    if not outside.any() or centre <= 0:
+    if centre <= 0:
         return 0.0
     dead = mean[outside] < SCREEN_DARK * centre
     if len(stack) >= 2:
@@ -348,18 +368,21 @@ def find_screen(patterns: np.ndarray) -> list[int] | None:
     centroid must match it, and its soft edge's last pixel is left out."""
     stack = np.asarray(patterns, np.float64).reshape((-1,) + np.shape(patterns)[-2:])
     sy, sx = stack.shape[1:]
-    if min(sy, sx) < 16 or len(stack) == 0:
+    if min(sy, sx) < 16 or len(stack) == 0 or (signed(stack) and len(stack) < 2):
         return None
     mean = stack.mean(axis=0)
     half = min(sy, sx) / 2
     y, x = np.mgrid[:sy, :sx]
     centre_zone = (y - (sy - 1) / 2) ** 2 + (x - (sx - 1) / 2) ** 2 <= (0.35 * half) ** 2
-    centre = mean[centre_zone].mean()
-    if centre <= 0:
-        return None
-    light = mean >= SCREEN_DARK * centre
-    if len(stack) >= 2:
-        light &= np.ptp(stack, axis=0) > 0
+    if signed(stack):  # no zero level: light is what changes from pattern to pattern
+        light = np.ptp(stack, axis=0) > 0
+    else:
+        centre = mean[centre_zone].mean()
+        if centre <= 0:
+            return None
+        light = mean >= SCREEN_DARK * centre
+        if len(stack) >= 2:
+            light &= np.ptp(stack, axis=0) > 0
     area = int(light.sum())
     if area == light.size or area < 64:
         return None
@@ -395,7 +418,7 @@ def decide_mask(patterns: np.ndarray) -> tuple[str, dict[str, Any]]:
         return "none", {"dead_outside": 0.0, "masked": 0.0, "dead_rim": 0.0, "screen": None}
     evidence = {"dead_outside": dead_outside_share(stack),
                 "masked": float(detect_masked(stack, circular_mask(stack.shape[1:])).mean()),
-                "dead_rim": dead_rim_share(stack.mean(axis=0)),
+                "dead_rim": 0.0 if signed(stack) else dead_rim_share(stack.mean(axis=0)),
                 "screen": find_screen(stack)}
     screen = evidence["dead_outside"] >= SCREEN_MIN_SHARE and evidence["masked"] <= 0.5
     return ("circle" if screen or evidence["screen"] else "none"), evidence
@@ -408,7 +431,8 @@ def background_evidence(patterns: np.ndarray) -> dict[str, float]:
     ``lowfreq_share``: median share of a pattern's variance in its Gaussian blur (std = width / 4)
     inside the detector, the fine structure all patterns share (the camera's) left out;
     ``falloff``: the blurred sample mean (the plain one for masked maps) on a ring at 0.75-0.95
-    of the detector radius over its centre; ``masked``: share of patterns already circular-masked.
+    of the detector radius over its centre; ``masked``: share of patterns already circular-masked;
+    ``signed``: the sample holds substantial negative values (``signed``).
     """
     from kdeconv.preprocess.mask import circular_mask, detect_masked
 
@@ -418,7 +442,7 @@ def background_evidence(patterns: np.ndarray) -> dict[str, float]:
     flat = stack.reshape(len(stack), -1)
     stack = stack[flat.max(axis=1) > flat.min(axis=1)]  # blank frames say nothing
     if len(stack) == 0:
-        return {"lowfreq_share": 0.0, "falloff": 1.0, "masked": 0.0, "n": 0}
+        return {"lowfreq_share": 0.0, "falloff": 1.0, "masked": 0.0, "signed": False, "n": 0}
     mask = circular_mask(shape)
     masked = detect_masked(stack, mask)
     inner = circular_mask(shape, radius=0.8 * min(shape) / 2)
@@ -445,7 +469,7 @@ def background_evidence(patterns: np.ndarray) -> dict[str, float]:
     ring = mean[(radius >= 0.75) & (radius <= 0.95)].mean()
     falloff = float(ring / centre) if abs(centre) > 1e-12 else 1.0
     return {"lowfreq_share": float(np.median(share)), "falloff": falloff,
-            "masked": float(masked.mean()), "n": int(len(stack))}
+            "masked": float(masked.mean()), "signed": signed(stack), "n": int(len(stack))}
 
 
 def decide_input(sample: np.ndarray | None, mode: str = "auto", mask: str = "auto",
@@ -472,8 +496,9 @@ def decide_input(sample: np.ndarray | None, mode: str = "auto", mask: str = "aut
 
 def decision_rule(evidence: dict[str, float]) -> str:
     """The rule ``decide_background`` applied to this evidence, in words (recorded in attrs)."""
-    return f"raw when lowfreq_share >= {RAW_LOWFREQ_SHARE} or falloff <= {_falloff_bar(evidence)}" + (
-        " (masked: plain mean)" if evidence["masked"] > 0.5 else "")
+    return (f"raw when lowfreq_share >= {RAW_LOWFREQ_SHARE} or falloff <= {_falloff_bar(evidence)}"
+            + (" (masked: plain mean)" if evidence["masked"] > 0.5 else "")
+            + ", unless the patterns hold negative values (made by software: processed)")
 
 
 def _falloff_bar(evidence: dict[str, float]) -> float:
@@ -494,4 +519,4 @@ def decide_background(patterns: np.ndarray) -> tuple[str, dict[str, float]]:
     static and dynamic removal apply), else ``("processed", evidence)`` (vendor-corrected)."""
     evidence = background_evidence(patterns)
     raw = evidence["lowfreq_share"] >= RAW_LOWFREQ_SHARE or evidence["falloff"] <= _falloff_bar(evidence)
-    return ("raw" if raw else "processed"), evidence
+    return ("raw" if raw and not evidence["signed"] else "processed"), evidence

@@ -100,10 +100,15 @@ class ModelInputPlan:
     def describe(self) -> str:
         """One line for the user: what was decided, and why."""
         evidence = self.decision.get("evidence")
-        line = f"background: {self.decision['mode']}" + (
-            f" (decided from {evidence['n']} sampled patterns: low-frequency share "
-            f"{evidence['lowfreq_share']:.3f}, rim/centre {evidence['falloff']:.2f})"
-            if evidence else " (as asked)")
+        if not evidence:
+            why = " (as asked)"
+        elif evidence.get("signed"):
+            why = (f" (decided from {evidence['n']} sampled patterns: they hold negative values, so "
+                   "software made them, e.g. kikuchipy's normalize_intensity)")
+        else:
+            why = (f" (decided from {evidence['n']} sampled patterns: low-frequency share "
+                   f"{evidence['lowfreq_share']:.3f}, rim/centre {evidence['falloff']:.2f})")
+        line = f"background: {self.decision['mode']}{why}"
         box = self.background.get("screen")
         if box is not None:
             why = ("a round screen inside the pattern" if self.decision.get("requested_mask") == "auto"

@@ -142,6 +142,21 @@ def test_to_zarr_of_in_memory_input_is_a_separated_store(reference, tmp_path, cl
     assert r.exit_code == 0, r.output
 
 
+def test_a_signal_normalized_by_kikuchipy_separates_as_processed(nickel):
+    # normalize_intensity leaves zero-mean floats: no detector background, no dark screen to find
+    processed = nickel.deepcopy()
+    processed.remove_static_background(show_progressbar=False)
+    processed.remove_dynamic_background(show_progressbar=False)
+    normalized = processed.deepcopy()
+    normalized.normalize_intensity(dtype_out=np.float32, show_progressbar=False)
+    data = normalized.data
+    stretched = (data - data.min(axis=(-2, -1), keepdims=True)) / np.ptp(data, axis=(-2, -1), keepdims=True)
+    result = kdeconv.separate(normalized, progress=False)
+    want = kdeconv.separate(stretched.astype(np.float32), progress=False)
+    assert result.background == "processed" and want.background == "processed"
+    np.testing.assert_allclose(np.asarray(result.weights), np.asarray(want.weights), atol=1e-4)
+
+
 def test_plot_draws_the_minority_weight(reference):
     import matplotlib
 

@@ -221,3 +221,28 @@ def test_a_screen_inside_the_pattern_is_cut_to_and_said():
 
     with pytest.raises(InputError, match="does not fit 60x60"):
         plan_model_input(src, {}, BackgroundConfig(screen=(30, 30, 40)))
+
+
+def test_patterns_software_made_signed_are_processed_and_see_no_screen():
+    # kikuchipy's normalize_intensity (zero mean, unit std) and a rescale to [-1, 1]: no zero level
+    from kdeconv.preprocess.background import decide_input
+
+    processed = _processed(_raw_map(), mask=False, bits8=False).astype(np.float32)
+    flat = processed.reshape(len(processed), -1)
+    normalized = ((flat - flat.mean(1, keepdims=True)) / flat.std(1, keepdims=True)).reshape(processed.shape)
+    rescaled = 2 * processed - 1
+    for stack in (normalized, rescaled):
+        decision = decide_input(stack)
+        assert decision["mode"] == "processed" and decision["evidence"]["signed"], decision
+        assert decision["mask"] == "none" and decision["screen"] is None
+        assert decision["mask_evidence"]["dead_rim"] == 0.0
+
+
+def test_a_raw_map_with_its_dark_level_subtracted_is_still_raw():
+    # a camera's dark frame subtracted: its noise dips a little below zero
+    raw = _raw_map()
+    dark = raw - np.float32(raw.min() + 30)
+    assert dark.min() < 0
+    mode, evidence = decide_background(dark)
+    assert mode == "raw" and not evidence["signed"], evidence
+    assert decide_mask(dark)[0] == "none"
