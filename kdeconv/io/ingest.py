@@ -22,7 +22,7 @@ from kdeconv.io.sources import Source, open_source
 from kdeconv.io.store import discard_output, finalize_output, nav_chunks, prepare_output, store_attrs
 
 __all__ = ["lazy_patterns", "ingest", "IngestResult", "read_block", "read_region", "task_regions",
-           "write_region", "write_tasks", "map_compressors"]
+           "write_region", "write_tasks", "map_compressors", "write_map_store"]
 
 
 def _drop_input_error_logs(record: logging.LogRecord) -> bool:
@@ -206,3 +206,35 @@ def ingest(config: IngestConfig | dict | str | Path, cluster: ClusterConfig | No
     echo(summary_line("ingest", source.n_patterns, timer.seconds))
     return IngestResult(output, source.n_patterns, tuple(source.shape), str(source.dtype),
                         str(source.attrs.get("format")), timer.seconds)
+
+
+def write_map_store(patterns, path: str | Path, source: dict, client=None) -> Path:
+    """Patterns already in hand (a numpy or Dask array ``(ny, nx, sy, sx)`` or ``(n, sy, sx)``)
+    -> the map store ``path``, laid out as ``ingest`` lays it out; ``source`` is what is known
+    of them (a signal's detector and scan). Runs on ``client`` (or Dask's current scheduler)."""
+    import dask.array as da
+    import zarr
+
+    array = patterns if hasattr(patterns, "dask") else da.from_array(np.asarray(patterns))
+    if array.ndim not in (3, 4):
+        raise InputError(f"patterns must be (n, sy, sx) or (ny, nx, sy, sx), got {array.shape}")
+    sig_shape = tuple(int(v) for v in array.shape[-2:])
+    chunks = nav_chunks(array.shape[:-2], sig_shape, array.dtype.itemsize)[: array.ndim - 2] + sig_shape
+    staging = prepare_output(path, False, nbytes=int(array.nbytes))
+    try:
+        root = zarr.open_group(str(staging), mode="w")
+        root.attrs.update(store_attrs("map", None, source))
+        target = root.create_array(
+            "patterns", shape=array.shape, dtype=array.dtype, chunks=chunks,
+            dimension_names=(("y", "x") if array.ndim == 4 else ("n",)) + ("sy", "sx"),
+            compressors=map_compressors(), config={"write_empty_chunks": True})
+        stored = da.store(array.rechunk(chunks), target, lock=False, compute=False)
+        if client is not None:
+            client.compute(stored).result()
+        else:
+            stored.compute()
+        finalize_output(staging, path)
+    except BaseException:
+        discard_output(staging, path)
+        raise
+    return Path(path)

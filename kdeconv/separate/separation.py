@@ -67,7 +67,9 @@ class Separation:
     a lazy one), else arrays of the input's shape and dtype (numpy, or Dask for lazy input).
     ``weights`` is ``(..., 2)`` float32 (wA, wB; NaN on blank frames), ``blank`` ``(...)`` flags
     the frames of one value, left empty. ``background`` says what was applied ("raw" or
-    "processed") and ``work_shape`` the pattern shape the model saw.
+    "processed") and ``work_shape`` the pattern shape the model saw; ``adapted`` is the
+    ``AdaptResult`` (its ``best`` checkpoint, pure patterns, held-out scores) when ``adapt=``
+    fine-tuned the model on this map first.
 
     ``second_grain()`` says which pixels the model claims hold a second grain, under
     ``claim_rule`` (the rule ``kdeconv evaluate`` applies to the store ``to_zarr`` writes) with
@@ -81,6 +83,7 @@ class Separation:
     background: str
     work_shape: tuple[int, int]
     client: Any = field(default=None, repr=False)
+    adapted: Any = None  # kdeconv.adapt's AdaptResult when ``adapt=`` fine-tuned the model first
     _plan: _Plan | None = field(default=None, repr=False)
     _claims: Any = field(default=None, repr=False)      # InGrainClaims, once measured
     _nav_values: tuple | None = field(default=None, repr=False)  # lazy weights, blank in memory
@@ -209,7 +212,7 @@ class Separation:
                                                static_bg=plan.static_background, client=self.client,
                                                progress=False)
             warning = unfamiliar_warning(self._claims.record,
-                                         "kdeconv.adapt(...), then kdeconv.separate(..., checkpoint=...)")
+                                         "kdeconv.separate(data, adapt=True)")
             if warning is not None:
                 warnings.warn(warning.removeprefix("Warning: "), UserWarning, stacklevel=3)
         return self._claims
@@ -547,7 +550,8 @@ def _progress_bar(show: bool | None):
 def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto", precision: str = "auto",
              background: str | dict | BackgroundConfig = "auto", client=None, working_size: int | None = None,
              batch_size: int | None = None, in_grain_claims: bool = True,
-             residual_pass: float | None = 0.2, progress: bool | None = True) -> Separation:
+             residual_pass: float | None = 0.2, adapt: bool | dict | None = None,
+             progress: bool | None = True) -> Separation:
     """Separate every pattern of ``data`` into A, B and weights.
 
     Parameters
@@ -579,6 +583,13 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
     in_grain_claims
         Measure the higher claim bar inside the map's grains (``Separation.in_grain``), as
         ``kdeconv separate`` does; False: the model's bar everywhere.
+    adapt
+        True, or a dict of ``kdeconv.adapt`` options (``out``, ``references``,
+        ``reference_labels``, ``pure``, ``minutes``, ``max_steps``, ``seed``, ...): first fine-tune
+        the model (``checkpoint``, or the shipped adapt base) on this map's own pure patterns, as
+        ``kdeconv separate --adapt`` does, then separate with it (``Separation.adapted``). Input
+        that is not a map store is written to ``OUT.map.zarr`` first; ``out`` defaults to a new
+        temporary folder, kept. What a real detector needs (the shipped model knows simulations).
     progress
         Say what was decided (background, resampling) and show the progress of in-memory input.
 
@@ -612,6 +623,9 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
     patterns = found.patterns
     _check_shape(patterns.shape)
     check_device(config.device, config.precision)
+    adapted = _adapt_first(found, adapt, config, client, progress) if adapt else None
+    if adapted is not None:
+        config = config.model_copy(update={"checkpoint": str(adapted.best)})
     separator, sha256 = load_checked(config.checkpoint)
     with _scheduler(client) if found.lazy else dask.config.set(scheduler="synchronous"):
         plan = plan_model_input(found.sampled, separator.meta or {}, config.background, config.working_size)
@@ -650,7 +664,32 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
             arrays = dask.compute(*arrays)
     a, b, w, blank = arrays
     return Separation(_signal(found.signal, a, "A"), _signal(found.signal, b, "B"), w, blank,
-                      plan.decision["mode"], tuple(plan.work_shape), client if found.lazy else None, record)
+                      plan.decision["mode"], tuple(plan.work_shape), client if found.lazy else None,
+                      adapted, record)
+
+
+def _adapt_first(found: _Input, adapt: bool | dict, config: SeparateConfig, client, progress):
+    """``kdeconv.adapt`` on the input (``adapt=``): its map store, or one written for it."""
+    import tempfile
+
+    from kdeconv.adapt import run as run_adapt
+    from kdeconv.io.ingest import write_map_store
+
+    options = {} if adapt is True else dict(adapt)
+    if "map" in options:
+        raise InputError("adapt= adapts to the data given; it takes no 'map'")
+    out = Path(options.pop("out", None) or Path(tempfile.mkdtemp(prefix="kdeconv-adapt-")) / "run")
+    echo = print if progress else (lambda *_: None)
+    map_path = found.map_store
+    if map_path is None:
+        map_path = Path(f"{str(out).rstrip('/')}.map.zarr")
+        echo(f"adapt: writing the patterns to {map_path}")
+        with _scheduler(client) if found.lazy else contextlib.nullcontext():
+            write_map_store(found.patterns, map_path, found.source, client if found.lazy else None)
+    settings = {"map": str(map_path), "out": str(out), "base": config.checkpoint, "device": config.device,
+                "precision": config.precision, "working_size": config.working_size,
+                "background": config.background.model_dump(mode="json"), **options}
+    return run_adapt(settings, client=client, progress=bool(progress), echo=echo)
 
 
 def _xmap_prop(xmap, name: str) -> np.ndarray:

@@ -139,6 +139,30 @@ def test_separate_adapt_then_the_adapted_checkpoint_again(tiny_map):
     assert sep.attrs["checkpoint_sha256"] == adapted.sha256
 
 
+@pytest.mark.slow
+def test_the_api_adapts_to_patterns_in_memory_then_separates_with_the_result(tiny_map, dask_processes):
+    """``kdeconv.separate(array, adapt={...})``: the patterns are written to OUT.map.zarr, adapt
+    runs there, and the separation is the one the adapted checkpoint gives."""
+    import zarr
+    from distributed import Client
+
+    import kdeconv
+
+    patterns = np.asarray(zarr.open_array(str(tiny_map / "map.zarr" / "patterns"), mode="r")[...])
+    out = tiny_map / "api_adapt"
+    with Client(dask_processes[0], timeout="30s") as client:
+        result = kdeconv.separate(patterns, adapt={**FAST, "out": str(out)}, client=client, progress=False)
+    assert result.adapted is not None and result.adapted.best == out / "best.pt"
+    assert (out / "adapt.json").is_file()
+    stored = zarr.open_array(str(tiny_map / "api_adapt.map.zarr" / "patterns"), mode="r")
+    np.testing.assert_array_equal(stored[...], patterns)
+    again = kdeconv.separate(patterns, checkpoint=out / "best.pt", progress=False)
+    np.testing.assert_array_equal(np.asarray(result.weights), np.asarray(again.weights))
+    np.testing.assert_array_equal(result.A, again.A)
+    with pytest.raises(kdeconv.InputError, match="takes no 'map'"):
+        kdeconv.separate(patterns, adapt={"map": "x.zarr"}, progress=False)
+
+
 def test_a_map_without_enough_grains_is_refused(tmp_path):
     """Exit 2 with one line, and no run folder that looks finished."""
     import zarr
