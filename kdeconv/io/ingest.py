@@ -208,7 +208,7 @@ def ingest(config: IngestConfig | dict | str | Path, cluster: ClusterConfig | No
                         str(source.attrs.get("format")), timer.seconds)
 
 
-def write_map_store(patterns, path: str | Path, source: dict, client=None) -> Path:
+def write_map_store(patterns, path: str | Path, source: dict, client=None, overwrite: bool = False) -> Path:
     """Patterns already in hand (a numpy or Dask array ``(ny, nx, sy, sx)`` or ``(n, sy, sx)``)
     -> the map store ``path``, laid out as ``ingest`` lays it out; ``source`` is what is known
     of them (a signal's detector and scan). Runs on ``client`` (or Dask's current scheduler)."""
@@ -220,7 +220,7 @@ def write_map_store(patterns, path: str | Path, source: dict, client=None) -> Pa
         raise InputError(f"patterns must be (n, sy, sx) or (ny, nx, sy, sx), got {array.shape}")
     sig_shape = tuple(int(v) for v in array.shape[-2:])
     chunks = nav_chunks(array.shape[:-2], sig_shape, array.dtype.itemsize)[: array.ndim - 2] + sig_shape
-    staging = prepare_output(path, False, nbytes=int(array.nbytes))
+    staging = prepare_output(path, overwrite, nbytes=int(array.nbytes))
     try:
         root = zarr.open_group(str(staging), mode="w")
         root.attrs.update(store_attrs("map", None, source))

@@ -585,7 +585,8 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
         ``kdeconv separate`` does; False: the model's bar everywhere.
     adapt
         True, or a dict of ``kdeconv.adapt`` options (``out``, ``references``,
-        ``reference_labels``, ``pure``, ``minutes``, ``max_steps``, ``seed``, ...): first fine-tune
+        ``reference_labels``, ``pure``, ``minutes``, ``max_steps``, ``seed``, ...; ``references``
+        may be a signal or an array of pure patterns, ``reference_labels`` a list): first fine-tune
         the model (``checkpoint``, or the shipped adapt base) on this map's own pure patterns, as
         ``kdeconv separate --adapt`` does, then separate with it (``Separation.adapted``). Input
         that is not a map store is written to ``OUT.map.zarr`` first; ``out`` defaults to a new
@@ -685,7 +686,20 @@ def _adapt_first(found: _Input, adapt: bool | dict, config: SeparateConfig, clie
         map_path = Path(f"{str(out).rstrip('/')}.map.zarr")
         echo(f"adapt: writing the patterns to {map_path}")
         with _scheduler(client) if found.lazy else contextlib.nullcontext():
-            write_map_store(found.patterns, map_path, found.source, client if found.lazy else None)
+            write_map_store(found.patterns, map_path, found.source, client if found.lazy else None,
+                            overwrite=bool(options.get("overwrite")))
+    references = options.get("references")
+    if references is not None and not isinstance(references, (str, Path)):  # a signal or an array
+        found_refs = _as_input(references)
+        options["references"] = str(Path(f"{str(out).rstrip('/')}.references.zarr"))
+        with _scheduler(client) if found_refs.lazy else contextlib.nullcontext():
+            write_map_store(found_refs.patterns, options["references"], found_refs.source,
+                            client if found_refs.lazy else None, overwrite=bool(options.get("overwrite")))
+    labels = options.get("reference_labels")
+    if labels is not None and not isinstance(labels, (str, Path)):  # one label per reference
+        labels_file = Path(f"{str(out).rstrip('/')}.labels.txt")
+        labels_file.write_text("".join(f"{label}\n" for label in labels))
+        options["reference_labels"] = str(labels_file)
     settings = {"map": str(map_path), "out": str(out), "base": config.checkpoint, "device": config.device,
                 "precision": config.precision, "working_size": config.working_size,
                 "background": config.background.model_dump(mode="json"), **options}

@@ -161,6 +161,18 @@ def test_the_api_adapts_to_patterns_in_memory_then_separates_with_the_result(tin
     np.testing.assert_array_equal(result.A, again.A)
     with pytest.raises(kdeconv.InputError, match="takes no 'map'"):
         kdeconv.separate(patterns, adapt={"map": "x.zarr"}, progress=False)
+    # pure references as an array and labels as a list: written beside the run for adapt
+    corners = [(0, 0), (0, 13), (13, 0), (13, 13), (7, 7), (3, 10), (10, 3), (5, 5)]
+    references = np.stack([patterns[y, x] for y, x in corners])
+    labels = ["first"] * 4 + ["second"] * 4
+    with Client(dask_processes[0], timeout="30s") as client:
+        result = kdeconv.separate(patterns[:4], client=client, progress=False, adapt={
+            **FAST, "out": str(tiny_map / "api_refs"), "references": references, "reference_labels": labels})
+    report = json.loads((tiny_map / "api_refs" / "adapt.json").read_text())
+    assert report["pure"]["how"] == "references" and result.adapted.n_pure == 8
+    np.testing.assert_array_equal(
+        zarr.open_array(str(tiny_map / "api_refs.references.zarr" / "patterns"), mode="r")[...], references)
+    assert (tiny_map / "api_refs.labels.txt").read_text().split() == labels
 
 
 def test_a_map_without_enough_grains_is_refused(tmp_path):
