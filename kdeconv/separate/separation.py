@@ -104,7 +104,8 @@ class Separation:
 
         with self._scheduler():
             a, b, w, blank = dask.compute(*self._arrays())
-        return replace(self, A=_like(self.A, a), B=_like(self.B, b), weights=w, blank=blank)
+        done = replace(self, A=_like(self.A, a), B=_like(self.B, b), weights=w, blank=blank)
+        return done._check_detector()
 
     @property
     def in_grain(self) -> np.ndarray | None:
@@ -202,20 +203,42 @@ class Separation:
         if plan is None or not plan.config.in_grain_claims:
             return None
         if self._claims is None:
-            import warnings
-
-            from kdeconv.separate.claims import in_grain_claims, unfamiliar_warning
+            from kdeconv.separate.claims import in_grain_claims
 
             weights, _ = self._weights_and_blank()
             with self._scheduler():
                 self._claims = in_grain_claims(weights, plan.patterns, plan.model_input.background,
                                                static_bg=plan.static_background, client=self.client,
                                                progress=False)
-            warning = unfamiliar_warning(self._claims.record,
-                                         "kdeconv.separate(data, adapt=True)")
-            if warning is not None:
-                warnings.warn(warning.removeprefix("Warning: "), UserWarning, stacklevel=3)
+            self._warn_if_unfamiliar()
         return self._claims
+
+    def _warn_if_unfamiliar(self) -> None:
+        """A ``UserWarning`` where ``kdeconv separate`` prints its ``Warning:`` line: the map's
+        pure grain interiors read as mixtures, or, without interiors to read, most patterns do
+        (a detector the model does not know)."""
+        import warnings
+
+        from kdeconv.separate.claims import mostly_mixed_warning, unfamiliar_warning
+
+        if self._plan is None:
+            return
+        record = self._claims.record if self._claims is not None else {}
+        if record.get("bar") is not None:
+            warning = unfamiliar_warning(record, ADAPT_HINT)
+        else:
+            warning = mostly_mixed_warning(self._weights_and_blank()[0], ADAPT_HINT)
+        if warning is not None:
+            warnings.warn(warning.removeprefix("Warning: "), UserWarning, stacklevel=4)
+
+    def _check_detector(self) -> Separation:
+        """Measure what tells a detector the model does not know (the in-grain claims when they
+        are on, else the weights alone) and warn of it; returns self."""
+        if self._plan is not None and self._plan.config.in_grain_claims:
+            self._in_grain_claims()
+        else:
+            self._warn_if_unfamiliar()
+        return self
 
     def _weights_and_blank(self) -> tuple[np.ndarray, np.ndarray]:
         """The weights and blank flags in memory (a lazy separation runs the model for them once,
@@ -664,9 +687,15 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
         with _in_process(model), _progress_bar(progress):
             arrays = dask.compute(*arrays)
     a, b, w, blank = arrays
-    return Separation(_signal(found.signal, a, "A"), _signal(found.signal, b, "B"), w, blank,
-                      plan.decision["mode"], tuple(plan.work_shape), client if found.lazy else None,
-                      adapted, record)
+    result = Separation(_signal(found.signal, a, "A"), _signal(found.signal, b, "B"), w, blank,
+                        plan.decision["mode"], tuple(plan.work_shape), client if found.lazy else None,
+                        adapted, record)
+    # in memory the weights are here: say now whether the model knows this detector (lazy: at compute)
+    return result if found.lazy else result._check_detector()
+
+
+# What the warnings of a detector the model does not know suggest.
+ADAPT_HINT = "kdeconv.separate(data, adapt=True) (adapt={'references': ...} for a stack of double patterns)"
 
 
 def _adapt_first(found: _Input, adapt: bool | dict, config: SeparateConfig, client, progress):

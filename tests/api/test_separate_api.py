@@ -144,17 +144,33 @@ def test_to_zarr_of_in_memory_input_is_a_separated_store(reference, tmp_path, cl
 
 def test_a_signal_normalized_by_kikuchipy_separates_as_processed(nickel):
     # normalize_intensity leaves zero-mean floats: no detector background, no dark screen to find
+    import dask
+
     processed = nickel.deepcopy()
-    processed.remove_static_background(show_progressbar=False)
-    processed.remove_dynamic_background(show_progressbar=False)
-    normalized = processed.deepcopy()
-    normalized.normalize_intensity(dtype_out=np.float32, show_progressbar=False)
+    with dask.config.set(scheduler="synchronous"):  # kikuchipy's own steps, off the module's client
+        processed.remove_static_background(show_progressbar=False)
+        processed.remove_dynamic_background(show_progressbar=False)
+        normalized = processed.deepcopy()
+        normalized.normalize_intensity(dtype_out=np.float32, show_progressbar=False)
     data = normalized.data
     stretched = (data - data.min(axis=(-2, -1), keepdims=True)) / np.ptp(data, axis=(-2, -1), keepdims=True)
     result = kdeconv.separate(normalized, progress=False)
     want = kdeconv.separate(stretched.astype(np.float32), progress=False)
     assert result.background == "processed" and want.background == "processed"
     np.testing.assert_allclose(np.asarray(result.weights), np.asarray(want.weights), atol=1e-4)
+
+
+def test_a_detector_the_model_does_not_know_is_said_as_the_cli_says_it(nickel):
+    # kikuchipy's real Ni patterns read as near-equal mixtures: a stack of 18 warns at once
+    stack = np.concatenate([nickel.data.reshape(9, 60, 60)] * 2)
+    with pytest.warns(UserWarning, match=r"near-equal mixtures.*adapt=True"):
+        kdeconv.separate(stack, progress=False)
+    # a lazy separation says it when computed
+    import dask.array as da
+
+    lazy = kdeconv.separate(da.from_array(stack, chunks=(9, 60, 60)), progress=False)
+    with pytest.warns(UserWarning, match="near-equal mixtures"):
+        lazy.compute()
 
 
 def test_plot_draws_the_minority_weight(reference):
