@@ -256,3 +256,26 @@ def test_evaluate_two_phase_map_perfect_and_swapped_phase(cli, duplex_maps, tmp_
     assert rec["boundaries"]["phase_boundary"]["tolerances_deg"]["3"]["mixed_both"] == 0.0
     assert rec["boundaries"]["same_phase"]["tolerances_deg"]["3"]["mixed_both"] == 1.0
     assert rec["tolerances_deg"]["3"]["pure_ok"] == 1.0
+
+
+def test_a_small_off_centre_screen_is_found_where_simulate_map_put_it(tmp_path):
+    from kdeconv.config.evaluate import EvaluateConfig
+    from kdeconv.evaluate.driver import _mask
+    from kdeconv.evaluate.simulate_map import simulate_map
+    from kdeconv.preprocess import circular_mask
+    from kdeconv.preprocess.background import decide_mask
+
+    cfg = _config(phases=None, phase="ni", detector={"shape": (60, 80), "pc": (0.5, 0.45, 0.55)},
+                  realism={"screen_radius": 0.8, "screen_floor": 0.0, "screen_offset": (0.1, -0.2)})
+    C = _truth(simulate_map(cfg, tmp_path / "screen"))["C"][...].reshape(-1, 60, 80).astype(float)
+    mode, evidence = decide_mask(C)
+    top, left, side = evidence["screen"]
+    # radius 24 px, centre (29.5 + 3, 39.5 - 6): the square around it, less its soft last pixel
+    assert mode == "circle" and 44 <= side <= 48
+    assert abs(top + (side - 1) / 2 - 32.5) <= 1 and abs(left + (side - 1) / 2 - 33.5) <= 1
+    # evaluate scores inside the screen's circle where separate cut to it
+    recipe = {"mask": "circle", "screen": evidence["screen"]}
+    scored = _mask((60, 80), EvaluateConfig(), None, recipe)
+    np.testing.assert_array_equal(scored[top: top + side, left: left + side], circular_mask((side, side)))
+    assert scored.sum() == circular_mask((side, side)).sum()
+    assert _mask((60, 80), EvaluateConfig(), None, {"mask": "circle"}).sum() == circular_mask((60, 80)).sum()
