@@ -196,7 +196,7 @@ def test_a_screen_that_the_pattern_clips_is_warned_of_not_masked_over():
         plan = ModelInputPlan(recipe, decision, (60, 60), (60, 60), WorkingRange(60, 120, 120))
         assert (plan.warning() is not None) == dark_rim, decision
         if dark_rim:
-            assert plan.warning().startswith("Warning: ") and "smaller than the pattern" in plan.warning()
+            assert plan.warning().startswith("Warning: ") and "no round screen lies whole" in plan.warning()
 
 
 def test_a_screen_inside_the_pattern_is_cut_to_and_said():
