@@ -359,18 +359,43 @@ def dead_rim_share(mean: np.ndarray) -> float:
 SCREEN_FIT_IOU = 0.9
 SCREEN_SMALLER = 0.96
 SCREEN_OFF_CENTRE_PX = 1.5
+# A screen's edge, against a background's smooth falloff (``sharp_edge``).
+SCREEN_EDGE_DROP = 3.0
+SCREEN_EDGE_STEEPER = 4.0
+
+
+def sharp_edge(mean: np.ndarray, cy: float, cx: float, radius: float) -> bool:
+    """Whether the light of a sample mean ``(sy, sx)`` drops at the circle (cy, cx, radius) as at a
+    screen's edge: at least SCREEN_EDGE_DROP-fold from 2-4 px inside to 2-4 px outside, and at
+    least SCREEN_EDGE_STEEPER times as steeply (in log) as from 6-8 to 2-4 px inside. A smooth
+    background reads 1.5-1.8 there (even one that falls below SCREEN_DARK in the corners);
+    simulated screens 8-45, a zero mask infinitely."""
+    y, x = np.mgrid[:mean.shape[0], :mean.shape[1]]
+    r = np.hypot(y - cy, x - cx) - radius
+
+    def ring(low, high):
+        part = mean[(r >= low) & (r <= high)]
+        return float(part.mean()) if part.size else 0.0
+
+    deep, rim, beyond = ring(-8, -6), ring(-4, -2), ring(2, 4)
+    if rim <= 0:
+        return False
+    across = rim / beyond if beyond > 0 else np.inf
+    inside = max(deep / rim, 1.0 + 1e-6)
+    return bool(across >= SCREEN_EDGE_DROP and np.log(across) >= SCREEN_EDGE_STEEPER * np.log(inside))
 
 
 def find_screen(patterns: np.ndarray) -> list[int] | None:
     """``[top, left, side]`` of the square around a round screen seen whole inside the patterns
     of a sample ``(n, sy, sx)`` but smaller than their inscribed circle or off its centre, else
     None. Light is what ``dead_outside_share`` does not call dead; the disc of the same area and
-    centroid must match it, and its soft edge's last pixel is left out."""
-    stack = np.asarray(patterns, np.float64).reshape((-1,) + np.shape(patterns)[-2:])
+    centroid must match it, its edge must be sharp (``sharp_edge``), and its soft last pixel is
+    left out."""
+    stack = np.asarray(patterns, np.float32).reshape((-1,) + np.shape(patterns)[-2:])
     sy, sx = stack.shape[1:]
     if min(sy, sx) < 16 or len(stack) == 0 or (signed(stack) and len(stack) < 2):
         return None
-    mean = stack.mean(axis=0)
+    mean = stack.mean(axis=0, dtype=np.float64)
     half = min(sy, sx) / 2
     y, x = np.mgrid[:sy, :sx]
     centre_zone = (y - (sy - 1) / 2) ** 2 + (x - (sx - 1) / 2) ** 2 <= (0.35 * half) ** 2
@@ -391,6 +416,8 @@ def find_screen(patterns: np.ndarray) -> list[int] | None:
     disc = (y - cy) ** 2 + (x - cx) ** 2 <= radius ** 2
     if (light & disc).sum() / (light | disc).sum() < SCREEN_FIT_IOU:
         return None
+    if not signed(stack) and not sharp_edge(mean, cy, cx, radius):
+        return None  # a detector background falling off smoothly, not a screen's edge
     side = int(np.floor(2 * (radius - 1.0)))
     top, left = int(round(cy - (side - 1) / 2)), int(round(cx - (side - 1) / 2))
     if side < 16 or top < 0 or left < 0 or top + side > sy or left + side > sx:

@@ -180,6 +180,12 @@ def test_no_screen_is_found_where_the_inscribed_circle_is_the_window():
     for stack in (raw, _raw_map(width=0.5), _processed(raw, mask=False), _processed(raw, mask=True),
                   _screened(raw), _screened(raw, radius=1.0), _screened(_raw_map(width_px=80))):
         assert find_screen(stack) is None
+    # a background so narrow that its corners see nothing: its 0.1 isophote is a circle, but the
+    # light falls off smoothly there, not at a screen's edge
+    for width in (0.15, 0.2):
+        narrow = _raw_map(width=width, size=120)
+        assert narrow.mean(0)[0, 0] < 0.01 * narrow.mean(0)[60, 60]
+        assert find_screen(narrow) is None
 
 
 def test_a_screen_that_the_pattern_clips_is_warned_of_not_masked_over():
