@@ -229,7 +229,7 @@ class Separation:
         else:
             warning = mostly_mixed_warning(self._weights_and_blank()[0], ADAPT_HINT)
         if warning is not None:
-            warnings.warn(warning.removeprefix("Warning: "), UserWarning, stacklevel=4)
+            warnings.warn(warning.removeprefix("Warning: "), UserWarning, stacklevel=_caller_level())
 
     def _check_detector(self) -> Separation:
         """Measure what tells a detector the model does not know (the in-grain claims when they
@@ -668,7 +668,7 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
     if plan.warning():
         import warnings
 
-        warnings.warn(plan.warning().removeprefix("Warning: "), UserWarning, stacklevel=2)
+        warnings.warn(plan.warning().removeprefix("Warning: "), UserWarning, stacklevel=_caller_level())
     # `auto` resolved once (on the client's workers for lazy input), so every chunk runs alike
     model = {"checkpoint": str(Path(config.checkpoint).resolve()) if config.checkpoint else None,
              "sha256": sha256, "device": config.device,
@@ -692,6 +692,17 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
                         adapted, record)
     # in memory the weights are here: say now whether the model knows this detector (lazy: at compute)
     return result if found.lazy else result._check_detector()
+
+
+def _caller_level() -> int:
+    """``stacklevel`` of the first frame outside kdeconv, so a warning names the user's line."""
+    import sys
+
+    package = str(Path(__file__).resolve().parents[1])
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 # What the warnings of a detector the model does not know suggest.
