@@ -252,3 +252,16 @@ def test_a_raw_map_with_its_dark_level_subtracted_is_still_raw():
     mode, evidence = decide_background(dark)
     assert mode == "raw" and not evidence["signed"], evidence
     assert decide_mask(dark)[0] == "none"
+
+
+def test_large_patterns_are_judged_binned_to_the_models_scale():
+    from kdeconv.preprocess.background import background_evidence
+    from kdeconv.preprocess.resample import resample
+
+    raw = _raw_map(n=16, size=480)
+    evidence = background_evidence(raw)
+    assert evidence == background_evidence(resample(raw, (120, 120)))
+    assert decide_background(raw)[0] == "raw"
+    processed = _processed(raw)  # masked: the mask is found at full size, then kept when binned
+    assert background_evidence(processed)["masked"] == 1.0
+    assert decide_background(processed)[0] == "processed"
