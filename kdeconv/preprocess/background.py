@@ -393,13 +393,14 @@ def find_screen(patterns: np.ndarray) -> list[int] | None:
     left out."""
     stack = np.asarray(patterns, np.float32).reshape((-1,) + np.shape(patterns)[-2:])
     sy, sx = stack.shape[1:]
-    if min(sy, sx) < 16 or len(stack) == 0 or (signed(stack) and len(stack) < 2):
+    is_signed = signed(stack)
+    if min(sy, sx) < 16 or len(stack) == 0 or (is_signed and len(stack) < 2):
         return None
     mean = stack.mean(axis=0, dtype=np.float64)
     half = min(sy, sx) / 2
     y, x = np.mgrid[:sy, :sx]
     centre_zone = (y - (sy - 1) / 2) ** 2 + (x - (sx - 1) / 2) ** 2 <= (0.35 * half) ** 2
-    if signed(stack):  # no zero level: light is what changes from pattern to pattern
+    if is_signed:  # no zero level: light is what changes from pattern to pattern
         light = np.ptp(stack, axis=0) > 0
     else:
         centre = mean[centre_zone].mean()
@@ -416,7 +417,7 @@ def find_screen(patterns: np.ndarray) -> list[int] | None:
     disc = (y - cy) ** 2 + (x - cx) ** 2 <= radius ** 2
     if (light & disc).sum() / (light | disc).sum() < SCREEN_FIT_IOU:
         return None
-    if not signed(stack) and not sharp_edge(mean, cy, cx, radius):
+    if not is_signed and not sharp_edge(mean, cy, cx, radius):
         return None  # a detector background falling off smoothly, not a screen's edge
     side = int(np.floor(2 * (radius - 1.0)))
     top, left = int(round(cy - (side - 1) / 2)), int(round(cx - (side - 1) / 2))

@@ -197,11 +197,9 @@ class DeviceKernel:
             native = torch.zeros(n, dtype=torch.bool, device=self.device)
         stack = exact.float()
         out_torch = self.carrier or tk.torch_dtype(self.out_dtype) or torch.float64
-        # around a screen's square nothing is written: zero
-        a_out = (torch.zeros if self.screen else torch.empty)((n,) + self.sig_shape, dtype=out_torch,
-                                                              device=self.device)
-        b_out = (torch.zeros if self.screen else torch.empty)((n,) + self.sig_shape, dtype=out_torch,
-                                                              device=self.device)
+        allocate = torch.zeros if self.screen else torch.empty  # around a screen's square: zero
+        a_out = allocate((n,) + self.sig_shape, dtype=out_torch, device=self.device)
+        b_out = allocate((n,) + self.sig_shape, dtype=out_torch, device=self.device)
         a_put, b_put = to_screen(a_out, self.background), to_screen(b_out, self.background)
         w_out = torch.empty((n, 2), dtype=torch.float32, device=self.device)
         bad_rows = torch.zeros(n, dtype=torch.bool, device=self.device)
