@@ -51,7 +51,8 @@ def adapt_config_data(config_path, **options) -> dict:
 @click.option("--background", default=None, type=click.Choice(["auto", "raw", "processed"]),
               help="As separate: auto decides per map.")
 @click.option("--mask", default=None, type=click.Choice(["auto", "circle", "none"]),
-              help="As separate: circle masks the raw patterns first (a round screen's dark corners).")
+              help="As separate: circle masks the raw patterns first (a round screen's dark corners); "
+                   "auto also cuts to a smaller or off-centre screen it finds.")
 @screen_option
 @click.option("--working-size", default=None, type=click.IntRange(min=16),
               help="Shorter side the model sees (default: the model's own range).")

@@ -27,7 +27,8 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
 @click.option("--mask", default=None, type=click.Choice(["auto", "circle", "none"]),
               help="circle: zero the raw patterns outside the inscribed circle first, for a camera "
                    "that sees a round screen (dark corners); auto (default) does so when the map "
-                   "shows such corners.")
+                   "shows such corners, and cuts to a screen smaller than the pattern or off its "
+                   "centre when it finds one (see --screen).")
 @screen_option
 @click.option("--working-size", default=None, type=click.IntRange(min=16),
               help="Shorter side (px) the model sees; A and B are resampled back (default: the "
