@@ -386,11 +386,13 @@ def sharp_edge(mean: np.ndarray, cy: float, cx: float, radius: float) -> bool:
 
 
 def find_screen(patterns: np.ndarray) -> list[int] | None:
-    """``[top, left, side]`` of the square around a round screen seen whole inside the patterns
-    of a sample ``(n, sy, sx)`` but smaller than their inscribed circle or off its centre, else
-    None. Light is what ``dead_outside_share`` does not call dead; the disc of the same area and
-    centroid must match it, its edge must be sharp (``sharp_edge``), and its soft last pixel is
-    left out."""
+    """``[top, left, side]`` of the square around the window a round screen leaves in the
+    patterns of a sample ``(n, sy, sx)`` when that is not their inscribed circle (a screen smaller
+    than the pattern, or off its centre), else None. Light is what ``dead_outside_share`` does not
+    call dead. A screen seen whole is the disc of the light's area and centroid; one the pattern
+    clips is fitted to its edge inside the pattern (``_edge_circle``), and its window is the
+    largest circle inside both (``_largest_circle_within``). The disc must match the light (IoU),
+    its edge must be sharp (``sharp_edge``), and its soft last pixel is left out."""
     stack = np.asarray(patterns, np.float32).reshape((-1,) + np.shape(patterns)[-2:])
     sy, sx = stack.shape[1:]
     is_signed = signed(stack)
@@ -412,13 +414,23 @@ def find_screen(patterns: np.ndarray) -> list[int] | None:
     area = int(light.sum())
     if area == light.size or area < 64:
         return None
+    # The screen's circle: the disc of the light's area and centroid when that lies whole inside
+    # the pattern; one the pattern clips is fitted to its edge inside the pattern instead.
     cy, cx = y[light].mean(), x[light].mean()
     radius = np.sqrt(area / np.pi)
-    disc = (y - cy) ** 2 + (x - cx) ** 2 <= radius ** 2
+    whole = min(cy, cx) - radius >= -0.5 and cy + radius <= sy - 0.5 and cx + radius <= sx - 0.5
+    if not whole:
+        fitted = _edge_circle(light)
+        if fitted is None:
+            return None
+        cy, cx, radius = fitted
+    disc = (y - cy) ** 2 + (x - cx) ** 2 <= radius ** 2  # clipped by the pattern as the light is
     if (light & disc).sum() / (light | disc).sum() < SCREEN_FIT_IOU:
         return None
     if not is_signed and not sharp_edge(mean, cy, cx, radius):
         return None  # a detector background falling off smoothly, not a screen's edge
+    if not whole:  # the window: the largest circle inside both the screen and the pattern
+        cy, cx, radius = _largest_circle_within(cy, cx, radius, (sy, sx))
     side = int(np.floor(2 * (radius - 1.0)))
     top, left = int(round(cy - (side - 1) / 2)), int(round(cx - (side - 1) / 2))
     if side < 16 or top < 0 or left < 0 or top + side > sy or left + side > sx:
@@ -427,6 +439,36 @@ def find_screen(patterns: np.ndarray) -> list[int] | None:
     if radius >= SCREEN_SMALLER * half and off <= SCREEN_OFF_CENTRE_PX:
         return None  # the inscribed circle is this screen
     return [top, left, side]
+
+
+def _edge_circle(light: np.ndarray) -> tuple[float, float, float] | None:
+    """(cy, cx, radius) of the circle fitted (Kasa's least squares) to the edge of the ``light``
+    region inside the pattern (its pixels with a dark 4-neighbour; the pattern's border is no
+    edge), or None with too few edge pixels."""
+    padded = np.pad(light, 1, constant_values=True)
+    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    ey, ex = np.nonzero(light & ~inner)
+    if len(ey) < 20:
+        return None
+    design = np.stack([ex, ey, np.ones(len(ex))], axis=1).astype(np.float64)
+    (d, e, f), *_ = np.linalg.lstsq(design, -(ex.astype(np.float64) ** 2 + ey ** 2.0), rcond=None)
+    cx, cy = -d / 2, -e / 2
+    squared = cx * cx + cy * cy - f
+    return (float(cy), float(cx), float(np.sqrt(squared))) if squared > 0 else None
+
+
+def _largest_circle_within(cy: float, cx: float, radius: float,
+                           shape: tuple[int, int]) -> tuple[float, float, float]:
+    """(cy, cx, radius) of the largest circle inside both the circle given and a pattern of
+    ``shape`` (the inscribed circle's conventions: a pattern's edge lies half a pixel beyond its
+    last pixel centre), searched on a half-pixel grid; of equal ones, the nearest the screen's
+    centre."""
+    sy, sx = shape
+    py, px = np.meshgrid(np.arange(0, sy, 0.5), np.arange(0, sx, 0.5), indexing="ij")
+    distance = np.hypot(py - cy, px - cx)
+    room = np.minimum.reduce([radius - distance, py + 0.5, sy - 0.5 - py, px + 0.5, sx - 0.5 - px])
+    best = np.unravel_index(np.argmax(room - 1e-6 * distance), room.shape)
+    return float(py[best]), float(px[best]), float(room[best])
 
 
 def decide_mask(patterns: np.ndarray) -> tuple[str, dict[str, Any]]:

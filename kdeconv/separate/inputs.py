@@ -88,15 +88,14 @@ class ModelInputPlan:
 
     def warning(self) -> str | None:
         """A ``Warning:`` line when part of the detector circle's rim sees nothing on the sampled
-        mean and no round screen was found whole inside the pattern (``find_screen``: one the
-        pattern clips off its centre, or a dark edge that is not round): the mask leaves it in."""
+        mean and no round screen was found (``find_screen``): a dark edge that is not round, such
+        as a shadow, which the mask leaves in."""
         rim = (self.decision.get("mask_evidence") or {}).get("dead_rim", 0.0)
         if rim < DEAD_RIM_WARN or self.background.get("screen") is not None:
             return None
         return (f"Warning: {100 * rim:.0f}% of the rim of the detector circle is dark in every "
-                "pattern, and no round screen lies whole inside the pattern (one smaller than the "
-                "pattern or off its centre, that the pattern clips); the model sees that dark edge and "
-                "A, B may be poor near it")
+                "pattern, and it is not a round screen's edge (a shadow?); the model sees that dark "
+                "edge and A, B may be poor near it")
 
     def describe(self) -> str:
         """One line for the user: what was decided, and why."""

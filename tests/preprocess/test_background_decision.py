@@ -188,7 +188,25 @@ def test_no_screen_is_found_where_the_inscribed_circle_is_the_window():
         assert find_screen(narrow) is None
 
 
-def test_a_screen_that_the_pattern_clips_is_warned_of_not_masked_over():
+@pytest.mark.parametrize("width_px,radius,offset", [(None, 0.88, (0.0, 0.3)), (None, 1.1, (0.0, 0.2)),
+                                                    (80, 1.05, (0.0, 0.3))])
+def test_a_screen_the_pattern_clips_is_windowed_by_the_largest_circle_inside_both(width_px, radius, offset):
+    from kdeconv.preprocess.mask import screen_mask
+
+    raw = _raw_map(width_px=width_px)
+    screened = _screened(raw, radius=radius, offset=offset)
+    mode, evidence = decide_mask(screened)
+    assert mode == "circle" and evidence["screen"] is not None, evidence
+    sy, sx = raw.shape[-2:]
+    half = sy / 2
+    window = screen_mask((sy, sx), {"mask": "circle", "screen": evidence["screen"]})
+    y, x = np.mgrid[:sy, :sx]
+    on_screen = np.hypot(y - ((sy - 1) / 2 + offset[0] * half), x - ((sx - 1) / 2 + offset[1] * half))
+    assert on_screen[window].max() <= radius * half  # nothing dark inside the window
+    assert window.sum() > 0.55 * np.pi * min(radius * half, half) ** 2  # and most of what can be
+
+
+def test_a_dark_edge_that_is_not_round_is_warned_of_not_masked_over():
     import dask.array as da
 
     from kdeconv.config.separate import BackgroundConfig
@@ -196,13 +214,15 @@ def test_a_screen_that_the_pattern_clips_is_warned_of_not_masked_over():
     from kdeconv.separate.inputs import ModelInputPlan, resolve_background
 
     raw = _raw_map()
-    for stack, dark_rim in ((_screened(raw, radius=0.88, offset=(0.0, 0.3)), True),
+    shadow = raw.copy()
+    shadow[:, :14] *= 0.02  # a shadow across the top of the screen
+    for stack, dark_rim in ((shadow, True), (_screened(raw, radius=0.88, offset=(0.0, 0.3)), False),
                             (_screened(raw, radius=0.88), False), (_screened(raw), False), (raw, False)):
         recipe, decision = resolve_background(da.from_array(stack, chunks=(16, 60, 60)), BackgroundConfig())
         plan = ModelInputPlan(recipe, decision, (60, 60), (60, 60), WorkingRange(60, 120, 120))
         assert (plan.warning() is not None) == dark_rim, decision
         if dark_rim:
-            assert plan.warning().startswith("Warning: ") and "no round screen lies whole" in plan.warning()
+            assert plan.warning().startswith("Warning: ") and "not a round screen's edge" in plan.warning()
 
 
 def test_a_screen_inside_the_pattern_is_cut_to_and_said():
