@@ -311,29 +311,47 @@ def signed(patterns: np.ndarray) -> bool:
     return bool(low < -SIGNED_SHARE * top)
 
 
+def _centre_level(mean: np.ndarray) -> float:
+    """A sample mean's level at the detector's centre (within 0.35 of the inscribed radius)."""
+    from kdeconv.preprocess.mask import circular_mask
+
+    return float(mean[circular_mask(mean.shape, radius=0.35 * min(mean.shape) / 2)].mean())
+
+
+def _seen(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """``(mean, light, signed)`` of a sample ``(n, sy, sx)``: its mean (float64), where it sees
+    something (bool; None when that cannot be told), and ``signed``. Light is at least
+    ``SCREEN_DARK`` of the centre's level and not one value in every pattern (n >= 2); signed
+    patterns have no zero level to be dark against, so there only the second counts."""
+    is_signed = signed(stack)
+    mean = stack.mean(axis=0, dtype=np.float64)
+    varies = np.ptp(stack, axis=0) > 0 if len(stack) >= 2 else None
+    if is_signed:
+        return mean, varies, True
+    centre = _centre_level(mean)
+    if centre <= 0:
+        return mean, None, False
+    light = mean >= SCREEN_DARK * centre
+    return mean, light if varies is None else light & varies, False
+
+
 def dead_outside_share(patterns: np.ndarray) -> float:
     """Share of the pixels outside the inscribed circle that see nothing in a sample ``(n, sy,
     sx)``: their mean below ``SCREEN_DARK`` of the centre's (radius <= 0.35 of the circle's), or
     one value in every pattern (n >= 2)."""
+    stack = np.asarray(patterns, np.float32).reshape((-1,) + np.shape(patterns)[-2:])
+    if min(stack.shape[1:]) < 3 or len(stack) == 0:
+        return 0.0
+    return _dead_outside(_seen(stack)[1])
+
+
+def _dead_outside(light: np.ndarray | None) -> float:
     from kdeconv.preprocess.mask import circular_mask
 
-    stack = np.asarray(patterns, np.float64).reshape((-1,) + np.shape(patterns)[-2:])
-    shape = stack.shape[1:]
-    if min(shape) < 3 or len(stack) == 0:
+    if light is None:
         return 0.0
-    outside = ~circular_mask(shape)
-    if not outside.any():
-        return 0.0
-    if signed(stack):  # no zero level to be dark against: only a constant says nothing is seen
-        return float((np.ptp(stack[:, outside], axis=0) == 0).mean()) if len(stack) >= 2 else 0.0
-    mean = stack.mean(axis=0)
-    centre = mean[circular_mask(shape, radius=0.35 * min(shape) / 2)].mean()
-    if centre <= 0:
-        return 0.0
-    dead = mean[outside] < SCREEN_DARK * centre
-    if len(stack) >= 2:
-        dead |= np.ptp(stack[:, outside], axis=0) == 0
-    return float(dead.mean())
+    outside = ~circular_mask(light.shape)
+    return float((~light[outside]).mean()) if outside.any() else 0.0
 
 
 def dead_rim_share(mean: np.ndarray) -> float:
@@ -347,7 +365,7 @@ def dead_rim_share(mean: np.ndarray) -> float:
         return 0.0
     half = min(mean.shape) / 2
     rim = circular_mask(mean.shape, radius=0.97 * half) & ~circular_mask(mean.shape, radius=0.8 * half)
-    centre = mean[circular_mask(mean.shape, radius=0.35 * half)].mean()
+    centre = _centre_level(mean)
     if centre <= 0:
         return 0.0
     return float((mean[rim] < SCREEN_DARK * centre).mean())
@@ -394,23 +412,18 @@ def find_screen(patterns: np.ndarray) -> list[int] | None:
     largest circle inside both (``_largest_circle_within``). The disc must match the light (IoU),
     its edge must be sharp (``sharp_edge``), and its soft last pixel is left out."""
     stack = np.asarray(patterns, np.float32).reshape((-1,) + np.shape(patterns)[-2:])
-    sy, sx = stack.shape[1:]
-    is_signed = signed(stack)
-    if min(sy, sx) < 16 or len(stack) == 0 or (is_signed and len(stack) < 2):
+    if min(stack.shape[1:]) < 16 or len(stack) == 0:
         return None
-    mean = stack.mean(axis=0, dtype=np.float64)
+    return _screen(*_seen(stack))
+
+
+def _screen(mean: np.ndarray, light: np.ndarray | None, is_signed: bool) -> list[int] | None:
+    """``find_screen`` from a sample's ``_seen``."""
+    sy, sx = mean.shape
+    if light is None or min(sy, sx) < 16:
+        return None
     half = min(sy, sx) / 2
     y, x = np.mgrid[:sy, :sx]
-    centre_zone = (y - (sy - 1) / 2) ** 2 + (x - (sx - 1) / 2) ** 2 <= (0.35 * half) ** 2
-    if is_signed:  # no zero level: light is what changes from pattern to pattern
-        light = np.ptp(stack, axis=0) > 0
-    else:
-        centre = mean[centre_zone].mean()
-        if centre <= 0:
-            return None
-        light = mean >= SCREEN_DARK * centre
-        if len(stack) >= 2:
-            light &= np.ptp(stack, axis=0) > 0
     area = int(light.sum())
     if area == light.size or area < 64:
         return None
@@ -486,10 +499,11 @@ def decide_mask(patterns: np.ndarray) -> tuple[str, dict[str, Any]]:
     stack = stack[flat.max(axis=1) > flat.min(axis=1)]  # blank frames say nothing
     if len(stack) == 0 or min(stack.shape[1:]) < 3:
         return "none", {"dead_outside": 0.0, "masked": 0.0, "dead_rim": 0.0, "screen": None}
-    evidence = {"dead_outside": dead_outside_share(stack),
+    mean, light, is_signed = seen = _seen(stack)  # once, for every measure below
+    evidence = {"dead_outside": _dead_outside(light),
                 "masked": float(detect_masked(stack, circular_mask(stack.shape[1:])).mean()),
-                "dead_rim": 0.0 if signed(stack) else dead_rim_share(stack.mean(axis=0)),
-                "screen": find_screen(stack)}
+                "dead_rim": 0.0 if is_signed else dead_rim_share(mean),
+                "screen": _screen(*seen)}
     screen = evidence["dead_outside"] >= SCREEN_MIN_SHARE and evidence["masked"] <= 0.5
     return ("circle" if screen or evidence["screen"] else "none"), evidence
 
