@@ -120,12 +120,16 @@ def _adapt(map_store, out, config, adapt_config, base, pure, references, referen
     if best.is_file() and not overwrite:
         click.echo(f"adapt: reusing {best} (--overwrite adapts again)")
         return best
-    data = adapt_config_data(adapt_config, map=map_store, out=str(run_dir), base=base or config.checkpoint,
-                             pure=pure, references=references, reference_labels=reference_labels,
-                             minutes=minutes, max_steps=max_steps, seed=seed, device=config.device,
-                             precision=config.precision, working_size=config.working_size,
-                             overwrite=True)
-    data["background"] = config.background.model_dump(mode="json")
+    from kdeconv.config.adapt import settings_from_separate
+
+    inherited = settings_from_separate(config)
+    if base is not None:
+        inherited["base"] = base
+    background = inherited.pop("background")
+    data = adapt_config_data(adapt_config, map=map_store, out=str(run_dir), pure=pure, references=references,
+                             reference_labels=reference_labels, minutes=minutes, max_steps=max_steps,
+                             seed=seed, overwrite=True, **inherited)
+    data["background"] = background  # separate's recipe, whatever the adapt YAML says
     with open_client(cluster, echo=click.echo) as client:
         return run(data, client=client, echo=click.echo).best
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from kdeconv.config import Device, Precision, StrictModel
-from kdeconv.config.separate import BackgroundConfig
+from kdeconv.config.separate import BackgroundConfig, SeparateConfig
 
 
 class PureSearchConfig(StrictModel):
@@ -69,3 +69,11 @@ class AdaptConfig(StrictModel):
         if self.reference_labels is not None and self.references is None:
             raise ValueError("reference_labels needs references")
         return self
+
+
+def settings_from_separate(config: SeparateConfig) -> dict:
+    """The adapt settings that ``separate --adapt`` (and ``adapt=``) take from separate's own: the
+    model adapted, where and how it runs, the working size and the background recipe, so that the
+    model is fine-tuned on exactly the input it will separate."""
+    return {"base": config.checkpoint, "device": config.device, "precision": config.precision,
+            "working_size": config.working_size, "background": config.background.model_dump(mode="json")}

@@ -714,6 +714,7 @@ def _adapt_first(found: _Input, adapt: bool | dict, config: SeparateConfig, clie
     import tempfile
 
     from kdeconv.adapt import run as run_adapt
+    from kdeconv.config.adapt import settings_from_separate
     from kdeconv.io.ingest import write_map_store
 
     options = {} if adapt is True else dict(adapt)
@@ -721,28 +722,30 @@ def _adapt_first(found: _Input, adapt: bool | dict, config: SeparateConfig, clie
         raise InputError("adapt= adapts to the data given; it takes no 'map'")
     out = Path(options.pop("out", None) or Path(tempfile.mkdtemp(prefix="kdeconv-adapt-")) / "run")
     echo = print if progress else (lambda *_: None)
+
+    def beside(suffix: str) -> Path:
+        return Path(f"{str(out).rstrip('/')}{suffix}")
+
+    def stored(given: _Input, path: Path) -> str:  # patterns in hand -> a map store adapt reads
+        with _scheduler(client) if given.lazy else contextlib.nullcontext():
+            write_map_store(given.patterns, path, given.source, client if given.lazy else None,
+                            overwrite=bool(options.get("overwrite")))
+        return str(path)
+
     map_path = found.map_store
     if map_path is None:
-        map_path = Path(f"{str(out).rstrip('/')}.map.zarr")
+        map_path = beside(".map.zarr")
         echo(f"adapt: writing the patterns to {map_path}")
-        with _scheduler(client) if found.lazy else contextlib.nullcontext():
-            write_map_store(found.patterns, map_path, found.source, client if found.lazy else None,
-                            overwrite=bool(options.get("overwrite")))
+        stored(found, map_path)
     references = options.get("references")
     if references is not None and not isinstance(references, (str, Path)):  # a signal or an array
-        found_refs = _as_input(references)
-        options["references"] = str(Path(f"{str(out).rstrip('/')}.references.zarr"))
-        with _scheduler(client) if found_refs.lazy else contextlib.nullcontext():
-            write_map_store(found_refs.patterns, options["references"], found_refs.source,
-                            client if found_refs.lazy else None, overwrite=bool(options.get("overwrite")))
+        options["references"] = stored(_as_input(references), beside(".references.zarr"))
     labels = options.get("reference_labels")
     if labels is not None and not isinstance(labels, (str, Path)):  # one label per reference
-        labels_file = Path(f"{str(out).rstrip('/')}.labels.txt")
+        labels_file = beside(".labels.txt")
         labels_file.write_text("".join(f"{label}\n" for label in labels))
         options["reference_labels"] = str(labels_file)
-    settings = {"map": str(map_path), "out": str(out), "base": config.checkpoint, "device": config.device,
-                "precision": config.precision, "working_size": config.working_size,
-                "background": config.background.model_dump(mode="json"), **options}
+    settings = {"map": str(map_path), "out": str(out), **settings_from_separate(config), **options}
     return run_adapt(settings, client=client, progress=bool(progress), echo=echo)
 
 
