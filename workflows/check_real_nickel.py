@@ -2,7 +2,7 @@
 
     python workflows/check_real_nickel.py [--checkpoint CKPT] \
         [--adapt [--minutes M] [--seed S] [--held-out]] [--processed] \
-        [--background auto|raw|processed] [--residual-pass W|off] [--out DIR]
+        [--background auto|raw|processed] [--residual-pass W|off] [--adapt-config FILE] [--out DIR]
 
 ``kikuchipy.data.nickel_ebsd_small()`` (real, 3x3, 60x60, 8-bit, PC in the file) holds two grains
 33.6 deg apart: patterns 0, 3 and 6, and the other six. One raw pattern of each grain, summed in
@@ -190,6 +190,8 @@ def main() -> int:
     parser.add_argument("--background", default=None, choices=("auto", "raw", "processed"),
                         help="separate's and adapt's --background (default: theirs, auto)")
     parser.add_argument("--residual-pass", default=None, help="separate's --residual-pass (W or off)")
+    parser.add_argument("--adapt-config", type=Path, default=None,
+                        help="adapt's --config (YAML; the options above win)")
     args = parser.parse_args()
     background = ("--background", args.background) if args.background else ()
     options = (("--residual-pass", args.residual_pass) if args.residual_pass else ()) + background
@@ -208,7 +210,9 @@ def main() -> int:
         kdeconv("adapt", str(args.out / "map.zarr"), "--out", str(args.out / "adapt"), "--overwrite",
                 "--references", str(refs), "--reference-labels", str(labels), "--minutes", args.minutes,
                 "--seed", args.seed,
-                "--workers", "1", *background, *(["--base", args.checkpoint] if args.checkpoint else []))
+                "--workers", "1", *background,
+                *(["--config", str(args.adapt_config)] if args.adapt_config else []),
+                *(["--base", args.checkpoint] if args.checkpoint else []))
         results.append(score(str(args.out / "adapt" / "best.pt"), args.out, "adapted", held_out, options,
                              args.processed))
     (args.out / "real_nickel.json").write_text(json.dumps(results, indent=1))

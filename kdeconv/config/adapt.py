@@ -50,6 +50,7 @@ class AdaptConfig(StrictModel):
     batch_size: int = Field(default=16, ge=1)
     steps_per_epoch: int = Field(default=60, ge=1)   # validate and checkpoint this often
     early_stop_patience: int = Field(default=4, ge=0)
+    ema_decay: float | None = Field(default=None, gt=0, lt=1)  # weights averaged per step (train's)
     seed: int = Field(default=0, ge=0)
     device: Device = "auto"
     precision: Precision = "auto"

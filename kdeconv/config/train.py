@@ -66,6 +66,9 @@ class TrainConfig(StrictModel):
     warmup_steps: int = Field(default=200, ge=0)
     min_lr_ratio: float = Field(default=0.02, ge=0, le=1)  # cosine decays to lr * min_lr_ratio
     grad_clip: float | None = Field(default=1.0, gt=0)
+    # Exponential moving average of the weights (decay per step), validated and saved instead of
+    # the raw weights: smooths the step-to-step noise a short fine-tune stops on. None = off.
+    ema_decay: float | None = Field(default=None, gt=0, lt=1)
 
     # Budget: the run stops at whichever comes first. Both count the whole run, across resumes;
     # the cosine schedule follows the larger of the two progress fractions.

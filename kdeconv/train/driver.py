@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from kdeconv.config.model import HEAD_MODULES
 from kdeconv.config.train import TrainConfig
@@ -114,6 +115,9 @@ class Trainer:
         random.seed(cfg.seed)
         self.model = build_model(cfg.model).to(self.device).to(memory_format=torch.channels_last)
         self._freeze()
+        # the averaged weights are what is validated and saved; the raw ones what is trained
+        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
+                                  use_buffers=False) if cfg.ema_decay else None)
         self.optimizer = torch.optim.AdamW(self._param_groups(), lr=cfg.lr,
                                            weight_decay=cfg.weight_decay)
         self.schedule = WarmupCosine(self.optimizer, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
@@ -162,9 +166,15 @@ class Trainer:
         groups = [{"params": body}] if body else []
         return groups + ([{"params": head, "lr_scale": self.cfg.head_lr_scale}] if head else [])
 
-    def _load_weights(self, ckpt: dict[str, Any], path: PathLike) -> None:
+    @property
+    def saved_model(self):
+        """The weights validated and written to best.pt and last.pt (the average, when kept)."""
+        return self.model if self.ema is None else self.ema.module
+
+    def _load_weights(self, ckpt: dict[str, Any], path: PathLike, state_dict=None) -> None:
         try:
-            self.model.load_state_dict(ckpt["state_dict"], strict=True)
+            self.model.load_state_dict(ckpt["state_dict"] if state_dict is None else state_dict,
+                                       strict=True)
         except (RuntimeError, KeyError, TypeError) as err:
             raise InputError(f"checkpoint {path} does not match the model config "
                              f"({_first_line(err)})") from None
@@ -172,12 +182,20 @@ class Trainer:
     def start_from(self, ckpt: dict[str, Any], path: PathLike = "init_checkpoint") -> None:
         """Warm start: the weights (and BatchNorm statistics) of ``ckpt``; the optimiser stays fresh."""
         self._load_weights(ckpt, path)
+        if self.ema is not None:
+            self.ema.module.load_state_dict(self.model.state_dict())
 
     def resume(self, ckpt: dict[str, Any], path: PathLike = "last.pt") -> None:
         """Continue the run saved in ``ckpt``: weights, optimiser, schedule, RNG and counters."""
-        self._load_weights(ckpt, path)
         ts = ckpt["training_state"]
+        if (self.ema is None) != ("raw_state_dict" not in ts):
+            raise InputError(f"{path} was trained {'without' if self.ema is not None else 'with'} "
+                             "ema_decay; resume it with the same setting")
+        self._load_weights(ckpt, path, ts.get("raw_state_dict"))
         try:
+            if self.ema is not None:  # last.pt's weights are the average
+                self.ema.module.load_state_dict(ckpt["state_dict"], strict=True)
+                self.ema.n_averaged.fill_(int(ts["ema_updates"]))
             self.optimizer.load_state_dict(ts["optimizer"])
             self.schedule.load_state_dict(ts["schedule"])
             self.scaler.load_state_dict(ts["scaler"])
@@ -230,6 +248,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(model)
         if not torch.isfinite(loss):
             raise self._diverged(f"training diverged at step {self.state['step']} "
                                  f"(loss {float(loss.detach())})")
@@ -255,12 +275,13 @@ class Trainer:
     # -- evaluate and checkpoint ----------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
         """Recalibrate BatchNorm on training pairs, then the validation metrics."""
-        recalibrate_batchnorm(self.model, self.calibration, self.cfg.batch_size, self.device)
-        return evaluate_batches(self.model, self.val, self.cfg, self.device, self.autocast)
+        recalibrate_batchnorm(self.saved_model, self.calibration, self.cfg.batch_size, self.device)
+        return evaluate_batches(self.saved_model, self.val, self.cfg, self.device, self.autocast)
 
     def check_finite(self) -> None:
         """Raise TrainingDiverged if any weight or BatchNorm statistic is NaN or inf."""
-        bad = non_finite_tensors(self.model)
+        bad = non_finite_tensors(self.model) + (non_finite_tensors(self.ema.module)
+                                                if self.ema is not None else [])
         if bad:
             raise self._diverged(f"non-finite weights at step {self.state['step']} in "
                                  f"{', '.join(bad[:3])}{' …' if len(bad) > 3 else ''} (not saved)")
@@ -276,7 +297,10 @@ class Trainer:
             training_state = {**self.state, "optimizer": self.optimizer.state_dict(),
                               "schedule": self.schedule.state_dict(),
                               "scaler": self.scaler.state_dict(), "rng": _rng_state()}
-        path = save_checkpoint(self.out / name, self.model, normalization=self.normalization,
+            if self.ema is not None:
+                training_state.update(raw_state_dict=self.model.state_dict(),
+                                      ema_updates=int(self.ema.n_averaged))
+        path = save_checkpoint(self.out / name, self.saved_model, normalization=self.normalization,
                                train_config=self.cfg, metrics=metrics, data=self.data_desc,
                                training_state=training_state)
         if name == "last.pt":

@@ -11,7 +11,7 @@ from train_configs import assert_same_weights, small_config, weights_sha256
 
 from kdeconv.config.train import TrainConfig
 from kdeconv.errors import InputError
-from kdeconv.model import read_checkpoint
+from kdeconv.model import build_model, read_checkpoint
 from kdeconv.train import Trainer, TrainingDiverged, TrainResult, run
 from kdeconv.train.data import open_sources
 from kdeconv.train.metrics_log import CSV_FIELDS, MetricsLog
@@ -207,3 +207,40 @@ def test_resuming_a_finished_run_reports_its_last_validation(dict_run, tmp_path)
     result = run(None, out=out, resume=True, **_quiet())
     assert (result.steps, result.stop_reason) == (4, "max_steps")
     assert result.val_metrics == dict_run.val_metrics
+
+
+def test_ema_saves_the_average_of_the_trained_weights(tiny_pairs, tmp_path):
+    # Known answer: the raw weights after 1..4 steps (runs of that many steps; constant lr, so the
+    # schedule does not depend on the budget) averaged by hand, e_1 = w_1, e_k = d e_(k-1) + (1-d) w_k.
+    decay = 0.6
+    cfg = small_config(min_lr_ratio=1.0, steps_per_epoch=4)
+    raw = [read_checkpoint(run({**cfg, "max_steps": k}, data=[tiny_pairs], out=tmp_path / f"raw{k}",
+                               **_quiet()).last)["state_dict"] for k in (1, 2, 3, 4)]
+    averaged = run({**cfg, "ema_decay": decay}, data=[tiny_pairs], out=tmp_path / "ema", **_quiet())
+    last, best = read_checkpoint(averaged.last), read_checkpoint(averaged.best)
+    names = [name for name, _ in build_model(TrainConfig.model_validate(cfg).model).named_parameters()]
+    # training itself is unchanged: the raw weights kept for resuming are the plain run's
+    # (BatchNorm statistics are recalibrated for the weights saved, so parameters only)
+    for name in names:
+        assert torch.equal(last["training_state"]["raw_state_dict"][name], raw[3][name]), name
+    expected = {name: raw[0][name].clone() for name in raw[0] if raw[0][name].is_floating_point()}
+    for weights in raw[1:]:
+        for name in expected:
+            expected[name] = decay * expected[name] + (1 - decay) * weights[name]
+    for name in names:
+        torch.testing.assert_close(last["state_dict"][name], expected[name], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(best["state_dict"][name], last["state_dict"][name])
+    assert any(not torch.equal(last["state_dict"][name], raw[3][name]) for name in names)
+
+
+def test_ema_run_resumes_to_the_straight_run(tiny_pairs, tmp_path):
+    cfg = small_config(min_lr_ratio=1.0, ema_decay=0.6)
+    straight = run(cfg, data=[tiny_pairs], out=tmp_path / "straight", **_quiet())
+    run({**cfg, "max_steps": 2}, data=[tiny_pairs], out=tmp_path / "halves", **_quiet())
+    resumed = run({"max_steps": 4}, out=tmp_path / "halves", resume=True, **_quiet())
+    a, b = read_checkpoint(straight.last), read_checkpoint(resumed.last)
+    assert_same_weights(a["state_dict"], b["state_dict"])
+    assert_same_weights(a["training_state"]["raw_state_dict"], b["training_state"]["raw_state_dict"])
+    # a run saved with the average cannot go on without it, nor the other way round
+    with pytest.raises(InputError, match="ema_decay"):
+        run({"max_steps": 6, "ema_decay": None}, out=tmp_path / "halves", resume=True, **_quiet())
