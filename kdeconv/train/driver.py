@@ -3,7 +3,8 @@
 Run folder: ``last.pt`` (every evaluation, with optimiser/schedule/RNG state for resuming),
 ``best.pt`` (best validation loss), ``metrics.csv``, ``curves.png``, ``config.yaml`` and, when the
 run ends, ``summary.json``. Checkpoints are written to a temp file and renamed (never torn), and
-never hold non-finite weights.
+never hold non-finite weights. With ``ema_decay`` both hold the weights' moving average (what was
+validated); last.pt keeps the raw weights in its training state for resuming.
 
 ``Trainer`` is the run in pieces: construction sets it up (seeds, model, optimiser, data), then
 ``start_from`` (warm start from a checkpoint's weights) or ``resume`` (a run's last.pt), ``step``
