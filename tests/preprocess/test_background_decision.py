@@ -180,6 +180,11 @@ def test_no_screen_is_found_where_the_inscribed_circle_is_the_window():
     for stack in (raw, _raw_map(width=0.5), _processed(raw, mask=False), _processed(raw, mask=True),
                   _screened(raw), _screened(raw, radius=1.0), _screened(_raw_map(width_px=80))):
         assert find_screen(stack) is None
+    # dark spots inside the screen (dust, dead pixels) are no screen's edge, here one near the rim
+    # of a vendor-masked map
+    spotted = _processed(raw, mask=True)
+    spotted[:, 31:34, 49:56] = 0
+    assert find_screen(spotted) is None
     # a background so narrow that its corners see nothing: its 0.1 isophote is a circle, but the
     # light falls off smoothly there, not at a screen's edge
     for width in (0.15, 0.2):
