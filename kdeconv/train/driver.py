@@ -188,10 +188,7 @@ class Trainer:
 
     def resume(self, ckpt: dict[str, Any], path: PathLike = "last.pt") -> None:
         """Continue the run saved in ``ckpt``: weights, optimiser, schedule, RNG and counters."""
-        ts = ckpt["training_state"]
-        if (self.ema is None) != ("raw_state_dict" not in ts):
-            raise InputError(f"{path} was trained {'without' if self.ema is not None else 'with'} "
-                             "ema_decay; resume it with the same setting")
+        ts = ckpt["training_state"]  # resume_config already refused a different ema_decay
         self._load_weights(ckpt, path, ts.get("raw_state_dict"))
         try:
             if self.ema is not None:  # last.pt's weights are the average
