@@ -9,7 +9,11 @@
    summed as the detector sums them, then separate's preprocessing (deterministic on Dask).
 5. Fine-tune the base with ``kdeconv.train.run`` (low learning rate, wall-time budget, early
    stopping on the held-out grains), score base and adapted model on the held-out pairs, derive
-   the claim rule from them, and write ``best.pt``, ``last.pt`` and ``adapt.json``.
+   the claim rule from them, and write ``last.pt``, ``adapt.json`` and, last, ``best.pt``.
+
+An interrupted run keeps its folder; the same command resumes it (``kdeconv.io.resume``'s run
+folders): the static background, the pure patterns (``pure.json``) and finished pair stores are
+kept, and training goes on from ``train/last.pt`` with what is left of the budget.
 """
 
 from __future__ import annotations
@@ -219,7 +223,7 @@ def run(config: AdaptConfig | dict | str | Path, *, client=None, progress: bool 
 
 
 def _run(cfg: AdaptConfig, client, progress: bool, echo) -> AdaptResult:
-    from kdeconv.io.store import open_store
+    from kdeconv.io.store import open_store, release_output
 
     t0 = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -227,13 +231,45 @@ def _run(cfg: AdaptConfig, client, progress: bool, echo) -> AdaptResult:
     group = open_store(map_path, "map", arrays=("patterns",))
     src = group["patterns"]
     nav_shape = tuple(int(v) for v in src.shape[:-2])
-    out = _prepare_run_folder(out, map_path, cfg.overwrite)
+    base_path = _base_path(cfg)
+    key = _resume_key(cfg, map_path, group, base_path)
+    out = _prepare_run_folder(out, map_path, cfg.overwrite, key, echo)
     try:
-        return _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, nav_shape)
-    except BaseException:
-        # a failed or interrupted adapt leaves no run folder that could pass for a finished one
+        return _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, nav_shape,
+                      base_path)
+    except InputError:
+        # a refusal leaves nothing to resume, and no run folder that could pass for a finished one
         shutil.rmtree(out, ignore_errors=True)
         raise
+    finally:
+        # otherwise (Ctrl-C, a full disk, a crash) the folder stays, unfinished (no best.pt)
+        release_output(out)
+
+
+def _base_path(cfg: AdaptConfig) -> Path:
+    from kdeconv.model.checkpoint import ADAPT_BASE_CHECKPOINT
+
+    base_path = Path(cfg.base) if cfg.base else ADAPT_BASE_CHECKPOINT
+    if not cfg.base and not base_path.is_file():
+        raise InputError(f"the shipped adapt base is missing ({base_path}); reinstall kdeconv "
+                         "or pass --base")
+    return base_path
+
+
+# Budget keys: a rerun may give more or less time and still resume (as ``train --resume``).
+_BUDGET_KEYS = ("out", "overwrite", "minutes", "max_steps")
+
+
+def _resume_key(cfg: AdaptConfig, map_path: Path, group, base_path: Path) -> dict:
+    """What an interrupted run must share with its rerun: the map, the base and the settings."""
+    from kdeconv.model.checkpoint import file_sha256
+
+    src = group["patterns"]
+    settings = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _BUDGET_KEYS}
+    return {"map": str(map_path.resolve()), "map_created": group.attrs.get("created"),
+            "map_shape": list(src.shape), "map_dtype": str(src.dtype),
+            "base_sha256": file_sha256(base_path) if base_path.is_file() else None,
+            "settings": settings}
 
 
 def _read_all(store: Path) -> np.ndarray:
@@ -242,23 +278,17 @@ def _read_all(store: Path) -> np.ndarray:
     return np.asarray(zarr.open_group(str(store), mode="r")["patterns"][...])
 
 
-def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, nav_shape):
-    from kdeconv.adapt.pure import pattern_features
-    from kdeconv.adapt.references import group_references, read_references
+def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, nav_shape, base_path):
     from kdeconv.cluster import compute
     from kdeconv.config.generate import GenerateConfig
     from kdeconv.generate.driver import run_generate
+    from kdeconv.io.resume import write_file_atomic
     from kdeconv.model import load_separator
-    from kdeconv.model.checkpoint import ADAPT_BASE_CHECKPOINT, file_sha256
+    from kdeconv.model.checkpoint import file_sha256
     from kdeconv.preprocess.background import static_background_from_mean
     from kdeconv.separate.inputs import plan_model_input
     from kdeconv.train import run as train_run
 
-
-    base_path = Path(cfg.base) if cfg.base else ADAPT_BASE_CHECKPOINT
-    if not cfg.base and not base_path.is_file():
-        raise InputError(f"the shipped adapt base is missing ({base_path}); reinstall kdeconv "
-                         "or pass --base")
     base = load_separator(base_path, device="cpu", precision="fp32")
     plan = plan_model_input(src, base.meta, cfg.background, cfg.working_size)
     echo(plan.describe())
@@ -268,14 +298,19 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
     # the map's static background, as separate computes it
     static_path = None
     if plan.background["static"] != "none":
+        static_path = out / "static_background.npy"
+    if static_path is not None and not static_path.is_file():
+        import io
+
         import dask.array as da
 
         patterns = da.from_zarr(src)
         mean = compute(client, patterns.mean(axis=tuple(range(len(nav_shape))), dtype=np.float64),
                        progress=progress)
-        static_path = out / "static_background.npy"
-        np.save(static_path, static_background_from_mean(mean, cfg.background.static_smooth_std,
-                                                         background=plan.background))
+        buffer = io.BytesIO()
+        np.save(buffer, static_background_from_mean(mean, cfg.background.static_smooth_std,
+                                                    background=plan.background))
+        write_file_atomic(static_path, buffer.getvalue())
     model_input = {"background": plan.background["mode"],
                    "static_background": str(static_path.resolve()) if static_path else None,
                    "static_operation": plan.background["static_operation"],
@@ -289,23 +324,22 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
     else:
         model_input["dynamic_std"] = plan.background["dynamic_std"]
 
-    # pure patterns and their grains
+    # pure patterns and their grains (kept in pure.json for a rerun)
     t = time.perf_counter()
-    labels = None
-    if cfg.references:
-        refs = read_references(cfg.references, out / "references.zarr", plan.map_shape,
-                               cfg.reference_labels)
-        pool, indices, labels = str(refs.store), refs.indices, refs.labels
-        static = np.load(static_path) if static_path else None
-        grains = group_references(pattern_features(_read_all(refs.store), plan.background, static))
-        record = {"how": "references", "references": str(cfg.references),
-                  "label_names": refs.label_names, "labels": refs.labels.tolist()}
-        echo(f"references: {len(indices)} pure patterns ({', '.join(refs.describe())}) from "
-             f"{len(np.unique(grains))} distinct grains")
+    pure_path = out / "pure.json"
+    if pure_path.is_file():
+        kept = json.loads(pure_path.read_text())
+        pool, record = kept["pool"], kept["record"]
+        indices, grains = np.asarray(kept["indices"], np.int64), np.asarray(kept["grains"], np.int64)
+        labels = None if kept["labels"] is None else np.asarray(kept["labels"], np.int64)
+        echo(f"pure patterns: {len(indices)} from {len(np.unique(grains))} grains, as chosen before "
+             "the interruption")
     else:
-        pool = str(map_path.resolve())
-        indices, grains, record = _pure_from_map(cfg, map_path, nav_shape, plan.background, client,
-                                                 progress, echo)
+        indices, grains, labels, pool, record = _choose_pure(cfg, map_path, nav_shape, plan, static_path,
+                                                             out, client, progress, echo)
+        write_file_atomic(pure_path, json.dumps({
+            "pool": pool, "record": record, "indices": indices.tolist(), "grains": grains.tolist(),
+            "labels": None if labels is None else labels.tolist()}) + "\n")
     seconds["find_pure"] = time.perf_counter() - t
     held = split_groups(grains, cfg.val_fraction, cfg.seed, labels)
 
@@ -314,13 +348,16 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
     stores = {}
     for name, keep, n, seed in (("train", ~held, cfg.n_pairs, cfg.seed),
                                 ("val", held, cfg.n_val_pairs, cfg.seed + 1)):
+        stores[name] = out / f"pairs_{name}.zarr"
         pairs = _pairs_config(cfg, pool, indices[keep], grains[keep], n, seed, model_input)
         if cfg.targets == "grain_mean":
-            pairs["source"]["targets"] = str(_grain_mean_targets(
-                GenerateConfig.model_validate(pairs), grains[keep], out / f"targets_{name}.zarr"))
+            targets = out / f"targets_{name}.zarr"
+            if not stores[name].exists():  # a finished pair store was made from these targets
+                _grain_mean_targets(GenerateConfig.model_validate(pairs), grains[keep], targets)
+            pairs["source"]["targets"] = str(targets)
         gen = validate_config(GenerateConfig, pairs, "adapt pairs")
-        stores[name] = out / f"pairs_{name}.zarr"
-        run_generate(gen, stores[name], client, overwrite=True, echo=lambda *_: None)
+        # a finished store is kept, an interrupted one resumed (generate's own protocol)
+        run_generate(gen, stores[name], client, overwrite=False, echo=lambda *_: None)
     seconds["generate"] = time.perf_counter() - t
     whole = not set(grains[held]) & set(grains[~held])
     echo(f"pairs: {cfg.n_pairs} from {len(np.unique(grains[~held]))} grains, {cfg.n_val_pairs} held "
@@ -343,8 +380,13 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
         "flips": cfg.flips, "log_every": 10,
         "threads": cfg.threads, "device": cfg.device, "precision": cfg.precision,
     }
-    trained = train_run(train_cfg, data=[str(stores["train"])], out=out / "train", overwrite=True,
-                        progress=progress, echo=echo)
+    resumed_from = _saved_step(out / "train" / "last.pt")
+    if resumed_from is not None:
+        trained = train_run(train_cfg, data=[str(stores["train"])], out=out / "train", resume=True,
+                            progress=progress, echo=echo)
+    else:
+        trained = train_run(train_cfg, data=[str(stores["train"])], out=out / "train", overwrite=True,
+                            progress=progress, echo=echo)
     seconds["fine_tune"] = time.perf_counter() - t
 
     # held-out scores, claim rule, checkpoints
@@ -370,14 +412,14 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
                   "train_grains": int(len(np.unique(grains[~held]))),
                   "val_grains": int(len(np.unique(grains[held])))},
         "fine_tune": {"steps": trained.steps, "stop_reason": trained.stop_reason,
-                      "best_step": trained.best_step, "config": train_cfg},
+                      "best_step": trained.best_step, "resumed_from_step": resumed_from,
+                      "seconds": round(trained.seconds, 1), "config": train_cfg},
         "held_out": {"before": before, "after": after},
         "claim_rule": rule, "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "config": cfg.model_dump(mode="json"),
     }
-    best, last = _install(trained, out, rule, provenance, plan.working.as_dict())
     report = out / "adapt.json"
-    report.write_text(json.dumps(provenance, indent=1, default=str) + "\n")
+    best, last = _install(trained, out, rule, provenance, plan.working.as_dict(), report)
     result = AdaptResult(out, best, last, report, int(len(indices)), int(len(np.unique(grains))),
                          cfg.n_pairs, cfg.n_val_pairs, trained.steps, trained.stop_reason, before,
                          after, rule, seconds)
@@ -385,28 +427,89 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
     return result
 
 
-def _prepare_run_folder(out: Path, map_path: Path, overwrite: bool) -> Path:
+def _prepare_run_folder(out: Path, map_path: Path, overwrite: bool, key: dict, echo) -> Path:
+    """Lock the run folder and return it: an unfinished run of the same settings is kept (to be
+    resumed), one of other settings cleared; a finished run or a folder that is not a run is
+    refused without ``overwrite``."""
+    from kdeconv.io import resume
+    from kdeconv.io.store import lock_output, release_output
+
     out = out.resolve()
     mp = map_path.resolve()
     if out == mp or mp in out.parents or out in mp.parents:
         raise InputError(f"the run folder {out} must not be the map, inside it, or contain it")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise InputError(f"run folder already exists: {out} (use --overwrite to replace it)")
-        shutil.rmtree(out)
     if not out.parent.exists():
         raise InputError(f"output folder does not exist: {out.parent}")
-    out.mkdir(exist_ok=True)
+    lock_output(out)  # a second adapt into this folder is refused while this one runs
+    try:
+        resuming = False
+        if out.exists() and any(out.iterdir()):
+            found = resume.run_key(out)
+            if overwrite:
+                shutil.rmtree(out)
+            elif (out / "best.pt").exists() or found is None:
+                raise InputError(f"run folder already exists: {out} (use --overwrite to replace it)")
+            elif resume.same_key(found, key):
+                resuming = True
+                echo(f"adapt: resuming the interrupted run in {out}")
+            else:
+                echo(f"{out.name}: an interrupted adapt with other settings (map, base or options); "
+                     "starting over")
+                shutil.rmtree(out)
+        out.mkdir(exist_ok=True)
+        if not resuming:
+            resume.start_run(out, key)
+    except BaseException:
+        release_output(out)
+        raise
     return out
 
 
-def _install(trained, out: Path, rule: dict, provenance: dict, working_range: dict) -> tuple[Path, Path]:
-    """best.pt and last.pt of the run folder: the trainer's, with the claim rule, the base's
-    working range and the adapt provenance (written atomically; the base is never touched)."""
+def _saved_step(last: Path) -> int | None:
+    """The step a run folder's last.pt was saved at, or None when there is none to resume."""
+    if not last.is_file():
+        return None
+    import torch
+
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        return int(ckpt["training_state"]["step"])
+    except Exception:  # unreadable: the rerun trains afresh
+        return None
+
+
+def _choose_pure(cfg, map_path, nav_shape, plan, static_path, out, client, progress, echo):
+    """(indices, grains, labels, pool store, record): the references, or the map's pure patterns."""
+    from kdeconv.adapt.pure import pattern_features
+    from kdeconv.adapt.references import group_references, read_references
+
+    if cfg.references:
+        refs = read_references(cfg.references, out / "references.zarr", plan.map_shape,
+                               cfg.reference_labels)
+        static = np.load(static_path) if static_path else None
+        grains = group_references(pattern_features(_read_all(refs.store), plan.background, static))
+        record = {"how": "references", "references": str(cfg.references),
+                  "label_names": refs.label_names, "labels": refs.labels.tolist()}
+        echo(f"references: {len(refs.indices)} pure patterns ({', '.join(refs.describe())}) from "
+             f"{len(np.unique(grains))} distinct grains")
+        return refs.indices, grains, refs.labels, str(refs.store), record
+    indices, grains, record = _pure_from_map(cfg, map_path, nav_shape, plan.background, client,
+                                             progress, echo)
+    return indices, grains, None, str(map_path.resolve()), record
+
+
+def _install(trained, out: Path, rule: dict, provenance: dict, working_range: dict,
+             report: Path) -> tuple[Path, Path]:
+    """last.pt, adapt.json and best.pt of the run folder, best.pt last (it marks the run finished):
+    the trainer's, with the claim rule, the base's working range and the adapt provenance
+    (written atomically; the base is never touched)."""
+    from kdeconv.io.resume import RUN_KEY_FILE, write_file_atomic
     from kdeconv.model.checkpoint import update_checkpoint
 
     extra = {"claim_rule": rule, "working_range": working_range,
              "adapt": {k: provenance[k] for k in ("base", "map", "pairs", "held_out", "claim_rule")}}
-    best = update_checkpoint(trained.best, out / "best.pt", **extra)
     last = update_checkpoint(trained.last, out / "last.pt", **extra)
+    write_file_atomic(report, json.dumps(provenance, indent=1, default=str) + "\n")
+    best = update_checkpoint(trained.best, out / "best.pt", **extra)
+    (out / RUN_KEY_FILE).unlink(missing_ok=True)
     return best, last

@@ -106,7 +106,8 @@ def separate(map_store, out, checkpoint, device, precision, batch_size, backgrou
 
 def _adapt(map_store, out, config, adapt_config, base, pure, references, reference_labels, minutes,
            max_steps, seed, overwrite, cluster):
-    """Run adapt into OUT.adapt/ (kept and reused by a rerun) and return its best.pt."""
+    """Run adapt into OUT.adapt/ (kept and reused by a rerun, resumed when it was interrupted)
+    and return its best.pt."""
     from pathlib import Path
 
     from kdeconv.adapt import run
@@ -128,7 +129,7 @@ def _adapt(map_store, out, config, adapt_config, base, pure, references, referen
     background = inherited.pop("background")
     data = adapt_config_data(adapt_config, map=map_store, out=str(run_dir), pure=pure, references=references,
                              reference_labels=reference_labels, minutes=minutes, max_steps=max_steps,
-                             seed=seed, overwrite=True, **inherited)
+                             seed=seed, overwrite=overwrite, **inherited)
     data["background"] = background  # separate's recipe, whatever the adapt YAML says
     with open_client(cluster, echo=click.echo) as client:
         return run(data, client=client, echo=click.echo).best

@@ -11,6 +11,10 @@
    store into place (and releases the lock).
 
 Work is deterministic per chunk, so a resumed store is byte-identical to an uninterrupted one.
+
+A run folder (``adapt``) keeps its finished stages in place instead: ``start_run`` writes the
+settings' key into it, each stage writes its result atomically, and ``run_key`` lets a rerun with
+the same key skip what is there. The file the user runs with is written last.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ import numpy as np
 
 from kdeconv.io.store import finalize_output, open_for_writing, prepare_output
 
-__all__ = ["LEDGER", "RESUME_KEY", "begin", "reopen", "create", "add_ledger", "resize_ledger",
-           "mark_done", "pending", "done_count", "require_complete", "finish"]
+__all__ = ["LEDGER", "RESUME_KEY", "RUN_KEY_FILE", "begin", "reopen", "create", "add_ledger",
+           "resize_ledger", "mark_done", "pending", "done_count", "require_complete", "finish",
+           "start_run", "run_key", "same_key", "write_file_atomic"]
 
 LEDGER = "chunk_done"
 RESUME_KEY = "resume_key"
@@ -35,7 +40,7 @@ def begin(out: str | Path, overwrite: bool, *, inputs=(), nbytes: int | None = N
     return prepare_output(out, overwrite, resume=True, inputs=inputs, nbytes=nbytes)
 
 
-def _same_key(found: Any, key: Any) -> bool:
+def same_key(found: Any, key: Any) -> bool:
     return json.dumps(found, sort_keys=True) == json.dumps(key, sort_keys=True)
 
 
@@ -51,7 +56,7 @@ def reopen(staging: str | Path, key: Any, needed: tuple[str, ...] = (), *, remov
         return None
     try:
         group = open_for_writing(staging)
-        if _same_key(group.attrs.get(RESUME_KEY), key) and all(name in group for name in needed):
+        if same_key(group.attrs.get(RESUME_KEY), key) and all(name in group for name in needed):
             return group
     except Exception:  # an unreadable leftover is simply replaced
         pass
@@ -119,3 +124,41 @@ def require_complete(group, out: str | Path, name: str = LEDGER) -> None:
 def finish(staging: str | Path, out: str | Path) -> Path:
     """Rename the complete staging store into place and release the lock."""
     return finalize_output(Path(staging), out)
+
+
+# -- run folders --------------------------------------------------------------------------------
+RUN_KEY_FILE = "resume_key.json"
+
+
+def write_file_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write ``path`` whole or not at all (a temporary file beside it, renamed into place)."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def start_run(folder: str | Path, key: Any) -> None:
+    """Mark ``folder`` as an unfinished run with settings ``key`` (``run_key`` reads it back)."""
+    write_file_atomic(Path(folder) / RUN_KEY_FILE, json.dumps(key, sort_keys=True, indent=1) + "\n")
+
+
+def run_key(folder: str | Path) -> Any | None:
+    """The key an unfinished run folder was started with; None when it holds none (or not one
+    that can be read)."""
+    try:
+        return json.loads((Path(folder) / RUN_KEY_FILE).read_text())
+    except (OSError, ValueError):
+        return None

@@ -212,3 +212,70 @@ def test_references_of_one_grain_are_grouped_so_no_pair_mixes_a_grain_with_itsel
     distinct = rng.standard_normal((6, 64))
     distinct /= np.linalg.norm(distinct, axis=1, keepdims=True)
     assert len(set(group_references(distinct))) == 6
+
+
+@pytest.mark.slow
+def test_an_interrupted_adapt_resumes_to_the_uninterrupted_result(tiny_map, dask_processes, monkeypatch):
+    """Ctrl-C after the first checkpoint keeps the run folder unfinished (no best.pt); the same
+    settings resume it (pure patterns, pairs and training kept) to the weights of a straight run;
+    other settings start over; a finished run is refused."""
+    import torch
+    from distributed import Client
+
+    from kdeconv.adapt import run
+    from kdeconv.train.driver import Trainer
+
+    settings = {**FAST, "map": str(tiny_map / "map.zarr"), "seed": 2}
+    checkpoint = Trainer.evaluate_and_checkpoint
+
+    def interrupted_after_step_2(self, lr, log):
+        result = checkpoint(self, lr, log)
+        if self.state["step"] == 2:
+            raise KeyboardInterrupt
+        return result
+
+    with Client(dask_processes[0], timeout="30s") as client:
+        straight = run({**settings, "out": str(tiny_map / "straight")}, client=client, progress=False,
+                       echo=lambda *_: None)
+        folder = tiny_map / "resumed"
+        with monkeypatch.context() as patched:
+            patched.setattr(Trainer, "evaluate_and_checkpoint", interrupted_after_step_2)
+            with pytest.raises(KeyboardInterrupt):
+                run({**settings, "out": str(folder)}, client=client, progress=False, echo=lambda *_: None)
+        assert not (folder / "best.pt").exists() and not (folder / "adapt.json").exists()
+        for kept in ("resume_key.json", "pure.json", "pairs_train.zarr", "pairs_val.zarr", "train/last.pt"):
+            assert (folder / kept).exists(), kept
+        lines = []
+        resumed = run({**settings, "out": str(folder), "minutes": 5}, client=client, progress=False,
+                      echo=lines.append)  # a budget key may change
+        assert f"adapt: resuming the interrupted run in {folder}" in lines
+        assert any("as chosen before the interruption" in line for line in lines)
+        report = json.loads(resumed.report.read_text())
+        assert report["fine_tune"]["resumed_from_step"] == 2 and report["fine_tune"]["steps"] == 4
+        assert report["pure"]["indices"] == json.loads(straight.report.read_text())["pure"]["indices"]
+        assert not (folder / "resume_key.json").exists()
+        got, want = (torch.load(r.best, map_location="cpu", weights_only=False)["state_dict"]
+                     for r in (resumed, straight))
+        for name, tensor in want.items():
+            torch.testing.assert_close(got[name], tensor, rtol=0, atol=0, msg=name)
+
+        with pytest.raises(InputError, match="run folder already exists"):
+            run({**settings, "out": str(folder)}, client=client, progress=False, echo=lambda *_: None)
+        # an unfinished run of other settings is cleared, not mixed in
+        with monkeypatch.context() as patched:
+            patched.setattr(Trainer, "evaluate_and_checkpoint", interrupted_after_step_2)
+            with pytest.raises(KeyboardInterrupt):
+                run({**settings, "out": str(tiny_map / "other")}, client=client, progress=False,
+                    echo=lambda *_: None)
+        lines = []
+        run({**settings, "out": str(tiny_map / "other"), "seed": 3}, client=client, progress=False,
+            echo=lines.append)
+        assert ("other: an interrupted adapt with other settings (map, base or options); "
+                "starting over") in lines
+    # a folder that is no adapt run is never cleared
+    foreign = tiny_map / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="run folder already exists"):
+        run({**settings, "out": str(foreign)}, progress=False, echo=lambda *_: None)
+    assert (foreign / "notes.txt").read_text() == "mine"

@@ -60,6 +60,7 @@ def test_every_writer_refuses_an_output_another_kdeconv_writes(cli, sched, map_s
         "export": ["export", map_store, tmp_path / "o.tif"],
         "separate": ["separate", map_store, "--out", tmp_path / "o.zarr"],
         "generate": ["generate", "--config", config, "--out", tmp_path / "o.zarr"],
+        "adapt": ["adapt", map_store, "--out", tmp_path / "run"],
     }
     for name, args in runs.items():
         output = Path(args[2] if name in ("ingest", "export") else args[-1])
