@@ -51,6 +51,19 @@ class AdaptResult:
     claim_rule: dict
     seconds: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_run_folder(cls, out: str | Path) -> AdaptResult:
+        """The result of the finished run in ``out`` (its ``adapt.json``)."""
+        out = Path(out)
+        report = out / "adapt.json"
+        if not (out / "best.pt").is_file() or not report.is_file():
+            raise InputError(f"{out} holds no finished adapt run (best.pt and adapt.json)")
+        p = json.loads(report.read_text())
+        return cls(out, out / "best.pt", out / "last.pt", report, int(p["pure"]["n"]),
+                   int(p["pure"]["n_grains"]), int(p["pairs"]["train"]), int(p["pairs"]["val"]),
+                   int(p["fine_tune"]["steps"]), p["fine_tune"]["stop_reason"], p["held_out"]["before"],
+                   p["held_out"]["after"], p["claim_rule"], p["seconds"])
+
     def summary(self) -> str:
         return (f"adapt: {self.n_pure} pure patterns from {self.n_grains} grains, {self.pairs} + "
                 f"{self.val_pairs} pairs, {self.steps} steps in {self.seconds.get('total', 0):.0f} s; "

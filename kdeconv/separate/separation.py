@@ -613,7 +613,9 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
         the model (``checkpoint``, or the shipped adapt base) on this map's own pure patterns, as
         ``kdeconv separate --adapt`` does, then separate with it (``Separation.adapted``). Input
         that is not a map store is written to ``OUT.map.zarr`` first; ``out`` defaults to a new
-        temporary folder, kept. What a real detector needs (the shipped model knows simulations).
+        temporary folder, kept. With the same ``out`` a finished run is reused and an interrupted
+        one resumed (``overwrite: True`` adapts again). What a real detector needs (the shipped
+        model knows simulations).
     progress
         Say what was decided (background, resampling) and show the progress of in-memory input.
 
@@ -728,6 +730,9 @@ def _adapt_first(found: _Input, adapt: bool | dict, config: SeparateConfig, clie
 
     def stored(given: _Input, path: Path) -> str:  # patterns in hand -> a map store adapt reads
         with _scheduler(client) if given.lazy else contextlib.nullcontext():
+            if not options.get("overwrite") and _store_holds(path, given.patterns):
+                echo(f"adapt: {path} already holds these patterns")  # an earlier call's
+                return str(path)
             write_map_store(given.patterns, path, given.source, client if given.lazy else None,
                             overwrite=bool(options.get("overwrite")))
         return str(path)
@@ -746,7 +751,27 @@ def _adapt_first(found: _Input, adapt: bool | dict, config: SeparateConfig, clie
         labels_file.write_text("".join(f"{label}\n" for label in labels))
         options["reference_labels"] = str(labels_file)
     settings = {"map": str(map_path), "out": str(out), **settings_from_separate(config), **options}
+    if (out / "best.pt").is_file() and not options.get("overwrite"):
+        from kdeconv.adapt import AdaptResult
+
+        echo(f"adapt: reusing {out / 'best.pt'} (overwrite=True adapts again)")  # as separate --adapt
+        return AdaptResult.from_run_folder(out)
     return run_adapt(settings, client=client, progress=bool(progress), echo=echo)
+
+
+def _store_holds(path: Path, patterns) -> bool:
+    """Whether the map store ``path`` exists and holds exactly ``patterns`` (numpy or Dask)."""
+    import dask.array as da
+    import zarr
+
+    try:
+        stored = zarr.open_group(str(path), mode="r")["patterns"]
+    except Exception:  # absent or not a map store: written (or refused) as any output
+        return False
+    if tuple(stored.shape) != tuple(patterns.shape) or stored.dtype != patterns.dtype:
+        return False
+    given = patterns if hasattr(patterns, "dask") else da.from_array(np.asarray(patterns))
+    return bool(da.all(da.from_zarr(stored) == given.rechunk(stored.chunks)).compute())
 
 
 def _xmap_prop(xmap, name: str) -> np.ndarray:

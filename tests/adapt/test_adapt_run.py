@@ -159,6 +159,15 @@ def test_the_api_adapts_to_patterns_in_memory_then_separates_with_the_result(tin
     again = kdeconv.separate(patterns, checkpoint=out / "best.pt", progress=False)
     np.testing.assert_array_equal(np.asarray(result.weights), np.asarray(again.weights))
     np.testing.assert_array_equal(result.A, again.A)
+    # the cell run again: the stored patterns and the finished run are reused, not redone
+    best_written = (out / "best.pt").stat().st_mtime_ns
+    rerun = kdeconv.separate(patterns, adapt={**FAST, "out": str(out)}, progress=False)
+    assert (out / "best.pt").stat().st_mtime_ns == best_written
+    assert rerun.adapted.best == out / "best.pt" and rerun.adapted.after == result.adapted.after
+    assert (rerun.adapted.n_pure, rerun.adapted.steps) == (result.adapted.n_pure, result.adapted.steps)
+    np.testing.assert_array_equal(np.asarray(rerun.weights), np.asarray(result.weights))
+    with pytest.raises(kdeconv.InputError, match="already exists"):  # other patterns: never mixed in
+        kdeconv.separate(patterns[::-1], adapt={**FAST, "out": str(out)}, progress=False)
     with pytest.raises(kdeconv.InputError, match="takes no 'map'"):
         kdeconv.separate(patterns, adapt={"map": "x.zarr"}, progress=False)
     # pure references as an array and labels as a list: written beside the run for adapt
