@@ -348,8 +348,8 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
         echo(f"pure patterns: {len(indices)} from {len(np.unique(grains))} grains, as chosen before "
              "the interruption")
     else:
-        indices, grains, labels, pool, record = _choose_pure(cfg, map_path, nav_shape, plan, static_path,
-                                                             out, client, progress, echo)
+        indices, grains, labels, pool, record = _choose_pure(cfg, map_path, src, plan, static_path, out,
+                                                             client, progress, echo)
         write_file_atomic(pure_path, json.dumps({
             "pool": pool, "record": record, "indices": indices.tolist(), "grains": grains.tolist(),
             "labels": None if labels is None else labels.tolist()}) + "\n")
@@ -491,22 +491,25 @@ def _saved_step(last: Path) -> int | None:
         return None
 
 
-def _choose_pure(cfg, map_path, nav_shape, plan, static_path, out, client, progress, echo):
+def _choose_pure(cfg, map_path, src, plan, static_path, out, client, progress, echo):
     """(indices, grains, labels, pool store, record): the references, or the map's pure patterns."""
     from kdeconv.adapt.pure import pattern_features
-    from kdeconv.adapt.references import group_references, read_references
+    from kdeconv.adapt.references import check_reference_level, group_references, read_references
 
     if cfg.references:
         refs = read_references(cfg.references, out / "references.zarr", plan.map_shape,
                                cfg.reference_labels)
         static = np.load(static_path) if static_path else None
-        grains = group_references(pattern_features(_read_all(refs.store), plan.background, static))
+        patterns = _read_all(refs.store)
+        if static is not None and plan.background["static_operation"] == "subtract":
+            check_reference_level(patterns, static, src.dtype)
+        grains = group_references(pattern_features(patterns, plan.background, static))
         record = {"how": "references", "references": str(cfg.references),
                   "label_names": refs.label_names, "labels": refs.labels.tolist()}
         echo(f"references: {len(refs.indices)} pure patterns ({', '.join(refs.describe())}) from "
              f"{len(np.unique(grains))} distinct grains")
         return refs.indices, grains, refs.labels, str(refs.store), record
-    indices, grains, record = _pure_from_map(cfg, map_path, nav_shape, plan.background, client,
+    indices, grains, record = _pure_from_map(cfg, map_path, src.shape[:-2], plan.background, client,
                                              progress, echo)
     return indices, grains, None, str(map_path.resolve()), record
 

@@ -15,13 +15,38 @@ import numpy as np
 
 from kdeconv.errors import InputError
 
-__all__ = ["References", "read_references", "group_references", "SAME_GRAIN_NCC"]
+__all__ = ["References", "read_references", "group_references", "check_reference_level", "SAME_GRAIN_NCC",
+           "LEVEL_RATIO_MAX"]
 
 # Two references are one grain when the NCC of their features is at least this and within
 # SAME_GRAIN_SLACK of each one's best match (measured on kikuchipy's real Ni patterns: same grain
 # 0.96-0.98, the other grain 0.78-0.87, the detector's fixed pattern making them all alike).
 SAME_GRAIN_NCC = 0.9
 SAME_GRAIN_SLACK = 0.03
+
+
+# The map's static background is subtracted from the references as from the map, so they must be
+# recorded at the map's level: an 8-bit export of a 16-bit map reads 1/256 of it, another exposure
+# its ratio. Within one map, pattern means vary by well under this factor.
+LEVEL_RATIO_MAX = 1.5
+
+
+def check_reference_level(references: np.ndarray, static_background: np.ndarray, dtype) -> None:
+    """Refuse references whose mean level is not the map's (the mean of its static background):
+    subtracting that background would leave its shape, not their bands."""
+    mask = static_background != 0  # a masked map's corners hold no level
+    level = float(np.mean(static_background[mask])) if mask.any() else float(np.mean(static_background))
+    refs = np.asarray(references, np.float64).reshape(len(references), -1)
+    theirs = float(np.median(refs[:, mask.reshape(-1)].mean(axis=1) if mask.any() else refs.mean(axis=1)))
+    if level <= 0 or theirs <= 0:
+        return
+    ratio = theirs / level
+    if not 1 / LEVEL_RATIO_MAX <= ratio <= LEVEL_RATIO_MAX:
+        raise InputError(
+            f"the reference patterns ({np.asarray(references).dtype}, mean level {theirs:.4g}) are "
+            f"{ratio:.3g}x the map's ({np.dtype(dtype)}, {level:.4g}): the map's static background is "
+            "removed from them, so give them as the map records them (same bit depth, exposure and "
+            "export; where both are background-corrected already, --background processed)")
 
 
 def group_references(features: np.ndarray) -> np.ndarray:

@@ -223,6 +223,29 @@ def test_references_of_one_grain_are_grouped_so_no_pair_mixes_a_grain_with_itsel
     assert len(set(group_references(distinct))) == 6
 
 
+def test_references_at_another_level_than_the_map_are_refused():
+    """The map's static background is subtracted from the references: an 8-bit export of a
+    16-bit map's patterns would train on the background's shape."""
+    import kikuchipy as kp
+
+    from kdeconv.adapt.references import LEVEL_RATIO_MAX, check_reference_level
+    from kdeconv.preprocess.background import static_background_from_mean
+
+    raw = kp.data.nickel_ebsd_small().data.reshape(9, 60, 60).astype(np.float32)
+    static = static_background_from_mean(raw.mean(0), "auto")
+    check_reference_level(raw[:5], static, np.uint8)  # the map's own patterns
+    check_reference_level(raw[:5] * 1.3, static, np.uint8)  # another exposure, within the bar
+    with pytest.raises(InputError, match=r"reference patterns \(float32, mean level .*\) are 2\d\dx the map's \(uint8"):
+        check_reference_level(raw[:5] * 256, static, np.uint8)
+    with pytest.raises(InputError, match="same bit depth, exposure and export"):
+        check_reference_level(raw[:5] / LEVEL_RATIO_MAX / 1.1, static, np.uint16)
+    # a circular-masked map: the level is read inside the mask
+    from kdeconv.preprocess.mask import circular_mask
+
+    mask = circular_mask((60, 60))
+    check_reference_level(raw[:5] * mask, static * mask, np.uint8)
+
+
 @pytest.mark.slow
 def test_an_interrupted_adapt_resumes_to_the_uninterrupted_result(tiny_map, dask_processes, monkeypatch):
     """Ctrl-C after the first checkpoint keeps the run folder unfinished (no best.pt); the same
