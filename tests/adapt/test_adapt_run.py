@@ -235,7 +235,8 @@ def test_references_at_another_level_than_the_map_are_refused():
     static = static_background_from_mean(raw.mean(0), "auto")
     check_reference_level(raw[:5], static, np.uint8)  # the map's own patterns
     check_reference_level(raw[:5] * 1.3, static, np.uint8)  # another exposure, within the bar
-    with pytest.raises(InputError, match=r"reference patterns \(float32, mean level .*\) are 2\d\dx the map's \(uint8"):
+    eight_bit = r"reference patterns \(float32, mean level .*\) are 2\d\dx the map's \(uint8"
+    with pytest.raises(InputError, match=eight_bit):
         check_reference_level(raw[:5] * 256, static, np.uint8)
     with pytest.raises(InputError, match="same bit depth, exposure and export"):
         check_reference_level(raw[:5] / LEVEL_RATIO_MAX / 1.1, static, np.uint16)
