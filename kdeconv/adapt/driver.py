@@ -494,7 +494,12 @@ def _saved_step(last: Path) -> int | None:
 def _choose_pure(cfg, map_path, src, plan, static_path, out, client, progress, echo):
     """(indices, grains, labels, pool store, record): the references, or the map's pure patterns."""
     from kdeconv.adapt.pure import pattern_features
-    from kdeconv.adapt.references import check_reference_level, group_references, read_references
+    from kdeconv.adapt.references import (
+        check_reference_level,
+        group_references,
+        read_references,
+        reference_look_warning,
+    )
 
     if cfg.references:
         refs = read_references(cfg.references, out / "references.zarr", plan.map_shape,
@@ -503,6 +508,10 @@ def _choose_pure(cfg, map_path, src, plan, static_path, out, client, progress, e
         patterns = _read_all(refs.store)
         if static is not None and plan.background["static_operation"] == "subtract":
             check_reference_level(patterns, static, src.dtype)
+        if cfg.background.mode == "auto":
+            warning = reference_look_warning(patterns, plan.background, plan.background["mode"])
+            if warning:
+                echo(warning)
         grains = group_references(pattern_features(patterns, plan.background, static))
         record = {"how": "references", "references": str(cfg.references),
                   "label_names": refs.label_names, "labels": refs.labels.tolist()}

@@ -15,8 +15,8 @@ import numpy as np
 
 from kdeconv.errors import InputError
 
-__all__ = ["References", "read_references", "group_references", "check_reference_level", "SAME_GRAIN_NCC",
-           "LEVEL_RATIO_MAX"]
+__all__ = ["References", "read_references", "group_references", "check_reference_level",
+           "reference_look_warning", "SAME_GRAIN_NCC", "LEVEL_RATIO_MAX"]
 
 # Two references are one grain when the NCC of their features is at least this and within
 # SAME_GRAIN_SLACK of each one's best match (measured on kikuchipy's real Ni patterns: same grain
@@ -47,6 +47,23 @@ def check_reference_level(references: np.ndarray, static_background: np.ndarray,
             f"{ratio:.3g}x the map's ({np.dtype(dtype)}, {level:.4g}): the map's static background is "
             "removed from them, so give them as the map records them (same bit depth, exposure and "
             "export; where both are background-corrected already, --background processed)")
+
+
+def reference_look_warning(references: np.ndarray, background: dict, decided: str) -> str | None:
+    """A ``Warning:`` line when the references, judged alone, read otherwise (raw or background-
+    corrected) than the map was decided (``decided``): both get the map's treatment, which is
+    wrong for one of them if they were exported differently. None when they agree."""
+    from kdeconv.preprocess.background import decide_background
+    from kdeconv.preprocess.mask import window_patterns
+
+    theirs, evidence = decide_background(window_patterns(np.asarray(references), background))
+    if theirs == decided:
+        return None
+    look = {"raw": "raw (detector background present)", "processed": "background-corrected"}
+    return (f"Warning: the reference patterns read {look[theirs]} (low-frequency share "
+            f"{evidence['lowfreq_share']:.3f}, rim/centre {evidence['falloff']:.2f}) but the map "
+            f"{look[decided]}; both are treated as the map. If they were exported differently, give "
+            "them as the map records them; --background raw|processed decides for both")
 
 
 def group_references(features: np.ndarray) -> np.ndarray:

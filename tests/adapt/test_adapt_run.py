@@ -247,6 +247,24 @@ def test_references_at_another_level_than_the_map_are_refused():
     check_reference_level(raw[:5] * mask, static * mask, np.uint8)
 
 
+def test_references_that_read_otherwise_than_the_map_are_named_in_a_warning():
+    import kikuchipy as kp
+
+    from kdeconv.adapt.references import reference_look_warning
+    from kdeconv.config.simulate_map import ProcessedSpec
+    from kdeconv.evaluate.simulate_map import vendor_processed
+
+    raw = kp.data.nickel_ebsd_small().data.reshape(9, 60, 60)
+    processed = vendor_processed(raw, raw.astype(np.float32).mean(0), ProcessedSpec())
+    recipe = {"mask": "none"}
+    assert reference_look_warning(raw[:5], recipe, "raw") is None
+    assert reference_look_warning(processed[:5], recipe, "processed") is None
+    line = reference_look_warning(processed[:5], recipe, "raw")
+    assert line.startswith("Warning: the reference patterns read background-corrected (low-frequency share")
+    assert "but the map raw (detector background present)" in line
+    assert "read raw" in reference_look_warning(raw[:5], recipe, "processed")
+
+
 @pytest.mark.slow
 def test_an_interrupted_adapt_resumes_to_the_uninterrupted_result(tiny_map, dask_processes, monkeypatch):
     """Ctrl-C after the first checkpoint keeps the run folder unfinished (no best.pt); the same
