@@ -507,7 +507,10 @@ def _choose_pure(cfg, map_path, src, plan, static_path, out, client, progress, e
         static = np.load(static_path) if static_path else None
         patterns = _read_all(refs.store)
         if static is not None and plan.background["static_operation"] == "subtract":
-            check_reference_level(patterns, static, src.dtype)
+            from kdeconv.preprocess.mask import window_patterns
+
+            # in the frame of the static background (a round screen's square, masked)
+            check_reference_level(window_patterns(patterns, plan.background), static, src.dtype)
         if cfg.background.mode == "auto":
             warning = reference_look_warning(patterns, plan.background, plan.background["mode"])
             if warning:

@@ -245,6 +245,15 @@ def test_references_at_another_level_than_the_map_are_refused():
 
     mask = circular_mask((60, 60))
     check_reference_level(raw[:5] * mask, static * mask, np.uint8)
+    # a round screen smaller than the pattern: both in its square (as adapt compares them)
+    from kdeconv.preprocess.mask import window_patterns
+
+    screen = {"mask": "circle", "screen": [8, 6, 44]}
+    static = static_background_from_mean(raw.mean(0), "auto", background=screen)
+    assert static.shape == (44, 44)
+    check_reference_level(window_patterns(raw[:5], screen), static, np.uint8)
+    with pytest.raises(InputError, match="same bit depth"):
+        check_reference_level(window_patterns(raw[:5] * 4, screen), static, np.uint8)
 
 
 def test_references_that_read_otherwise_than_the_map_are_named_in_a_warning():
