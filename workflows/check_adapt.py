@@ -6,6 +6,8 @@
 Cases (each a simulate-map at 120x120 px with its truth, but ``binned`` and ``small_ti``):
 
 - ``zr``: a phase the multi-phase model never saw (hcp Zr, held out of its training);
+- ``kinematic``, ``kinematic_ti``: bcc Fe, hcp alpha-Ti from kinematic master patterns (kikuchipy's
+  simulator, as a user simulates any phase): band profiles the dynamical library does not have;
 - ``hostile``: a detector unlike training: strong fixed-pattern gain, hot and dead pixels, 8-bit,
   weak bands at low counts, an unusual PC; ``camera``: the same camera at the default dose and
   signal (strong gain, stuck pixels, 8-bit, blur, the unusual PC);
@@ -42,6 +44,12 @@ BASE_MAP = {
     "footprint": {"shape": "gaussian", "radius": 1.0, "aspect_y": 1.0, "supersample": 6},
     "detector": {"shape": [120, 120], "pc": [0.5, 0.45, 0.55], "sample_tilt": 70.0, "tilt": 0.0},
 }
+KINEMATIC = {
+    "kinematic": {"name": "fe_bcc", "space_group": 229, "lattice": [2.8665, 2.8665, 2.8665, 90, 90, 90],
+                  "atoms": [{"element": "Fe", "xyz": [0, 0, 0]}]},
+    "kinematic_ti": {"name": "ti_hcp", "space_group": 194, "lattice": [2.9508, 2.9508, 4.6855, 90, 90, 120],
+                     "atoms": [{"element": "Ti", "xyz": [0.333333, 0.666667, 0.25]}]},
+}
 DUPLEX = [{"master": {"kind": "library", "phase": "fe_alpha"}, "fraction": 0.5},
           {"master": {"kind": "library", "phase": "fe_gamma"}, "fraction": 0.5}]
 
@@ -51,6 +59,8 @@ def case_map(case: str, nav, grains: int) -> dict:
     config.update(nav_shape=list(nav), n_grains=grains)
     if case == "zr":
         config["phase"] = "zr"
+    elif case in KINEMATIC:
+        config["phases"] = [{"master": {"kind": "kinematic", "phase": KINEMATIC[case]}}]
     elif case == "hostile":
         config["phase"] = "fe_alpha"
         config["detector"]["pc"] = [0.42, 0.25, 0.78]
