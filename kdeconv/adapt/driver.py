@@ -52,13 +52,18 @@ class AdaptResult:
     seconds: dict = field(default_factory=dict)
 
     @classmethod
-    def from_run_folder(cls, out: str | Path) -> AdaptResult:
-        """The result of the finished run in ``out`` (its ``adapt.json``)."""
+    def from_run_folder(cls, out: str | Path, map_path: str | Path | None = None) -> AdaptResult:
+        """The result of the finished run in ``out`` (its ``adapt.json``); with ``map_path``, only
+        if it was adapted to that map."""
         out = Path(out)
         report = out / "adapt.json"
         if not (out / "best.pt").is_file() or not report.is_file():
             raise InputError(f"{out} holds no finished adapt run (best.pt and adapt.json)")
         p = json.loads(report.read_text())
+        adapted_to = p["map"]["path"]
+        if map_path is not None and Path(adapted_to) != Path(map_path).resolve():
+            raise InputError(f"{out} holds a model adapted to another map ({adapted_to}); give "
+                             "another run folder, or overwrite to adapt again")
         return cls(out, out / "best.pt", out / "last.pt", report, int(p["pure"]["n"]),
                    int(p["pure"]["n_grains"]), int(p["pairs"]["train"]), int(p["pairs"]["val"]),
                    int(p["fine_tune"]["steps"]), p["fine_tune"]["stop_reason"], p["held_out"]["before"],

@@ -110,7 +110,7 @@ def _adapt(map_store, out, config, adapt_config, base, pure, references, referen
     and return its best.pt."""
     from pathlib import Path
 
-    from kdeconv.adapt import run
+    from kdeconv.adapt import AdaptResult, run
     from kdeconv.cluster import open_client
     from kdeconv.errors import InputError
 
@@ -119,6 +119,7 @@ def _adapt(map_store, out, config, adapt_config, base, pure, references, referen
     run_dir = Path(str(out).rstrip("/") + ".adapt")
     best = run_dir / "best.pt"
     if best.is_file() and not overwrite:
+        AdaptResult.from_run_folder(run_dir, map_store)  # adapted to this map, or refused
         click.echo(f"adapt: reusing {best} (--overwrite adapts again)")
         return best
     from kdeconv.config.adapt import settings_from_separate

@@ -755,7 +755,7 @@ def _adapt_first(found: _Input, adapt: bool | dict, config: SeparateConfig, clie
         from kdeconv.adapt import AdaptResult
 
         echo(f"adapt: reusing {out / 'best.pt'} (overwrite=True adapts again)")  # as separate --adapt
-        return AdaptResult.from_run_folder(out)
+        return AdaptResult.from_run_folder(out, map_path)
     return run_adapt(settings, client=client, progress=bool(progress), echo=echo)
 
 

@@ -137,6 +137,19 @@ def test_separate_adapt_then_the_adapted_checkpoint_again(tiny_map):
     sep = zarr.open_group(str(tmp / "sep.zarr"), mode="r")
     assert sep["A"].shape == (14, 14, 60, 60) and sep.attrs["claim_rule"] == report["claim_rule"]
     assert sep.attrs["checkpoint_sha256"] == adapted.sha256
+    # run again: the finished adapt run is reused for this map, and refused for another
+    import shutil
+
+    shutil.rmtree(tmp / "sep.zarr")
+    again = _run("separate", "map.zarr", "--out", "sep.zarr", "--adapt", "--workers", "1", cwd=tmp)
+    assert again.returncode == 0, again.stderr
+    assert f"adapt: reusing {run / 'best.pt'}".replace(str(tmp) + "/", "") in again.stdout
+    assert "pure patterns:" not in again.stdout
+    shutil.copytree(tmp / "map.zarr", tmp / "other_map.zarr")
+    shutil.rmtree(tmp / "sep.zarr")
+    other = _run("separate", "other_map.zarr", "--out", "sep.zarr", "--adapt", "--workers", "1", cwd=tmp)
+    assert other.returncode == 2 and "adapted to another map" in other.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in other.stderr and not (tmp / "sep.zarr").exists()
 
 
 @pytest.mark.slow
