@@ -98,8 +98,8 @@ def tiny_map(tmp_path_factory):
 
 @pytest.mark.slow
 def test_separate_adapt_then_the_adapted_checkpoint_again(tiny_map):
-    """`separate --adapt` adapts into OUT.adapt/ and separates with it; `--checkpoint` of that
-    run gives the same store."""
+    """`separate --adapt` adapts into OUT.adapt/ and separates with it; run again, it reuses that
+    run for the same map and refuses it for another."""
     tmp = tiny_map
     (tmp / "adapt.yaml").write_text(yaml.safe_dump(FAST))
     out = _run("separate", "map.zarr", "--out", "sep.zarr", "--adapt", "--adapt-config", "adapt.yaml",
