@@ -1,9 +1,11 @@
-"""Shared fixtures: the real CLI, and a real `dask scheduler` + `dask worker` processes on 127.0.0.1."""
+"""Shared fixtures: the real CLI, a real `dask scheduler` + `dask worker` processes on 127.0.0.1,
+and Ctrl-C as a terminal sends it."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +16,34 @@ from click.testing import CliRunner
 
 os.environ.setdefault("KDECONV_PROGRESS", "0")
 BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def ctrl_c():
+    """``ctrl_c(proc, ready, before=None)``: wait until ``ready()`` holds (asserted; 300 s at most)
+    for a command started with ``process_group=0``, run ``before()`` while it still runs, then send
+    its whole process group SIGINT, as a terminal's Ctrl-C does; returns (stdout, stderr). The
+    command is killed if it outlives that, and the test skipped if it finished first."""
+
+    def interrupt(proc, ready, before=None, seconds=300.0):
+        try:
+            deadline = time.monotonic() + seconds
+            while not ready() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert ready(), proc.communicate()
+            if before is not None and proc.poll() is None:
+                before()
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        if proc.returncode == 0:
+            pytest.skip("the run finished before it could be interrupted")
+        return stdout, stderr
+
+    return interrupt
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from kdeconv.io.store import finalize_output, open_for_writing, prepare_output
+from kdeconv.io.store import atomic_file, finalize_output, open_for_writing, prepare_output
 
 __all__ = ["LEDGER", "RESUME_KEY", "RUN_KEY_FILE", "begin", "reopen", "create", "add_ledger",
            "resize_ledger", "mark_done", "pending", "done_count", "require_complete", "finish",
@@ -131,23 +131,10 @@ RUN_KEY_FILE = "resume_key.json"
 
 
 def write_file_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write ``path`` whole or not at all (a temporary file beside it, renamed into place)."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``path`` whole or not at all (``store.atomic_file``)."""
+    with atomic_file(path) as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
+    return Path(path)
 
 
 def start_run(folder: str | Path, key: Any) -> None:

@@ -356,27 +356,15 @@ def test_an_interrupted_adapt_resumes_to_the_uninterrupted_result(tiny_map, dask
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="process groups as on Linux")
-def test_ctrl_c_in_adapt_is_one_line_and_the_same_command_resumes(tiny_map):
+def test_ctrl_c_in_adapt_is_one_line_and_the_same_command_resumes(tiny_map, ctrl_c):
     import os
-    import signal
-    import time
 
     (tiny_map / "slow.yaml").write_text(yaml.safe_dump({**FAST, "max_steps": 400}))
     command = [KDECONV, "adapt", "map.zarr", "--out", "ctrl_c", "--config", "slow.yaml", "--workers", "1"]
     proc = subprocess.Popen(command, cwd=tiny_map, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, process_group=0, env=dict(os.environ, KDECONV_PROGRESS="0"))
     last = tiny_map / "ctrl_c" / "train" / "last.pt"
-    try:
-        deadline = time.monotonic() + 300
-        while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    if proc.returncode == 0:
-        pytest.skip("the run finished before it could be interrupted")
+    stdout, stderr = ctrl_c(proc, last.exists)
     assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "Interrupted: rerun the same command to resume where possible."
     assert "Traceback" not in stdout + stderr

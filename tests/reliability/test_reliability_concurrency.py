@@ -79,7 +79,7 @@ def test_every_writer_refuses_an_output_another_kdeconv_writes(cli, sched, map_s
     assert not (tmp_path / "o.zarr.partial.lock").exists()
 
 
-def test_second_separate_is_refused_ctrl_c_is_one_line_and_the_rerun_resumes(cli, sched, tmp_path):
+def test_second_separate_is_refused_ctrl_c_is_one_line_and_the_rerun_resumes(cli, sched, tmp_path, ctrl_c):
     map_path = write_map(tmp_path / "map.zarr", patterns((8, 12, 48, 48), seed=2), (1, 12))
     before = digest(map_path)
     out = tmp_path / "sep.zarr"
@@ -88,21 +88,15 @@ def test_second_separate_is_refused_ctrl_c_is_one_line_and_the_rerun_resumes(cli
                                        "--batch-size", "8"],
                             env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, process_group=0)
-    try:
-        assert _wait_for(lambda: _markers(staging) >= 1, proc), proc.communicate()
-        if proc.poll() is None:
-            # Case 11: the second run is refused and leaves the first one's staging store alone.
-            refused(cli("separate", map_path, "--out", out, *sched), 2, "being written by another",
-                    f"pid {proc.pid}")
-            assert staging.is_dir() and proc.poll() is None
-            # Case 13: Ctrl-C in a terminal reaches the whole process group, workers included.
-            os.killpg(proc.pid, signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    if proc.returncode == 0:
-        pytest.skip("the run finished before it could be interrupted")
+
+    def second_run_refused():
+        # Case 11: the second run is refused and leaves the first one's staging store alone.
+        refused(cli("separate", map_path, "--out", out, *sched), 2, "being written by another",
+                f"pid {proc.pid}")
+        assert staging.is_dir() and proc.poll() is None
+
+    # Case 13: Ctrl-C in a terminal reaches the whole process group, workers included.
+    stdout, stderr = ctrl_c(proc, lambda: _markers(staging) >= 1, before=second_run_refused)
     assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines() == ["Interrupted: rerun the same command to resume where possible."]
     assert "Traceback" not in stdout + stderr
