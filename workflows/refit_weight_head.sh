@@ -11,7 +11,8 @@
 # Budget on 2 cores: features ~6-17 min (two processes, 40 seeds each; a rerun skips maps done),
 # fit ~1 min, choose ~10 min, check ~9 min. SOURCE is the model refitted (default: lib-v2 from the
 # commit that shipped it, or the installed default when that is lib-v2 still); NAME the installed
-# model's name; RUN and COMMAND the training run behind SOURCE and its recipe, when not lib-v2.
+# model's name; RUN and COMMAND the training run behind SOURCE and its recipe, when not lib-v2;
+# MAPS the calibration maps per features process (default 40).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,9 +35,9 @@ if [ -z "$SOURCE" ]; then
 fi
 
 if has features; then
-  python workflows/refit_weight_head.py features --checkpoint "$SOURCE" --work "$WORK" --first-seed 2000 --maps 40 &
+  python workflows/refit_weight_head.py features --checkpoint "$SOURCE" --work "$WORK" --first-seed 2000 --maps "${MAPS:-40}" &
   first=$!
-  python workflows/refit_weight_head.py features --checkpoint "$SOURCE" --work "$WORK" --first-seed 2100 --maps 40
+  python workflows/refit_weight_head.py features --checkpoint "$SOURCE" --work "$WORK" --first-seed 2100 --maps "${MAPS:-40}"
   wait "$first"
 fi
 
