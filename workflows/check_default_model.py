@@ -319,7 +319,7 @@ def candidate(checkpoint: str | None, work: Path, claim_weight: float | None = N
 
 
 def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: bool = False,
-            adapt_base: bool = False, name: str | None = None,
+            adapt_base: bool = False, broad_looks: bool = False, name: str | None = None,
             training_record: Path | None = None, claim_choice: Path | None = None,
             command: str | None = None) -> None:
     """Install ``checkpoint`` as the shipped default (kdeconv.model.install), with the training
@@ -359,6 +359,8 @@ def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: 
     try:
         if adapt_base:
             target = model_install.install_adapt_base(checkpoint, checked, provenance=provenance)
+        elif broad_looks:
+            target = model_install.install_broad_looks(checkpoint, checked, provenance=provenance)
         else:
             target = model_install.install_default(checkpoint, checked, force=force, provenance=provenance)
     except InputError as err:
@@ -380,6 +382,9 @@ def main() -> None:
     ap.add_argument("--force", action="store_true", help="install even if the demo-map gate failed")
     ap.add_argument("--adapt-base", action="store_true",
                     help="with --install: install as the model adapt starts from (no gate)")
+    ap.add_argument("--broad-looks", action="store_true",
+                    help="with --install: install as the broad-looks model separate weighs against the "
+                         "default on each map (the gate's bars, no regression rule)")
     ap.add_argument("--name", default=None, help="with --install: the model's name, e.g. lib-v2")
     ap.add_argument("--check-json", default=None)
     ap.add_argument("--run", default=None, help="run folder (for summary.json)")
@@ -401,6 +406,7 @@ def main() -> None:
     if args.install:
         install(Path(args.checkpoint), Path(args.check_json) if args.check_json else None,
                 Path(args.run) if args.run else None, force=args.force, adapt_base=args.adapt_base,
+                broad_looks=args.broad_looks,
                 name=args.name, training_record=Path(args.training_record) if args.training_record else None,
                 claim_choice=Path(args.claim_choice) if args.claim_choice else None,
                 command=args.command)

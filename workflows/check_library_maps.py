@@ -179,6 +179,8 @@ def table_row(name: str, style: str, size: tuple[int, int], metrics: dict, resul
         "background": result.background + ("+screen" if result.screen else
                                            "+circle" if result.mask == "circle" else ""),
         "work_shape": list(result.work_shape or []),
+        "model": (result.model_choice or {}).get("chosen"),
+        "model_vote": {k: (result.model_choice or {}).get(k) for k in ("broad_looks_wins", "pixels")},
         "n_mixed": k["n_mixed"], "n_strong": k["strong"]["n_mixed"], "n_pure": k["n_pure"],
         "mixed_both_strong": _tol(k, "mixed_both", "strong"),
         "mixed_both": _tol(k, "mixed_both"),
@@ -312,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"   both>=0.25 {_pct(r.get('mixed_both_strong'))} "
                           f"pure ok {_pct(r.get('pure_ok'))} "
                           f"ceiling {_pct(r.get('ceiling_mixed_both_strong'))} "
-                          f"{r.get('seconds', {}).get('total', '')} s {r.get('error', '')}", flush=True)
+                          f"{r.get('seconds', {}).get('total', '')} s {r.get('model') or ''} "
+                          f"{r.get('error', '')}", flush=True)
                     meta["minutes"] = (time.perf_counter() - start) / 60
                     (args.out / "table.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
                     (args.out / "table.md").write_text(markdown(rows, meta))

@@ -13,6 +13,11 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
 @click.option("--out", "out", required=True, type=click.Path(), help="Separated store to write (.zarr).")
 @click.option("--checkpoint", default=None, type=click.Path(),
               help="Model checkpoint (.pt). Default: the model shipped with kdeconv.")
+@click.option("--model", "model", default=None, type=click.Choice(["auto", "default", "broad_looks"]),
+              help="Without --checkpoint, which shipped model: auto (default) separates a window of "
+                   "the map with both and keeps the one whose B looks more like the map's "
+                   "neighbouring patterns; default; or broad_looks (also trained on kinematic "
+                   "band profiles).")
 @click.option("--device", default=None, type=click.Choice(["auto", "cpu", "cuda"]),
               help="auto (CUDA when present, one GPU per worker), cpu or cuda.")
 @click.option("--precision", default=None, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
@@ -47,7 +52,7 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
 @adapt_options
 @overwrite_option
 @cluster_options
-def separate(map_store, out, checkpoint, device, precision, batch_size, background, mask, screen,
+def separate(map_store, out, checkpoint, model, device, precision, batch_size, background, mask, screen,
              working_size, residual_pass, config_path, adapt_first, adapt_config, base, pure, references,
              reference_labels, minutes, max_steps, seed, overwrite, cluster):
     """Separate every pattern of MAP_STORE into A, B and weights (resumable: rerun to continue).
@@ -68,6 +73,13 @@ def separate(map_store, out, checkpoint, device, precision, batch_size, backgrou
 
     config = load_config(SeparateConfig, config_path, checkpoint=checkpoint, device=device,
                          precision=precision, batch_size=batch_size, working_size=working_size)
+    if model is not None:
+        if (config.checkpoint is not None or adapt_first) and model != "auto":
+            from kdeconv.errors import InputError
+
+            raise InputError(f"--model {model} names a shipped model to separate with: give it, or "
+                             "--checkpoint or --adapt, not both")
+        config.model = model
     if background is not None:
         config.background.mode = background
     if mask is not None:

@@ -54,7 +54,11 @@ class BackgroundConfig(StrictModel):
 
 
 class SeparateConfig(StrictModel):
-    checkpoint: str | None = None  # None = the default model shipped in kdeconv/model/weights/
+    checkpoint: str | None = None  # None = a model shipped in kdeconv/model/weights/ (see ``model``)
+    # Which shipped model, when no checkpoint is given (kdeconv.separate.model_choice): "auto"
+    # separates a window of the map with the default and the broad-looks model and keeps the one
+    # whose B looks more like the map's neighbouring patterns; "default" or "broad_looks" skip the vote.
+    model: Literal["auto", "default", "broad_looks"] = "auto"
     device: Device = "auto"
     # autocast dtype (kdeconv.model.precision): auto = bf16 on GPUs and on CPUs with bf16 dot
     # products (AMX or AVX512-BF16: 1.6-2x the fp32 rate at 120x120, same median NCC), else fp32
@@ -76,3 +80,9 @@ class SeparateConfig(StrictModel):
     # Measure the claim bar inside grains on this map's own grain interiors
     # (kdeconv.separate.claims; reads the map once more and holds 1 KB per pattern).
     in_grain_claims: bool = True
+
+    @model_validator(mode="after")
+    def _one_model(self):
+        if self.checkpoint is not None and self.model != "auto":
+            raise ValueError(f"give a checkpoint or a shipped model ({self.model}), not both")
+        return self

@@ -11,6 +11,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from kdeconv.model.checkpoint import (  # noqa: E402
     ADAPT_BASE_CHECKPOINT,
+    BROAD_LOOKS_CHECKPOINT,
     DEFAULT_CHECKPOINT,
     Separator,
     build_model,
@@ -25,7 +26,7 @@ from kdeconv.model.checkpoint import (  # noqa: E402
 from kdeconv.model.inputs import DEFAULT_NORMALIZATION, normalize_like, prepare_inputs  # noqa: E402
 from kdeconv.model.unet import DualDecoderUNet, UNetConfig  # noqa: E402
 
-__all__ = ["ADAPT_BASE_CHECKPOINT", "DEFAULT_CHECKPOINT", "DEFAULT_NORMALIZATION", "DualDecoderUNet",
-           "Separator", "UNetConfig", "build_model", "file_sha256", "load_separator", "model_from_checkpoint",
-           "normalize_like", "prepare_inputs", "read_checkpoint", "resolve_device", "save_checkpoint",
-           "set_claim_rule"]
+__all__ = ["ADAPT_BASE_CHECKPOINT", "BROAD_LOOKS_CHECKPOINT", "DEFAULT_CHECKPOINT", "DEFAULT_NORMALIZATION",
+           "DualDecoderUNet", "Separator", "UNetConfig", "build_model", "file_sha256", "load_separator",
+           "model_from_checkpoint", "normalize_like", "prepare_inputs", "read_checkpoint", "resolve_device",
+           "save_checkpoint", "set_claim_rule"]

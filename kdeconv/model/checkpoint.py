@@ -30,9 +30,10 @@ from kdeconv.model.residual_pass import residual_pass as residual_pass_kernel
 from kdeconv.model.unet import DualDecoderUNet, UNetConfig
 from kdeconv.serialize import jsonable
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "DEFAULT_CHECKPOINT", "ADAPT_BASE_CHECKPOINT", "save_checkpoint",
-           "read_checkpoint", "set_claim_rule", "update_checkpoint", "build_model", "resolve_device",
-           "file_sha256", "Separator", "load_separator"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "DEFAULT_CHECKPOINT", "ADAPT_BASE_CHECKPOINT",
+           "BROAD_LOOKS_CHECKPOINT", "save_checkpoint", "read_checkpoint", "set_claim_rule",
+           "update_checkpoint", "build_model", "resolve_device", "file_sha256", "Separator",
+           "load_separator"]
 
 FORMAT = "kdeconv-separator"
 FORMAT_VERSION = 1
@@ -42,6 +43,10 @@ DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "default.pt"
 # differently per phase; adapt refits that head on the map's own pure patterns and derives the
 # claim rule from them.
 ADAPT_BASE_CHECKPOINT = Path(__file__).parent / "weights" / "adapt_base.pt"
+# The model `separate` weighs against the default on each map (kdeconv.separate.model_choice): it
+# also learnt band profiles of other simulators (kinematic masters), at a small cost on the
+# dynamical library's maps, so the install gate keeps it from being the default.
+BROAD_LOOKS_CHECKPOINT = Path(__file__).parent / "weights" / "broad_looks.pt"
 
 
 def file_sha256(path: str | Path) -> str:

@@ -18,7 +18,7 @@ from kdeconv.config.claim import FALLBACK_CLAIM_RULE, ClaimRule
 from kdeconv.errors import InputError
 
 __all__ = ["MAP_GATE", "MAX_REGRESSION", "gate_passed", "regression", "install_default",
-           "install_adapt_base"]
+           "install_adapt_base", "install_broad_looks"]
 
 # What a new default model must reach on each gate map (recovery at 3 degrees): pure pixels are
 # most of a map, so a model that invents grains there is worse than one that misses a faint minority.
@@ -84,6 +84,22 @@ def install_adapt_base(checkpoint: str | Path, checked: dict[str, Any],
     import kdeconv.model as model
 
     return _write_shipped(checkpoint, Path(model.ADAPT_BASE_CHECKPOINT), checked, provenance,
+                          fp16_weights=True)
+
+
+def install_broad_looks(checkpoint: str | Path, checked: dict[str, Any],
+                        provenance: dict[str, Any] | None = None) -> Path:
+    """Write ``checkpoint`` as ``kdeconv.model.BROAD_LOOKS_CHECKPOINT``, the model ``separate``
+    weighs against the default on each map. It must pass the map gate (``MAP_GATE``) on both gate
+    maps, but may fall below the installed default there: it is used only where it separates the
+    map better. Stored as fp16, as the adapt base is."""
+    import kdeconv.model as model
+
+    failed = [name for name in ("demo_map", "duplex_map")
+              if not (checked.get(name) and gate_passed(checked[name]))]
+    if failed:
+        raise InputError(f"not installed: the {', '.join(failed)} gate {MAP_GATE} did not pass")
+    return _write_shipped(checkpoint, Path(model.BROAD_LOOKS_CHECKPOINT), checked, provenance,
                           fp16_weights=True)
 
 

@@ -38,6 +38,7 @@ from kdeconv.separate.claims import (
     write_in_grain_claims,
 )
 from kdeconv.separate.inputs import ModelInputPlan, plan_model_input
+from kdeconv.separate.model_choice import choose_shipped_model, describe_model_choice
 from kdeconv.separate.worker import cached_separator
 
 __all__ = ["run", "separate_map", "SeparateResult", "open_separate_client", "check_device",
@@ -66,6 +67,9 @@ class SeparateResult:
     work_shape: tuple[int, int] | None = None   # the pattern shape the model saw
     # wall seconds of each pass over the map: static_background, separation, in_grain_claims
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    # which shipped model separated the map and why (kdeconv.separate.model_choice); None when a
+    # checkpoint or a model was named
+    model_choice: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- task (runs on workers)
@@ -287,6 +291,31 @@ def check_model_on(separator, patterns: np.ndarray, background: dict, checkpoint
                          "map: the model is unusable (a diverged training run?)")
 
 
+def named_shipped_model(config: SeparateConfig) -> SeparateConfig:
+    """``config`` with the broad-looks model as its checkpoint when ``model`` names it."""
+    if config.checkpoint is None and config.model == "broad_looks":
+        from kdeconv.model.checkpoint import BROAD_LOOKS_CHECKPOINT
+
+        return config.model_copy(update={"checkpoint": str(BROAD_LOOKS_CHECKPOINT)})
+    return config
+
+
+def pick_shipped_model(config: SeparateConfig, src, plan: ModelInputPlan, echo
+                       ) -> tuple[SeparateConfig, dict[str, Any] | None]:
+    """With no checkpoint and ``model`` "auto": the shipped model chosen on a window of ``src``
+    (kdeconv.separate.model_choice), said in one line, and ``config`` with it as its checkpoint
+    when it is not the default; else ``config`` as it is and None."""
+    if config.checkpoint is not None or config.model != "auto":
+        return config, None
+    choice = choose_shipped_model(src, plan.background, plan.work_shape, device=config.device,
+                                  precision=config.precision, batch_size=config.batch_size,
+                                  residual_pass=config.residual_pass, separate_block=separate_block)
+    echo(describe_model_choice(choice))
+    if choice["checkpoint"]:
+        config = config.model_copy(update={"checkpoint": choice["checkpoint"]})
+    return config, choice
+
+
 def resume_key(map_path: Path | None, src, sha256: str, config: SeparateConfig,
                map_created: str | None = None, plan: ModelInputPlan | None = None,
                precision: str | None = None) -> dict[str, Any]:
@@ -486,10 +515,16 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     label = config.checkpoint or "default model"
     try:
         check_device(config.device, config.precision)
+        config = named_shipped_model(config)
         separator, sha256 = load_checked(config.checkpoint)
         plan = plan_model_input(src, getattr(separator, "meta", {}) or {}, config.background,
                                 config.working_size)
         check_model_on(separator, trial_pattern(src), plan.background, label, plan.work_shape)
+        config, model_choice = pick_shipped_model(config, src, plan, echo)
+        if model_choice and model_choice["checkpoint"]:
+            separator, sha256 = load_checked(config.checkpoint)
+            plan = plan_model_input(src, getattr(separator, "meta", {}) or {}, config.background,
+                                    config.working_size)
     except BaseException:
         release_output(out_path)
         raise
@@ -521,6 +556,8 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
         if group is None:  # created only now that the cluster is up
             group = create_store(staging, src, map_group.attrs.get("source", {}), key, config, sha256,
                                  normalization, claim_rule, plan)
+            if model_choice is not None:
+                group.attrs["model_choice"] = model_choice
         static = background["static"] != "none"
         phases: dict[str, float] = {}
         if static and np.isnan(group[STATIC][0, 0]):
@@ -598,7 +635,8 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                           seconds=timer.seconds, report_files=reports, blank_frames=blank,
                           background=plan.decision["mode"], mask=plan.background["mask"],
                           screen=tuple(plan.background["screen"]) if plan.background["screen"] else None,
-                          work_shape=work_shape, precision=precision, phase_seconds=phases)
+                          work_shape=work_shape, precision=precision, phase_seconds=phases,
+                          model_choice=model_choice)
 
 
 def run(config: SeparateConfig | dict | str | Path, *, map_store: str | Path, out: str | Path,

@@ -48,6 +48,7 @@ class _Plan:
     static_background: np.ndarray | None = None
     model: dict = field(default_factory=dict)   # checkpoint, sha256, device, precision of the tasks
     patterns: Any = None                        # the input (Dask array): its grains set the in-grain bar
+    model_choice: dict | None = None            # kdeconv.separate.model_choice's record, when it voted
 
     @property
     def chunks(self) -> tuple[int, ...]:
@@ -87,6 +88,13 @@ class Separation:
     _plan: _Plan | None = field(default=None, repr=False)
     _claims: Any = field(default=None, repr=False)      # InGrainClaims, once measured
     _nav_values: tuple | None = field(default=None, repr=False)  # lazy weights, blank in memory
+
+    @property
+    def model_choice(self) -> dict | None:
+        """Which shipped model separated the data and why (``kdeconv.separate.model_choice``:
+        ``chosen``, the vote's ``pixels`` and ``broad_looks_wins``, or the ``reason`` no vote was
+        held); None when a checkpoint or a model was named."""
+        return self._plan.model_choice if self._plan is not None else None
 
     @property
     def lazy(self) -> bool:
@@ -272,6 +280,8 @@ class Separation:
                              plan.model_input, plan.model["precision"])
             group = create_store(staging, plan, plan.source, key, plan.config, plan.sha256,
                                  plan.normalization, plan.claim_rule, plan.model_input)
+            if plan.model_choice is not None:
+                group.attrs["model_choice"] = plan.model_choice
             if plan.static_background is not None:
                 group[STATIC][...] = plan.static_background
             targets = [group["A"], group["B"], group["weights"], group[BLANK]]
@@ -570,7 +580,8 @@ def _progress_bar(show: bool | None):
 # --------------------------------------------------------------------------- entry point
 
 
-def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto", precision: str = "auto",
+def separate(data, *, checkpoint: str | Path | None = None, model: str = "auto", device: str = "auto",
+             precision: str = "auto",
              background: str | dict | BackgroundConfig = "auto", client=None, working_size: int | None = None,
              batch_size: int | None = None, in_grain_claims: bool = True,
              residual_pass: float | None = 0.2, adapt: bool | dict | None = None,
@@ -583,7 +594,12 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
         A kikuchipy ``EBSD`` or ``LazyEBSD`` signal, a numpy or Dask array ``(..., sy, sx)``, or a
         path: a map store (``kdeconv ingest``) or any vendor file ``kdeconv ingest`` reads.
     checkpoint
-        A model checkpoint (``.pt``); None: the model shipped with kdeconv.
+        A model checkpoint (``.pt``); None: a model shipped with kdeconv (``model``).
+    model
+        Without ``checkpoint``, which shipped model: "auto" separates a window of a map (8x8
+        scan pixels or more) with the default and the broad-looks model and keeps the one whose
+        B looks more like the map's neighbouring patterns (``Separation.model_choice``);
+        "default"; or "broad_looks" (also trained on kinematic band profiles).
     device, precision
         Where the model runs ("auto": a GPU when there is one) and its autocast dtype ("auto":
         bf16 on GPUs and on CPUs with AMX or AVX512-BF16, else fp32).
@@ -634,6 +650,8 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
         check_model_on,
         load_checked,
         mean_of_non_blank,
+        named_shipped_model,
+        pick_shipped_model,
         run_precision,
         trial_pattern,
     )
@@ -641,9 +659,9 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
 
     if isinstance(background, str):
         background = {"mode": background}
-    config = SeparateConfig(checkpoint=str(checkpoint) if checkpoint is not None else None, device=device,
-                            precision=precision, working_size=working_size, batch_size=batch_size,
-                            background=background, in_grain_claims=in_grain_claims,
+    config = SeparateConfig(checkpoint=str(checkpoint) if checkpoint is not None else None, model=model,
+                            device=device, precision=precision, working_size=working_size,
+                            batch_size=batch_size, background=background, in_grain_claims=in_grain_claims,
                             residual_pass=residual_pass)
     found = _as_input(data)
     patterns = found.patterns
@@ -651,12 +669,20 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
     check_device(config.device, config.precision)
     adapted = _adapt_first(found, adapt, config, client, progress) if adapt else None
     if adapted is not None:
-        config = config.model_copy(update={"checkpoint": str(adapted.best)})
+        config = config.model_copy(update={"checkpoint": str(adapted.best), "model": "auto"})
+    config = named_shipped_model(config)
     separator, sha256 = load_checked(config.checkpoint)
+    model_choice = None
     with _scheduler(client) if found.lazy else dask.config.set(scheduler="synchronous"):
         plan = plan_model_input(found.sampled, separator.meta or {}, config.background, config.working_size)
         label = config.checkpoint or "default model"
         check_model_on(separator, trial_pattern(found.sampled), plan.background, label, plan.work_shape)
+        config, model_choice = pick_shipped_model(config, patterns, plan,
+                                                  print if progress else (lambda *_: None))
+        if model_choice and model_choice["checkpoint"]:
+            separator, sha256 = load_checked(config.checkpoint)
+            plan = plan_model_input(found.sampled, separator.meta or {}, config.background,
+                                    config.working_size)
         static = None
         if plan.background["static"] != "none":
             if int(np.prod(patterns.shape[:-2])) < 2:
@@ -683,7 +709,7 @@ def separate(data, *, checkpoint: str | Path | None = None, device: str = "auto"
                    tuple(c[0] for c in patterns.chunks[:-2]), sha256, plan,
                    dict(separator.normalization or {}), separator.claim_rule, found.source,
                    found.map_store.resolve() if found.map_store else None, found.map_created, static, model,
-                   patterns)
+                   patterns, model_choice)
     del separator
     if not found.lazy:
         with _in_process(model), _progress_bar(progress):

@@ -53,6 +53,13 @@ def test_shape_the_checkpoint_cannot_take(cli, tmp_path):
     assert_nothing_written(tmp_path)
 
 
+def test_a_checkpoint_and_a_shipped_model_together(cli, tmp_path, good_map):
+    line = error_line(cli("separate", good_map, "--out", tmp_path / "out.zarr", "--model", "broad_looks",
+                          "--checkpoint", tmp_path / "mine.pt"))
+    assert "not both" in line
+    assert_nothing_written(tmp_path)
+
+
 def test_missing_and_corrupt_checkpoint(cli, tmp_path, good_map):
     line = error_line(cli("separate", good_map, "--out", tmp_path / "out.zarr",
                           "--checkpoint", tmp_path / "nope.pt"))

@@ -1,0 +1,151 @@
+"""Which shipped model separates a map: the default or the broad-looks model, chosen on the map.
+
+The default model is best on maps whose bands look like the dynamical library's; the broad-looks
+model (``kdeconv.model.BROAD_LOOKS_CHECKPOINT``) also learnt band profiles of other simulators
+(kinematic master patterns), and is weaker on the dynamical ones. No truth is needed to tell
+which suits a map: a mixed pixel's B is a crystal that a pixel nearby holds pure, so the better
+model's B looks more like the map's own neighbouring patterns. Both models separate one window
+of the map; the broad-looks model is chosen when its B matches a neighbouring pattern (one
+unlike the pixel's A) better on most of the window's mixed pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["WINDOW", "MIN_SIDE", "MIN_PIXELS", "neighbour_support", "choose_shipped_model",
+           "describe_model_choice"]
+
+WINDOW = 20       # scan pixels per side of the window both models separate (400 patterns each)
+MIN_SIDE = 8      # maps (or line scans, stacks) smaller than this on a side keep the default
+MIN_PIXELS = 16   # mixed pixels needed for a vote
+RADIUS = 3        # scan steps: where B's crystal must be seen (as the claim rule's neighbours)
+MINORITY = 0.2    # a pixel is voted on where both models read a minority at least this
+# A neighbour "unlike A": its NCC with the pixel's A below this share of the pixel's own C's
+SAME_CRYSTAL = 0.5
+
+
+def _ncc(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """NCC of one flattened pattern ``x`` with each row of ``rows``."""
+    x = x - x.mean()
+    rows = rows - rows.mean(axis=1, keepdims=True)
+    denom = np.sqrt((x * x).sum() * (rows * rows).sum(axis=1))
+    return np.divide(rows @ x, denom, out=np.zeros(len(rows)), where=denom > 0)
+
+
+def neighbour_support(refs: np.ndarray, a: np.ndarray, b: np.ndarray, pixels: np.ndarray,
+                      radius: int = RADIUS) -> np.ndarray:
+    """Per pixel (y, x) of ``pixels``: the best NCC of its B with a pattern of ``refs`` within
+    ``radius`` scan steps that is unlike its A (another crystal). ``refs``, ``a`` and ``b`` are
+    (ny, nx, sy, sx); ``refs`` are the map's own preprocessed patterns. 0 where no such neighbour."""
+    ny, nx = refs.shape[:2]
+    flat_refs = refs.reshape(ny, nx, -1).astype(np.float64)
+    flat_a = a.reshape(ny, nx, -1).astype(np.float64)
+    flat_b = b.reshape(ny, nx, -1).astype(np.float64)
+    out = np.zeros(len(pixels))
+    for k, (y, x) in enumerate(pixels):
+        near = flat_refs[max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1]
+        near = near.reshape(-1, near.shape[-1])
+        own = _ncc(flat_a[y, x], flat_refs[y, x][None])[0]
+        other = _ncc(flat_a[y, x], near) < SAME_CRYSTAL * own
+        if other.any():
+            out[k] = _ncc(flat_b[y, x], near[other]).max()
+    return out
+
+
+def _boundaries(refs: np.ndarray) -> np.ndarray:
+    """Pixels (ny, nx) less like their least similar 4-neighbour than the window's median pixel
+    is: boundaries and their mixtures, not the grain interiors a model may misread as mixed."""
+    ny, nx = refs.shape[:2]
+    flat = refs.reshape(ny, nx, -1).astype(np.float64)
+    flat = flat - flat.mean(axis=-1, keepdims=True)
+    flat /= np.linalg.norm(flat, axis=-1, keepdims=True) + 1e-12
+    least = np.ones((ny, nx))
+    for dy, dx in ((0, 1), (1, 0)):
+        sim = (flat[:ny - dy, :nx - dx] * flat[dy:, dx:]).sum(axis=-1)
+        least[:ny - dy, :nx - dx] = np.minimum(least[:ny - dy, :nx - dx], sim)
+        least[dy:, dx:] = np.minimum(least[dy:, dx:], sim)
+    return least < np.median(least)
+
+
+def _window(nav_shape: tuple[int, ...]) -> tuple[slice, slice] | None:
+    """The centred window both models separate; None for maps too small to vote."""
+    if len(nav_shape) != 2 or min(nav_shape) < MIN_SIDE:
+        return None
+    return tuple(slice((n - min(n, WINDOW)) // 2, (n - min(n, WINDOW)) // 2 + min(n, WINDOW))
+                 for n in nav_shape)
+
+
+def _model_name(checkpoint: Path) -> str:
+    info = checkpoint.with_suffix(".json")
+    name = json.loads(info.read_text()).get("name") if info.is_file() else None
+    return name or checkpoint.stem
+
+
+def choose_shipped_model(src, background: dict[str, Any], work_shape, *, device: str, precision: str,
+                         batch_size: int | None, residual_pass: float | None,
+                         separate_block) -> dict[str, Any]:
+    """Separate a window of the map ``src`` (a zarr array (ny, nx, sy, sx)) with the default and
+    the broad-looks model (``separate_block``: the driver's per-block task) and choose one.
+
+    Returns the record stored in the separated store's attrs: ``checkpoint`` (None = default),
+    ``chosen``, ``window``, ``pixels`` voted on, ``broad_looks_wins`` (share) and each model's
+    median support; ``reason`` when no vote was held."""
+    import kdeconv.model as model
+    from kdeconv.preprocess.background import static_background_from_mean
+    from kdeconv.separate.chunk import blank_frames, preprocess_patterns
+
+    default, broad = Path(model.DEFAULT_CHECKPOINT), Path(model.BROAD_LOOKS_CHECKPOINT)
+    record: dict[str, Any] = {"checkpoint": None, "chosen": _model_name(default)}
+    window = _window(tuple(src.shape[:-2]))
+    if not broad.is_file():
+        return {**record, "reason": "no broad-looks model in this installation"}
+    if window is None:
+        return {**record, "reason": f"not a map of at least {MIN_SIDE}x{MIN_SIDE} scan pixels"}
+    block = np.asarray(src[window])
+    ny, nx = block.shape[:2]
+    flat = block.reshape(ny * nx, *block.shape[-2:])
+    keep = ~blank_frames(flat)
+    static_bg = None
+    if background.get("static", "none") != "none" and keep.any():
+        static_bg = static_background_from_mean(flat[keep].astype(np.float64).mean(axis=0),
+                                                background.get("static_smooth_std", "auto"),
+                                                background=background)
+    refs = preprocess_patterns(flat, background, static_bg).reshape(block.shape)
+    outputs = {}
+    for name, path in (("default", default), ("broad_looks", broad)):
+        outputs[name] = separate_block(block, checkpoint=str(path), sha256=model.file_sha256(path),
+                                       device=device, precision=precision, batch_size=batch_size,
+                                       background=background, static_bg=static_bg,
+                                       work_shape=work_shape, residual_pass=residual_pass)
+    # voted where both read a second crystal: a pure pixel that one model misreads as a mixture
+    # has no true B to match, so it would only add a coin toss
+    minority = np.minimum(*(np.nan_to_num(np.min(w, axis=-1)) for _, _, w in outputs.values()))
+    pixels = np.argwhere((minority >= MINORITY) & keep.reshape(ny, nx) & _boundaries(refs))
+    record.update(window=[[s.start, s.stop] for s in window], pixels=int(len(pixels)))
+    if len(pixels) < MIN_PIXELS:
+        return {**record, "reason": f"{len(pixels)} mixed pixels in the window (a vote needs {MIN_PIXELS})"}
+    support = {name: neighbour_support(refs, a, b, pixels) for name, (a, b, _) in outputs.items()}
+    wins = float(np.mean(support["broad_looks"] > support["default"]))
+    medians = {name: round(float(np.median(s)), 4) for name, s in support.items()}
+    record.update(broad_looks_wins=round(wins, 4), median_support=medians)
+    if wins > 0.5 and medians["broad_looks"] > medians["default"]:
+        record.update(checkpoint=str(broad), chosen=_model_name(broad))
+    return record
+
+
+def describe_model_choice(record: dict[str, Any]) -> str:
+    """One line for the summary: which model, and why."""
+    if "reason" in record:
+        return f"model: {record['chosen']} (default; no choice: {record['reason']})"
+    other = "default" if record["checkpoint"] else "broad-looks"
+    share = record["broad_looks_wins"] if record["checkpoint"] else 1 - record["broad_looks_wins"]
+    ours = record["median_support"]["broad_looks" if record["checkpoint"] else "default"]
+    theirs = record["median_support"]["default" if record["checkpoint"] else "broad_looks"]
+    return (f"model: {record['chosen']}, chosen over the {other} model on a window of the map: its B "
+            f"matches the map's neighbouring patterns better on {100 * share:.0f}% of "
+            f"{record['pixels']} mixed pixels (median NCC {ours:.2f} against {theirs:.2f})")

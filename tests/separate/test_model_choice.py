@@ -1,0 +1,124 @@
+"""Choosing the shipped model on the map: B should look like a neighbouring pattern of another crystal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import kdeconv.model as model
+from kdeconv.separate.model_choice import (
+    MIN_PIXELS,
+    choose_shipped_model,
+    describe_model_choice,
+    neighbour_support,
+)
+
+
+def two_grain_map(ny=12, nx=12, side=24, seed=0):
+    """Left half grain P, right half grain Q; the two middle columns mix them 60/40 and 40/60."""
+    rng = np.random.default_rng(seed)
+    p, q = rng.random((2, side, side)).astype(np.float32)
+    grain = np.zeros((ny, nx), dtype=int)
+    grain[:, nx // 2:] = 1
+    patterns = np.where(grain[..., None, None] == 0, p, q).astype(np.float32)
+    mixed = [(y, x) for y in range(ny) for x in (nx // 2 - 1, nx // 2)]
+    for y, x in mixed:
+        wq = 0.4 if x < nx // 2 else 0.6
+        patterns[y, x] = (1 - wq) * p + wq * q
+    return patterns, p, q, mixed
+
+
+def test_support_is_high_for_the_neighbours_crystal_and_low_otherwise():
+    patterns, p, q, mixed = two_grain_map()
+    pixels = np.array([(y, x) for y, x in mixed if x < 6])  # A is P there, B should be Q
+    a = np.broadcast_to(p, patterns.shape).copy()
+    right = np.broadcast_to(q, patterns.shape).copy()
+    noise = np.random.default_rng(1).random(patterns.shape).astype(np.float32)
+    assert neighbour_support(patterns, a, right, pixels) == pytest.approx(1.0, abs=1e-6)
+    assert neighbour_support(patterns, a, noise, pixels).max() < 0.3
+    # B that repeats A's crystal finds no support: the neighbours like A are not B's candidates
+    assert neighbour_support(patterns, a, a, pixels).max() < 0.3
+
+
+def fake_block(outputs):
+    """A stand-in for the driver's per-block task: each shipped model returns its own A, B, weights."""
+    def separate_block(block, *, checkpoint, **_):
+        return outputs["broad" if checkpoint == str(model.BROAD_LOOKS_CHECKPOINT) else "default"]
+    return separate_block
+
+
+def test_the_model_whose_b_matches_the_map_is_chosen():
+    patterns, p, q, mixed = two_grain_map(ny=12, nx=12)
+    ny, nx = patterns.shape[:2]
+    left = np.broadcast_to((np.arange(nx) < nx // 2)[None, :, None, None], patterns.shape)
+    a, b_right = np.where(left, p, q), np.where(left, q, p)
+    b_wrong = np.random.default_rng(2).random(patterns.shape).astype(np.float32)
+    w = np.zeros((ny, nx, 2), np.float32)
+    w[..., 0] = 1
+    for y, x in mixed:
+        w[y, x] = (0.6, 0.4)
+    background = {"static": "none", "dynamic": False, "mask": "none", "screen": None}
+    kwargs = dict(device="cpu", precision="fp32", batch_size=None, residual_pass=None)
+    assert len(mixed) >= MIN_PIXELS
+
+    broad_right = fake_block({"default": (a, b_wrong, w), "broad": (a, b_right, w)})
+    record = choose_shipped_model(patterns, background, None, separate_block=broad_right, **kwargs)
+    assert record["checkpoint"] == str(model.BROAD_LOOKS_CHECKPOINT)
+    assert record["pixels"] == len(mixed) and record["broad_looks_wins"] == 1.0
+    assert "chosen over the default model" in describe_model_choice(record)
+
+    default_right = fake_block({"default": (a, b_right, w), "broad": (a, b_wrong, w)})
+    record = choose_shipped_model(patterns, background, None, separate_block=default_right, **kwargs)
+    assert record["checkpoint"] is None and record["broad_looks_wins"] == 0.0
+    assert "chosen over the broad-looks model" in describe_model_choice(record)
+
+
+def test_no_vote_on_small_maps_stacks_or_maps_without_mixtures():
+    patterns, p, q, mixed = two_grain_map(ny=6, nx=12)
+    never = fake_block({})  # a vote would call it and fail
+    kwargs = dict(device="cpu", precision="fp32", batch_size=None, residual_pass=None, separate_block=never)
+    background = {"static": "none", "dynamic": False, "mask": "none", "screen": None}
+    small = choose_shipped_model(patterns, background, None, **kwargs)
+    stack = choose_shipped_model(patterns.reshape(-1, *patterns.shape[-2:]), background, None, **kwargs)
+    for record in (small, stack):
+        assert record["checkpoint"] is None and "at least 8x8" in record["reason"]
+        assert "no choice" in describe_model_choice(record)
+
+    patterns, p, q, _ = two_grain_map(ny=12, nx=12)
+    pure = np.zeros((12, 12, 2), np.float32)
+    pure[..., 0] = 1
+    quiet = fake_block({"default": (patterns, patterns, pure), "broad": (patterns, patterns, pure)})
+    record = choose_shipped_model(patterns, background, None, device="cpu", precision="fp32",
+                                  batch_size=None, residual_pass=None, separate_block=quiet)
+    assert record["checkpoint"] is None and record["pixels"] == 0 and "a vote needs" in record["reason"]
+
+
+KINEMATIC_FE = {"kind": "kinematic", "phase": {
+    "name": "fe_bcc", "space_group": 229, "lattice": [2.8665, 2.8665, 2.8665, 90, 90, 90],
+    "atoms": [{"element": "Fe", "xyz": [0, 0, 0]}]}}
+
+
+@pytest.mark.parametrize("master, chosen", [
+    (KINEMATIC_FE, "broad_looks"),              # band profiles of another simulator
+    ({"kind": "library", "phase": "fe_alpha"}, "default"),  # the dynamical library's own
+])
+def test_shipped_models_vote_on_simulated_maps(tmp_path, master, chosen):
+    """The vote with the real models: kinematic bcc Fe goes to the broad-looks model (both grains
+    on 92% of mixed pixels at minority >= 0.25 against the default's 51% on a 30x30 map), the
+    library's dynamical ferrite stays with the default."""
+    import json
+
+    import kdeconv
+    from kdeconv.config.simulate_map import SimulateMapConfig
+    from kdeconv.evaluate.simulate_map import simulate_map
+
+    cfg = SimulateMapConfig(seed=0, nav_shape=(16, 16), n_grains=5, phases=[{"master": master}],
+                            detector={"shape": [60, 60], "pc": [0.5, 0.45, 0.55]})
+    simulate_map(cfg, tmp_path / "sim", echo=lambda *_: None)
+    result = kdeconv.separate(tmp_path / "sim" / "map.up2", progress=False, in_grain_claims=False)
+    record = result.model_choice
+    assert record["pixels"] >= MIN_PIXELS, record
+    expected = model.BROAD_LOOKS_CHECKPOINT if chosen == "broad_looks" else model.DEFAULT_CHECKPOINT
+    name = json.loads(expected.with_suffix(".json").read_text())["name"]
+    assert record["chosen"] == name, record
+    assert (record["broad_looks_wins"] > 0.5) == (chosen == "broad_looks"), record
