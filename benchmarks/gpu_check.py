@@ -228,7 +228,7 @@ def separate(map_path: Path, out: Path, report: Report) -> dict:
     from kdeconv.config.separate import SeparateConfig
     from kdeconv.separate.driver import separate_map
 
-    config = SeparateConfig(device=DEVICE, panels=0, background={"mode": "raw"})
+    config = SeparateConfig(device=DEVICE, panels=0, background={"mode": "raw"}, model="default")
     # One worker for the one card, with every core: the passes besides the model (the static
     # background's mean, the in-grain segmentation) run on the worker's threads.
     threads = 2 if DRY else max(2, min(16, os.cpu_count() or 8))
