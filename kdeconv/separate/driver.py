@@ -516,6 +516,7 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
     try:
         check_device(config.device, config.precision)
         config = named_shipped_model(config)
+        label = config.checkpoint or "default model"
         separator, sha256 = load_checked(config.checkpoint)
         plan = plan_model_input(src, getattr(separator, "meta", {}) or {}, config.background,
                                 config.working_size)

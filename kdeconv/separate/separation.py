@@ -667,9 +667,12 @@ def separate(data, *, checkpoint: str | Path | None = None, model: str = "auto",
     patterns = found.patterns
     _check_shape(patterns.shape)
     check_device(config.device, config.precision)
+    if adapt and config.model != "auto":
+        raise InputError(f"model={config.model!r} names a shipped model to separate with: give it or "
+                         "adapt, not both")
     adapted = _adapt_first(found, adapt, config, client, progress) if adapt else None
     if adapted is not None:
-        config = config.model_copy(update={"checkpoint": str(adapted.best), "model": "auto"})
+        config = config.model_copy(update={"checkpoint": str(adapted.best)})
     config = named_shipped_model(config)
     separator, sha256 = load_checked(config.checkpoint)
     model_choice = None
@@ -698,21 +701,23 @@ def separate(data, *, checkpoint: str | Path | None = None, model: str = "auto",
 
         warnings.warn(plan.warning().removeprefix("Warning: "), UserWarning, stacklevel=_caller_level())
     # `auto` resolved once (on the client's workers for lazy input), so every chunk runs alike
-    model = {"checkpoint": str(Path(config.checkpoint).resolve()) if config.checkpoint else None,
-             "sha256": sha256, "device": config.device,
-             "precision": run_precision(client if found.lazy else None, config.device, config.precision)}
-    task = {**model, "batch_size": config.batch_size, "background": plan.background,
+    tasks_model = {"checkpoint": str(Path(config.checkpoint).resolve()) if config.checkpoint else None,
+                   "sha256": sha256, "device": config.device,
+                   "precision": run_precision(client if found.lazy else None, config.device,
+                                              config.precision)}
+    task = {**tasks_model, "batch_size": config.batch_size, "background": plan.background,
             "static_bg": dask.delayed(static, pure=True) if static is not None else None,
             "work_shape": plan.work_shape, "residual_pass": config.residual_pass}
     arrays = _graph(patterns, task)
     record = _Plan(config, tuple(patterns.shape), np.dtype(patterns.dtype),
                    tuple(c[0] for c in patterns.chunks[:-2]), sha256, plan,
                    dict(separator.normalization or {}), separator.claim_rule, found.source,
-                   found.map_store.resolve() if found.map_store else None, found.map_created, static, model,
+                   found.map_store.resolve() if found.map_store else None, found.map_created, static,
+                   tasks_model,
                    patterns, model_choice)
     del separator
     if not found.lazy:
-        with _in_process(model), _progress_bar(progress):
+        with _in_process(tasks_model), _progress_bar(progress):
             arrays = dask.compute(*arrays)
     a, b, w, blank = arrays
     result = Separation(_signal(found.signal, a, "A"), _signal(found.signal, b, "B"), w, blank,

@@ -122,3 +122,11 @@ def test_shipped_models_vote_on_simulated_maps(tmp_path, master, chosen):
     name = json.loads(expected.with_suffix(".json").read_text())["name"]
     assert record["chosen"] == name, record
     assert (record["broad_looks_wins"] > 0.5) == (chosen == "broad_looks"), record
+
+
+def test_a_named_shipped_model_does_not_go_with_adapt():
+    import kdeconv
+    from kdeconv.errors import InputError
+
+    with pytest.raises(InputError, match="not both"):
+        kdeconv.separate(np.ones((4, 4, 32, 32), np.float32), model="broad_looks", adapt=True, progress=False)
