@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from kdeconv.io.store import atomic_file, finalize_output, open_for_writing, prepare_output
+from kdeconv.files import atomic_file
+from kdeconv.io.store import finalize_output, open_for_writing, prepare_output
 
 __all__ = ["LEDGER", "RESUME_KEY", "RUN_KEY_FILE", "begin", "reopen", "create", "add_ledger",
            "resize_ledger", "mark_done", "pending", "done_count", "require_complete", "finish",
@@ -131,7 +132,7 @@ RUN_KEY_FILE = "resume_key.json"
 
 
 def write_file_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write ``path`` whole or not at all (``store.atomic_file``)."""
+    """Write ``path`` whole or not at all (``kdeconv.files.atomic_file``)."""
     with atomic_file(path) as fh:
         fh.write(data.encode() if isinstance(data, str) else data)
     return Path(path)

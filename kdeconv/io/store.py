@@ -13,7 +13,6 @@ skips them by default), so a missing chunk in a store it wrote is damage: ``open
 from __future__ import annotations
 
 import atexit
-import contextlib
 import datetime as _dt
 import errno
 import fcntl
@@ -34,7 +33,7 @@ __all__ = [
     "DEFAULT_CHUNK_MB", "nav_chunks", "partial_path", "lock_path", "prepare_output",
     "finalize_output", "discard_output", "release_output", "release_all_outputs", "active_output",
     "check_free_space", "store_attrs", "open_store", "open_for_writing", "write_every_chunk",
-    "missing_chunk", "jsonable", "EVERY_CHUNK_WRITTEN", "atomic_file",
+    "missing_chunk", "jsonable", "EVERY_CHUNK_WRITTEN",
 ]
 
 DEFAULT_CHUNK_MB = 32.0
@@ -247,28 +246,6 @@ def prepare_output(path: str | Path, overwrite: bool, *, resume: bool = False, i
     if staging.exists() and (overwrite or not resume):
         shutil.rmtree(staging) if staging.is_dir() and not staging.is_symlink() else staging.unlink()
     return staging
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | Path):
-    """Write the file ``path`` whole or not at all: yields a binary handle on a temporary file
-    beside it, which is synced and renamed into place when the block ends without error."""
-    import tempfile
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the result is a normal file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def finalize_output(staging: Path, path: str | Path) -> Path:

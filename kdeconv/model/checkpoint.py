@@ -11,8 +11,6 @@ grain; written at install, where the model was checked with it).
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from pydantic import ValidationError
 
 from kdeconv.config.claim import ClaimRule
 from kdeconv.errors import InputError
+from kdeconv.files import atomic_file
 from kdeconv.model.device import resolve_device
 from kdeconv.model.inputs import DEFAULT_NORMALIZATION, check_normalization, pattern_mask, prepare_inputs
 from kdeconv.model.precision import autocast, precision_name, resolve_precision
@@ -93,20 +92,8 @@ def save_checkpoint(path: str | Path, model: DualDecoderUNet, *,
 
 
 def _write_atomic(path: Path, payload: dict[str, Any]) -> Path:
-    # kdeconv.io.store.atomic_file's protocol; the model layer does not import kdeconv.io
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is a normal file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        torch.save(payload, fh)
     return path
 
 

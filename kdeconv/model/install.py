@@ -17,19 +17,25 @@ from typing import Any
 from kdeconv.config.claim import FALLBACK_CLAIM_RULE, ClaimRule
 from kdeconv.errors import InputError
 
-__all__ = ["MAP_GATE", "MAX_REGRESSION", "gate_passed", "regression", "install_default",
-           "install_adapt_base", "install_broad_looks"]
+__all__ = ["MAP_GATE", "MAX_REGRESSION", "GATE_MAPS", "gate_passed", "failed_gates", "regression",
+           "install_default", "install_adapt_base", "install_broad_looks"]
 
 # What a new default model must reach on each gate map (recovery at 3 degrees): pure pixels are
 # most of a map, so a model that invents grains there is worse than one that misses a faint minority.
 MAP_GATE = {"pure_ok": 0.97, "mixed_both": 0.90}
 # ... and how much it may lose on the demo map against the installed model (1 point).
 MAX_REGRESSION = 0.01
+GATE_MAPS = ("demo_map", "duplex_map")
 
 
 def gate_passed(scores: dict[str, Any]) -> bool:
     """Whether a gate map's scores (``pure_ok``, ``mixed_both``) reach ``MAP_GATE``."""
     return all(scores.get(key) is not None and scores[key] >= bar for key, bar in MAP_GATE.items())
+
+
+def failed_gates(checked: dict[str, Any]) -> list[str]:
+    """The gate maps of a check's JSON (``checked``) that are missing or miss ``MAP_GATE``."""
+    return [name for name in GATE_MAPS if not (checked.get(name) and gate_passed(checked[name]))]
 
 
 def regression(candidate: dict[str, Any], installed: dict[str, Any] | None) -> dict[str, float]:
@@ -62,8 +68,8 @@ def install_default(checkpoint: str | Path, checked: dict[str, Any], *, force: b
     ``provenance``). Returns the installed file."""
     import kdeconv.model as model
 
-    gates = {name: checked.get(name) for name in ("demo_map", "duplex_map")}
-    failed = [name for name, scores in gates.items() if not (scores and gate_passed(scores))]
+    gates = {name: checked.get(name) for name in GATE_MAPS}
+    failed = failed_gates(checked)
     worse = {key: drop for key, drop in regression(gates["demo_map"] or {}, _installed_demo_map()).items()
              if drop > MAX_REGRESSION}
     if not force and (failed or worse):
@@ -95,8 +101,7 @@ def install_broad_looks(checkpoint: str | Path, checked: dict[str, Any],
     map better. Stored as fp16, as the adapt base is."""
     import kdeconv.model as model
 
-    failed = [name for name in ("demo_map", "duplex_map")
-              if not (checked.get(name) and gate_passed(checked[name]))]
+    failed = failed_gates(checked)
     if failed:
         raise InputError(f"not installed: the {', '.join(failed)} gate {MAP_GATE} did not pass")
     return _write_shipped(checkpoint, Path(model.BROAD_LOOKS_CHECKPOINT), checked, provenance,

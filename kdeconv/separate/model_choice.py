@@ -29,46 +29,37 @@ MINORITY = 0.2    # a pixel is voted on where both models read a minority at lea
 SAME_CRYSTAL = 0.5
 
 
-def _ncc(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """NCC of one flattened pattern ``x`` with each row of ``rows``."""
-    x = x - x.mean()
-    rows = rows - rows.mean(axis=1, keepdims=True)
-    denom = np.sqrt((x * x).sum() * (rows * rows).sum(axis=1))
-    return np.divide(rows @ x, denom, out=np.zeros(len(rows)), where=denom > 0)
-
-
 def neighbour_support(refs: np.ndarray, a: np.ndarray, b: np.ndarray, pixels: np.ndarray,
                       radius: int = RADIUS) -> np.ndarray:
     """Per pixel (y, x) of ``pixels``: the best NCC of its B with a pattern of ``refs`` within
     ``radius`` scan steps that is unlike its A (another crystal). ``refs``, ``a`` and ``b`` are
     (ny, nx, sy, sx); ``refs`` are the map's own preprocessed patterns. 0 where no such neighbour."""
-    ny, nx = refs.shape[:2]
-    flat_refs = refs.reshape(ny, nx, -1).astype(np.float64)
-    flat_a = a.reshape(ny, nx, -1).astype(np.float64)
-    flat_b = b.reshape(ny, nx, -1).astype(np.float64)
+    from kdeconv.evaluate.metrics import ncc
+
     out = np.zeros(len(pixels))
     for k, (y, x) in enumerate(pixels):
-        near = flat_refs[max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1]
-        near = near.reshape(-1, near.shape[-1])
-        own = _ncc(flat_a[y, x], flat_refs[y, x][None])[0]
-        other = _ncc(flat_a[y, x], near) < SAME_CRYSTAL * own
-        if other.any():
-            out[k] = _ncc(flat_b[y, x], near[other]).max()
+        near = refs[max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1]
+        near = near.reshape(-1, *refs.shape[-2:])
+        own = ncc(a[y, x], refs[y, x])[0]
+        other = near[ncc(np.broadcast_to(a[y, x], near.shape), near) < SAME_CRYSTAL * own]
+        if len(other):
+            out[k] = ncc(np.broadcast_to(b[y, x], other.shape), other).max()
     return out
 
 
 def _boundaries(refs: np.ndarray) -> np.ndarray:
     """Pixels (ny, nx) less like their least similar 4-neighbour than the window's median pixel
     is: boundaries and their mixtures, not the grain interiors a model may misread as mixed."""
+    from kdeconv.adapt.pure import neighbour_similarity
+
     ny, nx = refs.shape[:2]
     flat = refs.reshape(ny, nx, -1).astype(np.float64)
     flat = flat - flat.mean(axis=-1, keepdims=True)
     flat /= np.linalg.norm(flat, axis=-1, keepdims=True) + 1e-12
-    least = np.ones((ny, nx))
-    for dy, dx in ((0, 1), (1, 0)):
-        sim = (flat[:ny - dy, :nx - dx] * flat[dy:, dx:]).sum(axis=-1)
-        least[:ny - dy, :nx - dx] = np.minimum(least[:ny - dy, :nx - dx], sim)
-        least[dy:, dx:] = np.minimum(least[dy:, dx:], sim)
+    right_down = neighbour_similarity(flat, reach=1)[..., :2]  # with (0, 1) and (1, 0)
+    left, up = np.full((ny, nx), np.nan), np.full((ny, nx), np.nan)
+    left[:, 1:], up[1:] = right_down[:, :-1, 0], right_down[:-1, :, 1]
+    least = np.nan_to_num(np.fmin.reduce([right_down[..., 0], right_down[..., 1], left, up]), nan=1.0)
     return least < np.median(least)
 
 
