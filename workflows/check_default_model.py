@@ -151,25 +151,37 @@ def _kdeconv(*args: str) -> None:
     subprocess.run([str(Path(sys.executable).parent / "kdeconv"), *args], check=True)
 
 
-def separated_gate_map(checkpoint: str | None, work: Path, name: str = "demo_map",
-                       seed: int | None = None) -> tuple[Path, Path]:
-    """Gate map ``name`` (or its recipe with another ``seed``: a validation map), simulated and
-    ingested once per ``work`` folder, then separated with ``checkpoint`` (default config), as a
-    user would; returns the separated store and the truth store."""
+def gate_pattern_shape(name: str, size: int | None = None) -> list[int]:
+    """The pattern shape gate map ``name`` is simulated at: its config's, or ``size`` x ``size``."""
     import yaml
 
-    stem = name if seed is None else f"{name}_seed{seed}"
+    return [size, size] if size else list(yaml.safe_load(GATE_MAPS[name].read_text())["detector"]["shape"])
+
+
+def separated_gate_map(checkpoint: str | None, work: Path, name: str = "demo_map",
+                       seed: int | None = None, size: int | None = None, tag: str = "") -> tuple[Path, Path]:
+    """Gate map ``name`` (or its recipe with another ``seed``: a validation map; with ``size``,
+    simulated at ``size`` x ``size`` px), simulated and ingested once per ``work`` folder, then
+    separated with ``checkpoint`` (default config), as a user would; returns the separated store
+    and the truth store."""
+    import yaml
+
+    stem = name + ("" if seed is None else f"_seed{seed}") + ("" if size is None else f"_{size}px")
     sim, ingested = work / stem, work / f"{stem}.zarr"
     if not (sim / "truth.zarr").exists():
         config = GATE_MAPS[name]
-        if seed is not None:
+        if seed is not None or size is not None:
+            recipe = yaml.safe_load(GATE_MAPS[name].read_text())
+            if seed is not None:
+                recipe["seed"] = seed
+            if size is not None:
+                recipe["detector"]["shape"] = [size, size]
             config = work / f"{stem}.yaml"
-            config.write_text(yaml.safe_dump(yaml.safe_load(GATE_MAPS[name].read_text()) | {"seed": seed},
-                                             sort_keys=False))
+            config.write_text(yaml.safe_dump(recipe, sort_keys=False))
         _kdeconv("simulate-map", "--config", str(config), "--out", str(sim), "--overwrite")
     if not ingested.exists():
         _kdeconv("ingest", str(sim / "map.up2"), str(ingested))
-    separated = work / f"{stem}_separated.zarr"
+    separated = work / f"{stem}{tag}_separated.zarr"
     ck = ["--checkpoint", str(checkpoint)] if checkpoint else []
     _kdeconv("separate", str(ingested), "--out", str(separated), "--overwrite", *ck)
     return separated, sim / "truth.zarr"
@@ -191,12 +203,14 @@ def recovery_at_3deg(separated: Path, truth: Path, report: Path, evaluate_settin
             "pure_invented": at3["pure_invented"]}
 
 
-def map_quality(checkpoint: str | None, work: Path, name: str = "demo_map") -> dict:
-    """A gate map through ingest, separate (default config) and evaluate (no baselines);
-    both-grains recovery on mixed pixels and pure pixels kept with nothing invented, at 3
-    degrees, and whether MAP_GATE passes."""
-    separated, truth = separated_gate_map(checkpoint, work, name)
-    report = work / f"{name}_report"
+def map_quality(checkpoint: str | None, work: Path, name: str = "demo_map", size: int | None = None,
+                tag: str = "") -> dict:
+    """A gate map (at ``size`` px when given) through ingest, separate (default config) and
+    evaluate (no baselines); both-grains recovery on mixed pixels and pure pixels kept with
+    nothing invented, at 3 degrees, and whether MAP_GATE passes. ``tag`` names the outputs apart
+    when several models separate the same map."""
+    separated, truth = separated_gate_map(checkpoint, work, name, size=size, tag=tag)
+    report = work / (name + ("" if size is None else f"_{size}px") + tag + "_report")
     result = recovery_at_3deg(separated, truth, report) | {"gate": MAP_GATE}
     scores = np.load(report / "per_pattern.npz")
     result["weight_calibration"] = weight_calibration(scores["true_weights"], scores["pred_weights"])
@@ -205,7 +219,7 @@ def map_quality(checkpoint: str | None, work: Path, name: str = "demo_map") -> d
 
 
 def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True,
-          other_shapes: bool = True, demo_map: bool = True) -> dict:
+          other_shapes: bool = True, demo_map: bool = True, gate_size: int | None = None) -> dict:
     import zarr
 
     from kdeconv.config.detector import DetectorSpec
@@ -279,7 +293,14 @@ def check(checkpoint: str | None, work: Path, n: int | None, index: bool = True,
             rule["source"]["claim_weight_isolated"] = "isolated pure patterns"
     if demo_map:
         for name in GATE_MAPS:
-            result[name] = map_quality(checkpoint, work, name)
+            result[name] = map_quality(checkpoint, work, name, size=gate_size)
+        result["gate_pattern_shape"] = gate_pattern_shape("demo_map", gate_size)
+        if gate_size:  # what the default gives on the same maps: a small-pattern model must not lose
+            from kdeconv.model.checkpoint import DEFAULT_CHECKPOINT
+
+            result["default_at_gate_size"] = {
+                name: map_quality(str(DEFAULT_CHECKPOINT), work, name, size=gate_size, tag="_default")
+                for name in GATE_MAPS}
     if other_shapes:
         # Pixel metrics only; 160 and 240 px are outside the training sizes (60-128 px).
         result["other_shapes"] = {f"{sy}x{sx}": pixel_quality(sep, make_test_set(work, 100, (sy, sx)), 100)
@@ -319,7 +340,8 @@ def candidate(checkpoint: str | None, work: Path, claim_weight: float | None = N
 
 
 def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: bool = False,
-            adapt_base: bool = False, broad_looks: bool = False, name: str | None = None,
+            adapt_base: bool = False, broad_looks: bool = False, small_patterns: bool = False,
+            name: str | None = None,
             training_record: Path | None = None, claim_choice: Path | None = None,
             command: str | None = None) -> None:
     """Install ``checkpoint`` as the shipped default (kdeconv.model.install), with the training
@@ -361,6 +383,8 @@ def install(checkpoint: Path, check_json: Path | None, run: Path | None, force: 
             target = model_install.install_adapt_base(checkpoint, checked, provenance=provenance)
         elif broad_looks:
             target = model_install.install_broad_looks(checkpoint, checked, provenance=provenance)
+        elif small_patterns:
+            target = model_install.install_small_patterns(checkpoint, checked, provenance=provenance)
         else:
             target = model_install.install_default(checkpoint, checked, force=force, provenance=provenance)
     except InputError as err:
@@ -385,6 +409,12 @@ def main() -> None:
     ap.add_argument("--broad-looks", action="store_true",
                     help="with --install: install as the broad-looks model separate weighs against the "
                          "default on each map (the gate's bars, no regression rule)")
+    ap.add_argument("--small-patterns", action="store_true",
+                    help="with --install: install as the model separate runs on patterns below "
+                         "kdeconv.model.SMALL_PATTERNS_BELOW px (gate bars on gate maps checked "
+                         "with --gate-size below it)")
+    ap.add_argument("--gate-size", type=int, default=None,
+                    help="simulate the gate maps at this many px per side (default: their configs')")
     ap.add_argument("--name", default=None, help="with --install: the model's name, e.g. lib-v2")
     ap.add_argument("--check-json", default=None)
     ap.add_argument("--run", default=None, help="run folder (for summary.json)")
@@ -406,7 +436,7 @@ def main() -> None:
     if args.install:
         install(Path(args.checkpoint), Path(args.check_json) if args.check_json else None,
                 Path(args.run) if args.run else None, force=args.force, adapt_base=args.adapt_base,
-                broad_looks=args.broad_looks,
+                broad_looks=args.broad_looks, small_patterns=args.small_patterns,
                 name=args.name, training_record=Path(args.training_record) if args.training_record else None,
                 claim_choice=Path(args.claim_choice) if args.claim_choice else None,
                 command=args.command)
@@ -415,7 +445,8 @@ def main() -> None:
         args.checkpoint = str(candidate(args.checkpoint, Path(args.work), args.claim_weight,
                                         args.working_range))
     result = check(args.checkpoint, Path(args.work), args.n, index=not args.no_index,
-                   other_shapes=not args.no_other_shapes, demo_map=not args.no_demo_map)
+                   other_shapes=not args.no_other_shapes, demo_map=not args.no_demo_map,
+                   gate_size=args.gate_size)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

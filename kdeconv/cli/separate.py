@@ -13,11 +13,13 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
 @click.option("--out", "out", required=True, type=click.Path(), help="Separated store to write (.zarr).")
 @click.option("--checkpoint", default=None, type=click.Path(),
               help="Model checkpoint (.pt). Default: the model shipped with kdeconv.")
-@click.option("--model", "model", default=None, type=click.Choice(["auto", "default", "broad_looks"]),
-              help="Without --checkpoint, which shipped model: auto (default) separates a window of "
-                   "the map with both and keeps the one whose B looks more like the map's "
-                   "neighbouring patterns; default; or broad_looks (also trained on kinematic "
-                   "band profiles).")
+@click.option("--model", "model", default=None,
+              type=click.Choice(["auto", "default", "broad_looks", "small_patterns"]),
+              help="Without --checkpoint, which shipped model: auto (default) takes the pattern "
+                   "size's default (small_patterns below 96 px), separates a window of the map with "
+                   "it and broad_looks and keeps the one whose B looks more like the map's "
+                   "neighbouring patterns; or one by name: default, broad_looks (also trained on "
+                   "kinematic band profiles), small_patterns (trained on patterns of 60-80 px).")
 @click.option("--device", default=None, type=click.Choice(["auto", "cpu", "cuda"]),
               help="auto (CUDA when present, one GPU per worker), cpu or cuda.")
 @click.option("--precision", default=None, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),

@@ -56,9 +56,10 @@ class BackgroundConfig(StrictModel):
 class SeparateConfig(StrictModel):
     checkpoint: str | None = None  # None = a model shipped in kdeconv/model/weights/ (see ``model``)
     # Which shipped model, when no checkpoint is given (kdeconv.separate.model_choice): "auto"
-    # separates a window of the map with the default and the broad-looks model and keeps the one
-    # whose B looks more like the map's neighbouring patterns; "default" or "broad_looks" skip the vote.
-    model: Literal["auto", "default", "broad_looks"] = "auto"
+    # takes the pattern size's default (the small-pattern model below 96 px), separates a window of
+    # the map with it and the broad-looks model and keeps the one whose B looks more like the
+    # map's neighbouring patterns; a name skips the size rule and the vote.
+    model: Literal["auto", "default", "broad_looks", "small_patterns"] = "auto"
     device: Device = "auto"
     # autocast dtype (kdeconv.model.precision): auto = bf16 on GPUs and on CPUs with bf16 dot
     # products (AMX or AVX512-BF16: 1.6-2x the fp32 rate at 120x120, same median NCC), else fp32

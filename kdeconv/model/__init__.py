@@ -13,6 +13,8 @@ from kdeconv.model.checkpoint import (  # noqa: E402
     ADAPT_BASE_CHECKPOINT,
     BROAD_LOOKS_CHECKPOINT,
     DEFAULT_CHECKPOINT,
+    SMALL_PATTERNS_BELOW,
+    SMALL_PATTERNS_CHECKPOINT,
     Separator,
     build_model,
     file_sha256,
@@ -27,6 +29,7 @@ from kdeconv.model.inputs import DEFAULT_NORMALIZATION, normalize_like, prepare_
 from kdeconv.model.unet import DualDecoderUNet, UNetConfig  # noqa: E402
 
 __all__ = ["ADAPT_BASE_CHECKPOINT", "BROAD_LOOKS_CHECKPOINT", "DEFAULT_CHECKPOINT", "DEFAULT_NORMALIZATION",
-           "DualDecoderUNet", "Separator", "UNetConfig", "build_model", "file_sha256", "load_separator",
+           "DualDecoderUNet", "SMALL_PATTERNS_BELOW", "SMALL_PATTERNS_CHECKPOINT",
+           "Separator", "UNetConfig", "build_model", "file_sha256", "load_separator",
            "model_from_checkpoint", "normalize_like", "prepare_inputs", "read_checkpoint", "resolve_device",
            "save_checkpoint", "set_claim_rule"]

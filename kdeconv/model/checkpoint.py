@@ -30,7 +30,8 @@ from kdeconv.model.unet import DualDecoderUNet, UNetConfig
 from kdeconv.serialize import jsonable
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "DEFAULT_CHECKPOINT", "ADAPT_BASE_CHECKPOINT",
-           "BROAD_LOOKS_CHECKPOINT", "save_checkpoint", "read_checkpoint", "set_claim_rule",
+           "BROAD_LOOKS_CHECKPOINT", "SMALL_PATTERNS_CHECKPOINT",
+           "SMALL_PATTERNS_BELOW", "save_checkpoint", "read_checkpoint", "set_claim_rule",
            "update_checkpoint", "build_model", "resolve_device", "file_sha256", "Separator",
            "load_separator"]
 
@@ -46,6 +47,10 @@ ADAPT_BASE_CHECKPOINT = Path(__file__).parent / "weights" / "adapt_base.pt"
 # also learnt band profiles of other simulators (kinematic masters), at a small cost on the
 # dynamical library's maps, so the install gate keeps it from being the default.
 BROAD_LOOKS_CHECKPOINT = Path(__file__).parent / "weights" / "broad_looks.pt"
+# What `separate` runs instead of the default on small patterns (shorter side below
+# SMALL_PATTERNS_BELOW px): it learnt them upsampled to the working size, as separate runs them.
+SMALL_PATTERNS_CHECKPOINT = Path(__file__).parent / "weights" / "small_patterns.pt"
+SMALL_PATTERNS_BELOW = 96
 
 
 def file_sha256(path: str | Path) -> str:

@@ -18,7 +18,8 @@ from kdeconv.config.claim import FALLBACK_CLAIM_RULE, ClaimRule
 from kdeconv.errors import InputError
 
 __all__ = ["MAP_GATE", "MAX_REGRESSION", "GATE_MAPS", "gate_passed", "failed_gates", "regression",
-           "install_default", "install_adapt_base", "install_broad_looks"]
+           "install_default", "install_adapt_base", "install_broad_looks",
+           "install_small_patterns"]
 
 # What a new default model must reach on each gate map (recovery at 3 degrees): pure pixels are
 # most of a map, so a model that invents grains there is worse than one that misses a faint minority.
@@ -101,11 +102,47 @@ def install_broad_looks(checkpoint: str | Path, checked: dict[str, Any],
     map better. Stored as fp16, as the adapt base is."""
     import kdeconv.model as model
 
+    return _install_gated(checkpoint, Path(model.BROAD_LOOKS_CHECKPOINT), checked, provenance)
+
+
+def install_small_patterns(checkpoint: str | Path, checked: dict[str, Any],
+                           provenance: dict[str, Any] | None = None) -> Path:
+    """Write ``checkpoint`` as ``kdeconv.model.SMALL_PATTERNS_CHECKPOINT``, the model ``separate``
+    runs on small patterns. Its gate maps are simulated at a small pattern size
+    (``checked["gate_pattern_shape"]``, below ``SMALL_PATTERNS_BELOW``), where faint minorities
+    are out of any model's reach and ``MAP_GATE``'s mixed bar does not apply: on both it must keep
+    pure pixels to ``MAP_GATE`` and lose at most ``MAX_REGRESSION`` against the default on the same
+    maps (``checked["default_at_gate_size"]``). Stored as fp16."""
+    import kdeconv.model as model
+
+    shape, below = checked.get("gate_pattern_shape"), model.SMALL_PATTERNS_BELOW
+    if not shape or min(shape) >= below:
+        raise InputError(f"not installed: the gate maps were not simulated below {below} px "
+                         f"(gate_pattern_shape {shape}), where this model runs")
+    default = checked.get("default_at_gate_size") or {}
+    problems = []
+    for name in GATE_MAPS:
+        scores = checked.get(name) or {}
+        if not (scores.get("pure_ok") or 0) >= MAP_GATE["pure_ok"]:
+            problems.append(f"{name}: pure_ok {scores.get('pure_ok')} below {MAP_GATE['pure_ok']}")
+        if not default.get(name):
+            problems.append(f"{name}: no default model figures at {shape} to compare with")
+            continue
+        problems += [f"{name}: {drop:.3f} below the default in {key} (at most {MAX_REGRESSION})"
+                     for key, drop in regression(scores, default[name]).items() if drop > MAX_REGRESSION]
+    if problems:
+        raise InputError("not installed: " + "; ".join(problems))
+    return _write_shipped(checkpoint, Path(model.SMALL_PATTERNS_CHECKPOINT), checked, provenance,
+                          fp16_weights=True)
+
+
+def _install_gated(checkpoint: str | Path, target: Path, checked: dict[str, Any],
+                   provenance: dict[str, Any] | None) -> Path:
+    """``checkpoint`` as ``target`` (fp16) when both gate maps of ``checked`` pass ``MAP_GATE``."""
     failed = failed_gates(checked)
     if failed:
         raise InputError(f"not installed: the {', '.join(failed)} gate {MAP_GATE} did not pass")
-    return _write_shipped(checkpoint, Path(model.BROAD_LOOKS_CHECKPOINT), checked, provenance,
-                          fp16_weights=True)
+    return _write_shipped(checkpoint, target, checked, provenance, fp16_weights=True)
 
 
 def _write_shipped(checkpoint: str | Path, target: Path, checked: dict[str, Any],

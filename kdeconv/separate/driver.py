@@ -292,24 +292,31 @@ def check_model_on(separator, patterns: np.ndarray, background: dict, checkpoint
 
 
 def named_shipped_model(config: SeparateConfig) -> SeparateConfig:
-    """``config`` with the broad-looks model as its checkpoint when ``model`` names it."""
-    if config.checkpoint is None and config.model == "broad_looks":
-        from kdeconv.model.checkpoint import BROAD_LOOKS_CHECKPOINT
+    """``config`` with the broad-looks or small-pattern model as its checkpoint when ``model``
+    names it (refused when that model is not installed)."""
+    import kdeconv.model as model
 
-        return config.model_copy(update={"checkpoint": str(BROAD_LOOKS_CHECKPOINT)})
+    named = {"broad_looks": model.BROAD_LOOKS_CHECKPOINT, "small_patterns": model.SMALL_PATTERNS_CHECKPOINT}
+    if config.checkpoint is None and config.model in named:
+        path = Path(named[config.model])
+        if not path.is_file():
+            raise InputError(f"model {config.model!r} is not installed with this kdeconv ({path} is missing)")
+        return config.model_copy(update={"checkpoint": str(path)})
     return config
 
 
 def pick_shipped_model(config: SeparateConfig, src, plan: ModelInputPlan, echo
                        ) -> tuple[SeparateConfig, dict[str, Any] | None]:
-    """With no checkpoint and ``model`` "auto": the shipped model chosen on a window of ``src``
-    (kdeconv.separate.model_choice), said in one line, and ``config`` with it as its checkpoint
-    when it is not the default; else ``config`` as it is and None."""
+    """With no checkpoint and ``model`` "auto": the shipped model for the map's pattern size,
+    weighed against the broad-looks model on a window of ``src`` (kdeconv.separate.model_choice),
+    said in one line, and ``config`` with it as its checkpoint when it is not the default; else
+    ``config`` as it is and None."""
     if config.checkpoint is not None or config.model != "auto":
         return config, None
     choice = choose_shipped_model(src, plan.background, plan.work_shape, device=config.device,
                                   precision=config.precision, batch_size=config.batch_size,
-                                  residual_pass=config.residual_pass, separate_block=separate_block)
+                                  residual_pass=config.residual_pass, separate_block=separate_block,
+                                  pattern_shape=plan.screen_shape)
     echo(describe_model_choice(choice))
     if choice["checkpoint"]:
         config = config.model_copy(update={"checkpoint": choice["checkpoint"]})

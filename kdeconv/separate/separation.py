@@ -596,10 +596,12 @@ def separate(data, *, checkpoint: str | Path | None = None, model: str = "auto",
     checkpoint
         A model checkpoint (``.pt``); None: a model shipped with kdeconv (``model``).
     model
-        Without ``checkpoint``, which shipped model: "auto" separates a window of a map (8x8
-        scan pixels or more) with the default and the broad-looks model and keeps the one whose
-        B looks more like the map's neighbouring patterns (``Separation.model_choice``);
-        "default"; or "broad_looks" (also trained on kinematic band profiles).
+        Without ``checkpoint``, which shipped model: "auto" takes the pattern size's default
+        ("small_patterns" below 96 px), separates a window of a map (8x8 scan pixels or more)
+        with it and the broad-looks model and keeps the one whose B looks more like the map's
+        neighbouring patterns (``Separation.model_choice``); or one by name: "default",
+        "broad_looks" (also trained on kinematic band profiles) or "small_patterns" (trained on
+        patterns of 60-80 px).
     device, precision
         Where the model runs ("auto": a GPU when there is one) and its autocast dtype ("auto":
         bf16 on GPUs and on CPUs with AMX or AVX512-BF16, else fp32).

@@ -11,6 +11,7 @@ from kdeconv.separate.model_choice import (
     choose_shipped_model,
     describe_model_choice,
     neighbour_support,
+    signal_pixels,
 )
 
 
@@ -40,9 +41,12 @@ def test_support_is_high_for_the_neighbours_crystal_and_low_otherwise():
     assert neighbour_support(patterns, a, a, pixels).max() < 0.3
 
 
-def fake_block(outputs):
-    """A stand-in for the driver's per-block task: each shipped model returns its own A, B, weights."""
+def fake_block(outputs, calls=None):
+    """A stand-in for the driver's per-block task: each shipped model returns its own A, B,
+    weights; ``calls`` collects the checkpoints it was called with."""
     def separate_block(block, *, checkpoint, **_):
+        if calls is not None:
+            calls.append(checkpoint)
         return outputs["broad" if checkpoint == str(model.BROAD_LOOKS_CHECKPOINT) else "default"]
     return separate_block
 
@@ -73,6 +77,35 @@ def test_the_model_whose_b_matches_the_map_is_chosen():
     assert "chosen over the broad-looks model" in describe_model_choice(record)
 
 
+def test_a_vendor_mask_does_not_make_every_crystal_alike():
+    """Outside a vendor's circular mask every pattern is 0: compared there too, grains P and Q
+    would correlate and no neighbour would be 'unlike A'; the vote compares inside only."""
+    patterns, p, q, mixed = two_grain_map(ny=12, nx=12)
+    side = patterns.shape[-1]
+    yy, xx = np.mgrid[:side, :side] - (side - 1) / 2
+    circle = np.hypot(yy, xx) <= side / 2
+    patterns, p, q = (x * circle for x in (patterns, p + 1, q + 1))  # bright discs on black
+    patterns = patterns + circle * 1.0
+    np.testing.assert_array_equal(signal_pixels(patterns), circle)
+    ny, nx = patterns.shape[:2]
+    left = np.broadcast_to((np.arange(nx) < nx // 2)[None, :, None, None], patterns.shape)
+    a, b_right = np.where(left, p, q), np.where(left, q, p)
+    pixels = np.array([(y, x) for y, x in mixed if x < nx // 2])
+    assert neighbour_support(patterns, a, b_right, pixels).max() == 0.0  # all neighbours "like A"
+    assert neighbour_support(patterns, a, b_right, pixels, mask=circle) == pytest.approx(1.0, abs=1e-6)
+
+    b_wrong = np.random.default_rng(2).random(patterns.shape).astype(np.float32) * circle
+    w = np.zeros((ny, nx, 2), np.float32)
+    w[..., 0] = 1
+    for y, x in mixed:
+        w[y, x] = (0.6, 0.4)
+    background = {"static": "none", "dynamic": False, "mask": "none", "screen": None}
+    broad_right = fake_block({"default": (a, b_wrong, w), "broad": (a, b_right, w)})
+    record = choose_shipped_model(patterns, background, None, device="cpu", precision="fp32", batch_size=None,
+                                  residual_pass=None, separate_block=broad_right)
+    assert record["won"] == "broad_looks" and record["median_support"]["broad_looks"] > 0.99
+
+
 def test_no_vote_on_small_maps_stacks_or_maps_without_mixtures():
     patterns, p, q, mixed = two_grain_map(ny=6, nx=12)
     never = fake_block({})  # a vote would call it and fail
@@ -93,6 +126,55 @@ def test_no_vote_on_small_maps_stacks_or_maps_without_mixtures():
     assert record["checkpoint"] is None and record["pixels"] == 0 and "a vote needs" in record["reason"]
 
 
+@pytest.fixture
+def small_patterns_model(tmp_path, monkeypatch):
+    """A stand-in small-pattern model file, installed as the shipped one."""
+    path = tmp_path / "small_patterns.pt"
+    path.write_bytes(b"stand-in")
+    path.with_suffix(".json").write_text('{"name": "small-stand-in"}')
+    monkeypatch.setattr(model, "SMALL_PATTERNS_CHECKPOINT", path)
+    return path
+
+
+def test_small_patterns_go_to_the_small_pattern_model_and_it_stands_in_the_vote(small_patterns_model):
+    background = {"static": "none", "dynamic": False, "mask": "none", "screen": None}
+    kwargs = dict(device="cpu", precision="fp32", batch_size=None, residual_pass=None)
+    below = model.SMALL_PATTERNS_BELOW
+    patterns, p, q, mixed = two_grain_map(ny=12, nx=12, side=24)
+    ny, nx = patterns.shape[:2]
+    left = np.broadcast_to((np.arange(nx) < nx // 2)[None, :, None, None], patterns.shape)
+    a, b_right = np.where(left, p, q), np.where(left, q, p)
+    b_wrong = np.random.default_rng(2).random(patterns.shape).astype(np.float32)
+    w = np.zeros((ny, nx, 2), np.float32)
+    w[..., 0] = 1
+    for y, x in mixed:
+        w[y, x] = (0.6, 0.4)
+
+    # a stack of small patterns: no vote, but the size's default
+    stack = patterns.reshape(-1, *patterns.shape[-2:])
+    record = choose_shipped_model(stack, background, None, separate_block=fake_block({}), **kwargs)
+    assert record["checkpoint"] == str(small_patterns_model) and record["chosen"] == "small-stand-in"
+    assert f"below {below} px" in record["size_rule"] and "at least 8x8" in record["reason"]
+    assert "the default for patterns with a shorter side below" in describe_model_choice(record)
+
+    # on a map the small-pattern model is what the broad-looks model is weighed against
+    calls = []
+    small_right = fake_block({"default": (a, b_right, w), "broad": (a, b_wrong, w)}, calls)
+    record = choose_shipped_model(patterns, background, None, **kwargs, separate_block=small_right)
+    assert calls == [str(small_patterns_model), str(model.BROAD_LOOKS_CHECKPOINT)]
+    assert record["checkpoint"] == str(small_patterns_model) and record["won"] == "default"
+    broad_right = fake_block({"default": (a, b_wrong, w), "broad": (a, b_right, w)})
+    record = choose_shipped_model(patterns, background, None, **kwargs, separate_block=broad_right)
+    assert record["checkpoint"] == str(model.BROAD_LOOKS_CHECKPOINT) and record["over"] == "small-stand-in"
+    assert "chosen over the default model (small-stand-in)" in describe_model_choice(record)
+
+    # the pattern shape the model's steps start from decides (a round screen's square), and
+    # patterns of the bound's size or more keep the default
+    record = choose_shipped_model(stack, background, None, separate_block=fake_block({}), **kwargs,
+                                  pattern_shape=(below, below + 40))
+    assert record["checkpoint"] is None and "size_rule" not in record
+
+
 KINEMATIC_FE = {"kind": "kinematic", "phase": {
     "name": "fe_bcc", "space_group": 229, "lattice": [2.8665, 2.8665, 2.8665, 90, 90, 90],
     "atoms": [{"element": "Fe", "xyz": [0, 0, 0]}]}}
@@ -105,12 +187,14 @@ KINEMATIC_FE = {"kind": "kinematic", "phase": {
 def test_shipped_models_vote_on_simulated_maps(tmp_path, master, chosen):
     """The vote with the real models: kinematic bcc Fe goes to the broad-looks model (both grains
     on 92% of mixed pixels at minority >= 0.25 against the default's 51% on a 30x30 map), the
-    library's dynamical ferrite stays with the default."""
+    library's dynamical ferrite stays with the default for its size (60 px: the small-pattern
+    model)."""
     import json
 
     import kdeconv
     from kdeconv.config.simulate_map import SimulateMapConfig
     from kdeconv.evaluate.simulate_map import simulate_map
+    from kdeconv.separate.model_choice import size_default
 
     cfg = SimulateMapConfig(seed=0, nav_shape=(16, 16), n_grains=5, phases=[{"master": master}],
                             detector={"shape": [60, 60], "pc": [0.5, 0.45, 0.55]})
@@ -118,7 +202,7 @@ def test_shipped_models_vote_on_simulated_maps(tmp_path, master, chosen):
     result = kdeconv.separate(tmp_path / "sim" / "map.up2", progress=False, in_grain_claims=False)
     record = result.model_choice
     assert record["pixels"] >= MIN_PIXELS, record
-    expected = model.BROAD_LOOKS_CHECKPOINT if chosen == "broad_looks" else model.DEFAULT_CHECKPOINT
+    expected = model.BROAD_LOOKS_CHECKPOINT if chosen == "broad_looks" else size_default((60, 60))
     name = json.loads(expected.with_suffix(".json").read_text())["name"]
     assert record["chosen"] == name, record
     assert (record["broad_looks_wins"] > 0.5) == (chosen == "broad_looks"), record
@@ -130,3 +214,12 @@ def test_a_named_shipped_model_does_not_go_with_adapt():
 
     with pytest.raises(InputError, match="not both"):
         kdeconv.separate(np.ones((4, 4, 32, 32), np.float32), model="broad_looks", adapt=True, progress=False)
+
+
+def test_a_named_shipped_model_that_is_not_installed_is_refused(tmp_path, monkeypatch):
+    import kdeconv
+    from kdeconv.errors import InputError
+
+    monkeypatch.setattr(model, "SMALL_PATTERNS_CHECKPOINT", tmp_path / "small_patterns.pt")
+    with pytest.raises(InputError, match="'small_patterns' is not installed"):
+        kdeconv.separate(np.ones((4, 4, 32, 32), np.float32), model="small_patterns", progress=False)

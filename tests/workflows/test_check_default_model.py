@@ -119,3 +119,49 @@ def test_install_adapt_base_needs_no_gate_and_leaves_the_default_alone(tmp_path,
     for full, half in zip(load_separator(best, device="cpu").separate(x),
                           load_separator(base, device="cpu").separate(x)):
         assert np.abs(full - half).max() < 0.01
+
+
+SMALL = {"pure_ok": 1.0, "mixed_both": 0.86}  # the default's own at 60 px: below MAP_GATE's mixed bar
+
+
+@pytest.mark.parametrize("checked, message", [
+    # gate maps at 120 px: not where the model runs
+    ({"gate_pattern_shape": [120, 120], "demo_map": SMALL, "duplex_map": SMALL,
+      "default_at_gate_size": {"demo_map": SMALL, "duplex_map": SMALL}}, "not simulated below 96 px"),
+    ({"gate_pattern_shape": [60, 60], "demo_map": SMALL, "duplex_map": SMALL}, "no default model figures"),
+    ({"gate_pattern_shape": [60, 60], "demo_map": {"pure_ok": 0.95, "mixed_both": 0.9}, "duplex_map": SMALL,
+      "default_at_gate_size": {"demo_map": SMALL, "duplex_map": SMALL}}, "demo_map: pure_ok 0.95"),
+    ({"gate_pattern_shape": [60, 60], "demo_map": SMALL, "duplex_map": {"pure_ok": 1.0, "mixed_both": 0.84},
+      "default_at_gate_size": {"demo_map": SMALL, "duplex_map": SMALL}},
+     "duplex_map: 0.020 below the default"),
+])
+def test_install_small_patterns_gates_on_small_maps_against_the_default(tmp_path, monkeypatch, checked,
+                                                                         message):
+    import kdeconv.model
+
+    target = tmp_path / "weights" / "small_patterns.pt"
+    monkeypatch.setattr(kdeconv.model, "SMALL_PATTERNS_CHECKPOINT", target)
+    check_json = tmp_path / "check.json"
+    check_json.write_text(json.dumps(checked))
+    with pytest.raises(SystemExit, match=message):
+        check_default_model.install(tmp_path / "best.pt", check_json, None, small_patterns=True)
+    assert not target.exists()
+
+
+def test_install_small_patterns_takes_a_model_no_worse_than_the_default_at_its_size(tmp_path, monkeypatch):
+    import kdeconv.model
+    from kdeconv.model import DualDecoderUNet, UNetConfig, save_checkpoint
+
+    best = save_checkpoint(tmp_path / "best.pt", DualDecoderUNet(UNetConfig(widths=(8, 16), head_channels=2,
+                                                                            weight_hidden=4)))
+    default, small = tmp_path / "weights" / "default.pt", tmp_path / "weights" / "small_patterns.pt"
+    monkeypatch.setattr(kdeconv.model, "DEFAULT_CHECKPOINT", default)
+    monkeypatch.setattr(kdeconv.model, "SMALL_PATTERNS_CHECKPOINT", small)
+    check_json = tmp_path / "check.json"
+    better = {"pure_ok": 1.0, "mixed_both": 0.88}
+    check_json.write_text(json.dumps({"gate_pattern_shape": [60, 60], "demo_map": better, "duplex_map": SMALL,
+                                      "default_at_gate_size": {"demo_map": SMALL, "duplex_map": SMALL}}))
+    check_default_model.install(best, check_json, None, small_patterns=True, name="lib-v9")
+    assert not default.exists()
+    info = json.loads(small.with_suffix(".json").read_text())
+    assert info["name"] == "lib-v9" and info["sha256"] == kdeconv.model.file_sha256(small)
