@@ -171,15 +171,16 @@ def choose_shipped_model(src, background: dict[str, Any], work_shape, *, device:
 
 def describe_model_choice(record: dict[str, Any]) -> str:
     """One line for the summary: which model, and why."""
-    size = f", the default for patterns with a {record['size_rule']}" if "size_rule" in record else ""
+    size = f"the default for patterns with a {record['size_rule']}" if "size_rule" in record else "default"
     if "reason" in record:
-        return f"model: {record['chosen']} (default{size}; no choice: {record['reason']})"
+        return f"model: {record['chosen']} ({size}; no choice: {record['reason']})"
     broad_won = record["won"] == "broad_looks"
     share = record["broad_looks_wins"] if broad_won else 1 - record["broad_looks_wins"]
     ours = record["median_support"]["broad_looks" if broad_won else "default"]
     theirs = record["median_support"]["default" if broad_won else "broad_looks"]
     other = f"{'default' if broad_won else 'broad-looks'} model ({record['over']})"
-    return (f"model: {record['chosen']}{'' if broad_won else size}, chosen over the {other} on a "
+    size = f" ({size})" if "size_rule" in record and not broad_won else ""
+    return (f"model: {record['chosen']}{size}, chosen over the {other} on a "
             f"window of the map: its B matches the map's neighbouring patterns better on "
             f"{100 * share:.0f}% of {record['pixels']} mixed pixels (median NCC {ours:.2f} against "
             f"{theirs:.2f})")
