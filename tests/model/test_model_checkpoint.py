@@ -88,6 +88,20 @@ def test_shipped_adapt_base_loads_with_its_record():
     assert ADAPT_BASE_CHECKPOINT.stat().st_size < 20e6 and DEFAULT_CHECKPOINT.stat().st_size < 20e6
 
 
+@pytest.mark.parametrize("name", ["BROAD_LOOKS_CHECKPOINT", "SMALL_PATTERNS_CHECKPOINT"])
+def test_each_shipped_model_loads_with_its_record_and_the_recipe_that_made_it(name):
+    import json
+
+    import kdeconv.model as model
+
+    path = getattr(model, name)
+    shipped = load_separator(path, device="cpu")
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert record["sha256"] == shipped.sha256 != load_separator(None, device="cpu").sha256
+    assert record["name"] and "workflows/" in record["command"] and path.stat().st_size < 20e6
+    assert shipped.claim_rule["claim_weight"] > 0  # the gate's claim rule travels with it
+
+
 def test_claim_rule_is_stored_without_touching_the_weights(small_ckpt, tmp_path):
     path, _ = small_ckpt
     assert load_separator(path, device="cpu").claim_rule is None

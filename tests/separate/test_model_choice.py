@@ -51,7 +51,13 @@ def fake_block(outputs, calls=None):
     return separate_block
 
 
-def test_the_model_whose_b_matches_the_map_is_chosen():
+@pytest.fixture
+def no_small_patterns_model(tmp_path, monkeypatch):
+    """The stand-in maps' 24 px patterns would go to the small-pattern model: take it away."""
+    monkeypatch.setattr(model, "SMALL_PATTERNS_CHECKPOINT", tmp_path / "missing.pt")
+
+
+def test_the_model_whose_b_matches_the_map_is_chosen(no_small_patterns_model):
     patterns, p, q, mixed = two_grain_map(ny=12, nx=12)
     ny, nx = patterns.shape[:2]
     left = np.broadcast_to((np.arange(nx) < nx // 2)[None, :, None, None], patterns.shape)
@@ -77,7 +83,7 @@ def test_the_model_whose_b_matches_the_map_is_chosen():
     assert "chosen over the broad-looks model" in describe_model_choice(record)
 
 
-def test_a_vendor_mask_does_not_make_every_crystal_alike():
+def test_a_vendor_mask_does_not_make_every_crystal_alike(no_small_patterns_model):
     """Outside a vendor's circular mask every pattern is 0: compared there too, grains P and Q
     would correlate and no neighbour would be 'unlike A'; the vote compares inside only."""
     patterns, p, q, mixed = two_grain_map(ny=12, nx=12)
@@ -106,7 +112,7 @@ def test_a_vendor_mask_does_not_make_every_crystal_alike():
     assert record["won"] == "broad_looks" and record["median_support"]["broad_looks"] > 0.99
 
 
-def test_no_vote_on_small_maps_stacks_or_maps_without_mixtures():
+def test_no_vote_on_small_maps_stacks_or_maps_without_mixtures(no_small_patterns_model):
     patterns, p, q, mixed = two_grain_map(ny=6, nx=12)
     never = fake_block({})  # a vote would call it and fail
     kwargs = dict(device="cpu", precision="fp32", batch_size=None, residual_pass=None, separate_block=never)
