@@ -229,8 +229,9 @@ def _pure_from_map(cfg: AdaptConfig, map_path: Path, nav_shape, background: dict
 
 def run(config: AdaptConfig | dict | str | Path, *, client=None, progress: bool = True,
         echo: Callable[[str], None] = print) -> AdaptResult:
-    """Adapt ``config.base`` (None: the shipped adapt base, ``ADAPT_BASE_CHECKPOINT``) to the
-    map ``config.map``; see module doc."""
+    """Adapt ``config.base`` (None: the shipped adapt base, ``ADAPT_BASE_CHECKPOINT``, or for
+    patterns below ``SMALL_PATTERNS_BELOW`` px the small-pattern model) to the map
+    ``config.map``; see module doc."""
     from kdeconv.cluster import open_client
 
     cfg = _as_config(config)
@@ -249,7 +250,7 @@ def _run(cfg: AdaptConfig, client, progress: bool, echo) -> AdaptResult:
     group = open_store(map_path, "map", arrays=("patterns",))
     src = group["patterns"]
     nav_shape = tuple(int(v) for v in src.shape[:-2])
-    base_path = _base_path(cfg)
+    base_path = _base_path(cfg, src.shape[-2:])
     key = _resume_key(cfg, map_path, group, base_path)
     out = _prepare_run_folder(out, map_path, cfg.overwrite, key, echo)
     try:
@@ -264,10 +265,11 @@ def _run(cfg: AdaptConfig, client, progress: bool, echo) -> AdaptResult:
         release_output(out)
 
 
-def _base_path(cfg: AdaptConfig) -> Path:
-    from kdeconv.model.checkpoint import ADAPT_BASE_CHECKPOINT
+def _base_path(cfg: AdaptConfig, pattern_shape) -> Path:
+    """``cfg.base``, or the shipped model for the map's pattern size (``adapt_base_for``)."""
+    from kdeconv.separate.model_choice import adapt_base_for
 
-    base_path = Path(cfg.base) if cfg.base else ADAPT_BASE_CHECKPOINT
+    base_path = Path(cfg.base) if cfg.base else adapt_base_for(pattern_shape)
     if not cfg.base and not base_path.is_file():
         raise InputError(f"the shipped adapt base is missing ({base_path}); reinstall kdeconv "
                          "or pass --base")

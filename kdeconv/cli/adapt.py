@@ -15,7 +15,8 @@ def adapt_options(func):
     """Options ``adapt`` and ``separate --adapt`` share."""
     for option in reversed([
         click.option("--base", default=None, type=click.Path(dir_okay=False),
-                     help="Checkpoint to start from (default: the shipped multi-phase adapt base)."),
+                     help="Checkpoint to start from (default: the shipped multi-phase adapt base; "
+                          "the small-pattern model for patterns below 96 px)."),
         click.option("--pure", default=None, metavar="auto|FILE",
                      help="Pure patterns: auto (found in grain interiors, the default) or a file of "
                           "flat indices, (row, col) pairs or a boolean mask image of the map."),

@@ -22,7 +22,9 @@ class PureSearchConfig(StrictModel):
 class AdaptConfig(StrictModel):
     map: str                                   # the map store to adapt to (kdeconv ingest)
     out: str                                   # run folder: best.pt, last.pt, adapt.json, pairs
-    base: str | None = None                    # checkpoint to start from; None = the shipped adapt base
+    # checkpoint to start from; None = the shipped adapt base (the small-pattern model for patterns
+    # below kdeconv.model.SMALL_PATTERNS_BELOW px)
+    base: str | None = None
     # Pure patterns: "auto" (found in the map's grain interiors) or a file of flat indices,
     # (row, col) pairs or a boolean mask image of the map.
     pure: str = "auto"

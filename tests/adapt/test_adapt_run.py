@@ -108,9 +108,11 @@ def test_separate_adapt_then_the_adapted_checkpoint_again(tiny_map):
     assert "pure patterns:" in out.stdout and "adapt:" in out.stdout and "separate ->" in out.stdout
     run = tmp / "sep.zarr.adapt"
     report = json.loads((run / "adapt.json").read_text())
-    from kdeconv.model.checkpoint import ADAPT_BASE_CHECKPOINT, file_sha256
+    from kdeconv.model.checkpoint import file_sha256
+    from kdeconv.separate.model_choice import adapt_base_for
 
-    assert report["base"]["sha256"] == file_sha256(ADAPT_BASE_CHECKPOINT)  # the multi-phase base
+    # the shipped base for 60 px patterns: the small-pattern model
+    assert report["base"]["sha256"] == file_sha256(adapt_base_for((60, 60)))
     assert report["map"]["nav_shape"] == [14, 14] and report["map"]["pattern_shape"] == [60, 60]
     pure = report["pure"]
     assert pure["how"] == "auto" and pure["n"] == len(pure["indices"]) == len(pure["grains"]) > 0

@@ -229,3 +229,12 @@ def test_a_named_shipped_model_that_is_not_installed_is_refused(tmp_path, monkey
     monkeypatch.setattr(model, "SMALL_PATTERNS_CHECKPOINT", tmp_path / "small_patterns.pt")
     with pytest.raises(InputError, match="'small_patterns' is not installed"):
         kdeconv.separate(np.ones((4, 4, 32, 32), np.float32), model="small_patterns", progress=False)
+
+
+def test_adapt_starts_small_patterns_from_the_small_pattern_model(small_patterns_model):
+    from kdeconv.separate.model_choice import adapt_base_for
+
+    below = model.SMALL_PATTERNS_BELOW
+    assert adapt_base_for((60, 60)) == small_patterns_model
+    assert adapt_base_for((below - 1, 4 * below)) == small_patterns_model  # the shorter side decides
+    assert adapt_base_for((below, below)) == model.ADAPT_BASE_CHECKPOINT
