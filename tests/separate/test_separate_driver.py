@@ -15,13 +15,15 @@ from kdeconv.preprocess.background import static_background_from_mean
 from kdeconv.preprocess.resample import working_range_of, working_shape
 from kdeconv.separate.chunk import separate_patterns
 from kdeconv.separate.driver import separate_map
+from kdeconv.separate.model_choice import size_default
 
 
 def reference(data: np.ndarray, config: SeparateConfig):
-    """The kernel on the whole map in this process: what every cluster must reproduce."""
+    """The kernel on the whole map in this process, with the shipped model for its pattern size
+    (the maps here are too small for a vote): what every cluster must reproduce."""
     mean = data.reshape((-1,) + data.shape[-2:]).mean(0, dtype=np.float64)
     static_bg = static_background_from_mean(mean, config.background.static_smooth_std)
-    separator = load_separator(None, device="cpu", precision=config.precision)
+    separator = load_separator(size_default(data.shape[-2:]), device="cpu", precision=config.precision)
     work_shape = working_shape(data.shape[-2:], working_range_of(separator.meta), config.working_size)
     return separate_patterns(data, separator, batch_size=config.batch_size,
                              background=config.background.model_dump(), static_bg=static_bg,

@@ -53,6 +53,7 @@ def test_features_are_what_separate_feeds_the_weight_head(tmp_path, style):
     assert inputs.shape == (36, 120, 120) and kept.all()
     _, w_a = pooled_features(model_from_checkpoint(ckpt).eval(), inputs)
 
-    result = separate(patterns, device="cpu", precision="fp32", in_grain_claims=False, progress=False)
+    result = separate(patterns, model="default", device="cpu", precision="fp32", in_grain_claims=False,
+                      progress=False)
     dominant = np.asarray(result.weights).reshape(-1, 2)[:, 0]
     torch.testing.assert_close(np.maximum(w_a, 1 - w_a), dominant, atol=2e-4, rtol=0)
