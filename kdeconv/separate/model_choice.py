@@ -1,4 +1,4 @@
-"""Which shipped model separates a map: the default or the broad-looks model, chosen on the map.
+"""Which shipped model separates a map: the size's default or the broad-looks model, chosen on the map.
 
 The default is the pattern size's: patterns whose shorter side is below
 ``kdeconv.model.SMALL_PATTERNS_BELOW`` px go to the small-pattern model
@@ -26,7 +26,7 @@ __all__ = ["WINDOW", "MIN_SIDE", "MIN_PIXELS", "size_default", "adapt_base_for",
            "signal_pixels", "choose_shipped_model", "describe_model_choice"]
 
 WINDOW = 20       # scan pixels per side of the window both models separate (400 patterns each)
-MIN_SIDE = 8      # maps (or line scans, stacks) smaller than this on a side keep the default
+MIN_SIDE = 8      # maps (or line scans, stacks) smaller than this on a side keep the size's default
 MIN_PIXELS = 16   # mixed pixels needed for a vote
 RADIUS = 3        # scan steps: where B's crystal must be seen (as the claim rule's neighbours)
 MINORITY = 0.2    # a pixel is voted on where both models read a minority at least this
