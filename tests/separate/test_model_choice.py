@@ -29,6 +29,24 @@ def two_grain_map(ny=12, nx=12, side=24, seed=0):
     return patterns, p, q, mixed
 
 
+BACKGROUND = {"static": "none", "dynamic": False, "mask": "none", "screen": None}
+VOTE = dict(device="cpu", precision="fp32", batch_size=None, residual_pass=None)
+
+
+def two_grain_outputs(patterns, p, q, mixed, wrong_scale=1.0):
+    """What a model would return on ``two_grain_map``: A the pixel's dominant grain, B the
+    other grain (right) or noise (wrong, times ``wrong_scale``), weights 0.6 / 0.4 where mixed."""
+    ny, nx = patterns.shape[:2]
+    left = np.broadcast_to((np.arange(nx) < nx // 2)[None, :, None, None], patterns.shape)
+    a, b_right = np.where(left, p, q), np.where(left, q, p)
+    b_wrong = np.random.default_rng(2).random(patterns.shape).astype(np.float32) * wrong_scale
+    w = np.zeros((ny, nx, 2), np.float32)
+    w[..., 0] = 1
+    for y, x in mixed:
+        w[y, x] = (0.6, 0.4)
+    return a, b_right, b_wrong, w
+
+
 def test_support_is_high_for_the_neighbours_crystal_and_low_otherwise():
     patterns, p, q, mixed = two_grain_map()
     pixels = np.array([(y, x) for y, x in mixed if x < 6])  # A is P there, B should be Q
@@ -59,16 +77,8 @@ def no_small_patterns_model(tmp_path, monkeypatch):
 
 def test_the_model_whose_b_matches_the_map_is_chosen(no_small_patterns_model):
     patterns, p, q, mixed = two_grain_map(ny=12, nx=12)
-    ny, nx = patterns.shape[:2]
-    left = np.broadcast_to((np.arange(nx) < nx // 2)[None, :, None, None], patterns.shape)
-    a, b_right = np.where(left, p, q), np.where(left, q, p)
-    b_wrong = np.random.default_rng(2).random(patterns.shape).astype(np.float32)
-    w = np.zeros((ny, nx, 2), np.float32)
-    w[..., 0] = 1
-    for y, x in mixed:
-        w[y, x] = (0.6, 0.4)
-    background = {"static": "none", "dynamic": False, "mask": "none", "screen": None}
-    kwargs = dict(device="cpu", precision="fp32", batch_size=None, residual_pass=None)
+    a, b_right, b_wrong, w = two_grain_outputs(patterns, p, q, mixed)
+    background, kwargs = BACKGROUND, VOTE
     assert len(mixed) >= MIN_PIXELS
 
     broad_right = fake_block({"default": (a, b_wrong, w), "broad": (a, b_right, w)})
@@ -93,30 +103,21 @@ def test_a_vendor_mask_does_not_make_every_crystal_alike(no_small_patterns_model
     patterns, p, q = (x * circle for x in (patterns, p + 1, q + 1))  # bright discs on black
     patterns = patterns + circle * 1.0
     np.testing.assert_array_equal(signal_pixels(patterns), circle)
-    ny, nx = patterns.shape[:2]
-    left = np.broadcast_to((np.arange(nx) < nx // 2)[None, :, None, None], patterns.shape)
-    a, b_right = np.where(left, p, q), np.where(left, q, p)
-    pixels = np.array([(y, x) for y, x in mixed if x < nx // 2])
+    a, b_right, b_wrong, w = two_grain_outputs(patterns, p, q, mixed, wrong_scale=circle)
+    pixels = np.array([(y, x) for y, x in mixed if x < patterns.shape[1] // 2])
     assert neighbour_support(patterns, a, b_right, pixels).max() == 0.0  # all neighbours "like A"
     assert neighbour_support(patterns, a, b_right, pixels, mask=circle) == pytest.approx(1.0, abs=1e-6)
 
-    b_wrong = np.random.default_rng(2).random(patterns.shape).astype(np.float32) * circle
-    w = np.zeros((ny, nx, 2), np.float32)
-    w[..., 0] = 1
-    for y, x in mixed:
-        w[y, x] = (0.6, 0.4)
-    background = {"static": "none", "dynamic": False, "mask": "none", "screen": None}
     broad_right = fake_block({"default": (a, b_wrong, w), "broad": (a, b_right, w)})
-    record = choose_shipped_model(patterns, background, None, device="cpu", precision="fp32", batch_size=None,
-                                  residual_pass=None, separate_block=broad_right)
+    record = choose_shipped_model(patterns, BACKGROUND, None, separate_block=broad_right, **VOTE)
     assert record["won"] == "broad_looks" and record["median_support"]["broad_looks"] > 0.99
 
 
 def test_no_vote_on_small_maps_stacks_or_maps_without_mixtures(no_small_patterns_model):
     patterns, p, q, mixed = two_grain_map(ny=6, nx=12)
     never = fake_block({})  # a vote would call it and fail
-    kwargs = dict(device="cpu", precision="fp32", batch_size=None, residual_pass=None, separate_block=never)
-    background = {"static": "none", "dynamic": False, "mask": "none", "screen": None}
+    kwargs = dict(VOTE, separate_block=never)
+    background = BACKGROUND
     small = choose_shipped_model(patterns, background, None, **kwargs)
     stack = choose_shipped_model(patterns.reshape(-1, *patterns.shape[-2:]), background, None, **kwargs)
     for record in (small, stack):
@@ -127,8 +128,7 @@ def test_no_vote_on_small_maps_stacks_or_maps_without_mixtures(no_small_patterns
     pure = np.zeros((12, 12, 2), np.float32)
     pure[..., 0] = 1
     quiet = fake_block({"default": (patterns, patterns, pure), "broad": (patterns, patterns, pure)})
-    record = choose_shipped_model(patterns, background, None, device="cpu", precision="fp32",
-                                  batch_size=None, residual_pass=None, separate_block=quiet)
+    record = choose_shipped_model(patterns, background, None, separate_block=quiet, **VOTE)
     assert record["checkpoint"] is None and record["pixels"] == 0 and "a vote needs" in record["reason"]
 
 
@@ -143,18 +143,10 @@ def small_patterns_model(tmp_path, monkeypatch):
 
 
 def test_small_patterns_go_to_the_small_pattern_model_and_it_stands_in_the_vote(small_patterns_model):
-    background = {"static": "none", "dynamic": False, "mask": "none", "screen": None}
-    kwargs = dict(device="cpu", precision="fp32", batch_size=None, residual_pass=None)
+    background, kwargs = BACKGROUND, VOTE
     below = model.SMALL_PATTERNS_BELOW
     patterns, p, q, mixed = two_grain_map(ny=12, nx=12, side=24)
-    ny, nx = patterns.shape[:2]
-    left = np.broadcast_to((np.arange(nx) < nx // 2)[None, :, None, None], patterns.shape)
-    a, b_right = np.where(left, p, q), np.where(left, q, p)
-    b_wrong = np.random.default_rng(2).random(patterns.shape).astype(np.float32)
-    w = np.zeros((ny, nx, 2), np.float32)
-    w[..., 0] = 1
-    for y, x in mixed:
-        w[y, x] = (0.6, 0.4)
+    a, b_right, b_wrong, w = two_grain_outputs(patterns, p, q, mixed)
 
     # a stack of small patterns: no vote, but the size's default
     stack = patterns.reshape(-1, *patterns.shape[-2:])
