@@ -3,7 +3,7 @@
     python workflows/check_adapt.py [--checkpoint CKPT] [--cases zr hostile processed references] \
         [--minutes 10] [--nav 40 40] [--grains 20] [--out runs/check_adapt]
 
-Cases (each a simulate-map at 120x120 px with its truth, but ``binned`` and ``small_ti``):
+Cases (each a simulate-map at 120x120 px with its truth, but ``binned``, ``small_ti``, ``small_mg``):
 
 - ``zr``: a phase the multi-phase model never saw (hcp Zr, held out of its training);
 - ``kinematic``, ``kinematic_ti``: bcc Fe, hcp alpha-Ti from kinematic master patterns (kikuchipy's
@@ -12,8 +12,8 @@ Cases (each a simulate-map at 120x120 px with its truth, but ``binned`` and ``sm
   weak bands at low counts, an unusual PC; ``camera``: the same camera at the default dose and
   signal (strong gain, stuck pixels, 8-bit, blur, the unusual PC);
 - ``processed``: a duplex steel (ferrite + austenite) exported in the vendor-processed style;
-- ``processed_mg``: hcp Mg in the vendor-processed style; ``small_ti``: hcp alpha-Ti at 60x60 px
-  (the trained phases and look where the shipped model is weakest);
+- ``processed_mg``: hcp Mg in the vendor-processed style; ``small_ti``, ``small_mg``: hcp alpha-Ti,
+  Mg at 60x60 px (the trained phases and look where the shipped models are weakest);
 - ``binned``: the duplex steel through a binned real camera (60x60, weak blurred bands, 8 bits:
   ``configs/check_map_real_binned.yaml``), which the base reads as mixtures;
 - ``references``: the duplex map adapted on 5 + 5 pure reference patterns given as a folder with
@@ -81,6 +81,10 @@ def case_map(case: str, nav, grains: int) -> dict:
     elif case == "small_ti":
         # hcp alpha-Ti at 60x60 px, where the base (run at 120 px) is weakest among the sizes
         config["phase"] = "ti_alpha"
+        config["detector"]["shape"] = [60, 60]
+    elif case == "small_mg":
+        # hcp Mg at 60x60 px: 0.84 of its 120 px figure with the small-pattern model
+        config["phase"] = "mg"
         config["detector"]["shape"] = [60, 60]
     elif case == "binned":
         # a binned real camera (configs/check_map_real_binned.yaml) on duplex steel at 60x60

@@ -1,5 +1,5 @@
-# Stages the model recipes share (sourced by workflows/train_default.sh, train_hcp.sh and
-# train_small_detectors.sh; run from the repository root).
+# Stages the model recipes share (sourced by workflows/train_*.sh and refit_weight_head.sh; run
+# from the repository root).
 
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 
