@@ -47,8 +47,9 @@ class AdaptConfig(StrictModel):
 
     minutes: float = Field(default=10.0, gt=0)       # fine-tuning budget (wall time)
     max_steps: int = Field(default=3000, ge=1)
-    # held-out Zr map: 92.0% at 6e-4 (early stop, 8 min) vs 91.1% at 3e-4 in 14 min
-    lr: float = Field(default=6e-4, gt=0)
+    # peak learning rate; None: kdeconv.separate.model_choice.adapt_lr_for (6e-4; 2e-4 from the
+    # small-pattern model where it already reads the map's held-out mixtures)
+    lr: float | None = Field(default=None, gt=0)
     batch_size: int = Field(default=16, ge=1)
     steps_per_epoch: int = Field(default=60, ge=1)   # validate and checkpoint this often
     early_stop_patience: int = Field(default=4, ge=0)

@@ -109,10 +109,12 @@ def test_separate_adapt_then_the_adapted_checkpoint_again(tiny_map):
     run = tmp / "sep.zarr.adapt"
     report = json.loads((run / "adapt.json").read_text())
     from kdeconv.model.checkpoint import file_sha256
-    from kdeconv.separate.model_choice import adapt_base_for
+    from kdeconv.separate.model_choice import adapt_base_for, adapt_lr_for
 
-    # the shipped base for 60 px patterns: the small-pattern model
+    # the shipped base for 60 px patterns: the small-pattern model, at the step this map needs
     assert report["base"]["sha256"] == file_sha256(adapt_base_for((60, 60)))
+    base_weight_error = report["held_out"]["before"]["weight_error"]
+    assert report["fine_tune"]["config"]["lr"] == adapt_lr_for(adapt_base_for((60, 60)), base_weight_error)
     assert report["map"]["nav_shape"] == [14, 14] and report["map"]["pattern_shape"] == [60, 60]
     pure = report["pure"]
     assert pure["how"] == "auto" and pure["n"] == len(pure["indices"]) == len(pure["grains"]) > 0

@@ -230,3 +230,22 @@ def test_adapt_starts_small_patterns_from_the_small_pattern_model(small_patterns
     assert adapt_base_for((60, 60)) == small_patterns_model
     assert adapt_base_for((below - 1, 4 * below)) == small_patterns_model  # the shorter side decides
     assert adapt_base_for((below, below)) == model.ADAPT_BASE_CHECKPOINT
+
+
+def test_adapt_steps_gently_only_where_the_small_pattern_model_reads_the_map(small_patterns_model, tmp_path,
+                                                                            monkeypatch):
+    from kdeconv.config.adapt import AdaptConfig
+    from kdeconv.separate.model_choice import ADAPT_LR, ADAPT_LR_GENTLE, GENTLE_BELOW, adapt_lr_for
+
+    assert AdaptConfig.model_fields["lr"].default is None  # decided per base and map
+    assert ADAPT_LR_GENTLE < ADAPT_LR
+    close, far = GENTLE_BELOW / 3, 2 * GENTLE_BELOW  # held-out weight errors: a simulated map, real Ni
+    assert adapt_lr_for(small_patterns_model, close) == ADAPT_LR_GENTLE
+    assert adapt_lr_for(small_patterns_model, far) == ADAPT_LR
+    monkeypatch.chdir(small_patterns_model.parent)  # the same file, named relative
+    assert adapt_lr_for(small_patterns_model.name, close) == ADAPT_LR_GENTLE
+    copy = tmp_path / "copy" / "small_patterns.pt"  # any other file, a copy included: the large step
+    copy.parent.mkdir()
+    copy.write_bytes(small_patterns_model.read_bytes())
+    assert adapt_lr_for(copy, close) == ADAPT_LR
+    assert adapt_lr_for(model.ADAPT_BASE_CHECKPOINT, close) == ADAPT_LR
