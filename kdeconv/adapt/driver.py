@@ -159,14 +159,15 @@ def _as_config(config) -> AdaptConfig:
 
 
 def _pairs_config(cfg: AdaptConfig, pool: str, indices: np.ndarray, groups: np.ndarray, n: int,
-                  seed: int, model_input: dict) -> dict:
+                  seed: int, model_input: dict, noise: tuple[float, float] | None = None) -> dict:
     """A generate config: raw_mix pairs of two different grains of the pool."""
     ids = np.unique(groups, return_inverse=True)[1]
     lo, hi = cfg.minority
     return {
         "seed": seed, "n": n, "chunk_size": 256, "pipeline": "raw_mix", "model_input": model_input,
         "source": {"kind": "map", "path": pool, "indices": [int(i) for i in indices],
-                   "labels": [int(g) for g in ids], "cross_label": 1.0},
+                   "labels": [int(g) for g in ids], "cross_label": 1.0,
+                   "noise": None if noise is None else list(noise)},
         "weights": {"low": 1 - hi, "high": 1 - lo, "pure_fraction": cfg.pure_fraction,
                     "pure_low": 0.97, "dominant_first": True},
         "mask": {"fraction": 0.0},
@@ -194,6 +195,20 @@ def _grain_mean_targets(gen, grains: np.ndarray, path: Path) -> Path:
     prepared = preprocess_patterns(raw, spec.recipe(), static, work)
     zarr.save_array(str(path), grain_means(prepared, grains), zarr_format=3)
     return path
+
+
+def _recording_noise(pool: str, indices: np.ndarray, grains: np.ndarray,
+                     recipe: dict) -> tuple[float, float] | None:
+    """The map's noise line (``generate.chunk.recording_noise``) from the chosen pure patterns,
+    windowed as the pairs are mixed."""
+    import zarr
+
+    from kdeconv.generate.chunk import recording_noise
+    from kdeconv.generate.driver import rows_at
+    from kdeconv.preprocess.mask import window_patterns
+
+    raw = rows_at(zarr.open_group(pool, mode="r")["patterns"], np.asarray(indices, np.int64))
+    return recording_noise(window_patterns(np.asarray(raw, np.float32), recipe), grains)
 
 
 def _pure_from_map(cfg: AdaptConfig, map_path: Path, nav_shape, background: dict, client, progress,
@@ -363,6 +378,7 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
             "labels": None if labels is None else labels.tolist()}) + "\n")
     seconds["find_pure"] = time.perf_counter() - t
     held = split_groups(grains, cfg.val_fraction, cfg.seed, labels)
+    noise = _recording_noise(pool, indices, grains, plan.background) if cfg.top_up_noise else None
 
     # pairs: training grains and held-out grains apart
     t = time.perf_counter()
@@ -370,7 +386,7 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
     for name, keep, n, seed in (("train", ~held, cfg.n_pairs, cfg.seed),
                                 ("val", held, cfg.n_val_pairs, cfg.seed + 1)):
         stores[name] = out / f"pairs_{name}.zarr"
-        pairs = _pairs_config(cfg, pool, indices[keep], grains[keep], n, seed, model_input)
+        pairs = _pairs_config(cfg, pool, indices[keep], grains[keep], n, seed, model_input, noise)
         if cfg.targets == "grain_mean":
             targets = out / f"targets_{name}.zarr"
             if not stores[name].exists():  # a finished pair store was made from these targets
@@ -385,6 +401,9 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
          + (f"out from {len(np.unique(grains[held]))} other grains" if whole else
             f"out from {int(held.sum())} patterns of the same grains (too few grains to spare whole ones)")
          + (", towards grain means" if cfg.targets == "grain_mean" else "")
+         + ("" if noise is None else
+            f", each mix topped up to one recording's noise (variance {noise[0]:.3g}·I "
+            f"{'-' if noise[1] < 0 else '+'} {abs(noise[1]):.3g})")
          + f" ({seconds['generate']:.0f} s)")
 
     # the base on the held-out pairs: the score to beat, and how far the base is from this map
@@ -436,6 +455,7 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
                  "held_out": held.tolist(), "n": int(len(indices)),
                  "n_grains": int(len(np.unique(grains)))},
         "pairs": {"train": cfg.n_pairs, "val": cfg.n_val_pairs, "targets": cfg.targets,
+                  "noise": None if noise is None else list(noise),
                   "held_out_whole_grains": bool(whole),
                   "train_grains": int(len(np.unique(grains[~held]))),
                   "val_grains": int(len(np.unique(grains[held])))},

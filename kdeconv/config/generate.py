@@ -138,6 +138,10 @@ class MapSource(StrictModel):
     # `indices`), instead of each pattern's own preprocessed copy. A Zarr array (n, sy, sx) in
     # [0, 1] at the model's working shape (adapt: the mean of each pattern's grain).
     targets: str | None = None
+    # raw_mix only: the recordings' noise variance a*I + b (I in the map's counts; b may be
+    # negative). A mix of two recordings carries less noise than one recording of the sum; each
+    # mix is topped up to it.
+    noise: tuple[float, float] | None = None
 
     @field_validator("indices")
     @classmethod

@@ -22,7 +22,8 @@ __all__ = ["STREAM_PAIR", "STREAM_NOISE", "STREAM_PURE", "STREAM_WINDOW", "STREA
            "pool_labels", "pair_rng",
            "noise_rng", "window_for_group", "PairDraws", "draw_pairs", "nothing_to_prepare",
            "prepare_pure", "bin_patterns",
-           "build_pairs", "build_raw_pairs", "grain_means", "pure_geometry", "resample_pairs"]
+           "build_pairs", "build_raw_pairs", "recording_noise", "noise_top_up", "grain_means",
+           "pure_geometry", "resample_pairs"]
 
 STREAM_PAIR, STREAM_NOISE, STREAM_PURE, STREAM_WINDOW, STREAM_PHASE = 0, 1, 2, 3, 4
 N_UNIFORMS = 25  # draws 18-24 came with the detector effects; earlier draws are unchanged
@@ -33,7 +34,8 @@ def pair_rng(seed: int, i: int) -> np.random.Generator:
 
 
 def noise_rng(seed: int, i: int) -> np.random.Generator:
-    """The generator whose draws are the realism noise of pair ``i`` (to reproduce C)."""
+    """The generator whose draws are the realism noise of pair ``i``, or raw_mix's noise top-up
+    (to reproduce C)."""
     return np.random.default_rng([seed, i, STREAM_NOISE])
 
 
@@ -240,13 +242,15 @@ def _geometric_rows(stack: np.ndarray, geo: np.ndarray) -> np.ndarray:
 
 def build_raw_pairs(cfg: GenerateConfig, draws: PairDraws, raw_a: np.ndarray, raw_b: np.ndarray,
                     static_bg: np.ndarray | None, targets_a: np.ndarray | None = None,
-                    targets_b: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                    targets_b: np.ndarray | None = None, start: int = 0) -> dict[str, np.ndarray]:
     """``pipeline: raw_mix``: C = wA*A + wB*B of raw map patterns (a detector sums the two
     crystals' electrons), then C, A and B each get separate's preprocessing (``model_input``);
     flips come last, so the static background is removed where the detector put it.
 
-    ``targets_a``, ``targets_b``: A and B as given (preprocessed already, at the working shape;
-    e.g. grain means), instead of the preprocessed raw patterns themselves."""
+    With the source's ``noise`` (a, b), C is topped up to one recording's noise (``noise_top_up``;
+    pair ``start + k`` draws from its own generator). ``targets_a``, ``targets_b``: A and B as
+    given (preprocessed already, at the working shape; e.g. grain means), instead of the
+    preprocessed raw patterns themselves."""
     from kdeconv.mixing import to_uint16
     from kdeconv.separate.chunk import preprocess_patterns
 
@@ -256,6 +260,8 @@ def build_raw_pairs(cfg: GenerateConfig, draws: PairDraws, raw_a: np.ndarray, ra
     b = window_patterns(np.asarray(raw_b, np.float32), recipe)
     w = draws.weights.astype(np.float32)
     c = a * w[:, 0, None, None] + b * w[:, 1, None, None]
+    if getattr(cfg.source, "noise", None) is not None:
+        c = noise_top_up(c, a, b, w, cfg.source.noise, cfg.seed, start)
     mask = circular_mask(a.shape[-2:])
     masked = detect_masked(a, mask) | detect_masked(b, mask)
     work = tuple(spec.work_shape) if spec.work_shape else None
@@ -271,6 +277,63 @@ def build_raw_pairs(cfg: GenerateConfig, draws: PairDraws, raw_a: np.ndarray, ra
     if geo.any():
         c, a, b = (_geometric_rows(x, geo) for x in (c, a, b))
     return {"C": to_uint16(c), "A": to_uint16(a), "B": to_uint16(b), "masked": masked}
+
+
+def recording_noise(raw: np.ndarray, grains: np.ndarray) -> tuple[float, float] | None:
+    """The recordings' noise variance as a line in the counts, ``var = a*I + b`` (a photon
+    transfer curve), from the pure patterns ``raw`` (n, sy, sx) of known ``grains`` (n,): the
+    spread of each grain's patterns about their mean, pooled over grains of two or more patterns
+    and fitted to the median per intensity bin, so that band edges moved by an orientation
+    gradient or a drifting PC do not count as noise. None when no grain has two patterns."""
+    from scipy.stats import chi2
+
+    raw = np.asarray(raw, np.float64)
+    grains = np.asarray(grains)
+    levels, spreads = [], []
+    for grain in np.unique(grains):
+        rows = raw[grains == grain]
+        if len(rows) < 2:
+            continue
+        mean = rows.mean(axis=0).ravel()
+        dof = len(rows) - 1
+        # unbiased per pixel, then scaled so that the median of pure noise is its variance
+        var = ((rows - rows.mean(axis=0)) ** 2).sum(axis=0).ravel() / chi2.median(dof)
+        lit = mean > 0  # not outside a round screen's window
+        levels.append(mean[lit])
+        spreads.append(var[lit])
+    level = np.concatenate(levels) if levels else np.zeros(0)
+    spread = np.concatenate(spreads) if spreads else np.zeros(0)
+    if level.size < 64:
+        return None
+    edges = np.unique(np.quantile(level, np.linspace(0.02, 0.98, 17)))
+    which = np.digitize(level, edges[1:-1])
+    bins = [k for k in range(len(edges) - 1) if (which == k).sum() >= 8]
+    x = np.array([np.median(level[which == k]) for k in bins])
+    y = np.array([np.median(spread[which == k]) for k in bins])
+    if len(x) < 2:
+        return (0.0, float(np.median(spread)))
+    slope, offset = np.polyfit(x, y, 1)
+    # the offset may be negative (8-bit rounding and clipping at the dark end); the top-up clips
+    return (float(max(slope, 0.0)), float(offset))
+
+
+def noise_top_up(c: np.ndarray, a: np.ndarray, b: np.ndarray, w: np.ndarray,
+                 noise: tuple[float, float], seed: int, start: int) -> np.ndarray:
+    """Mixed raw patterns ``c`` = wA*a + wB*b with noise added up to one recording's.
+
+    A detector records the sum of two crystals once, with the noise of its total counts,
+    a*(wA*IA + wB*IB) + b; mixing two recordings gives wA^2 and wB^2 of theirs (half at 50/50).
+    The difference, wA*wB*(a*(IA + IB) + 2b), is drawn as Gaussian noise, pair ``start + k``
+    from its own generator (the same numbers on any worker)."""
+    slope, offset = noise
+    wa, wb = w[:, 0, None, None], w[:, 1, None, None]
+    var = np.maximum(wa * wb * (slope * np.maximum(a + b, 0.0) + 2.0 * offset), 0.0)
+    lit = (a != 0) | (b != 0)  # nothing is added outside a round screen's window
+    out = np.array(c, np.float32)
+    for k in range(len(c)):
+        rng = noise_rng(seed, start + k)
+        out[k] += (np.sqrt(var[k]) * rng.standard_normal(c.shape[1:]) * lit[k]).astype(np.float32)
+    return np.maximum(out, 0.0)
 
 
 def grain_means(prepared: np.ndarray, grains: np.ndarray) -> np.ndarray:

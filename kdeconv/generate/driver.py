@@ -384,7 +384,8 @@ def write_pair_chunk(staging: str, cfg_json: str, start: int, stop: int, pool_si
         targets = _pair_targets(cfg_json, cfg.source, both)
         out = build_raw_pairs(cfg, draws, pats[:n], pats[n:],
                               _static_background(cfg.model_input.static_background),
-                              *((None, None) if targets is None else (targets[:n], targets[n:])))
+                              *((None, None) if targets is None else (targets[:n], targets[n:])),
+                              start=start)
     else:
         mask = circular_mask(shape, cfg.mask.radius)
         out = build_pairs(cfg, start, draws, pats[:n], pats[n:], mask)

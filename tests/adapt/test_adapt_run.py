@@ -101,11 +101,12 @@ def test_separate_adapt_then_the_adapted_checkpoint_again(tiny_map):
     """`separate --adapt` adapts into OUT.adapt/ and separates with it; run again, it reuses that
     run for the same map and refuses it for another."""
     tmp = tiny_map
-    (tmp / "adapt.yaml").write_text(yaml.safe_dump(FAST))
+    (tmp / "adapt.yaml").write_text(yaml.safe_dump({**FAST, "top_up_noise": True}))
     out = _run("separate", "map.zarr", "--out", "sep.zarr", "--adapt", "--adapt-config", "adapt.yaml",
                "--workers", "1", cwd=tmp)
     assert out.returncode == 0, out.stderr
     assert "pure patterns:" in out.stdout and "adapt:" in out.stdout and "separate ->" in out.stdout
+    assert "topped up to one recording's noise" in out.stdout
     run = tmp / "sep.zarr.adapt"
     report = json.loads((run / "adapt.json").read_text())
     from kdeconv.model.checkpoint import file_sha256
@@ -121,6 +122,8 @@ def test_separate_adapt_then_the_adapted_checkpoint_again(tiny_map):
     held = np.array(pure["held_out"])
     grains = np.array(pure["grains"])
     assert not set(grains[held]) & set(grains[~held])  # whole grains held out
+    slope, offset = report["pairs"].pop("noise")  # the map's noise line, measured on its grains
+    assert slope > 0 and np.isfinite(offset)
     assert report["pairs"] == {"train": 96, "val": 32, "targets": "grain_mean", "held_out_whole_grains": True,
                                "train_grains": len(set(grains[~held])),
                                "val_grains": len(set(grains[held]))}

@@ -144,3 +144,61 @@ def test_a_map_seen_through_a_small_screen_is_cut_to_its_square_before_it_is_mix
     for name in ("C", "A", "B"):
         np.testing.assert_array_equal(out[name], want[name])
         assert (out[name][:, ~circular_mask((40, 40))] == 0).all()
+
+
+def _recordings(clean: np.ndarray, n: int, rng, gain: float = 3.0, read: float = 2.0) -> np.ndarray:
+    """``n`` recordings of the counts ``clean``: shot noise of ``gain`` counts per electron, read noise."""
+    return np.array([rng.poisson(clean / gain) * gain + rng.normal(0, read, clean.shape) for _ in range(n)],
+                    np.float32)
+
+
+def test_the_noise_line_is_read_from_the_grains_pure_patterns():
+    """Shot noise of 3 counts per electron: the spread about each grain's mean grows as 3·I."""
+    from kdeconv.generate.chunk import recording_noise
+
+    rng = np.random.default_rng(0)
+    clean = 200 + 400 * _bands(4, seed=2)
+    raw = np.concatenate([_recordings(c, 6, rng) for c in clean])
+    slope, offset = recording_noise(raw, np.repeat(np.arange(4), 6))
+    for level in (250.0, 1200.0):  # within the recorded range: 3·I + 4 (shot and read noise)
+        assert abs((slope * level + offset) / (3 * level + 4) - 1) < 0.1
+    # one pattern per grain leaves nothing to measure the noise by
+    assert recording_noise(raw[::6], np.arange(4)) is None
+
+
+def test_a_mix_of_two_recordings_is_topped_up_to_the_noise_of_one():
+    """A detector records the sum once: a 50/50 mix of two recordings has half its noise variance;
+    the top-up restores it, the same numbers for the same pairs on any worker."""
+    from kdeconv.generate.chunk import noise_top_up
+
+    rng = np.random.default_rng(1)
+    clean_a, clean_b = 300 + 300 * _bands(2, seed=3)
+    n = 300
+    a, b = _recordings(clean_a, n, rng), _recordings(clean_b, n, rng)
+    w = np.full((n, 2), 0.5, np.float32)
+    mixed = 0.5 * a + 0.5 * b
+    one = _recordings(0.5 * clean_a + 0.5 * clean_b, n, rng)  # the detector's own
+    topped = noise_top_up(mixed, a, b, w, (3.0, 4.0), seed=5, start=0)
+    assert mixed.var(axis=0).mean() / one.var(axis=0).mean() < 0.55
+    assert abs(topped.var(axis=0).mean() / one.var(axis=0).mean() - 1) < 0.05
+    assert abs(float((topped - mixed).mean())) < 0.5  # zero-mean: the counts are not moved
+    # pairs 100-199 drawn in their own call give the same numbers as in the whole range
+    part = noise_top_up(mixed[100:200], a[100:200], b[100:200], w[100:200], (3.0, 4.0), seed=5, start=100)
+    np.testing.assert_array_equal(part, topped[100:200])
+    # pure pairs get nothing added
+    w_pure = np.tile(np.array([[1.0, 0.0]], np.float32), (4, 1))
+    np.testing.assert_array_equal(noise_top_up(a[:4], a[:4], b[:4], w_pure, (3.0, 4.0), 5, 0), a[:4])
+
+
+def test_raw_mix_tops_up_only_with_the_source_noise():
+    signal = 500 + 300 * _bands(8, seed=4)
+    cfg = _cfg({"background": "processed"})
+    noisy = _cfg({"background": "processed"},
+                 source={"kind": "map", "path": "unused.zarr", "noise": [3.0, 4.0]})
+    draws = draw_pairs(cfg, 0, 8, 8, square=True)
+    plain = build_raw_pairs(cfg, draws, signal[draws.pos_a], signal[draws.pos_b], None)
+    topped = build_raw_pairs(noisy, draws, signal[draws.pos_a], signal[draws.pos_b], None, start=0)
+    again = build_raw_pairs(noisy, draws, signal[draws.pos_a], signal[draws.pos_b], None, start=0)
+    np.testing.assert_array_equal(topped["C"], again["C"])
+    assert not np.array_equal(topped["C"], plain["C"])
+    np.testing.assert_array_equal(topped["A"], plain["A"])  # the targets stay clean
