@@ -283,8 +283,8 @@ def recording_noise(raw: np.ndarray, grains: np.ndarray) -> tuple[float, float] 
     """The recordings' noise variance as a line in the counts, ``var = a*I + b`` (a photon
     transfer curve), from the pure patterns ``raw`` (n, sy, sx) of known ``grains`` (n,): the
     spread of each grain's patterns about their mean, pooled over grains of two or more patterns
-    and fitted to the median per intensity bin, so that band edges moved by an orientation
-    gradient or a drifting PC do not count as noise. None when no grain has two patterns."""
+    and fitted to the median per intensity bin, so that the few band-edge pixels moved by an
+    orientation gradient or a drifting PC count little. None when no grain has two patterns."""
     from scipy.stats import chi2
 
     raw = np.asarray(raw, np.float64)
