@@ -260,7 +260,7 @@ def build_raw_pairs(cfg: GenerateConfig, draws: PairDraws, raw_a: np.ndarray, ra
     b = window_patterns(np.asarray(raw_b, np.float32), recipe)
     w = draws.weights.astype(np.float32)
     c = a * w[:, 0, None, None] + b * w[:, 1, None, None]
-    if getattr(cfg.source, "noise", None) is not None:
+    if cfg.source.noise is not None:  # raw_mix sources are map sources
         c = noise_top_up(c, a, b, w, cfg.source.noise, cfg.seed, start)
     mask = circular_mask(a.shape[-2:])
     masked = detect_masked(a, mask) | detect_masked(b, mask)
@@ -294,10 +294,10 @@ def recording_noise(raw: np.ndarray, grains: np.ndarray) -> tuple[float, float] 
         rows = raw[grains == grain]
         if len(rows) < 2:
             continue
-        mean = rows.mean(axis=0).ravel()
-        dof = len(rows) - 1
+        mean = rows.mean(axis=0)
         # unbiased per pixel, then scaled so that the median of pure noise is its variance
-        var = ((rows - rows.mean(axis=0)) ** 2).sum(axis=0).ravel() / chi2.median(dof)
+        var = (((rows - mean) ** 2).sum(axis=0) / chi2.median(len(rows) - 1)).ravel()
+        mean = mean.ravel()
         lit = mean > 0  # not outside a round screen's window
         levels.append(mean[lit])
         spreads.append(var[lit])
