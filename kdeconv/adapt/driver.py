@@ -182,7 +182,7 @@ def _grain_mean_targets(gen, grains: np.ndarray, path: Path) -> Path:
     pairs are (``model_input``), to the Zarr array ``path``; returns it."""
     import zarr
 
-    from kdeconv.generate.chunk import grain_means
+    from kdeconv.generate.chunk import grain_means, less_camera_pattern
     from kdeconv.generate.driver import rows_at
     from kdeconv.separate.chunk import preprocess_patterns
 
@@ -193,7 +193,10 @@ def _grain_mean_targets(gen, grains: np.ndarray, path: Path) -> Path:
     patterns = zarr.open_group(gen.source.path, mode="r")["patterns"]
     raw = rows_at(patterns, np.asarray(gen.source.indices, np.int64))
     prepared = preprocess_patterns(raw, spec.recipe(), static, work)
-    zarr.save_array(str(path), grain_means(prepared, grains), zarr_format=3)
+    targets = grain_means(prepared, grains)
+    if static is not None:  # a raw map: its camera's fine pattern is on every grain
+        targets = less_camera_pattern(targets, grains)
+    zarr.save_array(str(path), targets, zarr_format=3)
     return path
 
 

@@ -77,12 +77,39 @@ def test_grain_means_average_out_the_noise_and_keep_the_bands():
     assert (means[:8] == means[0]).all() and (means[8:] == means[8]).all()  # one target per grain
     assert means.min() == 0 and means.max() == 1  # stretched to [0, 1] again
 
-    def ncc(a, b):
-        a, b = a - a.mean(), b - b.mean()
-        return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
-
     for k, grain in ((0, 0), (8, 1)):  # 8 patterns: the noise down by ~sqrt(8)
-        assert ncc(means[k], clean[grain]) > 0.75 > ncc(noisy[k], clean[grain]) + 0.1
+        assert _ncc(means[k], clean[grain]) > 0.75 > _ncc(noisy[k], clean[grain]) + 0.1
+
+
+def _ncc(a, b):
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def test_the_camera_fine_pattern_every_grain_shares_leaves_the_targets():
+    from kdeconv.generate.chunk import CAMERA_PATTERN_MIN_GRAINS, less_camera_pattern
+
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[:40, :40] / 40 - 0.5
+    clean = np.zeros((8, 40, 40), np.float32)
+    for grain in clean:  # three bands anywhere on the pattern
+        for t, o in zip(rng.uniform(0, np.pi, 3), rng.uniform(-0.3, 0.3, 3)):
+            grain += np.exp(-((x * np.cos(t) + y * np.sin(t) - o) / 0.05) ** 2)
+    camera = rng.normal(0, 0.4, (40, 40)).astype(np.float32)  # pixel gain, as strong as a band edge
+    camera[5, 7], camera[30, 21] = 3.0, -1.0  # a hot and a dead pixel
+    grains = np.repeat(np.arange(8), 2)
+    means = clean[grains] + camera
+    means = (means - means.min(axis=(1, 2), keepdims=True)) / np.ptp(means, axis=(1, 2), keepdims=True)
+    assert _ncc(means[0], means[2]) > 0.5  # two grains look alike through the camera
+    out = less_camera_pattern(means, grains)
+    assert out.shape == means.shape and out.min() == 0 and out.max() == 1
+    for g in range(8):
+        assert _ncc(out[2 * g], clean[g]) > 0.9 and _ncc(means[2 * g], clean[g]) < 0.85
+    assert abs(_ncc(out[0], out[2])) < 0.3
+    few = grains < CAMERA_PATTERN_MIN_GRAINS - 1  # too few grains to tell the camera from a band
+    assert np.array_equal(less_camera_pattern(means[few], grains[few]), means[few])
+    faint = clean[grains] + 0.05 * camera  # a faint camera pattern stays: removing it costs more
+    assert np.array_equal(less_camera_pattern(faint, grains), faint)
 
 
 def test_given_targets_replace_a_and_b_while_c_mixes_the_raw_patterns():
