@@ -177,12 +177,10 @@ def _pairs_config(cfg: AdaptConfig, pool: str, indices: np.ndarray, groups: np.n
     }
 
 
-def _grain_mean_targets(gen, grains: np.ndarray, path: Path) -> Path:
-    """Write the grain mean of each listed pure pattern of ``gen``'s source, preprocessed as its
-    pairs are (``model_input``), to the Zarr array ``path``; returns it."""
+def _prepared_pure(gen) -> np.ndarray:
+    """The listed pure patterns of ``gen``'s source, preprocessed as its pairs are (``model_input``)."""
     import zarr
 
-    from kdeconv.generate.chunk import grain_means, less_camera_pattern
     from kdeconv.generate.driver import rows_at
     from kdeconv.separate.chunk import preprocess_patterns
 
@@ -191,11 +189,32 @@ def _grain_mean_targets(gen, grains: np.ndarray, path: Path) -> Path:
     work = tuple(spec.work_shape) if spec.work_shape else None
     # read once, not through the workers' chunk cache: nothing stays held while adapt trains here
     patterns = zarr.open_group(gen.source.path, mode="r")["patterns"]
-    raw = rows_at(patterns, np.asarray(gen.source.indices, np.int64))
-    prepared = preprocess_patterns(raw, spec.recipe(), static, work)
-    targets = grain_means(prepared, grains)
-    if static is not None:  # a raw map: its camera's fine pattern is on every grain
-        targets = less_camera_pattern(targets, grains)
+    return preprocess_patterns(rows_at(patterns, np.asarray(gen.source.indices, np.int64)),
+                               spec.recipe(), static, work)
+
+
+def _camera_pattern(gen, grains: np.ndarray) -> tuple[np.ndarray | None, float | None]:
+    """The camera's fine pattern on the grain means of all of ``gen``'s pure patterns (training
+    and held-out grains alike), ``generate.chunk.camera_pattern``; (None, None) on processed maps,
+    whose vendor removed the static background and the camera's pattern with it."""
+    from kdeconv.generate.chunk import camera_pattern, grain_means
+
+    if gen.model_input.static_background is None:
+        return None, None
+    means = grain_means(_prepared_pure(gen), grains)
+    return camera_pattern(means[np.unique(grains, return_index=True)[1]])
+
+
+def _grain_mean_targets(gen, grains: np.ndarray, path: Path, camera: np.ndarray | None) -> Path:
+    """Write the grain mean of each listed pure pattern of ``gen``'s source, preprocessed as its
+    pairs are, less the ``camera`` pattern when given, to the Zarr array ``path``; returns it."""
+    import zarr
+
+    from kdeconv.generate.chunk import grain_means, less_camera_pattern
+
+    targets = grain_means(_prepared_pure(gen), grains)
+    if camera is not None:
+        targets = less_camera_pattern(targets, camera)
     zarr.save_array(str(path), targets, zarr_format=3)
     return path
 
@@ -385,6 +404,10 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
 
     # pairs: training grains and held-out grains apart
     t = time.perf_counter()
+    camera, camera_share = None, None
+    if cfg.targets == "grain_mean":
+        every = _pairs_config(cfg, pool, indices, grains, cfg.n_val_pairs, cfg.seed, model_input, noise)
+        camera, camera_share = _camera_pattern(GenerateConfig.model_validate(every), grains)
     stores = {}
     for name, keep, n, seed in (("train", ~held, cfg.n_pairs, cfg.seed),
                                 ("val", held, cfg.n_val_pairs, cfg.seed + 1)):
@@ -393,7 +416,7 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
         if cfg.targets == "grain_mean":
             targets = out / f"targets_{name}.zarr"
             if not stores[name].exists():  # a finished pair store was made from these targets
-                _grain_mean_targets(GenerateConfig.model_validate(pairs), grains[keep], targets)
+                _grain_mean_targets(GenerateConfig.model_validate(pairs), grains[keep], targets, camera)
             pairs["source"]["targets"] = str(targets)
         gen = validate_config(GenerateConfig, pairs, "adapt pairs")
         # a finished store is kept, an interrupted one resumed (generate's own protocol)
@@ -404,6 +427,8 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
          + (f"out from {len(np.unique(grains[held]))} other grains" if whole else
             f"out from {int(held.sum())} patterns of the same grains (too few grains to spare whole ones)")
          + (", towards grain means" if cfg.targets == "grain_mean" else "")
+         + ("" if camera is None else
+            f" less the camera's fine pattern ({camera_share:.2f} of their variance)")
          + ("" if noise is None else
             f", each mix topped up to one recording's noise (variance {noise[0]:.3g}·I "
             f"{'-' if noise[1] < 0 else '+'} {abs(noise[1]):.3g})")
@@ -459,6 +484,9 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
                  "n_grains": int(len(np.unique(grains)))},
         "pairs": {"train": cfg.n_pairs, "val": cfg.n_val_pairs, "targets": cfg.targets,
                   "noise": None if noise is None else list(noise),
+                  # the camera's share of the grain means' variance, and whether it was taken out
+                  "camera_pattern": {"share": None if camera_share is None else round(camera_share, 4),
+                                     "removed": camera is not None},
                   "held_out_whole_grains": bool(whole),
                   "train_grains": int(len(np.unique(grains[~held]))),
                   "val_grains": int(len(np.unique(grains[held])))},

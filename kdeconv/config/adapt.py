@@ -42,7 +42,7 @@ class AdaptConfig(StrictModel):
     flips: bool = True
     # What A and B are trained towards: the mean of each pure pattern's grain ("grain_mean": the
     # same bands, the detector noise averaged out; on raw maps less the camera's fine pattern that
-    # every grain shares, generate.chunk.less_camera_pattern), or each pattern as recorded ("own").
+    # every grain shares, generate.chunk.camera_pattern), or each pattern as recorded ("own").
     # Binned 8-bit camera: both grains 53.3% -> 64.8%; held-out Zr 94.9% (see the model card).
     targets: Literal["grain_mean", "own"] = "grain_mean"
     # A mix of two recordings carries less noise than one recording of the sum (half at 50/50):

@@ -23,7 +23,7 @@ __all__ = ["STREAM_PAIR", "STREAM_NOISE", "STREAM_PURE", "STREAM_WINDOW", "STREA
            "noise_rng", "window_for_group", "PairDraws", "draw_pairs", "nothing_to_prepare",
            "prepare_pure", "bin_patterns",
            "build_pairs", "build_raw_pairs", "recording_noise", "noise_top_up", "grain_means",
-           "less_camera_pattern",
+           "camera_pattern", "less_camera_pattern",
            "pure_geometry", "resample_pairs"]
 
 STREAM_PAIR, STREAM_NOISE, STREAM_PURE, STREAM_WINDOW, STREAM_PHASE = 0, 1, 2, 3, 4
@@ -357,35 +357,38 @@ def grain_means(prepared: np.ndarray, grains: np.ndarray) -> np.ndarray:
 # pixels (grains' NCC with each other 0.70 -> 0.14); hcp Zr through a clean camera 0.05.
 CAMERA_PATTERN_MIN_GRAINS = 6
 CAMERA_PATTERN_T = 3.0
-# Removed only where it holds this share of the targets' variance: the strong-gain camera 0.63
-# (adapted, both grains at minority >= 0.25 / 0.1-0.2: 77.1 / 5.9% -> 82.9 / 29.4%); the binned
-# 8-bit camera 0.16, where removing it cost 5 points (86.7 -> 81.9%, 85.7 -> 80.0% at a second seed);
-# Zr, alpha-Ti 0.02-0.03.
+# Removed only where it holds this share of the grain means' variance: the strong-gain camera 0.64
+# (adapted, both grains at minority >= 0.25 / 0.1-0.2: 77.1 / 5.9% -> 93.3 / 35.3%); the binned
+# 8-bit camera 0.17, where removing it cost 5 points (86.7 -> 81.9%, 85.7 -> 80.0% at a second seed);
+# Zr, alpha-Ti, Mg 0.02.
 CAMERA_PATTERN_MIN_SHARE = 0.3
 
 
-def less_camera_pattern(means: np.ndarray, grains: np.ndarray) -> np.ndarray:
-    """``means`` (n, sy, sx), the grain means of ``grain_means``, less the fine pattern that every
-    grain shares: each grain's detail finer than a pattern width / 8 (the static background's
+def camera_pattern(means: np.ndarray) -> tuple[np.ndarray | None, float | None]:
+    """The fine pattern every grain shares, from ``means`` (g, sy, sx), one mean pattern per grain
+    (``grain_means``): each grain's detail finer than a pattern width / 8 (the static background's
     scale), where its median over the grains stands out from their spread. That is the camera's,
     not a crystal's (pixel gain, stuck pixels, gain blotches); averaging a grain's patterns keeps
-    it, so without this A and B would be trained to carry it. Stretched to [0, 1] again; unchanged
-    with fewer than ``CAMERA_PATTERN_MIN_GRAINS`` grains or where that pattern holds less than
-    ``CAMERA_PATTERN_MIN_SHARE`` of the means' variance."""
-    from kdeconv.preprocess.background import dynamic_background, rescale_per_pattern
+    it. Returns the pattern (None when it holds less than ``CAMERA_PATTERN_MIN_SHARE`` of the
+    means' variance) and that share (None with fewer than ``CAMERA_PATTERN_MIN_GRAINS`` grains)."""
+    from kdeconv.preprocess.background import dynamic_background
 
-    ids, first = np.unique(np.asarray(grains), return_index=True)
-    if len(ids) < CAMERA_PATTERN_MIN_GRAINS:
-        return means
-    one = means[first]
-    detail = one - dynamic_background(one, std=one.shape[-1] / 8)
+    if len(means) < CAMERA_PATTERN_MIN_GRAINS:
+        return None, None
+    detail = means - dynamic_background(means, std=means.shape[-1] / 8)
     shared = np.median(detail, axis=0)
     spread = 1.4826 * np.median(np.abs(detail - shared), axis=0)
-    standard_error = 1.2533 * spread / np.sqrt(len(ids))  # of a median
+    standard_error = 1.2533 * spread / np.sqrt(len(means))  # of a median
     camera = np.where(np.abs(shared) > CAMERA_PATTERN_T * standard_error, shared, 0.0)
-    if camera.var() < CAMERA_PATTERN_MIN_SHARE * one.var(axis=(1, 2)).mean():
-        return means
-    return rescale_per_pattern(means - camera[None].astype(np.float32), 0.0, 1.0)
+    share = float(camera.var() / max(float(means.var(axis=(1, 2)).mean()), 1e-12))
+    return (camera.astype(np.float32) if share >= CAMERA_PATTERN_MIN_SHARE else None), share
+
+
+def less_camera_pattern(patterns: np.ndarray, camera: np.ndarray) -> np.ndarray:
+    """``patterns`` (n, sy, sx) in [0, 1] less the ``camera_pattern``, stretched to [0, 1] again."""
+    from kdeconv.preprocess.background import rescale_per_pattern
+
+    return rescale_per_pattern(patterns - camera[None], 0.0, 1.0)
 
 
 def resample_pairs(pairs: dict[str, np.ndarray], shape: tuple[int, int]) -> dict[str, np.ndarray]:

@@ -124,6 +124,8 @@ def test_separate_adapt_then_the_adapted_checkpoint_again(tiny_map):
     assert not set(grains[held]) & set(grains[~held])  # whole grains held out
     slope, offset = report["pairs"].pop("noise")  # the map's noise line, measured on its grains
     assert slope > 0 and np.isfinite(offset)
+    camera = report["pairs"].pop("camera_pattern")  # a simulated camera without fixed-pattern gain
+    assert camera["removed"] is False and (camera["share"] is None or camera["share"] < 0.3)
     assert report["pairs"] == {"train": 96, "val": 32, "targets": "grain_mean", "held_out_whole_grains": True,
                                "train_grains": len(set(grains[~held])),
                                "val_grains": len(set(grains[held]))}

@@ -87,7 +87,12 @@ def _ncc(a, b):
 
 
 def test_the_camera_fine_pattern_every_grain_shares_leaves_the_targets():
-    from kdeconv.generate.chunk import CAMERA_PATTERN_MIN_GRAINS, less_camera_pattern
+    from kdeconv.generate.chunk import (
+        CAMERA_PATTERN_MIN_GRAINS,
+        CAMERA_PATTERN_MIN_SHARE,
+        camera_pattern,
+        less_camera_pattern,
+    )
 
     rng = np.random.default_rng(7)
     y, x = np.mgrid[:40, :40] / 40 - 0.5
@@ -95,21 +100,23 @@ def test_the_camera_fine_pattern_every_grain_shares_leaves_the_targets():
     for grain in clean:  # three bands anywhere on the pattern
         for t, o in zip(rng.uniform(0, np.pi, 3), rng.uniform(-0.3, 0.3, 3)):
             grain += np.exp(-((x * np.cos(t) + y * np.sin(t) - o) / 0.05) ** 2)
+    rng = np.random.default_rng(8)
     camera = rng.normal(0, 0.4, (40, 40)).astype(np.float32)  # pixel gain, as strong as a band edge
     camera[5, 7], camera[30, 21] = 3.0, -1.0  # a hot and a dead pixel
-    grains = np.repeat(np.arange(8), 2)
-    means = clean[grains] + camera
+    means = clean + camera
     means = (means - means.min(axis=(1, 2), keepdims=True)) / np.ptp(means, axis=(1, 2), keepdims=True)
-    assert _ncc(means[0], means[2]) > 0.5  # two grains look alike through the camera
-    out = less_camera_pattern(means, grains)
+    assert _ncc(means[0], means[1]) > 0.5  # two grains look alike through the camera
+    found, share = camera_pattern(means)
+    assert share > CAMERA_PATTERN_MIN_SHARE and _ncc(found, camera) > 0.9
+    out = less_camera_pattern(means, found)
     assert out.shape == means.shape and out.min() == 0 and out.max() == 1
     for g in range(8):
-        assert _ncc(out[2 * g], clean[g]) > 0.9 and _ncc(means[2 * g], clean[g]) < 0.85
-    assert abs(_ncc(out[0], out[2])) < 0.3
-    few = grains < CAMERA_PATTERN_MIN_GRAINS - 1  # too few grains to tell the camera from a band
-    assert np.array_equal(less_camera_pattern(means[few], grains[few]), means[few])
-    faint = clean[grains] + 0.05 * camera  # a faint camera pattern stays: removing it costs more
-    assert np.array_equal(less_camera_pattern(faint, grains), faint)
+        assert _ncc(out[g], clean[g]) > 0.9 and _ncc(means[g], clean[g]) < 0.85
+    assert abs(_ncc(out[0], out[1])) < 0.3
+    # too few grains to tell the camera from a band
+    assert camera_pattern(means[:CAMERA_PATTERN_MIN_GRAINS - 1]) == (None, None)
+    found, share = camera_pattern(clean + 0.05 * camera)  # a faint camera pattern stays:
+    assert found is None and share < 0.1                  # removing it costs more
 
 
 def test_given_targets_replace_a_and_b_while_c_mixes_the_raw_patterns():
