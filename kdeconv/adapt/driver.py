@@ -405,7 +405,7 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
     # pairs: training grains and held-out grains apart
     t = time.perf_counter()
     camera, camera_share = None, None
-    if cfg.targets == "grain_mean":
+    if cfg.targets == "grain_mean":  # found on every grain: training and held-out targets lose the same
         every = _pairs_config(cfg, pool, indices, grains, cfg.n_val_pairs, cfg.seed, model_input, noise)
         camera, camera_share = _camera_pattern(GenerateConfig.model_validate(every), grains)
     stores = {}
