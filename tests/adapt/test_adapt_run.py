@@ -226,6 +226,38 @@ def test_a_map_without_enough_grains_is_refused(tmp_path):
     assert not (tmp_path / "run" / "best.pt").exists()
 
 
+@pytest.mark.slow
+def test_a_cameras_fixed_pattern_leaves_the_targets_of_training_and_held_out_grains(tmp_path):
+    """Through a camera with strong pixel gain and stuck pixels, every grain's mean carries the
+    same fine pattern; adapt says it took it out, and different grains' targets no longer look
+    alike."""
+    import zarr
+
+    cfg = {"seed": 3, "nav_shape": [16, 16], "n_grains": 12, "detector": {"shape": [60, 60]},
+           "realism": {"gain": 0.3, "defect_fraction": 0.005, "bits": 8}}
+    (tmp_path / "sim.yaml").write_text(yaml.safe_dump(cfg))
+    out = _run("simulate-map", "--config", "sim.yaml", "--out", "sim", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    out = _run("ingest", "sim/map.up1", "map.zarr", "--workers", "1", cwd=tmp_path)  # 8-bit: UP1
+    assert out.returncode == 0, out.stderr
+    (tmp_path / "adapt.yaml").write_text(yaml.safe_dump({**FAST, "max_steps": 2}))
+    out = _run("adapt", "map.zarr", "--out", "run", "--config", "adapt.yaml", "--workers", "1",
+               cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "less the camera's fine pattern" in out.stdout
+    camera = json.loads((tmp_path / "run" / "adapt.json").read_text())["pairs"]["camera_pattern"]
+    assert camera["removed"] is True and camera["share"] >= 0.3
+
+    def ncc(a, b):
+        a, b = a - a.mean(), b - b.mean()
+        return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+    for split in ("train", "val"):
+        targets = np.asarray(zarr.open_array(str(tmp_path / "run" / f"targets_{split}.zarr"), mode="r"))
+        grains = np.unique(targets.reshape(len(targets), -1), axis=0).reshape(-1, *targets.shape[1:])
+        assert len(grains) >= 2 and abs(ncc(grains[0], grains[1])) < 0.3
+
+
 def test_references_of_one_grain_are_grouped_so_no_pair_mixes_a_grain_with_itself():
     import kikuchipy as kp
 
