@@ -467,7 +467,8 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
 
     # held-out scores, claim rule, checkpoints
     t = time.perf_counter()
-    adapted = load_separator(trained.best, device="cpu", precision="fp32")
+    kept = trained.last if cfg.keep == "at_stop" else trained.best
+    adapted = load_separator(kept, device="cpu", precision="fp32")
     after, true_minority, pred_minority = score_pairs(adapted, stores["val"])
     rule = rule_from_held_out(true_minority, pred_minority, base.claim_rule)
     after["separating_bar"] = separating_bar(true_minority, pred_minority)
@@ -492,13 +493,15 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
                   "val_grains": int(len(np.unique(grains[held])))},
         "fine_tune": {"steps": trained.steps, "stop_reason": trained.stop_reason,
                       "best_step": trained.best_step, "resumed_from_step": resumed_from,
+                      "kept": cfg.keep,
+                      "kept_step": trained.steps if cfg.keep == "at_stop" else trained.best_step,
                       "seconds": round(trained.seconds, 1), "config": train_cfg},
         "held_out": {"before": before, "after": after},
         "claim_rule": rule, "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "config": cfg.model_dump(mode="json"),
     }
     report = out / "adapt.json"
-    best, last = _install(trained, out, rule, provenance, plan.working.as_dict(), report)
+    best, last = _install(trained.last, kept, out, rule, provenance, plan.working.as_dict(), report)
     result = AdaptResult(out, best, last, report, int(len(indices)), int(len(np.unique(grains))),
                          cfg.n_pairs, cfg.n_val_pairs, trained.steps, trained.stop_reason, before,
                          after, rule, seconds)
@@ -592,18 +595,18 @@ def _choose_pure(cfg, map_path, src, plan, static_path, out, client, progress, e
     return indices, grains, None, str(map_path.resolve()), record
 
 
-def _install(trained, out: Path, rule: dict, provenance: dict, working_range: dict,
-             report: Path) -> tuple[Path, Path]:
+def _install(trained_last: Path, kept: Path, out: Path, rule: dict, provenance: dict,
+             working_range: dict, report: Path) -> tuple[Path, Path]:
     """last.pt, adapt.json and best.pt of the run folder, best.pt last (it marks the run finished):
-    the trainer's, with the claim rule, the base's working range and the adapt provenance
-    (written atomically; the base is never touched)."""
+    the trainer's last and ``kept`` weights, with the claim rule, the base's working range and the
+    adapt provenance (written atomically; the base is never touched)."""
     from kdeconv.io.resume import RUN_KEY_FILE, write_file_atomic
     from kdeconv.model.checkpoint import update_checkpoint
 
     extra = {"claim_rule": rule, "working_range": working_range,
              "adapt": {k: provenance[k] for k in ("base", "map", "pairs", "held_out", "claim_rule")}}
-    last = update_checkpoint(trained.last, out / "last.pt", **extra)
+    last = update_checkpoint(trained_last, out / "last.pt", **extra)
     write_file_atomic(report, json.dumps(provenance, indent=1, default=str) + "\n")
-    best = update_checkpoint(trained.best, out / "best.pt", **extra)
+    best = update_checkpoint(kept, out / "best.pt", **extra)
     (out / RUN_KEY_FILE).unlink(missing_ok=True)
     return best, last

@@ -140,6 +140,14 @@ def test_separate_adapt_then_the_adapted_checkpoint_again(tiny_map):
 
     adapted = load_separator(run / "best.pt", device="cpu")
     assert adapted.claim_rule == report["claim_rule"]
+    # best.pt keeps the weights at the stop (keep: at_stop), the trainer's last ones
+    import torch
+
+    fine_tune = report["fine_tune"]
+    assert fine_tune["kept"] == "at_stop" and fine_tune["kept_step"] == fine_tune["steps"]
+    last = load_separator(run / "last.pt", device="cpu")
+    for name, weights in adapted.model.state_dict().items():
+        assert torch.equal(weights, last.model.state_dict()[name]), name
     assert adapted.meta["adapt"]["base"]["sha256"] == report["base"]["sha256"]
     import zarr
 

@@ -30,7 +30,7 @@ def test_pairs_take_the_grain_mean_of_each_listed_pattern(tmp_path, dask_process
     cfg = AdaptConfig(map="map.zarr", out="run", flips=False, targets="grain_mean")
     pairs = _pairs_config(cfg, str(tmp_path / "map.zarr"), indices, grains, 48, 1,
                           {"background": "processed"})
-    path = _grain_mean_targets(GenerateConfig.model_validate(pairs), grains, tmp_path / "targets.zarr")
+    path = _grain_mean_targets(GenerateConfig.model_validate(pairs), grains, tmp_path / "targets.zarr", None)
     pairs["source"]["targets"] = str(path)
     gen = validate_config(GenerateConfig, pairs)
     with Client(scheduler_file=str(dask_processes[1]), timeout="30s") as client:
