@@ -61,7 +61,7 @@ class AdaptConfig(StrictModel):
     # The weights best.pt keeps: those at the stop (early stopping's patience past the held-out
     # loss's lowest point, or the budget's end) or those at that lowest point. The held-out loss
     # goes flat within a few hundred steps while the bands still sharpen: on 7 maps the weights at
-    # the stop found both grains at minority >= 0.25 on 2.2 points more (-1.9 to +7.6; model card).
+    # the stop found both grains at minority >= 0.25 on 2.2 points more on average (-1.9 to +7.6).
     keep: Literal["at_stop", "lowest_held_out_loss"] = "at_stop"
     ema_decay: float | None = Field(default=None, gt=0, lt=1)  # weights averaged per step (train's)
     seed: int = Field(default=0, ge=0)
