@@ -193,26 +193,27 @@ def _prepared_pure(gen) -> np.ndarray:
                                spec.recipe(), static, work)
 
 
-def _camera_pattern(gen, grains: np.ndarray) -> tuple[np.ndarray | None, float | None]:
-    """The camera's fine pattern on the grain means of all of ``gen``'s pure patterns (training
-    and held-out grains alike), ``generate.chunk.camera_pattern``; (None, None) on processed maps,
-    whose vendor removed the static background and the camera's pattern with it."""
+def _camera_pattern(gen, prepared: np.ndarray, grains: np.ndarray) -> tuple[np.ndarray | None, float | None]:
+    """The camera's fine pattern on the grain means of ``prepared``, all of ``gen``'s pure
+    patterns (training and held-out grains alike), ``generate.chunk.camera_pattern``; (None, None)
+    on processed maps, whose vendor removed the static background and the camera's pattern with it."""
     from kdeconv.generate.chunk import camera_pattern, grain_means
 
     if gen.model_input.static_background is None:
         return None, None
-    means = grain_means(_prepared_pure(gen), grains)
+    means = grain_means(prepared, grains)
     return camera_pattern(means[np.unique(grains, return_index=True)[1]])
 
 
-def _grain_mean_targets(gen, grains: np.ndarray, path: Path, camera: np.ndarray | None) -> Path:
-    """Write the grain mean of each listed pure pattern of ``gen``'s source, preprocessed as its
-    pairs are, less the ``camera`` pattern when given, to the Zarr array ``path``; returns it."""
+def _grain_mean_targets(prepared: np.ndarray, grains: np.ndarray, path: Path,
+                        camera: np.ndarray | None) -> Path:
+    """Write the grain mean of each of the ``prepared`` pure patterns (``_prepared_pure``), less
+    the ``camera`` pattern when given, to the Zarr array ``path``; returns it."""
     import zarr
 
     from kdeconv.generate.chunk import grain_means, less_camera_pattern
 
-    targets = grain_means(_prepared_pure(gen), grains)
+    targets = grain_means(prepared, grains)
     if camera is not None:
         targets = less_camera_pattern(targets, camera)
     zarr.save_array(str(path), targets, zarr_format=3)
@@ -406,8 +407,10 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
     t = time.perf_counter()
     camera, camera_share = None, None
     if cfg.targets == "grain_mean":  # found on every grain: training and held-out targets lose the same
-        every = _pairs_config(cfg, pool, indices, grains, cfg.n_val_pairs, cfg.seed, model_input, noise)
-        camera, camera_share = _camera_pattern(GenerateConfig.model_validate(every), grains)
+        every = GenerateConfig.model_validate(
+            _pairs_config(cfg, pool, indices, grains, cfg.n_val_pairs, cfg.seed, model_input, noise))
+        prepared = _prepared_pure(every)  # read and preprocessed once, for both splits' targets
+        camera, camera_share = _camera_pattern(every, prepared, grains)
     stores = {}
     for name, keep, n, seed in (("train", ~held, cfg.n_pairs, cfg.seed),
                                 ("val", held, cfg.n_val_pairs, cfg.seed + 1)):
@@ -416,7 +419,7 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
         if cfg.targets == "grain_mean":
             targets = out / f"targets_{name}.zarr"
             if not stores[name].exists():  # a finished pair store was made from these targets
-                _grain_mean_targets(GenerateConfig.model_validate(pairs), grains[keep], targets, camera)
+                _grain_mean_targets(prepared[keep], grains[keep], targets, camera)
             pairs["source"]["targets"] = str(targets)
         gen = validate_config(GenerateConfig, pairs, "adapt pairs")
         # a finished store is kept, an interrupted one resumed (generate's own protocol)

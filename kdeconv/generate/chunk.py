@@ -359,9 +359,8 @@ CAMERA_PATTERN_MIN_GRAINS = 6
 CAMERA_PATTERN_T = 3.0
 # Removed only where it holds this share of the grain means' variance: the strong-gain camera 0.64
 # (adapted, both grains at minority >= 0.25 / 0.1-0.2: 77.1 / 5.9% -> 93.3 / 35.3%; at a second seed
-# 79.0 / 7.8% -> 81.0 / 21.6%); the binned
-# 8-bit camera 0.17, where removing it cost 5 points (86.7 -> 81.9%, 85.7 -> 80.0% at a second seed);
-# Zr, alpha-Ti, Mg 0.02.
+# 79.0 / 7.8% -> 81.0 / 21.6%); the binned 8-bit camera 0.17, where removing it cost 5 points
+# (86.7 -> 81.9%, 85.7 -> 80.0% at a second seed); Zr, alpha-Ti, Mg 0.02.
 CAMERA_PATTERN_MIN_SHARE = 0.3
 
 

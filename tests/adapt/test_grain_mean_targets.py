@@ -12,7 +12,7 @@ def test_pairs_take_the_grain_mean_of_each_listed_pattern(tmp_path, dask_process
     from distributed import Client
     from pure_maps import write_map
 
-    from kdeconv.adapt.driver import _grain_mean_targets, _pairs_config
+    from kdeconv.adapt.driver import _grain_mean_targets, _pairs_config, _prepared_pure
     from kdeconv.config import validate_config
     from kdeconv.config.adapt import AdaptConfig
     from kdeconv.config.generate import GenerateConfig
@@ -30,7 +30,8 @@ def test_pairs_take_the_grain_mean_of_each_listed_pattern(tmp_path, dask_process
     cfg = AdaptConfig(map="map.zarr", out="run", flips=False, targets="grain_mean")
     pairs = _pairs_config(cfg, str(tmp_path / "map.zarr"), indices, grains, 48, 1,
                           {"background": "processed"})
-    path = _grain_mean_targets(GenerateConfig.model_validate(pairs), grains, tmp_path / "targets.zarr", None)
+    prepared = _prepared_pure(GenerateConfig.model_validate(pairs))
+    path = _grain_mean_targets(prepared, grains, tmp_path / "targets.zarr", None)
     pairs["source"]["targets"] = str(path)
     gen = validate_config(GenerateConfig, pairs)
     with Client(scheduler_file=str(dask_processes[1]), timeout="30s") as client:
