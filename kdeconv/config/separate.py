@@ -81,6 +81,10 @@ class SeparateConfig(StrictModel):
     # Measure the claim bar inside grains on this map's own grain interiors
     # (kdeconv.separate.claims; reads the map once more and holds 1 KB per pattern).
     in_grain_claims: bool = True
+    # Near boundaries, explain each pattern as two nearby grains' interiors
+    # (kdeconv.separate.neighbour_fit): B is then the second grain's interior mean and the weights
+    # the fit's. Needs in_grain_claims (its grains) on a 2-D map.
+    neighbour_fit: bool = True
 
     @model_validator(mode="after")
     def _one_model(self):

@@ -48,6 +48,8 @@ class InGrainClaims:
 
     in_grain: np.ndarray | None
     record: dict[str, Any]
+    labels: np.ndarray | None = None      # the segmentation's grain per pixel (-1 outside grains)
+    interior: np.ndarray | None = None    # px from the nearest boundary
 
     @property
     def bar(self) -> float | None:
@@ -90,7 +92,8 @@ def in_grain_claims(weights, patterns, background: dict[str, Any], static_bg=Non
         record["why_none"] = f"fewer than {IN_GRAIN_MIN_PIXELS} deep grain-interior pixels"
         return InGrainClaims(None, record)
     record["bar"] = bar
-    return InGrainClaims(np.asarray(seg.in_grain, bool), record)
+    return InGrainClaims(np.asarray(seg.in_grain, bool), record, labels=np.asarray(seg.labels),
+                         interior=np.asarray(seg.interior))
 
 
 def write_in_grain_claims(group, patterns, background: dict[str, Any], client=None,

@@ -33,12 +33,14 @@ from kdeconv.preprocess.mask import screen_shape
 from kdeconv.separate.chunk import blank_frames, preprocess_patterns, separate_patterns
 from kdeconv.separate.claims import (
     describe_in_grain_claims,
+    in_grain_claims,
     mostly_mixed_warning,
     unfamiliar_warning,
     write_in_grain_claims,
 )
 from kdeconv.separate.inputs import ModelInputPlan, plan_model_input
 from kdeconv.separate.model_choice import choose_shipped_model, describe_model_choice
+from kdeconv.separate.neighbours import describe_neighbour_fit, write_neighbour_fit
 from kdeconv.separate.worker import cached_separator
 
 __all__ = ["run", "separate_map", "SeparateResult", "open_separate_client", "check_device",
@@ -336,7 +338,7 @@ def resume_key(map_path: Path | None, src, sha256: str, config: SeparateConfig,
             "batch_size": config.batch_size, "precision": precision or config.precision,
             "background": plan.background if plan else config.background.model_dump(mode="json"),
             "work_shape": list(plan.work_shape if plan else src.shape[-2:]),
-            "residual_pass": config.residual_pass}
+            "residual_pass": config.residual_pass, "neighbour_fit": config.neighbour_fit}
 
 
 def _open_existing(staging: Path, key: dict[str, Any]):
@@ -616,13 +618,21 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                 separated = int(compute(client, wanted, progress=progress))
         phases["separation"] = round(time.perf_counter() - separation_start, 2)
         if config.in_grain_claims and bool(np.all(group[DONE][...])):
-            record = write_in_grain_claims(group, map_path, background, client, progress)
+            static_bg = group[STATIC][...] if STATIC in group else None
+            found = in_grain_claims(group["weights"][...], map_path, background, static_bg=static_bg,
+                                    client=client, progress=progress)
+            record = write_in_grain_claims(group, map_path, background, found=found)
             phases["in_grain_claims"] = record.get("seconds", 0.0)
             echo(describe_in_grain_claims(record, group.attrs.get("claim_rule")))
             warning = unfamiliar_warning(record) if record.get("bar") is not None \
                 else mostly_mixed_warning(group["weights"][...])
             if warning is not None:
                 echo(warning)
+            if config.neighbour_fit:
+                fitted = write_neighbour_fit(group, str(staging), patterns, background,
+                                             static_bg if static else None, found, client, progress)
+                phases["neighbour_fit"] = fitted.get("seconds", 0.0)
+                echo(describe_neighbour_fit(fitted))
     if separated and len(phases) > 1:
         echo("passes over the map: " + ", ".join(
             f"{name.replace('_', ' ')} {seconds:.1f} s" + (

@@ -1,0 +1,216 @@
+"""Per-tile kernel of the neighbour fit: a boundary pixel as the two nearby grains it lies between.
+
+Near a boundary the beam's two crystals are the grains on either side, and their interiors a few
+scan steps away hold their patterns, recorded by the same detector. For each pixel near a
+boundary the fit explains its preprocessed pattern C as α·N_a + β·N_b over every pair of grains
+with interior pixels within ``radius`` scan steps (N: their mean pattern there, the map's own
+segmentation naming the grains), keeps the pair of least residual when both coefficients are
+positive and β / (α + β) reaches ``min_minority``, and gives that minority as the weight and the
+second grain's mean interior pattern there as B. Deep interiors (``deep_px`` from any boundary)
+are pure by their place and left alone, as are pixels with one grain nearby.
+
+Pure numpy; the Dask/Zarr drivers are ``kdeconv.separate.neighbours``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kdeconv.preprocess.resample import resample
+
+__all__ = ["NeighbourFitSettings", "TileFit", "unit_vectors", "fit_tile", "fit_shape_for"]
+
+# Fitting needs the bands, not every pixel: larger patterns are fitted at this side (area average).
+FIT_SIDE = 96
+
+
+@dataclass(frozen=True)
+class NeighbourFitSettings:
+    radius: int = 3                 # scan steps: where a pixel's two grains' interiors are looked for
+    # A pair must give the second grain at least this share; below it noise and a grain's
+    # orientation spread are fitted, and the pixel keeps the model's reading.
+    min_minority: float = 0.07
+    # Two segments whose nearby means correlate at this share of what two means of one grain
+    # would (given their pixel counts and the map's noise) are one grain cut in two: no pair.
+    same_grain_ncc: float = 0.9
+    # A kept pair explains about all of C that the map's noise leaves to explain (0.93-1.0 of
+    # it on simulated maps); one below this share fits a third grain, C's own not being nearby.
+    min_explained: float = 0.9
+    deep_px: float = 2.0            # pixels this far inside a grain are pure (claims.DEEP_PX)
+
+
+@dataclass(frozen=True)
+class TileFit:
+    """The fit over a tile's core ``(cy, cx)``: ``second`` where a pair was kept, with its
+    ``weights`` (wA, wB), ``b`` and, where the model's A was the second grain's crystal,
+    ``a`` (both float32 in [0, 1] at the patterns' own shape; zero elsewhere); ``fitted`` where a
+    pair could be tried (two grains nearby)."""
+
+    second: np.ndarray
+    weights: np.ndarray
+    a: np.ndarray
+    a_replaced: np.ndarray
+    b: np.ndarray
+    fitted: np.ndarray
+    explained: np.ndarray | None = None   # the kept pair's share of C's variance over the map's signal
+
+
+def fit_shape_for(sig_shape: tuple[int, int]) -> tuple[int, int]:
+    """The shape patterns are fitted at: their own, or area-averaged to ``FIT_SIDE`` on the longer side."""
+    sy, sx = (int(s) for s in sig_shape)
+    scale = FIT_SIDE / max(sy, sx)
+    if scale >= 1:
+        return sy, sx
+    return max(1, round(sy * scale)), max(1, round(sx * scale))
+
+
+def unit_vectors(patterns: np.ndarray, fit_shape: tuple[int, int]) -> np.ndarray:
+    """``(..., sy, sx)`` -> ``(..., d)`` float32 at ``fit_shape``, zero mean and unit norm (zeros
+    stay zeros): the fit's coefficients then do not depend on a pattern's brightness."""
+    x = np.asarray(patterns, np.float32)
+    if tuple(x.shape[-2:]) != tuple(fit_shape):
+        x = resample(x, fit_shape)
+    x = x.reshape(x.shape[:-2] + (-1,)).astype(np.float32)
+    x = x - x.mean(axis=-1, keepdims=True)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = v - v.mean()
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v
+
+
+def _to_unit_range(pattern: np.ndarray) -> np.ndarray:
+    lo, hi = float(pattern.min()), float(pattern.max())
+    return (pattern - lo) / (hi - lo) if hi > lo else np.zeros_like(pattern)
+
+
+def single_pattern_signal(fit: np.ndarray, labels: np.ndarray, members: np.ndarray) -> float:
+    """The NCC of two neighbouring patterns of one grain (median over adjacent member pairs): the
+    share of a single pattern that is signal, which sets how well a mean of n of them shows
+    their grain (``mean_reliability``)."""
+    nccs = []
+    for axis in (0, 1):
+        a = [slice(None), slice(None)]
+        b = [slice(None), slice(None)]
+        a[axis], b[axis] = slice(0, -1), slice(1, None)
+        a, b = tuple(a), tuple(b)
+        same = members[a] & members[b] & (labels[a] == labels[b]) & (labels[a] >= 0)
+        if same.any():
+            nccs.append(np.einsum("nd,nd->n", fit[a][same], fit[b][same]))
+    if not nccs:
+        return 0.5
+    return float(np.clip(np.median(np.concatenate(nccs)), 0.01, 0.99))
+
+
+def mean_reliability(n, signal: float):
+    """Squared NCC of the mean of ``n`` patterns of one grain with the grain's noise-free pattern."""
+    n = np.asarray(n, np.float64)
+    return n * signal / (1.0 + (n - 1.0) * signal)
+
+
+def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.ndarray,
+             interior: np.ndarray, core: tuple[slice, slice], a_fit: np.ndarray | None = None,
+             settings: NeighbourFitSettings = NeighbourFitSettings()) -> TileFit:
+    """The neighbour fit over ``core`` of a tile (its nav slices; the rest is the halo).
+
+    ``pre``: ``(hy, hx, sy, sx)`` the tile's patterns preprocessed as the model sees them, float32
+    in [0, 1] at their own shape; ``fit``: ``(hy, hx, d)`` their ``unit_vectors``; ``labels``
+    ``(hy, hx)`` the map's grain per pixel (-1 outside grains); ``members`` where a pixel may stand
+    for its grain (inside it, not blank); ``interior`` px from the nearest boundary; ``a_fit``
+    ``(cy, cx, d)`` unit vectors of the model's A over the core (None: A is never replaced).
+    """
+    hy, hx = labels.shape
+    (y0, y1), (x0, x1) = (core[0].start, core[0].stop), (core[1].start, core[1].stop)
+    cy, cx = y1 - y0, x1 - x0
+    sig = pre.shape[-2:]
+    second = np.zeros((cy, cx), bool)
+    fitted = np.zeros((cy, cx), bool)
+    a_replaced = np.zeros((cy, cx), bool)
+    weights = np.zeros((cy, cx, 2), np.float32)
+    a_out = np.zeros((cy, cx) + sig, np.float32)
+    b_out = np.zeros((cy, cx) + sig, np.float32)
+    r = int(settings.radius)
+    signal = single_pattern_signal(fit, labels, members)
+    explained = np.zeros((cy, cx), np.float32)
+    for y in range(y0, y1):
+        for x in range(x0, x1):
+            if interior[y, x] >= settings.deep_px or not np.any(fit[y, x]):
+                continue
+            wy, wx = slice(max(0, y - r), min(hy, y + r + 1)), slice(max(0, x - r), min(hx, x + r + 1))
+            lab, mem = labels[wy, wx], members[wy, wx]
+            grains = np.unique(lab[mem & (lab >= 0)])
+            if len(grains) < 2:
+                continue
+            fitted[y - y0, x - x0] = True
+            near = [np.nonzero(mem & (lab == g)) for g in grains]
+            means = np.stack([_unit(fit[wy, wx][idx].mean(axis=0)) for idx in near])
+            gram = means @ means.T
+            reliability = mean_reliability([len(idx[0]) for idx in near], signal)
+            one_grain = gram >= settings.same_grain_ncc * np.sqrt(np.outer(reliability, reliability))
+            proj = means @ fit[y, x]
+            best = None
+            for i in range(len(grains)):
+                for j in range(i + 1, len(grains)):
+                    if one_grain[i, j]:
+                        continue
+                    g2 = np.array([[gram[i, i], gram[i, j]], [gram[i, j], gram[j, j]]])
+                    b2 = np.array([proj[i], proj[j]])
+                    try:
+                        coef = np.linalg.solve(g2, b2)
+                    except np.linalg.LinAlgError:
+                        continue
+                    if (coef <= 0).any():
+                        continue
+                    residual = 1.0 - float(b2 @ coef)
+                    if best is None or residual < best[0]:
+                        best = (residual, i, j, coef)
+            # a pair that explains C less than one grain's interior alone misses C's own grain
+            if best is None or 1.0 - best[0] <= float(np.max(proj)) ** 2:
+                continue
+            _, i, j, coef = best
+            if coef[1] > coef[0]:
+                i, j, coef = j, i, coef[::-1]
+            minority = float(coef[1] / coef.sum())
+            if minority < settings.min_minority:
+                continue
+            k = (y - y0, x - x0)
+            wa, wb = 1.0 - minority, minority
+            share = wa * wa + wb * wb + 2 * wa * wb * float(gram[i, j])  # a mixture's signal variance
+            rel = float(np.sqrt(reliability[i] * reliability[j]))
+            explained[k] = (1.0 - best[0]) / (rel * share * signal / (share * signal + 1.0 - signal))
+            if explained[k] < settings.min_explained:
+                continue
+            second[k] = True
+            weights[k] = (1.0 - minority, minority)
+            b_out[k] = _to_unit_range(pre[wy, wx][near[j]].mean(axis=0))
+            if a_fit is not None and float(a_fit[k] @ means[j]) > float(a_fit[k] @ means[i]):
+                # the model's A is the second grain's crystal: A becomes the first grain's interior
+                a_out[k] = _to_unit_range(pre[wy, wx][near[i]].mean(axis=0))
+                a_replaced[k] = True
+    return TileFit(second=second, weights=weights, a=a_out, a_replaced=a_replaced, b=b_out, fitted=fitted,
+                    explained=explained)
+
+
+def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray, in_grain: np.ndarray,
+              interior: np.ndarray, core: tuple[slice, slice], a_core: np.ndarray | None,
+              background: dict, static_bg: np.ndarray | None = None,
+              settings: NeighbourFitSettings = NeighbourFitSettings()) -> TileFit:
+    """``fit_tile`` from a chunk's raw patterns with their halo, ``(hy, hx, sy, sx)``: preprocessed
+    as ``separate`` does for the model (``background``, ``static_bg``) at their own shape.
+    ``blank`` ``(hy, hx)`` flags frames of one value; ``a_core`` the model's A over the core, in
+    the map's dtype."""
+    from kdeconv.separate.chunk import from_dtype, preprocess_patterns
+
+    hy, hx, sy, sx = raw.shape
+    pre = preprocess_patterns(raw.reshape(-1, sy, sx), background, static_bg=static_bg)
+    pre = pre.reshape(hy, hx, sy, sx)
+    pre[blank] = 0.0
+    shape = fit_shape_for((sy, sx))
+    fit = unit_vectors(pre, shape)
+    a_fit = unit_vectors(from_dtype(a_core), shape) if a_core is not None else None
+    return fit_tile(pre, fit, labels, in_grain & ~blank, interior, core, a_fit, settings)

@@ -1,0 +1,159 @@
+"""The neighbour fit over a separated map: ``kdeconv.separate.neighbour_fit`` chunk by chunk.
+
+Runs after the in-grain claims, whose segmentation names the grains. Each task reads one chunk of
+the map with a halo of the fit's radius, fits its pixels near boundaries and writes, where a pair
+of nearby grains explains the pattern, B (the second grain's interior mean), the weights and, where
+the model's A was the second grain's crystal, A into the separated store, with the
+``neighbour_pair`` mask. Those pixels leave the ``in_grain`` mask: the in-grain bar is the
+model's reading of deep interiors, and the fit's weights have passed the fit's own tests. Deep interiors are never written, so the in-grain bar measured from them
+stays what it was, and a rerun after an interruption writes the same values again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from kdeconv.separate.neighbour_fit import NeighbourFitSettings, TileFit, fit_chunk
+
+__all__ = ["NEIGHBOUR_PAIR", "skip_reason", "write_neighbour_fit", "fit_in_memory", "describe_neighbour_fit"]
+
+NEIGHBOUR_PAIR = "neighbour_pair"
+
+
+def skip_reason(nav_shape: tuple[int, ...], background: dict[str, Any], claims) -> str | None:
+    """Why a map gets no neighbour fit, or None."""
+    if len(nav_shape) != 2:
+        return "needs a 2-D map (a line scan or a stack has no neighbours)"
+    if claims is None or claims.labels is None:
+        return "the map's grains were not found (in-grain claims off, or too few deep interiors)"
+    if background.get("screen"):
+        return "patterns cut to a round screen"
+    return None
+
+
+def _chunk_slices(nav_shape, nav_chunks, radius: int):
+    """(core region in the map, halo region in the map, core inside the halo) for every chunk."""
+    starts = [np.cumsum((0,) + tuple(c))[:-1] for c in nav_chunks]
+    for iy, y0 in enumerate(starts[0]):
+        for ix, x0 in enumerate(starts[1]):
+            y1, x1 = y0 + nav_chunks[0][iy], x0 + nav_chunks[1][ix]
+            hy0, hx0 = max(0, y0 - radius), max(0, x0 - radius)
+            hy1, hx1 = min(nav_shape[0], y1 + radius), min(nav_shape[1], x1 + radius)
+            yield ((slice(int(y0), int(y1)), slice(int(x0), int(x1))),
+                   (slice(int(hy0), int(hy1)), slice(int(hx0), int(hx1))),
+                   (slice(int(y0 - hy0), int(y1 - hy0)), slice(int(x0 - hx0), int(x1 - hx0))))
+
+
+def _apply(fit: TileFit, a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> None:
+    """Write ``fit`` into the core's ``a``, ``b`` and ``weights`` (in place, the map's dtype)."""
+    from kdeconv.separate.chunk import to_dtype
+
+    b[fit.second] = to_dtype(fit.b[fit.second], b.dtype)
+    a[fit.a_replaced] = to_dtype(fit.a[fit.a_replaced], a.dtype)
+    weights[fit.second] = fit.weights[fit.second]
+
+
+def _counts(fit: TileFit) -> np.ndarray:
+    return np.array([fit.fitted.sum(), fit.second.sum(), fit.a_replaced.sum()], np.int64)
+
+
+def _fit_and_write(raw, blank, labels, in_grain, interior, *, out_path: str, core, inner,
+                   background, static_bg, settings) -> np.ndarray:
+    import zarr
+
+    group = zarr.open_group(out_path, mode="r+")
+    a = group["A"][core]
+    fit = fit_chunk(np.asarray(raw), np.asarray(blank), labels, in_grain, interior, inner, a,
+                    background, static_bg, settings)
+    b, weights = group["B"][core], group["weights"][core]
+    _apply(fit, a, b, weights)
+    if fit.second.any():
+        group["B"][core], group["weights"][core] = b, weights
+    if fit.a_replaced.any():
+        group["A"][core] = a
+    group[NEIGHBOUR_PAIR][core] = fit.second
+    return _counts(fit)
+
+
+def _record(counts: np.ndarray, seconds: float, settings: NeighbourFitSettings) -> dict[str, Any]:
+    return {"fitted": int(counts[0]), "pairs": int(counts[1]), "a_replaced": int(counts[2]),
+            "seconds": round(seconds, 2), "radius_px": settings.radius,
+            "min_minority": settings.min_minority, "min_explained": settings.min_explained,
+            "same_grain_ncc": settings.same_grain_ncc, "deep_px": settings.deep_px}
+
+
+def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, Any], static_bg, claims,
+                        client=None,
+                        progress: bool | None = None,
+                        settings: NeighbourFitSettings = NeighbourFitSettings()) -> dict[str, Any]:
+    """Fit every chunk of the separated ``group`` (complete; written at ``out_path``) from the
+    map's ``patterns`` (a Dask array chunked as the group) on ``client``; records and returns
+    ``group.attrs["neighbour_fit"]``."""
+    import dask
+
+    from kdeconv.cluster import compute
+    from kdeconv.separate.claims import IN_GRAIN
+    from kdeconv.separate.driver import BLANK
+
+    nav_shape = tuple(group["weights"].shape[:-1])
+    why = skip_reason(nav_shape, background, claims)
+    if why is not None:
+        record = {"skipped": why}
+        group.attrs["neighbour_fit"] = record
+        return record
+    start = time.perf_counter()
+    nav_chunks = patterns.chunks[:2]
+    if NEIGHBOUR_PAIR not in group:
+        group.create_array(NEIGHBOUR_PAIR, shape=nav_shape, chunks=group["weights"].chunks[:-1],
+                           dtype="bool", fill_value=False)
+    blank = np.asarray(group[BLANK][...], bool)
+    task = dask.delayed(_fit_and_write, pure=True)
+    tasks = [task(patterns[halo], blank[halo], claims.labels[halo], claims.in_grain[halo],
+                  claims.interior[halo], out_path=str(out_path), core=core, inner=inner,
+                  background=background, static_bg=static_bg, settings=settings)
+             for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, settings.radius)]
+    counts = compute(client, dask.delayed(sum)(tasks), progress=progress)
+    if IN_GRAIN in group:
+        # a kept pair passed the fit's own tests: the in-grain bar (the model's reading of deep
+        # interiors) does not apply to the fit's weights
+        in_grain = np.asarray(group[IN_GRAIN][...], bool)
+        group[IN_GRAIN][...] = in_grain & ~np.asarray(group[NEIGHBOUR_PAIR][...], bool)
+    record = _record(np.asarray(counts), time.perf_counter() - start, settings)
+    group.attrs["neighbour_fit"] = record
+    return record
+
+
+def fit_in_memory(patterns: np.ndarray, a: np.ndarray, b: np.ndarray, weights: np.ndarray,
+                  blank: np.ndarray, background: dict[str, Any], static_bg, claims, nav_chunks,
+                  settings: NeighbourFitSettings = NeighbourFitSettings()):
+    """The same fit over arrays in memory (``kdeconv.separate``'s in-memory results): returns new
+    ``a``, ``b``, ``weights``, the pair mask and the record (or ``None`` mask, record when skipped)."""
+    nav_shape = tuple(weights.shape[:-1])
+    why = skip_reason(nav_shape, background, claims)
+    if why is not None:
+        return a, b, weights, None, {"skipped": why}
+    start = time.perf_counter()
+    a, b, weights = a.copy(), b.copy(), np.array(weights, copy=True)
+    pair = np.zeros(nav_shape, bool)
+    counts = np.zeros(3, np.int64)
+    for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, settings.radius):
+        fit = fit_chunk(np.asarray(patterns[halo]), blank[halo], claims.labels[halo],
+                        claims.in_grain[halo], claims.interior[halo], inner, a[core], background,
+                        static_bg, settings)
+        a_core, b_core, w_core = a[core], b[core], weights[core]
+        _apply(fit, a_core, b_core, w_core)
+        pair[core] = fit.second
+        counts += _counts(fit)
+    return a, b, weights, pair, _record(counts, time.perf_counter() - start, settings)
+
+
+def describe_neighbour_fit(record: dict[str, Any]) -> str:
+    """The summary line of the fit."""
+    if "skipped" in record:
+        return f"neighbour fit: none ({record['skipped']})"
+    return (f"neighbour fit: {record['pairs']:,} of {record['fitted']:,} pixels between grains are "
+            "two nearby grains (B: the second grain's interior within "
+            f"{record['radius_px']} steps; weights from the fit); {record['seconds']:.1f} s")
