@@ -20,7 +20,8 @@ import numpy as np
 
 from kdeconv.preprocess.resample import resample
 
-__all__ = ["NeighbourFitSettings", "TileFit", "unit_vectors", "fit_tile", "fit_shape_for"]
+__all__ = ["NeighbourFitSettings", "DEFAULT_SETTINGS", "TileFit", "fit_chunk", "fit_tile", "unit_vectors",
+           "fit_shape_for", "single_pattern_signal", "mean_reliability"]
 
 # Fitting needs the bands, not every pixel: larger patterns are fitted at this side (area average).
 FIT_SIDE = 96
@@ -39,6 +40,9 @@ class NeighbourFitSettings:
     # it on simulated maps); one below this share fits a third grain, C's own not being nearby.
     min_explained: float = 0.9
     deep_px: float = 2.0            # pixels this far inside a grain are pure (claims.DEEP_PX)
+
+
+DEFAULT_SETTINGS = NeighbourFitSettings()
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ def mean_reliability(n, signal: float):
 
 def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.ndarray,
              interior: np.ndarray, core: tuple[slice, slice], a_fit: np.ndarray | None = None,
-             settings: NeighbourFitSettings = NeighbourFitSettings()) -> TileFit:
+             settings: NeighbourFitSettings = DEFAULT_SETTINGS) -> TileFit:
     """The neighbour fit over ``core`` of a tile (its nav slices; the rest is the halo).
 
     ``pre``: ``(hy, hx, sy, sx)`` the tile's patterns preprocessed as the model sees them, float32
@@ -199,7 +203,7 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
 def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray, in_grain: np.ndarray,
               interior: np.ndarray, core: tuple[slice, slice], a_core: np.ndarray | None,
               background: dict, static_bg: np.ndarray | None = None,
-              settings: NeighbourFitSettings = NeighbourFitSettings()) -> TileFit:
+              settings: NeighbourFitSettings = DEFAULT_SETTINGS) -> TileFit:
     """``fit_tile`` from a chunk's raw patterns with their halo, ``(hy, hx, sy, sx)``: preprocessed
     as ``separate`` does for the model (``background``, ``static_bg``) at their own shape.
     ``blank`` ``(hy, hx)`` flags frames of one value; ``a_core`` the model's A over the core, in

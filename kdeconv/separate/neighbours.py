@@ -5,8 +5,9 @@ the map with a halo of the fit's radius, fits its pixels near boundaries and wri
 of nearby grains explains the pattern, B (the second grain's interior mean), the weights and, where
 the model's A was the second grain's crystal, A into the separated store, with the
 ``neighbour_pair`` mask. Those pixels leave the ``in_grain`` mask: the in-grain bar is the
-model's reading of deep interiors, and the fit's weights have passed the fit's own tests. Deep interiors are never written, so the in-grain bar measured from them
-stays what it was, and a rerun after an interruption writes the same values again.
+model's reading of deep interiors, and the fit's weights have passed the fit's own tests. Deep
+interiors are never written, so the in-grain bar measured from them stays what it was, and a
+rerun after an interruption writes the same values again.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from kdeconv.separate.neighbour_fit import NeighbourFitSettings, TileFit, fit_chunk
+from kdeconv.separate.neighbour_fit import DEFAULT_SETTINGS, NeighbourFitSettings, TileFit, fit_chunk
 
 __all__ = ["NEIGHBOUR_PAIR", "skip_reason", "write_neighbour_fit", "fit_in_memory", "describe_neighbour_fit"]
 
@@ -88,7 +89,7 @@ def _record(counts: np.ndarray, seconds: float, settings: NeighbourFitSettings) 
 def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, Any], static_bg, claims,
                         client=None,
                         progress: bool | None = None,
-                        settings: NeighbourFitSettings = NeighbourFitSettings()) -> dict[str, Any]:
+                        settings: NeighbourFitSettings = DEFAULT_SETTINGS) -> dict[str, Any]:
     """Fit every chunk of the separated ``group`` (complete; written at ``out_path``) from the
     map's ``patterns`` (a Dask array chunked as the group) on ``client``; records and returns
     ``group.attrs["neighbour_fit"]``."""
@@ -128,7 +129,7 @@ def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, An
 
 def fit_in_memory(patterns: np.ndarray, a: np.ndarray, b: np.ndarray, weights: np.ndarray,
                   blank: np.ndarray, background: dict[str, Any], static_bg, claims, nav_chunks,
-                  settings: NeighbourFitSettings = NeighbourFitSettings()):
+                  settings: NeighbourFitSettings = DEFAULT_SETTINGS):
     """The same fit over arrays in memory (``kdeconv.separate``'s in-memory results): returns new
     ``a``, ``b``, ``weights``, the pair mask and the record (or ``None`` mask, record when skipped)."""
     nav_shape = tuple(weights.shape[:-1])
