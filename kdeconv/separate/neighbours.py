@@ -19,7 +19,8 @@ import numpy as np
 
 from kdeconv.separate.neighbour_fit import DEFAULT_SETTINGS, NeighbourFitSettings, TileFit, fit_chunk
 
-__all__ = ["NEIGHBOUR_PAIR", "skip_reason", "write_neighbour_fit", "fit_in_memory", "describe_neighbour_fit"]
+__all__ = ["NEIGHBOUR_PAIR", "skip_reason", "write_neighbour_fit", "write_fit_result", "fit_in_memory",
+           "describe_neighbour_fit"]
 
 NEIGHBOUR_PAIR = "neighbour_pair"
 
@@ -91,7 +92,8 @@ def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, An
                         progress: bool | None = None,
                         settings: NeighbourFitSettings = DEFAULT_SETTINGS) -> dict[str, Any]:
     """Fit every chunk of the separated ``group`` (complete; written at ``out_path``) from the
-    map's ``patterns`` (a Dask array chunked as the group) on ``client``; records and returns
+    map's ``patterns`` (a Dask array chunked as the group) on ``client`` (None: Dask's current
+    scheduler); records and returns
     ``group.attrs["neighbour_fit"]``."""
     import dask
 
@@ -116,7 +118,8 @@ def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, An
                   claims.interior[halo], out_path=str(out_path), core=core, inner=inner,
                   background=background, static_bg=static_bg, settings=settings)
              for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, settings.radius)]
-    counts = compute(client, dask.delayed(sum)(tasks), progress=progress)
+    total = dask.delayed(sum)(tasks)
+    counts = compute(client, total, progress=progress) if client is not None else total.compute()
     if IN_GRAIN in group:
         # a kept pair passed the fit's own tests: the in-grain bar (the model's reading of deep
         # interiors) does not apply to the fit's weights
@@ -125,6 +128,17 @@ def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, An
     record = _record(np.asarray(counts), time.perf_counter() - start, settings)
     group.attrs["neighbour_fit"] = record
     return record
+
+
+def write_fit_result(group, pair: np.ndarray | None, record: dict[str, Any]) -> None:
+    """Write an in-memory fit's ``pair`` mask and ``record`` into ``group`` as ``write_neighbour_fit``
+    does (its A, B, weights and ``in_grain`` written already)."""
+    if pair is not None:
+        if NEIGHBOUR_PAIR in group:
+            del group[NEIGHBOUR_PAIR]
+        group.create_array(NEIGHBOUR_PAIR, shape=pair.shape, chunks=group["weights"].chunks[:-1],
+                           dtype="bool", fill_value=False)[...] = pair
+    group.attrs["neighbour_fit"] = record
 
 
 def fit_in_memory(patterns: np.ndarray, a: np.ndarray, b: np.ndarray, weights: np.ndarray,

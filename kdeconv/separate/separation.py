@@ -88,6 +88,34 @@ class Separation:
     _plan: _Plan | None = field(default=None, repr=False)
     _claims: Any = field(default=None, repr=False)      # InGrainClaims, once measured
     _nav_values: tuple | None = field(default=None, repr=False)  # lazy weights, blank in memory
+    _neighbour_fit: dict | None = field(default=None, repr=False)  # its record, once made in memory
+    _neighbour_pair: Any = field(default=None, repr=False)
+
+    @property
+    def neighbour_pair(self) -> np.ndarray | None:
+        """Where the neighbour fit found the pattern to be two nearby grains (bool, the navigation
+        shape): B is the second grain's interior mean there and the weights are the fit's. None
+        until the results are in memory (``compute()``), and where the fit did not run."""
+        return self._neighbour_pair
+
+    def _fitted(self) -> Separation:
+        """This separation (in memory) with the neighbour fit applied, as ``kdeconv separate``
+        applies it after the in-grain claims."""
+        plan = self._plan
+        if plan is None or self.lazy or not (plan.config.neighbour_fit and plan.config.in_grain_claims):
+            return self
+        from kdeconv.separate.neighbours import fit_in_memory
+
+        claims = self._in_grain_claims()
+        a, b = (np.asarray(getattr(x, "data", x)) for x in (self.A, self.B))
+        with self._scheduler():
+            a, b, weights, pair, record = fit_in_memory(
+                plan.patterns, a, b, np.asarray(self.weights), np.asarray(self.blank, bool),
+                plan.model_input.background, plan.static_background, claims, plan.patterns.chunks[:2])
+        if pair is not None:
+            claims = replace(claims, in_grain=claims.in_grain & ~pair)
+        return replace(self, A=_like(self.A, a), B=_like(self.B, b), weights=weights, _claims=claims,
+                       _neighbour_fit=record, _neighbour_pair=pair)
 
     @property
     def model_choice(self) -> dict | None:
@@ -113,7 +141,7 @@ class Separation:
         with self._scheduler():
             a, b, w, blank = dask.compute(*self._arrays())
         done = replace(self, A=_like(self.A, a), B=_like(self.B, b), weights=w, blank=blank)
-        return done._check_detector()
+        return done._check_detector()._fitted()
 
     @property
     def in_grain(self) -> np.ndarray | None:
@@ -299,9 +327,16 @@ class Separation:
                 self._nav_values = (np.asarray(group["weights"][...]), np.asarray(group[BLANK][...]))
             if plan.config.in_grain_claims:
                 from kdeconv.separate.claims import write_in_grain_claims
+                from kdeconv.separate.neighbours import write_fit_result, write_neighbour_fit
 
-                write_in_grain_claims(group, plan.patterns, plan.model_input.background,
-                                      found=self._in_grain_claims())
+                claims = self._in_grain_claims()
+                write_in_grain_claims(group, plan.patterns, plan.model_input.background, found=claims)
+                if plan.config.neighbour_fit and self.lazy:
+                    with self._scheduler():
+                        write_neighbour_fit(group, str(staging), plan.patterns, plan.model_input.background,
+                                            plan.static_background, claims, self.client, progress=False)
+                elif plan.config.neighbour_fit:
+                    write_fit_result(group, self._neighbour_pair, self._neighbour_fit)
             return resume.finish(staging, path)
         except BaseException:
             discard_output(staging, path)
@@ -584,7 +619,8 @@ def separate(data, *, checkpoint: str | Path | None = None, model: str = "auto",
              precision: str = "auto",
              background: str | dict | BackgroundConfig = "auto", client=None, working_size: int | None = None,
              batch_size: int | None = None, in_grain_claims: bool = True,
-             residual_pass: float | None = 0.2, adapt: bool | dict | None = None,
+             residual_pass: float | None = 0.2, neighbour_fit: bool = True,
+             adapt: bool | dict | None = None,
              progress: bool | None = True) -> Separation:
     """Separate every pattern of ``data`` into A, B and weights.
 
@@ -624,6 +660,11 @@ def separate(data, *, checkpoint: str | Path | None = None, model: str = "auto",
     in_grain_claims
         Measure the higher claim bar inside the map's grains (``Separation.in_grain``), as
         ``kdeconv separate`` does; False: the model's bar everywhere.
+    neighbour_fit
+        Near boundaries of a 2-D map, explain each pattern as two nearby grains' interiors
+        (``kdeconv.separate.neighbour_fit``; needs ``in_grain_claims``): where a pair does, B is
+        the second grain's interior mean and the weights are the fit's
+        (``Separation.neighbour_pair``). Lazy results get it at ``compute()`` and ``to_zarr``.
     adapt
         True, or a dict of ``kdeconv.adapt`` options (``out``, ``references``,
         ``reference_labels``, ``pure``, ``minutes``, ``max_steps``, ``seed``, ...; ``references``
@@ -664,7 +705,7 @@ def separate(data, *, checkpoint: str | Path | None = None, model: str = "auto",
     config = SeparateConfig(checkpoint=str(checkpoint) if checkpoint is not None else None, model=model,
                             device=device, precision=precision, working_size=working_size,
                             batch_size=batch_size, background=background, in_grain_claims=in_grain_claims,
-                            residual_pass=residual_pass)
+                            residual_pass=residual_pass, neighbour_fit=neighbour_fit)
     found = _as_input(data)
     patterns = found.patterns
     _check_shape(patterns.shape)
@@ -726,7 +767,7 @@ def separate(data, *, checkpoint: str | Path | None = None, model: str = "auto",
                         plan.decision["mode"], tuple(plan.work_shape), client if found.lazy else None,
                         adapted, record)
     # in memory the weights are here: say now whether the model knows this detector (lazy: at compute)
-    return result if found.lazy else result._check_detector()
+    return result if found.lazy else result._check_detector()._fitted()
 
 
 def _caller_level() -> int:
