@@ -15,6 +15,7 @@ class SimulatedMap:
     fractions: np.ndarray  # (ny, nx, n_grains) beam-footprint fraction of every grain
     grain: np.ndarray      # int (ny, nx): the dominant grain
     minority: np.ndarray   # (ny, nx): 1 - the dominant fraction (all other grains together)
+    pure: np.ndarray | None = None  # (n_grains, sy, sx): each grain's noise-free pattern in [0, 1]
 
     @property
     def n_grains(self) -> int:
@@ -46,7 +47,7 @@ def simulated_map(nav_shape=(24, 24), n_grains=10, sig_shape=(48, 48), dose=1500
     recorded = record_counts(mixtures, config.realism, config.seed, np.arange(len(mixtures)))
     counts = recorded.astype(np.uint16).reshape(nav_shape + tuple(sig_shape))
     return SimulatedMap(counts=counts, fractions=fractions, grain=fractions.argmax(-1),
-                        minority=1.0 - fractions.max(-1))
+                        minority=1.0 - fractions.max(-1), pure=pure)
 
 
 def write_map(path, patterns: np.ndarray, nav_chunk: tuple[int, ...]):

@@ -1,0 +1,108 @@
+"""The neighbour fit over a simulated Ni map with known grains and footprints
+(kdeconv.separate.neighbours after the in-grain claims): pairs, weights and B against the truth,
+pure pixels clean, a rerun writes the same bytes, and the in-memory fit is the store's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+from pure_maps import write_map
+
+from kdeconv.separate.claims import in_grain_claims, write_in_grain_claims
+from kdeconv.separate.neighbours import NEIGHBOUR_PAIR, fit_in_memory, write_neighbour_fit
+
+RAW = {"mode": "raw", "static": "map_mean", "static_operation": "subtract", "static_smooth_std": "auto",
+       "dynamic": True, "dynamic_operation": "subtract", "dynamic_std": None, "mask": "none",
+       "screen": None}
+
+
+def _ncc(a, b) -> float:
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+@pytest.fixture(scope="module")
+def fitted(sim_map, tmp_path_factory):
+    """A 24x24 map of 10 grains at 48x48 px; a separated store whose model read every pattern as
+    pure (A = B = 0, weights 1/0), then the in-grain claims and the neighbour fit."""
+    import dask.array as da
+
+    from kdeconv.preprocess.background import static_background_from_mean
+
+    sim = sim_map(dose=1500.0, seed=0)
+    folder = tmp_path_factory.mktemp("neighbour_fit")
+    store = write_map(folder / "map.zarr", sim.counts, (8, 8))
+    nav, sig = sim.counts.shape[:2], sim.counts.shape[2:]
+    group = zarr.open_group(str(folder / "sep.zarr"), mode="w")
+    for name in ("A", "B"):
+        group.create_array(name, data=np.zeros(sim.counts.shape, np.uint16), chunks=(8, 8) + sig)
+    weights = np.zeros(nav + (2,), np.float32)
+    weights[..., 0] = 1
+    group.create_array("weights", data=weights, chunks=(8, 8, 2))
+    group.create_array("blank", data=np.zeros(nav, bool), chunks=(8, 8))
+    static = static_background_from_mean(sim.counts.reshape(-1, *sig).mean(0), "auto",
+                                         background=RAW).astype(np.float32)
+    claims = in_grain_claims(weights, str(store), RAW, static_bg=static)
+    write_in_grain_claims(group, str(store), RAW, found=claims)
+    patterns = da.from_zarr(str(store / "patterns"))
+    with __import__("dask").config.set(scheduler="synchronous"):
+        record = write_neighbour_fit(group, str(folder / "sep.zarr"), patterns, RAW, static, claims)
+    return sim, group, record, (patterns, static, claims)
+
+
+def test_pairs_weights_and_b_follow_the_truth(fitted):
+    sim, group, record, _ = fitted
+    pair = np.asarray(group[NEIGHBOUR_PAIR][...])
+    w = np.asarray(group["weights"][...])
+    top2 = np.sort(sim.fractions, axis=-1)[..., -2:]
+    two_grains = (top2.sum(-1) > 0.97) & (top2[..., 0] >= 0.2)
+    assert two_grains.sum() >= 30
+    assert pair[two_grains].mean() >= 0.85, record
+    found = two_grains & pair
+    assert np.median(np.abs(w[found][:, 1] - top2[found][:, 0])) < 0.05
+    # B is the second grain's pattern: it correlates with that grain above every other grain
+    b = np.asarray(group["B"][...]).astype(np.float32)
+    second = np.argsort(sim.fractions, axis=-1)[..., -2]
+    right = [np.argmax([_ncc(b[y, x], g) for g in sim.pure]) == second[y, x] for y, x in np.argwhere(found)]
+    assert np.mean(right) >= 0.95
+    assert record["pairs"] == int(pair.sum()) and record["fitted"] >= record["pairs"]
+
+
+def test_pure_pixels_stay_pure_and_deep_interiors_untouched(fitted):
+    sim, group, _, (_, _, claims) = fitted
+    pair = np.asarray(group[NEIGHBOUR_PAIR][...])
+    pure = sim.minority < 0.005
+    assert pure.sum() >= 200 and pair[pure].mean() <= 0.01
+    deep = claims.interior >= 2
+    assert not pair[deep].any()
+    assert (np.asarray(group["B"][...])[deep] == 0).all()
+    # the fit's pixels leave the in-grain mask (the fit's own tests stand in for its bar)
+    in_grain = np.asarray(group["in_grain"][...])
+    assert not (in_grain & pair).any() and (in_grain == (claims.in_grain & ~pair)).all()
+
+
+def test_a_rerun_writes_the_same_bytes_and_the_in_memory_fit_matches(fitted, tmp_path):
+    _, group, record, (patterns, static, claims) = fitted
+    before = {name: np.asarray(group[name][...]) for name in ("A", "B", "weights", NEIGHBOUR_PAIR)}
+    a, b, w, pair, again = fit_in_memory(np.asarray(patterns), before["A"], before["B"], before["weights"],
+                                         np.zeros(before["weights"].shape[:-1], bool), RAW, static, claims,
+                                         patterns.chunks[:2])
+    # the store was fitted once: fitting its results again changes nothing
+    np.testing.assert_array_equal(b, before["B"])
+    np.testing.assert_array_equal(w, before["weights"])
+    np.testing.assert_array_equal(pair, before[NEIGHBOUR_PAIR])
+    assert again["pairs"] == record["pairs"]
+    with __import__("dask").config.set(scheduler="synchronous"):
+        write_neighbour_fit(group, str(group.store.root), patterns, RAW, static, claims)
+    for name, values in before.items():
+        np.testing.assert_array_equal(np.asarray(group[name][...]), values)
+
+
+def test_line_scans_and_maps_without_grains_are_skipped_with_the_reason(tmp_path):
+    from kdeconv.separate.neighbours import describe_neighbour_fit, skip_reason
+
+    assert "2-D map" in skip_reason((30,), RAW, None)
+    assert "grains were not found" in skip_reason((8, 8), RAW, None)
+    line = describe_neighbour_fit({"skipped": skip_reason((30,), RAW, None)})
+    assert line.startswith("neighbour fit: none (")

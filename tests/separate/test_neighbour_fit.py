@@ -1,0 +1,146 @@
+"""The neighbour fit's kernel (kdeconv.separate.neighbour_fit) on tiles with known grains and
+known mixtures: the pair and its weight are found, pure pixels keep none, and a pair that misses
+the pixel's own grain, or pairs one grain with itself, is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kdeconv.separate.neighbour_fit import (
+    NeighbourFitSettings,
+    fit_tile,
+    mean_reliability,
+    single_pattern_signal,
+    unit_vectors,
+)
+
+SIG = (32, 32)
+
+
+def _bands(rng) -> np.ndarray:
+    """A pattern of a few random straight bands, as a crystal's Kikuchi bands, at the same
+    contrast for every crystal (one phase, one detector: the weights are in signal units)."""
+    y, x = np.mgrid[0:SIG[0], 0:SIG[1]] / SIG[0]
+    out = np.zeros(SIG)
+    for _ in range(6):
+        angle, offset = rng.uniform(0, np.pi), rng.uniform(0.1, 0.9)
+        d = np.cos(angle) * (x - 0.5) + np.sin(angle) * (y - 0.5) + 0.5 - offset
+        out += np.exp(-0.5 * (d / 0.04) ** 2)
+    return (0.5 + 0.15 * (out - out.mean()) / out.std()).astype(np.float32)
+
+
+def _tile(fractions: np.ndarray, grains: np.ndarray, noise: float, seed: int = 0):
+    """Patterns ``fractions @ grains`` plus Gaussian noise, as preprocessed patterns."""
+    rng = np.random.default_rng(seed)
+    clean = np.einsum("yxg,gij->yxij", fractions, grains)
+    return (clean + rng.normal(0, noise, clean.shape)).astype(np.float32)
+
+
+def _two_grain_tile(width=12, boundary=6, noise=0.05, seed=0):
+    """Grain 0 left of column ``boundary``, grain 1 right of it; the column either side mixes
+    them 0.7/0.3 (left) and 0.6/0.4 (right, grain 1 dominant). The segmentation leaves those two
+    columns out of both grains; the next two either side lie within 2 px of the boundary."""
+    rng = np.random.default_rng(seed)
+    grains = np.stack([_bands(rng) for _ in range(2)])
+    ny, nx = 9, width
+    fractions = np.zeros((ny, nx, 2))
+    fractions[:, :boundary, 0] = 1
+    fractions[:, boundary:, 1] = 1
+    fractions[:, boundary - 1] = (0.7, 0.3)
+    fractions[:, boundary] = (0.4, 0.6)
+    cols = np.arange(nx)
+    labels = np.where(cols < boundary - 1, 0, np.where(cols > boundary, 1, -1))
+    labels = np.broadcast_to(labels, (ny, nx)).copy()
+    interior = np.where(labels < 0, 0, np.minimum(np.abs(cols - boundary + 0.5) - 1.5, 9))
+    interior = np.broadcast_to(interior, (ny, nx)).astype(np.float32).copy()
+    return grains, fractions, _tile(fractions, grains, noise, seed), labels, interior
+
+
+def _fit(pre, labels, interior, a=None, **settings):
+    ny, nx = labels.shape
+    return fit_tile(pre, unit_vectors(pre, SIG), labels, labels >= 0, interior,
+                    (slice(0, ny), slice(0, nx)), None if a is None else unit_vectors(a, SIG),
+                    NeighbourFitSettings(**settings))
+
+
+def _ncc(a, b) -> float:
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_mixtures_between_two_grains_get_their_weight_and_the_second_grain_as_b():
+    grains, fractions, pre, labels, interior = _two_grain_tile()
+    fit = _fit(pre, labels, interior)
+    mixed = fractions.min(-1) > 0
+    assert fit.second[mixed].all()
+    np.testing.assert_allclose(fit.weights[mixed][:, 1], fractions[mixed].min(-1), atol=0.03)
+    for y, x in zip(*np.nonzero(mixed)):
+        second = int(np.argmin(fractions[y, x]))
+        assert _ncc(fit.b[y, x], grains[second]) > 0.99  # a mean of interiors: the noise averages out
+        assert fit.b[y, x].min() == 0 and fit.b[y, x].max() == 1  # in [0, 1], as the model's B
+    # pure pixels near the boundary (within deep_px) keep no second grain
+    near = (interior < 2) & ~mixed
+    assert near.any() and not fit.second[near].any()
+    # deep interiors are never touched
+    deep = interior >= 2
+    assert not fit.fitted[deep].any() and not fit.second[deep].any()
+
+
+def test_a_model_a_of_the_second_grains_crystal_is_replaced_by_the_first_grains():
+    grains, fractions, pre, labels, interior = _two_grain_tile()
+    a = np.broadcast_to(grains[1], pre.shape).copy()  # the model's A: always grain 1
+    fit = _fit(pre, labels, interior, a=a)
+    mixed = fractions.min(-1) > 0
+    dominant_0 = mixed & (fractions[..., 0] > 0.5)
+    assert fit.a_replaced[dominant_0].all() and not fit.a_replaced[mixed & ~dominant_0].any()
+    y, x = np.argwhere(dominant_0)[0]
+    assert _ncc(fit.a[y, x], grains[0]) > 0.99
+
+
+def test_a_pixel_whose_own_grain_is_not_nearby_gets_no_pair():
+    """A small grain with no interior pixels (no label) between two labelled grains: its pure
+    pixels are best 'explained' by the two others, worse than any right pair would be."""
+    rng = np.random.default_rng(3)
+    grains = np.stack([_bands(rng) for _ in range(3)])
+    ny, nx = 9, 12
+    fractions = np.zeros((ny, nx, 3))
+    fractions[:, :5, 0], fractions[:, 5:7, 2], fractions[:, 7:, 1] = 1, 1, 1
+    pre = _tile(fractions, grains, 0.05, 3)
+    labels = np.where(np.arange(nx) < 4, 0, np.where(np.arange(nx) > 7, 1, -1))
+    labels = np.broadcast_to(labels, (ny, nx)).copy()
+    interior = np.zeros((ny, nx), np.float32)
+    fit = _fit(pre, labels, interior)
+    hidden = fractions[..., 2] == 1
+    assert fit.fitted[hidden].all() and not fit.second[hidden].any()
+
+
+def test_one_grain_cut_in_two_segments_is_not_paired_with_itself():
+    """Pure pixels between two labels of the same grain: a mix of the two halves' means beats
+    either alone on noise, but the halves correlate as two means of one grain do."""
+    rng = np.random.default_rng(4)
+    grain = _bands(rng)[None]
+    ny, nx = 9, 10
+    fractions = np.ones((ny, nx, 1))
+    pre = _tile(fractions, grain, 0.15, 4)
+    labels = np.broadcast_to(np.where(np.arange(nx) < 5, 0, 1), (ny, nx)).copy()
+    interior = np.zeros((ny, nx), np.float32)
+    fit = _fit(pre, labels, interior)
+    assert fit.fitted[:, 2:-2].all() and not fit.second.any()
+    # switched off, the rule would pair the grain with itself: invented second grains
+    loose = _fit(pre, labels, interior, same_grain_ncc=1.01)
+    assert loose.second.sum() >= 5
+
+
+def test_the_signal_share_and_the_reliability_of_a_mean_follow_the_noise():
+    rng = np.random.default_rng(5)
+    grain = _bands(rng)
+    clean = unit_vectors(grain[None], SIG)[0]
+    noise = 0.1
+    pre = (grain + rng.normal(0, noise, (6, 6) + SIG)).astype(np.float32)
+    fit = unit_vectors(pre, SIG)
+    labels = np.zeros((6, 6), int)
+    signal = single_pattern_signal(fit, labels, labels >= 0)
+    expected = np.var(grain) / (np.var(grain) + noise ** 2)
+    assert abs(signal - expected) < 0.05
+    mean = unit_vectors(pre.reshape(-1, *SIG).mean(0)[None], SIG)[0]
+    assert abs(float(mean @ clean) ** 2 - mean_reliability(36, signal)) < 0.02
