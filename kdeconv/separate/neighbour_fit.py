@@ -21,7 +21,7 @@ import numpy as np
 from kdeconv.preprocess.resample import resample
 
 __all__ = ["NeighbourFitSettings", "DEFAULT_SETTINGS", "TileFit", "fit_chunk", "fit_tile", "unit_vectors",
-           "fit_shape_for", "single_pattern_signal", "mean_reliability"]
+           "fit_shape_for", "single_pattern_signal", "mean_reliability", "preprocessed"]
 
 # Fitting needs the bands, not every pixel: larger patterns are fitted at this side (area average).
 FIT_SIDE = 96
@@ -119,14 +119,15 @@ def mean_reliability(n, signal: float):
 
 def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.ndarray,
              interior: np.ndarray, core: tuple[slice, slice], a_fit: np.ndarray | None = None,
-             settings: NeighbourFitSettings = DEFAULT_SETTINGS) -> TileFit:
+             settings: NeighbourFitSettings = DEFAULT_SETTINGS, signal: float | None = None) -> TileFit:
     """The neighbour fit over ``core`` of a tile (its nav slices; the rest is the halo).
 
     ``pre``: ``(hy, hx, sy, sx)`` the tile's patterns preprocessed as the model sees them, float32
     in [0, 1] at their own shape; ``fit``: ``(hy, hx, d)`` their ``unit_vectors``; ``labels``
     ``(hy, hx)`` the map's grain per pixel (-1 outside grains); ``members`` where a pixel may stand
     for its grain (inside it, not blank); ``interior`` px from the nearest boundary; ``a_fit``
-    ``(cy, cx, d)`` unit vectors of the model's A over the core (None: A is never replaced).
+    ``(cy, cx, d)`` unit vectors of the model's A over the core (None: A is never replaced);
+    ``signal``: the map's ``single_pattern_signal`` (None: measured on this tile).
     """
     hy, hx = labels.shape
     (y0, y1), (x0, x1) = (core[0].start, core[0].stop), (core[1].start, core[1].stop)
@@ -139,7 +140,8 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
     a_out = np.zeros((cy, cx) + sig, np.float32)
     b_out = np.zeros((cy, cx) + sig, np.float32)
     r = int(settings.radius)
-    signal = single_pattern_signal(fit, labels, members)
+    if signal is None:
+        signal = single_pattern_signal(fit, labels, members)
     explained = np.zeros((cy, cx), np.float32)
     for y in range(y0, y1):
         for x in range(x0, x1):
@@ -203,18 +205,26 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
 def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray, in_grain: np.ndarray,
               interior: np.ndarray, core: tuple[slice, slice], a_core: np.ndarray | None,
               background: dict, static_bg: np.ndarray | None = None,
-              settings: NeighbourFitSettings = DEFAULT_SETTINGS) -> TileFit:
+              settings: NeighbourFitSettings = DEFAULT_SETTINGS, signal: float | None = None) -> TileFit:
     """``fit_tile`` from a chunk's raw patterns with their halo, ``(hy, hx, sy, sx)``: preprocessed
     as ``separate`` does for the model (``background``, ``static_bg``) at their own shape.
     ``blank`` ``(hy, hx)`` flags frames of one value; ``a_core`` the model's A over the core, in
-    the map's dtype."""
-    from kdeconv.separate.chunk import from_dtype, preprocess_patterns
+    the map's dtype; ``signal`` as ``fit_tile``'s."""
+    from kdeconv.separate.chunk import from_dtype
+
+    pre, fit = preprocessed(raw, blank, background, static_bg)
+    a_fit = unit_vectors(from_dtype(a_core), fit_shape_for(raw.shape[-2:])) if a_core is not None else None
+    return fit_tile(pre, fit, labels, in_grain & ~blank, interior, core, a_fit, settings, signal)
+
+
+def preprocessed(raw: np.ndarray, blank: np.ndarray, background: dict,
+                 static_bg: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Raw ``(hy, hx, sy, sx)`` -> the patterns as the model sees them (float32 [0, 1], own
+    shape; blank frames 0) and their ``unit_vectors``."""
+    from kdeconv.separate.chunk import preprocess_patterns
 
     hy, hx, sy, sx = raw.shape
     pre = preprocess_patterns(raw.reshape(-1, sy, sx), background, static_bg=static_bg)
     pre = pre.reshape(hy, hx, sy, sx)
     pre[blank] = 0.0
-    shape = fit_shape_for((sy, sx))
-    fit = unit_vectors(pre, shape)
-    a_fit = unit_vectors(from_dtype(a_core), shape) if a_core is not None else None
-    return fit_tile(pre, fit, labels, in_grain & ~blank, interior, core, a_fit, settings)
+    return pre, unit_vectors(pre, fit_shape_for((sy, sx)))

@@ -17,10 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from kdeconv.separate.neighbour_fit import DEFAULT_SETTINGS, NeighbourFitSettings, TileFit, fit_chunk
+from kdeconv.separate.neighbour_fit import (
+    DEFAULT_SETTINGS,
+    NeighbourFitSettings,
+    TileFit,
+    fit_chunk,
+    preprocessed,
+    single_pattern_signal,
+)
 
 __all__ = ["NEIGHBOUR_PAIR", "skip_reason", "write_neighbour_fit", "write_fit_result", "fit_in_memory",
-           "describe_neighbour_fit"]
+           "describe_neighbour_fit", "map_signal", "SIGNAL_WINDOW"]
 
 NEIGHBOUR_PAIR = "neighbour_pair"
 
@@ -34,6 +41,21 @@ def skip_reason(nav_shape: tuple[int, ...], background: dict[str, Any], claims) 
     if background.get("screen"):
         return "patterns cut to a round screen"
     return None
+
+
+# The map's signal share is read on one window at its centre (a chunking of its own would change
+# the fit's decisions at their margins): this many scan pixels a side at most.
+SIGNAL_WINDOW = 24
+
+
+def map_signal(patterns, blank: np.ndarray, labels: np.ndarray, background: dict[str, Any],
+               static_bg) -> float:
+    """The map's ``single_pattern_signal``, on the ``SIGNAL_WINDOW`` square at its centre."""
+    ny, nx = labels.shape
+    hy, hx = min(ny, SIGNAL_WINDOW), min(nx, SIGNAL_WINDOW)
+    window = (slice((ny - hy) // 2, (ny - hy) // 2 + hy), slice((nx - hx) // 2, (nx - hx) // 2 + hx))
+    _, fit = preprocessed(np.asarray(patterns[window]), blank[window], background, static_bg)
+    return single_pattern_signal(fit, labels[window], (labels[window] >= 0) & ~blank[window])
 
 
 def _chunk_slices(nav_shape, nav_chunks, radius: int):
@@ -63,13 +85,13 @@ def _counts(fit: TileFit) -> np.ndarray:
 
 
 def _fit_and_write(raw, blank, labels, in_grain, interior, *, out_path: str, core, inner,
-                   background, static_bg, settings) -> np.ndarray:
+                   background, static_bg, settings, signal) -> np.ndarray:
     import zarr
 
     group = zarr.open_group(out_path, mode="r+")
     a = group["A"][core]
     fit = fit_chunk(np.asarray(raw), np.asarray(blank), labels, in_grain, interior, inner, a,
-                    background, static_bg, settings)
+                    background, static_bg, settings, signal)
     b, weights = group["B"][core], group["weights"][core]
     _apply(fit, a, b, weights)
     if fit.second.any():
@@ -80,9 +102,10 @@ def _fit_and_write(raw, blank, labels, in_grain, interior, *, out_path: str, cor
     return _counts(fit)
 
 
-def _record(counts: np.ndarray, seconds: float, settings: NeighbourFitSettings) -> dict[str, Any]:
+def _record(counts: np.ndarray, seconds: float, settings: NeighbourFitSettings,
+            signal: float) -> dict[str, Any]:
     return {"fitted": int(counts[0]), "pairs": int(counts[1]), "a_replaced": int(counts[2]),
-            "seconds": round(seconds, 2), "radius_px": settings.radius,
+            "seconds": round(seconds, 2), "signal": round(signal, 4), "radius_px": settings.radius,
             "min_minority": settings.min_minority, "min_explained": settings.min_explained,
             "same_grain_ncc": settings.same_grain_ncc, "deep_px": settings.deep_px}
 
@@ -113,10 +136,11 @@ def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, An
         group.create_array(NEIGHBOUR_PAIR, shape=nav_shape, chunks=group["weights"].chunks[:-1],
                            dtype="bool", fill_value=False)
     blank = np.asarray(group[BLANK][...], bool)
+    signal = map_signal(patterns, blank, claims.labels, background, static_bg)
     task = dask.delayed(_fit_and_write, pure=True)
-    tasks = [task(patterns[halo], blank[halo], claims.labels[halo], claims.in_grain[halo],
+    tasks = [task(patterns[halo], blank[halo], claims.labels[halo], claims.labels[halo] >= 0,
                   claims.interior[halo], out_path=str(out_path), core=core, inner=inner,
-                  background=background, static_bg=static_bg, settings=settings)
+                  background=background, static_bg=static_bg, settings=settings, signal=signal)
              for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, settings.radius)]
     total = dask.delayed(sum)(tasks)
     counts = compute(client, total, progress=progress) if client is not None else total.compute()
@@ -125,7 +149,7 @@ def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, An
         # interiors) does not apply to the fit's weights
         in_grain = np.asarray(group[IN_GRAIN][...], bool)
         group[IN_GRAIN][...] = in_grain & ~np.asarray(group[NEIGHBOUR_PAIR][...], bool)
-    record = _record(np.asarray(counts), time.perf_counter() - start, settings)
+    record = _record(np.asarray(counts), time.perf_counter() - start, settings, signal)
     group.attrs["neighbour_fit"] = record
     return record
 
@@ -141,28 +165,35 @@ def write_fit_result(group, pair: np.ndarray | None, record: dict[str, Any]) -> 
     group.attrs["neighbour_fit"] = record
 
 
-def fit_in_memory(patterns: np.ndarray, a: np.ndarray, b: np.ndarray, weights: np.ndarray,
+def fit_in_memory(patterns, a: np.ndarray | None, b: np.ndarray | None, weights: np.ndarray,
                   blank: np.ndarray, background: dict[str, Any], static_bg, claims, nav_chunks,
                   settings: NeighbourFitSettings = DEFAULT_SETTINGS):
-    """The same fit over arrays in memory (``kdeconv.separate``'s in-memory results): returns new
-    ``a``, ``b``, ``weights``, the pair mask and the record (or ``None`` mask, record when skipped)."""
+    """The same fit over results in memory (``kdeconv.separate``'s): ``patterns`` the map (numpy
+    or Dask), ``a`` and ``b`` the model's (None: the weights and pairs alone). Returns new ``a``,
+    ``b``, ``weights``, the pair mask and the record (the inputs, ``None`` and the record where
+    the map gets no fit)."""
     nav_shape = tuple(weights.shape[:-1])
     why = skip_reason(nav_shape, background, claims)
     if why is not None:
         return a, b, weights, None, {"skipped": why}
     start = time.perf_counter()
-    a, b, weights = a.copy(), b.copy(), np.array(weights, copy=True)
+    a = None if a is None else a.copy()
+    b = None if b is None else b.copy()
+    weights = np.array(weights, copy=True)
     pair = np.zeros(nav_shape, bool)
     counts = np.zeros(3, np.int64)
+    signal = map_signal(patterns, blank, claims.labels, background, static_bg)
     for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, settings.radius):
         fit = fit_chunk(np.asarray(patterns[halo]), blank[halo], claims.labels[halo],
-                        claims.in_grain[halo], claims.interior[halo], inner, a[core], background,
-                        static_bg, settings)
-        a_core, b_core, w_core = a[core], b[core], weights[core]
-        _apply(fit, a_core, b_core, w_core)
+                        claims.labels[halo] >= 0, claims.interior[halo], inner,
+                        None if a is None else a[core], background, static_bg, settings, signal)
+        if a is not None:
+            _apply(fit, a[core], b[core], weights[core])
+        else:
+            weights[core][fit.second] = fit.weights[fit.second]
         pair[core] = fit.second
         counts += _counts(fit)
-    return a, b, weights, pair, _record(counts, time.perf_counter() - start, settings)
+    return a, b, weights, pair, _record(counts, time.perf_counter() - start, settings, signal)
 
 
 def describe_neighbour_fit(record: dict[str, Any]) -> str:

@@ -95,7 +95,8 @@ class Separation:
     def neighbour_pair(self) -> np.ndarray | None:
         """Where the neighbour fit found the pattern to be two nearby grains (bool, the navigation
         shape): B is the second grain's interior mean there and the weights are the fit's. None
-        until the results are in memory (``compute()``), and where the fit did not run."""
+        where the fit did not run, and on a lazy separation until its weights are in hand
+        (``compute()``, ``to_zarr``, ``second_grain`` or ``in_grain``)."""
         return self._neighbour_pair
 
     def _fitted(self) -> Separation:
@@ -242,6 +243,8 @@ class Separation:
             from kdeconv.separate.claims import in_grain_claims
 
             weights, _ = self._weights_and_blank()
+            if self._claims is not None:  # measured (and fitted) while the weights came in
+                return self._claims
             with self._scheduler():
                 self._claims = in_grain_claims(weights, plan.patterns, plan.model_input.background,
                                                static_bg=plan.static_background, client=self.client,
@@ -287,7 +290,28 @@ class Separation:
             with self._scheduler():
                 weights, blank = dask.compute(self.weights, self.blank)
             self._nav_values = (np.asarray(weights), np.asarray(blank))
+            self._fit_nav_values()
         return self._nav_values
+
+    def _fit_nav_values(self) -> None:
+        """A lazy separation's weights as ``compute()`` will give them: with the neighbour fit's
+        (which needs the in-grain claims, measured here from the model's weights: the fit never
+        touches the deep interiors they read)."""
+        plan = self._plan
+        if plan is None or not (plan.config.neighbour_fit and plan.config.in_grain_claims):
+            return
+        from kdeconv.separate.neighbours import fit_in_memory
+
+        claims = self._in_grain_claims()
+        weights, blank = self._nav_values
+        with self._scheduler():
+            _, _, weights, pair, record = fit_in_memory(
+                plan.patterns, None, None, weights, np.asarray(blank, bool), plan.model_input.background,
+                plan.static_background, claims, plan.patterns.chunks[:2])
+        self._nav_values = (weights, blank)
+        self._neighbour_fit, self._neighbour_pair = record, pair
+        if pair is not None:
+            self._claims = replace(claims, in_grain=claims.in_grain & ~pair)
 
     def to_zarr(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the separated store (the layout ``kdeconv separate`` writes; ``kdeconv export`` and
@@ -326,15 +350,22 @@ class Separation:
             if self.lazy and self._nav_values is None:  # what the model just wrote: not run again
                 self._nav_values = (np.asarray(group["weights"][...]), np.asarray(group[BLANK][...]))
             if plan.config.in_grain_claims:
-                from kdeconv.separate.claims import write_in_grain_claims
-                from kdeconv.separate.neighbours import write_fit_result, write_neighbour_fit
+                from kdeconv.separate.claims import IN_GRAIN, write_in_grain_claims
+                from kdeconv.separate.neighbours import NEIGHBOUR_PAIR, write_fit_result, write_neighbour_fit
 
                 claims = self._in_grain_claims()
                 write_in_grain_claims(group, plan.patterns, plan.model_input.background, found=claims)
                 if plan.config.neighbour_fit and self.lazy:
                     with self._scheduler():
-                        write_neighbour_fit(group, str(staging), plan.patterns, plan.model_input.background,
-                                            plan.static_background, claims, self.client, progress=False)
+                        record = write_neighbour_fit(group, str(staging), plan.patterns,
+                                                     plan.model_input.background, plan.static_background,
+                                                     claims, self.client, progress=False)
+                    # what the store now holds answers later questions (second_grain, in_grain)
+                    self._nav_values = (np.asarray(group["weights"][...]), self._nav_values[1])
+                    self._neighbour_fit = record
+                    if "skipped" not in record:
+                        self._neighbour_pair = np.asarray(group[NEIGHBOUR_PAIR][...])
+                        self._claims = replace(claims, in_grain=np.asarray(group[IN_GRAIN][...]))
                 elif plan.config.neighbour_fit:
                     write_fit_result(group, self._neighbour_pair, self._neighbour_fit)
             return resume.finish(staging, path)
