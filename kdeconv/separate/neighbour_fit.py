@@ -210,21 +210,37 @@ def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray, in_grain: 
     as ``separate`` does for the model (``background``, ``static_bg``) at their own shape.
     ``blank`` ``(hy, hx)`` flags frames of one value; ``a_core`` the model's A over the core, in
     the map's dtype; ``signal`` as ``fit_tile``'s."""
+    from scipy.ndimage import maximum_filter
+
     from kdeconv.separate.chunk import from_dtype
 
-    pre, fit = preprocessed(raw, blank, background, static_bg)
-    a_fit = unit_vectors(from_dtype(a_core), fit_shape_for(raw.shape[-2:])) if a_core is not None else None
+    # only the core's pixels near boundaries are fitted, from patterns within the radius of them
+    fitted = np.zeros(blank.shape, bool)
+    fitted[core] = True
+    fitted &= (interior < settings.deep_px) & ~blank
+    needed = maximum_filter(fitted, size=2 * int(settings.radius) + 1, mode="constant")
+    pre, fit = preprocessed(raw, blank, background, static_bg, needed)
+    a_fit = None
+    if a_core is not None:
+        a_fit = np.zeros(a_core.shape[:2] + (fit.shape[-1],), np.float32)
+        here = fitted[core]
+        a_fit[here] = unit_vectors(from_dtype(a_core[here]), fit_shape_for(raw.shape[-2:]))
     return fit_tile(pre, fit, labels, in_grain & ~blank, interior, core, a_fit, settings, signal)
 
 
 def preprocessed(raw: np.ndarray, blank: np.ndarray, background: dict,
-                 static_bg: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 static_bg: np.ndarray | None = None,
+                 needed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Raw ``(hy, hx, sy, sx)`` -> the patterns as the model sees them (float32 [0, 1], own
-    shape; blank frames 0) and their ``unit_vectors``."""
+    shape) and their ``unit_vectors``; zeros for blank frames and where ``needed`` is False."""
     from kdeconv.separate.chunk import preprocess_patterns
 
     hy, hx, sy, sx = raw.shape
-    pre = preprocess_patterns(raw.reshape(-1, sy, sx), background, static_bg=static_bg)
-    pre = pre.reshape(hy, hx, sy, sx)
-    pre[blank] = 0.0
-    return pre, unit_vectors(pre, fit_shape_for((sy, sx)))
+    shape = fit_shape_for((sy, sx))
+    made = ~blank if needed is None else needed & ~blank
+    pre = np.zeros((hy, hx, sy, sx), np.float32)
+    fit = np.zeros((hy, hx, shape[0] * shape[1]), np.float32)
+    if made.any():
+        pre[made] = preprocess_patterns(raw[made], background, static_bg=static_bg)
+        fit[made] = unit_vectors(pre[made], shape)
+    return pre, fit
