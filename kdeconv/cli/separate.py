@@ -44,6 +44,10 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
               help="Minority weight from which B is separated again from the residual of C after A "
                    "(default 0.2; averaged with the first B below 0.3; from 0.3 A is made again "
                    "from what the new B leaves), or 'off' for one pass.")
+@click.option("--neighbour-fit/--no-neighbour-fit", "neighbour_fit", default=None,
+              help="Near boundaries of a 2-D map, explain each pattern as the two grains whose "
+                   "interiors lie within 3 scan steps; where a pair does, B is the second grain's "
+                   "interior mean and the weights are the fit's (default: on).")
 @click.option("--config", "config_path", default=None, type=click.Path(),
               help=f"YAML config (example: {example('separate.yaml')}); options given here win.")
 @click.option("--adapt", "adapt_first", is_flag=True,
@@ -55,8 +59,8 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
 @overwrite_option
 @cluster_options
 def separate(map_store, out, checkpoint, model, device, precision, batch_size, background, mask, screen,
-             working_size, residual_pass, config_path, adapt_first, adapt_config, base, pure, references,
-             reference_labels, minutes, max_steps, seed, overwrite, cluster):
+             working_size, residual_pass, neighbour_fit, config_path, adapt_first, adapt_config, base, pure,
+             references, reference_labels, minutes, max_steps, seed, overwrite, cluster):
     """Separate every pattern of MAP_STORE into A, B and weights (resumable: rerun to continue).
 
     Writes OUT with arrays A, B (shape and dtype of the map's patterns) and weights (wA >= wB),
@@ -90,6 +94,8 @@ def separate(map_store, out, checkpoint, model, device, precision, batch_size, b
         config.background.screen = parse_screen(screen)
     if residual_pass is not None:
         config = config.model_copy(update={"residual_pass": _residual_pass(residual_pass)})
+    if neighbour_fit is not None:
+        config = config.model_copy(update={"neighbour_fit": neighbour_fit})
     if adapt_first:
         config.checkpoint = str(_adapt(map_store, out, config, adapt_config, base, pure, references,
                                        reference_labels, minutes, max_steps, seed, overwrite, cluster))

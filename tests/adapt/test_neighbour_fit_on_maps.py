@@ -106,3 +106,26 @@ def test_line_scans_and_maps_without_grains_are_skipped_with_the_reason(tmp_path
     assert "grains were not found" in skip_reason((8, 8), RAW, None)
     line = describe_neighbour_fit({"skipped": skip_reason((30,), RAW, None)})
     assert line.startswith("neighbour fit: none (")
+
+
+def test_separate_says_what_it_fitted_and_the_option_switches_it_off(sim_map, tmp_path, cli, dask_processes):
+    sim = sim_map(dose=1500.0, seed=0)
+    store = write_map(tmp_path / "map.zarr", sim.counts, (8, 8))
+    on, off = tmp_path / "on.zarr", tmp_path / "off.zarr"
+    r = cli("separate", store, "--out", on, "--scheduler-address", dask_processes[0])
+    assert r.exit_code == 0, r.output
+    (line,) = [s for s in r.output.splitlines() if s.startswith("neighbour fit:")]
+    group = zarr.open_group(str(on), mode="r")
+    record = dict(group.attrs["neighbour_fit"])
+    assert f"{record['pairs']:,} of {record['fitted']:,} pixels" in line and record["pairs"] > 0
+    pair = np.asarray(group[NEIGHBOUR_PAIR][...])
+    assert pair.sum() == record["pairs"] and group.attrs["resume_key"]["neighbour_fit"] is True
+    r = cli("separate", store, "--out", off, "--no-neighbour-fit", "--scheduler-address", dask_processes[0])
+    assert r.exit_code == 0, r.output
+    assert "neighbour fit" not in r.output
+    plain = zarr.open_group(str(off), mode="r")
+    assert NEIGHBOUR_PAIR not in plain and "neighbour_fit" not in plain.attrs
+    # the same model outputs where the fit kept no pair, the fit's B where it did
+    b_on, b_off = np.asarray(group["B"][...]), np.asarray(plain["B"][...])
+    np.testing.assert_array_equal(b_on[~pair], b_off[~pair])
+    assert (b_on[pair] != b_off[pair]).any(axis=(-1, -2)).all()
