@@ -150,6 +150,7 @@ def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, An
         in_grain = np.asarray(group[IN_GRAIN][...], bool)
         group[IN_GRAIN][...] = in_grain & ~np.asarray(group[NEIGHBOUR_PAIR][...], bool)
     record = _record(np.asarray(counts), time.perf_counter() - start, settings, signal)
+    record["in_grain_cleared"] = int(((claims.labels >= 0) & np.asarray(group[NEIGHBOUR_PAIR][...])).sum())
     group.attrs["neighbour_fit"] = record
     return record
 
@@ -193,7 +194,9 @@ def fit_in_memory(patterns, a: np.ndarray | None, b: np.ndarray | None, weights:
             weights[core][fit.second] = fit.weights[fit.second]
         pair[core] = fit.second
         counts += _counts(fit)
-    return a, b, weights, pair, _record(counts, time.perf_counter() - start, settings, signal)
+    record = _record(counts, time.perf_counter() - start, settings, signal)
+    record["in_grain_cleared"] = int(((claims.labels >= 0) & pair).sum())
+    return a, b, weights, pair, record
 
 
 def describe_neighbour_fit(record: dict[str, Any]) -> str:
