@@ -58,7 +58,8 @@ class TileFit:
     a_replaced: np.ndarray
     b: np.ndarray
     fitted: np.ndarray
-    explained: np.ndarray | None = None   # the kept pair's share of C's variance over the map's signal
+    # the best pair's explained variance over what a right pair would explain (0: none tried)
+    explained: np.ndarray | None = None
 
 
 def fit_shape_for(sig_shape: tuple[int, int]) -> tuple[int, int]:
