@@ -58,8 +58,6 @@ class TileFit:
     a_replaced: np.ndarray
     b: np.ndarray
     fitted: np.ndarray
-    # the best pair's explained variance over what a right pair would explain (0: none tried)
-    explained: np.ndarray | None = None
 
 
 def fit_shape_for(sig_shape: tuple[int, int]) -> tuple[int, int]:
@@ -143,7 +141,6 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
     r = int(settings.radius)
     if signal is None:
         signal = single_pattern_signal(fit, labels, members)
-    explained = np.zeros((cy, cx), np.float32)
     for y in range(y0, y1):
         for x in range(x0, x1):
             if interior[y, x] >= settings.deep_px or not np.any(fit[y, x]):
@@ -189,8 +186,8 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
             wa, wb = 1.0 - minority, minority
             share = wa * wa + wb * wb + 2 * wa * wb * float(gram[i, j])  # a mixture's signal variance
             rel = float(np.sqrt(reliability[i] * reliability[j]))
-            explained[k] = (1.0 - best[0]) / (rel * share * signal / (share * signal + 1.0 - signal))
-            if explained[k] < settings.min_explained:
+            explained = (1.0 - best[0]) / (rel * share * signal / (share * signal + 1.0 - signal))
+            if explained < settings.min_explained:
                 continue
             second[k] = True
             weights[k] = (1.0 - minority, minority)
@@ -199,11 +196,10 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
                 # the model's A is the second grain's crystal: A becomes the first grain's interior
                 a_out[k] = _to_unit_range(pre[wy, wx][near[i]].mean(axis=0))
                 a_replaced[k] = True
-    return TileFit(second=second, weights=weights, a=a_out, a_replaced=a_replaced, b=b_out, fitted=fitted,
-                    explained=explained)
+    return TileFit(second=second, weights=weights, a=a_out, a_replaced=a_replaced, b=b_out, fitted=fitted)
 
 
-def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray, in_grain: np.ndarray,
+def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray,
               interior: np.ndarray, core: tuple[slice, slice], a_core: np.ndarray | None,
               background: dict, static_bg: np.ndarray | None = None,
               settings: NeighbourFitSettings = DEFAULT_SETTINGS, signal: float | None = None) -> TileFit:
@@ -226,7 +222,7 @@ def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray, in_grain: 
         a_fit = np.zeros(a_core.shape[:2] + (fit.shape[-1],), np.float32)
         here = fitted[core]
         a_fit[here] = unit_vectors(from_dtype(a_core[here]), fit_shape_for(raw.shape[-2:]))
-    return fit_tile(pre, fit, labels, in_grain & ~blank, interior, core, a_fit, settings, signal)
+    return fit_tile(pre, fit, labels, (labels >= 0) & ~blank, interior, core, a_fit, settings, signal)
 
 
 def preprocessed(raw: np.ndarray, blank: np.ndarray, background: dict,

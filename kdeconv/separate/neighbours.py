@@ -84,13 +84,13 @@ def _counts(fit: TileFit) -> np.ndarray:
     return np.array([fit.fitted.sum(), fit.second.sum(), fit.a_replaced.sum()], np.int64)
 
 
-def _fit_and_write(raw, blank, labels, in_grain, interior, *, out_path: str, core, inner,
+def _fit_and_write(raw, blank, labels, interior, *, out_path: str, core, inner,
                    background, static_bg, settings, signal) -> np.ndarray:
     import zarr
 
     group = zarr.open_group(out_path, mode="r+")
     a = group["A"][core]
-    fit = fit_chunk(np.asarray(raw), np.asarray(blank), labels, in_grain, interior, inner, a,
+    fit = fit_chunk(np.asarray(raw), np.asarray(blank), labels, interior, inner, a,
                     background, static_bg, settings, signal)
     b, weights = group["B"][core], group["weights"][core]
     _apply(fit, a, b, weights)
@@ -102,9 +102,10 @@ def _fit_and_write(raw, blank, labels, in_grain, interior, *, out_path: str, cor
     return _counts(fit)
 
 
-def _record(counts: np.ndarray, seconds: float, settings: NeighbourFitSettings,
-            signal: float) -> dict[str, Any]:
+def _record(counts: np.ndarray, seconds: float, settings: NeighbourFitSettings, signal: float,
+            labels: np.ndarray, pair: np.ndarray) -> dict[str, Any]:
     return {"fitted": int(counts[0]), "pairs": int(counts[1]), "a_replaced": int(counts[2]),
+            "in_grain_cleared": int(((labels >= 0) & pair).sum()),
             "seconds": round(seconds, 2), "signal": round(signal, 4), "radius_px": settings.radius,
             "min_minority": settings.min_minority, "min_explained": settings.min_explained,
             "same_grain_ncc": settings.same_grain_ncc, "deep_px": settings.deep_px}
@@ -138,19 +139,18 @@ def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, An
     blank = np.asarray(group[BLANK][...], bool)
     signal = map_signal(patterns, blank, claims.labels, background, static_bg)
     task = dask.delayed(_fit_and_write, pure=True)
-    tasks = [task(patterns[halo], blank[halo], claims.labels[halo], claims.labels[halo] >= 0,
+    tasks = [task(patterns[halo], blank[halo], claims.labels[halo],
                   claims.interior[halo], out_path=str(out_path), core=core, inner=inner,
                   background=background, static_bg=static_bg, settings=settings, signal=signal)
              for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, settings.radius)]
     total = dask.delayed(sum)(tasks)
     counts = compute(client, total, progress=progress) if client is not None else total.compute()
+    pair = np.asarray(group[NEIGHBOUR_PAIR][...], bool)
     if IN_GRAIN in group:
         # a kept pair passed the fit's own tests: the in-grain bar (the model's reading of deep
         # interiors) does not apply to the fit's weights
-        in_grain = np.asarray(group[IN_GRAIN][...], bool)
-        group[IN_GRAIN][...] = in_grain & ~np.asarray(group[NEIGHBOUR_PAIR][...], bool)
-    record = _record(np.asarray(counts), time.perf_counter() - start, settings, signal)
-    record["in_grain_cleared"] = int(((claims.labels >= 0) & np.asarray(group[NEIGHBOUR_PAIR][...])).sum())
+        group[IN_GRAIN][...] = np.asarray(group[IN_GRAIN][...], bool) & ~pair
+    record = _record(np.asarray(counts), time.perf_counter() - start, settings, signal, claims.labels, pair)
     group.attrs["neighbour_fit"] = record
     return record
 
@@ -186,7 +186,7 @@ def fit_in_memory(patterns, a: np.ndarray | None, b: np.ndarray | None, weights:
     signal = map_signal(patterns, blank, claims.labels, background, static_bg)
     for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, settings.radius):
         fit = fit_chunk(np.asarray(patterns[halo]), blank[halo], claims.labels[halo],
-                        claims.labels[halo] >= 0, claims.interior[halo], inner,
+                        claims.interior[halo], inner,
                         None if a is None else a[core], background, static_bg, settings, signal)
         if a is not None:
             _apply(fit, a[core], b[core], weights[core])
@@ -194,9 +194,8 @@ def fit_in_memory(patterns, a: np.ndarray | None, b: np.ndarray | None, weights:
             weights[core][fit.second] = fit.weights[fit.second]
         pair[core] = fit.second
         counts += _counts(fit)
-    record = _record(counts, time.perf_counter() - start, settings, signal)
-    record["in_grain_cleared"] = int(((claims.labels >= 0) & pair).sum())
-    return a, b, weights, pair, record
+    return a, b, weights, pair, _record(counts, time.perf_counter() - start, settings, signal,
+                                        claims.labels, pair)
 
 
 def describe_neighbour_fit(record: dict[str, Any]) -> str:
