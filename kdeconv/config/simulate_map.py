@@ -24,6 +24,22 @@ class FootprintSpec(StrictModel):
 DEFAULT_SHAPE = (60, 60)
 
 
+class DeformationSpec(StrictModel):
+    """Lattice rotation inside the grains, as a deformed or recovered sample has (the default, all
+    zero, gives each grain one orientation)."""
+
+    # Each grain bends about its own random axis, by this many degrees per um of distance from
+    # its seed along its own in-plane direction (a few tenths: a recovered grain; 1-2: deformed).
+    gradient: float = Field(default=0.0, ge=0, le=20)
+    # Each pixel's own misorientation about that field, rms degrees (what local misorientation
+    # maps show: ~0.2 annealed, 0.5-1 deformed).
+    scatter: float = Field(default=0.0, ge=0, le=10)
+
+    @property
+    def active(self) -> bool:
+        return self.gradient > 0 or self.scatter > 0
+
+
 class RealismSpec(StrictModel):
     """One camera for the whole map (kdeconv.generate.augment's model, fixed, not drawn)."""
 
@@ -99,6 +115,7 @@ class SimulateMapConfig(StrictModel):
     phases: list[MapPhase] | None = Field(default=None, min_length=1)
     energy: float = Field(default=20.0, ge=1, le=300)   # keV; library phases use their nearest energy
     footprint: FootprintSpec = FootprintSpec()
+    deformation: DeformationSpec = DeformationSpec()
     min_weight: float = Field(default=0.05, ge=0, lt=0.5)  # smaller minority weights count as pure
     # The camera: shape (sy, sx) pixels, any aspect (default 60x60), pc (Bruker convention),
     # sample_tilt, tilt ...; written to the map's attrs.

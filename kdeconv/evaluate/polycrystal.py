@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["random_seeds", "footprint_samples", "grain_fractions", "top_two", "boundary_distance"]
+__all__ = ["random_seeds", "footprint_samples", "grain_fractions", "top_two", "boundary_distance",
+           "deformation_fields", "deformed_quaternions"]
 
 
 def random_seeds(rng: np.random.Generator, n_grains: int, nav_shape: tuple[int, int]) -> np.ndarray:
@@ -93,3 +94,47 @@ def boundary_distance(seeds: np.ndarray, nav_shape: tuple[int, int]) -> np.ndarr
         dist = (d2 - d2[np.arange(len(own)), own][:, None]) / (2 * gap)
     dist[np.arange(len(own)), own] = np.inf
     return dist.min(axis=1).reshape(ny, nx)
+
+
+def deformation_fields(rng: np.random.Generator, n_grains: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per grain a lattice-rotation axis (n, 3), uniform on the sphere, and the in-plane direction
+    (n, 2) (dy, dx) along which the rotation about it grows: a bent grain's simplest field."""
+    axes = rng.normal(size=(n_grains, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    angle = rng.uniform(0, 2 * np.pi, n_grains)
+    return axes, np.stack([np.sin(angle), np.cos(angle)], axis=1)
+
+
+def deformed_quaternions(grain_quats: np.ndarray, seeds: np.ndarray, axes: np.ndarray,
+                         directions: np.ndarray, grain: np.ndarray, positions: np.ndarray,
+                         gradient: float, scatter: np.ndarray | None = None) -> np.ndarray:
+    """Orientation (n, 4) of grain ``grain[i]`` at scan position ``positions[i]`` (y, x) in pixels.
+
+    The grain's quaternion composed with a rotation about its axis by ``gradient`` degrees per
+    pixel of distance from its seed along its direction, and by ``scatter[i]`` (a rotation vector
+    in degrees, per pixel) on top. NaN where ``grain`` is -1 (no grain).
+    """
+    grain = np.asarray(grain)
+    own = np.clip(grain, 0, None)
+    along = ((positions - seeds[own]) * directions[own]).sum(axis=1)
+    vector = axes[own] * (gradient * along)[:, None]
+    if scatter is not None:
+        vector = vector + scatter
+    angle = np.radians(np.linalg.norm(vector, axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unit = np.where(angle[:, None] > 0, vector / np.linalg.norm(vector, axis=1, keepdims=True), 0.0)
+    dq = np.concatenate([np.cos(angle / 2)[:, None], unit * np.sin(angle / 2)[:, None]], axis=1)
+    q = _quaternion_product(grain_quats[own], dq)
+    q[q[:, 0] < 0] *= -1
+    q[grain < 0] = np.nan
+    return q
+
+
+def _quaternion_product(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Hamilton product p q of (n, 4) quaternions (w, x, y, z): q applied first, as orix's p * q."""
+    pw, px, py, pz = p.T
+    qw, qx, qy, qz = q.T
+    return np.stack([pw * qw - px * qx - py * qy - pz * qz,
+                     pw * qx + px * qw + py * qz - pz * qy,
+                     pw * qy - px * qz + py * qw + pz * qx,
+                     pw * qz + px * qy - py * qx + pz * qw], axis=1)

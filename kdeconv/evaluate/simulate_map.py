@@ -8,7 +8,10 @@ file's patterns), ``A``/``B`` (clean patterns, normalised to [0, 1] and stored a
 full range, like ``separate`` writes them), ``weights`` (wA >= wB), ``rotation_a``/``rotation_b``
 quaternions, ``grain_a``/``grain_b`` ids and ``phase_a``/``phase_b`` phase indices (-1 = none).
 ``attrs["phases"]`` lists each phase (name, master spec, point and space group, fraction).
-Each grain has one phase and one orientation, so one pattern is simulated per grain.
+Each grain has one phase. Its orientation is one per grain (one pattern simulated per grain)
+unless ``deformation`` bends it (a rotation growing across the grain about its own axis) or
+scatters it per pixel; then each pixel's patterns are simulated at its own orientations, and
+``rotation_a``/``rotation_b`` hold them.
 
 Phases: each grain takes one, the number of grains per phase following the fractions (largest
 remainder), assigned at random from ``default_rng([seed, 3])``.
@@ -32,7 +35,8 @@ import numpy as np
 
 from kdeconv.config.simulate_map import ProcessedSpec, RealismSpec, SimulateMapConfig
 from kdeconv.evaluate.metrics import minmax01
-from kdeconv.evaluate.polycrystal import footprint_samples, grain_fractions, random_seeds, top_two
+from kdeconv.evaluate.polycrystal import (deformation_fields, deformed_quaternions, footprint_samples,
+                                          grain_fractions, random_seeds, top_two)
 from kdeconv.io.store import finalize_output, nav_chunks, prepare_output, store_attrs
 
 __all__ = ["simulate_map", "UP2_NAME", "UP1_NAME", "TRUTH_NAME", "assign_phases",
@@ -44,8 +48,8 @@ UP1_NAME = "map.up1"
 TRUTH_NAME = "truth.zarr"
 
 # Seeds of the map's random streams: [seed, k] (k = 0 grain seeds, 1 orientations, 2 noise per
-# pixel, 3 phases of the grains, 4 gain field, 5 defect pixels).
-_GAIN_STREAM, _DEFECT_STREAM = 4, 5
+# pixel, 3 phases of the grains, 4 gain field, 5 defect pixels, 6 deformation axes, 7 scatter).
+_GAIN_STREAM, _DEFECT_STREAM, _DEFORMATION_STREAM, _SCATTER_STREAM = 4, 5, 6, 7
 
 
 def assign_phases(rng: np.random.Generator, n_grains: int, fractions) -> np.ndarray:
@@ -206,17 +210,17 @@ def _load_phases(config: SimulateMapConfig):
     return [(name, spec, fraction, load_master(spec)) for name, spec, fraction in config.map_phases()]
 
 
-def _grain_patterns(masters, grain_phase, grain_quats, detector, shape) -> np.ndarray:
-    """Clean pattern per grain (n_grains + 1, sy, sx) float32 in [0, 1]; the last one zero."""
+def _clean_patterns(masters, phase, quats, detector, shape) -> np.ndarray:
+    """Clean pattern (n, sy, sx) float32 in [0, 1] of each orientation; zero where ``phase`` is -1."""
     from orix.quaternion import Rotation
 
     from kdeconv.simulate import simulate_patterns
 
-    out = np.zeros((len(grain_quats) + 1,) + tuple(shape), np.float32)  # index -1 -> the zero pattern
+    out = np.zeros((len(quats),) + tuple(shape), np.float32)
     for k, master in enumerate(masters):
-        rows = np.flatnonzero(grain_phase == k)
+        rows = np.flatnonzero(phase == k)
         if rows.size:
-            out[rows] = minmax01(simulate_patterns(master, Rotation(grain_quats[rows]), detector))
+            out[rows] = minmax01(simulate_patterns(master, Rotation(quats[rows]), detector))
     return out
 
 
@@ -255,13 +259,33 @@ def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool
     phase_a, phase_b = phase_lookup[grain_a], phase_lookup[grain_b]
 
     detector = config.detector.to_kikuchipy()
-    lookup = _grain_patterns([m for *_, m in phases], grain_phase, grain_quats, detector, (sy, sx))
+    masters = [m for *_, m in phases]
+    quat_lookup = np.concatenate([grain_quats, np.full((1, 4), np.nan)])  # index -1 -> no grain
+    rotation_a, rotation_b = quat_lookup[grain_a], quat_lookup[grain_b]
+    bend = config.deformation
+    if bend.active:
+        axes, directions = deformation_fields(np.random.default_rng([config.seed, _DEFORMATION_STREAM]),
+                                              config.n_grains)
+        scatter = (np.random.default_rng([config.seed, _SCATTER_STREAM]).normal(size=(2, ny * nx, 3))
+                   * bend.scatter / np.sqrt(3))  # rms angle = bend.scatter
+        yx = np.stack(np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij"), -1).reshape(-1, 2)
+        rotation_a, rotation_b = (
+            deformed_quaternions(grain_quats, seeds, axes, directions, g.reshape(-1), yx,
+                                 bend.gradient * config.step, scatter[k]).reshape(ny, nx, 4)
+            for k, g in enumerate((grain_a, grain_b)))
+    else:
+        lookup = _clean_patterns(masters, phase_lookup, quat_lookup, detector, (sy, sx))
     gain_map = camera_effects(config.seed, r, (sy, sx))
 
     def recorded_block(ys: slice, xs: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ga, gb = grain_a[ys, xs].reshape(-1), grain_b[ys, xs].reshape(-1)
         w = weights[ys, xs].reshape(-1, 2)
-        clean_a, clean_b = lookup[ga], lookup[gb]
+        if bend.active:
+            clean_a, clean_b = (_clean_patterns(masters, phase_lookup[g], rot[ys, xs].reshape(-1, 4),
+                                                detector, (sy, sx))
+                                for g, rot in ((ga, rotation_a), (gb, rotation_b)))
+        else:
+            clean_a, clean_b = lookup[ga], lookup[gb]
         mixtures = w[:, :1, None] * clean_a + w[:, 1:, None] * clean_b
         pixel_index = np.arange(ny * nx).reshape(ny, nx)[ys, xs].reshape(-1)
         return record_counts(mixtures, r, config.seed, pixel_index, gain_map), clean_a, clean_b
@@ -269,7 +293,8 @@ def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool
     static_bg = None
     if config.style == "processed":
         if config.processed.static == "detector":
-            static_bg = detector_background(r, (sy, sx), gain_map, float(lookup[:-1].mean()))
+            static_bg = detector_background(r, (sy, sx), gain_map, float(_clean_patterns(
+                masters, grain_phase, grain_quats, detector, (sy, sx)).mean()))
         else:
             from kdeconv.preprocess.background import static_background_from_mean
 
@@ -295,8 +320,8 @@ def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool
         arrays["A"][ys, xs] = to_u16(clean_a).reshape(shape)
         arrays["B"][ys, xs] = to_u16(clean_b).reshape(shape)
 
-    quat_lookup = np.concatenate([grain_quats, np.full((1, 4), np.nan)]).astype(np.float32)
-    small = {"weights": weights, "rotation_a": quat_lookup[grain_a], "rotation_b": quat_lookup[grain_b],
+    small = {"weights": weights, "rotation_a": rotation_a.astype(np.float32),
+             "rotation_b": rotation_b.astype(np.float32),
              "grain_a": grain_a, "grain_b": grain_b, "phase_a": phase_a, "phase_b": phase_b}
     for name, data in small.items():
         group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=nav_chunk + data.shape[2:],

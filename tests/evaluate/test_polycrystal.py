@@ -3,6 +3,8 @@ import pytest
 
 from kdeconv.evaluate.polycrystal import (
     boundary_distance,
+    deformation_fields,
+    deformed_quaternions,
     footprint_samples,
     grain_fractions,
     random_seeds,
@@ -49,3 +51,32 @@ def test_mixtures_only_near_boundaries_and_pure_inside():
     assert (dist[mixed] <= reach + 1e-9).all()         # mixtures only near boundaries
     assert not mixed[dist > reach].any()               # pure inside grains
     assert (gb[~mixed] == -1).all() and (weights[~mixed, 0] == 1).all()
+
+
+def _angle_deg(p, q):
+    return np.degrees(2 * np.arccos(np.clip(np.abs((p * q).sum(axis=1)), 0, 1)))
+
+
+def test_deformed_grain_bends_by_the_gradient_along_its_direction():
+    rng = np.random.default_rng(3)
+    quats = np.array([[1.0, 0, 0, 0], [0.5, 0.5, 0.5, 0.5]])
+    seeds = np.array([[2.0, 2.0], [8.0, 8.0]])
+    axes, directions = deformation_fields(rng, 2)
+    assert np.allclose(np.linalg.norm(axes, axis=1), 1) and np.allclose(np.linalg.norm(directions, axis=1), 1)
+    # Points along grain 0's direction: rotation 0.7 deg per pixel about its axis.
+    steps = np.arange(-3, 4, dtype=float)
+    positions = seeds[0] + steps[:, None] * directions[0]
+    grain = np.zeros(len(steps), int)
+    q = deformed_quaternions(quats, seeds, axes, directions, grain, positions, gradient=0.7)
+    assert np.allclose(np.linalg.norm(q, axis=1), 1)
+    assert np.allclose(_angle_deg(q, np.repeat(quats[:1], len(q), 0)), 0.7 * np.abs(steps), atol=1e-6)
+    # Across the direction nothing changes; the rotation is about the grain's own axis.
+    across = seeds[0] + 4 * np.array([-directions[0, 1], directions[0, 0]])
+    q0 = deformed_quaternions(quats, seeds, axes, directions, np.array([0]), across[None], gradient=0.7)
+    assert np.allclose(q0, quats[:1], atol=1e-9)
+    assert np.allclose(np.abs(q[-1, 1:] / np.linalg.norm(q[-1, 1:])), np.abs(axes[0]), atol=1e-9)
+    # Scatter adds its own angle; no grain gives NaN.
+    kick = np.array([[0.0, 0.0, 2.0]])
+    q1 = deformed_quaternions(quats, seeds, axes, directions, np.array([1]), seeds[1:], 0.7, kick)
+    assert _angle_deg(q1, quats[1:])[0] == pytest.approx(2.0)
+    assert np.isnan(deformed_quaternions(quats, seeds, axes, directions, np.array([-1]), seeds[:1], 0.7)).all()

@@ -43,6 +43,32 @@ def test_simulate_map_truth_and_up2(cli, tmp_path):
     assert cli("simulate-map", "--config", cfg, "--out", out, "--overwrite", "--seed", "2").exit_code == 0
 
 
+def test_simulate_map_deformed_grains(cli, tmp_path):
+    from orix.quaternion import Rotation
+
+    cfg = tmp_path / "sim.yaml"
+    flat = "seed: 2\nnav_shape: [10, 10]\nn_grains: 3\ndetector: {shape: [32, 32]}\n"
+    cfg.write_text(flat + "deformation: {gradient: 1.0, scatter: 0.3}\n")
+    assert cli("simulate-map", "--config", cfg, "--out", tmp_path / "bent").exit_code == 0
+    (tmp_path / "flat.yaml").write_text(flat)
+    assert cli("simulate-map", "--config", tmp_path / "flat.yaml", "--out", tmp_path / "flat").exit_code == 0
+    bent = zarr.open_group(str(tmp_path / "bent" / "truth.zarr"), mode="r")
+    flat = zarr.open_group(str(tmp_path / "flat" / "truth.zarr"), mode="r")
+    # Same grains and weights; orientations spread within each grain by a few degrees.
+    assert np.array_equal(bent["grain_a"][...], flat["grain_a"][...])
+    assert np.array_equal(bent["weights"][...], flat["weights"][...])
+    spread = np.degrees((Rotation(bent["rotation_a"][...].reshape(-1, 4).astype(float))
+                         * ~Rotation(flat["rotation_a"][...].reshape(-1, 4).astype(float))).angle)
+    assert 0.1 < np.median(spread) < 10 and spread.max() < 20
+    # Each pixel's clean pattern is simulated at its own orientation: no two pure pixels alike.
+    ga, A = bent["grain_a"][...], bent["A"][...]
+    pure = bent["weights"][...][..., 1] == 0
+    g = np.bincount(ga[pure]).argmax()
+    same = A[pure & (ga == g)]
+    assert len(same) > 3
+    assert sum((p == same[0]).all() for p in same[1:]) == 0
+
+
 def test_simulate_map_bad_config_exit_2(cli, tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("nav_shape: [4, 4]\nfootprint: {shape: square}\n")
