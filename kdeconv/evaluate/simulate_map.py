@@ -35,8 +35,14 @@ import numpy as np
 
 from kdeconv.config.simulate_map import ProcessedSpec, RealismSpec, SimulateMapConfig
 from kdeconv.evaluate.metrics import minmax01
-from kdeconv.evaluate.polycrystal import (deformation_fields, deformed_quaternions, footprint_samples,
-                                          grain_fractions, random_seeds, top_two)
+from kdeconv.evaluate.polycrystal import (
+    deformation_fields,
+    deformed_quaternions,
+    footprint_samples,
+    grain_fractions,
+    random_seeds,
+    top_two,
+)
 from kdeconv.io.store import finalize_output, nav_chunks, prepare_output, store_attrs
 
 __all__ = ["simulate_map", "UP2_NAME", "UP1_NAME", "TRUTH_NAME", "assign_phases",
