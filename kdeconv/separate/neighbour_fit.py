@@ -21,10 +21,12 @@ import numpy as np
 from kdeconv.preprocess.resample import resample
 
 __all__ = ["NeighbourFitSettings", "DEFAULT_SETTINGS", "TileFit", "fit_chunk", "fit_tile", "unit_vectors",
-           "fit_shape_for", "single_pattern_signal", "mean_reliability", "preprocessed"]
+           "fit_shape_for", "single_pattern_signal", "shared_direction", "mean_reliability", "preprocessed"]
 
 # Fitting needs the bands, not every pixel: larger patterns are fitted at this side (area average).
 FIT_SIDE = 96
+# The direction a map's grains share is read from at least this many of them.
+SHARED_MIN_GRAINS = 4
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,11 @@ class NeighbourFitSettings:
     # Two segments whose nearby means correlate at this share of what two means of one grain
     # would (given their pixel counts and the map's noise) are one grain cut in two: no pair.
     same_grain_ncc: float = 0.9
+    # Nor where the means, less what the map's grains share (the detector's gain, background
+    # residue), correlate at this share: one crystal, a bent grain's parts within about 2
+    # degrees. Distinct crystals read below 0.3 (Σ3 twins up to 0.42); one crystal turned by
+    # 1 / 2 / 3 degrees 0.75 / 0.45 / 0.15 (Ni at 120 px).
+    same_crystal_ncc: float = 0.5
     # A kept pair explains about all of C that the map's noise leaves to explain (0.93-1.0 of
     # it on simulated maps); one below this share fits a third grain, C's own not being nearby.
     min_explained: float = 0.9
@@ -110,6 +117,30 @@ def single_pattern_signal(fit: np.ndarray, labels: np.ndarray, members: np.ndarr
     return float(np.clip(np.median(np.concatenate(nccs)), 0.01, 0.99))
 
 
+def shared_direction(fit: np.ndarray, labels: np.ndarray, members: np.ndarray,
+                     min_grains: int = SHARED_MIN_GRAINS) -> tuple[np.ndarray | None, float]:
+    """The unit direction that the map's grains share (the detector's fixed-pattern gain, the
+    background left after its removal): the mean of their unit mean vectors, each grain counted
+    once; and its share of a grain's variance (the squared length of that mean). None (and 0)
+    with fewer than ``min_grains`` grains, whose mean would hold the grains themselves."""
+    grains = np.unique(labels[members & (labels >= 0)])
+    if len(grains) < min_grains:
+        return None, 0.0
+    means = np.stack([_unit(fit[members & (labels == g)].mean(axis=0)) for g in grains])
+    mean = means.mean(axis=0)
+    length = float(np.linalg.norm(mean))
+    return (mean / length).astype(np.float32), length * length
+
+
+def _without(vectors: np.ndarray, direction: np.ndarray | None) -> np.ndarray:
+    """Unit ``vectors`` less their component along ``direction``, made unit again."""
+    if direction is None or not np.any(direction):
+        return vectors
+    out = vectors - np.outer(vectors @ direction, direction)
+    norm = np.linalg.norm(out, axis=1, keepdims=True)
+    return np.divide(out, norm, out=np.zeros_like(out), where=norm > 0)
+
+
 def mean_reliability(n, signal: float):
     """Squared NCC of the mean of ``n`` patterns of one grain with the grain's noise-free pattern."""
     n = np.asarray(n, np.float64)
@@ -118,7 +149,8 @@ def mean_reliability(n, signal: float):
 
 def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.ndarray,
              interior: np.ndarray, core: tuple[slice, slice], a_fit: np.ndarray | None = None,
-             settings: NeighbourFitSettings = DEFAULT_SETTINGS, signal: float | None = None) -> TileFit:
+             settings: NeighbourFitSettings = DEFAULT_SETTINGS, signal: float | None = None,
+             shared: np.ndarray | None = None) -> TileFit:
     """The neighbour fit over ``core`` of a tile (its nav slices; the rest is the halo).
 
     ``pre``: ``(hy, hx, sy, sx)`` the tile's patterns preprocessed as the model sees them, float32
@@ -126,7 +158,8 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
     ``(hy, hx)`` the map's grain per pixel (-1 outside grains); ``members`` where a pixel may stand
     for its grain (inside it, not blank); ``interior`` px from the nearest boundary; ``a_fit``
     ``(cy, cx, d)`` unit vectors of the model's A over the core (None: A is never replaced);
-    ``signal``: the map's ``single_pattern_signal`` (None: measured on this tile).
+    ``signal``: the map's ``single_pattern_signal`` (None: measured on this tile); ``shared``: the
+    map's ``shared_direction`` (None: one crystal is told only by the means' own correlation).
     """
     hy, hx = labels.shape
     (y0, y1), (x0, x1) = (core[0].start, core[0].stop), (core[1].start, core[1].stop)
@@ -155,7 +188,11 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
             means = np.stack([_unit(fit[wy, wx][idx].mean(axis=0)) for idx in near])
             gram = means @ means.T
             reliability = mean_reliability([len(idx[0]) for idx in near], signal)
-            one_grain = gram >= settings.same_grain_ncc * np.sqrt(np.outer(reliability, reliability))
+            bar = np.sqrt(np.outer(reliability, reliability))
+            one_grain = gram >= settings.same_grain_ncc * bar
+            if shared is not None:
+                crystals = _without(means, shared)
+                one_grain |= crystals @ crystals.T >= settings.same_crystal_ncc * bar
             proj = means @ fit[y, x]
             best = None
             for i in range(len(grains)):
@@ -202,11 +239,12 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
 def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray,
               interior: np.ndarray, core: tuple[slice, slice], a_core: np.ndarray | None,
               background: dict, static_bg: np.ndarray | None = None,
-              settings: NeighbourFitSettings = DEFAULT_SETTINGS, signal: float | None = None) -> TileFit:
+              settings: NeighbourFitSettings = DEFAULT_SETTINGS, signal: float | None = None,
+              shared: np.ndarray | None = None) -> TileFit:
     """``fit_tile`` from a chunk's raw patterns with their halo, ``(hy, hx, sy, sx)``: preprocessed
     as ``separate`` does for the model (``background``, ``static_bg``) at their own shape.
     ``blank`` ``(hy, hx)`` flags frames of one value; ``a_core`` the model's A over the core, in
-    the map's dtype; ``signal`` as ``fit_tile``'s."""
+    the map's dtype; ``signal`` and ``shared`` as ``fit_tile``'s."""
     from scipy.ndimage import maximum_filter
 
     from kdeconv.separate.chunk import from_dtype
@@ -222,7 +260,8 @@ def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray,
         a_fit = np.zeros(a_core.shape[:2] + (fit.shape[-1],), np.float32)
         here = fitted[core]
         a_fit[here] = unit_vectors(from_dtype(a_core[here]), fit_shape_for(raw.shape[-2:]))
-    return fit_tile(pre, fit, labels, (labels >= 0) & ~blank, interior, core, a_fit, settings, signal)
+    return fit_tile(pre, fit, labels, (labels >= 0) & ~blank, interior, core, a_fit, settings, signal,
+                    shared)
 
 
 def preprocessed(raw: np.ndarray, blank: np.ndarray, background: dict,

@@ -13,6 +13,7 @@ rerun after an interruption writes the same values again.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,11 +24,12 @@ from kdeconv.separate.neighbour_fit import (
     TileFit,
     fit_chunk,
     preprocessed,
+    shared_direction,
     single_pattern_signal,
 )
 
 __all__ = ["NEIGHBOUR_PAIR", "skip_reason", "write_neighbour_fit", "write_fit_result", "fit_in_memory",
-           "describe_neighbour_fit", "map_signal", "SIGNAL_WINDOW"]
+           "describe_neighbour_fit", "map_reading", "MapReading", "SIGNAL_WINDOW"]
 
 NEIGHBOUR_PAIR = "neighbour_pair"
 
@@ -48,14 +50,26 @@ def skip_reason(nav_shape: tuple[int, ...], background: dict[str, Any], claims) 
 SIGNAL_WINDOW = 24
 
 
-def map_signal(patterns, blank: np.ndarray, labels: np.ndarray, background: dict[str, Any],
-               static_bg) -> float:
-    """The map's ``single_pattern_signal``, on the ``SIGNAL_WINDOW`` square at its centre."""
+@dataclass(frozen=True)
+class MapReading:
+    """What the fit reads once per map, on the ``SIGNAL_WINDOW`` square at its centre: a single
+    pattern's ``signal`` share and the ``shared`` direction of every pattern (with its share)."""
+
+    signal: float
+    shared: np.ndarray | None
+    shared_share: float
+
+
+def map_reading(patterns, blank: np.ndarray, labels: np.ndarray, background: dict[str, Any],
+                static_bg) -> MapReading:
+    """The map's ``single_pattern_signal`` and ``shared_direction``."""
     ny, nx = labels.shape
     hy, hx = min(ny, SIGNAL_WINDOW), min(nx, SIGNAL_WINDOW)
     window = (slice((ny - hy) // 2, (ny - hy) // 2 + hy), slice((nx - hx) // 2, (nx - hx) // 2 + hx))
     _, fit = preprocessed(np.asarray(patterns[window]), blank[window], background, static_bg)
-    return single_pattern_signal(fit, labels[window], (labels[window] >= 0) & ~blank[window])
+    members = (labels[window] >= 0) & ~blank[window]
+    return MapReading(single_pattern_signal(fit, labels[window], members),
+                      *shared_direction(fit, labels[window], members))
 
 
 def _chunk_slices(nav_shape, nav_chunks, radius: int):
@@ -85,13 +99,13 @@ def _counts(fit: TileFit) -> np.ndarray:
 
 
 def _fit_and_write(raw, blank, labels, interior, *, out_path: str, core, inner,
-                   background, static_bg, settings, signal) -> np.ndarray:
+                   background, static_bg, settings, reading: MapReading) -> np.ndarray:
     import zarr
 
     group = zarr.open_group(out_path, mode="r+")
     a = group["A"][core]
     fit = fit_chunk(np.asarray(raw), np.asarray(blank), labels, interior, inner, a,
-                    background, static_bg, settings, signal)
+                    background, static_bg, settings, reading.signal, reading.shared)
     b, weights = group["B"][core], group["weights"][core]
     _apply(fit, a, b, weights)
     if fit.second.any():
@@ -102,13 +116,15 @@ def _fit_and_write(raw, blank, labels, interior, *, out_path: str, core, inner,
     return _counts(fit)
 
 
-def _record(counts: np.ndarray, seconds: float, settings: NeighbourFitSettings, signal: float,
+def _record(counts: np.ndarray, seconds: float, settings: NeighbourFitSettings, reading: MapReading,
             labels: np.ndarray, pair: np.ndarray) -> dict[str, Any]:
     return {"fitted": int(counts[0]), "pairs": int(counts[1]), "a_replaced": int(counts[2]),
             "in_grain_cleared": int(((labels >= 0) & pair).sum()),
-            "seconds": round(seconds, 2), "signal": round(signal, 4), "radius_px": settings.radius,
+            "seconds": round(seconds, 2), "signal": round(reading.signal, 4),
+            "shared": round(reading.shared_share, 4), "radius_px": settings.radius,
             "min_minority": settings.min_minority, "min_explained": settings.min_explained,
-            "same_grain_ncc": settings.same_grain_ncc, "deep_px": settings.deep_px}
+            "same_grain_ncc": settings.same_grain_ncc, "same_crystal_ncc": settings.same_crystal_ncc,
+            "deep_px": settings.deep_px}
 
 
 def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, Any], static_bg, claims,
@@ -137,11 +153,11 @@ def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, An
         group.create_array(NEIGHBOUR_PAIR, shape=nav_shape, chunks=group["weights"].chunks[:-1],
                            dtype="bool", fill_value=False)
     blank = np.asarray(group[BLANK][...], bool)
-    signal = map_signal(patterns, blank, claims.labels, background, static_bg)
+    reading = map_reading(patterns, blank, claims.labels, background, static_bg)
     task = dask.delayed(_fit_and_write, pure=True)
     tasks = [task(patterns[halo], blank[halo], claims.labels[halo],
                   claims.interior[halo], out_path=str(out_path), core=core, inner=inner,
-                  background=background, static_bg=static_bg, settings=settings, signal=signal)
+                  background=background, static_bg=static_bg, settings=settings, reading=reading)
              for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, settings.radius)]
     total = dask.delayed(sum)(tasks)
     counts = compute(client, total, progress=progress) if client is not None else total.compute()
@@ -150,7 +166,7 @@ def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, An
         # a kept pair passed the fit's own tests: the in-grain bar (the model's reading of deep
         # interiors) does not apply to the fit's weights
         group[IN_GRAIN][...] = np.asarray(group[IN_GRAIN][...], bool) & ~pair
-    record = _record(np.asarray(counts), time.perf_counter() - start, settings, signal, claims.labels, pair)
+    record = _record(np.asarray(counts), time.perf_counter() - start, settings, reading, claims.labels, pair)
     group.attrs["neighbour_fit"] = record
     return record
 
@@ -183,18 +199,18 @@ def fit_in_memory(patterns, a: np.ndarray | None, b: np.ndarray | None, weights:
     weights = np.array(weights, copy=True)
     pair = np.zeros(nav_shape, bool)
     counts = np.zeros(3, np.int64)
-    signal = map_signal(patterns, blank, claims.labels, background, static_bg)
+    reading = map_reading(patterns, blank, claims.labels, background, static_bg)
     for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, settings.radius):
         fit = fit_chunk(np.asarray(patterns[halo]), blank[halo], claims.labels[halo],
-                        claims.interior[halo], inner,
-                        None if a is None else a[core], background, static_bg, settings, signal)
+                        claims.interior[halo], inner, None if a is None else a[core], background,
+                        static_bg, settings, reading.signal, reading.shared)
         if a is not None:
             _apply(fit, a[core], b[core], weights[core])
         else:
             weights[core][fit.second] = fit.weights[fit.second]
         pair[core] = fit.second
         counts += _counts(fit)
-    return a, b, weights, pair, _record(counts, time.perf_counter() - start, settings, signal,
+    return a, b, weights, pair, _record(counts, time.perf_counter() - start, settings, reading,
                                         claims.labels, pair)
 
 

@@ -144,3 +144,73 @@ def test_the_signal_share_and_the_reliability_of_a_mean_follow_the_noise():
     assert abs(signal - expected) < 0.05
     mean = unit_vectors(pre.reshape(-1, *SIG).mean(0)[None], SIG)[0]
     assert abs(float(mean @ clean) ** 2 - mean_reliability(36, signal)) < 0.02
+
+
+def _crystal(seed: int, turn: float = 0.0) -> np.ndarray:
+    """``_bands`` of crystal ``seed``, every band turned by ``turn`` radians: one crystal bent."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:SIG[0], 0:SIG[1]] / SIG[0]
+    out = np.zeros(SIG)
+    for _ in range(6):
+        angle, offset = rng.uniform(0, np.pi) + turn, rng.uniform(0.1, 0.9)
+        d = np.cos(angle) * (x - 0.5) + np.sin(angle) * (y - 0.5) + 0.5 - offset
+        out += np.exp(-0.5 * (d / 0.04) ** 2)
+    return (0.15 * (out - out.mean()) / out.std()).astype(np.float32)
+
+
+def _detector(seed: int = 99) -> np.ndarray:
+    """What every pattern of a camera shares: a fixed-pattern gain field, as large as a crystal's bands."""
+    from scipy.ndimage import gaussian_filter
+
+    field = gaussian_filter(np.random.default_rng(seed).normal(size=SIG), 2.0)
+    return (0.5 + 0.15 * field / field.std()).astype(np.float32)
+
+
+def _shared_of(grains: list[np.ndarray], noise: float = 0.02):
+    """The ``shared_direction`` of a map of these distinct grains (3x3 pixels each) on ``_detector``."""
+    from kdeconv.separate.neighbour_fit import shared_direction
+
+    rng = np.random.default_rng(7)
+    patterns = np.stack([g + _detector() + rng.normal(0, noise, SIG) for g in grains for _ in range(9)])
+    fit = unit_vectors(patterns.reshape(len(grains), 9, *SIG), SIG)
+    labels = np.repeat(np.arange(len(grains))[:, None], 9, axis=1)
+    return shared_direction(fit, labels, labels >= 0)
+
+
+def test_a_bent_grain_cut_in_two_is_one_crystal_on_a_camera_every_pattern_shares():
+    """One crystal turning steadily across the tile, cut in two labels, on a detector whose gain
+    field every pattern carries: the halves' plain means correlate below the same-grain bar, but
+    less the map's shared direction they are one crystal, so none of its pure pixels is paired;
+    two distinct crystals on that camera still are."""
+    ny, nx = 7, 10
+    rng = np.random.default_rng(8)
+    turns = np.radians(3.0) * (np.arange(nx) - nx / 2)
+    bent = np.stack([_crystal(11, t) for t in turns])
+    pre = (bent[None] + _detector() + rng.normal(0, 0.02, (ny, nx) + SIG)).astype(np.float32)
+    labels = np.broadcast_to(np.where(np.arange(nx) < nx // 2, 0, 1), (ny, nx)).copy()
+    interior = np.zeros((ny, nx), np.float32)
+    shared, share = _shared_of([_crystal(s) for s in (1, 2, 3, 4, 5)])
+    assert shared is not None and share > 0.3
+    detector = unit_vectors(_detector()[None], SIG)[0]
+    assert float(shared @ detector) > 0.9  # the camera's gain field, not any one crystal
+    tile = dict(labels=labels, members=labels >= 0, interior=interior, core=(slice(0, ny), slice(0, nx)))
+    fit = fit_tile(pre, unit_vectors(pre, SIG), **tile, shared=shared)
+    assert fit.fitted[:, 2:-2].all() and not fit.second.any()
+    # without the shared direction (or with the rule off) the bent grain pairs with itself
+    assert fit_tile(pre, unit_vectors(pre, SIG), **tile).second.sum() >= 5
+    off = NeighbourFitSettings(same_crystal_ncc=1.01)
+    assert fit_tile(pre, unit_vectors(pre, SIG), **tile, settings=off, shared=shared).second.sum() >= 5
+
+    # two distinct crystals on the same camera, mixed at the boundary: still a pair
+    grains = np.stack([_crystal(21), _crystal(22)])
+    fractions = np.zeros((ny, nx, 2))
+    fractions[:, :5, 0], fractions[:, 5:, 1] = 1, 1
+    fractions[:, 4], fractions[:, 5] = (0.7, 0.3), (0.35, 0.65)
+    pre = (np.einsum("yxg,gij->yxij", fractions, grains) + _detector()
+           + rng.normal(0, 0.02, (ny, nx) + SIG)).astype(np.float32)
+    labels = np.broadcast_to(np.where(np.arange(nx) < 4, 0, np.where(np.arange(nx) > 5, 1, -1)), (ny, nx))
+    fit = fit_tile(pre, unit_vectors(pre, SIG), labels, labels >= 0, interior,
+                   (slice(0, ny), slice(0, nx)), shared=shared)
+    mixed = fractions.min(-1) > 0
+    assert fit.second[mixed].all() and not fit.second[~mixed].any()
+    np.testing.assert_allclose(fit.weights[mixed][:, 1], fractions[mixed].min(-1), atol=0.05)
