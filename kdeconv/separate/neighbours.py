@@ -23,6 +23,8 @@ from kdeconv.separate.neighbour_fit import (
     NeighbourFitSettings,
     TileFit,
     fit_chunk,
+    grain_coherence,
+    nearest_for,
     preprocessed,
     shared_direction,
     single_pattern_signal,
@@ -53,23 +55,28 @@ SIGNAL_WINDOW = 24
 @dataclass(frozen=True)
 class MapReading:
     """What the fit reads once per map, on the ``SIGNAL_WINDOW`` square at its centre: a single
-    pattern's ``signal`` share and the ``shared`` direction of every pattern (with its share)."""
+    pattern's ``signal`` share, the ``shared`` direction of its grains (with its share) and the
+    grains' ``coherence`` (``grain_coherence``), which sets ``nearest``."""
 
     signal: float
     shared: np.ndarray | None
     shared_share: float
+    coherence: float
+    nearest: int | None
 
 
 def map_reading(patterns, blank: np.ndarray, labels: np.ndarray, background: dict[str, Any],
-                static_bg) -> MapReading:
-    """The map's ``single_pattern_signal`` and ``shared_direction``."""
+                static_bg, settings: NeighbourFitSettings = DEFAULT_SETTINGS) -> MapReading:
+    """The map's ``single_pattern_signal``, ``shared_direction`` and ``grain_coherence``."""
     ny, nx = labels.shape
     hy, hx = min(ny, SIGNAL_WINDOW), min(nx, SIGNAL_WINDOW)
     window = (slice((ny - hy) // 2, (ny - hy) // 2 + hy), slice((nx - hx) // 2, (nx - hx) // 2 + hx))
     _, fit = preprocessed(np.asarray(patterns[window]), blank[window], background, static_bg)
     members = (labels[window] >= 0) & ~blank[window]
+    coherence = grain_coherence(fit, labels[window], members)
     return MapReading(single_pattern_signal(fit, labels[window], members),
-                      *shared_direction(fit, labels[window], members))
+                      *shared_direction(fit, labels[window], members), coherence,
+                      nearest_for(coherence, settings))
 
 
 def _chunk_slices(nav_shape, nav_chunks, radius: int):
@@ -105,7 +112,7 @@ def _fit_and_write(raw, blank, labels, interior, *, out_path: str, core, inner,
     group = zarr.open_group(out_path, mode="r+")
     a = group["A"][core]
     fit = fit_chunk(np.asarray(raw), np.asarray(blank), labels, interior, inner, a,
-                    background, static_bg, settings, reading.signal, reading.shared)
+                    background, static_bg, settings, reading.signal, reading.shared, reading.nearest)
     b, weights = group["B"][core], group["weights"][core]
     _apply(fit, a, b, weights)
     if fit.second.any():
@@ -121,10 +128,11 @@ def _record(counts: np.ndarray, seconds: float, settings: NeighbourFitSettings, 
     return {"fitted": int(counts[0]), "pairs": int(counts[1]), "a_replaced": int(counts[2]),
             "in_grain_cleared": int(((labels >= 0) & pair).sum()),
             "seconds": round(seconds, 2), "signal": round(reading.signal, 4),
-            "shared": round(reading.shared_share, 4), "radius_px": settings.radius,
+            "shared": round(reading.shared_share, 4), "coherence": round(reading.coherence, 4),
+            "nearest": reading.nearest, "radius_px": settings.radius,
             "min_minority": settings.min_minority, "min_explained": settings.min_explained,
             "same_grain_ncc": settings.same_grain_ncc, "same_crystal_ncc": settings.same_crystal_ncc,
-            "deep_px": settings.deep_px}
+            "deep_px": settings.deep_px, "bent_coherence": settings.bent_coherence}
 
 
 def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, Any], static_bg, claims,
@@ -153,7 +161,7 @@ def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, An
         group.create_array(NEIGHBOUR_PAIR, shape=nav_shape, chunks=group["weights"].chunks[:-1],
                            dtype="bool", fill_value=False)
     blank = np.asarray(group[BLANK][...], bool)
-    reading = map_reading(patterns, blank, claims.labels, background, static_bg)
+    reading = map_reading(patterns, blank, claims.labels, background, static_bg, settings)
     task = dask.delayed(_fit_and_write, pure=True)
     tasks = [task(patterns[halo], blank[halo], claims.labels[halo],
                   claims.interior[halo], out_path=str(out_path), core=core, inner=inner,
@@ -199,11 +207,11 @@ def fit_in_memory(patterns, a: np.ndarray | None, b: np.ndarray | None, weights:
     weights = np.array(weights, copy=True)
     pair = np.zeros(nav_shape, bool)
     counts = np.zeros(3, np.int64)
-    reading = map_reading(patterns, blank, claims.labels, background, static_bg)
+    reading = map_reading(patterns, blank, claims.labels, background, static_bg, settings)
     for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, settings.radius):
         fit = fit_chunk(np.asarray(patterns[halo]), blank[halo], claims.labels[halo],
                         claims.interior[halo], inner, None if a is None else a[core], background,
-                        static_bg, settings, reading.signal, reading.shared)
+                        static_bg, settings, reading.signal, reading.shared, reading.nearest)
         if a is not None:
             _apply(fit, a[core], b[core], weights[core])
         else:
@@ -218,6 +226,8 @@ def describe_neighbour_fit(record: dict[str, Any]) -> str:
     """The summary line of the fit."""
     if "skipped" in record:
         return f"neighbour fit: none ({record['skipped']})"
+    bent = (f"; the grains are bent (coherence {record['coherence']:.2f}): each is its "
+            f"{record['nearest']} pixels nearest" if record.get("nearest") else "")
     return (f"neighbour fit: {record['pairs']:,} of {record['fitted']:,} pixels between grains are "
             "two nearby grains (B: the second grain's interior within "
-            f"{record['radius_px']} steps; weights from the fit); {record['seconds']:.1f} s")
+            f"{record['radius_px']} steps; weights from the fit{bent}); {record['seconds']:.1f} s")

@@ -67,6 +67,16 @@ def test_simulate_map_deformed_grains(cli, tmp_path):
     same = A[pure & (ga == g)]
     assert len(same) > 3
     assert sum((p == same[0]).all() for p in same[1:]) == 0
+    # The neighbour fit reads the bend from the patterns alone (its grain_coherence, on the true
+    # grains here): one orientation per grain reads 1, the bent map below the fit's 0.98.
+    from kdeconv.separate.neighbour_fit import DEFAULT_SETTINGS, grain_coherence, unit_vectors
+
+    def coherence(group):
+        labels = np.where(group["weights"][...][..., 1] == 0, group["grain_a"][...], -1)
+        vectors = unit_vectors(group["A"][...].astype(np.float32), (32, 32))
+        return grain_coherence(vectors, labels, labels >= 0)
+
+    assert coherence(flat) > 0.999 and coherence(bent) < DEFAULT_SETTINGS.bent_coherence
 
 
 def test_simulate_map_bad_config_exit_2(cli, tmp_path):

@@ -214,3 +214,42 @@ def test_a_bent_grain_cut_in_two_is_one_crystal_on_a_camera_every_pattern_shares
     mixed = fractions.min(-1) > 0
     assert fit.second[mixed].all() and not fit.second[~mixed].any()
     np.testing.assert_allclose(fit.weights[mixed][:, 1], fractions[mixed].min(-1), atol=0.05)
+
+
+def test_on_bent_grains_each_grain_is_its_pixels_nearest_the_boundary():
+    """Both grains turn steadily away from their boundary. The grains' coherence tells the map
+    apart from one of flat grains, and each grain's nearest pixels then give a B closer to
+    grain 1's crystal at the boundary than the mean over all its pixels nearby."""
+    from kdeconv.separate.neighbour_fit import grain_coherence, nearest_for
+
+    ny, nx, boundary = 9, 12, 6
+    rng = np.random.default_rng(12)
+    cols = np.arange(nx)
+    turns = np.radians(4.0) * (np.abs(cols - boundary + 0.5)[None] + np.arange(ny)[:, None])
+    clean = np.stack([[_crystal(31 if x < boundary else 32, turns[y, x]) for x in range(nx)]
+                      for y in range(ny)])
+    for y in range(ny):
+        clean[y, boundary - 1] = 0.7 * clean[y, boundary - 1] + 0.3 * _crystal(32, turns[y, boundary])
+    pre = (clean + 0.5 + rng.normal(0, 0.02, clean.shape)).astype(np.float32)
+    labels = np.broadcast_to(np.where(cols < boundary - 1, 0, np.where(cols > boundary - 1, 1, -1)), (ny, nx))
+    labels = labels.copy()
+    fit_vectors = unit_vectors(pre, SIG)
+    coherence = grain_coherence(fit_vectors, labels, labels >= 0)
+    assert coherence < 0.98 and nearest_for(coherence) == 6
+
+    flat = (np.broadcast_to(np.stack([_crystal(31)] * boundary + [_crystal(32)] * (nx - boundary)),
+                            (ny, nx) + SIG) + 0.5 + rng.normal(0, 0.02, clean.shape)).astype(np.float32)
+    assert grain_coherence(unit_vectors(flat, SIG), labels, labels >= 0) > 0.99
+    assert nearest_for(1.0) is None
+
+    interior = np.broadcast_to(np.abs(cols - boundary + 0.5) - 0.5, (ny, nx)).astype(np.float32).copy()
+    core = (slice(0, ny), slice(0, nx))
+    y, x = ny // 2, boundary - 1
+    at_boundary = _crystal(32, turns[y, boundary])
+    b_near = fit_tile(pre, fit_vectors, labels, labels >= 0, interior, core, nearest=6)
+    b_all = fit_tile(pre, fit_vectors, labels, labels >= 0, interior, core)
+    # the mean of all nearby pixels is a blur of orientations that does not explain C
+    assert b_near.second[:, x].sum() >= 6 and b_all.second[:, x].sum() <= 3
+    rows = b_near.second[:, x]
+    np.testing.assert_allclose(b_near.weights[rows, x, 1], 0.3, atol=0.05)
+    assert b_near.second[y, x] and _ncc(b_near.b[y, x], at_boundary) > 0.95
