@@ -51,7 +51,7 @@ class NeighbourFitSettings:
     # A map whose grains' patterns 3 steps apart are alike below this share of neighbours'
     # (``grain_coherence``) has bent grains: there a grain's nearest ``bent_nearest`` pixels
     # stand for it, so that its mean is its crystal near the pixel. Each grain holding one
-    # orientation reads 0.999-1.0; 0.5 degrees per step 0.93-0.96.
+    # orientation reads 0.999-1.0; 0.5 degrees per step 0.76-0.95.
     bent_coherence: float = 0.98
     bent_nearest: int = 6
 
@@ -145,7 +145,7 @@ def single_pattern_signal(fit: np.ndarray, labels: np.ndarray, members: np.ndarr
 def grain_coherence(fit: np.ndarray, labels: np.ndarray, members: np.ndarray, step: int = 3) -> float:
     """How alike a grain's patterns ``step`` pixels apart are, as a share of neighbours' likeness
     (capped at 1): 1 where each grain holds one orientation, lower where the lattice turns
-    across it (a deformed or recovered grain: 0.93-0.96 at 0.5 degrees per step on simulated
+    across it (a deformed or recovered grain: 0.76-0.95 at 0.5 degrees per step on simulated
     maps, 0.75 at 1.5). 1 where it cannot be read."""
     near, far = _same_grain_ncc(fit, labels, members, 1), _same_grain_ncc(fit, labels, members, step)
     if near is None or far is None or near <= 0:
