@@ -236,6 +236,10 @@ def sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+# Seconds the client and the local cluster get to close after Ctrl-C.
+INTERRUPTED_CLOSE_S = 20
+
+
 @contextlib.contextmanager
 def open_client(config: ClusterConfig | None = None, *, echo=None) -> Iterator[Any]:
     """Yield a connected ``distributed.Client``; close what we started on exit.
@@ -276,15 +280,25 @@ def open_client(config: ClusterConfig | None = None, *, echo=None) -> Iterator[A
     _register_worker_setup(client)
     if echo is not None:
         echo(f"LocalCluster: {workers} worker(s) x {threads} thread(s); dashboard {client.dashboard_link}")
+    interrupted = False
     try:
         yield client
     except KeyboardInterrupt:
+        interrupted = True
         _quiet_distributed(logging.CRITICAL)  # the shutdown's warnings are no news after Ctrl-C
         raise
     finally:
         with environment_kept():  # a worker restarted meanwhile set it again
-            client.close()
-            cluster.close()
+            if interrupted:
+                # Ctrl-C reached the workers too: a shutdown waiting on one of them must not keep
+                # the interrupted command from exiting
+                with contextlib.suppress(Exception):
+                    client.close(timeout=INTERRUPTED_CLOSE_S)
+                with contextlib.suppress(Exception):
+                    cluster.close(timeout=INTERRUPTED_CLOSE_S)
+            else:
+                client.close()
+                cluster.close()
 
 
 @contextlib.contextmanager
