@@ -15,6 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 os.environ.setdefault("KDECONV_PROGRESS", "0")
+# A suite started in the background by a shell without job control inherits SIGINT ignored, and
+# so would every command the interrupt tests start: give them the Ctrl-C a terminal gives.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 BIN = Path(sys.executable).parent
 
 

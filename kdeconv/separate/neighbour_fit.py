@@ -42,7 +42,7 @@ class NeighbourFitSettings:
     # Nor where the means, less what the map's grains share (the detector's gain, background
     # residue), correlate at this share: one crystal, a bent grain's parts within about 2
     # degrees. Distinct crystals read below 0.3 (Σ3 twins up to 0.42); one crystal turned by
-    # 1 / 2 / 3 degrees 0.75 / 0.45 / 0.15 (Ni at 120 px).
+    # 1 / 2 / 3 degrees 0.77 / 0.46 / 0.16 (Ni at 120 px).
     same_crystal_ncc: float = 0.5
     # A kept pair explains about all of C that the map's noise leaves to explain (0.93-1.0 of
     # it on simulated maps); one below this share fits a third grain, C's own not being nearby.
