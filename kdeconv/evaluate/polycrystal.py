@@ -114,27 +114,16 @@ def deformed_quaternions(grain_quats: np.ndarray, seeds: np.ndarray, axes: np.nd
     pixel of distance from its seed along its direction, and by ``scatter[i]`` (a rotation vector
     in degrees, per pixel) on top. NaN where ``grain`` is -1 (no grain).
     """
+    from orix.quaternion import Rotation
+
     grain = np.asarray(grain)
     own = np.clip(grain, 0, None)
     along = ((positions - seeds[own]) * directions[own]).sum(axis=1)
     vector = axes[own] * (gradient * along)[:, None]
     if scatter is not None:
         vector = vector + scatter
-    angle = np.radians(np.linalg.norm(vector, axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        unit = np.where(angle[:, None] > 0, vector / np.linalg.norm(vector, axis=1, keepdims=True), 0.0)
-    dq = np.concatenate([np.cos(angle / 2)[:, None], unit * np.sin(angle / 2)[:, None]], axis=1)
-    q = _quaternion_product(grain_quats[own], dq)
+    turn = Rotation.from_axes_angles(vector, np.linalg.norm(vector, axis=1), degrees=True)
+    q = np.array((Rotation(grain_quats[own]) * turn).data, np.float64)  # the turn applied first
     q[q[:, 0] < 0] *= -1
     q[grain < 0] = np.nan
     return q
-
-
-def _quaternion_product(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Hamilton product p q of (n, 4) quaternions (w, x, y, z): q applied first, as orix's p * q."""
-    pw, px, py, pz = p.T
-    qw, qx, qy, qz = q.T
-    return np.stack([pw * qw - px * qx - py * qy - pz * qz,
-                     pw * qx + px * qw + py * qz - pz * qy,
-                     pw * qy - px * qz + py * qw + pz * qx,
-                     pw * qz + px * qy - py * qx + pz * qw], axis=1)

@@ -279,8 +279,10 @@ def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool
             deformed_quaternions(grain_quats, seeds, axes, directions, g.reshape(-1), yx,
                                  bend.gradient * config.step, scatter[k]).reshape(ny, nx, 4)
             for k, g in enumerate((grain_a, grain_b)))
-    else:
-        lookup = _clean_patterns(masters, phase_lookup, quat_lookup, detector, (sy, sx))
+    # one clean pattern per grain: a flat map's patterns, and the detector background's level
+    grain_patterns = _clean_patterns(masters, grain_phase, grain_quats, detector, (sy, sx))
+    if not bend.active:
+        lookup = np.concatenate([grain_patterns, np.zeros((1, sy, sx), np.float32)])  # -1: no grain
     gain_map = camera_effects(config.seed, r, (sy, sx))
 
     def recorded_block(ys: slice, xs: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -299,8 +301,7 @@ def simulate_map(config: SimulateMapConfig, out_dir: str | Path, overwrite: bool
     static_bg = None
     if config.style == "processed":
         if config.processed.static == "detector":
-            static_bg = detector_background(r, (sy, sx), gain_map, float(_clean_patterns(
-                masters, grain_phase, grain_quats, detector, (sy, sx)).mean()))
+            static_bg = detector_background(r, (sy, sx), gain_map, float(grain_patterns.mean()))
         else:
             from kdeconv.preprocess.background import static_background_from_mean
 
