@@ -234,10 +234,11 @@ def _recording_noise(pool: str, indices: np.ndarray, grains: np.ndarray,
     return recording_noise(window_patterns(np.asarray(raw, np.float32), recipe), grains)
 
 
-def _pure_from_map(cfg: AdaptConfig, map_path: Path, nav_shape, background: dict, client, progress,
-                   echo) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(flat indices, grain id per index, record) of the map's pure patterns."""
-    from kdeconv.adapt.find_pure import find_pure, read_pure_file
+def _pure_from_map(cfg: AdaptConfig, map_path: Path, nav_shape, background: dict, static_bg, client,
+                   progress, echo) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """(flat indices, grain (segment) id per index, crystal id per index, record) of the map's pure
+    patterns: segments that are one crystal (``find_pure.one_crystal_segments``) share a crystal."""
+    from kdeconv.adapt.find_pure import find_pure, one_crystal_segments, read_pure_file
 
     s = cfg.search
     if cfg.pure == "auto":
@@ -250,7 +251,18 @@ def _pure_from_map(cfg: AdaptConfig, map_path: Path, nav_shape, background: dict
         record = {"how": "auto", "n_regions": sel.n_regions, "n_candidates": sel.n_candidates,
                   "threshold": sel.threshold, "seconds": sel.seconds,
                   "label_map_counts": np.bincount(sel.labels[sel.labels >= 0].ravel()).tolist()}
-        return np.asarray(sel.indices, np.int64), np.asarray(sel.grains, np.int64), record
+        grains = np.asarray(sel.grains, np.int64)
+        crystals = grains
+        if s.one_crystal:
+            t = time.perf_counter()
+            crystals, joined = one_crystal_segments(map_path, sel.labels, grains, background=background,
+                                                    static_bg=static_bg)
+            record["one_crystal"] = {**joined, "seconds": round(time.perf_counter() - t, 2)}
+            if joined.get("joined"):
+                echo(f"one crystal: {joined['segments']} grains are {joined['crystals']} crystals (bent "
+                     f"grains cut in parts, {len(joined['joined'])} joined where they meet): pairs and "
+                     "the held-out split take each crystal as one grain")
+        return np.asarray(sel.indices, np.int64), grains, crystals, record
     indices = read_pure_file(cfg.pure, tuple(nav_shape))
     # group the named patterns by grain, so that validation holds out whole grains
     try:
@@ -262,7 +274,7 @@ def _pure_from_map(cfg: AdaptConfig, map_path: Path, nav_shape, background: dict
     lone = grains < 0
     grains[lone] = grains.max(initial=-1) + 1 + np.arange(int(lone.sum()))
     echo(f"pure patterns: {len(indices)} from {cfg.pure} in {len(np.unique(grains))} grains")
-    return indices, grains, {"how": "file", "file": str(cfg.pure)}
+    return indices, grains, grains, {"how": "file", "file": str(cfg.pure)}
 
 
 def run(config: AdaptConfig | dict | str | Path, *, client=None, progress: bool = True,
@@ -390,17 +402,20 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
         kept = json.loads(pure_path.read_text())
         pool, record = kept["pool"], kept["record"]
         indices, grains = np.asarray(kept["indices"], np.int64), np.asarray(kept["grains"], np.int64)
+        crystals = np.asarray(kept.get("crystals", kept["grains"]), np.int64)
         labels = None if kept["labels"] is None else np.asarray(kept["labels"], np.int64)
         echo(f"pure patterns: {len(indices)} from {len(np.unique(grains))} grains, as chosen before "
              "the interruption")
     else:
-        indices, grains, labels, pool, record = _choose_pure(cfg, map_path, src, plan, static_path, out,
-                                                             client, progress, echo)
+        indices, grains, crystals, labels, pool, record = _choose_pure(
+            cfg, map_path, src, plan, static_path, out, client, progress, echo)
         write_file_atomic(pure_path, json.dumps({
             "pool": pool, "record": record, "indices": indices.tolist(), "grains": grains.tolist(),
+            "crystals": crystals.tolist(),
             "labels": None if labels is None else labels.tolist()}) + "\n")
     seconds["find_pure"] = time.perf_counter() - t
-    held = split_groups(grains, cfg.val_fraction, cfg.seed, labels)
+    # a crystal's segments (grain means apart) are paired and held out as one grain
+    held = split_groups(crystals, cfg.val_fraction, cfg.seed, labels)
     noise = _recording_noise(pool, indices, grains, plan.background) if cfg.top_up_noise else None
 
     # pairs: training grains and held-out grains apart
@@ -415,7 +430,7 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
     for name, keep, n, seed in (("train", ~held, cfg.n_pairs, cfg.seed),
                                 ("val", held, cfg.n_val_pairs, cfg.seed + 1)):
         stores[name] = out / f"pairs_{name}.zarr"
-        pairs = _pairs_config(cfg, pool, indices[keep], grains[keep], n, seed, model_input, noise)
+        pairs = _pairs_config(cfg, pool, indices[keep], crystals[keep], n, seed, model_input, noise)
         if cfg.targets == "grain_mean":
             targets = out / f"targets_{name}.zarr"
             if not stores[name].exists():  # a finished pair store was made from these targets
@@ -425,9 +440,9 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
         # a finished store is kept, an interrupted one resumed (generate's own protocol)
         run_generate(gen, stores[name], client, overwrite=False, echo=lambda *_: None)
     seconds["generate"] = time.perf_counter() - t
-    whole = not set(grains[held]) & set(grains[~held])
-    echo(f"pairs: {cfg.n_pairs} from {len(np.unique(grains[~held]))} grains, {cfg.n_val_pairs} held "
-         + (f"out from {len(np.unique(grains[held]))} other grains" if whole else
+    whole = not set(crystals[held]) & set(crystals[~held])
+    echo(f"pairs: {cfg.n_pairs} from {len(np.unique(crystals[~held]))} grains, {cfg.n_val_pairs} held "
+         + (f"out from {len(np.unique(crystals[held]))} other grains" if whole else
             f"out from {int(held.sum())} patterns of the same grains (too few grains to spare whole ones)")
          + (", towards grain means" if cfg.targets == "grain_mean" else "")
          + ("" if camera is None else
@@ -484,16 +499,16 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
                 "pattern_shape": list(plan.map_shape), "created": group.attrs.get("created")},
         "model_input": {"background": plan.decision, "working_size": plan.working_record()},
         "pure": {**record, "indices": indices.tolist(), "grains": grains.tolist(),
-                 "held_out": held.tolist(), "n": int(len(indices)),
-                 "n_grains": int(len(np.unique(grains)))},
+                 "crystals": crystals.tolist(), "held_out": held.tolist(), "n": int(len(indices)),
+                 "n_grains": int(len(np.unique(crystals))), "n_segments": int(len(np.unique(grains)))},
         "pairs": {"train": cfg.n_pairs, "val": cfg.n_val_pairs, "targets": cfg.targets,
                   "noise": None if noise is None else list(noise),
                   # the camera's share of the grain means' variance, and whether it was taken out
                   "camera_pattern": {"share": None if camera_share is None else round(camera_share, 4),
                                      "removed": camera is not None},
                   "held_out_whole_grains": bool(whole),
-                  "train_grains": int(len(np.unique(grains[~held]))),
-                  "val_grains": int(len(np.unique(grains[held])))},
+                  "train_grains": int(len(np.unique(crystals[~held]))),
+                  "val_grains": int(len(np.unique(crystals[held])))},
         "fine_tune": {"steps": trained.steps, "stop_reason": trained.stop_reason,
                       "best_step": trained.best_step, "resumed_from_step": resumed_from,
                       "kept": cfg.keep,
@@ -505,7 +520,7 @@ def _adapt(cfg, client, progress, echo, t0, seconds, map_path, out, group, src, 
     }
     report = out / "adapt.json"
     best, last = _install(trained.last, kept, out, rule, provenance, plan.working.as_dict(), report)
-    result = AdaptResult(out, best, last, report, int(len(indices)), int(len(np.unique(grains))),
+    result = AdaptResult(out, best, last, report, int(len(indices)), int(len(np.unique(crystals))),
                          cfg.n_pairs, cfg.n_val_pairs, trained.steps, trained.stop_reason, before,
                          after, rule, seconds)
     echo(result.summary())
@@ -564,7 +579,8 @@ def _saved_step(last: Path) -> int | None:
 
 
 def _choose_pure(cfg, map_path, src, plan, static_path, out, client, progress, echo):
-    """(indices, grains, labels, pool store, record): the references, or the map's pure patterns."""
+    """(indices, grains, crystals, labels, pool store, record): the references, or the map's pure
+    patterns."""
     from kdeconv.adapt.pure import pattern_features
     from kdeconv.adapt.references import (
         check_reference_level,
@@ -592,10 +608,11 @@ def _choose_pure(cfg, map_path, src, plan, static_path, out, client, progress, e
                   "label_names": refs.label_names, "labels": refs.labels.tolist()}
         echo(f"references: {len(refs.indices)} pure patterns ({', '.join(refs.describe())}) from "
              f"{len(np.unique(grains))} distinct grains")
-        return refs.indices, grains, refs.labels, str(refs.store), record
-    indices, grains, record = _pure_from_map(cfg, map_path, src.shape[:-2], plan.background, client,
-                                             progress, echo)
-    return indices, grains, None, str(map_path.resolve()), record
+        return refs.indices, grains, grains, refs.labels, str(refs.store), record
+    static = np.load(static_path) if static_path else None
+    indices, grains, crystals, record = _pure_from_map(cfg, map_path, src.shape[:-2], plan.background,
+                                                       static, client, progress, echo)
+    return indices, grains, crystals, None, str(map_path.resolve()), record
 
 
 def _install(trained_last: Path, kept: Path, out: Path, rule: dict, provenance: dict,

@@ -33,7 +33,7 @@ from kdeconv.adapt.pure import (
 from kdeconv.errors import InputError
 
 __all__ = ["PureSelection", "MapSegmentation", "find_pure", "segment_map", "map_features",
-           "read_pure_file"]
+           "read_pure_file", "one_crystal_segments"]
 
 
 @dataclass
@@ -245,6 +245,66 @@ def find_pure(map_store_path: str | Path, *, background: str | dict = "auto", mi
                          n_grains=n_grains, n_regions=n_regions, n_candidates=int(candidates.sum()),
                          threshold=float(threshold), background=settings,
                          seconds=time.perf_counter() - start)
+
+
+def one_crystal_segments(map_store_path: str | Path, labels: np.ndarray, segments: np.ndarray, *,
+                         background: dict[str, Any], static_bg: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, dict[str, Any]]:
+    """One id per crystal for ``segments`` (grain labels of ``labels``), and a record.
+
+    A bent grain is cut into segments where its lattice turns faster than the segmentation
+    allows; mixed as two grains, its parts would teach that one crystal is a mixture. Two segments
+    that meet are one crystal when the neighbour fit would call them so where they meet: their
+    means there (each one's pixels nearest the meeting point on bent maps) correlate as one
+    grain's, or as one crystal's once the map's shared direction is taken out
+    (``separate.neighbour_fit.one_crystal``; Σ3 twins and distinct grains stay apart). Reads the
+    map's centre window and the patterns at the meeting points (a few per pair of segments)."""
+    import zarr
+
+    from kdeconv.adapt.pure import crystal_groups, segment_contacts
+    from kdeconv.generate.driver import rows_at
+    from kdeconv.separate.chunk import blank_frames, preprocess_patterns
+    from kdeconv.separate.neighbour_fit import (
+        DEFAULT_SETTINGS,
+        fit_shape_for,
+        mean_reliability,
+        one_crystal,
+        unit_vectors,
+    )
+    from kdeconv.separate.neighbours import map_reading
+
+    segments = np.asarray(segments, np.int64)
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        return segments.copy(), {"skipped": "needs a 2-D map"}
+    settings = DEFAULT_SETTINGS
+    patterns = zarr.open_group(str(map_store_path), mode="r")["patterns"]
+    reading = map_reading(patterns, None, labels, background, static_bg, settings)
+    contacts = segment_contacts(labels, np.unique(segments), settings.radius, reading.nearest)
+    joined: list[tuple[int, int]] = []
+    if contacts:
+        flat = np.unique(np.concatenate([np.concatenate(c[2:]) for c in contacts]))
+        raw = rows_at(patterns, flat)
+        made = ~blank_frames(raw)
+        vectors = np.zeros((len(flat), int(np.prod(fit_shape_for(raw.shape[-2:])))), np.float32)
+        if made.any():
+            vectors[made] = unit_vectors(preprocess_patterns(raw[made], background, static_bg=static_bg),
+                                         fit_shape_for(raw.shape[-2:]))
+        for i, j, at_i, at_j in contacts:
+            parts = [vectors[np.searchsorted(flat, at)] for at in (at_i, at_j)]
+            parts = [v[np.any(v, axis=1)] for v in parts]
+            if not all(len(v) for v in parts):
+                continue
+            means = np.stack([v.mean(axis=0) for v in parts])
+            means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+            reliability = mean_reliability([len(v) for v in parts], reading.signal)
+            if one_crystal(means, reliability, reading.shared, settings)[0, 1]:
+                joined.append((int(i), int(j)))
+    crystals = crystal_groups(segments, joined)
+    return crystals, {"contacts": len(contacts), "joined": [list(p) for p in joined],
+                      "crystals": int(len(np.unique(crystals))),
+                      "segments": int(len(np.unique(segments))),
+                      "coherence": round(reading.coherence, 4), "nearest": reading.nearest}
 
 
 # --------------------------------------------------------------------------- user-given pure patterns

@@ -21,7 +21,8 @@ from kdeconv.errors import InputError
 
 __all__ = ["FEATURE_SIDE", "NEIGHBOUR_OFFSETS", "feature_shape", "pattern_features",
            "neighbour_similarity", "relative_similarity", "adaptive_threshold", "segment_grains",
-           "interior_distance", "pure_candidates", "choose_pure", "background_settings"]
+           "interior_distance", "pure_candidates", "choose_pure", "background_settings",
+           "segment_contacts", "crystal_groups"]
 
 # 16 x 16 float32 = 1 KB a pattern: a 2-million-pattern map's features fit in 2 GB.
 FEATURE_SIDE = 16
@@ -507,3 +508,77 @@ def choose_pure(labels: np.ndarray, interior: np.ndarray, similarity: np.ndarray
             if round_ < len(picks[g]) and len(out) < n_max:
                 out.append(int(picks[g][round_]))
     return np.asarray(out, np.int64)
+
+
+def segment_contacts(labels: np.ndarray, segments, radius: int = 3,
+                     nearest: int | None = None) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Where two of ``segments`` (grain labels of ``labels``) meet, read as the neighbour fit reads
+    a pixel between two grains: ``[(i, j, flat_i, flat_j)]``, i < j, for each pair with pixels of
+    both within ``radius`` steps (chessboard) of one pixel: the one whose window holds the most
+    of the scarcer segment, midway between them; ``flat_i`` and ``flat_j`` are the row-major indices of
+    each segment's pixels within ``radius`` of it, its ``nearest`` ones (None: all)."""
+    from scipy.ndimage import distance_transform_cdt, distance_transform_edt, uniform_filter
+
+    lab = np.asarray(labels)
+    ny, nx = lab.shape
+    segs = sorted({int(s) for s in segments})
+    boxes = {}
+    for s in segs:
+        ys, xs = np.nonzero(lab == s)
+        if len(ys):
+            boxes[s] = (ys.min(), ys.max(), xs.min(), xs.max())
+    contacts = []
+    for k, i in enumerate(segs):
+        for j in segs[k + 1:]:
+            if i not in boxes or j not in boxes:
+                continue
+            bi, bj = boxes[i], boxes[j]
+            if (bi[0] > bj[1] + 2 * radius or bj[0] > bi[1] + 2 * radius
+                    or bi[2] > bj[3] + 2 * radius or bj[2] > bi[3] + 2 * radius):
+                continue
+            y0, y1 = max(0, min(bi[0], bj[0]) - radius), min(ny, max(bi[1], bj[1]) + radius + 1)
+            x0, x1 = max(0, min(bi[2], bj[2]) - radius), min(nx, max(bi[3], bj[3]) + radius + 1)
+            crop = lab[y0:y1, x0:x1]
+            reach = [distance_transform_cdt(crop != s, metric="chessboard") <= radius for s in (i, j)]
+            both = reach[0] & reach[1]
+            if not both.any():
+                continue
+            # the best-read meeting pixel: most pixels of the scarcer segment in its window, then
+            # midway between them, then nearest both, then raster order
+            size = 2 * radius + 1
+            counts = np.minimum(*(uniform_filter((crop == s).astype(np.float64), size, mode="constant")
+                                  for s in (i, j)))
+            far = [distance_transform_edt(crop != s) for s in (i, j)]
+            where = np.flatnonzero(both)
+            order = np.lexsort((where, (far[0] + far[1]).flat[where], np.abs(far[0] - far[1]).flat[where],
+                                -np.round(counts.flat[where] * size * size)))
+            py, px = np.unravel_index(int(where[order[0]]), crop.shape)
+            wy = slice(max(0, py - radius), py + radius + 1)
+            wx = slice(max(0, px - radius), px + radius + 1)
+            flats = []
+            for s in (i, j):
+                ys, xs = np.nonzero(crop[wy, wx] == s)
+                ys, xs = ys + wy.start, xs + wx.start
+                if nearest is not None and len(ys) > nearest:
+                    order = np.argsort((ys - py) ** 2 + (xs - px) ** 2, kind="stable")[:nearest]
+                    ys, xs = ys[order], xs[order]
+                flats.append(((ys + y0) * nx + xs + x0).astype(np.int64))
+            contacts.append((i, j, flats[0], flats[1]))
+    return contacts
+
+
+def crystal_groups(segments: np.ndarray, joined: list[tuple[int, int]]) -> np.ndarray:
+    """int64 like ``segments``: one id per crystal, segments ``joined`` in pairs (transitively)
+    sharing one (the smallest segment label of the group)."""
+    segments = np.asarray(segments, np.int64)
+    uniq = np.unique(segments)
+    if not joined or not len(uniq):
+        return segments.copy()
+    pos = {int(s): k for k, s in enumerate(uniq)}
+    pairs = [(pos[i], pos[j]) for i, j in joined if i in pos and j in pos]
+    uf = _UnionFind(len(uniq))
+    if pairs:
+        a, b = (np.array(v, np.int64) for v in zip(*pairs))
+        uf.union_edges(a, b)
+    roots = uf.find_all()
+    return uniq[roots][np.searchsorted(uniq, segments)]

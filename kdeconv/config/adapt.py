@@ -17,6 +17,8 @@ class PureSearchConfig(StrictModel):
     n_max: int = Field(default=600, ge=4)      # pure patterns chosen at most
     per_grain: int = Field(default=8, ge=1)    # patterns per grain, spread over its interior
     min_distance: float = Field(default=2.0, ge=0)  # px from any boundary, mixture or scan edge
+    # segments that meet as one crystal (a bent grain cut in parts) pair and hold out as one grain
+    one_crystal: bool = True
 
 
 class AdaptConfig(StrictModel):

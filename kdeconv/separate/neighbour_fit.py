@@ -22,7 +22,7 @@ from kdeconv.preprocess.resample import resample
 
 __all__ = ["NeighbourFitSettings", "DEFAULT_SETTINGS", "TileFit", "fit_chunk", "fit_tile", "unit_vectors",
            "fit_shape_for", "nearest_for", "single_pattern_signal", "grain_coherence", "shared_direction",
-           "mean_reliability", "preprocessed"]
+           "mean_reliability", "one_crystal", "preprocessed"]
 
 # Fitting needs the bands, not every pixel: larger patterns are fitted at this side (area average).
 FIT_SIDE = 96
@@ -177,6 +177,21 @@ def _without(vectors: np.ndarray, direction: np.ndarray | None) -> np.ndarray:
     return np.divide(out, norm, out=np.zeros_like(out), where=norm > 0)
 
 
+def one_crystal(means: np.ndarray, reliability: np.ndarray, shared: np.ndarray | None,
+                settings: NeighbourFitSettings = DEFAULT_SETTINGS) -> np.ndarray:
+    """bool (k, k): which of ``k`` unit mean patterns (rows of ``means``, of ``reliability``
+    ``mean_reliability`` each) are one grain cut in two, or one crystal: their correlation
+    reaches ``same_grain_ncc`` of what two means of one grain would give, or, less the map's
+    ``shared`` direction, ``same_crystal_ncc`` of it."""
+    gram = means @ means.T
+    bar = np.sqrt(np.outer(reliability, reliability))
+    same = gram >= settings.same_grain_ncc * bar
+    if shared is not None:
+        crystals = _without(means, shared)
+        same |= crystals @ crystals.T >= settings.same_crystal_ncc * bar
+    return same
+
+
 def mean_reliability(n, signal: float):
     """Squared NCC of the mean of ``n`` patterns of one grain with the grain's noise-free pattern."""
     n = np.asarray(n, np.float64)
@@ -226,11 +241,7 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
             means = np.stack([_unit(fit[wy, wx][idx].mean(axis=0)) for idx in near])
             gram = means @ means.T
             reliability = mean_reliability([len(idx[0]) for idx in near], signal)
-            bar = np.sqrt(np.outer(reliability, reliability))
-            one_grain = gram >= settings.same_grain_ncc * bar
-            if shared is not None:
-                crystals = _without(means, shared)
-                one_grain |= crystals @ crystals.T >= settings.same_crystal_ncc * bar
+            one_grain = one_crystal(means, reliability, shared, settings)
             proj = means @ fit[y, x]
             best = None
             for i in range(len(grains)):

@@ -65,14 +65,19 @@ class MapReading:
     nearest: int | None
 
 
-def map_reading(patterns, blank: np.ndarray, labels: np.ndarray, background: dict[str, Any],
+def map_reading(patterns, blank: np.ndarray | None, labels: np.ndarray, background: dict[str, Any],
                 static_bg, settings: NeighbourFitSettings = DEFAULT_SETTINGS) -> MapReading:
-    """The map's ``single_pattern_signal``, ``shared_direction`` and ``grain_coherence``."""
+    """The map's ``single_pattern_signal``, ``shared_direction`` and ``grain_coherence``
+    (``blank``: the map's blank frames; None: found in the window)."""
+    from kdeconv.separate.chunk import blank_frames
+
     ny, nx = labels.shape
     hy, hx = min(ny, SIGNAL_WINDOW), min(nx, SIGNAL_WINDOW)
     window = (slice((ny - hy) // 2, (ny - hy) // 2 + hy), slice((nx - hx) // 2, (nx - hx) // 2 + hx))
-    _, fit = preprocessed(np.asarray(patterns[window]), blank[window], background, static_bg)
-    members = (labels[window] >= 0) & ~blank[window]
+    raw = np.asarray(patterns[window])
+    blank = blank_frames(raw) if blank is None else np.asarray(blank[window], bool)
+    _, fit = preprocessed(raw, blank, background, static_bg)
+    members = (labels[window] >= 0) & ~blank
     coherence = grain_coherence(fit, labels[window], members)
     return MapReading(single_pattern_signal(fit, labels[window], members),
                       *shared_direction(fit, labels[window], members), coherence,

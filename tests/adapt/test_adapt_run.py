@@ -120,7 +120,11 @@ def test_separate_adapt_then_the_adapted_checkpoint_again(tiny_map):
     pure = report["pure"]
     assert pure["how"] == "auto" and pure["n"] == len(pure["indices"]) == len(pure["grains"]) > 0
     held = np.array(pure["held_out"])
-    grains = np.array(pure["grains"])
+    segments, grains = np.array(pure["grains"]), np.array(pure["crystals"])
+    # segments that meet as one crystal share its id (the crystal of a segment is one of its own)
+    assert all(len(set(grains[segments == s])) == 1 for s in set(segments))
+    assert pure["n_grains"] == len(set(grains)) and pure["n_segments"] == len(set(segments))
+    assert pure["one_crystal"]["segments"] == len(set(segments)) >= pure["one_crystal"]["crystals"]
     assert not set(grains[held]) & set(grains[~held])  # whole grains held out
     slope, offset = report["pairs"].pop("noise")  # the map's noise line, measured on its grains
     assert slope > 0 and np.isfinite(offset)

@@ -9,12 +9,14 @@ from kdeconv.adapt.pure import (
     adaptive_threshold,
     background_settings,
     choose_pure,
+    crystal_groups,
     feature_shape,
     interior_distance,
     neighbour_similarity,
     pattern_features,
     pure_candidates,
     relative_similarity,
+    segment_contacts,
     segment_grains,
 )
 from kdeconv.errors import InputError
@@ -269,3 +271,32 @@ def test_choose_pure_is_diverse_capped_and_deterministic():
     # The cap goes round the grains: two patterns -> one from each grain.
     assert sorted(labels.reshape(-1)[choose_pure(labels, interior, sim, 2, 4, seed=0)].tolist()) == [0, 1]
     assert choose_pure(labels, interior, sim, 0, 4, seed=0).size == 0
+
+
+def test_segments_meet_where_both_lie_within_the_radius_of_one_pixel():
+    """Segments 0 | 1 two columns apart meet at the pixel between them, and each gives its
+    pixels within 3 steps of it (its nearest ones when asked); segment 2, eight columns from
+    segment 1, meets nobody."""
+    labels = np.full((7, 20), -1)
+    labels[:, :5], labels[:, 7:10], labels[:, 18:] = 0, 1, 2
+    contacts = segment_contacts(labels, [0, 1, 2], radius=3)
+    assert [(i, j) for i, j, *_ in contacts] == [(0, 1)]
+    _, _, at_0, at_1 = contacts[0]
+    rows_0, cols_0 = np.unravel_index(at_0, labels.shape)
+    rows_1, cols_1 = np.unravel_index(at_1, labels.shape)
+    # the meeting pixel is midway, in column 5 or 6, with a full window of rows
+    assert (cols_0.min(), cols_0.max(), cols_1.min(), cols_1.max()) in {(2, 4, 7, 8), (3, 4, 7, 9)}
+    assert (labels.flat[at_0] == 0).all() and (labels.flat[at_1] == 1).all()
+    assert set(rows_0) == set(rows_1) and len(set(rows_0)) == 7
+    nearest = segment_contacts(labels, [0, 1, 2], radius=3, nearest=4)[0]
+    assert len(nearest[2]) == len(nearest[3]) == 4
+    assert set(nearest[2]) <= set(at_0) and set(nearest[3]) <= set(at_1)
+    # only the segments asked about are read
+    assert segment_contacts(labels, [0, 2], radius=3) == []
+
+
+def test_segments_joined_in_pairs_share_one_crystal_transitively():
+    segments = np.array([5, 3, 3, 9, 7, 5, 11])
+    crystals = crystal_groups(segments, [(3, 5), (9, 5)])
+    np.testing.assert_array_equal(crystals, [3, 3, 3, 3, 7, 3, 11])
+    np.testing.assert_array_equal(crystal_groups(segments, []), segments)

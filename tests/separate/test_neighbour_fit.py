@@ -253,3 +253,37 @@ def test_on_bent_grains_each_grain_is_its_pixels_nearest_the_boundary():
     rows = b_near.second[:, x]
     np.testing.assert_allclose(b_near.weights[rows, x, 1], 0.3, atol=0.05)
     assert b_near.second[y, x] and _ncc(b_near.b[y, x], at_boundary) > 0.95
+
+
+def test_adapt_reads_a_bent_grain_cut_in_two_as_one_crystal_where_its_segments_meet(tmp_path):
+    """A map store on the shared-gain camera: a bent crystal cut into segments 0 and 1, beside
+    three distinct crystals (2, 3, 4). Where 0 and 1 meet they are one crystal, so adapt pairs
+    and holds them out as one grain; the distinct crystals stay apart."""
+    import zarr
+
+    from kdeconv.adapt.find_pure import one_crystal_segments
+    from kdeconv.adapt.pure import background_settings
+
+    ny, nx = 12, 16
+    rng = np.random.default_rng(5)
+    labels = np.full((ny, nx), -1)
+    labels[:5, :3], labels[:5, 4:8], labels[:5, 9:] = 0, 1, 2
+    labels[6:, :8], labels[6:, 9:] = 3, 4
+    clean = np.zeros((ny, nx) + SIG, np.float32)
+    for x in range(nx):  # the bent crystal turns 1.5 degrees per column, through its cut too
+        clean[:6, x] = _crystal(11, np.radians(1.5) * (x - 4)) if x < 8 else _crystal(12)
+        clean[6:, x] = _crystal(13) if x < 8 else _crystal(14)
+    clean[:, 8] = 0.5 * clean[:, 7] + 0.5 * clean[:, 9]  # the boundaries hold mixtures
+    clean[5] = 0.5 * clean[4] + 0.5 * clean[6]
+    patterns = clean + _detector() + rng.normal(0, 0.02, clean.shape).astype(np.float32)
+    path = tmp_path / "map.zarr"
+    zarr.open_group(str(path), mode="w").create_array("patterns", data=patterns, chunks=(6, 8) + SIG)
+    segments = np.array([0, 0, 1, 1, 2, 3, 4, 4])
+    no_background = background_settings({"static": "none", "dynamic": False})
+    crystals, record = one_crystal_segments(path, labels, segments, background=no_background)
+    np.testing.assert_array_equal(crystals, [0, 0, 0, 0, 2, 3, 4, 4])
+    assert record["joined"] == [[0, 1]] and record["crystals"] == 4 and record["segments"] == 5
+    assert record["contacts"] >= 5
+    # a line scan has no segments that meet
+    assert one_crystal_segments(path, labels[0], segments, background=no_background)[1] == {
+        "skipped": "needs a 2-D map"}
