@@ -279,7 +279,7 @@ def one_crystal_segments(map_store_path: str | Path, labels: np.ndarray, segment
         return segments.copy(), {"skipped": "needs a 2-D map"}
     settings = DEFAULT_SETTINGS
     patterns = zarr.open_group(str(map_store_path), mode="r")["patterns"]
-    reading = map_reading(patterns, None, labels, background, static_bg, settings)
+    reading = map_reading(patterns, None, labels, interior_distance(labels), background, static_bg, settings)
     contacts = segment_contacts(labels, np.unique(segments), settings.radius, reading.nearest)
     joined: list[tuple[int, int]] = []
     if contacts:
@@ -298,7 +298,7 @@ def one_crystal_segments(map_store_path: str | Path, labels: np.ndarray, segment
             means = np.stack([v.mean(axis=0) for v in parts])
             means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
             reliability = mean_reliability([len(v) for v in parts], reading.signal)
-            if one_crystal(means, reliability, reading.shared, settings)[0, 1]:
+            if one_crystal(means, reliability, reading.shared, settings, fit_shape_for(raw.shape[-2:]))[0, 1]:
                 joined.append((int(i), int(j)))
     crystals = crystal_groups(segments, joined)
     return crystals, {"contacts": len(contacts), "joined": [list(p) for p in joined],

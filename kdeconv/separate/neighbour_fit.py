@@ -44,14 +44,18 @@ class NeighbourFitSettings:
     # degrees. Distinct crystals read below 0.3 (Σ3 twins up to 0.42); one crystal turned by
     # 1 / 2 / 3 degrees 0.77 / 0.46 / 0.16 (Ni at 120 px).
     same_crystal_ncc: float = 0.5
+    # The same test on the means binned to this side (0: off), where one crystal's patterns a
+    # degree or two apart still correlate (Mg at 60 px, 2 degrees: 0.12 at full size, 0.34 at
+    # 24 px) and distinct crystals do not (p99 0.10-0.14): small patterns' bent grains.
+    crystal_side: int = 24
     # A kept pair explains about all of C that the map's noise leaves to explain (0.93-1.0 of
     # it on simulated maps); one below this share fits a third grain, C's own not being nearby.
     min_explained: float = 0.9
     deep_px: float = 2.0            # pixels this far inside a grain are pure (claims.DEEP_PX)
-    # A map whose grains' patterns 3 steps apart are alike below this share of neighbours'
+    # A map whose grains' deep patterns 3 steps apart are alike below this share of neighbours'
     # (``grain_coherence``) has bent grains: there a grain's nearest ``bent_nearest`` pixels
     # stand for it, so that its mean is its crystal near the pixel. Each grain holding one
-    # orientation reads 0.999-1.0; 0.5 degrees per step 0.76-0.95.
+    # orientation reads 0.996-1.0; 0.5 degrees per step 0.79-0.96.
     bent_coherence: float = 0.98
     bent_nearest: int = 6
 
@@ -145,8 +149,8 @@ def single_pattern_signal(fit: np.ndarray, labels: np.ndarray, members: np.ndarr
 def grain_coherence(fit: np.ndarray, labels: np.ndarray, members: np.ndarray, step: int = 3) -> float:
     """How alike a grain's patterns ``step`` pixels apart are, as a share of neighbours' likeness
     (capped at 1): 1 where each grain holds one orientation, lower where the lattice turns
-    across it (a deformed or recovered grain: 0.76-0.95 at 0.5 degrees per step on simulated
-    maps, 0.75 at 1.5). 1 where it cannot be read."""
+    across it (a deformed or recovered grain, on deep interiors: 0.79-0.96 at 0.5 degrees per
+    step on simulated maps, 0.22-0.75 at 1.5). 1 where it cannot be read."""
     near, far = _same_grain_ncc(fit, labels, members, 1), _same_grain_ncc(fit, labels, members, step)
     if near is None or far is None or near <= 0:
         return 1.0
@@ -178,17 +182,26 @@ def _without(vectors: np.ndarray, direction: np.ndarray | None) -> np.ndarray:
 
 
 def one_crystal(means: np.ndarray, reliability: np.ndarray, shared: np.ndarray | None,
-                settings: NeighbourFitSettings = DEFAULT_SETTINGS) -> np.ndarray:
+                settings: NeighbourFitSettings = DEFAULT_SETTINGS,
+                shape: tuple[int, int] | None = None) -> np.ndarray:
     """bool (k, k): which of ``k`` unit mean patterns (rows of ``means``, of ``reliability``
     ``mean_reliability`` each) are one grain cut in two, or one crystal: their correlation
     reaches ``same_grain_ncc`` of what two means of one grain would give, or, less the map's
-    ``shared`` direction, ``same_crystal_ncc`` of it."""
+    ``shared`` direction, ``same_crystal_ncc`` of it; or, less it and binned from ``shape`` (the
+    means' pattern shape) to ``crystal_side``, ``same_crystal_ncc`` itself (binning averages the
+    noise away). Without ``shared`` only the first test applies."""
     gram = means @ means.T
     bar = np.sqrt(np.outer(reliability, reliability))
     same = gram >= settings.same_grain_ncc * bar
-    if shared is not None:
-        crystals = _without(means, shared)
-        same |= crystals @ crystals.T >= settings.same_crystal_ncc * bar
+    if shared is None:  # what a camera adds to every pattern would pass for one crystal
+        return same
+    crystals = _without(means, shared)
+    same |= crystals @ crystals.T >= settings.same_crystal_ncc * bar
+    if shape is not None and 0 < settings.crystal_side < max(shape):
+        scale = settings.crystal_side / max(shape)
+        coarse_shape = (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
+        coarse = unit_vectors(crystals.reshape((len(crystals),) + tuple(shape)), coarse_shape)
+        same |= coarse @ coarse.T >= settings.same_crystal_ncc
     return same
 
 
@@ -225,6 +238,7 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
     a_out = np.zeros((cy, cx) + sig, np.float32)
     b_out = np.zeros((cy, cx) + sig, np.float32)
     r = int(settings.radius)
+    fit_shape = fit_shape_for(sig)
     if signal is None:
         signal = single_pattern_signal(fit, labels, members)
     for y in range(y0, y1):
@@ -241,7 +255,7 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
             means = np.stack([_unit(fit[wy, wx][idx].mean(axis=0)) for idx in near])
             gram = means @ means.T
             reliability = mean_reliability([len(idx[0]) for idx in near], signal)
-            one_grain = one_crystal(means, reliability, shared, settings)
+            one_grain = one_crystal(means, reliability, shared, settings, fit_shape)
             proj = means @ fit[y, x]
             best = None
             for i in range(len(grains)):

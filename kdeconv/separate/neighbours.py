@@ -65,10 +65,14 @@ class MapReading:
     nearest: int | None
 
 
-def map_reading(patterns, blank: np.ndarray | None, labels: np.ndarray, background: dict[str, Any],
-                static_bg, settings: NeighbourFitSettings = DEFAULT_SETTINGS) -> MapReading:
+def map_reading(patterns, blank: np.ndarray | None, labels: np.ndarray, interior: np.ndarray,
+                background: dict[str, Any], static_bg,
+                settings: NeighbourFitSettings = DEFAULT_SETTINGS) -> MapReading:
     """The map's ``single_pattern_signal``, ``shared_direction`` and ``grain_coherence``
-    (``blank``: the map's blank frames; None: found in the window)."""
+    (``blank``: the map's blank frames, None: found in the window; ``interior``: px from the
+    nearest boundary). The coherence is read on deep interiors (``deep_px``): a small grain's
+    pixels 3 steps apart often include one beside a boundary, whose beam touches the next grain,
+    and flat grains would read as bent (Mg at 60 px: 0.967 over all pixels, 0.996 deep)."""
     from kdeconv.separate.chunk import blank_frames
 
     ny, nx = labels.shape
@@ -78,7 +82,7 @@ def map_reading(patterns, blank: np.ndarray | None, labels: np.ndarray, backgrou
     blank = blank_frames(raw) if blank is None else np.asarray(blank[window], bool)
     _, fit = preprocessed(raw, blank, background, static_bg)
     members = (labels[window] >= 0) & ~blank
-    coherence = grain_coherence(fit, labels[window], members)
+    coherence = grain_coherence(fit, labels[window], members & (interior[window] >= settings.deep_px))
     return MapReading(single_pattern_signal(fit, labels[window], members),
                       *shared_direction(fit, labels[window], members), coherence,
                       nearest_for(coherence, settings))
@@ -166,7 +170,8 @@ def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, An
         group.create_array(NEIGHBOUR_PAIR, shape=nav_shape, chunks=group["weights"].chunks[:-1],
                            dtype="bool", fill_value=False)
     blank = np.asarray(group[BLANK][...], bool)
-    reading = map_reading(patterns, blank, claims.labels, background, static_bg, settings)
+    reading = map_reading(patterns, blank, claims.labels, claims.interior, background, static_bg,
+                          settings)
     task = dask.delayed(_fit_and_write, pure=True)
     tasks = [task(patterns[halo], blank[halo], claims.labels[halo],
                   claims.interior[halo], out_path=str(out_path), core=core, inner=inner,
@@ -212,7 +217,8 @@ def fit_in_memory(patterns, a: np.ndarray | None, b: np.ndarray | None, weights:
     weights = np.array(weights, copy=True)
     pair = np.zeros(nav_shape, bool)
     counts = np.zeros(3, np.int64)
-    reading = map_reading(patterns, blank, claims.labels, background, static_bg, settings)
+    reading = map_reading(patterns, blank, claims.labels, claims.interior, background, static_bg,
+                          settings)
     for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, settings.radius):
         fit = fit_chunk(np.asarray(patterns[halo]), blank[halo], claims.labels[halo],
                         claims.interior[halo], inner, None if a is None else a[core], background,

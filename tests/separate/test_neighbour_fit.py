@@ -127,7 +127,7 @@ def test_one_grain_cut_in_two_segments_is_not_paired_with_itself():
     fit = _fit(pre, labels, interior)
     assert fit.fitted[:, 2:-2].all() and not fit.second.any()
     # switched off, the rule would pair the grain with itself: invented second grains
-    loose = _fit(pre, labels, interior, same_grain_ncc=1.01)
+    loose = _fit(pre, labels, interior, same_grain_ncc=1.01, crystal_side=0)
     assert loose.second.sum() >= 5
 
 
@@ -198,7 +198,7 @@ def test_a_bent_grain_cut_in_two_is_one_crystal_on_a_camera_every_pattern_shares
     assert fit.fitted[:, 2:-2].all() and not fit.second.any()
     # without the shared direction (or with the rule off) the bent grain pairs with itself
     assert fit_tile(pre, unit_vectors(pre, SIG), **tile).second.sum() >= 5
-    off = NeighbourFitSettings(same_crystal_ncc=1.01)
+    off = NeighbourFitSettings(same_crystal_ncc=1.01, crystal_side=0)
     assert fit_tile(pre, unit_vectors(pre, SIG), **tile, settings=off, shared=shared).second.sum() >= 5
 
     # two distinct crystals on the same camera, mixed at the boundary: still a pair
@@ -287,3 +287,53 @@ def test_adapt_reads_a_bent_grain_cut_in_two_as_one_crystal_where_its_segments_m
     # a line scan has no segments that meet
     assert one_crystal_segments(path, labels[0], segments, background=no_background)[1] == {
         "skipped": "needs a 2-D map"}
+
+
+def test_small_patterns_of_one_bent_crystal_are_one_crystal_once_binned():
+    """hcp Mg at 60 px turning 0.5 degrees per column, cut into two labels, noisy: a crystal's
+    small pattern changes so fast with orientation that its halves' 6-pixel means correlate
+    below both full-size bars, and the pure pixels between them are fitted as a mix of the
+    crystal with itself; binned to ``crystal_side`` (24 px) they are one crystal and none is
+    paired. Two distinct Mg crystals with a mixed boundary still pair, at their weights."""
+    from orix.quaternion import Rotation
+    from scipy.ndimage import gaussian_filter
+
+    from kdeconv.adapt.pure import background_settings
+    from kdeconv.config.detector import DetectorSpec
+    from kdeconv.separate.chunk import preprocess_patterns
+    from kdeconv.simulate import load_master, random_quaternions, simulate_patterns
+
+    sig = (60, 60)
+    detector = DetectorSpec(shape=sig).to_kikuchipy()
+    master = load_master({"kind": "library", "phase": "mg", "energy": 20})
+    background = background_settings({"static": "none", "dynamic": True})
+    rng = np.random.default_rng(3)
+    ny, nx = 7, 10
+    crystals = Rotation(random_quaternions(rng, 3))
+    axis = rng.normal(size=3)
+    turns = Rotation.from_axes_angles(np.tile(axis / np.linalg.norm(axis), (nx, 1)),
+                                      np.radians(0.5) * (np.arange(nx) - nx / 2))
+    bent = preprocess_patterns(simulate_patterns(master, crystals[0] * turns, detector), background)
+    pre = (bent[None] + rng.normal(0, 0.1, (ny, nx) + sig)).astype(np.float32)
+    labels = np.broadcast_to(np.where(np.arange(nx) < nx // 2, 0, 1), (ny, nx)).copy()
+    # any direction the map's grains share (here a smooth gain field) switches the crystal tests on
+    shared = unit_vectors(gaussian_filter(np.random.default_rng(9).normal(size=sig), 4.0)[None], sig)[0]
+    tile = dict(labels=labels, members=labels >= 0, interior=np.zeros((ny, nx), np.float32),
+                core=(slice(0, ny), slice(0, nx)), shared=shared, nearest=6)
+    vectors = unit_vectors(pre, sig)
+    assert not fit_tile(pre, vectors, **tile).second.any()
+    full_size_only = NeighbourFitSettings(crystal_side=0)
+    assert fit_tile(pre, vectors, **tile, settings=full_size_only).second.sum() >= 8
+
+    two = preprocess_patterns(simulate_patterns(master, crystals[1:], detector), background)
+    fractions = np.zeros((ny, nx, 2))
+    fractions[:, :5, 0], fractions[:, 5:, 1] = 1, 1
+    fractions[:, 4], fractions[:, 5] = (0.7, 0.3), (0.35, 0.65)
+    pre = np.einsum("yxg,gij->yxij", fractions, two) + rng.normal(0, 0.03, (ny, nx) + sig)
+    pre = pre.astype(np.float32)
+    labels = np.broadcast_to(np.where(np.arange(nx) < 4, 0, np.where(np.arange(nx) > 5, 1, -1)), (ny, nx))
+    fit = fit_tile(pre, unit_vectors(pre, sig), labels, labels >= 0, np.zeros((ny, nx), np.float32),
+                   (slice(0, ny), slice(0, nx)), shared=shared)
+    mixed = fractions.min(-1) > 0
+    assert fit.second[mixed].all() and not fit.second[~mixed].any()
+    np.testing.assert_allclose(fit.weights[mixed][:, 1], fractions[mixed].min(-1), atol=0.08)
