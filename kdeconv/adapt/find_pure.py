@@ -277,6 +277,8 @@ def one_crystal_segments(map_store_path: str | Path, labels: np.ndarray, segment
     labels = np.asarray(labels)
     if labels.ndim != 2:
         return segments.copy(), {"skipped": "needs a 2-D map"}
+    if background.get("screen"):  # as the neighbour fit, which reads patterns at their own shape
+        return segments.copy(), {"skipped": "patterns cut to a round screen"}
     settings = DEFAULT_SETTINGS
     patterns = zarr.open_group(str(map_store_path), mode="r")["patterns"]
     reading = map_reading(patterns, None, labels, interior_distance(labels), background, static_bg, settings)
