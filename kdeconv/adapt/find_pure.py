@@ -263,6 +263,7 @@ def one_crystal_segments(map_store_path: str | Path, labels: np.ndarray, segment
 
     from kdeconv.adapt.pure import crystal_groups, segment_contacts
     from kdeconv.generate.driver import rows_at
+    from kdeconv.preprocess.mask import screen_shape
     from kdeconv.separate.chunk import blank_frames, preprocess_patterns
     from kdeconv.separate.neighbour_fit import (
         DEFAULT_SETTINGS,
@@ -277,8 +278,6 @@ def one_crystal_segments(map_store_path: str | Path, labels: np.ndarray, segment
     labels = np.asarray(labels)
     if labels.ndim != 2:
         return segments.copy(), {"skipped": "needs a 2-D map"}
-    if background.get("screen"):  # as the neighbour fit, which reads patterns at their own shape
-        return segments.copy(), {"skipped": "patterns cut to a round screen"}
     settings = DEFAULT_SETTINGS
     patterns = zarr.open_group(str(map_store_path), mode="r")["patterns"]
     reading = map_reading(patterns, None, labels, interior_distance(labels), background, static_bg, settings)
@@ -288,10 +287,11 @@ def one_crystal_segments(map_store_path: str | Path, labels: np.ndarray, segment
         flat = np.unique(np.concatenate([np.concatenate(c[2:]) for c in contacts]))
         raw = rows_at(patterns, flat)
         made = ~blank_frames(raw)
-        vectors = np.zeros((len(flat), int(np.prod(fit_shape_for(raw.shape[-2:])))), np.float32)
+        shape = fit_shape_for(screen_shape(raw.shape[-2:], background))  # a round screen's square
+        vectors = np.zeros((len(flat), int(np.prod(shape))), np.float32)
         if made.any():
             vectors[made] = unit_vectors(preprocess_patterns(raw[made], background, static_bg=static_bg),
-                                         fit_shape_for(raw.shape[-2:]))
+                                         shape)
         for i, j, at_i, at_j in contacts:
             parts = [vectors[np.searchsorted(flat, at)] for at in (at_i, at_j)]
             parts = [v[np.any(v, axis=1)] for v in parts]
@@ -300,7 +300,7 @@ def one_crystal_segments(map_store_path: str | Path, labels: np.ndarray, segment
             means = np.stack([v.mean(axis=0) for v in parts])
             means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
             reliability = mean_reliability([len(v) for v in parts], reading.signal)
-            if one_crystal(means, reliability, reading.shared, settings, fit_shape_for(raw.shape[-2:]))[0, 1]:
+            if one_crystal(means, reliability, reading.shared, settings, shape)[0, 1]:
                 joined.append((int(i), int(j)))
     crystals = crystal_groups(segments, joined)
     return crystals, {"contacts": len(contacts), "joined": [list(p) for p in joined],

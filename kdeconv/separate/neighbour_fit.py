@@ -308,8 +308,11 @@ def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray,
     as ``separate`` does for the model (``background``, ``static_bg``) at their own shape.
     ``blank`` ``(hy, hx)`` flags frames of one value; ``a_core`` the model's A over the core, in
     the map's dtype; ``signal``, ``shared`` and ``nearest`` as ``fit_tile``'s."""
+    from dataclasses import replace
+
     from scipy.ndimage import maximum_filter
 
+    from kdeconv.preprocess.mask import from_screen, to_screen
     from kdeconv.separate.chunk import from_dtype
 
     # only the core's pixels near boundaries are fitted, from patterns within the radius of them
@@ -322,19 +325,27 @@ def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray,
     if a_core is not None:
         a_fit = np.zeros(a_core.shape[:2] + (fit.shape[-1],), np.float32)
         here = fitted[core]
-        a_fit[here] = unit_vectors(from_dtype(a_core[here]), fit_shape_for(raw.shape[-2:]))
-    return fit_tile(pre, fit, labels, (labels >= 0) & ~blank, interior, core, a_fit, settings, signal,
+        a_fit[here] = unit_vectors(to_screen(from_dtype(a_core[here]), background),
+                                   fit_shape_for(pre.shape[-2:]))
+    tile = fit_tile(pre, fit, labels, (labels >= 0) & ~blank, interior, core, a_fit, settings, signal,
                     shared, nearest)
+    if tuple(pre.shape[-2:]) != tuple(raw.shape[-2:]):  # a round screen's square: A and B in place
+        tile = replace(tile, a=from_screen(tile.a, raw.shape[-2:], background),
+                       b=from_screen(tile.b, raw.shape[-2:], background))
+    return tile
 
 
 def preprocessed(raw: np.ndarray, blank: np.ndarray, background: dict,
                  static_bg: np.ndarray | None = None,
                  needed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Raw ``(hy, hx, sy, sx)`` -> the patterns as the model sees them (float32 [0, 1], own
-    shape) and their ``unit_vectors``; zeros for blank frames and where ``needed`` is False."""
+    """Raw ``(hy, hx, sy, sx)`` -> the patterns as the model sees them (float32 [0, 1], their own
+    shape, or a round screen's square) and their ``unit_vectors``; zeros for blank frames and
+    where ``needed`` is False."""
+    from kdeconv.preprocess.mask import screen_shape
     from kdeconv.separate.chunk import preprocess_patterns
 
-    hy, hx, sy, sx = raw.shape
+    hy, hx = raw.shape[:2]
+    sy, sx = screen_shape(raw.shape[-2:], background)
     shape = fit_shape_for((sy, sx))
     made = ~blank if needed is None else needed & ~blank
     pre = np.zeros((hy, hx, sy, sx), np.float32)

@@ -42,8 +42,6 @@ def skip_reason(nav_shape: tuple[int, ...], background: dict[str, Any], claims) 
         return "needs a 2-D map (a line scan or a stack has no neighbours)"
     if claims is None or claims.labels is None:
         return "the map's grains were not found (in-grain claims off, or too few deep interiors)"
-    if background.get("screen"):
-        return "patterns cut to a round screen"
     return None
 
 

@@ -129,3 +129,35 @@ def test_separate_says_what_it_fitted_and_the_option_switches_it_off(sim_map, tm
     b_on, b_off = np.asarray(group["B"][...]), np.asarray(plain["B"][...])
     np.testing.assert_array_equal(b_on[~pair], b_off[~pair])
     assert (b_on[pair] != b_off[pair]).any(axis=(-1, -2)).all()
+
+
+def test_a_round_screens_square_is_fitted_and_b_put_back_in_its_place(fitted):
+    """The same map through a round screen smaller than the pattern (cut to its square, then
+    masked): the fit reads the square, finds the same pairs, and B is the second grain's mean
+    inside the square, zero around it, as the model's A and B are."""
+    from kdeconv.preprocess.background import static_background_from_mean
+
+    sim, _, _, (patterns, _, claims) = fitted
+    screen = {**RAW, "mask": "circle", "screen": [4, 4, 40]}
+    nav, sig = sim.counts.shape[:2], sim.counts.shape[2:]
+    static = static_background_from_mean(sim.counts.reshape(-1, *sig).mean(0), "auto",
+                                         background=screen).astype(np.float32)
+    zeros = np.zeros(sim.counts.shape, np.uint16)
+    weights = np.zeros(nav + (2,), np.float32)
+    weights[..., 0] = 1
+    _, b, w, pair, record = fit_in_memory(np.asarray(patterns), zeros, zeros.copy(), weights,
+                                          np.zeros(nav, bool), screen, static, claims, patterns.chunks[:2])
+    assert "skipped" not in record and record["pairs"] == int(pair.sum())
+    top2 = np.sort(sim.fractions, axis=-1)[..., -2:]
+    two_grains = (top2.sum(-1) > 0.97) & (top2[..., 0] >= 0.2)
+    assert pair[two_grains].mean() >= 0.85
+    found = two_grains & pair
+    assert np.median(np.abs(w[found][:, 1] - top2[found][:, 0])) < 0.05
+    inside = np.zeros(sig, bool)
+    inside[4:44, 4:44] = True
+    assert (b[pair][:, ~inside] == 0).all()
+    second = np.argsort(sim.fractions, axis=-1)[..., -2]
+    square = (slice(4, 44), slice(4, 44))
+    right = [np.argmax([_ncc(b[y, x][square].astype(np.float32), g[square]) for g in sim.pure])
+             == second[y, x] for y, x in np.argwhere(found)]
+    assert np.mean(right) >= 0.95
