@@ -150,6 +150,7 @@ def choose_shipped_model(src, background: dict[str, Any], work_shape, *, device:
     ``size_rule`` when the size's default is not the default; ``reason`` when no vote was held."""
     import kdeconv.model as model
     from kdeconv.preprocess.background import static_background_from_mean
+    from kdeconv.preprocess.mask import to_screen
     from kdeconv.separate.chunk import blank_frames, preprocess_patterns
 
     default = size_default(src.shape[-2:] if pattern_shape is None else pattern_shape)
@@ -173,7 +174,8 @@ def choose_shipped_model(src, background: dict[str, Any], work_shape, *, device:
         static_bg = static_background_from_mean(flat[keep].astype(np.float64).mean(axis=0),
                                                 background.get("static_smooth_std", "auto"),
                                                 background=background)
-    refs = preprocess_patterns(flat, background, static_bg).reshape(block.shape)
+    refs = preprocess_patterns(flat, background, static_bg)  # a round screen's square, if cut to one
+    refs = refs.reshape((ny, nx) + refs.shape[-2:])
     outputs = {}
     for name, path in (("default", default), ("broad_looks", broad)):
         outputs[name] = separate_block(block, checkpoint=str(path), sha256=model.file_sha256(path),
@@ -188,7 +190,8 @@ def choose_shipped_model(src, background: dict[str, Any], work_shape, *, device:
     record.update(window=[[s.start, s.stop] for s in window], pixels=int(len(pixels)))
     if len(pixels) < MIN_PIXELS:
         return {**record, "reason": f"{len(pixels)} mixed pixels in the window (a vote needs {MIN_PIXELS})"}
-    support = {name: neighbour_support(refs, a, b, pixels, mask=signal)
+    support = {name: neighbour_support(refs, to_screen(a, background), to_screen(b, background), pixels,
+                                       mask=signal)
                for name, (a, b, _) in outputs.items()}
     wins = float(np.mean(support["broad_looks"] > support["default"]))
     medians = {name: round(float(np.median(s)), 4) for name, s in support.items()}

@@ -113,6 +113,21 @@ def test_a_vendor_mask_does_not_make_every_crystal_alike(no_small_patterns_model
     assert record["won"] == "broad_looks" and record["median_support"]["broad_looks"] > 0.99
 
 
+def test_a_map_cut_to_a_round_screen_votes_in_the_screens_square(no_small_patterns_model):
+    """Patterns that a screen smaller than the pattern lights off its centre: the vote compares
+    the map's patterns and each model's A and B (in place, zero around the screen) in its square."""
+    from kdeconv.preprocess.mask import from_screen
+
+    patterns, p, q, mixed = two_grain_map(ny=12, nx=12)
+    screen = {"static": "none", "dynamic": False, "mask": "circle", "screen": [4, 6, 24]}
+    full = from_screen(patterns, (32, 34), screen)
+    a, b_right, b_wrong, w = (from_screen(x, (32, 34), screen) if x.ndim == 4 else x
+                              for x in two_grain_outputs(patterns, p, q, mixed))
+    broad_right = fake_block({"default": (a, b_wrong, w), "broad": (a, b_right, w)})
+    record = choose_shipped_model(full, screen, None, separate_block=broad_right, **VOTE)
+    assert record["won"] == "broad_looks" and record["pixels"] == len(mixed)
+
+
 def test_no_vote_on_small_maps_stacks_or_maps_without_mixtures(no_small_patterns_model):
     patterns, p, q, mixed = two_grain_map(ny=6, nx=12)
     never = fake_block({})  # a vote would call it and fail
