@@ -268,6 +268,7 @@ def one_crystal_segments(map_store_path: str | Path, labels: np.ndarray, segment
     from kdeconv.separate.neighbour_fit import (
         DEFAULT_SETTINGS,
         fit_shape_for,
+        fit_window,
         mean_reliability,
         one_crystal,
         unit_vectors,
@@ -291,7 +292,7 @@ def one_crystal_segments(map_store_path: str | Path, labels: np.ndarray, segment
         vectors = np.zeros((len(flat), int(np.prod(shape))), np.float32)
         if made.any():
             vectors[made] = unit_vectors(preprocess_patterns(raw[made], background, static_bg=static_bg),
-                                         shape)
+                                         shape, fit_window(background, shape))
         for i, j, at_i, at_j in contacts:
             parts = [vectors[np.searchsorted(flat, at)] for at in (at_i, at_j)]
             parts = [v[np.any(v, axis=1)] for v in parts]

@@ -22,7 +22,7 @@ from kdeconv.preprocess.resample import resample
 
 __all__ = ["NeighbourFitSettings", "DEFAULT_SETTINGS", "TileFit", "fit_chunk", "fit_tile", "unit_vectors",
            "fit_shape_for", "nearest_for", "single_pattern_signal", "grain_coherence", "shared_direction",
-           "mean_reliability", "one_crystal", "preprocessed"]
+           "mean_reliability", "one_crystal", "preprocessed", "fit_window"]
 
 # Fitting needs the bands, not every pixel: larger patterns are fitted at this side (area average).
 FIT_SIDE = 96
@@ -87,16 +87,30 @@ def fit_shape_for(sig_shape: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(sy * scale)), max(1, round(sx * scale))
 
 
-def unit_vectors(patterns: np.ndarray, fit_shape: tuple[int, int]) -> np.ndarray:
+def unit_vectors(patterns: np.ndarray, fit_shape: tuple[int, int],
+                 inside: np.ndarray | None = None) -> np.ndarray:
     """``(..., sy, sx)`` -> ``(..., d)`` float32 at ``fit_shape``, zero mean and unit norm (zeros
-    stay zeros): the fit's coefficients then do not depend on a pattern's brightness."""
+    stay zeros): the fit's coefficients then do not depend on a pattern's brightness. With
+    ``inside`` (bool ``fit_shape``, ``fit_window``) only those pixels count; the rest are 0."""
     x = np.asarray(patterns, np.float32)
     if tuple(x.shape[-2:]) != tuple(fit_shape):
         x = resample(x, fit_shape)
     x = x.reshape(x.shape[:-2] + (-1,)).astype(np.float32)
+    if inside is not None:
+        keep = np.asarray(inside, bool).reshape(-1)
+        x = np.where(keep, x - x[..., keep].mean(axis=-1, keepdims=True), 0.0).astype(np.float32)
     x = x - x.mean(axis=-1, keepdims=True)
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
+def fit_window(background: dict, shape: tuple[int, int]) -> np.ndarray | None:
+    """The pixels the fit compares at ``shape``: a round screen's circle when the recipe cuts the
+    patterns to its square (outside it they are 0 in every pattern, which would make every
+    crystal alike), else None (all)."""
+    from kdeconv.preprocess import circular_mask
+
+    return circular_mask(tuple(shape)) if background.get("screen") else None
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -325,8 +339,9 @@ def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray,
     if a_core is not None:
         a_fit = np.zeros(a_core.shape[:2] + (fit.shape[-1],), np.float32)
         here = fitted[core]
-        a_fit[here] = unit_vectors(to_screen(from_dtype(a_core[here]), background),
-                                   fit_shape_for(pre.shape[-2:]))
+        shape = fit_shape_for(pre.shape[-2:])
+        a_fit[here] = unit_vectors(to_screen(from_dtype(a_core[here]), background), shape,
+                                   fit_window(background, shape))
     tile = fit_tile(pre, fit, labels, (labels >= 0) & ~blank, interior, core, a_fit, settings, signal,
                     shared, nearest)
     if tuple(pre.shape[-2:]) != tuple(raw.shape[-2:]):  # a round screen's square: A and B in place
@@ -352,5 +367,5 @@ def preprocessed(raw: np.ndarray, blank: np.ndarray, background: dict,
     fit = np.zeros((hy, hx, shape[0] * shape[1]), np.float32)
     if made.any():
         pre[made] = preprocess_patterns(raw[made], background, static_bg=static_bg)
-        fit[made] = unit_vectors(pre[made], shape)
+        fit[made] = unit_vectors(pre[made], shape, fit_window(background, shape))
     return pre, fit
