@@ -263,15 +263,13 @@ def one_crystal_segments(map_store_path: str | Path, labels: np.ndarray, segment
 
     from kdeconv.adapt.pure import crystal_groups, segment_contacts
     from kdeconv.generate.driver import rows_at
-    from kdeconv.preprocess.mask import screen_shape
-    from kdeconv.separate.chunk import blank_frames, preprocess_patterns
+    from kdeconv.separate.chunk import blank_frames
     from kdeconv.separate.neighbour_fit import (
         DEFAULT_SETTINGS,
         fit_shape_for,
-        fit_window,
         mean_reliability,
         one_crystal,
-        unit_vectors,
+        preprocessed,
     )
     from kdeconv.separate.neighbours import map_reading
 
@@ -286,13 +284,9 @@ def one_crystal_segments(map_store_path: str | Path, labels: np.ndarray, segment
     joined: list[tuple[int, int]] = []
     if contacts:
         flat = np.unique(np.concatenate([np.concatenate(c[2:]) for c in contacts]))
-        raw = rows_at(patterns, flat)
-        made = ~blank_frames(raw)
-        shape = fit_shape_for(screen_shape(raw.shape[-2:], background))  # a round screen's square
-        vectors = np.zeros((len(flat), int(np.prod(shape))), np.float32)
-        if made.any():
-            vectors[made] = unit_vectors(preprocess_patterns(raw[made], background, static_bg=static_bg),
-                                         shape, fit_window(background, shape))
+        raw = rows_at(patterns, flat)[:, None]  # the fit's (hy, hx, sy, sx) layout, one column
+        pre, vectors = preprocessed(raw, blank_frames(raw), background, static_bg)
+        shape, vectors = fit_shape_for(pre.shape[-2:]), vectors[:, 0]
         for i, j, at_i, at_j in contacts:
             parts = [vectors[np.searchsorted(flat, at)] for at in (at_i, at_j)]
             parts = [v[np.any(v, axis=1)] for v in parts]

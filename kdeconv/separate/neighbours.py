@@ -36,7 +36,7 @@ __all__ = ["NEIGHBOUR_PAIR", "skip_reason", "write_neighbour_fit", "write_fit_re
 NEIGHBOUR_PAIR = "neighbour_pair"
 
 
-def skip_reason(nav_shape: tuple[int, ...], background: dict[str, Any], claims) -> str | None:
+def skip_reason(nav_shape: tuple[int, ...], claims) -> str | None:
     """Why a map gets no neighbour fit, or None."""
     if len(nav_shape) != 2:
         return "needs a 2-D map (a line scan or a stack has no neighbours)"
@@ -157,7 +157,7 @@ def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, An
     from kdeconv.separate.driver import BLANK
 
     nav_shape = tuple(group["weights"].shape[:-1])
-    why = skip_reason(nav_shape, background, claims)
+    why = skip_reason(nav_shape, claims)
     if why is not None:
         record = {"skipped": why}
         group.attrs["neighbour_fit"] = record
@@ -206,7 +206,7 @@ def fit_in_memory(patterns, a: np.ndarray | None, b: np.ndarray | None, weights:
     ``b``, ``weights``, the pair mask and the record (the inputs, ``None`` and the record where
     the map gets no fit)."""
     nav_shape = tuple(weights.shape[:-1])
-    why = skip_reason(nav_shape, background, claims)
+    why = skip_reason(nav_shape, claims)
     if why is not None:
         return a, b, weights, None, {"skipped": why}
     start = time.perf_counter()

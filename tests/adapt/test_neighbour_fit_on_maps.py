@@ -102,9 +102,9 @@ def test_a_rerun_writes_the_same_bytes_and_the_in_memory_fit_matches(fitted, tmp
 def test_line_scans_and_maps_without_grains_are_skipped_with_the_reason(tmp_path):
     from kdeconv.separate.neighbours import describe_neighbour_fit, skip_reason
 
-    assert "2-D map" in skip_reason((30,), RAW, None)
-    assert "grains were not found" in skip_reason((8, 8), RAW, None)
-    line = describe_neighbour_fit({"skipped": skip_reason((30,), RAW, None)})
+    assert "2-D map" in skip_reason((30,), None)
+    assert "grains were not found" in skip_reason((8, 8), None)
+    line = describe_neighbour_fit({"skipped": skip_reason((30,), None)})
     assert line.startswith("neighbour fit: none (")
 
 
