@@ -22,7 +22,7 @@ from kdeconv.preprocess.resample import resample
 
 __all__ = ["NeighbourFitSettings", "DEFAULT_SETTINGS", "TileFit", "fit_chunk", "fit_tile", "unit_vectors",
            "fit_shape_for", "nearest_for", "single_pattern_signal", "grain_coherence", "shared_direction",
-           "mean_reliability", "one_crystal", "preprocessed", "fit_window"]
+           "mean_reliability", "one_crystal", "preprocessed", "fit_window", "zero_masked"]
 
 # Fitting needs the bands, not every pixel: larger patterns are fitted at this side (area average).
 FIT_SIDE = 96
@@ -104,13 +104,26 @@ def unit_vectors(patterns: np.ndarray, fit_shape: tuple[int, int],
     return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
 
 
-def fit_window(background: dict, shape: tuple[int, int]) -> np.ndarray | None:
-    """The pixels the fit compares at ``shape``: a round screen's circle when the recipe cuts the
-    patterns to its square (outside it they are 0 in every pattern, which would make every
-    crystal alike), else None (all)."""
-    from kdeconv.preprocess import circular_mask
+def fit_window(background: dict, shape: tuple[int, int], masked: bool = False) -> np.ndarray | None:
+    """The pixels the fit compares at ``shape``: the inscribed circle when the recipe windows the
+    patterns to it (a round screen, or its square) or the map's patterns are ``masked`` already
+    (``zero_masked``): outside it every pattern is 0, which would make every crystal alike. Else
+    None (all)."""
+    from kdeconv.preprocess.mask import circular_mask, windowed
 
-    return circular_mask(tuple(shape)) if background.get("screen") else None
+    return circular_mask(tuple(shape)) if masked or windowed(background) else None
+
+
+def zero_masked(raw: np.ndarray, blank: np.ndarray) -> bool:
+    """True when most non-blank patterns of ``raw`` ``(..., sy, sx)`` are zero outside the
+    inscribed circle (``preprocess.mask.detect_masked``): a vendor's mask, which the recipe
+    leaves as it is."""
+    from kdeconv.preprocess.mask import circular_mask, detect_masked
+
+    stack = np.asarray(raw)[~np.asarray(blank, bool)]
+    if len(stack) == 0 or min(stack.shape[-2:]) < 3:
+        return False
+    return bool(detect_masked(stack, circular_mask(stack.shape[-2:])).mean() > 0.5)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -197,13 +210,14 @@ def _without(vectors: np.ndarray, direction: np.ndarray | None) -> np.ndarray:
 
 def one_crystal(means: np.ndarray, reliability: np.ndarray, shared: np.ndarray | None,
                 settings: NeighbourFitSettings = DEFAULT_SETTINGS,
-                shape: tuple[int, int] | None = None) -> np.ndarray:
+                shape: tuple[int, int] | None = None, inside: np.ndarray | None = None) -> np.ndarray:
     """bool (k, k): which of ``k`` unit mean patterns (rows of ``means``, of ``reliability``
     ``mean_reliability`` each) are one grain cut in two, or one crystal: their correlation
     reaches ``same_grain_ncc`` of what two means of one grain would give, or, less the map's
     ``shared`` direction, ``same_crystal_ncc`` of it; or, less it and binned from ``shape`` (the
     means' pattern shape) to ``crystal_side``, ``same_crystal_ncc`` itself (binning averages the
-    noise away). Without ``shared`` only the first test applies."""
+    noise away), on the binned pixels wholly ``inside`` the fit's window (``fit_window``).
+    Without ``shared`` only the first test applies."""
     gram = means @ means.T
     bar = np.sqrt(np.outer(reliability, reliability))
     same = gram >= settings.same_grain_ncc * bar
@@ -214,7 +228,10 @@ def one_crystal(means: np.ndarray, reliability: np.ndarray, shared: np.ndarray |
     if shape is not None and 0 < settings.crystal_side < max(shape):
         scale = settings.crystal_side / max(shape)
         coarse_shape = (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
-        coarse = unit_vectors(crystals.reshape((len(crystals),) + tuple(shape)), coarse_shape)
+        coarse_inside = None if inside is None else \
+            resample(np.asarray(inside, np.float32).reshape(shape), coarse_shape) >= 0.999
+        coarse = unit_vectors(crystals.reshape((len(crystals),) + tuple(shape)), coarse_shape,
+                              coarse_inside)
         same |= coarse @ coarse.T >= settings.same_crystal_ncc
     return same
 
@@ -228,7 +245,8 @@ def mean_reliability(n, signal: float):
 def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.ndarray,
              interior: np.ndarray, core: tuple[slice, slice], a_fit: np.ndarray | None = None,
              settings: NeighbourFitSettings = DEFAULT_SETTINGS, signal: float | None = None,
-             shared: np.ndarray | None = None, nearest: int | None = None) -> TileFit:
+             shared: np.ndarray | None = None, nearest: int | None = None,
+             inside: np.ndarray | None = None) -> TileFit:
     """The neighbour fit over ``core`` of a tile (its nav slices; the rest is the halo).
 
     ``pre``: ``(hy, hx, sy, sx)`` the tile's patterns preprocessed as the model sees them, float32
@@ -239,7 +257,8 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
     ``signal``: the map's ``single_pattern_signal`` (None: measured on this tile); ``shared``: the
     map's ``shared_direction`` (None: one crystal is told only by the means' own correlation);
     ``nearest``: each grain's mean from its members nearest the pixel, at most this many (None:
-    all within the radius; ``nearest_for`` the map).
+    all within the radius; ``nearest_for`` the map); ``inside``: the ``fit_window`` ``fit`` was
+    made with.
     """
     hy, hx = labels.shape
     (y0, y1), (x0, x1) = (core[0].start, core[0].stop), (core[1].start, core[1].stop)
@@ -269,7 +288,7 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
             means = np.stack([_unit(fit[wy, wx][idx].mean(axis=0)) for idx in near])
             gram = means @ means.T
             reliability = mean_reliability([len(idx[0]) for idx in near], signal)
-            one_grain = one_crystal(means, reliability, shared, settings, fit_shape)
+            one_grain = one_crystal(means, reliability, shared, settings, fit_shape, inside)
             proj = means @ fit[y, x]
             best = None
             for i in range(len(grains)):
@@ -317,11 +336,13 @@ def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray,
               interior: np.ndarray, core: tuple[slice, slice], a_core: np.ndarray | None,
               background: dict, static_bg: np.ndarray | None = None,
               settings: NeighbourFitSettings = DEFAULT_SETTINGS, signal: float | None = None,
-              shared: np.ndarray | None = None, nearest: int | None = None) -> TileFit:
+              shared: np.ndarray | None = None, nearest: int | None = None,
+              masked: bool = False) -> TileFit:
     """``fit_tile`` from a chunk's raw patterns with their halo, ``(hy, hx, sy, sx)``: preprocessed
     as ``separate`` does for the model (``background``, ``static_bg``) at their own shape.
     ``blank`` ``(hy, hx)`` flags frames of one value; ``a_core`` the model's A over the core, in
-    the map's dtype; ``signal``, ``shared`` and ``nearest`` as ``fit_tile``'s."""
+    the map's dtype; ``signal``, ``shared`` and ``nearest`` as ``fit_tile``'s; ``masked``: the
+    map's patterns are ``zero_masked``."""
     from dataclasses import replace
 
     from scipy.ndimage import maximum_filter
@@ -334,16 +355,16 @@ def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray,
     fitted[core] = True
     fitted &= (interior < settings.deep_px) & ~blank
     needed = maximum_filter(fitted, size=2 * int(settings.radius) + 1, mode="constant")
-    pre, fit = preprocessed(raw, blank, background, static_bg, needed)
+    pre, fit = preprocessed(raw, blank, background, static_bg, needed, masked)
+    shape = fit_shape_for(pre.shape[-2:])
+    inside = fit_window(background, shape, masked)
     a_fit = None
     if a_core is not None:
         a_fit = np.zeros(a_core.shape[:2] + (fit.shape[-1],), np.float32)
         here = fitted[core]
-        shape = fit_shape_for(pre.shape[-2:])
-        a_fit[here] = unit_vectors(to_screen(from_dtype(a_core[here]), background), shape,
-                                   fit_window(background, shape))
+        a_fit[here] = unit_vectors(to_screen(from_dtype(a_core[here]), background), shape, inside)
     tile = fit_tile(pre, fit, labels, (labels >= 0) & ~blank, interior, core, a_fit, settings, signal,
-                    shared, nearest)
+                    shared, nearest, inside)
     if tuple(pre.shape[-2:]) != tuple(raw.shape[-2:]):  # a round screen's square: A and B in place
         tile = replace(tile, a=from_screen(tile.a, raw.shape[-2:], background),
                        b=from_screen(tile.b, raw.shape[-2:], background))
@@ -352,10 +373,12 @@ def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray,
 
 def preprocessed(raw: np.ndarray, blank: np.ndarray, background: dict,
                  static_bg: np.ndarray | None = None,
-                 needed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 needed: np.ndarray | None = None,
+                 masked: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Raw ``(hy, hx, sy, sx)`` -> the patterns as the model sees them (float32 [0, 1], their own
-    shape, or a round screen's square) and their ``unit_vectors``; zeros for blank frames and
-    where ``needed`` is False."""
+    shape, or a round screen's square) and their ``unit_vectors`` over the ``fit_window``
+    (``masked``: the map's patterns are ``zero_masked``); zeros for blank frames and where
+    ``needed`` is False."""
     from kdeconv.preprocess.mask import screen_shape
     from kdeconv.separate.chunk import preprocess_patterns
 
@@ -367,5 +390,5 @@ def preprocessed(raw: np.ndarray, blank: np.ndarray, background: dict,
     fit = np.zeros((hy, hx, shape[0] * shape[1]), np.float32)
     if made.any():
         pre[made] = preprocess_patterns(raw[made], background, static_bg=static_bg)
-        fit[made] = unit_vectors(pre[made], shape, fit_window(background, shape))
+        fit[made] = unit_vectors(pre[made], shape, fit_window(background, shape, masked))
     return pre, fit

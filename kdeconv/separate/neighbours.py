@@ -28,6 +28,7 @@ from kdeconv.separate.neighbour_fit import (
     preprocessed,
     shared_direction,
     single_pattern_signal,
+    zero_masked,
 )
 
 __all__ = ["NEIGHBOUR_PAIR", "skip_reason", "write_neighbour_fit", "write_fit_result", "fit_in_memory",
@@ -53,14 +54,16 @@ SIGNAL_WINDOW = 24
 @dataclass(frozen=True)
 class MapReading:
     """What the fit reads once per map, on the ``SIGNAL_WINDOW`` square at its centre: a single
-    pattern's ``signal`` share, the ``shared`` direction of its grains (with its share) and the
-    grains' ``coherence`` (``grain_coherence``), which sets ``nearest``."""
+    pattern's ``signal`` share, the ``shared`` direction of its grains (with its share), the
+    grains' ``coherence`` (``grain_coherence``), which sets ``nearest``, and whether its patterns
+    are ``masked`` already (``zero_masked``: the fit then compares the inscribed circle only)."""
 
     signal: float
     shared: np.ndarray | None
     shared_share: float
     coherence: float
     nearest: int | None
+    masked: bool = False
 
 
 def map_reading(patterns, blank: np.ndarray | None, labels: np.ndarray, interior: np.ndarray,
@@ -78,12 +81,13 @@ def map_reading(patterns, blank: np.ndarray | None, labels: np.ndarray, interior
     window = (slice((ny - hy) // 2, (ny - hy) // 2 + hy), slice((nx - hx) // 2, (nx - hx) // 2 + hx))
     raw = np.asarray(patterns[window])
     blank = blank_frames(raw) if blank is None else np.asarray(blank[window], bool)
-    _, fit = preprocessed(raw, blank, background, static_bg)
+    masked = zero_masked(raw, blank)
+    _, fit = preprocessed(raw, blank, background, static_bg, masked=masked)
     members = (labels[window] >= 0) & ~blank
     coherence = grain_coherence(fit, labels[window], members & (interior[window] >= settings.deep_px))
     return MapReading(single_pattern_signal(fit, labels[window], members),
                       *shared_direction(fit, labels[window], members), coherence,
-                      nearest_for(coherence, settings))
+                      nearest_for(coherence, settings), masked)
 
 
 def _chunk_slices(nav_shape, nav_chunks, radius: int):
@@ -119,7 +123,8 @@ def _fit_and_write(raw, blank, labels, interior, *, out_path: str, core, inner,
     group = zarr.open_group(out_path, mode="r+")
     a = group["A"][core]
     fit = fit_chunk(np.asarray(raw), np.asarray(blank), labels, interior, inner, a,
-                    background, static_bg, settings, reading.signal, reading.shared, reading.nearest)
+                    background, static_bg, settings, reading.signal, reading.shared, reading.nearest,
+                    reading.masked)
     b, weights = group["B"][core], group["weights"][core]
     _apply(fit, a, b, weights)
     if fit.second.any():
@@ -136,7 +141,7 @@ def _record(counts: np.ndarray, seconds: float, settings: NeighbourFitSettings, 
             "in_grain_cleared": int(((labels >= 0) & pair).sum()),
             "seconds": round(seconds, 2), "signal": round(reading.signal, 4),
             "shared": round(reading.shared_share, 4), "coherence": round(reading.coherence, 4),
-            "nearest": reading.nearest, "radius_px": settings.radius,
+            "nearest": reading.nearest, "masked": reading.masked, "radius_px": settings.radius,
             "min_minority": settings.min_minority, "min_explained": settings.min_explained,
             "same_grain_ncc": settings.same_grain_ncc, "same_crystal_ncc": settings.same_crystal_ncc,
             "deep_px": settings.deep_px, "bent_coherence": settings.bent_coherence}
@@ -220,7 +225,8 @@ def fit_in_memory(patterns, a: np.ndarray | None, b: np.ndarray | None, weights:
     for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, settings.radius):
         fit = fit_chunk(np.asarray(patterns[halo]), blank[halo], claims.labels[halo],
                         claims.interior[halo], inner, None if a is None else a[core], background,
-                        static_bg, settings, reading.signal, reading.shared, reading.nearest)
+                        static_bg, settings, reading.signal, reading.shared, reading.nearest,
+                        reading.masked)
         if a is not None:
             _apply(fit, a[core], b[core], weights[core])
         else:
