@@ -267,7 +267,6 @@ def one_crystal_segments(map_store_path: str | Path, labels: np.ndarray, segment
     from kdeconv.separate.neighbour_fit import (
         DEFAULT_SETTINGS,
         fit_shape_for,
-        fit_window,
         mean_reliability,
         one_crystal,
         preprocessed,
@@ -286,9 +285,8 @@ def one_crystal_segments(map_store_path: str | Path, labels: np.ndarray, segment
     if contacts:
         flat = np.unique(np.concatenate([np.concatenate(c[2:]) for c in contacts]))
         raw = rows_at(patterns, flat)[:, None]  # the fit's (hy, hx, sy, sx) layout, one column
-        pre, vectors = preprocessed(raw, blank_frames(raw), background, static_bg, masked=reading.masked)
+        pre, vectors = preprocessed(raw, blank_frames(raw), background, static_bg, window=reading.window)
         shape, vectors = fit_shape_for(pre.shape[-2:]), vectors[:, 0]
-        inside = fit_window(background, shape, reading.masked)
         for i, j, at_i, at_j in contacts:
             parts = [vectors[np.searchsorted(flat, at)] for at in (at_i, at_j)]
             parts = [v[np.any(v, axis=1)] for v in parts]
@@ -297,7 +295,7 @@ def one_crystal_segments(map_store_path: str | Path, labels: np.ndarray, segment
             means = np.stack([v.mean(axis=0) for v in parts])
             means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
             reliability = mean_reliability([len(v) for v in parts], reading.signal)
-            if one_crystal(means, reliability, reading.shared, settings, shape, inside)[0, 1]:
+            if one_crystal(means, reliability, reading.shared, settings, shape, reading.window)[0, 1]:
                 joined.append((int(i), int(j)))
     crystals = crystal_groups(segments, joined)
     return crystals, {"contacts": len(contacts), "joined": [list(p) for p in joined],

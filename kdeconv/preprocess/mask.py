@@ -15,7 +15,7 @@ from kdeconv.errors import InputError
 
 __all__ = ["circular_mask", "mask_geometry", "detect_masked", "apply_mask", "pixels_in", "window_patterns",
            "windowed", "screen_box", "screen_shape", "check_screen", "to_screen", "from_screen",
-           "screen_mask"]
+           "screen_mask", "signal_pixels"]
 
 
 def mask_geometry(shape: tuple[int, int], radius: float | None = None) -> tuple[float, float, float]:
@@ -155,3 +155,12 @@ def window_patterns(patterns: np.ndarray, background: dict | None) -> np.ndarray
         return patterns
     patterns = to_screen(patterns, background)
     return apply_mask(patterns, circular_mask(np.shape(patterns)[-2:]))
+
+
+def signal_pixels(refs: np.ndarray) -> np.ndarray:
+    """The pixels (sy, sx) that vary across the patterns ``refs`` (..., sy, sx): a vendor's
+    circular mask or a screen's dark surround, the same in every pattern, would otherwise make
+    all crystals correlate (measured: NCC 0.6 between grains of a masked 60x60 Si map):
+    what the model vote and the neighbour fit compare."""
+    flat = refs.reshape(-1, *refs.shape[-2:])
+    return flat.std(axis=0) > 1e-6 * max(float(np.abs(flat).max()), 1e-12)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["WINDOW", "MIN_SIDE", "MIN_PIXELS", "size_default", "adapt_base_for", "adapt_lr_for",
-           "neighbour_support", "signal_pixels", "choose_shipped_model", "describe_model_choice"]
+           "neighbour_support", "choose_shipped_model", "describe_model_choice"]
 
 WINDOW = 20       # scan pixels per side of the window both models separate (400 patterns each)
 MIN_SIDE = 8      # maps (or line scans, stacks) smaller than this on a side keep the size's default
@@ -51,14 +51,6 @@ def neighbour_support(refs: np.ndarray, a: np.ndarray, b: np.ndarray, pixels: np
         if len(other):
             out[k] = ncc(np.broadcast_to(b[y, x], other.shape), other, mask).max()
     return out
-
-
-def signal_pixels(refs: np.ndarray) -> np.ndarray:
-    """The pixels (sy, sx) that vary across the patterns ``refs`` (..., sy, sx): a vendor's
-    circular mask or a screen's dark surround, the same in every pattern, would otherwise make
-    all crystals correlate (measured: NCC 0.6 between grains of a masked 60x60 Si map)."""
-    flat = refs.reshape(-1, *refs.shape[-2:])
-    return flat.std(axis=0) > 1e-6 * max(float(np.abs(flat).max()), 1e-12)
 
 
 def _boundaries(refs: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -150,7 +142,7 @@ def choose_shipped_model(src, background: dict[str, Any], work_shape, *, device:
     ``size_rule`` when the size's default is not the default; ``reason`` when no vote was held."""
     import kdeconv.model as model
     from kdeconv.preprocess.background import static_background_from_mean
-    from kdeconv.preprocess.mask import to_screen
+    from kdeconv.preprocess.mask import signal_pixels, to_screen
     from kdeconv.separate.chunk import blank_frames, preprocess_patterns
 
     default = size_default(src.shape[-2:] if pattern_shape is None else pattern_shape)

@@ -22,7 +22,7 @@ from kdeconv.preprocess.resample import resample
 
 __all__ = ["NeighbourFitSettings", "DEFAULT_SETTINGS", "TileFit", "fit_chunk", "fit_tile", "unit_vectors",
            "fit_shape_for", "nearest_for", "single_pattern_signal", "grain_coherence", "shared_direction",
-           "mean_reliability", "one_crystal", "preprocessed", "fit_window", "zero_masked"]
+           "mean_reliability", "one_crystal", "preprocessed", "seen_patterns", "vectors_of", "fit_window"]
 
 # Fitting needs the bands, not every pixel: larger patterns are fitted at this side (area average).
 FIT_SIDE = 96
@@ -104,26 +104,19 @@ def unit_vectors(patterns: np.ndarray, fit_shape: tuple[int, int],
     return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
 
 
-def fit_window(background: dict, shape: tuple[int, int], masked: bool = False) -> np.ndarray | None:
-    """The pixels the fit compares at ``shape``: the inscribed circle when the recipe windows the
-    patterns to it (a round screen, or its square) or the map's patterns are ``masked`` already
-    (``zero_masked``): outside it every pattern is 0, which would make every crystal alike. Else
-    None (all)."""
-    from kdeconv.preprocess.mask import circular_mask, windowed
+def fit_window(pre: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
+    """The pixels at the fit's ``shape`` that the fit compares: those wholly within the pattern
+    pixels that vary across ``pre`` (``(..., sy, sx)``, a map's patterns as the model sees them;
+    ``preprocess.mask.signal_pixels``). A vendor's mask or a round screen's surround is 0 in every
+    pattern, and compared there too every crystal looks alike. None where every pixel varies."""
+    from kdeconv.preprocess.mask import signal_pixels
 
-    return circular_mask(tuple(shape)) if masked or windowed(background) else None
-
-
-def zero_masked(raw: np.ndarray, blank: np.ndarray) -> bool:
-    """True when most non-blank patterns of ``raw`` ``(..., sy, sx)`` are zero outside the
-    inscribed circle (``preprocess.mask.detect_masked``): a vendor's mask, which the recipe
-    leaves as it is."""
-    from kdeconv.preprocess.mask import circular_mask, detect_masked
-
-    stack = np.asarray(raw)[~np.asarray(blank, bool)]
-    if len(stack) == 0 or min(stack.shape[-2:]) < 3:
-        return False
-    return bool(detect_masked(stack, circular_mask(stack.shape[-2:])).mean() > 0.5)
+    signal = signal_pixels(np.asarray(pre))
+    if signal.all():
+        return None
+    if tuple(signal.shape) != tuple(shape):
+        signal = resample(signal.astype(np.float32), tuple(shape)) >= 0.999
+    return signal
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -337,12 +330,12 @@ def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray,
               background: dict, static_bg: np.ndarray | None = None,
               settings: NeighbourFitSettings = DEFAULT_SETTINGS, signal: float | None = None,
               shared: np.ndarray | None = None, nearest: int | None = None,
-              masked: bool = False) -> TileFit:
+              window: np.ndarray | None = None) -> TileFit:
     """``fit_tile`` from a chunk's raw patterns with their halo, ``(hy, hx, sy, sx)``: preprocessed
     as ``separate`` does for the model (``background``, ``static_bg``) at their own shape.
     ``blank`` ``(hy, hx)`` flags frames of one value; ``a_core`` the model's A over the core, in
-    the map's dtype; ``signal``, ``shared`` and ``nearest`` as ``fit_tile``'s; ``masked``: the
-    map's patterns are ``zero_masked``."""
+    the map's dtype; ``signal``, ``shared`` and ``nearest`` as ``fit_tile``'s; ``window``: the
+    map's ``fit_window``."""
     from dataclasses import replace
 
     from scipy.ndimage import maximum_filter
@@ -355,40 +348,50 @@ def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray,
     fitted[core] = True
     fitted &= (interior < settings.deep_px) & ~blank
     needed = maximum_filter(fitted, size=2 * int(settings.radius) + 1, mode="constant")
-    pre, fit = preprocessed(raw, blank, background, static_bg, needed, masked)
+    pre, fit = preprocessed(raw, blank, background, static_bg, needed, window)
     shape = fit_shape_for(pre.shape[-2:])
-    inside = fit_window(background, shape, masked)
     a_fit = None
     if a_core is not None:
         a_fit = np.zeros(a_core.shape[:2] + (fit.shape[-1],), np.float32)
         here = fitted[core]
-        a_fit[here] = unit_vectors(to_screen(from_dtype(a_core[here]), background), shape, inside)
+        a_fit[here] = unit_vectors(to_screen(from_dtype(a_core[here]), background), shape, window)
     tile = fit_tile(pre, fit, labels, (labels >= 0) & ~blank, interior, core, a_fit, settings, signal,
-                    shared, nearest, inside)
+                    shared, nearest, window)
     if tuple(pre.shape[-2:]) != tuple(raw.shape[-2:]):  # a round screen's square: A and B in place
         tile = replace(tile, a=from_screen(tile.a, raw.shape[-2:], background),
                        b=from_screen(tile.b, raw.shape[-2:], background))
     return tile
 
 
-def preprocessed(raw: np.ndarray, blank: np.ndarray, background: dict,
-                 static_bg: np.ndarray | None = None,
-                 needed: np.ndarray | None = None,
-                 masked: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def seen_patterns(raw: np.ndarray, blank: np.ndarray, background: dict,
+                  static_bg: np.ndarray | None = None, needed: np.ndarray | None = None) -> np.ndarray:
     """Raw ``(hy, hx, sy, sx)`` -> the patterns as the model sees them (float32 [0, 1], their own
-    shape, or a round screen's square) and their ``unit_vectors`` over the ``fit_window``
-    (``masked``: the map's patterns are ``zero_masked``); zeros for blank frames and where
-    ``needed`` is False."""
+    shape, or a round screen's square); zeros for blank frames and where ``needed`` is False."""
     from kdeconv.preprocess.mask import screen_shape
     from kdeconv.separate.chunk import preprocess_patterns
 
     hy, hx = raw.shape[:2]
     sy, sx = screen_shape(raw.shape[-2:], background)
-    shape = fit_shape_for((sy, sx))
     made = ~blank if needed is None else needed & ~blank
     pre = np.zeros((hy, hx, sy, sx), np.float32)
-    fit = np.zeros((hy, hx, shape[0] * shape[1]), np.float32)
     if made.any():
         pre[made] = preprocess_patterns(raw[made], background, static_bg=static_bg)
-        fit[made] = unit_vectors(pre[made], shape, fit_window(background, shape, masked))
-    return pre, fit
+    return pre
+
+
+def preprocessed(raw: np.ndarray, blank: np.ndarray, background: dict,
+                 static_bg: np.ndarray | None = None, needed: np.ndarray | None = None,
+                 window: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``seen_patterns`` and their ``unit_vectors`` over ``window`` (the map's ``fit_window``;
+    None: all pixels), zeros for blank frames and where ``needed`` is False."""
+    pre = seen_patterns(raw, blank, background, static_bg, needed)
+    return pre, vectors_of(pre, ~blank if needed is None else needed & ~blank, window)
+
+
+def vectors_of(pre: np.ndarray, made: np.ndarray, window: np.ndarray | None) -> np.ndarray:
+    """``(hy, hx, d)`` ``unit_vectors`` of ``pre`` ``(hy, hx, sy, sx)`` where ``made``, else 0."""
+    shape = fit_shape_for(pre.shape[-2:])
+    fit = np.zeros(pre.shape[:2] + (shape[0] * shape[1],), np.float32)
+    if made.any():
+        fit[made] = unit_vectors(pre[made], shape, window)
+    return fit

@@ -23,12 +23,14 @@ from kdeconv.separate.neighbour_fit import (
     NeighbourFitSettings,
     TileFit,
     fit_chunk,
+    fit_shape_for,
+    fit_window,
     grain_coherence,
     nearest_for,
-    preprocessed,
+    seen_patterns,
     shared_direction,
     single_pattern_signal,
-    zero_masked,
+    vectors_of,
 )
 
 __all__ = ["NEIGHBOUR_PAIR", "skip_reason", "write_neighbour_fit", "write_fit_result", "fit_in_memory",
@@ -55,15 +57,15 @@ SIGNAL_WINDOW = 24
 class MapReading:
     """What the fit reads once per map, on the ``SIGNAL_WINDOW`` square at its centre: a single
     pattern's ``signal`` share, the ``shared`` direction of its grains (with its share), the
-    grains' ``coherence`` (``grain_coherence``), which sets ``nearest``, and whether its patterns
-    are ``masked`` already (``zero_masked``: the fit then compares the inscribed circle only)."""
+    grains' ``coherence`` (``grain_coherence``), which sets ``nearest``, and the pixels the fit
+    compares (``window``, ``fit_window``: None, all)."""
 
     signal: float
     shared: np.ndarray | None
     shared_share: float
     coherence: float
     nearest: int | None
-    masked: bool = False
+    window: np.ndarray | None = None
 
 
 def map_reading(patterns, blank: np.ndarray | None, labels: np.ndarray, interior: np.ndarray,
@@ -78,16 +80,21 @@ def map_reading(patterns, blank: np.ndarray | None, labels: np.ndarray, interior
 
     ny, nx = labels.shape
     hy, hx = min(ny, SIGNAL_WINDOW), min(nx, SIGNAL_WINDOW)
-    window = (slice((ny - hy) // 2, (ny - hy) // 2 + hy), slice((nx - hx) // 2, (nx - hx) // 2 + hx))
-    raw = np.asarray(patterns[window])
-    blank = blank_frames(raw) if blank is None else np.asarray(blank[window], bool)
-    masked = zero_masked(raw, blank)
-    _, fit = preprocessed(raw, blank, background, static_bg, masked=masked)
-    members = (labels[window] >= 0) & ~blank
-    coherence = grain_coherence(fit, labels[window], members & (interior[window] >= settings.deep_px))
-    return MapReading(single_pattern_signal(fit, labels[window], members),
-                      *shared_direction(fit, labels[window], members), coherence,
-                      nearest_for(coherence, settings), masked)
+    centre = (slice((ny - hy) // 2, (ny - hy) // 2 + hy), slice((nx - hx) // 2, (nx - hx) // 2 + hx))
+    raw = np.asarray(patterns[centre])
+    blank = blank_frames(raw) if blank is None else np.asarray(blank[centre], bool)
+    pre = seen_patterns(raw, blank, background, static_bg)
+    window = fit_window(pre[~blank], fit_shape_for(pre.shape[-2:])) if (~blank).any() else None
+    fit = vectors_of(pre, ~blank, window)
+    labels, members = labels[centre], (labels[centre] >= 0) & ~blank
+    coherence = grain_coherence(fit, labels, members & (interior[centre] >= settings.deep_px))
+    return MapReading(single_pattern_signal(fit, labels, members), *shared_direction(fit, labels, members),
+                      coherence, nearest_for(coherence, settings), window)
+
+
+def _compared(window: np.ndarray | None) -> float:
+    """The share of the fit's pattern pixels it compares."""
+    return 1.0 if window is None else round(float(np.mean(window)), 4)
 
 
 def _chunk_slices(nav_shape, nav_chunks, radius: int):
@@ -124,7 +131,7 @@ def _fit_and_write(raw, blank, labels, interior, *, out_path: str, core, inner,
     a = group["A"][core]
     fit = fit_chunk(np.asarray(raw), np.asarray(blank), labels, interior, inner, a,
                     background, static_bg, settings, reading.signal, reading.shared, reading.nearest,
-                    reading.masked)
+                    reading.window)
     b, weights = group["B"][core], group["weights"][core]
     _apply(fit, a, b, weights)
     if fit.second.any():
@@ -141,7 +148,7 @@ def _record(counts: np.ndarray, seconds: float, settings: NeighbourFitSettings, 
             "in_grain_cleared": int(((labels >= 0) & pair).sum()),
             "seconds": round(seconds, 2), "signal": round(reading.signal, 4),
             "shared": round(reading.shared_share, 4), "coherence": round(reading.coherence, 4),
-            "nearest": reading.nearest, "masked": reading.masked, "radius_px": settings.radius,
+            "nearest": reading.nearest, "compared": _compared(reading.window), "radius_px": settings.radius,
             "min_minority": settings.min_minority, "min_explained": settings.min_explained,
             "same_grain_ncc": settings.same_grain_ncc, "same_crystal_ncc": settings.same_crystal_ncc,
             "deep_px": settings.deep_px, "bent_coherence": settings.bent_coherence}
@@ -226,7 +233,7 @@ def fit_in_memory(patterns, a: np.ndarray | None, b: np.ndarray | None, weights:
         fit = fit_chunk(np.asarray(patterns[halo]), blank[halo], claims.labels[halo],
                         claims.interior[halo], inner, None if a is None else a[core], background,
                         static_bg, settings, reading.signal, reading.shared, reading.nearest,
-                        reading.masked)
+                        reading.window)
         if a is not None:
             _apply(fit, a[core], b[core], weights[core])
         else:

@@ -163,16 +163,17 @@ def test_a_round_screens_square_is_fitted_and_b_put_back_in_its_place(fitted):
     assert np.mean(right) >= 0.95
 
 
-def test_a_vendor_masked_map_is_compared_inside_its_circle(fitted):
-    """The same map as vendor software exports it (background removed, zero outside the inscribed
-    circle, 8-bit), which the recipe leaves as it is: the fit reads it as masked and compares the
-    circle only, where the zeros around it would make distinct grains alike. Two grains' means
-    correlate as distinct crystals inside the circle, and the pairs, weights and Bs follow the
-    truth."""
+def test_a_vendor_masked_map_is_compared_inside_its_mask(fitted):
+    """The same map as vendor software exports it (background removed, zero outside a circle, 8
+    bits), which the recipe leaves as it is: the fit compares the pixels that vary from pattern to
+    pattern, where the zeros outside would make distinct grains alike. Two grains' means then
+    correlate as distinct crystals, and the pairs, weights and Bs follow the truth. A mask
+    smaller than the inscribed circle is found as it is."""
     from kdeconv.config.simulate_map import ProcessedSpec
     from kdeconv.evaluate.simulate_map import vendor_processed
     from kdeconv.preprocess.background import static_background_from_mean
-    from kdeconv.separate.neighbour_fit import fit_shape_for, fit_window, preprocessed, zero_masked
+    from kdeconv.preprocess.mask import circular_mask
+    from kdeconv.separate.neighbour_fit import fit_shape_for, fit_window, seen_patterns, unit_vectors
 
     sim, _, _, (_, _, claims) = fitted
     nav, sig = sim.counts.shape[:2], sim.counts.shape[2:]
@@ -181,28 +182,31 @@ def test_a_vendor_masked_map_is_compared_inside_its_circle(fitted):
     exported = vendor_processed(flat, static, ProcessedSpec()).reshape(sim.counts.shape)
     processed = {**RAW, "mode": "processed", "static": "none", "dynamic": False}
     blank = np.zeros(nav, bool)
-    assert zero_masked(exported, blank) and not zero_masked(sim.counts, blank)
+    shape = fit_shape_for(sig)
+    pre = seen_patterns(exported, blank, processed)
+    window = fit_window(pre, shape)
+    np.testing.assert_array_equal(window, circular_mask(shape))
+    assert fit_window(seen_patterns(sim.counts, blank, RAW, static), shape) is None
+    smaller = circular_mask(sig, radius=0.4 * sig[0])
+    np.testing.assert_array_equal(fit_window(pre * smaller, shape), smaller)
 
     grain = np.argmax(sim.fractions, axis=-1)
     pure = np.max(sim.fractions, axis=-1) > 0.999
     first, second = (np.argwhere(pure & (grain == g))[:8] for g in np.unique(grain[pure])[:2])
-    pre, _ = preprocessed(exported, blank, processed)
-    shape = fit_shape_for(sig)
 
     def ncc_of_means(inside):
-        from kdeconv.separate.neighbour_fit import unit_vectors
-
         means = [unit_vectors(pre[tuple(at.T)], shape, inside).mean(0) for at in (first, second)]
         return float(means[0] @ means[1] / np.linalg.norm(means[0]) / np.linalg.norm(means[1]))
 
-    assert ncc_of_means(fit_window(processed, shape, masked=True)) < 0.3 < ncc_of_means(None)
+    assert ncc_of_means(window) < 0.3 < ncc_of_means(None)
 
     zeros = np.zeros(sim.counts.shape, np.uint8)
     weights = np.zeros(nav + (2,), np.float32)
     weights[..., 0] = 1
     _, b, w, pair, record = fit_in_memory(exported, zeros, zeros.copy(), weights, blank, processed,
                                           None, claims, ((8, 8, 8), (8, 8, 8)))
-    assert record["masked"] and record["pairs"] == int(pair.sum())
+    assert record["compared"] == pytest.approx(float(circular_mask(shape).mean()), abs=1e-4)
+    assert record["pairs"] == int(pair.sum())
     top2 = np.sort(sim.fractions, axis=-1)[..., -2:]
     two_grains = (top2.sum(-1) > 0.97) & (top2[..., 0] >= 0.2)
     assert pair[two_grains].mean() >= 0.85

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 import kdeconv.model as model
+from kdeconv.preprocess.mask import signal_pixels
 from kdeconv.separate.model_choice import (
     MIN_PIXELS,
     choose_shipped_model,
     describe_model_choice,
     neighbour_support,
-    signal_pixels,
 )
 
 
