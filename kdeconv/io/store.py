@@ -349,6 +349,10 @@ def open_store(path: str | Path, kind: str | None = None,
             raise InputError(f"store {path} is incomplete ({partial_path(path).name} exists): "
                              "rerun the command that makes it")
         raise InputError(f"store not found: {path}")
+    if path.is_file():
+        hint = (f"; `kdeconv ingest {path} map.zarr` reads a vendor file or image into one"
+                if kind == "map" else "")
+        raise InputError(f"{path} is a file, not a Zarr store (a folder){hint}")
     try:
         group = zarr.open_group(str(path), mode="r")
         found = group.attrs.get("kdeconv_kind")

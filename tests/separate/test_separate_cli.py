@@ -36,6 +36,11 @@ def test_not_a_map_store(cli, tmp_path):
     assert "expected a 'map' store" in line
     line = error_line(cli("separate", tmp_path / "nothing.zarr", "--out", tmp_path / "out.zarr"))
     assert "not found" in line
+    vendor = tmp_path / "map.up2"
+    vendor.write_bytes(b"\0" * 64)
+    line = error_line(cli("separate", vendor, "--out", tmp_path / "out.zarr"))
+    assert "is a file, not a Zarr store" in line and f"kdeconv ingest {vendor} map.zarr" in line
+    assert vendor.read_bytes() == b"\0" * 64
     assert_nothing_written(tmp_path)
 
 
