@@ -88,16 +88,16 @@ def fit_shape_for(sig_shape: tuple[int, int]) -> tuple[int, int]:
 
 
 def unit_vectors(patterns: np.ndarray, fit_shape: tuple[int, int],
-                 inside: np.ndarray | None = None) -> np.ndarray:
+                 window: np.ndarray | None = None) -> np.ndarray:
     """``(..., sy, sx)`` -> ``(..., d)`` float32 at ``fit_shape``, zero mean and unit norm (zeros
     stay zeros): the fit's coefficients then do not depend on a pattern's brightness. With
-    ``inside`` (bool ``fit_shape``, ``fit_window``) only those pixels count; the rest are 0."""
+    ``window`` (bool ``fit_shape``, ``fit_window``) only those pixels count; the rest are 0."""
     x = np.asarray(patterns, np.float32)
     if tuple(x.shape[-2:]) != tuple(fit_shape):
         x = resample(x, fit_shape)
     x = x.reshape(x.shape[:-2] + (-1,)).astype(np.float32)
-    if inside is not None:
-        keep = np.asarray(inside, bool).reshape(-1)
+    if window is not None:
+        keep = np.asarray(window, bool).reshape(-1)
         x = np.where(keep, x - x[..., keep].mean(axis=-1, keepdims=True), 0.0).astype(np.float32)
     x = x - x.mean(axis=-1, keepdims=True)
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
@@ -203,13 +203,13 @@ def _without(vectors: np.ndarray, direction: np.ndarray | None) -> np.ndarray:
 
 def one_crystal(means: np.ndarray, reliability: np.ndarray, shared: np.ndarray | None,
                 settings: NeighbourFitSettings = DEFAULT_SETTINGS,
-                shape: tuple[int, int] | None = None, inside: np.ndarray | None = None) -> np.ndarray:
+                shape: tuple[int, int] | None = None, window: np.ndarray | None = None) -> np.ndarray:
     """bool (k, k): which of ``k`` unit mean patterns (rows of ``means``, of ``reliability``
     ``mean_reliability`` each) are one grain cut in two, or one crystal: their correlation
     reaches ``same_grain_ncc`` of what two means of one grain would give, or, less the map's
     ``shared`` direction, ``same_crystal_ncc`` of it; or, less it and binned from ``shape`` (the
     means' pattern shape) to ``crystal_side``, ``same_crystal_ncc`` itself (binning averages the
-    noise away), on the binned pixels wholly ``inside`` the fit's window (``fit_window``).
+    noise away), on the binned pixels wholly inside the map's ``window`` (``fit_window``).
     Without ``shared`` only the first test applies."""
     gram = means @ means.T
     bar = np.sqrt(np.outer(reliability, reliability))
@@ -221,10 +221,10 @@ def one_crystal(means: np.ndarray, reliability: np.ndarray, shared: np.ndarray |
     if shape is not None and 0 < settings.crystal_side < max(shape):
         scale = settings.crystal_side / max(shape)
         coarse_shape = (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
-        coarse_inside = None if inside is None else \
-            resample(np.asarray(inside, np.float32).reshape(shape), coarse_shape) >= 0.999
+        coarse_window = None if window is None else \
+            resample(np.asarray(window, np.float32).reshape(shape), coarse_shape) >= 0.999
         coarse = unit_vectors(crystals.reshape((len(crystals),) + tuple(shape)), coarse_shape,
-                              coarse_inside)
+                              coarse_window)
         same |= coarse @ coarse.T >= settings.same_crystal_ncc
     return same
 
@@ -239,7 +239,7 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
              interior: np.ndarray, core: tuple[slice, slice], a_fit: np.ndarray | None = None,
              settings: NeighbourFitSettings = DEFAULT_SETTINGS, signal: float | None = None,
              shared: np.ndarray | None = None, nearest: int | None = None,
-             inside: np.ndarray | None = None) -> TileFit:
+             window: np.ndarray | None = None) -> TileFit:
     """The neighbour fit over ``core`` of a tile (its nav slices; the rest is the halo).
 
     ``pre``: ``(hy, hx, sy, sx)`` the tile's patterns preprocessed as the model sees them, float32
@@ -250,8 +250,8 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
     ``signal``: the map's ``single_pattern_signal`` (None: measured on this tile); ``shared``: the
     map's ``shared_direction`` (None: one crystal is told only by the means' own correlation);
     ``nearest``: each grain's mean from its members nearest the pixel, at most this many (None:
-    all within the radius; ``nearest_for`` the map); ``inside``: the ``fit_window`` ``fit`` was
-    made with.
+    all within the radius; ``nearest_for`` the map); ``window``: the map's ``fit_window``, which
+    ``fit`` was made with.
     """
     hy, hx = labels.shape
     (y0, y1), (x0, x1) = (core[0].start, core[0].stop), (core[1].start, core[1].stop)
@@ -281,7 +281,7 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
             means = np.stack([_unit(fit[wy, wx][idx].mean(axis=0)) for idx in near])
             gram = means @ means.T
             reliability = mean_reliability([len(idx[0]) for idx in near], signal)
-            one_grain = one_crystal(means, reliability, shared, settings, fit_shape, inside)
+            one_grain = one_crystal(means, reliability, shared, settings, fit_shape, window)
             proj = means @ fit[y, x]
             best = None
             for i in range(len(grains)):

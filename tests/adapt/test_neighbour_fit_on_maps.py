@@ -194,8 +194,8 @@ def test_a_vendor_masked_map_is_compared_inside_its_mask(fitted):
     pure = np.max(sim.fractions, axis=-1) > 0.999
     first, second = (np.argwhere(pure & (grain == g))[:8] for g in np.unique(grain[pure])[:2])
 
-    def ncc_of_means(inside):
-        means = [unit_vectors(pre[tuple(at.T)], shape, inside).mean(0) for at in (first, second)]
+    def ncc_of_means(compared):
+        means = [unit_vectors(pre[tuple(at.T)], shape, compared).mean(0) for at in (first, second)]
         return float(means[0] @ means[1] / np.linalg.norm(means[0]) / np.linalg.norm(means[1]))
 
     assert ncc_of_means(window) < 0.3 < ncc_of_means(None)
