@@ -119,6 +119,14 @@ class Separation:
                        _neighbour_fit=record, _neighbour_pair=pair)
 
     @property
+    def neighbour_fit_record(self) -> dict | None:
+        """What the neighbour fit did (the store's ``neighbour_fit`` attrs): pixels ``fitted`` and
+        ``pairs`` kept, the map's ``signal`` share, grain ``coherence`` and ``nearest``, the share
+        of pattern pixels ``compared``, its settings; or ``skipped`` with the reason. None where
+        the fit is off, and on a lazy separation until ``neighbour_pair`` is."""
+        return self._neighbour_fit
+
+    @property
     def model_choice(self) -> dict | None:
         """Which shipped model separated the data and why (``kdeconv.separate.model_choice``:
         ``chosen``, the vote's ``pixels`` and ``broad_looks_wins``, or the ``reason`` no vote was

@@ -124,6 +124,8 @@ def test_to_zarr_writes_the_measured_in_grain_claims_without_segmenting_again(tw
     assert record["bar"] == rule.claim_weight_in_grain
     # (the neighbour fit's pairs leave the mask the claims wrote)
     np.testing.assert_array_equal(group["in_grain"][...] & ~sep.neighbour_pair, in_grain)
+    assert group.attrs["neighbour_fit"] == sep.neighbour_fit_record
+    assert sep.neighbour_fit_record["pairs"] == int(sep.neighbour_pair.sum())
 
 
 def test_a_lazy_separation_computes_what_the_claims_need(two_grains, tmp_path):
