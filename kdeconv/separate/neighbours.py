@@ -250,6 +250,9 @@ def describe_neighbour_fit(record: dict[str, Any]) -> str:
         return f"neighbour fit: none ({record['skipped']})"
     bent = (f"; the grains are bent (coherence {record['coherence']:.2f}): each is its "
             f"{record['nearest']} pixels nearest" if record.get("nearest") else "")
+    compared = record.get("compared", 1.0)
+    masked = (f"; compared on the {100 * compared:.0f}% of pattern pixels that vary, a mask left out"
+              if compared < 1 else "")
     return (f"neighbour fit: {record['pairs']:,} of {record['fitted']:,} pixels between grains are "
             "two nearby grains (B: the second grain's interior within "
-            f"{record['radius_px']} steps; weights from the fit{bent}); {record['seconds']:.1f} s")
+            f"{record['radius_px']} steps; weights from the fit{bent}{masked}); {record['seconds']:.1f} s")

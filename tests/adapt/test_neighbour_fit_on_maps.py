@@ -174,6 +174,7 @@ def test_a_vendor_masked_map_is_compared_inside_its_mask(fitted):
     from kdeconv.preprocess.background import static_background_from_mean
     from kdeconv.preprocess.mask import circular_mask
     from kdeconv.separate.neighbour_fit import fit_shape_for, fit_window, seen_patterns, unit_vectors
+    from kdeconv.separate.neighbours import describe_neighbour_fit
 
     sim, _, _, (_, _, claims) = fitted
     nav, sig = sim.counts.shape[:2], sim.counts.shape[2:]
@@ -207,6 +208,7 @@ def test_a_vendor_masked_map_is_compared_inside_its_mask(fitted):
                                           None, claims, ((8, 8, 8), (8, 8, 8)))
     assert record["compared"] == pytest.approx(float(circular_mask(shape).mean()), abs=1e-4)
     assert record["pairs"] == int(pair.sum())
+    assert "compared on the 78% of pattern pixels that vary" in describe_neighbour_fit(record)
     top2 = np.sort(sim.fractions, axis=-1)[..., -2:]
     two_grains = (top2.sum(-1) > 0.97) & (top2[..., 0] >= 0.2)
     assert pair[two_grains].mean() >= 0.85
