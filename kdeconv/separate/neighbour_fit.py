@@ -108,11 +108,13 @@ def fit_window(pre: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
     """The pixels at the fit's ``shape`` that the fit compares: those wholly within the pattern
     pixels that vary across ``pre`` (``(..., sy, sx)``, a map's patterns as the model sees them;
     ``preprocess.mask.signal_pixels``). A vendor's mask or a round screen's surround is 0 in every
-    pattern, and compared there too every crystal looks alike. None where every pixel varies."""
+    pattern, and compared there too every crystal looks alike. None where every pixel varies, or
+    none does (one pattern)."""
     from kdeconv.preprocess.mask import signal_pixels
 
-    signal = signal_pixels(np.asarray(pre))
-    if signal.all():
+    pre = np.asarray(pre)
+    signal = signal_pixels(pre)
+    if signal.all() or not signal.any():  # all vary, or too few patterns to tell
         return None
     if tuple(signal.shape) != tuple(shape):
         signal = resample(signal.astype(np.float32), tuple(shape)) >= 0.999

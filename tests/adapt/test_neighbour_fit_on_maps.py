@@ -188,6 +188,7 @@ def test_a_vendor_masked_map_is_compared_inside_its_mask(fitted):
     window = fit_window(pre, shape)
     np.testing.assert_array_equal(window, circular_mask(shape))
     assert fit_window(seen_patterns(sim.counts, blank, RAW, static), shape) is None
+    assert fit_window(pre[:1, :1], shape) is None  # one pattern tells nothing
     smaller = circular_mask(sig, radius=0.4 * sig[0])
     np.testing.assert_array_equal(fit_window(pre * smaller, shape), smaller)
 
