@@ -25,7 +25,7 @@ from kdeconv.config.cluster import ClusterConfig
 from kdeconv.errors import InputError
 
 __all__ = ["ClusterConfig", "open_client", "compute", "worker_threads", "machine_cores",
-           "check_cluster_config", "sigint_ignored", "tune_malloc", "environment_kept"]
+           "check_cluster_config", "sigint_ignored", "ctrl_c_not_lost", "tune_malloc", "environment_kept"]
 
 
 def machine_cores() -> int:
@@ -234,6 +234,46 @@ def sigint_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _in_gc_callback(frame) -> bool:
+    """Whether ``frame`` runs inside a garbage-collector callback."""
+    import gc
+
+    codes = {getattr(getattr(cb, "__func__", cb), "__code__", None) for cb in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _on_ctrl_c(signum, frame) -> None:
+    if _in_gc_callback(frame):
+        # raised here, Python would print "Exception ignored" and carry on: send it again once
+        # the callback has returned
+        timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+        timer.daemon = True
+        timer.start()
+        return
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def ctrl_c_not_lost() -> Iterator[None]:
+    """Ctrl-C raises ``KeyboardInterrupt`` even when it lands in a garbage-collector callback
+    (a LocalCluster's scheduler, run in this process, installs distributed's GC diagnosis), where
+    Python swallows the exception and the command would run on. Only where Ctrl-C raises already
+    (the main thread, SIGINT not ignored)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    signal.signal(signal.SIGINT, _on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # Seconds the client and the local cluster get to close after Ctrl-C.

@@ -55,8 +55,11 @@ class KdeconvGroup(click.Group):
                 formatter.write_dl(rows)
 
     def invoke(self, ctx):
+        from kdeconv.cluster import ctrl_c_not_lost
+
         try:
-            return super().invoke(ctx)
+            with ctrl_c_not_lost():
+                return super().invoke(ctx)
         except InputError as err:
             click.echo(f"Error: {err}", err=True)
             ctx.exit(2)
