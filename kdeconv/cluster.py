@@ -236,44 +236,32 @@ def sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _in_gc_callback(frame) -> bool:
-    """Whether ``frame`` runs inside a garbage-collector callback."""
-    import gc
-
-    codes = {getattr(getattr(cb, "__func__", cb), "__code__", None) for cb in gc.callbacks}
-    while frame is not None:
-        if frame.f_code in codes:
-            return True
-        frame = frame.f_back
-    return False
-
-
-def _on_ctrl_c(signum, frame) -> None:
-    if _in_gc_callback(frame):
-        # raised here, Python would print "Exception ignored" and carry on: send it again once
-        # the callback has returned
-        timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
-        timer.daemon = True
-        timer.start()
-        return
-    raise KeyboardInterrupt
-
-
 @contextlib.contextmanager
 def ctrl_c_not_lost() -> Iterator[None]:
-    """Ctrl-C raises ``KeyboardInterrupt`` even when it lands in a garbage-collector callback
-    (a LocalCluster's scheduler, run in this process, installs distributed's GC diagnosis), where
-    Python swallows the exception and the command would run on. Only where Ctrl-C raises already
-    (the main thread, SIGINT not ignored)."""
+    """Ctrl-C raises ``KeyboardInterrupt`` even when it lands where Python cannot raise it: in a
+    garbage-collector or weakref callback or a finalizer (a LocalCluster's scheduler, run in this
+    process, installs distributed's GC diagnosis), Python reports it to ``sys.unraisablehook``
+    and the command would run on. Such a Ctrl-C is sent again a moment later. Only where Ctrl-C
+    raises already (the main thread, SIGINT not ignored)."""
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield
         return
-    signal.signal(signal.SIGINT, _on_ctrl_c)
+    previous = sys.unraisablehook
+
+    def hook(info) -> None:
+        if info.exc_type is KeyboardInterrupt:
+            timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+            timer.daemon = True
+            timer.start()
+            return
+        previous(info)
+
+    sys.unraisablehook = hook
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.unraisablehook = previous
 
 
 # Seconds the client and the local cluster get to close after Ctrl-C.
