@@ -116,9 +116,15 @@ def fit_window(pre: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
     signal = signal_pixels(pre)
     if signal.all() or not signal.any():  # all vary, or too few patterns to tell
         return None
-    if tuple(signal.shape) != tuple(shape):
-        signal = resample(signal.astype(np.float32), tuple(shape)) >= 0.999
-    return signal
+    return _wholly_inside(signal, shape)
+
+
+def _wholly_inside(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The pixels of ``mask`` (bool) resampled to ``shape`` that lie wholly inside it."""
+    mask = np.asarray(mask, bool)
+    if tuple(mask.shape) == tuple(shape):
+        return mask
+    return resample(mask.astype(np.float32), tuple(shape)) >= 0.999
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -223,8 +229,7 @@ def one_crystal(means: np.ndarray, reliability: np.ndarray, shared: np.ndarray |
     if shape is not None and 0 < settings.crystal_side < max(shape):
         scale = settings.crystal_side / max(shape)
         coarse_shape = (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
-        coarse_window = None if window is None else \
-            resample(np.asarray(window, np.float32).reshape(shape), coarse_shape) >= 0.999
+        coarse_window = None if window is None else _wholly_inside(np.reshape(window, shape), coarse_shape)
         coarse = unit_vectors(crystals.reshape((len(crystals),) + tuple(shape)), coarse_shape,
                               coarse_window)
         same |= coarse @ coarse.T >= settings.same_crystal_ncc
