@@ -1,7 +1,7 @@
 """The neighbour fit over a separated map: ``kdeconv.separate.neighbour_fit`` chunk by chunk.
 
 Runs after the in-grain claims, whose segmentation names the grains. Each task reads one chunk of
-the map with a halo of the fit's radius, fits its pixels near boundaries and writes, where a pair
+the map with a halo of the fit's reach, fits its pixels near boundaries and writes, where a pair
 of nearby grains explains the pattern, B (the second grain's interior mean), the weights and, where
 the model's A was the second grain's crystal, A into the separated store, with the
 ``neighbour_pair`` mask. Those pixels leave the ``in_grain`` mask: the in-grain bar is the
@@ -27,6 +27,7 @@ from kdeconv.separate.neighbour_fit import (
     fit_window,
     grain_coherence,
     nearest_for,
+    reach,
     seen_patterns,
     shared_direction,
     single_pattern_signal,
@@ -149,6 +150,7 @@ def _record(counts: np.ndarray, seconds: float, settings: NeighbourFitSettings, 
             "seconds": round(seconds, 2), "signal": round(reading.signal, 4),
             "shared": round(reading.shared_share, 4), "coherence": round(reading.coherence, 4),
             "nearest": reading.nearest, "compared": _compared(reading.window), "radius_px": settings.radius,
+            "far_radius_px": settings.far_radius,
             "min_minority": settings.min_minority, "min_explained": settings.min_explained,
             "same_grain_ncc": settings.same_grain_ncc, "same_crystal_ncc": settings.same_crystal_ncc,
             "deep_px": settings.deep_px, "bent_coherence": settings.bent_coherence}
@@ -186,7 +188,7 @@ def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, An
     tasks = [task(patterns[halo], blank[halo], claims.labels[halo],
                   claims.interior[halo], out_path=str(out_path), core=core, inner=inner,
                   background=background, static_bg=static_bg, settings=settings, reading=reading)
-             for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, settings.radius)]
+             for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, reach(settings))]
     total = dask.delayed(sum)(tasks)
     counts = compute(client, total, progress=progress) if client is not None else total.compute()
     pair = np.asarray(group[NEIGHBOUR_PAIR][...], bool)
@@ -229,7 +231,7 @@ def fit_in_memory(patterns, a: np.ndarray | None, b: np.ndarray | None, weights:
     counts = np.zeros(3, np.int64)
     reading = map_reading(patterns, blank, claims.labels, claims.interior, background, static_bg,
                           settings)
-    for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, settings.radius):
+    for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, reach(settings)):
         fit = fit_chunk(np.asarray(patterns[halo]), blank[halo], claims.labels[halo],
                         claims.interior[halo], inner, None if a is None else a[core], background,
                         static_bg, settings, reading.signal, reading.shared, reading.nearest,
@@ -253,6 +255,9 @@ def describe_neighbour_fit(record: dict[str, Any]) -> str:
     compared = record.get("compared", 1.0)
     masked = (f"; compared on the {100 * compared:.0f}% of pattern pixels that vary, a mask left out"
               if compared < 1 else "")
+    far = record.get("far_radius_px", 0)
+    within = (f"{record['radius_px']} steps, {far} where no second grain is nearer"
+              if far > record["radius_px"] else f"{record['radius_px']} steps")
     return (f"neighbour fit: {record['pairs']:,} of {record['fitted']:,} pixels between grains are "
-            "two nearby grains (B: the second grain's interior within "
-            f"{record['radius_px']} steps; weights from the fit{bent}{masked}); {record['seconds']:.1f} s")
+            f"two nearby grains (B: the second grain's interior within {within}; weights from the "
+            f"fit{bent}{masked}); {record['seconds']:.1f} s")

@@ -219,3 +219,32 @@ def test_a_vendor_masked_map_is_compared_inside_its_mask(fitted):
     right = [np.argmax([_ncc(b[y, x].astype(np.float32), g) for g in sim.pure]) == second_grain[y, x]
              for y, x in np.argwhere(found)]
     assert np.mean(right) >= 0.95
+
+
+def test_the_fit_is_the_same_whatever_the_chunks_and_the_far_ring_only_adds(fitted):
+    """Each chunk reads a halo as far as the fit looks (``reach``): the pairs and weights do not
+    depend on the chunking. Looking farther where fewer than two grains are near adds pixels
+    and changes none that the radius alone fits."""
+    from dataclasses import replace
+
+    from kdeconv.separate.neighbour_fit import DEFAULT_SETTINGS, reach
+
+    _, _, _, (patterns, static, claims) = fitted
+    raw = np.asarray(patterns)
+    nav = raw.shape[:2]
+    weights = np.zeros(nav + (2,), np.float32)
+    weights[..., 0] = 1
+    blank = np.zeros(nav, bool)
+
+    def fit(chunks, settings=DEFAULT_SETTINGS):
+        return fit_in_memory(raw, None, None, weights, blank, RAW, static, claims, chunks, settings)[2:4]
+
+    assert reach(DEFAULT_SETTINGS) > DEFAULT_SETTINGS.radius
+    whole_w, whole_pair = fit(((nav[0],), (nav[1],)))
+    for chunks in (((8, 8, 8), (8, 8, 8)), ((5, 7, 12), (11, 13))):
+        w, pair = fit(chunks)
+        np.testing.assert_array_equal(pair, whole_pair)
+        np.testing.assert_array_equal(w, whole_w)
+    near_w, near_pair = fit(((8, 8, 8), (8, 8, 8)), replace(DEFAULT_SETTINGS, far_radius=0))
+    assert not (near_pair & ~whole_pair).any()
+    np.testing.assert_array_equal(whole_w[near_pair], near_w[near_pair])

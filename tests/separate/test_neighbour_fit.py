@@ -114,6 +114,34 @@ def test_a_pixel_whose_own_grain_is_not_nearby_gets_no_pair():
     assert fit.fitted[hidden].all() and not fit.second[hidden].any()
 
 
+def test_a_second_grain_whose_interior_lies_beyond_the_radius_is_found_farther_out():
+    """Grain 1's pixels beside the boundary are left out of the segmentation (a narrow grain,
+    one cut off by the map's edge): its nearest labelled pixel lies 6 steps from the mixed
+    column. Within ``radius`` only grain 0 is seen; ``far_radius`` finds the pair, its weight
+    and B, and pure pixels there still get none."""
+    rng = np.random.default_rng(6)
+    grains = np.stack([_bands(rng) for _ in range(2)])
+    ny, nx = 9, 16
+    cols = np.arange(nx)
+    fractions = np.zeros((ny, nx, 2))
+    fractions[:, :5, 0], fractions[:, 6:, 1] = 1, 1
+    fractions[:, 5] = (0.85, 0.15)
+    pre = _tile(fractions, grains, 0.05, 6)
+    labels = np.broadcast_to(np.where(cols < 5, 0, np.where(cols >= 11, 1, -1)), (ny, nx)).copy()
+    interior = np.broadcast_to(np.where((cols >= 3) & (cols <= 12), 0.0, 5.0), (ny, nx))
+    interior = interior.astype(np.float32).copy()
+    mixed = fractions.min(-1) > 0
+    near_only = _fit(pre, labels, interior, far_radius=0)
+    assert not near_only.fitted[mixed].any()
+    fit = _fit(pre, labels, interior)
+    assert fit.second[mixed].all()
+    np.testing.assert_allclose(fit.weights[mixed][:, 1], 0.15, atol=0.03)
+    y, x = np.argwhere(mixed)[0]
+    assert _ncc(fit.b[y, x], grains[1]) > 0.99
+    pure = ~mixed & (interior < 2)
+    assert fit.fitted[pure].any() and not fit.second[pure].any()
+
+
 def test_one_grain_cut_in_two_segments_is_not_paired_with_itself():
     """Pure pixels between two labels of the same grain: a mix of the two halves' means beats
     either alone on noise, but the halves correlate as two means of one grain do."""
