@@ -244,6 +244,34 @@ def test_a_bent_grain_cut_in_two_is_one_crystal_on_a_camera_every_pattern_shares
     np.testing.assert_allclose(fit.weights[mixed][:, 1], fractions[mixed].min(-1), atol=0.05)
 
 
+def test_flat_grains_of_unequal_signal_read_as_flat_whatever_their_sizes():
+    """Each grain holds one orientation, but the large grain's patterns carry less signal than
+    the small grains' (a grain's band contrast). Only the large grain has members 3 steps
+    apart: pooled over the map, its far pairs against every grain's near pairs would read as
+    bent; each grain against its own neighbours reads flat."""
+    from kdeconv.separate.neighbour_fit import _same_grain_ncc, grain_coherence
+
+    rng = np.random.default_rng(13)
+    ny, nx = 8, 16
+    labels = np.full((ny, nx), -1)
+    labels[:, :3] = 0                                    # a large grain: columns 0-2
+    for y0 in (0, 3, 6):                                 # twelve small ones, 2x2 pixels each
+        for x0 in (4, 7, 10, 13):
+            labels[y0:y0 + 2, x0:x0 + 2] = labels.max() + 1
+    n = labels.max() + 1
+    crystals = np.stack([_bands(rng) for _ in range(n)])
+    noise = np.where(np.arange(n) == 0, 0.12, 0.03)       # the large grain is the noisy one
+    pre = np.zeros((ny, nx) + SIG, np.float32)
+    for g in range(n):
+        where = labels == g
+        pre[where] = crystals[g] + rng.normal(0, noise[g], (int(where.sum()),) + SIG)
+    fit_vectors = unit_vectors(pre, SIG)
+    members = labels >= 0
+    pooled = _same_grain_ncc(fit_vectors, labels, members, 3) / _same_grain_ncc(fit_vectors, labels, members, 1)
+    assert pooled < 0.9  # the pooled reading would call this map bent
+    assert grain_coherence(fit_vectors, labels, members) > 0.98
+
+
 def test_on_bent_grains_each_grain_is_its_pixels_nearest_the_boundary():
     """Both grains turn steadily away from their boundary. The grains' coherence tells the map
     apart from one of flat grains, and each grain's nearest pixels then give a B closer to
