@@ -37,7 +37,7 @@ class NeighbourFitSettings:
     radius: int = 3                 # scan steps: where a pixel's two grains' interiors are looked for
     # Where fewer than two grains have interiors within ``radius``, they are looked for this far
     # (0: not): a narrow grain's interior, or one the map's edge cuts off, lies farther out
-    # (on the 120 px Zr and Mg maps, 7 of the 20 faint misses had it 4-6 steps away).
+    # (on the 120 px Zr and Mg maps, 10 of the 20 faint misses had it 4-7 steps away).
     far_radius: int = 6
     # A pair must give the second grain at least this share; below it noise and a grain's
     # orientation spread are fitted, and the pixel keeps the model's reading.
@@ -61,7 +61,7 @@ class NeighbourFitSettings:
     # A map whose grains' deep patterns 3 steps apart are alike below this share of neighbours'
     # (``grain_coherence``) has bent grains: there a grain's nearest ``bent_nearest`` pixels
     # stand for it, so that its mean is its crystal near the pixel. Each grain holding one
-    # orientation reads 0.998-1.0; 0.5 degrees per step 0.76-0.91.
+    # orientation reads 0.997-1.0; 0.5 degrees per step 0.76-0.91.
     bent_coherence: float = 0.98
     bent_nearest: int = 6
 
