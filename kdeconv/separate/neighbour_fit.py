@@ -22,7 +22,7 @@ import numpy as np
 from kdeconv.preprocess.resample import resample
 
 __all__ = ["NeighbourFitSettings", "DEFAULT_SETTINGS", "TileFit", "fit_chunk", "fit_tile", "unit_vectors",
-           "fit_shape_for", "reach", "nearest_for", "single_pattern_signal", "grain_coherence",
+           "fit_shape_for", "reach", "fit_radii", "nearest_for", "single_pattern_signal", "grain_coherence",
            "shared_direction", "mean_reliability", "one_crystal", "preprocessed", "seen_patterns",
            "vectors_of", "fit_window"]
 
@@ -170,6 +170,16 @@ def _grains_within(labels: np.ndarray, members: np.ndarray, r: int) -> np.ndarra
     return np.minimum(count, 2)
 
 
+def fit_radii(labels: np.ndarray, members: np.ndarray,
+              settings: NeighbourFitSettings = DEFAULT_SETTINGS) -> np.ndarray:
+    """How far (scan steps) each pixel's fit looks for grains: ``radius``, or ``far_radius``
+    where fewer than two grains have members within ``radius``."""
+    r, far = int(settings.radius), reach(settings)
+    if far == r:
+        return np.full(labels.shape, r, np.int16)
+    return np.where(_grains_within(labels, members, r) >= 2, r, far).astype(np.int16)
+
+
 def _to_unit_range(pattern: np.ndarray) -> np.ndarray:
     lo, hi = float(pattern.min()), float(pattern.max())
     return (pattern - lo) / (hi - lo) if hi > lo else np.zeros_like(pattern)
@@ -309,19 +319,17 @@ def fit_tile(pre: np.ndarray, fit: np.ndarray, labels: np.ndarray, members: np.n
     a_out = np.zeros((cy, cx) + sig, np.float32)
     b_out = np.zeros((cy, cx) + sig, np.float32)
     fit_shape = fit_shape_for(sig)
+    radii = fit_radii(labels, members, settings)
     if signal is None:
         signal = single_pattern_signal(fit, labels, members)
     for y in range(y0, y1):
         for x in range(x0, x1):
             if interior[y, x] >= settings.deep_px or not np.any(fit[y, x]):
                 continue
-            for r in dict.fromkeys((int(settings.radius), reach(settings))):
-                wy = slice(max(0, y - r), min(hy, y + r + 1))
-                wx = slice(max(0, x - r), min(hx, x + r + 1))
-                lab, mem = labels[wy, wx], members[wy, wx]
-                grains = np.unique(lab[mem & (lab >= 0)])
-                if len(grains) >= 2:
-                    break
+            r = int(radii[y, x])
+            wy, wx = slice(max(0, y - r), min(hy, y + r + 1)), slice(max(0, x - r), min(hx, x + r + 1))
+            lab, mem = labels[wy, wx], members[wy, wx]
+            grains = np.unique(lab[mem & (lab >= 0)])
             if len(grains) < 2:
                 continue
             fitted[y - y0, x - x0] = True
@@ -395,12 +403,11 @@ def fit_chunk(raw: np.ndarray, blank: np.ndarray, labels: np.ndarray,
     fitted = np.zeros(blank.shape, bool)
     fitted[core] = True
     fitted &= (interior < settings.deep_px) & ~blank
-    r, far = int(settings.radius), reach(settings)
-    needed = maximum_filter(fitted, size=2 * r + 1, mode="constant")
-    if far > r:  # the far ring only around pixels that see fewer than two grains within the radius
-        members = (labels >= 0) & ~blank
-        lonely = fitted & (_grains_within(labels, members, r) < 2)
-        needed |= maximum_filter(lonely, size=2 * far + 1, mode="constant")
+    # the far ring only around the pixels that look that far
+    radii = fit_radii(labels, (labels >= 0) & ~blank, settings)
+    needed = np.zeros_like(fitted)
+    for r in np.unique(radii[fitted]):
+        needed |= maximum_filter(fitted & (radii == r), size=2 * int(r) + 1, mode="constant")
     pre, fit = preprocessed(raw, blank, background, static_bg, needed, window)
     shape = fit_shape_for(pre.shape[-2:])
     a_fit = None
