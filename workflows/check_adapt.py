@@ -1,7 +1,7 @@
 """`kdeconv adapt` on simulated maps the base model handles badly: the figures before and after.
 
     python workflows/check_adapt.py [--checkpoint CKPT] [--cases zr hostile processed references] \
-        [--minutes 10] [--nav 40 40] [--grains 20] [--out runs/check_adapt]
+        [--minutes 10] [--nav 40 40] [--grains 20] [--deformation GRAD SCATTER] [--out runs/check_adapt]
 
 Cases (each a simulate-map at 120x120 px with its truth, but ``binned``, ``small_ti``, ``small_mg``):
 
@@ -12,8 +12,10 @@ Cases (each a simulate-map at 120x120 px with its truth, but ``binned``, ``small
   weak bands at low counts, an unusual PC; ``camera``: the same camera at the default dose and
   signal (strong gain, stuck pixels, 8-bit, blur, the unusual PC);
 - ``processed``: a duplex steel (ferrite + austenite) exported in the vendor-processed style;
-- ``processed_mg``: hcp Mg in the vendor-processed style; ``small_ti``, ``small_mg``: hcp alpha-Ti,
-  Mg at 60x60 px (the trained phases and look where the shipped models are weakest);
+- ``processed_mg``: hcp Mg in the vendor-processed style; ``processed_zr``: the held-out hcp Zr in
+  the vendor-processed style (an unseen phase in the look a vendor exports);
+- ``small_ti``, ``small_mg``: hcp alpha-Ti, Mg at 60x60 px (the trained phases and look where the
+  shipped models are weakest);
 - ``binned``: the duplex steel through a binned real camera (60x60, weak blurred bands, 8 bits:
   ``configs/check_map_real_binned.yaml``), which the base reads as mixtures;
 - ``references``: the duplex map adapted on 5 + 5 pure reference patterns given as a folder with
@@ -77,6 +79,10 @@ def case_map(case: str, nav, grains: int) -> dict:
     elif case == "processed_mg":
         # an hcp phase in the vendor-processed look, where the base is weakest among trained phases
         config["phase"] = "mg"
+        config["style"] = "processed"
+    elif case == "processed_zr":
+        # the phase the base never saw, exported as a vendor does
+        config["phase"] = "zr"
         config["style"] = "processed"
     elif case == "small_ti":
         # hcp alpha-Ti at 60x60 px, where the base (run at 120 px) is weakest among the sizes
@@ -170,7 +176,10 @@ def run_case(case: str, args, cluster) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     quiet = (lambda *_: None)
-    sim_cfg = validate_config(SimulateMapConfig, case_map(case, args.nav, args.grains), case)
+    map_config = case_map(case, args.nav, args.grains)
+    if args.deformation:  # bent grains (simulate-map's deformation)
+        map_config["deformation"] = {"gradient": args.deformation[0], "scatter": args.deformation[1]}
+    sim_cfg = validate_config(SimulateMapConfig, map_config, case)
     simulate_map(sim_cfg, work / "sim")
     truth = work / "sim" / TRUTH_NAME
     map_file = work / "sim" / open_store(truth, "truth").attrs["map_file"]
@@ -246,6 +255,8 @@ def main(argv=None) -> int:
     parser.add_argument("--nav", nargs=2, type=int, default=[40, 40])
     parser.add_argument("--grains", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--deformation", nargs=2, type=float, default=None, metavar=("GRADIENT", "SCATTER"),
+                        help="bend every map's grains: degrees per um, each pixel's rms scatter (deg)")
     parser.add_argument("--out", type=Path, default=Path("runs/check_adapt"))
     parser.add_argument("--adapt-option", nargs="+", default=[], metavar="KEY=VALUE",
                         help="adapt config values to try (YAML values), e.g. lr=0.0006")
@@ -272,6 +283,7 @@ def main(argv=None) -> int:
             except Exception as err:  # one failed case must not lose the others
                 rows.append({"case": case, "error": f"{type(err).__name__}: {err}"})
             meta = {"checkpoint": args.checkpoint, "nav": args.nav, "grains": args.grains,
+                    "deformation": args.deformation,
                     "minutes": args.minutes, "seconds": round(time.perf_counter() - t0)}
             table = json.dumps({"meta": meta, "rows": rows}, indent=1, default=str)
             (args.out / "table.json").write_text(table)
