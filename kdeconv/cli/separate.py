@@ -48,6 +48,12 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
               help="Near boundaries of a 2-D map, explain each pattern as the two grains whose "
                    "interiors lie within 3 scan steps; where a pair does, B is the second grain's "
                    "interior mean and the weights are the fit's (default: on).")
+@click.option("--neighbour-radius", default=None, type=click.IntRange(1, 16),
+              help="Scan steps within which the fit looks for a pixel's two grains' interiors "
+                   "(default 3); wider for a map whose step is fine against the beam's footprint.")
+@click.option("--neighbour-far-radius", default=None, type=click.IntRange(0, 32),
+              help="How far the fit looks where fewer than two grains are within --neighbour-radius "
+                   "(default 6; 0: no farther).")
 @click.option("--config", "config_path", default=None, type=click.Path(),
               help=f"YAML config (example: {example('separate.yaml')}); options given here win.")
 @click.option("--adapt", "adapt_first", is_flag=True,
@@ -59,8 +65,9 @@ from kdeconv.cli.adapt import adapt_config_data, adapt_options
 @overwrite_option
 @cluster_options
 def separate(map_store, out, checkpoint, model, device, precision, batch_size, background, mask, screen,
-             working_size, residual_pass, neighbour_fit, config_path, adapt_first, adapt_config, base, pure,
-             references, reference_labels, minutes, max_steps, seed, overwrite, cluster):
+             working_size, residual_pass, neighbour_fit, neighbour_radius, neighbour_far_radius, config_path,
+             adapt_first, adapt_config, base, pure, references, reference_labels, minutes, max_steps, seed,
+             overwrite, cluster):
     """Separate every pattern of MAP_STORE into A, B and weights (resumable: rerun to continue).
 
     Writes OUT with arrays A, B (shape and dtype of the map's patterns) and weights (wA >= wB),
@@ -94,8 +101,10 @@ def separate(map_store, out, checkpoint, model, device, precision, batch_size, b
         config.background.screen = parse_screen(screen)
     if residual_pass is not None:
         config = config.model_copy(update={"residual_pass": _residual_pass(residual_pass)})
-    if neighbour_fit is not None:
-        config = config.model_copy(update={"neighbour_fit": neighbour_fit})
+    fit = {key: value for key, value in (("enabled", neighbour_fit), ("radius", neighbour_radius),
+                                          ("far_radius", neighbour_far_radius)) if value is not None}
+    if fit:
+        config.neighbour_fit = {**config.neighbour_fit.model_dump(), **fit}
     if adapt_first:
         config.checkpoint = str(_adapt(map_store, out, config, adapt_config, base, pure, references,
                                        reference_labels, minutes, max_steps, seed, overwrite, cluster))

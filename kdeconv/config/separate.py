@@ -53,6 +53,28 @@ class BackgroundConfig(StrictModel):
         return self
 
 
+class NeighbourFitConfig(StrictModel):
+    """The neighbour fit near boundaries (kdeconv.separate.neighbour_fit): each pattern between
+    grains explained as two nearby grains' interior means. ``neighbour_fit: false`` in YAML (or
+    ``True``/``False`` anywhere) is ``enabled``."""
+
+    enabled: bool = True
+    # Scan steps within which a pixel's two grains' interiors are looked for, and how far where
+    # fewer than two grains are that near (0, or at most radius: no farther). A map whose step
+    # is fine against the beam's footprint has wider mixed bands: larger reaches fit them, at a
+    # wider chunk halo.
+    radius: int = Field(default=3, ge=1, le=16)
+    far_radius: int = Field(default=6, ge=0, le=32)
+    # The least share a pair may give the second grain; below it the pixel keeps the model's
+    # reading (lower fits more of a grain's orientation spread and the map's noise).
+    min_minority: float = Field(default=0.07, ge=0.02, le=0.45)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _switch(cls, value):
+        return {"enabled": value} if isinstance(value, bool) else value
+
+
 class SeparateConfig(StrictModel):
     checkpoint: str | None = None  # None = a model shipped in kdeconv/model/weights/ (see ``model``)
     # Which shipped model, when no checkpoint is given (kdeconv.separate.model_choice): "auto"
@@ -83,8 +105,8 @@ class SeparateConfig(StrictModel):
     in_grain_claims: bool = True
     # Near boundaries, explain each pattern as two nearby grains' interiors
     # (kdeconv.separate.neighbour_fit): B is then the second grain's interior mean and the weights
-    # the fit's. Needs in_grain_claims (its grains) on a 2-D map.
-    neighbour_fit: bool = True
+    # the fit's. Needs in_grain_claims (its grains) on a 2-D map. true/false, or its settings.
+    neighbour_fit: NeighbourFitConfig = NeighbourFitConfig()
 
     @model_validator(mode="after")
     def _one_model(self):

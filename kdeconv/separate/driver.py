@@ -40,7 +40,7 @@ from kdeconv.separate.claims import (
 )
 from kdeconv.separate.inputs import ModelInputPlan, plan_model_input
 from kdeconv.separate.model_choice import choose_shipped_model, describe_model_choice
-from kdeconv.separate.neighbours import describe_neighbour_fit, write_neighbour_fit
+from kdeconv.separate.neighbours import describe_neighbour_fit, settings_for, write_neighbour_fit
 from kdeconv.separate.worker import cached_separator
 
 __all__ = ["run", "separate_map", "SeparateResult", "open_separate_client", "check_device",
@@ -338,7 +338,9 @@ def resume_key(map_path: Path | None, src, sha256: str, config: SeparateConfig,
             "batch_size": config.batch_size, "precision": precision or config.precision,
             "background": plan.background if plan else config.background.model_dump(mode="json"),
             "work_shape": list(plan.work_shape if plan else src.shape[-2:]),
-            "residual_pass": config.residual_pass, "neighbour_fit": config.neighbour_fit}
+            "residual_pass": config.residual_pass,
+            # the fit rewrites chunks in place: a rerun with other fit settings starts again
+            "neighbour_fit": config.neighbour_fit.model_dump() if config.neighbour_fit.enabled else False}
 
 
 def _open_existing(staging: Path, key: dict[str, Any]):
@@ -628,9 +630,10 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
                 else mostly_mixed_warning(group["weights"][...])
             if warning is not None:
                 echo(warning)
-            if config.neighbour_fit:
+            if config.neighbour_fit.enabled:
                 fitted = write_neighbour_fit(group, str(staging), patterns, background,
-                                             static_bg if static else None, found, client, progress)
+                                             static_bg if static else None, found, client, progress,
+                                             settings=settings_for(config.neighbour_fit))
                 phases["neighbour_fit"] = fitted.get("seconds", 0.0)
                 echo(describe_neighbour_fit(fitted))
     if separated and len(phases) > 1:

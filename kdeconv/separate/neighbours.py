@@ -34,10 +34,19 @@ from kdeconv.separate.neighbour_fit import (
     vectors_of,
 )
 
-__all__ = ["NEIGHBOUR_PAIR", "skip_reason", "write_neighbour_fit", "write_fit_result", "fit_in_memory",
-           "describe_neighbour_fit", "map_reading", "MapReading", "SIGNAL_WINDOW"]
+__all__ = ["NEIGHBOUR_PAIR", "settings_for", "skip_reason", "write_neighbour_fit", "write_fit_result",
+           "fit_in_memory", "describe_neighbour_fit", "map_reading", "MapReading", "SIGNAL_WINDOW"]
 
 NEIGHBOUR_PAIR = "neighbour_pair"
+
+
+def settings_for(config) -> NeighbourFitSettings:
+    """The fit's settings from ``SeparateConfig.neighbour_fit`` (its reach and minority bar; the
+    rest are the measured defaults)."""
+    from dataclasses import replace
+
+    return replace(DEFAULT_SETTINGS, radius=config.radius, far_radius=config.far_radius,
+                   min_minority=config.min_minority)
 
 
 def skip_reason(nav_shape: tuple[int, ...], claims) -> str | None:

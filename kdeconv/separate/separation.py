@@ -103,16 +103,18 @@ class Separation:
         """This separation (in memory) with the neighbour fit applied, as ``kdeconv separate``
         applies it after the in-grain claims."""
         plan = self._plan
-        if plan is None or self.lazy or not (plan.config.neighbour_fit and plan.config.in_grain_claims):
+        if plan is None or self.lazy or not (plan.config.neighbour_fit.enabled
+                                             and plan.config.in_grain_claims):
             return self
-        from kdeconv.separate.neighbours import fit_in_memory
+        from kdeconv.separate.neighbours import fit_in_memory, settings_for
 
         claims = self._in_grain_claims()
         a, b = (np.asarray(getattr(x, "data", x)) for x in (self.A, self.B))
         with self._scheduler():
             a, b, weights, pair, record = fit_in_memory(
                 plan.patterns, a, b, np.asarray(self.weights), np.asarray(self.blank, bool),
-                plan.model_input.background, plan.static_background, claims, plan.patterns.chunks[:2])
+                plan.model_input.background, plan.static_background, claims, plan.patterns.chunks[:2],
+                settings_for(plan.config.neighbour_fit))
         if pair is not None:
             claims = replace(claims, in_grain=claims.in_grain & ~pair)
         return replace(self, A=_like(self.A, a), B=_like(self.B, b), weights=weights, _claims=claims,
@@ -306,16 +308,17 @@ class Separation:
         (which needs the in-grain claims, measured here from the model's weights: the fit never
         touches the deep interiors they read)."""
         plan = self._plan
-        if plan is None or not (plan.config.neighbour_fit and plan.config.in_grain_claims):
+        if plan is None or not (plan.config.neighbour_fit.enabled and plan.config.in_grain_claims):
             return
-        from kdeconv.separate.neighbours import fit_in_memory
+        from kdeconv.separate.neighbours import fit_in_memory, settings_for
 
         claims = self._in_grain_claims()
         weights, blank = self._nav_values
         with self._scheduler():
             _, _, weights, pair, record = fit_in_memory(
                 plan.patterns, None, None, weights, np.asarray(blank, bool), plan.model_input.background,
-                plan.static_background, claims, plan.patterns.chunks[:2])
+                plan.static_background, claims, plan.patterns.chunks[:2],
+                settings_for(plan.config.neighbour_fit))
         self._nav_values = (weights, blank)
         self._neighbour_fit, self._neighbour_pair = record, pair
         if pair is not None:
@@ -359,22 +362,28 @@ class Separation:
                 self._nav_values = (np.asarray(group["weights"][...]), np.asarray(group[BLANK][...]))
             if plan.config.in_grain_claims:
                 from kdeconv.separate.claims import IN_GRAIN, write_in_grain_claims
-                from kdeconv.separate.neighbours import NEIGHBOUR_PAIR, write_fit_result, write_neighbour_fit
+                from kdeconv.separate.neighbours import (
+                    NEIGHBOUR_PAIR,
+                    settings_for,
+                    write_fit_result,
+                    write_neighbour_fit,
+                )
 
                 claims = self._in_grain_claims()
                 write_in_grain_claims(group, plan.patterns, plan.model_input.background, found=claims)
-                if plan.config.neighbour_fit and self.lazy:
+                if plan.config.neighbour_fit.enabled and self.lazy:
                     with self._scheduler():
                         record = write_neighbour_fit(group, str(staging), plan.patterns,
                                                      plan.model_input.background, plan.static_background,
-                                                     claims, self.client, progress=False)
+                                                     claims, self.client, progress=False,
+                                                     settings=settings_for(plan.config.neighbour_fit))
                     # what the store now holds answers later questions (second_grain, in_grain)
                     self._nav_values = (np.asarray(group["weights"][...]), self._nav_values[1])
                     self._neighbour_fit = record
                     if "skipped" not in record:
                         self._neighbour_pair = np.asarray(group[NEIGHBOUR_PAIR][...])
                         self._claims = replace(claims, in_grain=np.asarray(group[IN_GRAIN][...]))
-                elif plan.config.neighbour_fit:
+                elif plan.config.neighbour_fit.enabled:
                     write_fit_result(group, self._neighbour_pair, self._neighbour_fit)
             return resume.finish(staging, path)
         except BaseException:
@@ -658,7 +667,7 @@ def separate(data, *, checkpoint: str | Path | None = None, model: str = "auto",
              precision: str = "auto",
              background: str | dict | BackgroundConfig = "auto", client=None, working_size: int | None = None,
              batch_size: int | None = None, in_grain_claims: bool = True,
-             residual_pass: float | None = 0.2, neighbour_fit: bool = True,
+             residual_pass: float | None = 0.2, neighbour_fit: bool | dict = True,
              adapt: bool | dict | None = None,
              progress: bool | None = True) -> Separation:
     """Separate every pattern of ``data`` into A, B and weights.
@@ -704,6 +713,9 @@ def separate(data, *, checkpoint: str | Path | None = None, model: str = "auto",
         (``kdeconv.separate.neighbour_fit``; needs ``in_grain_claims``): where a pair does, B is
         the second grain's interior mean and the weights are the fit's
         (``Separation.neighbour_pair``). Lazy results get it at ``compute()`` and ``to_zarr``.
+        A dict sets its reach and bar (``NeighbourFitConfig``): ``radius`` (3 scan steps),
+        ``far_radius`` (6, where fewer than two grains are within ``radius``; 0: no farther) and
+        ``min_minority`` (0.07); for a map whose step is fine against the beam's footprint.
     adapt
         True, or a dict of ``kdeconv.adapt`` options (``out``, ``references``,
         ``reference_labels``, ``pure``, ``minutes``, ``max_steps``, ``seed``, ...; ``references``

@@ -99,6 +99,25 @@ def test_a_rerun_writes_the_same_bytes_and_the_in_memory_fit_matches(fitted, tmp
         np.testing.assert_array_equal(np.asarray(group[name][...]), values)
 
 
+def test_the_fit_settings_come_from_the_config_or_a_switch(tmp_path):
+    from kdeconv.config import load_config
+    from kdeconv.config.separate import SeparateConfig
+    from kdeconv.separate.neighbour_fit import DEFAULT_SETTINGS
+    from kdeconv.separate.neighbours import settings_for
+
+    assert settings_for(SeparateConfig().neighbour_fit) == DEFAULT_SETTINGS
+    off = SeparateConfig(neighbour_fit=False).neighbour_fit
+    assert not off.enabled and off.radius == DEFAULT_SETTINGS.radius
+    yaml = tmp_path / "separate.yaml"
+    yaml.write_text("neighbour_fit:\n  radius: 4\n  far_radius: 10\n  min_minority: 0.1\n")
+    settings = settings_for(load_config(SeparateConfig, yaml).neighbour_fit)
+    assert (settings.radius, settings.far_radius, settings.min_minority) == (4, 10, 0.1)
+    assert settings.same_crystal_ncc == DEFAULT_SETTINGS.same_crystal_ncc
+    yaml.write_text("neighbour_fit:\n  radius: 0\n")
+    with pytest.raises(Exception, match="neighbour_fit.radius"):
+        load_config(SeparateConfig, yaml)
+
+
 def test_line_scans_and_maps_without_grains_are_skipped_with_the_reason(tmp_path):
     from kdeconv.separate.neighbours import describe_neighbour_fit, skip_reason
 
@@ -119,7 +138,21 @@ def test_separate_says_what_it_fitted_and_the_option_switches_it_off(sim_map, tm
     record = dict(group.attrs["neighbour_fit"])
     assert f"{record['pairs']:,} of {record['fitted']:,} pixels" in line and record["pairs"] > 0
     pair = np.asarray(group[NEIGHBOUR_PAIR][...])
-    assert pair.sum() == record["pairs"] and group.attrs["resume_key"]["neighbour_fit"] is True
+    assert pair.sum() == record["pairs"]
+    assert group.attrs["resume_key"]["neighbour_fit"] == {"enabled": True, "radius": 3, "far_radius": 6,
+                                                          "min_minority": 0.07}
+    # a shorter reach, no far ring: the fit says so, records it and fits fewer pixels
+    near = tmp_path / "near.zarr"
+    r = cli("separate", store, "--out", near, "--neighbour-radius", "2", "--neighbour-far-radius", "0",
+            "--scheduler-address", dask_processes[0])
+    assert r.exit_code == 0, r.output
+    (near_line,) = [s for s in r.output.splitlines() if s.startswith("neighbour fit:")]
+    near_group = zarr.open_group(str(near), mode="r")
+    near_record = dict(near_group.attrs["neighbour_fit"])
+    assert (near_record["radius_px"], near_record["far_radius_px"]) == (2, 0)
+    assert "within 2 steps;" in near_line
+    assert 0 < near_record["fitted"] < record["fitted"]
+    assert near_group.attrs["resume_key"]["neighbour_fit"]["radius"] == 2
     r = cli("separate", store, "--out", off, "--no-neighbour-fit", "--scheduler-address", dask_processes[0])
     assert r.exit_code == 0, r.output
     assert "neighbour fit" not in r.output

@@ -232,3 +232,18 @@ def test_with_crystal_maps_a_second_grain_must_be_seen_nearby(two_grains):
         sep.second_grain(xmap_b=xmap_b)
     with pytest.raises(InputError, match="48 values for 160 patterns"):
         sep.second_grain(xmap_a=xmap_a[:3], xmap_b=xmap_b[:3])  # three rows of the map
+
+
+def test_the_neighbour_fit_takes_its_reach_from_a_dict_or_is_switched_off(two_grains):
+    counts, _, default = two_grains
+    record = default.neighbour_fit_record
+    assert (record["radius_px"], record["far_radius_px"]) == (3, 6)
+    near = kdeconv.separate(counts, neighbour_fit={"radius": 2, "far_radius": 0}, progress=False)
+    assert (near.neighbour_fit_record["radius_px"], near.neighbour_fit_record["far_radius_px"]) == (2, 0)
+    # the model's outputs are the same: only pixels the shorter reach still pairs differ
+    unpaired = ~(default.neighbour_pair | near.neighbour_pair)
+    np.testing.assert_array_equal(np.asarray(near.B)[unpaired], np.asarray(default.B)[unpaired])
+    off = kdeconv.separate(counts, neighbour_fit=False, progress=False)
+    assert off.neighbour_fit_record is None and off.neighbour_pair is None
+    with pytest.raises(Exception, match="radius"):
+        kdeconv.separate(counts, neighbour_fit={"radius": 0}, progress=False)
