@@ -281,3 +281,38 @@ def test_the_fit_is_the_same_whatever_the_chunks_and_the_far_ring_only_adds(fitt
     near_w, near_pair = fit(((8, 8, 8), (8, 8, 8)), replace(DEFAULT_SETTINGS, far_radius=0))
     assert not (near_pair & ~whole_pair).any()
     np.testing.assert_array_equal(whole_w[near_pair], near_w[near_pair])
+
+
+def test_large_patterns_are_fitted_smaller_as_they_are_at_full_size(tmp_path, monkeypatch):
+    """Patterns above ``PREPROCESS_SIDE`` are preprocessed area-averaged to it (the background's
+    blurs at full size cost 5x the model at 480 px): the same pairs and weights as at full size,
+    and B back at the patterns' own size."""
+    from pure_maps import simulated_map
+
+    import kdeconv.separate.neighbour_fit as nf
+    from kdeconv.preprocess.background import static_background_from_mean
+
+    sim = simulated_map(nav_shape=(16, 16), n_grains=5, sig_shape=(240, 240), dose=1500.0, seed=2)
+    store = write_map(tmp_path / "map.zarr", sim.counts, (8, 8))
+    nav, sig = sim.counts.shape[:2], sim.counts.shape[2:]
+    static = static_background_from_mean(sim.counts.reshape(-1, *sig).mean(0), "auto",
+                                         background=RAW).astype(np.float32)
+    weights = np.zeros(nav + (2,), np.float32)
+    weights[..., 0] = 1
+    blank = np.zeros(nav, bool)
+    claims = in_grain_claims(weights, str(store), RAW, static_bg=static)
+    assert nf.seen_patterns(sim.counts[:1, :2], blank[:1, :2], RAW, static).shape == (1, 2, 192, 192)
+
+    def fit():
+        zeros = np.zeros(sim.counts.shape, np.uint16)
+        return fit_in_memory(sim.counts, zeros, zeros.copy(), weights, blank, RAW, static, claims,
+                             ((8, 8), (8, 8)))
+
+    _, b, w, pair, record = fit()
+    monkeypatch.setattr(nf, "PREPROCESS_SIDE", 10_000)
+    _, b_full, w_full, pair_full, _ = fit()
+    assert record["pairs"] >= 10
+    np.testing.assert_array_equal(pair, pair_full)
+    assert np.abs(w - w_full)[pair].max() < 0.01
+    assert b.shape == sim.counts.shape
+    assert min(_ncc(b[y, x], b_full[y, x]) for y, x in np.argwhere(pair)) > 0.95
