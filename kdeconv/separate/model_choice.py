@@ -142,8 +142,10 @@ def choose_shipped_model(src, background: dict[str, Any], work_shape, *, device:
     ``size_rule`` when the size's default is not the default; ``reason`` when no vote was held."""
     import kdeconv.model as model
     from kdeconv.preprocess.background import static_background_from_mean
-    from kdeconv.preprocess.mask import signal_pixels, to_screen
+    from kdeconv.preprocess.mask import screen_shape, signal_pixels, to_screen
+    from kdeconv.preprocess.resample import resample
     from kdeconv.separate.chunk import blank_frames, preprocess_patterns
+    from kdeconv.separate.neighbour_fit import preprocess_shape
 
     default = size_default(src.shape[-2:] if pattern_shape is None else pattern_shape)
     broad = Path(model.BROAD_LOOKS_CHECKPOINT)
@@ -166,7 +168,9 @@ def choose_shipped_model(src, background: dict[str, Any], work_shape, *, device:
         static_bg = static_background_from_mean(flat[keep].astype(np.float64).mean(axis=0),
                                                 background.get("static_smooth_std", "auto"),
                                                 background=background)
-    refs = preprocess_patterns(flat, background, static_bg)  # a round screen's square, if cut to one
+    # compared as the neighbour fit compares: a round screen's square, at most PREPROCESS_SIDE
+    shape = preprocess_shape(screen_shape(block.shape[-2:], background))
+    refs = preprocess_patterns(flat, background, static_bg, work_shape=shape)
     refs = refs.reshape((ny, nx) + refs.shape[-2:])
     outputs = {}
     for name, path in (("default", default), ("broad_looks", broad)):
@@ -182,8 +186,14 @@ def choose_shipped_model(src, background: dict[str, Any], work_shape, *, device:
     record.update(window=[[s.start, s.stop] for s in window], pixels=int(len(pixels)))
     if len(pixels) < MIN_PIXELS:
         return {**record, "reason": f"{len(pixels)} mixed pixels in the window (a vote needs {MIN_PIXELS})"}
-    support = {name: neighbour_support(refs, to_screen(a, background), to_screen(b, background), pixels,
-                                       mask=signal)
+    at = tuple(pixels.T)
+
+    def compared(patterns):  # the voted pixels' outputs as refs are compared (zero elsewhere)
+        out = np.zeros(refs.shape, np.float32)
+        out[at] = resample(to_screen(patterns[at], background), shape)
+        return out
+
+    support = {name: neighbour_support(refs, compared(a), compared(b), pixels, mask=signal)
                for name, (a, b, _) in outputs.items()}
     wins = float(np.mean(support["broad_looks"] > support["default"]))
     medians = {name: round(float(np.median(s)), 4) for name, s in support.items()}

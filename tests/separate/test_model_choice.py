@@ -128,6 +128,28 @@ def test_a_map_cut_to_a_round_screen_votes_in_the_screens_square(no_small_patter
     assert record["won"] == "broad_looks" and record["pixels"] == len(mixed)
 
 
+def test_large_patterns_vote_at_the_neighbour_fits_compared_size(no_small_patterns_model, monkeypatch):
+    """Patterns above ``PREPROCESS_SIDE`` are compared area-averaged to it (at 480 px full-size
+    comparisons took 55 of the vote's 79 s), with the same choice."""
+    import kdeconv.separate.model_choice as model_choice
+    from kdeconv.separate.neighbour_fit import PREPROCESS_SIDE
+
+    patterns, p, q, mixed = two_grain_map(ny=12, nx=12, side=240)
+    a, b_right, b_wrong, w = two_grain_outputs(patterns, p, q, mixed)
+    shapes = []
+
+    def recorded(refs, a, b, pixels, **kwargs):
+        shapes.append((refs.shape[-2:], a.shape[-2:], b.shape[-2:]))
+        return neighbour_support(refs, a, b, pixels, **kwargs)
+
+    monkeypatch.setattr(model_choice, "neighbour_support", recorded)
+    broad_right = fake_block({"default": (a, b_wrong, w), "broad": (a, b_right, w)})
+    record = choose_shipped_model(patterns, BACKGROUND, None, separate_block=broad_right, **VOTE)
+    assert record["won"] == "broad_looks" and record["median_support"]["broad_looks"] > 0.99
+    assert record["median_support"]["default"] < 0.3
+    assert set(shapes) == {((PREPROCESS_SIDE,) * 2,) * 3}
+
+
 def test_no_vote_on_small_maps_stacks_or_maps_without_mixtures(no_small_patterns_model):
     patterns, p, q, mixed = two_grain_map(ny=6, nx=12)
     never = fake_block({})  # a vote would call it and fail
