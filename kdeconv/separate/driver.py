@@ -315,10 +315,12 @@ def pick_shipped_model(config: SeparateConfig, src, plan: ModelInputPlan, echo
     ``config`` as it is and None."""
     if config.checkpoint is not None or config.model != "auto":
         return config, None
+    start = time.perf_counter()
     choice = choose_shipped_model(src, plan.background, plan.work_shape, device=config.device,
                                   precision=config.precision, batch_size=config.batch_size,
                                   residual_pass=config.residual_pass, separate_block=separate_block,
                                   pattern_shape=plan.screen_shape)
+    choice["seconds"] = round(time.perf_counter() - start, 2)
     echo(describe_model_choice(choice))
     if choice["checkpoint"]:
         config = config.model_copy(update={"checkpoint": choice["checkpoint"]})
@@ -571,7 +573,9 @@ def separate_map(map_path: str | Path, out_path: str | Path, config: SeparateCon
             if model_choice is not None:
                 group.attrs["model_choice"] = model_choice
         static = background["static"] != "none"
-        phases: dict[str, float] = {}
+        # the vote ran before the cluster: said here beside the passes, not in the map's rate
+        phases: dict[str, float] = {"model_vote": model_choice["seconds"]} \
+            if model_choice and "window" in model_choice else {}
         if static and np.isnan(group[STATIC][0, 0]):
             with Timer() as phase:
                 mean = compute(client, mean_of_non_blank(patterns), progress=progress)

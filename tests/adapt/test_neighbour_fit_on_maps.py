@@ -134,6 +134,9 @@ def test_separate_says_what_it_fitted_and_the_option_switches_it_off(sim_map, tm
     r = cli("separate", store, "--out", on, "--scheduler-address", dask_processes[0])
     assert r.exit_code == 0, r.output
     (line,) = [s for s in r.output.splitlines() if s.startswith("neighbour fit:")]
+    # the vote of the shipped models ran before the cluster: its seconds stand beside the passes
+    (passes,) = [s for s in r.output.splitlines() if s.startswith("passes over the map:")]
+    assert passes.startswith("passes over the map: model vote ") and "neighbour fit" in passes
     group = zarr.open_group(str(on), mode="r")
     record = dict(group.attrs["neighbour_fit"])
     assert f"{record['pairs']:,} of {record['fitted']:,} pixels" in line and record["pairs"] > 0
