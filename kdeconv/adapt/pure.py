@@ -85,6 +85,7 @@ def pattern_features(patterns: np.ndarray, background: dict[str, Any] | None,
     from kdeconv.preprocess import circular_mask, detect_masked
     from kdeconv.preprocess.mask import window_patterns
     from kdeconv.separate.chunk import preprocess_patterns
+    from kdeconv.separate.neighbour_fit import preprocess_shape
 
     patterns = np.asarray(patterns)
     settings = background_settings(background)
@@ -98,11 +99,15 @@ def pattern_features(patterns: np.ndarray, background: dict[str, Any] | None,
         mask = circular_mask(sig_shape)
         use_mask = (detect_masked(stack, mask) if masked is None
                     else np.full(len(stack), bool(masked)))
-    corrected = preprocess_patterns(stack, settings, static_bg, masked=use_mask)
-    rows = _area_matrix(sig_shape[0], ty).astype(np.float32)
-    cols_t = _area_matrix(sig_shape[1], tx).T.astype(np.float32).copy()
+    # large patterns are preprocessed area-averaged, as the neighbour fit preprocesses them
+    work = preprocess_shape(sig_shape)
+    corrected = preprocess_patterns(stack, settings, static_bg, masked=use_mask,
+                                    work_shape=work if work != tuple(sig_shape) else None)
+    rows = _area_matrix(work[0], ty).astype(np.float32)
+    cols_t = _area_matrix(work[1], tx).T.astype(np.float32).copy()
 
     if min(sig_shape) >= 3:
+        mask = circular_mask(work)
         inside_fraction = (rows @ mask.astype(np.float32) @ cols_t).reshape(-1).astype(np.float64)
         inside = inside_fraction >= 0.5  # bins at least half inside the circle
     binned = np.empty((len(stack), ty * tx), np.float64)

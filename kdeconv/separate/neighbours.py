@@ -27,6 +27,7 @@ from kdeconv.separate.neighbour_fit import (
     fit_window,
     grain_coherence,
     nearest_for,
+    preprocess_shape,
     reach,
     seen_patterns,
     shared_direction,
@@ -107,8 +108,40 @@ def _compared(window: np.ndarray | None) -> float:
     return 1.0 if window is None else round(float(np.mean(window)), 4)
 
 
-def _chunk_slices(nav_shape, nav_chunks, radius: int):
-    """(core region in the map, halo region in the map, core inside the halo) for every chunk."""
+# A tile of the fit is whole chunks, merged along each axis while its core is under
+# ``TILE_REACHES`` reaches and its patterns with their halo, raw and preprocessed, stay within
+# ``TILE_BYTES``: a halo of 6 steps around chunks of a few rows of large patterns (3 rows of 480
+# px) read and preprocessed each pattern 5 times. The fit's answer does not depend on the tiling
+# (tested).
+TILE_REACHES = 4
+TILE_BYTES = 512 * 2**20
+
+
+def fit_tiles(nav_shape, nav_chunks, radius: int, pattern_bytes: int) -> tuple[tuple[int, ...], ...]:
+    """``nav_chunks`` merged into the fit's tiles (see ``TILE_REACHES``)."""
+    merged = [list(c) for c in nav_chunks]
+    for axis in (0, 1):
+        out, size = [], 0
+        for c in merged[axis]:
+            other = max(merged[1 - axis]) + 2 * radius
+            if out and size < TILE_REACHES * radius and \
+                    (size + c + 2 * radius) * other * pattern_bytes <= TILE_BYTES:
+                out[-1] += c
+            else:
+                out.append(c)
+            size = out[-1]
+        if len(out) > 1 and out[-1] < radius and \
+                (out[-2] + out[-1] + 2 * radius) * other * pattern_bytes <= TILE_BYTES:
+            out[-2:] = [out[-2] + out[-1]]  # no sliver of a tile inside a halo of its own
+        merged[axis] = out
+    return tuple(tuple(int(v) for v in c) for c in merged)
+
+
+def _chunk_slices(nav_shape, nav_chunks, radius: int, pattern_bytes: int = 0):
+    """(core region in the map, halo region in the map, core inside the halo) for every tile of
+    the fit (``fit_tiles``; ``pattern_bytes`` 0: every chunk its own)."""
+    if pattern_bytes:
+        nav_chunks = fit_tiles(nav_shape, nav_chunks, radius, pattern_bytes)
     starts = [np.cumsum((0,) + tuple(c))[:-1] for c in nav_chunks]
     for iy, y0 in enumerate(starts[0]):
         for ix, x0 in enumerate(starts[1]):
@@ -118,6 +151,12 @@ def _chunk_slices(nav_shape, nav_chunks, radius: int):
             yield ((slice(int(y0), int(y1)), slice(int(x0), int(x1))),
                    (slice(int(hy0), int(hy1)), slice(int(hx0), int(hx1))),
                    (slice(int(y0 - hy0), int(y1 - hy0)), slice(int(x0 - hx0), int(x1 - hx0))))
+
+
+def _pattern_bytes(patterns) -> int:
+    """What one pattern of a tile holds: raw, and preprocessed (float32, ``preprocess_shape``)."""
+    sig = tuple(int(v) for v in patterns.shape[-2:])
+    return int(np.prod(sig)) * np.dtype(patterns.dtype).itemsize + 4 * int(np.prod(preprocess_shape(sig)))
 
 
 def _apply(fit: TileFit, a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> None:
@@ -197,7 +236,8 @@ def write_neighbour_fit(group, out_path: str, patterns, background: dict[str, An
     tasks = [task(patterns[halo], blank[halo], claims.labels[halo],
                   claims.interior[halo], out_path=str(out_path), core=core, inner=inner,
                   background=background, static_bg=static_bg, settings=settings, reading=reading)
-             for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, reach(settings))]
+             for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, reach(settings),
+                                                    _pattern_bytes(patterns))]
     total = dask.delayed(sum)(tasks)
     counts = compute(client, total, progress=progress) if client is not None else total.compute()
     pair = np.asarray(group[NEIGHBOUR_PAIR][...], bool)
@@ -240,7 +280,7 @@ def fit_in_memory(patterns, a: np.ndarray | None, b: np.ndarray | None, weights:
     counts = np.zeros(3, np.int64)
     reading = map_reading(patterns, blank, claims.labels, claims.interior, background, static_bg,
                           settings)
-    for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, reach(settings)):
+    for core, halo, inner in _chunk_slices(nav_shape, nav_chunks, reach(settings), _pattern_bytes(patterns)):
         fit = fit_chunk(np.asarray(patterns[halo]), blank[halo], claims.labels[halo],
                         claims.interior[halo], inner, None if a is None else a[core], background,
                         static_bg, settings, reading.signal, reading.shared, reading.nearest,

@@ -257,12 +257,13 @@ def test_a_vendor_masked_map_is_compared_inside_its_mask(fitted):
     assert np.mean(right) >= 0.95
 
 
-def test_the_fit_is_the_same_whatever_the_chunks_and_the_far_ring_only_adds(fitted):
-    """Each chunk reads a halo as far as the fit looks (``reach``): the pairs and weights do not
-    depend on the chunking. Looking farther where fewer than two grains are near adds pixels
-    and changes none that the radius alone fits."""
+def test_the_fit_is_the_same_whatever_the_chunks_and_the_far_ring_only_adds(fitted, monkeypatch):
+    """Each tile reads a halo as far as the fit looks (``reach``): the pairs and weights do not
+    depend on the chunking, nor on how chunks are merged into tiles. Looking farther where fewer
+    than two grains are near adds pixels and changes none that the radius alone fits."""
     from dataclasses import replace
 
+    import kdeconv.separate.neighbours as neighbours
     from kdeconv.separate.neighbour_fit import DEFAULT_SETTINGS, reach
 
     _, _, _, (patterns, static, claims) = fitted
@@ -277,13 +278,30 @@ def test_the_fit_is_the_same_whatever_the_chunks_and_the_far_ring_only_adds(fitt
 
     assert reach(DEFAULT_SETTINGS) > DEFAULT_SETTINGS.radius
     whole_w, whole_pair = fit(((nav[0],), (nav[1],)))
-    for chunks in (((8, 8, 8), (8, 8, 8)), ((5, 7, 12), (11, 13))):
-        w, pair = fit(chunks)
-        np.testing.assert_array_equal(pair, whole_pair)
-        np.testing.assert_array_equal(w, whole_w)
+    chunkings = (((8, 8, 8), (8, 8, 8)), ((5, 7, 12), (11, 13)), ((2,) * 12, (24,)))
+    for tile_bytes in (neighbours.TILE_BYTES, 0):  # merged into tiles, then every chunk its own
+        monkeypatch.setattr(neighbours, "TILE_BYTES", tile_bytes)
+        for chunks in chunkings:
+            w, pair = fit(chunks)
+            np.testing.assert_array_equal(pair, whole_pair)
+            np.testing.assert_array_equal(w, whole_w)
     near_w, near_pair = fit(((8, 8, 8), (8, 8, 8)), replace(DEFAULT_SETTINGS, far_radius=0))
     assert not (near_pair & ~whole_pair).any()
     np.testing.assert_array_equal(whole_w[near_pair], near_w[near_pair])
+
+
+def test_chunks_merge_into_tiles_within_the_memory_bar():
+    from kdeconv.separate.neighbours import TILE_BYTES, fit_tiles
+
+    # three rows of 480 px patterns (608 KB each with their preprocessed copy): merged up to 12
+    # rows, whose halo of 6 steps keeps the tile under TILE_BYTES
+    assert fit_tiles((24, 24), ((3,) * 8, (24,)), 6, 608_256) == ((12, 12), (24,))
+    assert (12 + 12) * (24 + 12) * 608_256 <= TILE_BYTES < (15 + 12) * (24 + 12) * 608_256
+    # a sliver at the end joins the tile before it; a tile of 4 reaches (24 rows) stops merging
+    assert fit_tiles((50, 50), ((46, 4), (50,)), 6, 86_400) == ((50,), (50,))
+    assert fit_tiles((100, 8), ((10,) * 10, (8,)), 6, 1_000) == ((30, 30, 30, 10), (8,))
+    # one chunk's halo over the bar already: chunks stay as they are
+    assert fit_tiles((8, 200), ((1,) * 8, (67, 67, 66)), 6, 724_992) == ((1,) * 8, (67, 67, 66))
 
 
 def test_large_patterns_are_fitted_smaller_as_they_are_at_full_size(tmp_path, monkeypatch):
