@@ -147,7 +147,7 @@ def test_separate_says_what_it_fitted_and_the_option_switches_it_off(sim_map, tm
     # a shorter reach, no far ring: the fit says so, records it and fits fewer pixels
     near = tmp_path / "near.zarr"
     r = cli("separate", store, "--out", near, "--neighbour-radius", "2", "--neighbour-far-radius", "0",
-            "--scheduler-address", dask_processes[0])
+            "--model", "default", "--scheduler-address", dask_processes[0])
     assert r.exit_code == 0, r.output
     (near_line,) = [s for s in r.output.splitlines() if s.startswith("neighbour fit:")]
     near_group = zarr.open_group(str(near), mode="r")
