@@ -295,13 +295,13 @@ def test_chunks_merge_into_tiles_within_the_memory_bar():
 
     # three rows of 480 px patterns (608 KB each with their preprocessed copy): merged up to 12
     # rows, whose halo of 6 steps keeps the tile under TILE_BYTES
-    assert fit_tiles((24, 24), ((3,) * 8, (24,)), 6, 608_256) == ((12, 12), (24,))
+    assert fit_tiles(((3,) * 8, (24,)), 6, 608_256) == ((12, 12), (24,))
     assert (12 + 12) * (24 + 12) * 608_256 <= TILE_BYTES < (15 + 12) * (24 + 12) * 608_256
     # a sliver at the end joins the tile before it; a tile of 4 reaches (24 rows) stops merging
-    assert fit_tiles((50, 50), ((46, 4), (50,)), 6, 86_400) == ((50,), (50,))
-    assert fit_tiles((100, 8), ((10,) * 10, (8,)), 6, 1_000) == ((30, 30, 30, 10), (8,))
+    assert fit_tiles(((46, 4), (50,)), 6, 86_400) == ((50,), (50,))
+    assert fit_tiles(((10,) * 10, (8,)), 6, 1_000) == ((30, 30, 30, 10), (8,))
     # one chunk's halo over the bar already: chunks stay as they are
-    assert fit_tiles((8, 200), ((1,) * 8, (67, 67, 66)), 6, 724_992) == ((1,) * 8, (67, 67, 66))
+    assert fit_tiles(((1,) * 8, (67, 67, 66)), 6, 724_992) == ((1,) * 8, (67, 67, 66))
 
 
 def test_large_patterns_are_fitted_smaller_as_they_are_at_full_size(tmp_path, monkeypatch):
