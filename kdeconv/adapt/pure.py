@@ -101,8 +101,7 @@ def pattern_features(patterns: np.ndarray, background: dict[str, Any] | None,
                     else np.full(len(stack), bool(masked)))
     # large patterns are preprocessed area-averaged, as the neighbour fit preprocesses them
     work = preprocess_shape(sig_shape)
-    corrected = preprocess_patterns(stack, settings, static_bg, masked=use_mask,
-                                    work_shape=work if work != tuple(sig_shape) else None)
+    corrected = preprocess_patterns(stack, settings, static_bg, masked=use_mask, work_shape=work)
     rows = _area_matrix(work[0], ty).astype(np.float32)
     cols_t = _area_matrix(work[1], tx).T.astype(np.float32).copy()
 

@@ -94,23 +94,24 @@ def reach(settings: NeighbourFitSettings = DEFAULT_SETTINGS) -> int:
     return max(int(settings.radius), int(settings.far_radius))
 
 
-def fit_shape_for(sig_shape: tuple[int, int]) -> tuple[int, int]:
-    """The shape patterns are fitted at: their own, or area-averaged to ``FIT_SIDE`` on the longer side."""
+def _at_most(sig_shape: tuple[int, int], side: int) -> tuple[int, int]:
+    """``sig_shape``, or scaled down to ``side`` on the longer side (aspect kept)."""
     sy, sx = (int(s) for s in sig_shape)
-    scale = FIT_SIDE / max(sy, sx)
+    scale = side / max(sy, sx)
     if scale >= 1:
         return sy, sx
     return max(1, round(sy * scale)), max(1, round(sx * scale))
+
+
+def fit_shape_for(sig_shape: tuple[int, int]) -> tuple[int, int]:
+    """The shape patterns are fitted at: their own, or area-averaged to ``FIT_SIDE`` on the longer side."""
+    return _at_most(sig_shape, FIT_SIDE)
 
 
 def preprocess_shape(sig_shape: tuple[int, int]) -> tuple[int, int]:
     """The shape the fit preprocesses patterns at: their own, or area-averaged to
     ``PREPROCESS_SIDE`` on the longer side."""
-    sy, sx = (int(s) for s in sig_shape)
-    scale = PREPROCESS_SIDE / max(sy, sx)
-    if scale >= 1:
-        return sy, sx
-    return max(1, round(sy * scale)), max(1, round(sx * scale))
+    return _at_most(sig_shape, PREPROCESS_SIDE)
 
 
 def unit_vectors(patterns: np.ndarray, fit_shape: tuple[int, int],
@@ -459,13 +460,11 @@ def seen_patterns(raw: np.ndarray, blank: np.ndarray, background: dict,
     from kdeconv.separate.chunk import preprocess_patterns
 
     hy, hx = raw.shape[:2]
-    screen = screen_shape(raw.shape[-2:], background)
-    shape = preprocess_shape(screen)
+    shape = preprocess_shape(screen_shape(raw.shape[-2:], background))
     made = ~blank if needed is None else needed & ~blank
     pre = np.zeros((hy, hx) + shape, np.float32)
     if made.any():
-        pre[made] = preprocess_patterns(raw[made], background, static_bg=static_bg,
-                                        work_shape=shape if shape != tuple(screen) else None)
+        pre[made] = preprocess_patterns(raw[made], background, static_bg=static_bg, work_shape=shape)
     return pre
 
 

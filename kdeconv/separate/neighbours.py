@@ -4,11 +4,10 @@ Runs after the in-grain claims, whose segmentation names the grains. Each task r
 the map (whole chunks, ``fit_tiles``) with a halo of the fit's reach, fits its pixels near
 boundaries and writes, where a pair of nearby grains explains the pattern, B (the second grain's
 interior mean), the weights and, where the model's A was the second grain's crystal, A into the
-separated store, with the
-``neighbour_pair`` mask. Those pixels leave the ``in_grain`` mask: the in-grain bar is the
-model's reading of deep interiors, and the fit's weights have passed the fit's own tests. Deep
-interiors are never written, so the in-grain bar measured from them stays what it was, and a
-rerun after an interruption writes the same values again.
+separated store, with the ``neighbour_pair`` mask. Those pixels leave the ``in_grain`` mask: the
+in-grain bar is the model's reading of deep interiors, and the fit's weights have passed the
+fit's own tests. Deep interiors are never written, so the in-grain bar measured from them stays
+what it was, and a rerun after an interruption writes the same values again.
 """
 
 from __future__ import annotations
@@ -138,11 +137,10 @@ def fit_tiles(nav_chunks, radius: int, pattern_bytes: int) -> tuple[tuple[int, .
     return tuple(tuple(int(v) for v in c) for c in merged)
 
 
-def _chunk_slices(nav_shape, nav_chunks, radius: int, pattern_bytes: int = 0):
+def _chunk_slices(nav_shape, nav_chunks, radius: int, pattern_bytes: int):
     """(core region in the map, halo region in the map, core inside the halo) for every tile of
-    the fit (``fit_tiles``; ``pattern_bytes`` 0: every chunk its own)."""
-    if pattern_bytes:
-        nav_chunks = fit_tiles(nav_chunks, radius, pattern_bytes)
+    the fit (``fit_tiles``)."""
+    nav_chunks = fit_tiles(nav_chunks, radius, pattern_bytes)
     starts = [np.cumsum((0,) + tuple(c))[:-1] for c in nav_chunks]
     for iy, y0 in enumerate(starts[0]):
         for ix, x0 in enumerate(starts[1]):
